@@ -35,7 +35,13 @@ sm_status sm_fail(sm_status status, const char *fmt, ...) {
 
 void sm_errmsg_prefix(const char *prefix) {
     char tmp[SM_ERRMSG_MAX];
-    snprintf(tmp, sizeof tmp, "%s: %s", prefix, tls_msg);
+    size_t n = strlen(prefix);
+    if (n > SM_ERRMSG_MAX / 2) n = SM_ERRMSG_MAX / 2;
+    memcpy(tmp, prefix, n);
+    memcpy(tmp + n, ": ", 2);
+    size_t rest = strnlen(tls_msg, SM_ERRMSG_MAX - n - 3);
+    memcpy(tmp + n + 2, tls_msg, rest);
+    tmp[n + 2 + rest] = 0;
     memcpy(tls_msg, tmp, sizeof tmp);
 }
 

@@ -30,7 +30,7 @@ void *sm_alloc(size_t count, size_t size) {
 
 void *sm_calloc(size_t count, size_t size) {
     void *p = sm_alloc(count, size);
-    if (p) memset(p, 0, count * size ? count * size : 1);
+    if (p) { size_t bytes = count * size; memset(p, 0, bytes > 0 ? bytes : 1); }
     return p;
 }
 

@@ -17,6 +17,14 @@ const sm_loss_kind *sm_loss_kind_at(int i) {
     return kinds[i];
 }
 
+sm_status sm_loss_describe(int i, const char **name, const char **help) {
+    const sm_loss_kind *k = sm_loss_kind_at(i);
+    if (!k) return SM_ERR_NOTFOUND;
+    if (name) *name = k->name;
+    if (help) *help = k->help ? k->help : "";
+    return SM_OK;
+}
+
 const sm_loss_kind *sm_loss_kind_find(const char *name) {
     for (int i = 0; kinds[i]; i++)
         if (strcmp(kinds[i]->name, name) == 0) return kinds[i];

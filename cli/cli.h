@@ -1,0 +1,54 @@
+/* cli.h - shared pieces of the simile command-line tool: exit codes, option helpers, data
+ * loading with the Fashion-MNIST defaults, progress display.  Calls only the public API. */
+#ifndef SM_CLI_H
+#define SM_CLI_H
+#include "simile.h"
+#include <stdio.h>
+
+/* Exit codes scripts can rely on. */
+enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_INPUT = 3, EXIT_NUMERIC = 4 };
+
+#define SM_DEFAULT_DATA_DIR "/usr/share/datasets/fashion-mnist"
+#define SM_FMNIST_MEAN 0.2860f
+#define SM_FMNIST_STD 0.3530f
+
+/* Exit code for a library status (input errors -> EXIT_INPUT, NaN -> EXIT_NUMERIC). */
+int cli_exit_code(sm_status st);
+/* Print "simile <cmd>: <message>" for a failed status to stderr and return its exit code. */
+int cli_report(const char *cmd, sm_status st, const char *detail);
+/* Record a CLI-level message for cli_report and return st. */
+sm_status cli_fail(sm_status st, const char *fmt, ...);
+/* Print a usage error and return EXIT_USAGE. */
+int cli_usage_error(const char *cmd, const char *fmt, ...);
+
+/* Number parsing for option values; return 0 on success, print an error otherwise. */
+int cli_int(const char *cmd, const char *opt, const char *val, int lo, int hi, int *out);
+int cli_float(const char *cmd, const char *opt, const char *val, double lo, double hi, float *out);
+
+/* Where data comes from: a directory with Fashion-MNIST-named files and a split, or explicit
+ * image and label files; normalisation; class filter. */
+typedef struct cli_data {
+    const char *dir, *split, *images, *labels, *classes;
+    float mean, std;
+    int normalize;
+} cli_data;
+void cli_data_defaults(cli_data *d, const char *split);
+/* Handle a data option; returns 1 if consumed, 0 if not a data option, -1 on a bad value. */
+int cli_data_option(const char *cmd, cli_data *d, int opt, const char *arg);
+/* Load, filter and normalise. */
+sm_status cli_data_load(const cli_data *d, sm_dataset **out);
+extern const char *const cli_data_help;
+
+/* Read a spec argument: a built-in name, "@file", or literal text.  *owned is set if the
+ * returned string must be freed. */
+const char *cli_spec_arg(const char *arg, char **owned, sm_status *st);
+
+/* Progress bar callback for sm_train (stderr when a terminal; per-epoch lines on stdout). */
+int cli_train_progress(const sm_train_progress *p, void *user);
+
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_losses(int argc, char **argv);
+
+#endif

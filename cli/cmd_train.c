@@ -1,0 +1,140 @@
+/* cmd_train.c - `simile train`: load data, build a model from a spec, train it with a loss,
+ * save it atomically. */
+#include "cli.h"
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *help =
+    "usage: simile train [options]\n"
+    "Train a model on IDX data (Fashion-MNIST by default) and save it.\n\n"
+    "model and loss:\n"
+    "  --model SPEC      built-in (cnn-s, cnn-m, mlp), @file, or layer text (default cnn-s)\n"
+    "  --loss NAME       softmax (default), focal, or a metric loss (see simile losses)\n"
+    "  --loss-opts OPTS  loss options key=value,...; a classifier's classes= defaults to the\n"
+    "                    largest label + 1\n"
+    "training:\n"
+    "  --epochs N        default 5\n"
+    "  --batch N         default 128\n"
+    "  --lr X            default 1e-3\n"
+    "  --optimizer O     adam (default), adamw, sgd\n"
+    "  --momentum X      SGD momentum (default 0.9)\n"
+    "  --weight-decay X  default 0\n"
+    "  --schedule S      constant (default), step, cosine\n"
+    "  --step-epochs N --step-gamma X   step schedule\n"
+    "  --per-class K     P x K sampling with K images a class (default 32 for metric losses,\n"
+    "                    0 = shuffled batches for classification losses)\n"
+    "  --aug-shift N     random shift up to N pixels (default 0)\n"
+    "  --aug-flip        random horizontal flip\n"
+    "  --seed N          default 1\n"
+    "  --threads N       default: all cores\n"
+    "  --out FILE        model file to write (default model.smm)\n"
+    "  --quiet           no progress output\n";
+
+static int is_classifier(const char *loss) { return !strcmp(loss, "softmax") || !strcmp(loss, "focal"); }
+
+int cmd_train(int argc, char **argv) {
+    enum { O_MODEL = 1, O_LOSS, O_LOSSOPTS, O_EPOCHS, O_BATCH, O_LR, O_OPT, O_MOM, O_WD, O_SCHED,
+           O_STEPE, O_STEPG, O_PERCLASS, O_SHIFT, O_FLIP, O_SEED, O_THREADS, O_OUT, O_QUIET, O_HELP };
+    static const struct option opts[] = {
+        {"model", 1, 0, O_MODEL}, {"loss", 1, 0, O_LOSS}, {"loss-opts", 1, 0, O_LOSSOPTS},
+        {"epochs", 1, 0, O_EPOCHS}, {"batch", 1, 0, O_BATCH}, {"lr", 1, 0, O_LR}, {"optimizer", 1, 0, O_OPT},
+        {"momentum", 1, 0, O_MOM}, {"weight-decay", 1, 0, O_WD}, {"schedule", 1, 0, O_SCHED},
+        {"step-epochs", 1, 0, O_STEPE}, {"step-gamma", 1, 0, O_STEPG}, {"per-class", 1, 0, O_PERCLASS},
+        {"aug-shift", 1, 0, O_SHIFT}, {"aug-flip", 0, 0, O_FLIP}, {"seed", 1, 0, O_SEED},
+        {"threads", 1, 0, O_THREADS}, {"out", 1, 0, O_OUT}, {"quiet", 0, 0, O_QUIET}, {"help", 0, 0, O_HELP},
+        {"data", 1, 0, 1000}, {"split", 1, 0, 1001}, {"images", 1, 0, 1002}, {"labels", 1, 0, 1003},
+        {"classes", 1, 0, 1004}, {"mean", 1, 0, 1005}, {"std", 1, 0, 1006}, {"no-normalize", 0, 0, 1007},
+        {0, 0, 0, 0}};
+    const char *cmd = "train", *spec_arg = "cnn-s", *loss_name = "softmax", *loss_opts = "", *out = "model.smm";
+    int threads = 0, per_class = -1, quiet = 0, seed = 1;
+    cli_data data;
+    cli_data_defaults(&data, "train");
+    sm_train_config cfg;
+    sm_train_config_default(&cfg);
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        int r = cli_data_option(cmd, &data, c, optarg);
+        if (r < 0) return EXIT_USAGE;
+        if (r) continue;
+        switch (c) {
+        case O_MODEL: spec_arg = optarg; break;
+        case O_LOSS: loss_name = optarg; break;
+        case O_LOSSOPTS: loss_opts = optarg; break;
+        case O_EPOCHS: if (cli_int(cmd, "--epochs", optarg, 1, 100000, &cfg.epochs)) return EXIT_USAGE; break;
+        case O_BATCH: if (cli_int(cmd, "--batch", optarg, 1, 65536, &cfg.batch_size)) return EXIT_USAGE; break;
+        case O_LR: if (cli_float(cmd, "--lr", optarg, 1e-12, 100, &cfg.lr)) return EXIT_USAGE; break;
+        case O_OPT:
+            if (!strcmp(optarg, "adam")) cfg.optimizer = SM_OPT_ADAM;
+            else if (!strcmp(optarg, "adamw")) { cfg.optimizer = SM_OPT_ADAMW; }
+            else if (!strcmp(optarg, "sgd")) cfg.optimizer = SM_OPT_SGD;
+            else return cli_usage_error(cmd, "--optimizer: '%s' is not adam, adamw or sgd", optarg);
+            break;
+        case O_MOM: if (cli_float(cmd, "--momentum", optarg, 0, 0.9999, &cfg.momentum)) return EXIT_USAGE; break;
+        case O_WD: if (cli_float(cmd, "--weight-decay", optarg, 0, 10, &cfg.weight_decay)) return EXIT_USAGE; break;
+        case O_SCHED:
+            if (!strcmp(optarg, "constant")) cfg.schedule = SM_SCHED_CONSTANT;
+            else if (!strcmp(optarg, "step")) cfg.schedule = SM_SCHED_STEP;
+            else if (!strcmp(optarg, "cosine")) cfg.schedule = SM_SCHED_COSINE;
+            else return cli_usage_error(cmd, "--schedule: '%s' is not constant, step or cosine", optarg);
+            break;
+        case O_STEPE: if (cli_int(cmd, "--step-epochs", optarg, 1, 100000, &cfg.step_epochs)) return EXIT_USAGE; break;
+        case O_STEPG: if (cli_float(cmd, "--step-gamma", optarg, 1e-6, 1, &cfg.step_gamma)) return EXIT_USAGE; break;
+        case O_PERCLASS: if (cli_int(cmd, "--per-class", optarg, 0, 65536, &per_class)) return EXIT_USAGE; break;
+        case O_SHIFT: if (cli_int(cmd, "--aug-shift", optarg, 0, 64, &cfg.aug_shift)) return EXIT_USAGE; break;
+        case O_FLIP: cfg.aug_flip = 1; break;
+        case O_SEED: if (cli_int(cmd, "--seed", optarg, 0, 2147483647, &seed)) return EXIT_USAGE; break;
+        case O_THREADS: if (cli_int(cmd, "--threads", optarg, 1, 1024, &threads)) return EXIT_USAGE; break;
+        case O_OUT: out = optarg; break;
+        case O_QUIET: quiet = 1; break;
+        case O_HELP: printf("%s%s", help, cli_data_help); return EXIT_OK;
+        default: return cli_usage_error(cmd, "unknown option");
+        }
+    }
+    if (optind < argc) return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    cfg.seed = (uint64_t)seed;
+    if (cfg.optimizer == SM_OPT_ADAMW && cfg.weight_decay == 0) cfg.weight_decay = 0.01f;
+    cfg.per_class = per_class >= 0 ? per_class : is_classifier(loss_name) ? 0 : 32;
+    if (cfg.per_class > cfg.batch_size)
+        return cli_usage_error(cmd, "--per-class %d is larger than --batch %d", cfg.per_class, cfg.batch_size);
+    sm_set_num_threads(threads);
+
+    sm_dataset *ds = NULL;
+    sm_model *m = NULL;
+    sm_loss *loss = NULL;
+    char *spec_owned = NULL;
+    int rc = EXIT_OK;
+    sm_status st = cli_data_load(&data, &ds);
+    if (st) { rc = cli_report(cmd, st, NULL); goto done; }
+    int h, w, ch;
+    sm_dataset_shape(ds, &h, &w, &ch);
+    const char *spec = cli_spec_arg(spec_arg, &spec_owned, &st);
+    if (st) { rc = cli_report(cmd, st, NULL); goto done; }
+    if ((st = sm_model_create(&m, spec, h, w, ch, cfg.seed))) { rc = cli_report(cmd, st, NULL); goto done; }
+    char lopts[512];
+    snprintf(lopts, sizeof lopts, "%s", loss_opts);
+    if (is_classifier(loss_name) && !strstr(loss_opts, "classes="))
+        snprintf(lopts, sizeof lopts, "classes=%d%s%s", sm_dataset_num_classes(ds), *loss_opts ? "," : "", loss_opts);
+    if ((st = sm_loss_create(&loss, loss_name, lopts, sm_model_embedding_dim(m), cfg.seed + 1))) {
+        rc = cli_report(cmd, st, NULL);
+        goto done;
+    }
+    if (!quiet) {
+        printf("train: %lld images %dx%dx%d, %d classes, model %lld parameters, embedding %d, loss %s%s%s\n",
+               (long long)sm_dataset_size(ds), h, w, ch, sm_dataset_num_classes(ds), (long long)sm_model_num_params(m),
+               sm_model_embedding_dim(m), loss_name, *lopts ? " " : "", lopts);
+        printf("       batch %d%s, %d epochs, lr %g, %d threads\n", cfg.batch_size,
+               cfg.per_class ? " (P x K sampling)" : " (shuffled)", cfg.epochs, (double)cfg.lr, sm_get_num_threads());
+        cfg.progress = cli_train_progress;
+    }
+    if ((st = sm_train(m, loss, ds, &cfg))) { rc = cli_report(cmd, st, sm_model_errmsg(m)); goto done; }
+    if ((st = sm_model_save(m, out))) { rc = cli_report(cmd, st, sm_model_errmsg(m)); goto done; }
+    if (!quiet) printf("saved %s\n", out);
+done:
+    free(spec_owned);
+    sm_loss_free(loss);
+    sm_model_free(m);
+    sm_dataset_free(ds);
+    return rc;
+}

@@ -1,0 +1,173 @@
+/* common.c - option parsing helpers, data loading with the Fashion-MNIST defaults, spec
+ * arguments and the training progress display shared by the subcommands. */
+#include "cli.h"
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* A message set by the CLI itself (the library keeps its own in sm_errmsg()). */
+static char cli_err[1024];
+
+sm_status cli_fail(sm_status st, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cli_err, sizeof cli_err, fmt, ap);
+    va_end(ap);
+    return st;
+}
+
+int cli_exit_code(sm_status st) {
+    switch (st) {
+    case SM_OK: return EXIT_OK;
+    case SM_ERR_IO: case SM_ERR_FORMAT: case SM_ERR_MISMATCH: case SM_ERR_RANGE: return EXIT_INPUT;
+    case SM_ERR_NUMERIC: return EXIT_NUMERIC;
+    case SM_ERR_INVALID: case SM_ERR_SPEC: return EXIT_USAGE;
+    default: return EXIT_FAIL;
+    }
+}
+
+int cli_report(const char *cmd, sm_status st, const char *detail) {
+    const char *msg = detail && *detail ? detail : cli_err[0] ? cli_err : sm_errmsg();
+    fprintf(stderr, "simile %s: %s%s%s\n", cmd, sm_strerror(st), *msg ? ": " : "", msg);
+    return cli_exit_code(st);
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "simile %s: ", cmd);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n(see simile %s --help)\n", cmd);
+    va_end(ap);
+    return EXIT_USAGE;
+}
+
+int cli_int(const char *cmd, const char *opt, const char *val, int lo, int hi, int *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(val, &end, 10);
+    if (end == val || *end || errno || v < lo || v > hi) {
+        cli_usage_error(cmd, "%s: '%s' is not an integer in %d..%d", opt, val, lo, hi);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+int cli_float(const char *cmd, const char *opt, const char *val, double lo, double hi, float *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(val, &end);
+    if (end == val || *end || errno || !(v >= lo && v <= hi)) {
+        cli_usage_error(cmd, "%s: '%s' is not a number in %g..%g", opt, val, lo, hi);
+        return -1;
+    }
+    *out = (float)v;
+    return 0;
+}
+
+const char *const cli_data_help =
+    "data:\n"
+    "  --data DIR        folder with Fashion-MNIST-named IDX files (default " SM_DEFAULT_DATA_DIR ")\n"
+    "  --split S         train or t10k/test (default depends on the command)\n"
+    "  --images F        IDX image file (.gz or plain); overrides --data/--split\n"
+    "  --labels F        IDX label file matching --images\n"
+    "  --classes LIST    keep only these classes, e.g. 0-4 or 5,7,9 (default all)\n"
+    "  --mean X --std Y  normalisation (x - mean) / std after scaling to [0,1]\n"
+    "                    (default 0.2860 / 0.3530, Fashion-MNIST's); --no-normalize to skip\n";
+
+void cli_data_defaults(cli_data *d, const char *split) {
+    memset(d, 0, sizeof *d);
+    d->dir = SM_DEFAULT_DATA_DIR;
+    d->split = split;
+    d->mean = SM_FMNIST_MEAN;
+    d->std = SM_FMNIST_STD;
+    d->normalize = 1;
+}
+
+/* Option ids shared by commands (long options only). */
+int cli_data_option(const char *cmd, cli_data *d, int opt, const char *arg) {
+    switch (opt) {
+    case 1000: d->dir = arg; return 1;
+    case 1001: d->split = arg; return 1;
+    case 1002: d->images = arg; return 1;
+    case 1003: d->labels = arg; return 1;
+    case 1004: d->classes = arg; return 1;
+    case 1005: return cli_float(cmd, "--mean", arg, -1e6, 1e6, &d->mean) ? -1 : 1;
+    case 1006: return cli_float(cmd, "--std", arg, 1e-12, 1e6, &d->std) ? -1 : 1;
+    case 1007: d->normalize = 0; return 1;
+    default: return 0;
+    }
+}
+
+sm_status cli_data_load(const cli_data *d, sm_dataset **out) {
+    char img[4096], lab[4096];
+    const char *ip = d->images, *lp = d->labels;
+    *out = NULL;
+    if (!ip != !lp) return cli_fail(SM_ERR_INVALID, "--images and --labels go together");
+    if (!ip) {
+        const char *split = !strcmp(d->split, "test") ? "t10k" : d->split;
+        if (strcmp(split, "train") && strcmp(split, "t10k"))
+            return cli_fail(SM_ERR_INVALID, "--split must be train or test (got '%s')", d->split);
+        snprintf(img, sizeof img, "%s/%s-images-idx3-ubyte.gz", d->dir, split);
+        snprintf(lab, sizeof lab, "%s/%s-labels-idx1-ubyte.gz", d->dir, split);
+        /* accept uncompressed files too */
+        if (access(img, R_OK) != 0) snprintf(img, sizeof img, "%s/%s-images-idx3-ubyte", d->dir, split);
+        if (access(lab, R_OK) != 0) snprintf(lab, sizeof lab, "%s/%s-labels-idx1-ubyte", d->dir, split);
+        ip = img; lp = lab;
+    }
+    sm_dataset *ds;
+    sm_status st = sm_dataset_load_idx(&ds, ip, lp);
+    if (st) return st;
+    if (d->classes) {
+        int32_t cls[1024];
+        int n;
+        if ((st = sm_parse_class_list(d->classes, cls, 1024, &n)) || (st = sm_dataset_filter_classes(ds, cls, n))) {
+            sm_dataset_free(ds);
+            return st;
+        }
+    }
+    if (d->normalize && (st = sm_dataset_normalize(ds, d->mean, d->std))) { sm_dataset_free(ds); return st; }
+    *out = ds;
+    return SM_OK;
+}
+
+const char *cli_spec_arg(const char *arg, char **owned, sm_status *st) {
+    *owned = NULL;
+    *st = SM_OK;
+    if (arg[0] != '@') return arg;
+    FILE *f = fopen(arg + 1, "rb");
+    if (!f) { *st = cli_fail(SM_ERR_IO, "%s: cannot open: %s", arg + 1, strerror(errno)); return NULL; }
+    char *buf = malloc(65537);
+    size_t n = buf ? fread(buf, 1, 65536, f) : 0;
+    int more = buf && fgetc(f) != EOF;
+    fclose(f);
+    if (!buf) { *st = SM_ERR_NOMEM; return NULL; }
+    if (more) { free(buf); *st = cli_fail(SM_ERR_SPEC, "%s: spec file larger than 64 KiB", arg + 1); return NULL; }
+    buf[n] = 0;
+    *owned = buf;
+    return buf;
+}
+
+int cli_train_progress(const sm_train_progress *p, void *user) {
+    static int tty = -1;
+    if (tty < 0) tty = isatty(2);
+    if (tty) {
+        int width = 30, fill = (int)(width * p->step / (p->steps_per_epoch ? p->steps_per_epoch : 1));
+        char bar[64];
+        for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';
+        bar[width] = 0;
+        fprintf(stderr, "\repoch %d/%d [%s] %lld/%lld loss %.4f %.0f img/s ", p->epoch, p->epochs, bar,
+                (long long)p->step, (long long)p->steps_per_epoch, p->loss, p->images_per_sec);
+        if (p->epoch_done) fputc('\n', stderr);
+        fflush(stderr);
+    }
+    if (p->epoch_done) {
+        printf("epoch %d/%d  loss %.4f  %.0f images/s  %.1f s  lr %.3g\n", p->epoch, p->epochs, p->loss,
+               p->images_per_sec, p->seconds, (double)p->lr);
+        fflush(stdout);
+    }
+    return 0;
+}

@@ -1,0 +1,60 @@
+/* backend.h - the compute kernels that layers and losses call.  What an op means lives in
+ * src/nn/ (shapes, parameters, caches); how it runs lives behind this interface
+ * (src/backend/cpu/ now; a CUDA implementation can sit beside it with the same signatures).
+ * All tensors are row-major float32; images are NHWC. */
+#ifndef SM_BACKEND_H
+#define SM_BACKEND_H
+#include <stdint.h>
+
+/* C (m, n) = alpha * op(A) op(B) + beta * C, op = transpose if ta/tb. Row-major, BLAS semantics. */
+void sm_k_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *A, int lda,
+               const float *B, int ldb, float beta, float *C, int ldc);
+
+/* im2col for NHWC: x (n, h, w, c) -> col (n*oh*ow, kh*kw*c), zero padding. */
+void sm_k_im2col(const float *x, int n, int h, int w, int c, int k, int stride, int pad,
+                 int oh, int ow, float *col);
+/* col2im: dx (n, h, w, c) = scatter-add of dcol (n*oh*ow, k*k*c); dx is overwritten. */
+void sm_k_col2im(const float *dcol, int n, int h, int w, int c, int k, int stride, int pad,
+                 int oh, int ow, float *dx);
+
+/* y (m, c) += b (c) on every row. */
+void sm_k_add_bias(float *y, const float *b, int64_t m, int c);
+/* db (c) = sum over rows of dy (m, c). Deterministic for any thread count. */
+void sm_k_sum_rows(const float *dy, int64_t m, int c, float *db);
+
+/* Batch norm over rows of x (m, c) per channel.  Training: batch mean/var (biased), writes
+ * mean (c), rstd (c) = 1/sqrt(var + eps) and updates running stats with momentum (unbiased
+ * var, PyTorch semantics).  Inference: uses running stats.  y = gamma * xhat + beta. */
+void sm_k_bn_forward_train(const float *x, int64_t m, int c, const float *gamma,
+                           const float *beta, float eps, float momentum, float *run_mean,
+                           float *run_var, float *mean, float *rstd, float *y);
+void sm_k_bn_forward_infer(const float *x, int64_t m, int c, const float *gamma,
+                           const float *beta, float eps, const float *run_mean,
+                           const float *run_var, float *y);
+/* Given x, mean, rstd, dy: dgamma, dbeta (c) and dx (m, c) (dx may be NULL). */
+void sm_k_bn_backward(const float *x, const float *dy, int64_t m, int c, const float *gamma,
+                      const float *mean, const float *rstd, float *dgamma, float *dbeta,
+                      float *dx);
+
+/* ReLU: y = max(x, 0); backward dx = dy * (y > 0).  y may alias x; dx may alias dy. */
+void sm_k_relu_forward(const float *x, float *y, int64_t m);
+void sm_k_relu_backward(const float *y, const float *dy, float *dx, int64_t m);
+
+/* Max pool NHWC, window k, stride s, no padding: y (n, oh, ow, c), arg (n, oh, ow, c) holds
+ * the flat input index of each max.  Backward scatters dy into dx (overwritten). */
+void sm_k_maxpool_forward(const float *x, int n, int h, int w, int c, int k, int s, int oh,
+                          int ow, float *y, int32_t *arg);
+void sm_k_maxpool_backward(const float *dy, const int32_t *arg, int n, int h, int w, int c,
+                           int oh, int ow, float *dx);
+
+/* Global average pool: x (n, h*w, c) -> y (n, c); backward dx = dy / (h*w). */
+void sm_k_gap_forward(const float *x, int n, int hw, int c, float *y);
+void sm_k_gap_backward(const float *dy, int n, int hw, int c, float *dx);
+
+/* Row-wise L2 normalisation y = x / max(|x|, 1e-12): norm (n) cached; backward
+ * dx = (dy - y (y . dy)) / max(|x|, 1e-12). */
+void sm_k_l2norm_forward(const float *x, int n, int d, float *y, float *norm);
+void sm_k_l2norm_backward(const float *y, const float *norm, const float *dy, int n, int d,
+                          float *dx);
+
+#endif

@@ -1,0 +1,303 @@
+/* ops_cpu.c - CPU implementation of the compute kernels in backend.h: OpenBLAS for matrix
+ * products, OpenMP loops for the rest.  Reductions use fixed-size row chunks summed in a fixed
+ * order, so results do not depend on the thread count or scheduling. */
+#include "backend/backend.h"
+#include "core/core.h"
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+#define CHUNK 512 /* rows per partial sum in deterministic reductions */
+
+void sm_k_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *A, int lda,
+               const float *B, int ldb, float beta, float *C, int ldc) {
+    if (m <= 0 || n <= 0) return;
+    if (k <= 0) { /* BLAS leaves C untouched for k == 0 only when beta == 1 */
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++) C[(int64_t)i * ldc + j] *= beta;
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void sm_k_im2col(const float *x, int n, int h, int w, int c, int k, int stride, int pad,
+                 int oh, int ow, float *col) {
+    const int64_t rows = (int64_t)n * oh * ow, K = (int64_t)k * k * c;
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; r++) {
+        int b = (int)(r / (oh * ow)), rem = (int)(r % (oh * ow));
+        int oy = rem / ow, ox = rem % ow;
+        float *dst = col + r * K;
+        const float *img = x + (int64_t)b * h * w * c;
+        for (int ky = 0; ky < k; ky++) {
+            int iy = oy * stride - pad + ky;
+            for (int kx = 0; kx < k; kx++) {
+                int ix = ox * stride - pad + kx;
+                float *d = dst + ((int64_t)ky * k + kx) * c;
+                if (iy < 0 || iy >= h || ix < 0 || ix >= w) memset(d, 0, sizeof(float) * (size_t)c);
+                else memcpy(d, img + ((int64_t)iy * w + ix) * c, sizeof(float) * (size_t)c);
+            }
+        }
+    }
+}
+
+void sm_k_col2im(const float *dcol, int n, int h, int w, int c, int k, int stride, int pad,
+                 int oh, int ow, float *dx) {
+    const int64_t K = (int64_t)k * k * c;
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < n; b++) { /* each image is written by one thread only */
+        float *img = dx + (int64_t)b * h * w * c;
+        memset(img, 0, sizeof(float) * (size_t)h * w * c);
+        for (int oy = 0; oy < oh; oy++)
+            for (int ox = 0; ox < ow; ox++) {
+                const float *src = dcol + (((int64_t)b * oh + oy) * ow + ox) * K;
+                for (int ky = 0; ky < k; ky++) {
+                    int iy = oy * stride - pad + ky;
+                    if (iy < 0 || iy >= h) continue;
+                    for (int kx = 0; kx < k; kx++) {
+                        int ix = ox * stride - pad + kx;
+                        if (ix < 0 || ix >= w) continue;
+                        float *d = img + ((int64_t)iy * w + ix) * c;
+                        const float *s = src + ((int64_t)ky * k + kx) * c;
+                        for (int ch = 0; ch < c; ch++) d[ch] += s[ch];
+                    }
+                }
+            }
+    }
+}
+
+void sm_k_add_bias(float *y, const float *b, int64_t m, int c) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < m; i++)
+        for (int j = 0; j < c; j++) y[i * c + j] += b[j];
+}
+
+/* Per-chunk partial column sums of f(row) into part (nchunks, c) in double, then an ordered sum. */
+void sm_k_sum_rows(const float *dy, int64_t m, int c, float *db) {
+    int64_t nch = (m + CHUNK - 1) / CHUNK;
+    double *part = sm_calloc((size_t)(nch > 0 ? nch : 1) * (size_t)c, sizeof(double));
+    if (!part) { /* fall back to a serial sum */
+        for (int j = 0; j < c; j++) db[j] = 0;
+        for (int64_t i = 0; i < m; i++)
+            for (int j = 0; j < c; j++) db[j] += dy[i * c + j];
+        return;
+    }
+#pragma omp parallel for schedule(static)
+    for (int64_t ch = 0; ch < nch; ch++) {
+        double *p = part + ch * c;
+        int64_t end = (ch + 1) * CHUNK < m ? (ch + 1) * CHUNK : m;
+        for (int64_t i = ch * CHUNK; i < end; i++)
+            for (int j = 0; j < c; j++) p[j] += dy[i * c + j];
+    }
+    for (int j = 0; j < c; j++) {
+        double s = 0;
+        for (int64_t ch = 0; ch < nch; ch++) s += part[ch * c + j];
+        db[j] = (float)s;
+    }
+    sm_free(part);
+}
+
+void sm_k_bn_forward_train(const float *x, int64_t m, int c, const float *gamma,
+                           const float *beta, float eps, float momentum, float *run_mean,
+                           float *run_var, float *mean, float *rstd, float *y) {
+    int64_t nch = (m + CHUNK - 1) / CHUNK;
+    double *part = sm_calloc((size_t)(nch > 0 ? nch : 1) * (size_t)c * 2, sizeof(double));
+    double *ps = part, *pq = part ? part + nch * c : NULL;
+    if (!part) { /* serial fallback */
+        for (int j = 0; j < c; j++) {
+            double s = 0, q = 0;
+            for (int64_t i = 0; i < m; i++) s += x[i * c + j];
+            double mu = s / (double)m;
+            for (int64_t i = 0; i < m; i++) { double d = x[i * c + j] - mu; q += d * d; }
+            mean[j] = (float)mu;
+            double var = q / (double)m;
+            rstd[j] = (float)(1.0 / sqrt(var + eps));
+            run_mean[j] = (1 - momentum) * run_mean[j] + momentum * (float)mu;
+            run_var[j] = (1 - momentum) * run_var[j] + momentum * (float)(m > 1 ? q / (double)(m - 1) : var);
+        }
+    } else {
+#pragma omp parallel for schedule(static)
+        for (int64_t ch = 0; ch < nch; ch++) {
+            double *p = ps + ch * c;
+            int64_t end = (ch + 1) * CHUNK < m ? (ch + 1) * CHUNK : m;
+            for (int64_t i = ch * CHUNK; i < end; i++)
+                for (int j = 0; j < c; j++) p[j] += x[i * c + j];
+        }
+        for (int j = 0; j < c; j++) {
+            double s = 0;
+            for (int64_t ch = 0; ch < nch; ch++) s += ps[ch * c + j];
+            mean[j] = (float)(s / (double)m);
+        }
+#pragma omp parallel for schedule(static)
+        for (int64_t ch = 0; ch < nch; ch++) {
+            double *p = pq + ch * c;
+            int64_t end = (ch + 1) * CHUNK < m ? (ch + 1) * CHUNK : m;
+            for (int64_t i = ch * CHUNK; i < end; i++)
+                for (int j = 0; j < c; j++) { double d = (double)x[i * c + j] - mean[j]; p[j] += d * d; }
+        }
+        for (int j = 0; j < c; j++) {
+            double q = 0;
+            for (int64_t ch = 0; ch < nch; ch++) q += pq[ch * c + j];
+            double var = q / (double)m;
+            rstd[j] = (float)(1.0 / sqrt(var + eps));
+            run_mean[j] = (1 - momentum) * run_mean[j] + momentum * mean[j];
+            run_var[j] = (1 - momentum) * run_var[j] + momentum * (float)(m > 1 ? q / (double)(m - 1) : var);
+        }
+        sm_free(part);
+    }
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < m; i++)
+        for (int j = 0; j < c; j++)
+            y[i * c + j] = gamma[j] * (x[i * c + j] - mean[j]) * rstd[j] + beta[j];
+}
+
+void sm_k_bn_forward_infer(const float *x, int64_t m, int c, const float *gamma,
+                           const float *beta, float eps, const float *run_mean,
+                           const float *run_var, float *y) {
+    float scale[4096], shift[4096];
+    float *sc = scale, *sh = shift;
+    if (c > 4096) { sc = sm_alloc((size_t)c, sizeof(float)); sh = sm_alloc((size_t)c, sizeof(float)); }
+    if (!sc || !sh) { /* direct formula without the precomputed scale */
+        for (int64_t i = 0; i < m; i++)
+            for (int j = 0; j < c; j++)
+                y[i * c + j] = gamma[j] * (x[i * c + j] - run_mean[j]) / sqrtf(run_var[j] + eps) + beta[j];
+    } else {
+        for (int j = 0; j < c; j++) {
+            sc[j] = gamma[j] / sqrtf(run_var[j] + eps);
+            sh[j] = beta[j] - run_mean[j] * sc[j];
+        }
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < m; i++)
+            for (int j = 0; j < c; j++) y[i * c + j] = x[i * c + j] * sc[j] + sh[j];
+    }
+    if (c > 4096) { sm_free(sc); sm_free(sh); }
+}
+
+void sm_k_bn_backward(const float *x, const float *dy, int64_t m, int c, const float *gamma,
+                      const float *mean, const float *rstd, float *dgamma, float *dbeta,
+                      float *dx) {
+    int64_t nch = (m + CHUNK - 1) / CHUNK;
+    double *part = sm_calloc((size_t)(nch > 0 ? nch : 1) * (size_t)c * 2, sizeof(double));
+    if (!part) {
+        for (int j = 0; j < c; j++) {
+            double sb = 0, sg = 0;
+            for (int64_t i = 0; i < m; i++) {
+                sb += dy[i * c + j];
+                sg += dy[i * c + j] * (x[i * c + j] - mean[j]) * rstd[j];
+            }
+            dbeta[j] = (float)sb; dgamma[j] = (float)sg;
+        }
+    } else {
+        double *pb = part, *pg = part + nch * c;
+#pragma omp parallel for schedule(static)
+        for (int64_t ch = 0; ch < nch; ch++) {
+            double *b = pb + ch * c, *g = pg + ch * c;
+            int64_t end = (ch + 1) * CHUNK < m ? (ch + 1) * CHUNK : m;
+            for (int64_t i = ch * CHUNK; i < end; i++)
+                for (int j = 0; j < c; j++) {
+                    float d = dy[i * c + j];
+                    b[j] += d;
+                    g[j] += d * (x[i * c + j] - mean[j]) * rstd[j];
+                }
+        }
+        for (int j = 0; j < c; j++) {
+            double sb = 0, sg = 0;
+            for (int64_t ch = 0; ch < nch; ch++) { sb += pb[ch * c + j]; sg += pg[ch * c + j]; }
+            dbeta[j] = (float)sb; dgamma[j] = (float)sg;
+        }
+        sm_free(part);
+    }
+    if (!dx) return;
+    const float inv_m = 1.0f / (float)m;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < m; i++)
+        for (int j = 0; j < c; j++) {
+            float xhat = (x[i * c + j] - mean[j]) * rstd[j];
+            dx[i * c + j] = gamma[j] * rstd[j] * (dy[i * c + j] - (dbeta[j] + xhat * dgamma[j]) * inv_m);
+        }
+}
+
+void sm_k_relu_forward(const float *x, float *y, int64_t m) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < m; i++) y[i] = x[i] > 0 ? x[i] : 0;
+}
+
+void sm_k_relu_backward(const float *y, const float *dy, float *dx, int64_t m) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < m; i++) dx[i] = y[i] > 0 ? dy[i] : 0;
+}
+
+void sm_k_maxpool_forward(const float *x, int n, int h, int w, int c, int k, int s, int oh,
+                          int ow, float *y, int32_t *arg) {
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < (int64_t)n * oh * ow; r++) {
+        int b = (int)(r / (oh * ow)), rem = (int)(r % (oh * ow)), oy = rem / ow, ox = rem % ow;
+        for (int ch = 0; ch < c; ch++) {
+            float best = -INFINITY;
+            int32_t bi = -1;
+            for (int ky = 0; ky < k; ky++)
+                for (int kx = 0; kx < k; kx++) {
+                    int iy = oy * s + ky, ix = ox * s + kx;
+                    int32_t idx = (int32_t)((((int64_t)b * h + iy) * w + ix) * c + ch);
+                    if (bi < 0 || x[idx] > best) { best = x[idx]; bi = idx; }
+                }
+            y[r * c + ch] = best;
+            arg[r * c + ch] = bi;
+        }
+    }
+}
+
+void sm_k_maxpool_backward(const float *dy, const int32_t *arg, int n, int h, int w, int c,
+                           int oh, int ow, float *dx) {
+    const int64_t per_img_in = (int64_t)h * w * c, per_img_out = (int64_t)oh * ow * c;
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < n; b++) { /* windows of one image only touch that image */
+        memset(dx + b * per_img_in, 0, sizeof(float) * (size_t)per_img_in);
+        for (int64_t o = b * per_img_out; o < (b + 1) * per_img_out; o++) dx[arg[o]] += dy[o];
+    }
+}
+
+void sm_k_gap_forward(const float *x, int n, int hw, int c, float *y) {
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < n; b++) {
+        float *yb = y + (int64_t)b * c;
+        for (int j = 0; j < c; j++) yb[j] = 0;
+        const float *xb = x + (int64_t)b * hw * c;
+        for (int p = 0; p < hw; p++)
+            for (int j = 0; j < c; j++) yb[j] += xb[(int64_t)p * c + j];
+        for (int j = 0; j < c; j++) yb[j] /= (float)hw;
+    }
+}
+
+void sm_k_gap_backward(const float *dy, int n, int hw, int c, float *dx) {
+    const float inv = 1.0f / (float)hw;
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < n; b++)
+        for (int p = 0; p < hw; p++)
+            for (int j = 0; j < c; j++) dx[((int64_t)b * hw + p) * c + j] = dy[(int64_t)b * c + j] * inv;
+}
+
+void sm_k_l2norm_forward(const float *x, int n, int d, float *y, float *norm) {
+    for (int i = 0; i < n; i++) {
+        double s = 0;
+        for (int j = 0; j < d; j++) s += (double)x[(int64_t)i * d + j] * x[(int64_t)i * d + j];
+        float nr = (float)sqrt(s);
+        if (nr < 1e-12f) nr = 1e-12f;
+        norm[i] = nr;
+        for (int j = 0; j < d; j++) y[(int64_t)i * d + j] = x[(int64_t)i * d + j] / nr;
+    }
+}
+
+void sm_k_l2norm_backward(const float *y, const float *norm, const float *dy, int n, int d,
+                          float *dx) {
+    for (int i = 0; i < n; i++) {
+        const float *yi = y + (int64_t)i * d, *gi = dy + (int64_t)i * d;
+        double dot = 0;
+        for (int j = 0; j < d; j++) dot += (double)yi[j] * gi[j];
+        /* below the clamp the map is x / 1e-12, a linear map: dx = dy / 1e-12 */
+        float clamp = norm[i] <= 1e-12f;
+        for (int j = 0; j < d; j++)
+            dx[(int64_t)i * d + j] = (gi[j] - (clamp ? 0.0f : (float)dot * yi[j])) / norm[i];
+    }
+}

@@ -1,0 +1,225 @@
+/* model.c - building a network from a spec, its parameter/gradient/buffer blocks, batched
+ * forward and backward over the layers, and inference (embed, logits). */
+#include "model/model.h"
+#include "loss/loss.h"
+#include <string.h>
+
+#define SM_INFER_BATCH 256
+
+static sm_status model_fail(sm_model *m, sm_status st) {
+    if (m && st) sm_errmsg_copy(m->errmsg);
+    return st;
+}
+
+sm_status sm_model_create(sm_model **out, const char *spec, int h, int w, int c, uint64_t seed) {
+    if (!out) return sm_fail(SM_ERR_INVALID, "sm_model_create: out is NULL");
+    *out = NULL;
+    if (h < 1 || w < 1 || c < 1 || h > 65536 || w > 65536 || c > 65536 || (int64_t)h * w * c > (1 << 26))
+        return sm_fail(SM_ERR_INVALID, "sm_model_create: bad input shape %dx%dx%d", h, w, c);
+    sm_model *m = sm_calloc(1, sizeof *m);
+    if (!m) return SM_ERR_NOMEM;
+    m->in_h = h; m->in_w = w; m->in_c = c;
+    sm_status st = sm_spec_parse(spec, &m->layers, &m->nlayers, &m->spec);
+    if (st) { sm_model_free(m); return st; }
+    /* shapes and block sizes */
+    int ih = h, iw = w, ic = c;
+    for (int i = 0; i < m->nlayers; i++) {
+        sm_layer *L = &m->layers[i];
+        if ((st = sm_layer_setup(L, ih, iw, ic, i))) { sm_model_free(m); return st; }
+        L->param_offset = m->nparams;
+        L->buffer_offset = m->nbuffers;
+        m->nparams += L->nparams;
+        m->nbuffers += L->nbuffers;
+        ih = L->oh; iw = L->ow; ic = L->oc;
+    }
+    if (ih != 1 || iw != 1) {
+        sm_model_free(m);
+        return sm_fail(SM_ERR_SPEC, "spec ends with a %dx%dx%d feature map: end it with gap or fc to get a vector",
+                       ih, iw, ic);
+    }
+    m->emb_dim = ic;
+    m->params = sm_calloc((size_t)(m->nparams ? m->nparams : 1), sizeof(float));
+    m->grads = sm_calloc((size_t)(m->nparams ? m->nparams : 1), sizeof(float));
+    m->buffers = sm_calloc((size_t)(m->nbuffers ? m->nbuffers : 1), sizeof(float));
+    if (!m->params || !m->grads || !m->buffers) { sm_model_free(m); return SM_ERR_NOMEM; }
+    sm_rng rng;
+    sm_rng_seed(&rng, seed);
+    for (int i = 0; i < m->nlayers; i++) {
+        sm_layer *L = &m->layers[i];
+        float *p = m->params + L->param_offset, *g = m->grads + L->param_offset;
+        float *bf = m->buffers + L->buffer_offset;
+        if (L->type == SM_LAYER_CONV || L->type == SM_LAYER_FC) {
+            int64_t nw = L->nparams - (L->bias ? L->oc : 0);
+            L->W = p; L->dW = g;
+            if (L->bias) { L->b = p + nw; L->db = g + nw; }
+        } else if (L->type == SM_LAYER_BN) {
+            L->gamma = p; L->beta = p + L->oc; L->dgamma = g; L->dbeta = g + L->oc;
+            L->run_mean = bf; L->run_var = bf + L->oc;
+        }
+        sm_layer_init_params(L, &rng);
+    }
+    *out = m;
+    return SM_OK;
+}
+
+static void free_acts(sm_model *m) {
+    if (m->act)
+        for (int i = 0; i < m->nlayers; i++) { sm_free(m->act[i]); sm_free(m->dact[i]); }
+    sm_free(m->act); sm_free(m->dact);
+    m->act = m->dact = NULL;
+    m->cap = 0;
+}
+
+void sm_model_free(sm_model *m) {
+    if (!m) return;
+    free_acts(m);
+    if (m->layers)
+        for (int i = 0; i < m->nlayers; i++) sm_layer_free_cache(&m->layers[i]);
+    sm_loss_free(m->head_loss);
+    sm_free(m->layers); sm_free(m->spec); sm_free(m->params); sm_free(m->grads);
+    sm_free(m->buffers); sm_free(m->head); sm_free(m->summary);
+    sm_free(m);
+}
+
+sm_status sm_model_reserve(sm_model *m, int n) {
+    if (n <= m->cap) return SM_OK;
+    free_acts(m);
+    m->act = sm_calloc((size_t)m->nlayers, sizeof(float *));
+    m->dact = sm_calloc((size_t)m->nlayers, sizeof(float *));
+    if (!m->act || !m->dact) { free_acts(m); return SM_ERR_NOMEM; }
+    for (int i = 0; i < m->nlayers; i++) {
+        sm_layer *L = &m->layers[i];
+        size_t sz = (size_t)n * (size_t)sm_layer_out_size(L);
+        m->act[i] = sm_alloc(sz, sizeof(float));
+        m->dact[i] = sm_alloc(sz, sizeof(float));
+        if (!m->act[i] || !m->dact[i] || sm_layer_alloc_cache(L, n)) { free_acts(m); return SM_ERR_NOMEM; }
+    }
+    m->cap = n;
+    return SM_OK;
+}
+
+const float *sm_model_forward(sm_model *m, const float *x, int n, int train) {
+    const float *in = x;
+    for (int i = 0; i < m->nlayers; i++) {
+        sm_layer_forward(&m->layers[i], in, m->act[i], n, train);
+        in = m->act[i];
+    }
+    return in;
+}
+
+void sm_model_backward(sm_model *m, const float *x, const float *dout, int n) {
+    const float *dy = dout;
+    for (int i = m->nlayers - 1; i >= 0; i--) {
+        const float *in = i > 0 ? m->act[i - 1] : x;
+        float *dx = i > 0 ? m->dact[i - 1] : NULL;
+        sm_layer_backward(&m->layers[i], in, m->act[i], dy, dx, n);
+        dy = dx;
+    }
+}
+
+const char *sm_model_errmsg(const sm_model *m) { return m ? m->errmsg : ""; }
+const char *sm_model_spec(const sm_model *m) { return m ? m->spec : ""; }
+int sm_model_embedding_dim(const sm_model *m) { return m ? m->emb_dim : 0; }
+int64_t sm_model_num_params(const sm_model *m) { return m ? m->nparams : 0; }
+int sm_model_num_classes(const sm_model *m) { return m ? m->classes : 0; }
+const char *sm_model_loss_name(const sm_model *m) { return m ? m->loss_name : ""; }
+
+void sm_model_input_shape(const sm_model *m, int *h, int *w, int *c) {
+    if (h) *h = m ? m->in_h : 0;
+    if (w) *w = m ? m->in_w : 0;
+    if (c) *c = m ? m->in_c : 0;
+}
+
+uint32_t sm_model_fingerprint(const sm_model *m) {
+    if (!m) return 0;
+    uint32_t crc = sm_crc32(0, m->spec, strlen(m->spec));
+    crc = sm_crc32(crc, m->params, (size_t)m->nparams * sizeof(float));
+    crc = sm_crc32(crc, m->buffers, (size_t)m->nbuffers * sizeof(float));
+    if (m->head) crc = sm_crc32(crc, m->head, (size_t)m->nhead * sizeof(float));
+    return crc;
+}
+
+const char *sm_model_summary(sm_model *m) {
+    if (!m) return "";
+    sm_free(m->summary);
+    size_t cap = (size_t)(m->nlayers + 4) * 96;
+    m->summary = sm_alloc(cap, 1);
+    if (!m->summary) return "";
+    size_t n = (size_t)snprintf(m->summary, cap, "input %dx%dx%d\n", m->in_h, m->in_w, m->in_c);
+    for (int i = 0; i < m->nlayers && n < cap; i++) {
+        const sm_layer *L = &m->layers[i];
+        n += (size_t)snprintf(m->summary + n, cap - n, "%3d %-8s -> %4dx%-4dx%5d  %8lld params\n", i + 1,
+                              sm_layer_type_name(L->type), L->oh, L->ow, L->oc, (long long)L->nparams);
+    }
+    if (n < cap)
+        snprintf(m->summary + n, cap - n, "total %lld parameters, embedding %d%s\n", (long long)m->nparams,
+                 m->emb_dim, m->classes ? ", classifier head" : "");
+    return m->summary;
+}
+
+sm_status sm_model_set_head(sm_model *m, const char *loss_name, const char *loss_options,
+                            const float *params, int64_t n, int classes) {
+    if (strlen(loss_name) >= sizeof m->loss_name || strlen(loss_options) >= sizeof m->loss_options)
+        return sm_fail(SM_ERR_INVALID, "loss name or options too long");
+    float *h = NULL;
+    if (n > 0) {
+        h = sm_alloc((size_t)n, sizeof(float));
+        if (!h) return SM_ERR_NOMEM;
+        memcpy(h, params, (size_t)n * sizeof(float));
+    }
+    sm_free(m->head);
+    sm_loss_free(m->head_loss);
+    m->head_loss = NULL;
+    m->head = h;
+    m->nhead = n;
+    m->classes = classes;
+    strcpy(m->loss_name, loss_name);
+    strcpy(m->loss_options, loss_options);
+    return SM_OK;
+}
+
+sm_status sm_model_embed(sm_model *m, const float *x, int64_t n, float *emb) {
+    if (!m) return sm_fail(SM_ERR_INVALID, "sm_model_embed: model is NULL");
+    if (!x || !emb || n < 0) return model_fail(m, sm_fail(SM_ERR_INVALID, "sm_model_embed: NULL buffer or negative n"));
+    int64_t in = (int64_t)m->in_h * m->in_w * m->in_c;
+    for (int64_t s = 0; s < n; s += SM_INFER_BATCH) {
+        int b = (int)(n - s < SM_INFER_BATCH ? n - s : SM_INFER_BATCH);
+        const float *xb = x + s * in;
+        if (!sm_all_finite(xb, (int64_t)b * in))
+            return model_fail(m, sm_fail(SM_ERR_NUMERIC, "non-finite input value in samples %lld..%lld",
+                                         (long long)s, (long long)(s + b - 1)));
+        sm_status st = sm_model_reserve(m, b < SM_INFER_BATCH && n > SM_INFER_BATCH ? SM_INFER_BATCH : b);
+        if (st) return model_fail(m, st);
+        const float *out = sm_model_forward(m, xb, b, 0);
+        memcpy(emb + s * m->emb_dim, out, sizeof(float) * (size_t)b * (size_t)m->emb_dim);
+    }
+    return SM_OK;
+}
+
+sm_status sm_model_logits(sm_model *m, const float *x, int64_t n, float *logits) {
+    if (!m) return sm_fail(SM_ERR_INVALID, "sm_model_logits: model is NULL");
+    if (!m->classes || !m->head)
+        return model_fail(m, sm_fail(SM_ERR_UNSUPPORTED, "the model has no classifier head (trained with loss '%s')",
+                                     m->loss_name[0] ? m->loss_name : "none"));
+    const sm_loss_kind *k = sm_loss_kind_find(m->loss_name);
+    if (!k || !k->logits)
+        return model_fail(m, sm_fail(SM_ERR_UNSUPPORTED, "loss '%s' gives no class logits", m->loss_name));
+    if (!m->head_loss) {
+        sm_status st = sm_loss_create(&m->head_loss, m->loss_name, m->loss_options, m->emb_dim, 0);
+        if (st) return model_fail(m, st);
+        if (m->head_loss->nparams != m->nhead) {
+            long long want = (long long)m->head_loss->nparams;
+            sm_loss_free(m->head_loss);
+            m->head_loss = NULL;
+            return model_fail(m, sm_fail(SM_ERR_FORMAT, "head of %lld values, loss '%s' expects %lld",
+                                         (long long)m->nhead, m->loss_name, want));
+        }
+        memcpy(m->head_loss->params, m->head, sizeof(float) * (size_t)m->nhead);
+    }
+    float *emb = sm_alloc((size_t)(n > 0 ? n : 1), sizeof(float) * (size_t)m->emb_dim);
+    if (!emb) return model_fail(m, SM_ERR_NOMEM);
+    sm_status st = sm_model_embed(m, x, n, emb);
+    if (!st && n > 0) st = k->logits(m->head_loss, emb, (int)n, logits);
+    sm_free(emb);
+    return model_fail(m, st);
+}

@@ -1,0 +1,51 @@
+/* model.h - the struct behind sm_model: layers parsed from a spec, one parameter block with a
+ * gradient block mirroring it (llm.c style), a buffer block for batch-norm running statistics,
+ * activations sized for a batch capacity, and the classifier head a loss left behind. */
+#ifndef SM_MODEL_H
+#define SM_MODEL_H
+#include "nn/layer.h"
+
+#define SM_MAX_LAYERS 256
+#define SM_MAX_SPEC_BYTES 65536
+
+struct sm_model {
+    char *spec;                 /* expanded spec text */
+    int in_h, in_w, in_c;
+    int nlayers;
+    sm_layer *layers;           /* (nlayers) */
+    float *params, *grads;      /* (nparams) one block each */
+    int64_t nparams;
+    float *buffers;             /* (nbuffers) bn running statistics */
+    int64_t nbuffers;
+    int emb_dim;
+    /* classifier head stored with the model (from the loss it was trained with) */
+    char loss_name[32];
+    char loss_options[256];
+    float *head;                /* (nhead) the loss's parameter block */
+    int64_t nhead;
+    int classes;
+    struct sm_loss *head_loss;  /* built lazily for sm_model_logits */
+    /* activations: act[i] (cap, out_size of layer i), dact likewise */
+    int cap;
+    float **act, **dact;
+    char *summary;
+    char errmsg[SM_ERRMSG_MAX];
+};
+
+/* Parse spec text (or a built-in name) into layers (*layers allocated, *n set, *expanded the
+ * canonical text).  SM_ERR_SPEC with the line number on any error. */
+sm_status sm_spec_parse(const char *spec, sm_layer **layers, int *n, char **expanded);
+/* The text of a built-in spec, or NULL. */
+const char *sm_spec_builtin(const char *name);
+
+/* Make activations fit a batch of n. */
+sm_status sm_model_reserve(sm_model *m, int n);
+/* Forward a batch x (n, in) through all layers; returns the output (n, emb_dim) (owned by m). */
+const float *sm_model_forward(sm_model *m, const float *x, int n, int train);
+/* Backward from dout (n, emb_dim): fills m->grads (overwritten). Input gradient not computed. */
+void sm_model_backward(sm_model *m, const float *x, const float *dout, int n);
+/* Store a copy of the loss's parameters as the model's head. */
+sm_status sm_model_set_head(sm_model *m, const char *loss_name, const char *loss_options,
+                            const float *params, int64_t n, int classes);
+
+#endif

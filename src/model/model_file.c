@@ -1,0 +1,265 @@
+/* model_file.c - the model file format.  Little-endian:
+ *   "SMILEMDL" (8 bytes) | u32 version (1) | u32 n_meta | n_meta x (str key, str value)
+ *   | u32 n_tensors | n_tensors x (str name, u32 ndim, u32 dims[ndim], f32 data[prod(dims)])
+ *   | u32 CRC-32 of every preceding byte
+ * where str = u32 length + bytes.  Meta keys: spec, input ("h w c"), loss, loss_options,
+ * classes.  Tensors: "<layer>.<kind>.<name>" (e.g. "1.conv.weight" (oc, k, k, ic),
+ * "2.bn.running_var") and "head.params".  Reads check every length against the bytes left,
+ * the checksum, and each tensor's shape against the spec. */
+#include "model/model.h"
+#include <stdlib.h>
+#include <string.h>
+
+#define MAGIC "SMILEMDL"
+#define FORMAT_VERSION 1u
+#define MAX_FILE_BYTES ((size_t)1 << 32)
+
+/* ---- writing ------------------------------------------------------------------------------ */
+static sm_status w_u32(sm_afile *f, uint32_t v) {
+    unsigned char b[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16), (unsigned char)(v >> 24)};
+    return sm_afile_write(f, b, 4);
+}
+static sm_status w_str(sm_afile *f, const char *s) {
+    sm_status st = w_u32(f, (uint32_t)strlen(s));
+    return st ? st : sm_afile_write(f, s, strlen(s));
+}
+static sm_status w_tensor(sm_afile *f, const char *name, int ndim, const int *dims, const float *data) {
+    sm_status st = w_str(f, name);
+    if (!st) st = w_u32(f, (uint32_t)ndim);
+    int64_t count = 1;
+    for (int i = 0; i < ndim && !st; i++) { st = w_u32(f, (uint32_t)dims[i]); count *= dims[i]; }
+    if (!st) st = sm_afile_write(f, data, (size_t)count * sizeof(float)); /* x86-64/arm64: LE floats */
+    return st;
+}
+
+/* Enumerate the tensors of a model: calls fn for each (name, dims, pointer). */
+typedef sm_status (*tensor_fn)(void *ctx, const char *name, int ndim, const int *dims, float *data);
+static sm_status each_tensor(sm_model *m, tensor_fn fn, void *ctx) {
+    char name[64];
+    sm_status st = SM_OK;
+    for (int i = 0; i < m->nlayers && !st; i++) {
+        sm_layer *L = &m->layers[i];
+        const char *t = sm_layer_type_name(L->type);
+        if (L->type == SM_LAYER_CONV) {
+            int d[4] = {L->oc, L->k, L->k, L->ic};
+            snprintf(name, sizeof name, "%d.%s.weight", i + 1, t);
+            st = fn(ctx, name, 4, d, L->W);
+        } else if (L->type == SM_LAYER_FC) {
+            int d[2] = {L->oc, (int)sm_layer_in_size(L)};
+            snprintf(name, sizeof name, "%d.%s.weight", i + 1, t);
+            st = fn(ctx, name, 2, d, L->W);
+        } else if (L->type == SM_LAYER_BN) {
+            const char *nm[4] = {"weight", "bias", "running_mean", "running_var"};
+            float *p[4] = {L->gamma, L->beta, L->run_mean, L->run_var};
+            for (int j = 0; j < 4 && !st; j++) {
+                snprintf(name, sizeof name, "%d.bn.%s", i + 1, nm[j]);
+                st = fn(ctx, name, 1, &L->oc, p[j]);
+            }
+        }
+        if (!st && L->b) {
+            snprintf(name, sizeof name, "%d.%s.bias", i + 1, t);
+            st = fn(ctx, name, 1, &L->oc, L->b);
+        }
+    }
+    if (!st && m->nhead > 0) {
+        int d = (int)m->nhead;
+        st = fn(ctx, "head.params", 1, &d, m->head);
+    }
+    return st;
+}
+
+static sm_status count_fn(void *ctx, const char *name, int ndim, const int *dims, float *data) {
+    (*(uint32_t *)ctx)++;
+    return SM_OK;
+}
+static sm_status write_fn(void *ctx, const char *name, int ndim, const int *dims, float *data) {
+    return w_tensor(ctx, name, ndim, dims, data);
+}
+
+sm_status sm_model_save(sm_model *m, const char *path) {
+    if (!m) return sm_fail(SM_ERR_INVALID, "sm_model_save: model is NULL");
+    if (!path || !*path) return sm_fail(SM_ERR_INVALID, "sm_model_save: empty path");
+    if (!sm_all_finite(m->params, m->nparams) || !sm_all_finite(m->buffers, m->nbuffers) ||
+        (m->head && !sm_all_finite(m->head, m->nhead))) {
+        sm_status st = sm_fail(SM_ERR_NUMERIC, "%s: refusing to save a model with NaN/Inf parameters", path);
+        sm_errmsg_copy(m->errmsg);
+        return st;
+    }
+    sm_afile f;
+    sm_status st = sm_afile_open(&f, path);
+    if (st) { sm_errmsg_copy(m->errmsg); return st; }
+    char input[64], classes[32];
+    snprintf(input, sizeof input, "%d %d %d", m->in_h, m->in_w, m->in_c);
+    snprintf(classes, sizeof classes, "%d", m->classes);
+    const char *meta[5][2] = {{"spec", m->spec}, {"input", input}, {"loss", m->loss_name},
+                              {"loss_options", m->loss_options}, {"classes", classes}};
+    uint32_t nt = 0;
+    each_tensor(m, count_fn, &nt);
+    st = sm_afile_write(&f, MAGIC, 8);
+    if (!st) st = w_u32(&f, FORMAT_VERSION);
+    if (!st) st = w_u32(&f, 5);
+    for (int i = 0; i < 5 && !st; i++) { st = w_str(&f, meta[i][0]); if (!st) st = w_str(&f, meta[i][1]); }
+    if (!st) st = w_u32(&f, nt);
+    if (!st) st = each_tensor(m, write_fn, &f);
+    if (!st) st = w_u32(&f, f.crc);
+    if (st) { sm_afile_abort(&f); sm_errmsg_copy(m->errmsg); return st; }
+    st = sm_afile_commit(&f);
+    if (st) sm_errmsg_copy(m->errmsg);
+    return st;
+}
+
+/* ---- reading ------------------------------------------------------------------------------ */
+typedef struct reader { const unsigned char *p, *end; const char *path; } reader;
+
+static sm_status r_u32(reader *r, uint32_t *v, const char *what) {
+    if (r->end - r->p < 4) return sm_fail(SM_ERR_FORMAT, "%s: truncated (reading %s)", r->path, what);
+    *v = (uint32_t)r->p[0] | (uint32_t)r->p[1] << 8 | (uint32_t)r->p[2] << 16 | (uint32_t)r->p[3] << 24;
+    r->p += 4;
+    return SM_OK;
+}
+/* Borrow a string: *s points into the buffer, *n its length. */
+static sm_status r_str(reader *r, const char **s, uint32_t *n, const char *what) {
+    *s = NULL;
+    sm_status st = r_u32(r, n, what);
+    if (st) return st;
+    if ((uint64_t)(r->end - r->p) < *n) return sm_fail(SM_ERR_FORMAT, "%s: truncated (reading %s)", r->path, what);
+    *s = (const char *)r->p;
+    r->p += *n;
+    return SM_OK;
+}
+
+typedef struct load_ctx { reader *r; uint32_t remaining; } load_ctx;
+
+/* Read the next tensor from the file and check it is the one the spec expects. */
+static sm_status load_fn(void *ctx, const char *name, int ndim, const int *dims, float *data) {
+    load_ctx *c = ctx;
+    reader *r = c->r;
+    if (c->remaining == 0) return sm_fail(SM_ERR_FORMAT, "%s: tensor '%s' is missing", r->path, name);
+    c->remaining--;
+    const char *s;
+    uint32_t n, nd;
+    sm_status st = r_str(r, &s, &n, "tensor name");
+    if (st) return st;
+    if (n != strlen(name) || memcmp(s, name, n) != 0)
+        return sm_fail(SM_ERR_FORMAT, "%s: found tensor '%.*s' where the spec expects '%s'", r->path,
+                       (int)(n > 64 ? 64 : n), s, name);
+    if ((st = r_u32(r, &nd, "tensor rank"))) return st;
+    if (nd != (uint32_t)ndim)
+        return sm_fail(SM_ERR_FORMAT, "%s: tensor '%s' has rank %u, expected %d", r->path, name, nd, ndim);
+    uint64_t count = 1;
+    for (int i = 0; i < ndim; i++) {
+        uint32_t d;
+        if ((st = r_u32(r, &d, "tensor shape"))) return st;
+        if (d != (uint32_t)dims[i])
+            return sm_fail(SM_ERR_FORMAT, "%s: tensor '%s' dimension %d is %u, expected %d", r->path, name, i, d, dims[i]);
+        count *= d;
+    }
+    if ((uint64_t)(r->end - r->p) < count * sizeof(float))
+        return sm_fail(SM_ERR_FORMAT, "%s: truncated in the data of tensor '%s'", r->path, name);
+    memcpy(data, r->p, count * sizeof(float));
+    r->p += count * sizeof(float);
+    if (!sm_all_finite(data, (int64_t)count))
+        return sm_fail(SM_ERR_FORMAT, "%s: tensor '%s' holds NaN or Inf", r->path, name);
+    return SM_OK;
+}
+
+static sm_status parse_model(reader *r, sm_model **out) {
+    sm_status st;
+    if (r->end - r->p < 8 + 4 + 4) return sm_fail(SM_ERR_FORMAT, "%s: too short to be a model file", r->path);
+    if (memcmp(r->p, MAGIC, 8) != 0) return sm_fail(SM_ERR_FORMAT, "%s: not a simile model file (bad magic)", r->path);
+    r->p += 8;
+    /* checksum over everything before the last 4 bytes */
+    const unsigned char *crc_at = r->end - 4;
+    uint32_t want = (uint32_t)crc_at[0] | (uint32_t)crc_at[1] << 8 | (uint32_t)crc_at[2] << 16 | (uint32_t)crc_at[3] << 24;
+    uint32_t got = sm_crc32(0, r->p - 8, (size_t)(crc_at - (r->p - 8)));
+    if (got != want) return sm_fail(SM_ERR_FORMAT, "%s: checksum mismatch (file corrupt or truncated)", r->path);
+    r->end = crc_at;
+    uint32_t version, nmeta;
+    if ((st = r_u32(r, &version, "version"))) return st;
+    if (version != FORMAT_VERSION)
+        return sm_fail(SM_ERR_FORMAT, "%s: format version %u, this build reads version %u", r->path, version, FORMAT_VERSION);
+    if ((st = r_u32(r, &nmeta, "meta count"))) return st;
+    if (nmeta > 64) return sm_fail(SM_ERR_FORMAT, "%s: %u meta entries (limit 64)", r->path, nmeta);
+    char spec[SM_MAX_SPEC_BYTES + 1] = "", loss[32] = "", lopts[256] = "";
+    int h = 0, w = 0, c = 0, classes = 0, have_spec = 0, have_input = 0;
+    for (uint32_t i = 0; i < nmeta; i++) {
+        const char *k, *v;
+        uint32_t kn, vn;
+        if ((st = r_str(r, &k, &kn, "meta key")) || (st = r_str(r, &v, &vn, "meta value"))) return st;
+        char val[512];
+        int small = vn < sizeof val;
+        if (small) { memcpy(val, v, vn); val[vn] = 0; }
+        if (kn == 4 && !memcmp(k, "spec", 4)) {
+            if (vn > SM_MAX_SPEC_BYTES) return sm_fail(SM_ERR_FORMAT, "%s: spec too long", r->path);
+            memcpy(spec, v, vn); spec[vn] = 0; have_spec = 1;
+        } else if (kn == 5 && !memcmp(k, "input", 5)) {
+            if (!small || sscanf(val, "%d %d %d", &h, &w, &c) != 3)
+                return sm_fail(SM_ERR_FORMAT, "%s: bad input shape", r->path);
+            have_input = 1;
+        } else if (kn == 4 && !memcmp(k, "loss", 4)) {
+            if (vn >= sizeof loss) return sm_fail(SM_ERR_FORMAT, "%s: loss name too long", r->path);
+            memcpy(loss, v, vn); loss[vn] = 0;
+        } else if (kn == 12 && !memcmp(k, "loss_options", 12)) {
+            if (vn >= sizeof lopts) return sm_fail(SM_ERR_FORMAT, "%s: loss options too long", r->path);
+            memcpy(lopts, v, vn); lopts[vn] = 0;
+        } else if (kn == 7 && !memcmp(k, "classes", 7)) {
+            if (!small || sscanf(val, "%d", &classes) != 1 || classes < 0 || classes > (1 << 24))
+                return sm_fail(SM_ERR_FORMAT, "%s: bad class count", r->path);
+        } /* unknown keys are skipped: newer writers may add metadata */
+    }
+    if (!have_spec || !have_input) return sm_fail(SM_ERR_FORMAT, "%s: spec or input shape missing", r->path);
+    sm_model *m;
+    if ((st = sm_model_create(&m, spec, h, w, c, 0))) {
+        sm_errmsg_prefix(r->path);
+        return st == SM_ERR_NOMEM ? st : SM_ERR_FORMAT;
+    }
+    uint32_t nt;
+    if ((st = r_u32(r, &nt, "tensor count"))) { sm_model_free(m); return st; }
+    load_ctx ctx = {r, nt};
+    /* the head's size is only known from the file: peek at it after the layer tensors */
+    float *head = NULL;
+    int64_t nhead = 0;
+    int64_t saved_nhead = m->nhead;
+    m->nhead = 0;
+    st = each_tensor(m, load_fn, &ctx);
+    m->nhead = saved_nhead;
+    if (!st && ctx.remaining == 1) {
+        const char *s;
+        uint32_t n, nd, d;
+        if (!(st = r_str(r, &s, &n, "tensor name")) && !(n == 11 && !memcmp(s, "head.params", 11)))
+            st = sm_fail(SM_ERR_FORMAT, "%s: unexpected tensor '%.*s'", r->path, (int)(n > 64 ? 64 : n), s);
+        if (!st && !(st = r_u32(r, &nd, "tensor rank")) && nd != 1) st = sm_fail(SM_ERR_FORMAT, "%s: bad head rank", r->path);
+        if (!st) st = r_u32(r, &d, "head size");
+        if (!st && (d == 0 || (uint64_t)(r->end - r->p) < (uint64_t)d * sizeof(float)))
+            st = sm_fail(SM_ERR_FORMAT, "%s: truncated head", r->path);
+        if (!st) {
+            nhead = d;
+            head = sm_alloc(d, sizeof(float));
+            if (!head) st = SM_ERR_NOMEM;
+            else { memcpy(head, r->p, (size_t)d * sizeof(float)); r->p += (size_t)d * sizeof(float); }
+        }
+        if (!st && !sm_all_finite(head, nhead)) st = sm_fail(SM_ERR_FORMAT, "%s: head holds NaN or Inf", r->path);
+        ctx.remaining = 0;
+    }
+    if (!st && ctx.remaining) st = sm_fail(SM_ERR_FORMAT, "%s: %u unexpected extra tensors", r->path, ctx.remaining);
+    if (!st && r->p != r->end) st = sm_fail(SM_ERR_FORMAT, "%s: %ld unexpected trailing bytes", r->path, (long)(r->end - r->p));
+    if (!st && (loss[0] || nhead)) st = sm_model_set_head(m, loss, lopts, head, nhead, classes);
+    sm_free(head);
+    if (st) { sm_model_free(m); return st; }
+    *out = m;
+    return SM_OK;
+}
+
+sm_status sm_model_load(sm_model **out, const char *path) {
+    if (!out) return sm_fail(SM_ERR_INVALID, "sm_model_load: out is NULL");
+    *out = NULL;
+    if (!path) return sm_fail(SM_ERR_INVALID, "sm_model_load: path is NULL");
+    unsigned char *data;
+    size_t len;
+    sm_status st = sm_read_file(path, MAX_FILE_BYTES, &data, &len);
+    if (st) return st;
+    reader r = {data, data + len, path};
+    st = parse_model(&r, out);
+    sm_free(data);
+    return st;
+}

@@ -1,0 +1,56 @@
+/* layer.h - network layers: configuration parsed from the spec, shapes, pointers into the
+ * model's parameter block, and the caches a forward leaves for its backward.  One forward and
+ * one hand-written backward per kind (layers.c); the arithmetic is in backend/. */
+#ifndef SM_LAYER_H
+#define SM_LAYER_H
+#include "core/core.h"
+
+typedef enum sm_layer_type {
+    SM_LAYER_CONV, SM_LAYER_BN, SM_LAYER_RELU, SM_LAYER_MAXPOOL, SM_LAYER_GAP, SM_LAYER_FC,
+    SM_LAYER_L2NORM
+} sm_layer_type;
+
+typedef struct sm_layer {
+    sm_layer_type type;
+    /* configuration */
+    int units;          /* conv: output channels; fc: output features */
+    int k, stride, pad; /* conv / maxpool window */
+    int bias;           /* conv / fc: has a bias */
+    float eps, momentum;/* bn */
+    /* shapes of one sample: input (ih, iw, ic), output (oh, ow, oc) */
+    int ih, iw, ic, oh, ow, oc;
+    /* parameters (into the model's parameter block) and their gradients (into the grad block) */
+    float *W, *b;       /* conv W (oc, k, k, ic), fc W (oc, ih*iw*ic); b (oc) */
+    float *dW, *db;
+    float *gamma, *beta, *dgamma, *dbeta; /* bn (oc) */
+    float *run_mean, *run_var;            /* bn running statistics (model's buffer block) */
+    int64_t param_offset, nparams;        /* position in the parameter block */
+    int64_t buffer_offset, nbuffers;
+    /* caches for backward, sized for the model's batch capacity */
+    float *col;         /* conv: im2col (cap*oh*ow, k*k*ic), reused for dcol in backward */
+    float *mean, *rstd; /* bn: batch statistics (oc) */
+    int32_t *arg;       /* maxpool: argmax indices (cap*oh*ow*oc) */
+    float *norm;        /* l2norm: row norms (cap) */
+} sm_layer;
+
+/* Output size of one sample (oh * ow * oc) and input size (ih * iw * ic). */
+static inline int64_t sm_layer_out_size(const sm_layer *L) { return (int64_t)L->oh * L->ow * L->oc; }
+static inline int64_t sm_layer_in_size(const sm_layer *L) { return (int64_t)L->ih * L->iw * L->ic; }
+const char *sm_layer_type_name(sm_layer_type t);
+
+/* Set output shape and parameter counts from the input shape; SM_ERR_SPEC if it does not fit. */
+sm_status sm_layer_setup(sm_layer *L, int ih, int iw, int ic, int index);
+/* Allocate this layer's caches for a batch of cap samples (frees old ones). */
+sm_status sm_layer_alloc_cache(sm_layer *L, int cap);
+void sm_layer_free_cache(sm_layer *L);
+/* Initialise parameters (He-normal for conv/fc weights, zero bias, bn gamma 1 beta 0, running
+ * mean 0 var 1). */
+void sm_layer_init_params(sm_layer *L, sm_rng *rng);
+
+/* y (n, out) = layer(x (n, in)); train selects batch statistics for bn. */
+void sm_layer_forward(sm_layer *L, const float *x, float *y, int n, int train);
+/* Given x, y of the forward and dy: parameter gradients (overwritten) and dx (if not NULL). */
+void sm_layer_backward(sm_layer *L, const float *x, const float *y, const float *dy, float *dx,
+                       int n);
+
+#endif
