@@ -226,6 +226,10 @@ const char *sm_loss_name(const sm_loss *loss);
 sm_status sm_loss_compute(sm_loss *loss, const float *emb, const int32_t *labels, int n, int d,
                           float *value, float *grad);
 
+/* The i-th registered loss (i from 0): its name and a one-line description of its formula and
+ * options (static strings).  SM_ERR_NOTFOUND past the last one. */
+sm_status sm_loss_describe(int i, const char **name, const char **help);
+
 /* The loss's trainable parameters as one flat block and its gradient block (both owned by the
  * loss, length *count; NULL and 0 if it has none).  Valid until the loss is freed. */
 void sm_loss_params(sm_loss *loss, float **params, float **grads, int64_t *count);
@@ -233,17 +237,150 @@ void sm_loss_params(sm_loss *loss, float **params, float **grads, int64_t *count
 /* ======================================================================================== */
 /* Miners and distances (metric-learning module)                                             */
 /* ======================================================================================== */
-/* @@MINERS@@ (section owned by the metric-learning module) */
+/* Miners choose the informative tuples of a batch, as pytorch-metric-learning's miners.  The
+ * metric losses run them internally (their miner= option); these entry points expose them for
+ * inspection.  Pairs and triplets are directed: (i, j) and (j, i) are both listed, in row-major
+ * order (anchor ascending, then the other index ascending). */
+
+/* Triplet miners (anchor a, positive p with y_p = y_a and p != a, negative n with y_n != y_a),
+ * on L2 distances of L2-normalised embeddings, m(a,p,n) = d(a,n) - d(a,p):
+ *   SM_TRIPLETS_ALL       every valid triplet
+ *   SM_TRIPLETS_HARD      batch-hard: per anchor the farthest positive and the nearest negative
+ *                         (first index on ties); anchors lacking either are skipped
+ *   SM_TRIPLETS_SEMIHARD  0 < m <= margin (PML TripletMarginMiner "semihard", margin 0.2)
+ *   SM_TRIPLETS_EASY      m > margin (PML "easy") */
+typedef enum sm_triplet_miner {
+    SM_TRIPLETS_ALL = 0, SM_TRIPLETS_HARD = 1, SM_TRIPLETS_SEMIHARD = 2, SM_TRIPLETS_EASY = 3
+} sm_triplet_miner;
+
+/* Pair miners:
+ *   SM_PAIRS_ALL       every positive pair (i != j) and every negative pair
+ *   SM_PAIRS_MARGIN    PML PairMarginMiner on L2 distances of normalised embeddings: positives
+ *                      with d > pos_margin, negatives with d < neg_margin (PML: 0.2, 0.8)
+ *   SM_PAIRS_MULTISIM  PML MultiSimilarityMiner on cosine similarity s, epsilon = pos_margin
+ *                      (PML 0.1; neg_margin unused): positive (i,j) kept if
+ *                      s_ij - eps < max_{k neg of i} s_ik, negative (i,k) kept if
+ *                      s_ik + eps > min_{j pos of i} s_ij; nothing if the batch has no
+ *                      positive or no negative pair */
+typedef enum sm_pair_miner {
+    SM_PAIRS_ALL = 0, SM_PAIRS_MARGIN = 1, SM_PAIRS_MULTISIM = 2
+} sm_pair_miner;
+
+/* Mine triplets of emb (n, d) with labels (n) into triplets (capacity, 3) as rows (a, p, n).
+ * *count receives the number of triplets found.  triplets may be NULL with capacity 0 to ask
+ * for the count only.  Memory O(n^2) whatever the count.  Errors: SM_ERR_INVALID (NULL, n < 0,
+ * d < 1, bad kind, margin not finite), SM_ERR_NUMERIC (non-finite embedding), SM_ERR_RANGE
+ * (more than capacity triplets: *count is still set to the number needed), SM_ERR_NOMEM. */
+sm_status sm_mine_triplets(const float *emb, const int32_t *labels, int n, int d,
+                           sm_triplet_miner kind, float margin, int32_t *triplets,
+                           int64_t capacity, int64_t *count);
+
+/* Mine positive pairs into pos (pos_capacity, 2) and negative pairs into neg (neg_capacity, 2),
+ * counts in *npos and *nneg; either array may be NULL with capacity 0 to count only.
+ * Errors as sm_mine_triplets (SM_ERR_RANGE if either capacity is too small). */
+sm_status sm_mine_pairs(const float *emb, const int32_t *labels, int n, int d, sm_pair_miner kind,
+                        float pos_margin, float neg_margin, int32_t *pos, int64_t pos_capacity,
+                        int64_t *npos, int32_t *neg, int64_t neg_capacity, int64_t *nneg);
+
+/* Distance matrix D (n, n) of emb (n, d): kind "sqeuclidean", "euclidean", "cosine" or "dot",
+ * rows L2-normalised first if normalize (always for cosine).  Errors: SM_ERR_INVALID. */
+sm_status sm_distance_matrix(const float *emb, int n, int d, const char *kind, int normalize,
+                             float *D);
 
 /* ======================================================================================== */
 /* Retrieval and verification metrics                                                        */
 /* ======================================================================================== */
-/* @@METRICS@@ (section owned by the evaluation module) */
+/* Similarity measure for search and retrieval (declared here because the metrics below use it;
+ * the k-NN search section follows).  SM_METRIC_L2 ranks by squared Euclidean distance, smallest
+ * first; SM_METRIC_IP by inner product <x, y> and SM_METRIC_COSINE by <x, y> / (|x| |y|), both
+ * largest first (a zero vector has cosine 0 with everything). */
+typedef enum sm_metric { SM_METRIC_L2 = 0, SM_METRIC_IP = 1, SM_METRIC_COSINE = 2 } sm_metric;
+
+/* Retrieval quality of embeddings against their own labels (pytorch-metric-learning's
+ * AccuracyCalculator with query = reference set).  Every sample is a query against all other
+ * samples (itself excluded); R = number of other samples of its class.  Averages are over the
+ * queries whose class has at least one other sample; the others are skipped and counted. */
+typedef struct sm_retrieval_result {
+    double precision_at_1;   /* fraction of queries whose nearest neighbour has their class    */
+    double r_precision;      /* mean of (same-class items among the top R) / R                 */
+    double map_at_r;         /* mean of (1/R) sum_{i<=R} P(i) rel(i), P(i) precision at rank i */
+    double recall_at_k[4];   /* k = 1, 2, 4, 8: fraction with a same-class item in the top k   */
+    double nmi;              /* NMI(labels, k-means clusters), k = number of classes           */
+    int64_t num_queries;     /* queries evaluated                                              */
+    int64_t num_skipped;     /* queries skipped: the only sample of their class                */
+    int num_classes;         /* distinct labels                                                */
+} sm_retrieval_result;
+
+/* Compute the retrieval metrics above for embeddings emb (n, d) with labels (n), ranking
+ * neighbours by `metric`.  Neighbours are searched exactly in blocks of queries with a partial
+ * selection of the top max(R_max, 8) per query, so memory stays O(n d + block * n).  Ties in
+ * the ranking go to the lower index.  NMI clusters the embeddings (unit-normalised first for
+ * SM_METRIC_COSINE) with k-means (k-means++ init from a fixed seed, at most 50 Lloyd iterations,
+ * deterministic for a given thread count) and scores it with sm_nmi.  If every query is
+ * skipped the ranking metrics are 0.
+ * Errors: SM_ERR_INVALID (NULL, n < 2, d <= 0, bad metric), SM_ERR_NUMERIC (NaN/Inf in emb),
+ * SM_ERR_NOMEM. */
+sm_status sm_retrieval_metrics(const float *emb, const int32_t *labels, int64_t n, int d,
+                               sm_metric metric, sm_retrieval_result *out);
+
+/* Normalised mutual information of two labelings a and b (n) of arbitrary int32 values, with
+ * arithmetic-mean normalisation: NMI = MI / ((H(a) + H(b)) / 2), natural log, as scikit-learn's
+ * normalized_mutual_info_score (1 if both labelings are a single cluster, 0 if MI is 0).
+ * Errors: SM_ERR_INVALID (NULL, n <= 0), SM_ERR_NOMEM. */
+sm_status sm_nmi(const int32_t *a, const int32_t *b, int64_t n, double *out);
+
+/* Verification from pair scores: scores (n) with genuine (n) flags (1 = same identity, 0 =
+ * different).  Higher score = more similar; a pair is accepted at threshold t when score >= t.
+ * FAR(t) = accepted impostors / impostors, TAR(t) = accepted genuines / genuines.  Every
+ * function needs at least one genuine and one impostor pair.
+ * Common errors: SM_ERR_INVALID (NULL, n <= 0, a flag other than 0/1, no genuine or no impostor
+ * pair), SM_ERR_NUMERIC (NaN/Inf score), SM_ERR_NOMEM. */
+
+/* ROC curve: one point per distinct score, thresholds decreasing, preceded by the point
+ * (FAR 0, TAR 0, threshold +inf); the last point is (1, 1).  This is scikit-learn's
+ * roc_curve(genuine, scores, drop_intermediate=False).  far, tar, thresholds each have room for
+ * cap points; *count receives the number of points (at most n + 1).  With far, tar and
+ * thresholds all NULL only *count is computed.  Errors: SM_ERR_RANGE (cap < count). */
+sm_status sm_roc(const float *scores, const int8_t *genuine, int64_t n, double *far, double *tar,
+                 float *thresholds, int64_t cap, int64_t *count);
+
+/* Area under the ROC curve (trapezoidal, ties counted as half: scikit-learn roc_auc_score). */
+sm_status sm_roc_auc(const float *scores, const int8_t *genuine, int64_t n, double *auc);
+
+/* Equal error rate: where FAR = 1 - TAR, linearly interpolated between the two ROC points where
+ * FAR - FRR changes sign.  *threshold (may be NULL) gets the threshold of the first ROC point
+ * at which FAR >= FRR. */
+sm_status sm_eer(const float *scores, const int8_t *genuine, int64_t n, double *eer,
+                 float *threshold);
+
+/* TAR at a FAR target (e.g. 1e-2, 1e-3, 1e-4): the highest TAR over the ROC points with
+ * FAR <= far_target, with the threshold of that point (may be NULL; +inf when no pair can be
+ * accepted).  Errors also: SM_ERR_INVALID (far_target outside [0, 1]). */
+sm_status sm_tar_at_far(const float *scores, const int8_t *genuine, int64_t n, double far_target,
+                        double *tar, float *threshold);
+
+/* Mean Euclidean (not squared) distance over unordered same-class pairs (*mean_intra) and
+ * different-class pairs (*mean_inter) of embeddings emb (n, d).  Exact, computed with blocked
+ * matrix products in O(n d) memory.  A mean over no pair is NaN.
+ * Errors: SM_ERR_INVALID (NULL, n < 2, d <= 0), SM_ERR_NUMERIC (NaN/Inf), SM_ERR_NOMEM. */
+sm_status sm_intra_inter_distances(const float *emb, const int32_t *labels, int64_t n, int d,
+                                   double *mean_intra, double *mean_inter);
 
 /* ======================================================================================== */
 /* Exact k-nearest-neighbour search                                                          */
 /* ======================================================================================== */
-/* @@SEARCH@@ (section owned by the search module) */
+/* Exact k nearest neighbours of each query q (nq, d) in the database db (n, d) (sm_metric is
+ * declared in the metrics section above), after FAISS IndexFlat: precomputed norms, tiled
+ * matrix products, |x|^2 + |y|^2 - 2<x, y> clamped at 0 for L2, a top-1 path for k = 1, heaps
+ * for small k and a partial selection for large k; threaded with OpenMP and OpenBLAS.
+ * dist (nq, k) and idx (nq, k) receive each query's results best first (smallest squared L2
+ * distance, largest inner product or cosine); ties go to the lower database index.  Slots that
+ * cannot be filled (k > n) get idx -1 and dist +inf (L2) or -inf (IP, cosine).  With exclude_self
+ * non-zero, query i never matches database row i (for q == db, all-vs-all evaluation).
+ * n = 0 or nq = 0 is allowed.  Errors: SM_ERR_INVALID (NULL buffer, n < 0, nq < 0, d <= 0,
+ * k <= 0, bad metric), SM_ERR_NUMERIC (NaN/Inf in db or q), SM_ERR_NOMEM. */
+sm_status sm_knn_search(const float *db, int64_t n, const float *q, int64_t nq, int d, int k,
+                        sm_metric metric, int exclude_self, float *dist, int64_t *idx);
 
 /* ======================================================================================== */
 /* Training                                                                                  */

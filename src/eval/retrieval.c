@@ -1,0 +1,325 @@
+/* retrieval.c - retrieval metrics of embeddings against their own labels, with the definitions
+ * of pytorch-metric-learning's AccuracyCalculator (query set = reference set, self excluded):
+ * precision@1, R-precision, MAP@R, recall@{1,2,4,8}, and NMI of a k-means clustering; plus the
+ * standalone sm_nmi (scikit-learn's normalized_mutual_info_score, arithmetic normalisation).
+ * Neighbours come from the exact search (gallery/search.c) in blocks of queries, each query
+ * keeping only its top max(R_max, 8) by partial selection, so memory stays bounded. */
+#include "core/core.h"
+#include "gallery/search.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define KMEANS_ITERS 50
+#define KMEANS_SEED 0x5eedc0ffee1234ULL
+#define KNN_BLOCK_ENTRIES ((int64_t)1 << 22) /* queries per block * K: 48 MiB of results */
+
+static int cmp_i32(const void *pa, const void *pb) {
+    int32_t a = *(const int32_t *)pa, b = *(const int32_t *)pb;
+    return (a > b) - (a < b);
+}
+
+static int cmp_i64(const void *pa, const void *pb) {
+    int64_t a = *(const int64_t *)pa, b = *(const int64_t *)pb;
+    return (a > b) - (a < b);
+}
+
+/* Map arbitrary int32 values v (n) to dense ids 0..*nc-1 in id (n), ordered by value; counts
+ * (optional, *counts allocated with *nc entries) receives each id's size. */
+static sm_status compact_labels(const int32_t *v, int64_t n, int32_t *id, int64_t *nc,
+                                int64_t **counts) {
+    int32_t *u = sm_alloc((size_t)n, sizeof(int32_t)); /* (n) sorted values */
+    if (!u) return SM_ERR_NOMEM;
+    memcpy(u, v, (size_t)n * sizeof(int32_t));
+    qsort(u, (size_t)n, sizeof(int32_t), cmp_i32);
+    int64_t m = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (i == 0 || u[i] != u[m - 1]) u[m++] = u[i];
+    int64_t *cnt = NULL;
+    if (counts) {
+        cnt = sm_calloc((size_t)m, sizeof(int64_t));
+        if (!cnt) { sm_free(u); return SM_ERR_NOMEM; }
+    }
+    for (int64_t i = 0; i < n; i++) {
+        const int32_t *p = bsearch(&v[i], u, (size_t)m, sizeof(int32_t), cmp_i32);
+        id[i] = (int32_t)(p - u);
+        if (cnt) cnt[id[i]]++;
+    }
+    sm_free(u);
+    *nc = m;
+    if (counts) *counts = cnt;
+    return SM_OK;
+}
+
+/* NMI of dense labelings a (n, ids < na) and b (n, ids < nb). */
+static sm_status nmi_dense(const int32_t *a, int64_t na, const int32_t *b, int64_t nb, int64_t n,
+                           double *out) {
+    int64_t *key = sm_alloc((size_t)n, sizeof(int64_t));  /* (n) joint cell a * nb + b */
+    double *pa = sm_calloc((size_t)na, sizeof(double));   /* (na) marginal counts */
+    double *pb = sm_calloc((size_t)nb, sizeof(double));   /* (nb) marginal counts */
+    if (!key || !pa || !pb) { sm_free(key); sm_free(pa); sm_free(pb); return SM_ERR_NOMEM; }
+    for (int64_t i = 0; i < n; i++) {
+        key[i] = (int64_t)a[i] * nb + b[i];
+        pa[a[i]] += 1;
+        pb[b[i]] += 1;
+    }
+    qsort(key, (size_t)n, sizeof(int64_t), cmp_i64);
+    const double N = (double)n, logN = log(N);
+    double mi = 0;
+    for (int64_t i = 0; i < n;) {
+        int64_t j = i;
+        while (j < n && key[j] == key[i]) j++;
+        double nij = (double)(j - i);
+        int64_t ia = key[i] / nb, ib = key[i] % nb;
+        mi += nij / N * (log(nij) + logN - log(pa[ia]) - log(pb[ib]));
+        i = j;
+    }
+    if (mi < 0) mi = 0;
+    double ha = 0, hb = 0;
+    int64_t ua = 0, ub = 0; /* labels actually present (k-means may leave a cluster empty) */
+    for (int64_t i = 0; i < na; i++)
+        if (pa[i] > 0) { ha -= pa[i] / N * (log(pa[i]) - logN); ua++; }
+    for (int64_t i = 0; i < nb; i++)
+        if (pb[i] > 0) { hb -= pb[i] / N * (log(pb[i]) - logN); ub++; }
+    sm_free(key);
+    sm_free(pa);
+    sm_free(pb);
+    if (ua == 1 && ub == 1) { *out = 1.0; return SM_OK; } /* both a single cluster */
+    if (mi == 0) { *out = 0.0; return SM_OK; }
+    double norm = 0.5 * (ha + hb);
+    *out = mi / (norm > DBL_EPSILON ? norm : DBL_EPSILON);
+    return SM_OK;
+}
+
+sm_status sm_nmi(const int32_t *a, const int32_t *b, int64_t n, double *out) {
+    if (!a || !b || !out) return sm_fail(SM_ERR_INVALID, "nmi: NULL argument");
+    if (n <= 0) return sm_fail(SM_ERR_INVALID, "nmi: n = %lld must be positive", (long long)n);
+    int32_t *ca = sm_alloc((size_t)n, sizeof(int32_t)), *cb = sm_alloc((size_t)n, sizeof(int32_t));
+    int64_t na = 0, nb = 0;
+    sm_status st = (!ca || !cb) ? SM_ERR_NOMEM : SM_OK;
+    if (st == SM_OK) st = compact_labels(a, n, ca, &na, NULL);
+    if (st == SM_OK) st = compact_labels(b, n, cb, &nb, NULL);
+    if (st == SM_OK) st = nmi_dense(ca, na, cb, nb, n, out);
+    sm_free(ca);
+    sm_free(cb);
+    return st;
+}
+
+/* ---- k-means (k-means++ init, Lloyd iterations) ------------------------------------------- */
+static double sqdist(const float *a, const float *b, int d) {
+    double s = 0;
+    for (int t = 0; t < d; t++) {
+        double u = (double)a[t] - b[t];
+        s += u * u;
+    }
+    return s;
+}
+
+/* Cluster x (n, d) into k clusters; assign (n) receives cluster ids. */
+static sm_status kmeans(const float *x, int64_t n, int d, int64_t k, int32_t *assign) {
+    if (k <= 1) {
+        memset(assign, 0, (size_t)n * sizeof(int32_t));
+        return SM_OK;
+    }
+    float *C = sm_alloc((size_t)(k * d), sizeof(float));    /* (k, d) centres */
+    double *S = sm_alloc((size_t)(k * d), sizeof(double));  /* (k, d) sums */
+    int64_t *cnt = sm_alloc((size_t)k, sizeof(int64_t));    /* (k) sizes */
+    double *D2 = sm_alloc((size_t)n, sizeof(double));       /* (n) distance to nearest centre */
+    double *V = sm_alloc((size_t)n, sizeof(double));        /* (n) potential of a candidate */
+    float *dd = sm_alloc((size_t)n, sizeof(float));         /* (n) search distances */
+    int64_t *ai = sm_alloc((size_t)n, sizeof(int64_t));     /* (n) search indices */
+    sm_status st = SM_OK;
+    if (!C || !S || !cnt || !D2 || !V || !dd || !ai) { st = SM_ERR_NOMEM; goto done; }
+
+    /* k-means++: each new centre drawn with probability proportional to D2 */
+    sm_rng rng;
+    sm_rng_seed(&rng, KMEANS_SEED);
+    int64_t first = (int64_t)sm_rng_below(&rng, (uint64_t)n);
+    memcpy(C, x + first * d, (size_t)d * sizeof(float));
+#pragma omp parallel for schedule(static) if (n * (int64_t)d > 65536)
+    for (int64_t i = 0; i < n; i++) D2[i] = sqdist(x + i * d, C, d);
+    /* greedy k-means++ (as scikit-learn): draw 2 + ln k candidates, keep the one that lowers
+     * the potential sum D2 the most */
+    int trials = 2 + (int)log((double)k);
+    for (int64_t c = 1; c < k; c++) {
+        double total = 0;
+        for (int64_t i = 0; i < n; i++) total += D2[i];
+        int64_t best = -1;
+        double best_pot = 0;
+        for (int tr = 0; tr < trials; tr++) {
+            int64_t pick = n - 1;
+            if (total > 0) {
+                double r = sm_rng_uniform(&rng) * total, acc = 0;
+                for (int64_t i = 0; i < n; i++) {
+                    acc += D2[i];
+                    if (acc > r && D2[i] > 0) { pick = i; break; }
+                }
+            } else {
+                pick = (int64_t)sm_rng_below(&rng, (uint64_t)n);
+            }
+            const float *cand = x + pick * d;
+            double pot = 0;
+#pragma omp parallel for schedule(static) if (n * (int64_t)d > 65536)
+            for (int64_t i = 0; i < n; i++) {
+                double v = sqdist(x + i * d, cand, d);
+                V[i] = v < D2[i] ? v : D2[i];
+            }
+            for (int64_t i = 0; i < n; i++) pot += V[i]; /* fixed order: deterministic */
+            if (best < 0 || pot < best_pot) { best = pick; best_pot = pot; }
+        }
+        float *cc = C + c * d;
+        memcpy(cc, x + best * d, (size_t)d * sizeof(float));
+#pragma omp parallel for schedule(static) if (n * (int64_t)d > 65536)
+        for (int64_t i = 0; i < n; i++) {
+            double v = sqdist(x + i * d, cc, d);
+            if (v < D2[i]) D2[i] = v;
+        }
+    }
+
+    for (int64_t i = 0; i < n; i++) assign[i] = -1;
+    for (int it = 0; it < KMEANS_ITERS; it++) {
+        st = sm_knn_search_ex(C, k, x, n, d, 1, SM_METRIC_L2, -1, dd, ai);
+        if (st != SM_OK) goto done;
+        int64_t changed = 0;
+        for (int64_t i = 0; i < n; i++) {
+            if (assign[i] != (int32_t)ai[i]) changed++;
+            assign[i] = (int32_t)ai[i];
+        }
+        if (changed == 0 || it == KMEANS_ITERS - 1) break;
+        memset(S, 0, (size_t)(k * d) * sizeof(double));
+        memset(cnt, 0, (size_t)k * sizeof(int64_t));
+        for (int64_t i = 0; i < n; i++) {
+            const float *r = x + i * d;
+            double *s = S + (int64_t)assign[i] * d;
+            for (int t = 0; t < d; t++) s[t] += r[t];
+            cnt[assign[i]]++;
+        }
+        for (int64_t c = 0; c < k; c++) {
+            if (cnt[c] > 0) {
+                for (int t = 0; t < d; t++) C[c * d + t] = (float)(S[c * d + t] / (double)cnt[c]);
+            } else { /* empty cluster: move it to the point farthest from its centre */
+                int64_t far = 0;
+                for (int64_t i = 1; i < n; i++)
+                    if (dd[i] > dd[far]) far = i;
+                memcpy(C + c * d, x + far * d, (size_t)d * sizeof(float));
+                dd[far] = -1.0f;
+            }
+        }
+    }
+done:
+    sm_free(C);
+    sm_free(S);
+    sm_free(cnt);
+    sm_free(D2);
+    sm_free(V);
+    sm_free(dd);
+    sm_free(ai);
+    return st;
+}
+
+/* ---- retrieval metrics ----------------------------------------------------------------------- */
+sm_status sm_retrieval_metrics(const float *emb, const int32_t *labels, int64_t n, int d,
+                               sm_metric metric, sm_retrieval_result *out) {
+    if (!emb || !labels || !out) return sm_fail(SM_ERR_INVALID, "retrieval metrics: NULL argument");
+    if (n < 2) return sm_fail(SM_ERR_INVALID, "retrieval metrics: need at least 2 samples, got %lld",
+                              (long long)n);
+    if (d <= 0) return sm_fail(SM_ERR_INVALID, "retrieval metrics: dimension %d must be positive", d);
+    if (metric != SM_METRIC_L2 && metric != SM_METRIC_IP && metric != SM_METRIC_COSINE)
+        return sm_fail(SM_ERR_INVALID, "retrieval metrics: unknown metric %d", (int)metric);
+    if (!sm_all_finite(emb, n * (int64_t)d))
+        return sm_fail(SM_ERR_NUMERIC, "retrieval metrics: NaN or Inf in the embeddings");
+
+    int32_t *cls = sm_alloc((size_t)n, sizeof(int32_t)); /* (n) dense class ids */
+    int64_t *cnt = NULL, nc = 0;                          /* (nc) class sizes    */
+    float *dist = NULL, *xn = NULL;
+    int64_t *idx = NULL;
+    int32_t *clu = NULL;
+    sm_status st = cls ? compact_labels(labels, n, cls, &nc, &cnt) : SM_ERR_NOMEM;
+    if (st != SM_OK) goto done;
+
+    int64_t maxc = 0;
+    for (int64_t c = 0; c < nc; c++) if (cnt[c] > maxc) maxc = cnt[c];
+    int64_t K = maxc - 1 > 8 ? maxc - 1 : 8;
+    if (K > n - 1) K = n - 1;
+    if (K > INT32_MAX) K = INT32_MAX;
+    int64_t B = KNN_BLOCK_ENTRIES / K;
+    if (B < 1) B = 1;
+    if (B > n) B = n;
+    dist = sm_alloc((size_t)(B * K), sizeof(float)); /* (B, K) */
+    idx = sm_alloc((size_t)(B * K), sizeof(int64_t)); /* (B, K) */
+    if (!dist || !idx) { st = SM_ERR_NOMEM; goto done; }
+
+    static const int rk[4] = {1, 2, 4, 8};
+    double p1 = 0, rprec = 0, map = 0, rec[4] = {0, 0, 0, 0};
+    int64_t nquery = 0, nskip = 0;
+    for (int64_t q0 = 0; q0 < n; q0 += B) {
+        int64_t mq = n - q0 < B ? n - q0 : B;
+        st = sm_knn_search_ex(emb, n, emb + q0 * d, mq, d, (int)K, metric, q0, dist, idx);
+        if (st != SM_OK) goto done;
+        for (int64_t i = 0; i < mq; i++) {
+            int32_t c = cls[q0 + i];
+            int64_t R = cnt[c] - 1;
+            if (R <= 0) { nskip++; continue; }
+            nquery++;
+            const int64_t *nb = idx + i * K;
+            int64_t hits = 0, first_hit = -1;
+            double ap = 0;
+            for (int64_t r = 0; r < K; r++) {
+                int rel = nb[r] >= 0 && cls[nb[r]] == c;
+                if (!rel) continue;
+                if (first_hit < 0) first_hit = r;
+                if (r < R) {
+                    hits++;
+                    ap += (double)hits / (double)(r + 1);
+                } else {
+                    break;
+                }
+            }
+            p1 += first_hit == 0;
+            rprec += (double)hits / (double)R;
+            map += ap / (double)R;
+            for (int j = 0; j < 4; j++) rec[j] += first_hit >= 0 && first_hit < rk[j];
+        }
+    }
+
+    /* NMI of k-means clusters (on unit vectors for the cosine metric) */
+    clu = sm_alloc((size_t)n, sizeof(int32_t)); /* (n) cluster ids */
+    if (!clu) { st = SM_ERR_NOMEM; goto done; }
+    const float *x = emb;
+    if (metric == SM_METRIC_COSINE) {
+        xn = sm_alloc((size_t)(n * d), sizeof(float)); /* (n, d) normalised copy */
+        if (!xn) { st = SM_ERR_NOMEM; goto done; }
+        for (int64_t i = 0; i < n; i++) {
+            double s = 0;
+            for (int t = 0; t < d; t++) s += (double)emb[i * d + t] * emb[i * d + t];
+            float inv = s > 0 ? (float)(1.0 / sqrt(s)) : 0.0f;
+            for (int t = 0; t < d; t++) xn[i * d + t] = emb[i * d + t] * inv;
+        }
+        x = xn;
+    }
+    st = kmeans(x, n, d, nc, clu);
+    if (st != SM_OK) goto done;
+    double nmi = 0;
+    st = nmi_dense(cls, nc, clu, nc, n, &nmi);
+    if (st != SM_OK) goto done;
+
+    double qn = nquery > 0 ? (double)nquery : 1.0;
+    out->precision_at_1 = p1 / qn;
+    out->r_precision = rprec / qn;
+    out->map_at_r = map / qn;
+    for (int j = 0; j < 4; j++) out->recall_at_k[j] = rec[j] / qn;
+    out->nmi = nmi;
+    out->num_queries = nquery;
+    out->num_skipped = nskip;
+    out->num_classes = (int)nc;
+done:
+    sm_free(cls);
+    sm_free(cnt);
+    sm_free(dist);
+    sm_free(idx);
+    sm_free(clu);
+    sm_free(xn);
+    return st;
+}

@@ -1,0 +1,247 @@
+/* test_search.c - sm_knn_search against a naive double-precision loop on random data for every
+ * metric and every code path (top-1, heap, whole-row selection, plain loops for tiny inputs,
+ * tiled sgemm), plus k > n, exclude_self, ties, n = 0 and invalid / non-finite input. */
+#include "core/core.h"
+#include "simile.h"
+#include "testing.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct ref { double key; int64_t id; } ref;
+
+static int ref_cmp(const void *pa, const void *pb) {
+    const ref *a = pa, *b = pb;
+    if (a->key < b->key) return -1;
+    if (a->key > b->key) return 1;
+    return a->id < b->id ? -1 : (a->id > b->id);
+}
+
+/* Key (smaller is better) of query a against database row b, in double. */
+static double naive_key(const float *a, const float *b, int d, sm_metric m) {
+    double dot = 0, na = 0, nb = 0, l2 = 0;
+    for (int t = 0; t < d; t++) {
+        dot += (double)a[t] * b[t];
+        na += (double)a[t] * a[t];
+        nb += (double)b[t] * b[t];
+        l2 += ((double)a[t] - b[t]) * ((double)a[t] - b[t]);
+    }
+    if (m == SM_METRIC_L2) return l2;
+    if (m == SM_METRIC_IP) return -dot;
+    return (na > 0 && nb > 0) ? -dot / sqrt(na * nb) : 0.0;
+}
+
+static void fill_random(float *x, int64_t count, uint64_t seed) {
+    sm_rng r;
+    sm_rng_seed(&r, seed);
+    for (int64_t i = 0; i < count; i++) x[i] = sm_rng_normal(&r);
+}
+
+/* Compare sm_knn_search with the naive search; returns the number of mismatching queries. */
+static int compare_naive(const float *db, int64_t n, const float *q, int64_t nq, int d, int k,
+                         sm_metric m, int exclude_self) {
+    float *dist = malloc(sizeof(float) * (size_t)(nq * k));   /* (nq, k) */
+    int64_t *idx = malloc(sizeof(int64_t) * (size_t)(nq * k)); /* (nq, k) */
+    ref *all = malloc(sizeof(ref) * (size_t)(n > 0 ? n : 1));  /* (n) */
+    double *keyof = malloc(sizeof(double) * (size_t)(n > 0 ? n : 1));
+    int bad = 0;
+    sm_status st = sm_knn_search(db, n, q, nq, d, k, m, exclude_self, dist, idx);
+    CHECK_OK(st);
+    if (st != SM_OK) { bad = (int)nq; goto done; }
+    for (int64_t i = 0; i < nq && bad < 5; i++) {
+        int64_t cnt = 0;
+        for (int64_t j = 0; j < n; j++) {
+            keyof[j] = naive_key(q + i * d, db + j * d, d, m);
+            if (exclude_self && j == i) continue;
+            all[cnt].key = keyof[j];
+            all[cnt].id = j;
+            cnt++;
+        }
+        qsort(all, (size_t)cnt, sizeof(ref), ref_cmp);
+        int ok = 1;
+        for (int r = 0; r < k; r++) {
+            float dv = dist[i * k + r];
+            int64_t iv = idx[i * k + r];
+            if (r >= cnt) {
+                float want = m == SM_METRIC_L2 ? INFINITY : -INFINITY;
+                if (iv != -1 || dv != want) ok = 0;
+                continue;
+            }
+            double want = m == SM_METRIC_L2 ? all[r].key : -all[r].key;
+            double tol = 1e-4 * (1.0 + fabs(want)) * (m == SM_METRIC_L2 ? 10 : 1);
+            if (!(fabs(dv - want) <= tol)) ok = 0;
+            if (iv < 0 || iv >= n || (exclude_self && iv == i)) { ok = 0; continue; }
+            /* same index, or a near tie: the returned item's exact key equals the r-th key */
+            if (iv != all[r].id && !(fabs(keyof[iv] - all[r].key) <= tol)) ok = 0;
+            for (int s = 0; s < r; s++)
+                if (idx[i * k + s] == iv) ok = 0; /* no duplicates */
+            if (r > 0) { /* sorted best first */
+                float prev = dist[i * k + r - 1];
+                if (m == SM_METRIC_L2 ? dv < prev : dv > prev) ok = 0;
+            }
+        }
+        if (!ok) {
+            bad++;
+            fprintf(stderr, "mismatch: n=%lld nq=%lld d=%d k=%d metric=%d self=%d query %lld\n",
+                    (long long)n, (long long)nq, d, k, (int)m, exclude_self, (long long)i);
+        }
+    }
+done:
+    free(dist);
+    free(idx);
+    free(all);
+    free(keyof);
+    return bad;
+}
+
+static void test_random_all_paths(void) {
+    const int sizes[][3] = {{5, 3, 2},       /* tiny: plain loops          */
+                            {300, 40, 17},   /* sgemm, one database tile   */
+                            {2500, 64, 24}}; /* sgemm, several db tiles    */
+    const int ks[] = {1, 2, 10, 257, 300, 400, 3000};
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        int64_t n = sizes[s][0], nq = sizes[s][1];
+        int d = sizes[s][2];
+        float *db = malloc(sizeof(float) * (size_t)(n * d)); /* (n, d) */
+        fill_random(db, n * d, 11 + s);
+        /* queries: the first nq database rows (for exclude_self), perturbed copies otherwise */
+        for (int m = 0; m < 3; m++)
+            for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
+                int k = ks[ki];
+                if (k > n + 600) continue;
+                CHECK(compare_naive(db, n, db, nq, d, k, (sm_metric)m, 0) == 0);
+                CHECK(compare_naive(db, n, db, nq, d, k, (sm_metric)m, 1) == 0);
+            }
+        free(db);
+    }
+    /* independent queries */
+    int64_t n = 1200, nq = 70;
+    int d = 33;
+    float *db = malloc(sizeof(float) * (size_t)(n * d)), *q = malloc(sizeof(float) * (size_t)(nq * d));
+    fill_random(db, n * d, 5);
+    fill_random(q, nq * d, 6);
+    for (int m = 0; m < 3; m++) {
+        CHECK(compare_naive(db, n, q, nq, d, 1, (sm_metric)m, 0) == 0);
+        CHECK(compare_naive(db, n, q, nq, d, 10, (sm_metric)m, 0) == 0);
+        CHECK(compare_naive(db, n, q, nq, d, 500, (sm_metric)m, 0) == 0);
+    }
+    free(db);
+    free(q);
+}
+
+/* Exclude self: with q == db and k = n, query i never returns i and the last slot is empty. */
+static void test_exclude_self(void) {
+    int64_t n = 50;
+    int d = 4, k = 50;
+    float db[50 * 4];
+    float dist[50 * 50];
+    int64_t idx[50 * 50];
+    fill_random(db, n * d, 3);
+    for (int m = 0; m < 3; m++) {
+        CHECK_OK(sm_knn_search(db, n, db, n, d, k, (sm_metric)m, 1, dist, idx));
+        int ok = 1;
+        for (int64_t i = 0; i < n; i++) {
+            for (int r = 0; r < k - 1; r++)
+                if (idx[i * k + r] == i || idx[i * k + r] < 0) ok = 0;
+            if (idx[i * k + k - 1] != -1) ok = 0;
+            if (dist[i * k + k - 1] != (m == SM_METRIC_L2 ? INFINITY : -INFINITY)) ok = 0;
+        }
+        CHECK(ok);
+        /* without exclusion, L2 / cosine find the query itself first */
+        CHECK_OK(sm_knn_search(db, n, db, n, d, 1, (sm_metric)m, 0, dist, idx));
+        if (m != SM_METRIC_IP) {
+            int self_first = 1;
+            for (int64_t i = 0; i < n; i++) self_first &= idx[i] == i;
+            CHECK(self_first);
+        }
+    }
+}
+
+/* Identical database rows: every path must list them by increasing index. */
+static void test_ties(void) {
+    int64_t n = 700;
+    int d = 8;
+    float *db = malloc(sizeof(float) * (size_t)(n * d));
+    float q[8];
+    for (int64_t i = 0; i < n * d; i++) db[i] = (float)(i % d) * 0.25f;
+    for (int t = 0; t < d; t++) q[t] = 1.0f + t;
+    const int ks[] = {1, 5, 256, 300, 700};
+    float *dist = malloc(sizeof(float) * 700);
+    int64_t *idx = malloc(sizeof(int64_t) * 700);
+    for (int m = 0; m < 3; m++)
+        for (size_t ki = 0; ki < 5; ki++) {
+            int k = ks[ki];
+            CHECK_OK(sm_knn_search(db, n, q, 1, d, k, (sm_metric)m, 0, dist, idx));
+            int ok = 1;
+            for (int r = 0; r < k; r++) ok &= idx[r] == r && dist[r] == dist[0];
+            CHECK_MSG(ok, "metric %d k %d", m, k);
+        }
+    /* exclude_self with ties: query 0 gets 1, 2, ... */
+    CHECK_OK(sm_knn_search(db, n, db, 2, d, 3, SM_METRIC_L2, 1, dist, idx));
+    CHECK(idx[0] == 1 && idx[1] == 2 && idx[2] == 3);
+    CHECK(idx[3] == 0 && idx[4] == 2 && idx[5] == 3);
+    CHECK(dist[0] == 0.0f); /* clamped at 0, never negative */
+    free(db);
+    free(dist);
+    free(idx);
+}
+
+/* A hand case: 1-D points, all metrics. */
+static void test_hand(void) {
+    const float db[4] = {0.0f, 3.0f, -1.0f, 10.0f}; /* (4, 1) */
+    const float q[1] = {2.0f};
+    float dist[5];
+    int64_t idx[5];
+    /* L2: (2-3)^2 = 1 (#1), (2-0)^2 = 4 (#0), 9 (#2), 64 (#3), then empty */
+    CHECK_OK(sm_knn_search(db, 4, q, 1, 1, 5, SM_METRIC_L2, 0, dist, idx));
+    CHECK(idx[0] == 1 && idx[1] == 0 && idx[2] == 2 && idx[3] == 3 && idx[4] == -1);
+    CHECK(dist[0] == 1.0f && dist[1] == 4.0f && dist[2] == 9.0f && dist[3] == 64.0f);
+    CHECK(isinf(dist[4]) && dist[4] > 0);
+    /* IP: 20 (#3), 6 (#1), 0 (#0), -2 (#2) */
+    CHECK_OK(sm_knn_search(db, 4, q, 1, 1, 5, SM_METRIC_IP, 0, dist, idx));
+    CHECK(idx[0] == 3 && idx[1] == 1 && idx[2] == 0 && idx[3] == 2 && idx[4] == -1);
+    CHECK(dist[0] == 20.0f && dist[3] == -2.0f && isinf(dist[4]) && dist[4] < 0);
+    /* cosine: 1 (#1), 1 (#3), 0 (#0, zero vector), -1 (#2) */
+    CHECK_OK(sm_knn_search(db, 4, q, 1, 1, 4, SM_METRIC_COSINE, 0, dist, idx));
+    CHECK(idx[0] == 1 && idx[1] == 3 && idx[2] == 0 && idx[3] == 2);
+    CHECK_NEAR(dist[0], 1.0, 1e-6);
+    CHECK_NEAR(dist[2], 0.0, 1e-6);
+    CHECK_NEAR(dist[3], -1.0, 1e-6);
+}
+
+static void test_errors(void) {
+    float db[6] = {1, 2, 3, 4, 5, 6};
+    float q[2] = {1, 2};
+    float dist[3] = {7, 7, 7};
+    int64_t idx[3] = {7, 7, 7};
+    CHECK_STATUS(sm_knn_search(db, 3, q, 1, 2, 0, SM_METRIC_L2, 0, dist, idx), SM_ERR_INVALID);
+    CHECK_STATUS(sm_knn_search(db, 3, q, 1, 0, 1, SM_METRIC_L2, 0, dist, idx), SM_ERR_INVALID);
+    CHECK_STATUS(sm_knn_search(db, -1, q, 1, 2, 1, SM_METRIC_L2, 0, dist, idx), SM_ERR_INVALID);
+    CHECK_STATUS(sm_knn_search(db, 3, q, 1, 2, 1, (sm_metric)9, 0, dist, idx), SM_ERR_INVALID);
+    CHECK_STATUS(sm_knn_search(NULL, 3, q, 1, 2, 1, SM_METRIC_L2, 0, dist, idx), SM_ERR_INVALID);
+    CHECK_STATUS(sm_knn_search(db, 3, q, 1, 2, 1, SM_METRIC_L2, 0, NULL, idx), SM_ERR_INVALID);
+    db[3] = NAN;
+    CHECK_STATUS(sm_knn_search(db, 3, q, 1, 2, 1, SM_METRIC_L2, 0, dist, idx), SM_ERR_NUMERIC);
+    db[3] = 4;
+    q[1] = NAN;
+    CHECK_STATUS(sm_knn_search(db, 3, q, 1, 2, 3, SM_METRIC_IP, 0, dist, idx), SM_ERR_NUMERIC);
+    q[1] = INFINITY;
+    CHECK_STATUS(sm_knn_search(db, 3, q, 1, 2, 3, SM_METRIC_COSINE, 0, dist, idx), SM_ERR_NUMERIC);
+    CHECK(dist[0] == 7 && idx[0] == 7); /* untouched on failure */
+    CHECK(strlen(sm_errmsg()) > 0);
+    q[1] = 2;
+    /* empty database: every slot unfilled; nq = 0: nothing to do */
+    CHECK_OK(sm_knn_search(NULL, 0, q, 1, 2, 3, SM_METRIC_L2, 0, dist, idx));
+    CHECK(idx[0] == -1 && idx[2] == -1 && isinf(dist[1]));
+    CHECK_OK(sm_knn_search(db, 3, NULL, 0, 2, 3, SM_METRIC_L2, 0, NULL, NULL));
+}
+
+int main(void) {
+    test_hand();
+    test_errors();
+    test_exclude_self();
+    test_ties();
+    test_random_all_paths();
+    TEST_MAIN_END();
+}
