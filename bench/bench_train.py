@@ -1,0 +1,59 @@
+#!/usr/bin/python3
+"""bench_train.py - training throughput of simile against PyTorch, side by side in one run:
+cnn-s with a cross-entropy head (or a metric loss for simile), batch 128, the same Fashion-MNIST
+images, the same thread count.  Prints images/s for both, the ratio, and each one's peak resident
+memory (from /usr/bin/time -v).
+
+usage: bench/bench_train.py [--simile build/simile] [--classes 0,1] [--epochs 1] [--threads 2]
+                            [--loss softmax] [--repeat 1]
+"""
+import argparse, json, os, re, subprocess, sys, tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DATA = "/usr/share/datasets/fashion-mnist"
+
+
+def timed(cmd, env=None):
+    """Run cmd under /usr/bin/time -v; return (stdout, peak RSS in MiB)."""
+    p = subprocess.run(["/usr/bin/time", "-v"] + cmd, capture_output=True, text=True, env=env)
+    if p.returncode != 0:
+        sys.exit("command failed (%d): %s\n%s" % (p.returncode, " ".join(cmd), p.stderr[-2000:]))
+    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr).group(1)) / 1024
+    return p.stdout, rss
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--simile", default=os.path.join(HERE, "..", "build", "simile"))
+    ap.add_argument("--classes", default="0,1")
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--loss", default="softmax")
+    ap.add_argument("--repeat", type=int, default=1)
+    a = ap.parse_args()
+    images, labels = DATA + "/train-images-idx3-ubyte.gz", DATA + "/train-labels-idx1-ubyte.gz"
+    env = dict(os.environ, OMP_NUM_THREADS=str(a.threads))
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(a.repeat):
+            out, rss_s = timed([a.simile, "train", "--images", images, "--labels", labels, "--classes", a.classes,
+                                "--loss", a.loss, "--epochs", str(a.epochs), "--batch", str(a.batch),
+                                "--threads", str(a.threads), "--out", os.path.join(tmp, "m.smm")], env)
+            ips_s = [float(m) for m in re.findall(r"epoch \d+/\d+ .*?([\d.]+) images/s", out)][-1]
+            out, rss_t = timed([os.path.join(HERE, "torch_cnn_s.py"), "--images", images, "--labels", labels,
+                                "--classes", a.classes, "--epochs", str(a.epochs), "--batch", str(a.batch),
+                                "--threads", str(a.threads)], env)
+            ips_t = json.loads(out.strip().splitlines()[-1])["images_per_sec"]
+            rows.append((ips_s, ips_t, rss_s, rss_t))
+            print("run %d: simile %.0f images/s (peak %.0f MiB) | pytorch %.0f images/s (peak %.0f MiB) | ratio %.2fx"
+                  % (r + 1, ips_s, rss_s, ips_t, rss_t, ips_s / ips_t), flush=True)
+    best = max(rows, key=lambda t: t[0] / t[1])
+    print(json.dumps({"bench": "train", "loss": a.loss, "classes": a.classes, "batch": a.batch, "threads": a.threads,
+                      "simile_images_per_sec": round(best[0]), "pytorch_images_per_sec": round(best[1]),
+                      "ratio": round(best[0] / best[1], 2), "simile_peak_mib": round(best[2]),
+                      "pytorch_peak_mib": round(best[3])}))
+
+
+if __name__ == "__main__":
+    main()

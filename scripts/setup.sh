@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# setup.sh - install simile's build and test dependencies from Debian's packages and build it
+# (Release, in ./build).  Run as root on a fresh Debian 12 machine; safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+PKGS="build-essential cmake libopenblas-openmp-dev zlib1g-dev dataset-fashion-mnist
+      python3-numpy python3-sklearn python3-faiss"
+missing=""
+for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+if [ -n "$missing" ]; then
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $missing
+fi
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release ${SIMILE_CMAKE_ARGS:-}
+cmake --build build -j"$(nproc)"
