@@ -25,7 +25,13 @@ sm_status sm_model_create(sm_model **out, const char *spec, int h, int w, int c,
     int ih = h, iw = w, ic = c;
     for (int i = 0; i < m->nlayers; i++) {
         sm_layer *L = &m->layers[i];
-        if ((st = sm_layer_setup(L, ih, iw, ic, i))) { sm_model_free(m); return st; }
+        if ((st = sm_layer_setup(L, ih, iw, ic, i))) {
+            char where[32];
+            snprintf(where, sizeof where, "spec line %d", L->line);
+            sm_errmsg_prefix(where);
+            sm_model_free(m);
+            return st;
+        }
         L->param_offset = m->nparams;
         L->buffer_offset = m->nbuffers;
         m->nparams += L->nparams;

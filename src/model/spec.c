@@ -49,6 +49,7 @@ static sm_status parse_layer(char **tok, int ntok, sm_layer *L, int lineno) {
         {"maxpool", SM_LAYER_MAXPOOL}, {"gap", SM_LAYER_GAP}, {"fc", SM_LAYER_FC},
         {"l2norm", SM_LAYER_L2NORM}};
     memset(L, 0, sizeof *L);
+    L->line = lineno;
     int found = 0;
     for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
         if (strcmp(tok[0], types[i].name) == 0) { L->type = types[i].type; found = 1; }
@@ -129,7 +130,13 @@ sm_status sm_spec_parse(const char *spec, sm_layer **layers, int *nout, char **e
     while (*p && st == SM_OK) {
         /* one statement: up to '\n' or ';' */
         char *end = p;
-        while (*end && *end != '\n' && *end != ';') end++;
+        while (*end && *end != '\n' && *end != ';') {
+            if (*end == '#') { /* a comment runs to the end of the line, ';' included */
+                while (*end && *end != '\n') end++;
+                break;
+            }
+            end++;
+        }
         int newline = *end == '\n';
         char saved = *end;
         *end = 0;

@@ -16,6 +16,7 @@ typedef struct sm_layer {
     int units;          /* conv: output channels; fc: output features */
     int k, stride, pad; /* conv / maxpool window */
     int bias;           /* conv / fc: has a bias */
+    int line;           /* spec line the layer was parsed from (for error messages) */
     float eps, momentum;/* bn */
     /* shapes of one sample: input (ih, iw, ic), output (oh, ow, oc) */
     int ih, iw, ic, oh, ow, oc;
@@ -27,7 +28,8 @@ typedef struct sm_layer {
     int64_t param_offset, nparams;        /* position in the parameter block */
     int64_t buffer_offset, nbuffers;
     /* caches for backward, sized for the model's batch capacity */
-    float *col;         /* conv: im2col (cap*oh*ow, k*k*ic), reused for dcol in backward */
+    float *col;         /* conv: im2col (cap*oh*ow, k*k*ic), overwritten by dcol in backward:
+                         * each forward feeds exactly one backward */
     float *mean, *rstd; /* bn: batch statistics (oc) */
     int32_t *arg;       /* maxpool: argmax indices (cap*oh*ow*oc) */
     float *norm;        /* l2norm: row norms (cap) */
@@ -43,8 +45,10 @@ sm_status sm_layer_setup(sm_layer *L, int ih, int iw, int ic, int index);
 /* Allocate this layer's caches for a batch of cap samples (frees old ones). */
 sm_status sm_layer_alloc_cache(sm_layer *L, int cap);
 void sm_layer_free_cache(sm_layer *L);
-/* Initialise parameters (He-normal for conv/fc weights, zero bias, bn gamma 1 beta 0, running
- * mean 0 var 1). */
+/* Initialise parameters as PyTorch does by default (conv/fc weights and biases uniform in
+ * +-1/sqrt(fan_in), i.e. kaiming_uniform with a = sqrt(5); bn gamma 1 beta 0, running mean 0
+ * var 1).  With batch norm and Adam the weights' scale sets the effective step size, so the
+ * initialisation matters for matching PyTorch's training curves. */
 void sm_layer_init_params(sm_layer *L, sm_rng *rng);
 
 /* y (n, out) = layer(x (n, in)); train selects batch statistics for bn. */

@@ -90,12 +90,13 @@ void sm_layer_init_params(sm_layer *L, sm_rng *rng) {
     switch (L->type) {
     case SM_LAYER_CONV:
     case SM_LAYER_FC: {
-        /* He (Kaiming) normal, fan-in, for ReLU networks */
+        /* PyTorch's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for weights and bias */
         int64_t fan_in = L->type == SM_LAYER_CONV ? (int64_t)L->k * L->k * L->ic : sm_layer_in_size(L);
         int64_t nw = (int64_t)L->oc * fan_in;
-        float sd = sqrtf(2.0f / (float)fan_in);
-        for (int64_t i = 0; i < nw; i++) L->W[i] = sd * sm_rng_normal(rng);
-        if (L->b) memset(L->b, 0, sizeof(float) * (size_t)L->oc);
+        float bound = 1.0f / sqrtf((float)fan_in);
+        for (int64_t i = 0; i < nw; i++) L->W[i] = bound * (2.0f * (float)sm_rng_uniform(rng) - 1.0f);
+        if (L->b)
+            for (int j = 0; j < L->oc; j++) L->b[j] = bound * (2.0f * (float)sm_rng_uniform(rng) - 1.0f);
         break;
     }
     case SM_LAYER_BN:
