@@ -10,6 +10,13 @@
 void sm_k_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *A, int lda,
                const float *B, int ldb, float beta, float *C, int ldc);
 
+/* C (m, n) = A^T B for A (k, m) and B (k, n) with a long k (weight gradients: k = rows of a
+ * batch).  k is split into a fixed number of chunks (independent of the thread count), each a
+ * single-threaded sgemm on its own thread, and the partial products are summed in order, so the
+ * result is deterministic.  lda, ldb, ldc as in BLAS. */
+void sm_k_gemm_at_b(int m, int n, int64_t k, const float *A, int lda, const float *B, int ldb,
+                    float *C, int ldc);
+
 /* im2col for NHWC: x (n, h, w, c) -> col (n*oh*ow, kh*kw*c), zero padding. */
 void sm_k_im2col(const float *x, int n, int h, int w, int c, int k, int stride, int pad,
                  int oh, int ow, float *col);
@@ -24,17 +31,19 @@ void sm_k_sum_rows(const float *dy, int64_t m, int c, float *db);
 
 /* Batch norm over rows of x (m, c) per channel.  Training: batch mean/var (biased), writes
  * mean (c), rstd (c) = 1/sqrt(var + eps) and updates running stats with momentum (unbiased
- * var, PyTorch semantics).  Inference: uses running stats.  y = gamma * xhat + beta. */
+ * var, PyTorch semantics).  Inference: uses running stats.  y = gamma * xhat + beta, followed
+ * by max(y, 0) when relu is set (a fused bn + relu). */
 void sm_k_bn_forward_train(const float *x, int64_t m, int c, const float *gamma,
                            const float *beta, float eps, float momentum, float *run_mean,
-                           float *run_var, float *mean, float *rstd, float *y);
+                           float *run_var, float *mean, float *rstd, int relu, float *y);
 void sm_k_bn_forward_infer(const float *x, int64_t m, int c, const float *gamma,
                            const float *beta, float eps, const float *run_mean,
-                           const float *run_var, float *y);
-/* Given x, mean, rstd, dy: dgamma, dbeta (c) and dx (m, c) (dx may be NULL). */
-void sm_k_bn_backward(const float *x, const float *dy, int64_t m, int c, const float *gamma,
-                      const float *mean, const float *rstd, float *dgamma, float *dbeta,
-                      float *dx);
+                           const float *run_var, int relu, float *y);
+/* Given x, mean, rstd, dy: dgamma, dbeta (c) and dx (m, c) (dx may be NULL).  If y_relu is
+ * not NULL it is the output of a fused bn + relu, and dy is first masked by y_relu > 0. */
+void sm_k_bn_backward(const float *x, const float *dy, const float *y_relu, int64_t m, int c,
+                      const float *gamma, const float *mean, const float *rstd, float *dgamma,
+                      float *dbeta, float *dx);
 
 /* ReLU: y = max(x, 0); backward dx = dy * (y > 0).  y may alias x; dx may alias dy. */
 void sm_k_relu_forward(const float *x, float *y, int64_t m);

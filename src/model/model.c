@@ -2,6 +2,7 @@
  * forward and backward over the layers, and inference (embed, logits). */
 #include "model/model.h"
 #include "loss/loss.h"
+#include <stdlib.h>
 #include <string.h>
 
 #define SM_INFER_BATCH 256
@@ -19,6 +20,8 @@ sm_status sm_model_create(sm_model **out, const char *spec, int h, int w, int c,
     sm_model *m = sm_calloc(1, sizeof *m);
     if (!m) return SM_ERR_NOMEM;
     m->in_h = h; m->in_w = w; m->in_c = c;
+    const char *prof = getenv("SIMILE_PROFILE");
+    m->profile = prof && *prof && *prof != '0';
     sm_status st = sm_spec_parse(spec, &m->layers, &m->nlayers, &m->spec);
     if (st) { sm_model_free(m); return st; }
     /* shapes and block sizes */
@@ -44,6 +47,15 @@ sm_status sm_model_create(sm_model **out, const char *spec, int h, int w, int c,
                        ih, iw, ic);
     }
     m->emb_dim = ic;
+    /* fuse bn + relu (one pass instead of two, forward and backward); SIMILE_NO_FUSE=1 turns it
+     * off, for testing that both paths agree */
+    const char *nofuse = getenv("SIMILE_NO_FUSE");
+    if (!(nofuse && *nofuse && *nofuse != '0'))
+        for (int i = 0; i + 1 < m->nlayers; i++)
+            if (m->layers[i].type == SM_LAYER_BN && m->layers[i + 1].type == SM_LAYER_RELU) {
+                m->layers[i].relu = 1;
+                m->layers[i + 1].fused = 1;
+            }
     m->params = sm_calloc((size_t)(m->nparams ? m->nparams : 1), sizeof(float));
     m->grads = sm_calloc((size_t)(m->nparams ? m->nparams : 1), sizeof(float));
     m->buffers = sm_calloc((size_t)(m->nbuffers ? m->nbuffers : 1), sizeof(float));
@@ -70,7 +82,8 @@ sm_status sm_model_create(sm_model **out, const char *spec, int h, int w, int c,
 
 static void free_acts(sm_model *m) {
     if (m->act)
-        for (int i = 0; i < m->nlayers; i++) { sm_free(m->act[i]); sm_free(m->dact[i]); }
+        for (int i = 0; i < m->nlayers; i++)
+            if (!m->layers[i].fused) { sm_free(m->act[i]); sm_free(m->dact[i]); }
     sm_free(m->act); sm_free(m->dact);
     m->act = m->dact = NULL;
     m->cap = 0;
@@ -95,6 +108,11 @@ sm_status sm_model_reserve(sm_model *m, int n) {
     if (!m->act || !m->dact) { free_acts(m); return SM_ERR_NOMEM; }
     for (int i = 0; i < m->nlayers; i++) {
         sm_layer *L = &m->layers[i];
+        if (L->fused && i > 0) { /* a fused relu works in place on its bn's buffers */
+            m->act[i] = m->act[i - 1];
+            m->dact[i] = m->dact[i - 1];
+            continue;
+        }
         size_t sz = (size_t)n * (size_t)sm_layer_out_size(L);
         m->act[i] = sm_alloc(sz, sizeof(float));
         m->dact[i] = sm_alloc(sz, sizeof(float));
@@ -107,7 +125,9 @@ sm_status sm_model_reserve(sm_model *m, int n) {
 const float *sm_model_forward(sm_model *m, const float *x, int n, int train) {
     const float *in = x;
     for (int i = 0; i < m->nlayers; i++) {
+        double t0 = m->profile ? sm_now() : 0;
         sm_layer_forward(&m->layers[i], in, m->act[i], n, train);
+        if (m->profile) m->layers[i].t_fwd += sm_now() - t0;
         in = m->act[i];
     }
     return in;
@@ -118,9 +138,25 @@ void sm_model_backward(sm_model *m, const float *x, const float *dout, int n) {
     for (int i = m->nlayers - 1; i >= 0; i--) {
         const float *in = i > 0 ? m->act[i - 1] : x;
         float *dx = i > 0 ? m->dact[i - 1] : NULL;
+        double t0 = m->profile ? sm_now() : 0;
         sm_layer_backward(&m->layers[i], in, m->act[i], dy, dx, n);
+        if (m->profile) m->layers[i].t_bwd += sm_now() - t0;
         dy = dx;
     }
+}
+
+void sm_model_print_profile(sm_model *m, FILE *f) {
+    if (!m->profile) return;
+    double tf = 0, tb = 0;
+    for (int i = 0; i < m->nlayers; i++) { tf += m->layers[i].t_fwd; tb += m->layers[i].t_bwd; }
+    fprintf(f, "profile: layer        forward s  backward s   share\n");
+    for (int i = 0; i < m->nlayers; i++) {
+        sm_layer *L = &m->layers[i];
+        fprintf(f, "profile: %3d %-8s %9.3f  %9.3f  %5.1f%%\n", i + 1, sm_layer_type_name(L->type), L->t_fwd, L->t_bwd,
+                100.0 * (L->t_fwd + L->t_bwd) / (tf + tb > 0 ? tf + tb : 1));
+        L->t_fwd = L->t_bwd = 0;
+    }
+    fprintf(f, "profile: total        %9.3f  %9.3f\n", tf, tb);
 }
 
 const char *sm_model_errmsg(const sm_model *m) { return m ? m->errmsg : ""; }

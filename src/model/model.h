@@ -29,6 +29,7 @@ struct sm_model {
     int cap;
     float **act, **dact;
     char *summary;
+    int profile;                /* accumulate per-layer times (SIMILE_PROFILE=1) */
     char errmsg[SM_ERRMSG_MAX];
 };
 
@@ -44,6 +45,8 @@ sm_status sm_model_reserve(sm_model *m, int n);
 const float *sm_model_forward(sm_model *m, const float *x, int n, int train);
 /* Backward from dout (n, emb_dim): fills m->grads (overwritten). Input gradient not computed. */
 void sm_model_backward(sm_model *m, const float *x, const float *dout, int n);
+/* Print per-layer forward/backward times to f (when m->profile is set) and reset them. */
+void sm_model_print_profile(sm_model *m, FILE *f);
 /* Store a copy of the loss's parameters as the model's head. */
 sm_status sm_model_set_head(sm_model *m, const char *loss_name, const char *loss_options,
                             const float *params, int64_t n, int classes);

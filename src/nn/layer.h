@@ -17,6 +17,8 @@ typedef struct sm_layer {
     int k, stride, pad; /* conv / maxpool window */
     int bias;           /* conv / fc: has a bias */
     int line;           /* spec line the layer was parsed from (for error messages) */
+    int relu;           /* bn: a following relu is fused into this layer */
+    int fused;          /* relu: executed by the preceding bn; forward and backward are identity */
     float eps, momentum;/* bn */
     /* shapes of one sample: input (ih, iw, ic), output (oh, ow, oc) */
     int ih, iw, ic, oh, ow, oc;
@@ -33,6 +35,7 @@ typedef struct sm_layer {
     float *mean, *rstd; /* bn: batch statistics (oc) */
     int32_t *arg;       /* maxpool: argmax indices (cap*oh*ow*oc) */
     float *norm;        /* l2norm: row norms (cap) */
+    double t_fwd, t_bwd;/* seconds spent in forward/backward (when profiling is on) */
 } sm_layer;
 
 /* Output size of one sample (oh * ow * oc) and input size (ih * iw * ic). */

@@ -127,12 +127,13 @@ void sm_layer_forward(sm_layer *L, const float *x, float *y, int n, int train) {
     case SM_LAYER_BN:
         if (train)
             sm_k_bn_forward_train(x, rows, L->oc, L->gamma, L->beta, L->eps, L->momentum,
-                                  L->run_mean, L->run_var, L->mean, L->rstd, y);
+                                  L->run_mean, L->run_var, L->mean, L->rstd, L->relu, y);
         else
             sm_k_bn_forward_infer(x, rows, L->oc, L->gamma, L->beta, L->eps, L->run_mean,
-                                  L->run_var, y);
+                                  L->run_var, L->relu, y);
         break;
     case SM_LAYER_RELU:
+        if (L->fused) { if (y != x) memcpy(y, x, sizeof(float) * (size_t)n * (size_t)sm_layer_out_size(L)); break; }
         sm_k_relu_forward(x, y, (int64_t)n * sm_layer_out_size(L));
         break;
     case SM_LAYER_MAXPOOL:
@@ -163,7 +164,7 @@ void sm_layer_backward(sm_layer *L, const float *x, const float *y, const float 
         int direct = L->k == 1 && L->stride == 1 && L->pad == 0;
         const float *col = direct ? x : L->col;
         /* dW (oc, K) = dy^T (oc, rows) col (rows, K);  db = sum_rows dy */
-        sm_k_gemm(1, 0, L->oc, K, (int)rows, 1.0f, dy, L->oc, col, K, 0.0f, L->dW, K);
+        sm_k_gemm_at_b(L->oc, K, rows, dy, L->oc, col, K, L->dW, K);
         if (L->b) sm_k_sum_rows(dy, rows, L->oc, L->db);
         if (dx) {
             /* dcol (rows, K) = dy (rows, oc) W (oc, K); dx = col2im(dcol) */
@@ -177,9 +178,11 @@ void sm_layer_backward(sm_layer *L, const float *x, const float *y, const float 
         break;
     }
     case SM_LAYER_BN:
-        sm_k_bn_backward(x, dy, rows, L->oc, L->gamma, L->mean, L->rstd, L->dgamma, L->dbeta, dx);
+        sm_k_bn_backward(x, dy, L->relu ? y : NULL, rows, L->oc, L->gamma, L->mean, L->rstd, L->dgamma,
+                         L->dbeta, dx);
         break;
     case SM_LAYER_RELU:
+        if (dx && L->fused) { if (dx != dy) memcpy(dx, dy, sizeof(float) * (size_t)n * (size_t)sm_layer_out_size(L)); break; }
         if (dx) sm_k_relu_backward(y, dy, dx, (int64_t)n * sm_layer_out_size(L));
         break;
     case SM_LAYER_MAXPOOL:
@@ -191,7 +194,7 @@ void sm_layer_backward(sm_layer *L, const float *x, const float *y, const float 
     case SM_LAYER_FC: {
         int in = (int)sm_layer_in_size(L);
         /* dW (oc, in) = dy^T (oc, n) x (n, in); db = sum_rows dy; dx (n, in) = dy (n, oc) W (oc, in) */
-        sm_k_gemm(1, 0, L->oc, in, n, 1.0f, dy, L->oc, x, in, 0.0f, L->dW, in);
+        sm_k_gemm_at_b(L->oc, in, n, dy, L->oc, x, in, L->dW, in);
         if (L->b) sm_k_sum_rows(dy, n, L->oc, L->db);
         if (dx) sm_k_gemm(0, 0, n, in, L->oc, 1.0f, dy, L->oc, L->W, in, 0.0f, dx, in);
         break;

@@ -149,6 +149,7 @@ sm_status sm_train(sm_model *m, sm_loss *loss, const sm_dataset *ds, const sm_tr
             }
         }
     }
+    sm_model_print_profile(m, stderr);
     st = SM_OK;
     if (loss->classes > 0 && loss->kind->logits)
         st = sm_model_set_head(m, loss->kind->name, loss->options, loss->params, loss->nparams, loss->classes);

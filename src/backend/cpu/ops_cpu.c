@@ -21,6 +21,35 @@ void sm_k_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *A,
                 m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
+void sm_k_gemm_at_b(int m, int n, int64_t k, const float *A, int lda, const float *B, int ldb,
+                    float *C, int ldc) {
+    int64_t nch = k / 2048;
+    if (nch > 16) nch = 16;
+    float *part = nch > 1 ? sm_alloc((size_t)nch * (size_t)m * (size_t)n, sizeof(float)) : NULL;
+    if (!part) { /* short k (or no memory): one threaded sgemm */
+        sm_k_gemm(1, 0, m, n, (int)k, 1.0f, A, lda, B, ldb, 0.0f, C, ldc);
+        return;
+    }
+    const int64_t per = (k + nch - 1) / nch;
+#pragma omp parallel for schedule(static)
+    for (int64_t ch = 0; ch < nch; ch++) {
+        int64_t start = ch * per, len = start + per < k ? per : k - start;
+        float *P = part + ch * (int64_t)m * n;
+        if (len <= 0) { memset(P, 0, sizeof(float) * (size_t)m * (size_t)n); continue; }
+        /* inside a parallel region the OpenMP build of OpenBLAS runs single-threaded */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, n, (int)len, 1.0f, A + start * lda, lda,
+                    B + start * ldb, ldb, 0.0f, P, n);
+    }
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            float acc = 0;
+            for (int64_t ch = 0; ch < nch; ch++) acc += part[(ch * m + i) * n + j];
+            C[(int64_t)i * ldc + j] = acc;
+        }
+    sm_free(part);
+}
+
 void sm_k_im2col(const float *x, int n, int h, int w, int c, int k, int stride, int pad,
                  int oh, int ow, float *col) {
     const int64_t rows = (int64_t)n * oh * ow, K = (int64_t)k * k * c;
@@ -98,70 +127,79 @@ void sm_k_sum_rows(const float *dy, int64_t m, int c, float *db) {
     sm_free(part);
 }
 
+/* One pass of per-chunk sums and sums of squares in double (var = E[x^2] - mean^2 is exact
+ * enough in double for activations), summed over chunks in a fixed order. */
 void sm_k_bn_forward_train(const float *x, int64_t m, int c, const float *gamma,
                            const float *beta, float eps, float momentum, float *run_mean,
-                           float *run_var, float *mean, float *rstd, float *y) {
+                           float *run_var, float *mean, float *rstd, int relu, float *y) {
     int64_t nch = (m + CHUNK - 1) / CHUNK;
     double *part = sm_calloc((size_t)(nch > 0 ? nch : 1) * (size_t)c * 2, sizeof(double));
-    double *ps = part, *pq = part ? part + nch * c : NULL;
-    if (!part) { /* serial fallback */
+    double sum_small[2 * 512];
+    int serial = part == NULL;
+    if (serial) { /* allocation failed: one chunk, on the stack if c is small enough */
+        nch = 1;
+        part = c <= 512 ? sum_small : NULL;
+        if (part) memset(part, 0, sizeof(double) * 2 * (size_t)c);
+    }
+    if (part) {
+        double *ps = part, *pq = part + nch * c;
+        const int64_t rows_per = serial ? m : CHUNK;
+#pragma omp parallel for schedule(static) if (!serial)
+        for (int64_t ch = 0; ch < nch; ch++) {
+            double *s1 = ps + ch * c, *s2 = pq + ch * c;
+            int64_t end = (ch + 1) * rows_per < m ? (ch + 1) * rows_per : m;
+            for (int64_t i = ch * rows_per; i < end; i++) {
+                const float *xi = x + i * c;
+                for (int j = 0; j < c; j++) { double v = xi[j]; s1[j] += v; s2[j] += v * v; }
+            }
+        }
+        for (int j = 0; j < c; j++) {
+            double s = 0, q = 0;
+            for (int64_t ch = 0; ch < nch; ch++) { s += ps[ch * c + j]; q += pq[ch * c + j]; }
+            double mu = s / (double)m, var = q / (double)m - mu * mu;
+            if (var < 0) var = 0;
+            mean[j] = (float)mu;
+            rstd[j] = (float)(1.0 / sqrt(var + eps));
+            run_mean[j] = (1 - momentum) * run_mean[j] + momentum * (float)mu;
+            run_var[j] = (1 - momentum) * run_var[j] + momentum * (float)(m > 1 ? var * (double)m / (double)(m - 1) : var);
+        }
+        if (!serial) sm_free(part);
+    } else { /* no memory at all: two passes per channel */
         for (int j = 0; j < c; j++) {
             double s = 0, q = 0;
             for (int64_t i = 0; i < m; i++) s += x[i * c + j];
             double mu = s / (double)m;
             for (int64_t i = 0; i < m; i++) { double d = x[i * c + j] - mu; q += d * d; }
-            mean[j] = (float)mu;
             double var = q / (double)m;
+            mean[j] = (float)mu;
             rstd[j] = (float)(1.0 / sqrt(var + eps));
             run_mean[j] = (1 - momentum) * run_mean[j] + momentum * (float)mu;
             run_var[j] = (1 - momentum) * run_var[j] + momentum * (float)(m > 1 ? q / (double)(m - 1) : var);
         }
-    } else {
-#pragma omp parallel for schedule(static)
-        for (int64_t ch = 0; ch < nch; ch++) {
-            double *p = ps + ch * c;
-            int64_t end = (ch + 1) * CHUNK < m ? (ch + 1) * CHUNK : m;
-            for (int64_t i = ch * CHUNK; i < end; i++)
-                for (int j = 0; j < c; j++) p[j] += x[i * c + j];
-        }
-        for (int j = 0; j < c; j++) {
-            double s = 0;
-            for (int64_t ch = 0; ch < nch; ch++) s += ps[ch * c + j];
-            mean[j] = (float)(s / (double)m);
-        }
-#pragma omp parallel for schedule(static)
-        for (int64_t ch = 0; ch < nch; ch++) {
-            double *p = pq + ch * c;
-            int64_t end = (ch + 1) * CHUNK < m ? (ch + 1) * CHUNK : m;
-            for (int64_t i = ch * CHUNK; i < end; i++)
-                for (int j = 0; j < c; j++) { double d = (double)x[i * c + j] - mean[j]; p[j] += d * d; }
-        }
-        for (int j = 0; j < c; j++) {
-            double q = 0;
-            for (int64_t ch = 0; ch < nch; ch++) q += pq[ch * c + j];
-            double var = q / (double)m;
-            rstd[j] = (float)(1.0 / sqrt(var + eps));
-            run_mean[j] = (1 - momentum) * run_mean[j] + momentum * mean[j];
-            run_var[j] = (1 - momentum) * run_var[j] + momentum * (float)(m > 1 ? q / (double)(m - 1) : var);
-        }
-        sm_free(part);
     }
 #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < m; i++)
-        for (int j = 0; j < c; j++)
-            y[i * c + j] = gamma[j] * (x[i * c + j] - mean[j]) * rstd[j] + beta[j];
+    for (int64_t i = 0; i < m; i++) {
+        float *yi = y + i * c;
+        const float *xi = x + i * c;
+        for (int j = 0; j < c; j++) {
+            float v = gamma[j] * (xi[j] - mean[j]) * rstd[j] + beta[j];
+            yi[j] = relu && v < 0 ? 0 : v;
+        }
+    }
 }
 
 void sm_k_bn_forward_infer(const float *x, int64_t m, int c, const float *gamma,
                            const float *beta, float eps, const float *run_mean,
-                           const float *run_var, float *y) {
+                           const float *run_var, int relu, float *y) {
     float scale[4096], shift[4096];
     float *sc = scale, *sh = shift;
     if (c > 4096) { sc = sm_alloc((size_t)c, sizeof(float)); sh = sm_alloc((size_t)c, sizeof(float)); }
     if (!sc || !sh) { /* direct formula without the precomputed scale */
         for (int64_t i = 0; i < m; i++)
-            for (int j = 0; j < c; j++)
-                y[i * c + j] = gamma[j] * (x[i * c + j] - run_mean[j]) / sqrtf(run_var[j] + eps) + beta[j];
+            for (int j = 0; j < c; j++) {
+                float v = gamma[j] * (x[i * c + j] - run_mean[j]) / sqrtf(run_var[j] + eps) + beta[j];
+                y[i * c + j] = relu && v < 0 ? 0 : v;
+            }
     } else {
         for (int j = 0; j < c; j++) {
             sc[j] = gamma[j] / sqrtf(run_var[j] + eps);
@@ -169,22 +207,27 @@ void sm_k_bn_forward_infer(const float *x, int64_t m, int c, const float *gamma,
         }
 #pragma omp parallel for schedule(static)
         for (int64_t i = 0; i < m; i++)
-            for (int j = 0; j < c; j++) y[i * c + j] = x[i * c + j] * sc[j] + sh[j];
+            for (int j = 0; j < c; j++) {
+                float v = x[i * c + j] * sc[j] + sh[j];
+                y[i * c + j] = relu && v < 0 ? 0 : v;
+            }
     }
     if (c > 4096) { sm_free(sc); sm_free(sh); }
 }
 
-void sm_k_bn_backward(const float *x, const float *dy, int64_t m, int c, const float *gamma,
-                      const float *mean, const float *rstd, float *dgamma, float *dbeta,
-                      float *dx) {
+void sm_k_bn_backward(const float *x, const float *dy, const float *y_relu, int64_t m, int c,
+                      const float *gamma, const float *mean, const float *rstd, float *dgamma,
+                      float *dbeta, float *dx) {
+#define DY(i, j) (y_relu && y_relu[(i) * c + (j)] <= 0 ? 0.0f : dy[(i) * c + (j)])
     int64_t nch = (m + CHUNK - 1) / CHUNK;
     double *part = sm_calloc((size_t)(nch > 0 ? nch : 1) * (size_t)c * 2, sizeof(double));
     if (!part) {
         for (int j = 0; j < c; j++) {
             double sb = 0, sg = 0;
             for (int64_t i = 0; i < m; i++) {
-                sb += dy[i * c + j];
-                sg += dy[i * c + j] * (x[i * c + j] - mean[j]) * rstd[j];
+                float d = DY(i, j);
+                sb += d;
+                sg += d * (x[i * c + j] - mean[j]) * rstd[j];
             }
             dbeta[j] = (float)sb; dgamma[j] = (float)sg;
         }
@@ -196,7 +239,7 @@ void sm_k_bn_backward(const float *x, const float *dy, int64_t m, int c, const f
             int64_t end = (ch + 1) * CHUNK < m ? (ch + 1) * CHUNK : m;
             for (int64_t i = ch * CHUNK; i < end; i++)
                 for (int j = 0; j < c; j++) {
-                    float d = dy[i * c + j];
+                    float d = DY(i, j);
                     b[j] += d;
                     g[j] += d * (x[i * c + j] - mean[j]) * rstd[j];
                 }
@@ -214,8 +257,9 @@ void sm_k_bn_backward(const float *x, const float *dy, int64_t m, int c, const f
     for (int64_t i = 0; i < m; i++)
         for (int j = 0; j < c; j++) {
             float xhat = (x[i * c + j] - mean[j]) * rstd[j];
-            dx[i * c + j] = gamma[j] * rstd[j] * (dy[i * c + j] - (dbeta[j] + xhat * dgamma[j]) * inv_m);
+            dx[i * c + j] = gamma[j] * rstd[j] * (DY(i, j) - (dbeta[j] + xhat * dgamma[j]) * inv_m);
         }
+#undef DY
 }
 
 void sm_k_relu_forward(const float *x, float *y, int64_t m) {
@@ -233,18 +277,23 @@ void sm_k_maxpool_forward(const float *x, int n, int h, int w, int c, int k, int
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < (int64_t)n * oh * ow; r++) {
         int b = (int)(r / (oh * ow)), rem = (int)(r % (oh * ow)), oy = rem / ow, ox = rem % ow;
-        for (int ch = 0; ch < c; ch++) {
-            float best = -INFINITY;
-            int32_t bi = -1;
-            for (int ky = 0; ky < k; ky++)
-                for (int kx = 0; kx < k; kx++) {
-                    int iy = oy * s + ky, ix = ox * s + kx;
-                    int32_t idx = (int32_t)((((int64_t)b * h + iy) * w + ix) * c + ch);
-                    if (bi < 0 || x[idx] > best) { best = x[idx]; bi = idx; }
+        float *yr = y + r * c;
+        int32_t *ar = arg + r * c;
+        /* first window element initialises; later ones replace on a strictly larger value, so
+         * ties go to the first element in row-major window order */
+        int32_t base = (int32_t)((((int64_t)b * h + oy * s) * w + ox * s) * c);
+        for (int ch = 0; ch < c; ch++) { yr[ch] = x[base + ch]; ar[ch] = base + ch; }
+        for (int ky = 0; ky < k; ky++)
+            for (int kx = 0; kx < k; kx++) {
+                if (!ky && !kx) continue;
+                int32_t off = (int32_t)((((int64_t)b * h + oy * s + ky) * w + ox * s + kx) * c);
+                const float *xp = x + off;
+                for (int ch = 0; ch < c; ch++) {
+                    int gt = xp[ch] > yr[ch];
+                    yr[ch] = gt ? xp[ch] : yr[ch];
+                    ar[ch] = gt ? off + ch : ar[ch];
                 }
-            y[r * c + ch] = best;
-            arg[r * c + ch] = bi;
-        }
+            }
     }
 }
 
