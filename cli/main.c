@@ -1,5 +1,6 @@
 /* main.c - `simile <command>`: dispatch to the subcommands. */
 #include "cli.h"
+#include "cli_gallery.h"
 #include <string.h>
 
 static const struct { const char *name; int (*fn)(int, char **); const char *help; } commands[] = {
@@ -7,6 +8,12 @@ static const struct { const char *name; int (*fn)(int, char **); const char *hel
     {"eval", cmd_eval, "evaluate a model: accuracy and confusion matrix, or retrieval metrics"},
     {"info", cmd_info, "show a model file's layers, loss and parameter count"},
     {"losses", cmd_losses, "list the losses and their options"},
+    {"compare", cmd_compare, "softmax versus metric learning: train, evaluate, write an HTML report"},
+    {"embed", cmd_embed, "embed images (IDX, folder, files) into a .npy file of embeddings"},
+    {"gallery", cmd_gallery, "manage a gallery: create, enrol, remove, list, compact, calibrate"},
+    {"identify", cmd_identify, "identify queries against a gallery, with open-set rejection"},
+    {"verify", cmd_verify, "same or different: two images, or an image and an enrolled class"},
+    {"classify", cmd_classify, "top-k classes with probabilities from a softmax model"},
 };
 
 static void usage(FILE *f) {

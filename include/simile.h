@@ -111,7 +111,7 @@ sm_status sm_parse_class_list(const char *text, int32_t *classes, int max, int *
 typedef struct sm_model sm_model;
 
 /* Build a network from a spec for inputs of shape (h, w, c), parameters initialised from seed
- * (He-normal for conv/fc, BN gamma 1 beta 0).  `spec` is either a built-in name ("cnn-s",
+ * (PyTorch's defaults: uniform +-1/sqrt(fan_in) for conv/fc, BN gamma 1 beta 0).  `spec` is either a built-in name ("cnn-s",
  * "cnn-m", "mlp") or layer text, one layer per line or separated by ';' (docs/model-spec.md):
  *     conv 32 k=3 s=1 p=1 bias=0 ; bn ; relu ; maxpool k=2 ; gap ; fc 64 ; l2norm
  * Errors: SM_ERR_SPEC (unknown layer, bad option, shapes that do not fit, too many layers),
@@ -381,6 +381,315 @@ sm_status sm_intra_inter_distances(const float *emb, const int32_t *labels, int6
  * k <= 0, bad metric), SM_ERR_NUMERIC (NaN/Inf in db or q), SM_ERR_NOMEM. */
 sm_status sm_knn_search(const float *db, int64_t n, const float *q, int64_t nq, int d, int k,
                         sm_metric metric, int exclude_self, float *dist, int64_t *idx);
+
+/* ======================================================================================== */
+/* Galleries: enrolled embeddings for open-set identification and verification              */
+/* ======================================================================================== */
+/* A gallery holds enrolled embeddings ("items"), each with a class name and an int64 item id,
+ * together with the fingerprint of the model that produced them (sm_model_fingerprint; 0 for
+ * raw embeddings of no model), the metric, and an open-set threshold.
+ * Distances are "smaller = closer" for every metric: SM_METRIC_L2 gives the Euclidean (not
+ * squared) distance, SM_METRIC_COSINE 1 - cosine similarity, SM_METRIC_IP minus the inner
+ * product.  A query is accepted for a class when its distance is <= the threshold; the default
+ * threshold +inf accepts everything (closed set).
+ * Removing a class or an item leaves a tombstone (automatic item ids are never reused; a
+ * removed class keeps its slot, with 0 items) until sm_gallery_compact.  Class indices are
+ * slots in the gallery's class table, stable until the gallery is compacted.
+ * The file (magic "SMILEGAL", version, header, class names, items, CRC-32; docs/gallery.md) is
+ * written to a temporary file, fsynced and renamed over the old one, so a crash at any point
+ * leaves either the old or the new gallery, and readers never see a partial file.  Writers that
+ * read-modify-write a gallery serialise with sm_gallery_lock. */
+
+typedef struct sm_gallery sm_gallery;
+
+/* How a query is assigned a class. */
+typedef enum sm_decision_rule {
+    SM_RULE_NEAREST = 0,  /* the class of the nearest item                                    */
+    SM_RULE_VOTE = 1,     /* majority of the k nearest items (tie: the class met first)      */
+    SM_RULE_CENTROID = 2  /* the nearest class centroid (mean of the class's live items)     */
+} sm_decision_rule;
+
+/* One search result: the item's class slot and name, its id and its distance to the query.
+ * Unfilled slots (k larger than the gallery) have class_index -1, class_name NULL, item_id -1
+ * and distance +inf.  class_name is borrowed from the gallery (valid until it is modified). */
+typedef struct sm_gallery_match {
+    int32_t class_index;
+    const char *class_name;
+    int64_t item_id;
+    float distance;
+} sm_gallery_match;
+
+/* A decision for one query.  best_class is the closest class by the rule, whatever the
+ * threshold; class_index is best_class if distance <= threshold, else -1 ("unknown").
+ * distance: to the nearest item of best_class among the neighbours (NEAREST, VOTE) or to its
+ * centroid (CENTROID).  votes: the fraction of the k neighbours in best_class (VOTE), else 1.
+ * class_name (borrowed) is NULL for an unknown query. */
+typedef struct sm_gallery_decision {
+    int32_t class_index;
+    int32_t best_class;
+    const char *class_name;
+    float distance;
+    float votes;
+} sm_gallery_decision;
+
+/* A class slot as listed by sm_gallery_class_info (name borrowed from the gallery). */
+typedef struct sm_gallery_class {
+    const char *name;
+    int64_t items;   /* live items */
+    int removed;     /* 1 if the class was removed (slot kept until compaction) */
+} sm_gallery_class;
+
+/* Create an empty gallery for embeddings of dimension dim (1..65536) compared with `metric`,
+ * built with the model of the given fingerprint (0 = none).  Threshold +inf.  Free with
+ * sm_gallery_free.  Errors: SM_ERR_INVALID (dim out of range, bad metric), SM_ERR_NOMEM. */
+sm_status sm_gallery_create(sm_gallery **out, int dim, sm_metric metric,
+                            uint32_t model_fingerprint);
+
+/* Read a gallery file written by sm_gallery_save.  Everything is validated before use: magic,
+ * version, counts against the file length before allocating, class names (printable, unique
+ * among live classes), item classes, unique ids, finite embeddings, the CRC-32.
+ * Errors: SM_ERR_IO (missing/unreadable), SM_ERR_FORMAT (corrupt, truncated, bad checksum, or
+ * not a gallery), SM_ERR_RANGE (file too large), SM_ERR_NOMEM. */
+sm_status sm_gallery_open(sm_gallery **out, const char *path);
+
+/* Write g to path atomically (temporary file, fsync, rename, directory fsync): when it returns
+ * SM_OK the gallery is on disk; on failure or a crash the previous file is intact.  Tombstones
+ * are kept (see sm_gallery_compact).  Errors: SM_ERR_INVALID, SM_ERR_IO, SM_ERR_NOMEM. */
+sm_status sm_gallery_save(sm_gallery *g, const char *path);
+
+void sm_gallery_free(sm_gallery *g);
+
+/* Last error message on this gallery ("" if none).  Valid until the next call on g. */
+const char *sm_gallery_errmsg(const sm_gallery *g);
+
+int sm_gallery_dim(const sm_gallery *g);
+sm_metric sm_gallery_metric(const sm_gallery *g);
+uint32_t sm_gallery_model_fingerprint(const sm_gallery *g);
+/* Number of live items. */
+int64_t sm_gallery_size(const sm_gallery *g);
+/* Number of class slots, removed classes included until compaction. */
+int sm_gallery_num_classes(const sm_gallery *g);
+
+/* SM_OK if the gallery was built with the model of this fingerprint, else SM_ERR_MISMATCH with
+ * both fingerprints in the message. */
+sm_status sm_gallery_check_model(sm_gallery *g, uint32_t model_fingerprint);
+
+/* Enrol n embeddings emb (n, d) under class `class_name` (created if no live class has that
+ * name; 1..255 bytes, no control characters).  ids (n) gives the item ids (>= 0, unique in the
+ * gallery, removed items included until compaction) or is NULL to assign ids above every id
+ * ever stored (automatic ids are never reused); assigned_ids (n),
+ * which may be NULL, receives them.  All or nothing: on error the gallery is unchanged.
+ * Errors: SM_ERR_INVALID (NULL, n < 1, bad name), SM_ERR_MISMATCH (d differs from the
+ * gallery's dim), SM_ERR_NUMERIC (NaN/Inf), SM_ERR_RANGE (duplicate or negative id),
+ * SM_ERR_NOMEM. */
+sm_status sm_gallery_add(sm_gallery *g, const float *emb, int64_t n, int d, const char *class_name,
+                         const int64_t *ids, int64_t *assigned_ids);
+
+/* Remove the live class of that name and all its items (tombstones).  The removed items count
+ * is stored in *removed (may be NULL).  Errors: SM_ERR_NOTFOUND. */
+sm_status sm_gallery_remove_class(sm_gallery *g, const char *class_name, int64_t *removed);
+
+/* Remove one live item by id (tombstone).  Errors: SM_ERR_NOTFOUND. */
+sm_status sm_gallery_remove_item(sm_gallery *g, int64_t item_id);
+
+/* Drop tombstones: removed items, removed classes and classes left with no item; live classes
+ * keep their order (their slot indices may change).  Errors: SM_ERR_NOMEM (g unchanged). */
+sm_status sm_gallery_compact(sm_gallery *g);
+
+/* Information about class slot i (0 <= i < sm_gallery_num_classes).  Errors: SM_ERR_RANGE. */
+sm_status sm_gallery_class_info(const sm_gallery *g, int i, sm_gallery_class *info);
+
+/* Slot of the live class with this name, or -1. */
+int sm_gallery_find_class(const sm_gallery *g, const char *class_name);
+
+/* Copy the live items in storage order: ids (n), class slots (n) and embeddings (n, dim), each
+ * of which may be NULL, n = sm_gallery_size(g). */
+void sm_gallery_items(const sm_gallery *g, int64_t *ids, int32_t *classes, float *emb);
+
+/* The open-set threshold and the rule it was calibrated for (rule may be NULL). */
+float sm_gallery_threshold(const sm_gallery *g, sm_decision_rule *rule);
+/* Set the threshold (any value but NaN; +inf accepts everything).  Errors: SM_ERR_INVALID. */
+sm_status sm_gallery_set_threshold(sm_gallery *g, float threshold, sm_decision_rule rule);
+
+/* Exact k nearest live items of each query q (nq, d) (sm_knn_search), best first, into
+ * out (nq, k).  k may exceed the gallery size (unfilled slots as described above).
+ * Errors: SM_ERR_INVALID (NULL, nq < 0, k < 1), SM_ERR_MISMATCH (d differs from the gallery's
+ * dim), SM_ERR_NUMERIC (NaN/Inf in a query: its row is named), SM_ERR_RANGE (empty gallery),
+ * SM_ERR_NOMEM. */
+sm_status sm_gallery_search(sm_gallery *g, const float *q, int64_t nq, int d, int k,
+                            sm_gallery_match *out);
+
+/* Distance of each query q (nq, d) to each class slot, into dist (nq, C), C =
+ * sm_gallery_num_classes(g): to the nearest item of the class (SM_RULE_NEAREST or
+ * SM_RULE_VOTE) or to the class centroid (SM_RULE_CENTROID); +inf for a class with no live
+ * item.  Computed exactly in query blocks (memory O(block x items)).  Errors as
+ * sm_gallery_search. */
+sm_status sm_gallery_class_distances(sm_gallery *g, const float *q, int64_t nq, int d,
+                                     sm_decision_rule rule, float *dist);
+
+/* Decide the class of each query q (nq, d) by `rule` (k neighbours for SM_RULE_VOTE, ignored
+ * otherwise) with open-set rejection at the gallery's threshold, into out (nq).
+ * Errors as sm_gallery_search (k < 1 only matters for VOTE). */
+sm_status sm_gallery_decide(sm_gallery *g, const float *q, int64_t nq, int d,
+                            sm_decision_rule rule, int k, sm_gallery_decision *out);
+
+/* Distance between two vectors a, b (d) under `metric`, as the gallery defines it (smaller =
+ * closer).  NaN if an argument is invalid. */
+float sm_vector_distance(const float *a, const float *b, int d, sm_metric metric);
+
+/* Threshold calibration from labelled pair distances dist (n) (smaller = more similar) with
+ * genuine (n) flags (1 same class, 0 different); a pair is accepted when dist <= threshold.
+ *   SM_CALIBRATE_FAR: the largest threshold whose false-accept rate FAR (accepted impostors /
+ *     impostors) is <= target_far (this matches sm_tar_at_far on the scores -dist); if even
+ *     the smallest distance gives a larger FAR, a threshold just below it (accepts nothing).
+ *   SM_CALIBRATE_F1: the threshold maximising F1 = 2 TP / (2 TP + FP + FN) (the smallest such).
+ * *threshold gets it; *tar and *far (either may be NULL) the rates it achieves on these pairs.
+ * Errors: SM_ERR_INVALID (NULL, n <= 0, flag not 0/1, no genuine or no impostor pair,
+ * target_far outside [0, 1], bad mode), SM_ERR_NUMERIC (NaN/Inf distance), SM_ERR_NOMEM. */
+typedef enum sm_calibration { SM_CALIBRATE_FAR = 0, SM_CALIBRATE_F1 = 1 } sm_calibration;
+sm_status sm_calibrate_threshold(const float *dist, const int8_t *genuine, int64_t n,
+                                 sm_calibration mode, double target_far, float *threshold,
+                                 double *tar, double *far);
+
+/* Exclusive lock for read-modify-write of a gallery file: flock on "<path>.lock" (created if
+ * needed), blocking until other writers release theirs.  Readers need no lock.  Release with
+ * sm_lock_release (also released if the process dies).  Errors: SM_ERR_IO. */
+typedef struct sm_lock sm_lock;
+sm_status sm_gallery_lock(sm_lock **out, const char *path);
+void sm_lock_release(sm_lock *lock);
+
+/* ======================================================================================== */
+/* Inputs: image folders, single images, NumPy .npy arrays                                   */
+/* ======================================================================================== */
+
+/* Load a folder with one sub-folder per class (sub-folder names sorted bytewise -> labels 0,
+ * 1, ...; hidden entries skipped).  Files ending in .png, .jpg, .jpeg, .pgm, .ppm, .bmp (any
+ * case) are decoded (stb_image), converted to c channels (1 grey or 3 RGB), resized bilinearly
+ * to (h, w) and scaled to [0, 1]; other files are ignored.  Images are taken in sorted file
+ * name order.  *class_names (may be NULL) receives an array of *num_classes strings in one
+ * block, released with one free().
+ * Errors: SM_ERR_IO (folder unreadable), SM_ERR_RANGE (no class folder, or a class folder with
+ * no image: named), SM_ERR_FORMAT (an image that cannot be decoded: named), SM_ERR_INVALID,
+ * SM_ERR_NOMEM. */
+sm_status sm_dataset_load_folder(sm_dataset **out, const char *dir, int h, int w, int c,
+                                 char ***class_names, int *num_classes);
+
+/* Decode one image file into x (h, w, c) as sm_dataset_load_folder does.
+ * Errors: SM_ERR_IO (cannot open), SM_ERR_FORMAT (cannot decode), SM_ERR_INVALID. */
+sm_status sm_image_load(const char *path, int h, int w, int c, float *x);
+
+/* NumPy .npy arrays (format 1.0 / 2.0 / 3.0 headers, C order, little-endian). */
+typedef enum sm_npy_dtype { SM_NPY_F32 = 0, SM_NPY_I32 = 1 } sm_npy_dtype;
+
+/* Read an array of 1 to 4 dimensions into *data (allocated, release with free()), shape[0..
+ * *ndim).  dtype SM_NPY_F32 accepts '<f4' and '<f8' (converted); SM_NPY_I32 accepts '<i4' and
+ * '<i8' (converted, range checked).  The header dictionary and the payload length are
+ * validated.  Errors: SM_ERR_IO, SM_ERR_FORMAT (bad magic, header, dtype, Fortran order,
+ * length), SM_ERR_RANGE (too large, an int64 outside int32), SM_ERR_NUMERIC (NaN/Inf floats),
+ * SM_ERR_NOMEM. */
+sm_status sm_npy_read(const char *path, sm_npy_dtype dtype, void **data, int64_t shape[4],
+                      int *ndim);
+
+/* Write data with shape[0..ndim) (1 <= ndim <= 4) as a version 1.0 .npy file ('<f4' or
+ * '<i4'), atomically (temporary file + rename).  Errors: SM_ERR_INVALID, SM_ERR_IO. */
+sm_status sm_npy_write(const char *path, sm_npy_dtype dtype, const void *data,
+                       const int64_t *shape, int ndim);
+
+/* ======================================================================================== */
+/* Report: softmax versus metric learning, side by side (src/report/)                        */
+/* ======================================================================================== */
+
+/* Principal component analysis of x (n, d) (rows are samples): the data is centred, the
+ * covariance (d, d) is diagonalised (cyclic Jacobi, double precision) and the rows projected on
+ * the top k components into proj (n, k).  Each component's sign is fixed so that its entry of
+ * largest magnitude is positive (first on ties): the same data always gives the same picture.
+ * components (k, d) and explained (k) (fraction of the total variance) may be NULL.
+ * Errors: SM_ERR_INVALID (NULL, n < 2, d < 1, k < 1 or k > d), SM_ERR_NUMERIC (NaN/Inf),
+ * SM_ERR_RANGE (d > 4096), SM_ERR_NOMEM. */
+sm_status sm_pca(const float *x, int64_t n, int d, int k, float *proj, float *components,
+                 double *explained);
+
+#define SM_COMPARE_MAX_LOSSES 8
+struct sm_train_progress;
+
+/* Settings of sm_compare_run; sm_compare_config_default gives the defaults in brackets. */
+typedef struct sm_compare_config {
+    const char *model_spec;          /* network spec or built-in name ["cnn-s"]                 */
+    int num_losses;                  /* [4]                                                     */
+    const char *losses[SM_COMPARE_MAX_LOSSES];       /* [softmax, multisimilarity, triplet,
+                                                         contrastive]                           */
+    const char *loss_options[SM_COMPARE_MAX_LOSSES]; /* ["", "", "margin=0.1,miner=semihard",
+                                                         ""]; softmax/focal get classes= added */
+    const char *seen_classes;        /* trained on ["0-4"]                                      */
+    const char *unseen_classes;      /* never trained on ["5-9"]                                */
+    const char *const *class_names;  /* display names by label, or NULL ["class N"]            */
+    int num_class_names;
+    int epochs, batch_size;          /* [5, 128]                                                */
+    float lr;                        /* [1e-3]                                                  */
+    int optimizer;                   /* an sm_optimizer [SM_OPT_ADAM]                           */
+    int per_class;                   /* P x K sampling for metric losses, K [32]; classifiers
+                                        (softmax, focal) use shuffled batches                   */
+    uint64_t seed;                   /* model init, sampling and triplet sampling [1]          */
+    int train_per_class;             /* first N train images of each seen class, 0 = all [0]   */
+    int test_per_class;              /* first N test images of each class, 0 = all [0]         */
+    int gallery_per_class;           /* closed set: first N train images a seen class [1000]   */
+    int shots;                       /* few-shot enrolment: train images a new class [5]        */
+    int open_known;                  /* open set: the first N unseen classes are enrolled [3]   */
+    int calib_per_class;             /* open set: held-out train images a class for the
+                                        threshold, after the shots [200]                        */
+    double far;                      /* open set and verification: false-accept rate [0.01]    */
+    int pairs_per_class;             /* unseen test images a class for ROC and histograms [200] */
+    int64_t triplet_samples;         /* random triplets for the margin fraction [100000]       */
+    float triplet_margin;            /* margin on L2 of normalised embeddings [0.1]            */
+    int scatter_per_class;           /* points a class in the 2-D pictures [300]               */
+    int few_per_class;               /* few-samples experiment: train images a seen class,
+                                        0 = skip it [20]                                        */
+    int few_epochs;                  /* epochs of the few-samples runs [40]                     */
+    const char *model_dir;           /* save every model there as <loss>.smm and
+                                        few_<loss>.smm; NULL = do not save [NULL]               */
+    const char *command_line;        /* recorded in the report [NULL]                           */
+    const char *data_description;    /* recorded in the report [NULL]                           */
+    /* Training progress of each run (as sm_train_config.progress), may be NULL. */
+    int (*progress)(const struct sm_train_progress *p, void *user);
+    /* One line of news at each stage ("training softmax (1/4) ...", a time and throughput line
+     * after each run), may be NULL. */
+    void (*log)(const char *line, void *user);
+    void *user;                      /* passed to progress and log */
+} sm_compare_config;
+
+/* Fill cfg with the defaults above. */
+void sm_compare_config_default(sm_compare_config *cfg);
+
+/* The figures of one comparison; free with sm_report_free. */
+typedef struct sm_report sm_report;
+
+/* Run the comparison (docs/report.md): train the model spec with each loss on the seen classes
+ * of `train`, then measure on `test`: retrieval (P@1, R-precision, MAP@R) on the unseen classes;
+ * few-shot identification of the unseen classes from `shots` enrolled train images each (nearest
+ * neighbour and nearest centroid); open-set identification (the first open_known unseen classes
+ * enrolled, threshold at `far` on held-out train pairs, the other unseen classes to be rejected);
+ * verification ROC; closed-set accuracy on the seen classes (the head's argmax where the loss has
+ * one, nearest neighbour and centroid over a gallery of train images); the embedding structure
+ * (intra/inter-class distances, fraction of triplets satisfying the margin); a 2-D PCA picture;
+ * then the few-samples experiment.  Both datasets must hold the seen and unseen classes, already
+ * normalised.  Same config, data and thread count give the same figures.
+ * Errors: SM_ERR_INVALID (bad config), SM_ERR_RANGE (a class with too few images), and those of
+ * sm_model_create, sm_loss_create, sm_train (SM_ERR_NUMERIC if training diverges), sm_model_save. */
+sm_status sm_compare_run(sm_report **out, const sm_compare_config *cfg, const sm_dataset *train,
+                         const sm_dataset *test);
+
+/* Write the report as one self-contained HTML file (inline CSS and SVG, no script, no network)
+ * or as JSON with every figure's data, atomically.  Errors: SM_ERR_INVALID, SM_ERR_IO. */
+sm_status sm_report_write_html(const sm_report *r, const char *path);
+sm_status sm_report_write_json(const sm_report *r, const char *path);
+
+/* The plain-text tables (owned by r, valid until it is freed); "" on a NULL report. */
+const char *sm_report_text(sm_report *r);
+
+/* Total wall time of sm_compare_run in seconds. */
+double sm_report_wall_seconds(const sm_report *r);
+
+void sm_report_free(sm_report *r);
 
 /* ======================================================================================== */
 /* Training                                                                                  */

@@ -1,0 +1,450 @@
+/* cmd_gallery.c - `simile gallery create|enrol|remove|list|compact|calibrate`: a persistent
+ * gallery of labelled embeddings.  Every change is a locked read-modify-write: take the
+ * writer lock (<gallery>.lock), open the file, change it, save it atomically (temporary file,
+ * fsync, rename), release the lock.  Readers (identify, verify, list) need no lock. */
+#include "cli_gallery.h"
+
+#include <getopt.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *help_main =
+    "usage: simile gallery <create|enrol|remove|list|compact|calibrate> [options]\n"
+    "A gallery file holds enrolled embeddings with class names and item ids, the fingerprint\n"
+    "of the model that made them, the metric and an open-set threshold.  Changes are atomic:\n"
+    "a crash leaves the gallery as it was before or after; concurrent writers take turns.\n\n"
+    "  create     make an empty gallery for a model (or a dimension)\n"
+    "  enrol      add images or embeddings to classes (new or existing)\n"
+    "  remove     remove a class or an item\n"
+    "  list       show the settings, the classes and their item counts\n"
+    "  compact    drop removed items and classes from the file\n"
+    "  calibrate  set the open-set threshold from labelled data (target FAR or best F1)\n"
+    "simile gallery <sub> --help for each.\n";
+
+/* ---- shared ------------------------------------------------------------------------------- */
+static int load_model(const char *cmd, const char *path, sm_model **m) {
+    *m = NULL;
+    if (!path) return EXIT_OK;
+    sm_status st = sm_model_load(m, path);
+    return st ? cli_greport(cmd, st) : EXIT_OK;
+}
+
+/* Open a gallery and check it against the model (if any) and the inputs' dimension. */
+static sm_status open_checked(const char *path, sm_model *m, sm_gallery **g) {
+    sm_status st = sm_gallery_open(g, path);
+    if (st) return st;
+    if (m && (st = sm_gallery_check_model(*g, sm_model_fingerprint(m)))) {
+        cli_gfail(st, "%s: %s", path, sm_gallery_errmsg(*g));
+        sm_gallery_free(*g);
+        *g = NULL;
+    }
+    return st;
+}
+
+/* ---- create ------------------------------------------------------------------------------- */
+static int gal_create(int argc, char **argv) {
+    static const struct option opts[] = {{"out", 1, 0, 'o'}, {"model", 1, 0, 'm'}, {"dim", 1, 0, 'd'},
+                                         {"metric", 1, 0, 'k'}, {"force", 0, 0, 'f'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    const char *cmd = "gallery create", *out = NULL, *model = NULL;
+    int dim = 0, force = 0, c;
+    sm_metric metric = SM_METRIC_L2;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'o': out = optarg; break;
+        case 'm': model = optarg; break;
+        case 'd': if (cli_int(cmd, "--dim", optarg, 1, 65536, &dim)) return EXIT_USAGE; break;
+        case 'k':
+            if (!strcmp(optarg, "l2")) metric = SM_METRIC_L2;
+            else if (!strcmp(optarg, "cosine")) metric = SM_METRIC_COSINE;
+            else if (!strcmp(optarg, "ip")) metric = SM_METRIC_IP;
+            else return cli_usage_error(cmd, "--metric must be l2, cosine or ip");
+            break;
+        case 'f': force = 1; break;
+        case 'h':
+            printf("usage: simile gallery create --out FILE (--model FILE | --dim D) [--metric M] [--force]\n"
+                   "Create an empty gallery.  With --model it records the model's fingerprint and\n"
+                   "embedding size, and only that model may enrol or query; with --dim it holds raw\n"
+                   "embeddings (--npy inputs).  --metric l2 (default: Euclidean distance on\n"
+                   "L2-normalised embeddings), cosine (1 - cosine) or ip (minus the inner product).\n"
+                   "An existing file is kept unless --force.\n");
+            return EXIT_OK;
+        default: return cli_usage_error(cmd, "unknown option");
+        }
+    }
+    if (optind < argc) return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    if (!out) return cli_usage_error(cmd, "--out FILE is required");
+    if (!model == !dim) return cli_usage_error(cmd, "give --model FILE or --dim D (one of them)");
+    if (!force && access(out, F_OK) == 0)
+        return cli_report(cmd, SM_ERR_IO, "the gallery file exists (use --force to replace it)");
+    sm_model *m;
+    int rc = load_model(cmd, model, &m);
+    if (rc) return rc;
+    sm_gallery *g;
+    sm_status st = sm_gallery_create(&g, m ? sm_model_embedding_dim(m) : dim, metric, m ? sm_model_fingerprint(m) : 0);
+    if (!st) st = sm_gallery_save(g, out);
+    if (st) rc = cli_greport(cmd, st);
+    else printf("created %s: dimension %d, metric %s, model %08x\n", out, sm_gallery_dim(g),
+                cli_metric_name(metric), sm_gallery_model_fingerprint(g));
+    sm_gallery_free(g);
+    sm_model_free(m);
+    return rc;
+}
+
+/* ---- enrol -------------------------------------------------------------------------------- */
+static int gal_enrol(int argc, char **argv) {
+    static const struct option opts[] = {{"gallery", 1, 0, 'g'}, {"model", 1, 0, 'm'}, {"class", 1, 0, 'c'},
+                                         {"help", 0, 0, 'h'}, CLI_INPUT_OPTIONS, {0, 0, 0, 0}};
+    const char *cmd = "gallery enrol", *gpath = NULL, *model = NULL, *cls = NULL;
+    cli_inputs in;
+    cli_inputs_defaults(&in, "train");
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        int r = cli_inputs_option(cmd, &in, c, optarg);
+        if (r < 0) return EXIT_USAGE;
+        if (r) continue;
+        switch (c) {
+        case 'g': gpath = optarg; break;
+        case 'm': model = optarg; break;
+        case 'c': cls = optarg; break;
+        case 'h':
+            printf("usage: simile gallery enrol --gallery FILE --model FILE [inputs] [--class NAME]\n"
+                   "Embed the inputs and add them to the gallery, each under the class of its label\n"
+                   "(a folder name, or the label number for IDX and .npy inputs), or all under\n"
+                   "--class NAME.  Classes are created as needed.  The gallery is rewritten\n"
+                   "atomically under a lock: when the command returns the enrolment is on disk.\n"
+                   "Example (5 train images of each of the classes 5-9):\n"
+                   "  simile gallery enrol --gallery g.smg --model m.smm --split train --classes 5-9 \\\n"
+                   "      --first-per-class 5\n\n%s", cli_inputs_help);
+            return EXIT_OK;
+        default: return cli_usage_error(cmd, "unknown option");
+        }
+    }
+    if (cli_inputs_positional(cmd, &in, argc, argv, optind)) return EXIT_USAGE;
+    if (!gpath) return cli_usage_error(cmd, "--gallery FILE is required");
+    if (!model && !cli_inputs_are_embeddings(&in)) return cli_usage_error(cmd, "--model FILE is required for image inputs");
+    if (in.nimages && !cls) return cli_usage_error(cmd, "image files have no label: give --class NAME");
+    sm_set_num_threads(in.threads);
+    sm_model *m;
+    int rc = load_model(cmd, model, &m);
+    if (rc) return rc;
+    cli_batch b;
+    sm_gallery *g = NULL;
+    sm_lock *lock = NULL;
+    int64_t *ids = NULL; /* (n) assigned item ids */
+    sm_status st = cli_inputs_load(cmd, &in, m, &b);
+    if (!st && b.n == 0) st = cli_gfail(SM_ERR_RANGE, "no input to enrol");
+    if (!st) st = cli_batch_embed(&in, m, &b);
+    if (!st && !cls && !b.labels) st = cli_gfail(SM_ERR_INVALID, "the inputs have no labels: give --class NAME");
+    /* the lock is held only for open + add + save */
+    if (!st) st = sm_gallery_lock(&lock, gpath);
+    if (!st) st = open_checked(gpath, m, &g);
+    if (!st && b.d != sm_gallery_dim(g))
+        st = cli_gfail(SM_ERR_MISMATCH, "%s: the inputs have dimension %d, the gallery holds dimension %d", gpath, b.d,
+                       sm_gallery_dim(g));
+    if (!st) {
+        ids = malloc((size_t)b.n * sizeof(int64_t));
+        if (!ids) st = cli_gfail(SM_ERR_NOMEM, "out of memory");
+    }
+    int64_t added = 0, before = st ? 0 : sm_gallery_size(g);
+    int nclasses = 0, newclasses = 0;
+    if (!st && cls) {
+        newclasses = sm_gallery_find_class(g, cls) < 0;
+        nclasses = 1;
+        st = sm_gallery_add(g, b.emb, b.n, b.d, cls, NULL, ids);
+        if (!st) added = b.n;
+    } else if (!st) {
+        /* one add per label: gather that label's rows */
+        float *rows = malloc((size_t)b.n * (size_t)b.d * sizeof(float));
+        if (!rows) st = cli_gfail(SM_ERR_NOMEM, "out of memory");
+        for (int y = 0; !st && y < b.nnames; y++) {
+            int64_t k = 0;
+            for (int64_t i = 0; i < b.n; i++)
+                if (b.labels[i] == y) memcpy(rows + (k++) * b.d, b.emb + i * b.d, (size_t)b.d * sizeof(float));
+            if (!k) continue;
+            newclasses += sm_gallery_find_class(g, b.names[y]) < 0;
+            nclasses++;
+            st = sm_gallery_add(g, rows, k, b.d, b.names[y], NULL, ids + added);
+            added += st ? 0 : k;
+        }
+        free(rows);
+    }
+    if (!st) st = sm_gallery_save(g, gpath);
+    sm_lock_release(lock);
+    if (st) rc = cli_greport(cmd, st);
+    else {
+        printf("enrolled %lld items in %d classes (%d new) into %s: %lld items, item ids %lld..%lld\n", (long long)added,
+               nclasses, newclasses, gpath, (long long)(before + added), (long long)ids[0], (long long)ids[added - 1]);
+    }
+    free(ids);
+    sm_gallery_free(g);
+    cli_batch_free(&b);
+    sm_model_free(m);
+    return rc;
+}
+
+/* ---- remove / compact / list ---------------------------------------------------------------- */
+static int gal_remove(int argc, char **argv) {
+    static const struct option opts[] = {{"gallery", 1, 0, 'g'}, {"class", 1, 0, 'c'}, {"item", 1, 0, 'i'},
+                                         {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    const char *cmd = "gallery remove", *gpath = NULL, *cls = NULL, *item = NULL;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'g': gpath = optarg; break;
+        case 'c': cls = optarg; break;
+        case 'i': item = optarg; break;
+        case 'h':
+            printf("usage: simile gallery remove --gallery FILE (--class NAME | --item ID)\n"
+                   "Remove a class (all its items) or one item.  Removed entries stay in the file as\n"
+                   "tombstones until simile gallery compact.\n");
+            return EXIT_OK;
+        default: return cli_usage_error(cmd, "unknown option");
+        }
+    }
+    if (optind < argc) return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    if (!gpath) return cli_usage_error(cmd, "--gallery FILE is required");
+    if (!cls == !item) return cli_usage_error(cmd, "give --class NAME or --item ID (one of them)");
+    long long id = 0;
+    if (item) {
+        char *end;
+        id = strtoll(item, &end, 10);
+        if (end == item || *end || id < 0) return cli_usage_error(cmd, "--item: '%s' is not an item id", item);
+    }
+    sm_lock *lock = NULL;
+    sm_gallery *g = NULL;
+    int64_t removed = 1;
+    sm_status st = sm_gallery_lock(&lock, gpath);
+    if (!st) st = sm_gallery_open(&g, gpath);
+    if (!st) st = cls ? sm_gallery_remove_class(g, cls, &removed) : sm_gallery_remove_item(g, (int64_t)id);
+    if (!st) st = sm_gallery_save(g, gpath);
+    sm_lock_release(lock);
+    int rc = EXIT_OK;
+    if (st) rc = cli_greport(cmd, st);
+    else if (cls) printf("removed class '%s' (%lld items); %lld items left\n", cls, (long long)removed, (long long)sm_gallery_size(g));
+    else printf("removed item %lld; %lld items left\n", id, (long long)sm_gallery_size(g));
+    sm_gallery_free(g);
+    return rc;
+}
+
+static int gal_compact(int argc, char **argv) {
+    const char *cmd = "gallery compact";
+    if (argc == 2 && !strcmp(argv[1], "--help")) {
+        printf("usage: simile gallery compact --gallery FILE\nDrop removed items and classes (and classes "
+               "left empty) from the file.\n");
+        return EXIT_OK;
+    }
+    if (argc != 3 || strcmp(argv[1], "--gallery")) return cli_usage_error(cmd, "usage: simile gallery compact --gallery FILE");
+    const char *gpath = argv[2];
+    sm_lock *lock = NULL;
+    sm_gallery *g = NULL;
+    sm_status st = sm_gallery_lock(&lock, gpath);
+    int before = 0;
+    if (!st) st = sm_gallery_open(&g, gpath);
+    if (!st) { before = sm_gallery_num_classes(g); st = sm_gallery_compact(g); }
+    if (!st) st = sm_gallery_save(g, gpath);
+    sm_lock_release(lock);
+    int rc = EXIT_OK;
+    if (st) rc = cli_greport(cmd, st);
+    else printf("compacted %s: %lld items, %d classes (%d class slots dropped)\n", gpath, (long long)sm_gallery_size(g),
+                sm_gallery_num_classes(g), before - sm_gallery_num_classes(g));
+    sm_gallery_free(g);
+    return rc;
+}
+
+static int gal_list(int argc, char **argv) {
+    static const struct option opts[] = {{"gallery", 1, 0, 'g'}, {"items", 0, 0, 'i'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    const char *cmd = "gallery list", *gpath = NULL;
+    int items = 0, c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'g': gpath = optarg; break;
+        case 'i': items = 1; break;
+        case 'h':
+            printf("usage: simile gallery list --gallery FILE [--items]\n"
+                   "Show the gallery's settings and its classes with their item counts (--items: every\n"
+                   "item id with its class).\n");
+            return EXIT_OK;
+        default: return cli_usage_error(cmd, "unknown option");
+        }
+    }
+    if (optind < argc) return cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
+    if (!gpath) return cli_usage_error(cmd, "--gallery FILE is required");
+    sm_gallery *g;
+    sm_status st = sm_gallery_open(&g, gpath);
+    if (st) return cli_greport(cmd, st);
+    sm_decision_rule rule;
+    float thr = sm_gallery_threshold(g, &rule);
+    int live = 0, removed = 0;
+    for (int i = 0; i < sm_gallery_num_classes(g); i++) {
+        sm_gallery_class ci;
+        sm_gallery_class_info(g, i, &ci);
+        if (ci.removed) removed++; else live++;
+    }
+    printf("gallery %s\n  dimension %d, metric %s, model %08x\n", gpath, sm_gallery_dim(g),
+           cli_metric_name(sm_gallery_metric(g)), sm_gallery_model_fingerprint(g));
+    if (isinf(thr) && thr > 0) printf("  threshold: none (every query is accepted)\n");
+    else printf("  threshold %.6g (calibrated for rule %s)\n", (double)thr, cli_rule_name(rule));
+    printf("  %lld items in %d classes", (long long)sm_gallery_size(g), live);
+    if (removed) printf(" (%d removed classes kept until compaction)", removed);
+    printf("\n  class                              items\n");
+    for (int i = 0; i < sm_gallery_num_classes(g); i++) {
+        sm_gallery_class ci;
+        sm_gallery_class_info(g, i, &ci);
+        if (!ci.removed) printf("  %-32s %7lld\n", ci.name, (long long)ci.items);
+    }
+    if (items) {
+        int64_t n = sm_gallery_size(g);
+        int64_t *ids = malloc((size_t)(n ? n : 1) * sizeof(int64_t));
+        int32_t *cls = malloc((size_t)(n ? n : 1) * sizeof(int32_t));
+        if (!ids || !cls) { free(ids); free(cls); sm_gallery_free(g); return cli_report(cmd, SM_ERR_NOMEM, "out of memory"); }
+        sm_gallery_items(g, ids, cls, NULL);
+        printf("  item id   class\n");
+        for (int64_t i = 0; i < n; i++) {
+            sm_gallery_class ci;
+            sm_gallery_class_info(g, cls[i], &ci);
+            printf("  %7lld   %s\n", (long long)ids[i], ci.name);
+        }
+        free(ids); free(cls);
+    }
+    sm_gallery_free(g);
+    return EXIT_OK;
+}
+
+/* ---- calibrate ------------------------------------------------------------------------------ */
+static int gal_calibrate(int argc, char **argv) {
+    static const struct option opts[] = {{"gallery", 1, 0, 'g'}, {"model", 1, 0, 'm'}, {"far", 1, 0, 'f'},
+                                         {"f1", 0, 0, '1'}, {"rule", 1, 0, 'r'}, {"dry-run", 0, 0, 'n'},
+                                         {"help", 0, 0, 'h'}, CLI_INPUT_OPTIONS, {0, 0, 0, 0}};
+    const char *cmd = "gallery calibrate", *gpath = NULL, *model = NULL;
+    float target = 1e-2f;
+    int f1 = 0, dry = 0, c;
+    sm_decision_rule rule = SM_RULE_NEAREST;
+    cli_inputs in;
+    cli_inputs_defaults(&in, "train");
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        int r = cli_inputs_option(cmd, &in, c, optarg);
+        if (r < 0) return EXIT_USAGE;
+        if (r) continue;
+        switch (c) {
+        case 'g': gpath = optarg; break;
+        case 'm': model = optarg; break;
+        case 'f': if (cli_float(cmd, "--far", optarg, 0, 1, &target)) return EXIT_USAGE; break;
+        case '1': f1 = 1; break;
+        case 'r': if (cli_parse_rule(optarg, &rule)) return cli_usage_error(cmd, "--rule must be nearest, vote or centroid"); break;
+        case 'n': dry = 1; break;
+        case 'h':
+            printf("usage: simile gallery calibrate --gallery FILE --model FILE [inputs] [--far X | --f1]\n"
+                   "                                [--rule nearest|centroid] [--dry-run]\n"
+                   "Set the open-set threshold from labelled data held out from the enrolment (e.g.\n"
+                   "--skip-per-class 5 to leave out the first 5 enrolled images of each class).\n"
+                   "Each input gives one genuine pair (its distance to its own class, if enrolled:\n"
+                   "the nearest item, or the centroid with --rule centroid) and one impostor pair per\n"
+                   "other enrolled class.  The threshold is the largest distance whose false-accept\n"
+                   "rate is at most --far (default 0.01), or the one with the best F1 (--f1).  Also\n"
+                   "reports ROC AUC, EER and TAR at FAR 1e-2, 1e-3, 1e-4 of these pairs.  --dry-run\n"
+                   "reports without storing the threshold.\n\n%s", cli_inputs_help);
+            return EXIT_OK;
+        default: return cli_usage_error(cmd, "unknown option");
+        }
+    }
+    if (cli_inputs_positional(cmd, &in, argc, argv, optind)) return EXIT_USAGE;
+    if (!gpath) return cli_usage_error(cmd, "--gallery FILE is required");
+    if (!model && !cli_inputs_are_embeddings(&in)) return cli_usage_error(cmd, "--model FILE is required for image inputs");
+    if (rule == SM_RULE_VOTE) rule = SM_RULE_NEAREST; /* votes decide by the nearest item's distance */
+    sm_set_num_threads(in.threads);
+    sm_model *m;
+    int rc = load_model(cmd, model, &m);
+    if (rc) return rc;
+    cli_batch b;
+    sm_gallery *g = NULL;
+    float *cd = NULL;
+    int8_t *gen = NULL;
+    float *pd = NULL, *ps = NULL;
+    int32_t *qcls = NULL;
+    sm_status st = cli_inputs_load(cmd, &in, m, &b);
+    if (!st && !b.labels) st = cli_gfail(SM_ERR_INVALID, "calibration needs labelled inputs");
+    if (!st) st = cli_batch_embed(&in, m, &b);
+    if (!st) st = open_checked(gpath, m, &g);
+    int C = st ? 0 : sm_gallery_num_classes(g);
+    int64_t np = 0;
+    if (!st) {
+        cd = malloc((size_t)(b.n ? b.n : 1) * (size_t)(C ? C : 1) * sizeof(float));
+        gen = malloc((size_t)(b.n ? b.n : 1) * (size_t)(C ? C : 1));
+        pd = malloc((size_t)(b.n ? b.n : 1) * (size_t)(C ? C : 1) * sizeof(float));
+        ps = malloc((size_t)(b.n ? b.n : 1) * (size_t)(C ? C : 1) * sizeof(float));
+        qcls = malloc((size_t)(b.n ? b.n : 1) * sizeof(int32_t));
+        if (!cd || !gen || !pd || !ps || !qcls) st = cli_gfail(SM_ERR_NOMEM, "out of memory");
+    }
+    if (!st) st = sm_gallery_class_distances(g, b.emb, b.n, b.d, rule, cd);
+    int64_t known = 0;
+    if (!st) {
+        for (int64_t i = 0; i < b.n; i++) {
+            qcls[i] = sm_gallery_find_class(g, cli_batch_name(&b, i));
+            known += qcls[i] >= 0;
+            for (int k = 0; k < C; k++) {
+                if (isinf(cd[i * C + k])) continue; /* removed or empty class */
+                pd[np] = cd[i * C + k];
+                ps[np] = -cd[i * C + k];
+                gen[np] = (int8_t)(k == qcls[i]);
+                np++;
+            }
+        }
+    }
+    float thr = 0;
+    double tar = 0, far = 0, auc = 0, eer = 0, tars[3] = {0, 0, 0};
+    if (!st) st = sm_calibrate_threshold(pd, gen, np, f1 ? SM_CALIBRATE_F1 : SM_CALIBRATE_FAR, target, &thr, &tar, &far);
+    if (!st) st = sm_roc_auc(ps, gen, np, &auc);
+    if (!st) st = sm_eer(ps, gen, np, &eer, NULL);
+    static const double fars[3] = {1e-2, 1e-3, 1e-4};
+    for (int i = 0; i < 3 && !st; i++) st = sm_tar_at_far(ps, gen, np, fars[i], &tars[i], NULL);
+    if (st) {
+        rc = cli_greport(cmd, st);
+        goto done;
+    }
+    int64_t gpairs = 0;
+    for (int64_t i = 0; i < np; i++) gpairs += gen[i];
+    printf("calibration on %lld inputs (%lld of enrolled classes): %lld genuine and %lld impostor pairs, rule %s\n",
+           (long long)b.n, (long long)known, (long long)gpairs, (long long)(np - gpairs), cli_rule_name(rule));
+    printf("  ROC AUC %.4f, EER %.4f\n  TAR at FAR 1e-2 %.4f, 1e-3 %.4f, 1e-4 %.4f\n", auc, eer, tars[0], tars[1], tars[2]);
+    if (f1) printf("  best-F1 threshold %.6g: TAR %.4f, FAR %.4f on these pairs\n", (double)thr, tar, far);
+    else printf("  threshold for FAR <= %g: %.6g (TAR %.4f, FAR %.4f on these pairs)\n", (double)target, (double)thr, tar, far);
+    if (!dry) {
+        /* store under the lock, on the current file */
+        sm_lock *lock = NULL;
+        sm_gallery *cur = NULL;
+        st = sm_gallery_lock(&lock, gpath);
+        if (!st) st = open_checked(gpath, m, &cur);
+        if (!st) st = sm_gallery_set_threshold(cur, thr, rule);
+        if (!st) st = sm_gallery_save(cur, gpath);
+        sm_lock_release(lock);
+        sm_gallery_free(cur);
+        if (st) rc = cli_greport(cmd, st);
+        else printf("stored threshold %.6g (rule %s) in %s\n", (double)thr, cli_rule_name(rule), gpath);
+    }
+done:
+    free(cd); free(gen); free(pd); free(ps); free(qcls);
+    sm_gallery_free(g);
+    cli_batch_free(&b);
+    sm_model_free(m);
+    return rc;
+}
+
+int cmd_gallery(int argc, char **argv) {
+    if (argc < 2) { fprintf(stderr, "%s", help_main); return EXIT_USAGE; }
+    const char *sub = argv[1];
+    if (!strcmp(sub, "--help") || !strcmp(sub, "-h") || !strcmp(sub, "help")) { printf("%s", help_main); return EXIT_OK; }
+    if (!strcmp(sub, "create")) return gal_create(argc - 1, argv + 1);
+    if (!strcmp(sub, "enrol") || !strcmp(sub, "enroll") || !strcmp(sub, "add")) return gal_enrol(argc - 1, argv + 1);
+    if (!strcmp(sub, "remove")) return gal_remove(argc - 1, argv + 1);
+    if (!strcmp(sub, "list")) return gal_list(argc - 1, argv + 1);
+    if (!strcmp(sub, "compact")) return gal_compact(argc - 1, argv + 1);
+    if (!strcmp(sub, "calibrate")) return gal_calibrate(argc - 1, argv + 1);
+    return cli_usage_error("gallery", "unknown subcommand '%s'", sub);
+}

@@ -1,0 +1,289 @@
+/* inputs.c - the inputs of embed / gallery / identify / verify / classify: IDX files with the
+ * Fashion-MNIST defaults, a folder of class sub-folders, image files, or a .npy file of
+ * embeddings; a per-class selection; embedding with a model (batched and threaded inside
+ * sm_model_embed) followed by L2 normalisation. */
+#include "cli_gallery.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A message set by these commands (library failures keep theirs in sm_errmsg()). */
+static char gerr[1024];
+
+sm_status cli_gfail(sm_status st, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(gerr, sizeof gerr, fmt, ap);
+    va_end(ap);
+    return st;
+}
+
+int cli_greport(const char *cmd, sm_status st) {
+    int rc = cli_report(cmd, st, gerr[0] ? gerr : sm_errmsg());
+    gerr[0] = 0;
+    return rc;
+}
+
+const char *const cli_inputs_help =
+    "inputs (one source; IDX files from --data/--split by default):\n"
+    "  --data DIR, --split S, --images F --labels F   IDX files (as simile train)\n"
+    "  --classes LIST    keep only these classes, e.g. 5-9 (labels keep their values; class\n"
+    "                    names are the label numbers)\n"
+    "  --folder DIR      a folder with one sub-folder of images per class (PNG, JPEG, PGM,\n"
+    "                    PPM, BMP), resized to the model's input; class names = folder names\n"
+    "  --image FILE      an image file (repeatable; positional arguments are images too)\n"
+    "  --npy FILE        embeddings (n, d) float32 from simile embed; --npy-labels FILE gives\n"
+    "                    their int32 labels\n"
+    "  --first-per-class M   keep only the first M inputs of each class (file order)\n"
+    "  --skip-per-class N    drop the first N inputs of each class (held-out data)\n"
+    "  --mean X --std Y  image normalisation (x - mean) / std after scaling to [0,1], for every\n"
+    "                    image source (default 0.2860 / 0.3530); --no-normalize to skip\n"
+    "  --raw             do not L2-normalise the embeddings\n"
+    "  --threads N       default: all cores\n";
+
+void cli_inputs_defaults(cli_inputs *in, const char *split) {
+    memset(in, 0, sizeof *in);
+    cli_data_defaults(&in->data, split);
+}
+
+int cli_inputs_option(const char *cmd, cli_inputs *in, int opt, const char *arg) {
+    int r = cli_data_option(cmd, &in->data, opt, arg);
+    if (r) return r;
+    switch (opt) {
+    case 1100: in->folder = arg; return 1;
+    case 1101: in->npy = arg; return 1;
+    case 1102: in->npy_labels = arg; return 1;
+    case 1103:
+        if (in->nimages >= CLI_MAX_IMAGES) { cli_usage_error(cmd, "more than %d images", CLI_MAX_IMAGES); return -1; }
+        in->images[in->nimages++] = arg;
+        return 1;
+    case 1104: return cli_int(cmd, "--first-per-class", arg, 1, 1 << 30, &in->first_per_class) ? -1 : 1;
+    case 1105: return cli_int(cmd, "--skip-per-class", arg, 0, 1 << 30, &in->skip_per_class) ? -1 : 1;
+    case 1106: in->raw = 1; return 1;
+    case 1107: return cli_int(cmd, "--threads", arg, 1, 1024, &in->threads) ? -1 : 1;
+    default: return 0;
+    }
+}
+
+int cli_inputs_positional(const char *cmd, cli_inputs *in, int argc, char **argv, int first) {
+    for (int i = first; i < argc; i++) {
+        if (in->nimages >= CLI_MAX_IMAGES) return cli_usage_error(cmd, "more than %d images", CLI_MAX_IMAGES);
+        in->images[in->nimages++] = argv[i];
+    }
+    return 0;
+}
+
+int cli_inputs_are_embeddings(const cli_inputs *in) { return in->npy != NULL; }
+
+int cli_parse_rule(const char *s, sm_decision_rule *rule) {
+    if (!strcmp(s, "nearest") || !strcmp(s, "nn")) *rule = SM_RULE_NEAREST;
+    else if (!strcmp(s, "vote") || !strcmp(s, "knn")) *rule = SM_RULE_VOTE;
+    else if (!strcmp(s, "centroid")) *rule = SM_RULE_CENTROID;
+    else return -1;
+    return 0;
+}
+const char *cli_rule_name(sm_decision_rule r) {
+    return r == SM_RULE_VOTE ? "vote" : r == SM_RULE_CENTROID ? "centroid" : "nearest";
+}
+const char *cli_metric_name(sm_metric m) {
+    return m == SM_METRIC_IP ? "ip" : m == SM_METRIC_COSINE ? "cosine" : "l2";
+}
+
+void cli_batch_free(cli_batch *b) {
+    free(b->emb);
+    sm_dataset_free(b->ds);
+    free(b->labels);
+    free(b->names);
+    free(b->item);
+    free(b->item_buf);
+    memset(b, 0, sizeof *b);
+}
+
+const char *cli_batch_name(const cli_batch *b, int64_t i) {
+    if (!b->labels || !b->names) return "";
+    int32_t y = b->labels[i];
+    return y >= 0 && y < b->nnames ? b->names[y] : "";
+}
+
+/* Names "0".."max" for numeric labels, in one block (pointers then strings). */
+static char **numeric_names(const int32_t *y, int64_t n, int *count) {
+    int32_t mx = -1;
+    for (int64_t i = 0; i < n; i++) if (y[i] > mx) mx = y[i];
+    int k = mx + 1;
+    char **names = malloc((size_t)(k > 0 ? k : 1) * (sizeof(char *) + 12));
+    if (!names) return NULL;
+    char *s = (char *)(names + k);
+    for (int i = 0; i < k; i++) { names[i] = s + (size_t)i * 12; snprintf(names[i], 12, "%d", i); }
+    *count = k;
+    return names;
+}
+
+/* Keep, for each label, inputs number skip .. skip + first - 1 (first 0 = all) in order.
+ * Rewrites b's arrays in place. */
+static sm_status select_per_class(const char *cmd, const cli_inputs *in, cli_batch *b) {
+    if (!in->first_per_class && !in->skip_per_class) return SM_OK;
+    if (!b->labels) return cli_gfail(SM_ERR_INVALID, "--first-per-class / --skip-per-class need labelled inputs");
+    int32_t mx = -1;
+    for (int64_t i = 0; i < b->n; i++) if (b->labels[i] > mx) mx = b->labels[i];
+    int64_t *seen = calloc((size_t)mx + 2, sizeof(int64_t));
+    int64_t *keep = malloc((size_t)(b->n ? b->n : 1) * sizeof(int64_t));
+    if (!seen || !keep) { free(seen); free(keep); return cli_gfail(SM_ERR_NOMEM, "out of memory"); }
+    int64_t m = 0;
+    for (int64_t i = 0; i < b->n; i++) {
+        int64_t r = seen[b->labels[i]]++;
+        if (r >= in->skip_per_class && (!in->first_per_class || r < (int64_t)in->skip_per_class + in->first_per_class))
+            keep[m++] = i;
+    }
+    for (int32_t c = 0; c <= mx; c++)
+        if (seen[c] && seen[c] <= in->skip_per_class) {
+            free(seen); free(keep);
+            return cli_gfail(SM_ERR_RANGE, "class %d has %s inputs, none left after skipping %d",
+                            c, "too few", in->skip_per_class);
+        }
+    free(seen);
+    sm_status st = SM_OK;
+    if (b->ds) {
+        int h, w, c;
+        sm_dataset_shape(b->ds, &h, &w, &c);
+        int64_t per = (int64_t)h * w * c;
+        float *x = malloc((size_t)(m ? m : 1) * (size_t)per * sizeof(float));
+        int32_t *y = malloc((size_t)(m ? m : 1) * sizeof(int32_t));
+        if (!x || !y) st = cli_gfail(SM_ERR_NOMEM, "out of memory");
+        const float *src = sm_dataset_images(b->ds);
+        for (int64_t j = 0; !st && j < m; j++) {
+            memcpy(x + j * per, src + keep[j] * per, (size_t)per * sizeof(float));
+            y[j] = b->labels[keep[j]];
+        }
+        sm_dataset *nds = NULL;
+        if (!st) st = sm_dataset_from_arrays(&nds, x, y, m, h, w, c);
+        free(x); free(y);
+        if (!st) { sm_dataset_free(b->ds); b->ds = nds; }
+    }
+    if (!st && b->emb)
+        for (int64_t j = 0; j < m; j++) memmove(b->emb + j * b->d, b->emb + keep[j] * b->d, (size_t)b->d * sizeof(float));
+    if (!st) {
+        for (int64_t j = 0; j < m; j++) { b->labels[j] = b->labels[keep[j]]; if (b->item) b->item[j] = b->item[keep[j]]; }
+        b->n = m;
+    }
+    free(keep);
+    (void)cmd;
+    return st;
+}
+
+/* Descriptions "#i" (or "<label>#i") for inputs without a file name. */
+static sm_status describe_by_index(cli_batch *b) {
+    b->item = malloc((size_t)(b->n ? b->n : 1) * sizeof(char *));
+    b->item_buf = malloc((size_t)(b->n ? b->n : 1) * 24);
+    if (!b->item || !b->item_buf) return cli_gfail(SM_ERR_NOMEM, "out of memory");
+    for (int64_t i = 0; i < b->n; i++) {
+        snprintf(b->item_buf + i * 24, 24, "#%lld", (long long)i);
+        b->item[i] = b->item_buf + i * 24;
+    }
+    return SM_OK;
+}
+
+sm_status cli_inputs_load(const char *cmd, const cli_inputs *in, sm_model *m, cli_batch *b) {
+    memset(b, 0, sizeof *b);
+    int sources = (in->folder != NULL) + (in->npy != NULL) + (in->nimages > 0) + (in->data.images != NULL);
+    if (sources > 1) return cli_gfail(SM_ERR_INVALID, "give one input source: --folder, --npy, --image or --images/--labels");
+    if (in->npy_labels && !in->npy) return cli_gfail(SM_ERR_INVALID, "--npy-labels goes with --npy");
+    sm_status st = SM_OK;
+    if (in->npy) {
+        void *data = NULL;
+        int64_t shape[4];
+        int nd;
+        if ((st = sm_npy_read(in->npy, SM_NPY_F32, &data, shape, &nd))) return st;
+        if (nd != 2 || shape[1] < 1 || shape[1] > 65536) {
+            free(data);
+            return cli_gfail(SM_ERR_FORMAT, "%s: embeddings must be a 2-D array (n, d), got %d dimensions", in->npy, nd);
+        }
+        b->emb = data;
+        b->n = shape[0];
+        b->d = (int)shape[1];
+        if (in->npy_labels) {
+            void *lab = NULL;
+            int64_t ls[4];
+            int lnd;
+            if ((st = sm_npy_read(in->npy_labels, SM_NPY_I32, &lab, ls, &lnd))) { cli_batch_free(b); return st; }
+            b->labels = lab;
+            if (lnd != 1 || ls[0] != b->n) {
+                cli_batch_free(b);
+                return cli_gfail(SM_ERR_MISMATCH, "%s: %lld labels for %lld embeddings", in->npy_labels,
+                                (long long)(lnd == 1 ? ls[0] : -1), (long long)shape[0]);
+            }
+            for (int64_t i = 0; i < b->n; i++)
+                if (b->labels[i] < 0 || b->labels[i] > 1000000) {
+                    cli_batch_free(b);
+                    return cli_gfail(SM_ERR_RANGE, "%s: label %d of input %lld is outside 0..1000000", in->npy_labels,
+                                    (int)b->labels[i], (long long)i);
+                }
+            if (!(b->names = numeric_names(b->labels, b->n, &b->nnames))) { cli_batch_free(b); return cli_gfail(SM_ERR_NOMEM, "out of memory"); }
+        }
+        if ((st = describe_by_index(b)) || (st = select_per_class(cmd, in, b))) { cli_batch_free(b); return st; }
+        return SM_OK;
+    }
+    if (!m) return cli_gfail(SM_ERR_INVALID, "image inputs need --model (or give embeddings with --npy)");
+    int h, w, c;
+    sm_model_input_shape(m, &h, &w, &c);
+    if (in->nimages > 0) {
+        float *x = malloc((size_t)in->nimages * (size_t)h * w * c * sizeof(float));
+        int32_t *y = calloc((size_t)in->nimages, sizeof(int32_t));
+        if (!x || !y) { free(x); free(y); return cli_gfail(SM_ERR_NOMEM, "out of memory"); }
+        for (int i = 0; i < in->nimages && !st; i++) st = sm_image_load(in->images[i], h, w, c, x + (int64_t)i * h * w * c);
+        if (!st) st = sm_dataset_from_arrays(&b->ds, x, y, in->nimages, h, w, c);
+        free(x); free(y);
+        if (st) { cli_batch_free(b); return st; }
+        b->n = in->nimages;
+        b->item = malloc((size_t)b->n * sizeof(char *));
+        if (!b->item) { cli_batch_free(b); return cli_gfail(SM_ERR_NOMEM, "out of memory"); }
+        for (int64_t i = 0; i < b->n; i++) b->item[i] = in->images[i];
+        if (in->first_per_class || in->skip_per_class) { cli_batch_free(b); return cli_gfail(SM_ERR_INVALID, "--first-per-class / --skip-per-class need labelled inputs"); }
+    } else if (in->folder) {
+        char **names = NULL;
+        int nc = 0;
+        if ((st = sm_dataset_load_folder(&b->ds, in->folder, h, w, c, &names, &nc))) return st;
+        b->names = names;
+        b->nnames = nc;
+    } else {
+        if ((st = cli_data_load(&in->data, &b->ds))) return st;
+        int dh, dw, dc;
+        sm_dataset_shape(b->ds, &dh, &dw, &dc);
+        if (dh != h || dw != w || dc != c) {
+            cli_batch_free(b);
+            return cli_gfail(SM_ERR_MISMATCH, "the images are %dx%dx%d, the model takes %dx%dx%d", dh, dw, dc, h, w, c);
+        }
+    }
+    if (in->folder && in->data.normalize && (st = sm_dataset_normalize(b->ds, in->data.mean, in->data.std))) { cli_batch_free(b); return st; }
+    if (in->nimages > 0 && in->data.normalize && (st = sm_dataset_normalize(b->ds, in->data.mean, in->data.std))) { cli_batch_free(b); return st; }
+    b->n = sm_dataset_size(b->ds);
+    if (in->nimages == 0) {
+        b->labels = malloc((size_t)(b->n ? b->n : 1) * sizeof(int32_t));
+        if (!b->labels) { cli_batch_free(b); return cli_gfail(SM_ERR_NOMEM, "out of memory"); }
+        if (b->n) memcpy(b->labels, sm_dataset_labels(b->ds), (size_t)b->n * sizeof(int32_t));
+        if (!b->names && !(b->names = numeric_names(b->labels, b->n, &b->nnames))) { cli_batch_free(b); return cli_gfail(SM_ERR_NOMEM, "out of memory"); }
+        if ((st = describe_by_index(b)) || (st = select_per_class(cmd, in, b))) { cli_batch_free(b); return st; }
+    }
+    return SM_OK;
+}
+
+sm_status cli_batch_embed(const cli_inputs *in, sm_model *m, cli_batch *b) {
+    if (!b->emb) {
+        int d = sm_model_embedding_dim(m);
+        b->emb = malloc((size_t)(b->n ? b->n : 1) * (size_t)d * sizeof(float));
+        if (!b->emb) return cli_gfail(SM_ERR_NOMEM, "out of memory");
+        b->d = d;
+        sm_status st = sm_model_embed(m, sm_dataset_images(b->ds), b->n, b->emb);
+        if (st) return cli_gfail(st, "%s", sm_model_errmsg(m));
+    }
+    if (!in->raw) {
+        for (int64_t i = 0; i < b->n; i++) {
+            float *e = b->emb + i * b->d;
+            double s = 0;
+            for (int j = 0; j < b->d; j++) s += (double)e[j] * e[j];
+            if (s > 0) { float inv = (float)(1.0 / sqrt(s)); for (int j = 0; j < b->d; j++) e[j] *= inv; }
+        }
+    }
+    return SM_OK;
+}

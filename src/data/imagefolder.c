@@ -1,0 +1,214 @@
+/* imagefolder.c - datasets from a folder of class sub-folders of images, and single images:
+ * decoded with stb_image (Debian's libstb: PNG, JPEG, PGM/PPM, BMP), converted to 1 (grey) or
+ * 3 (RGB) channels by stb, resized bilinearly (pixel centres aligned, as OpenCV's INTER_LINEAR)
+ * to the model's (h, w) and scaled to [0, 1].  Class sub-folders are sorted bytewise and
+ * numbered from 0; files inside are sorted too, so the result is deterministic. */
+#define _POSIX_C_SOURCE 200809L
+#include "data/data.h"
+
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <stb/stb_image.h>
+
+#define MAX_CLASSES (1 << 20)
+#define MAX_SIDE 65536
+#define MAX_SOURCE_PIXELS ((int64_t)1 << 28)
+
+/* ---- single images ------------------------------------------------------------------------- */
+/* Bilinear resize of src (ih, iw, c) bytes into dst (h, w, c) floats in [0, 1]. */
+static void resize_bilinear(const unsigned char *src, int ih, int iw, int c, float *dst, int h, int w) {
+    float sy = (float)ih / (float)h, sx = (float)iw / (float)w;
+    for (int y = 0; y < h; y++) {
+        float fy = ((float)y + 0.5f) * sy - 0.5f;
+        if (fy < 0) fy = 0;
+        int y0 = (int)fy;
+        if (y0 > ih - 1) y0 = ih - 1;
+        int y1 = y0 + 1 < ih ? y0 + 1 : ih - 1;
+        float wy = fy - (float)y0;
+        if (wy > 1) wy = 1;
+        for (int x = 0; x < w; x++) {
+            float fx = ((float)x + 0.5f) * sx - 0.5f;
+            if (fx < 0) fx = 0;
+            int x0 = (int)fx;
+            if (x0 > iw - 1) x0 = iw - 1;
+            int x1 = x0 + 1 < iw ? x0 + 1 : iw - 1;
+            float wx = fx - (float)x0;
+            if (wx > 1) wx = 1;
+            for (int k = 0; k < c; k++) {
+                float a = src[((int64_t)y0 * iw + x0) * c + k], b = src[((int64_t)y0 * iw + x1) * c + k];
+                float cc = src[((int64_t)y1 * iw + x0) * c + k], d = src[((int64_t)y1 * iw + x1) * c + k];
+                float top = a + (b - a) * wx, bot = cc + (d - cc) * wx;
+                dst[((int64_t)y * w + x) * c + k] = (top + (bot - top) * wy) / 255.0f;
+            }
+        }
+    }
+}
+
+sm_status sm_image_load(const char *path, int h, int w, int c, float *x) {
+    if (!path || !x) return sm_fail(SM_ERR_INVALID, "sm_image_load: NULL argument");
+    if (h < 1 || w < 1 || h > MAX_SIDE || w > MAX_SIDE || (c != 1 && c != 3))
+        return sm_fail(SM_ERR_INVALID, "sm_image_load: target shape %dx%dx%d (need 1 or 3 channels)", h, w, c);
+    FILE *f = fopen(path, "rb");
+    if (!f) return sm_fail(SM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    int iw = 0, ih = 0, comp = 0;
+    if (!stbi_info_from_file(f, &iw, &ih, &comp)) {
+        fclose(f);
+        return sm_fail(SM_ERR_FORMAT, "%s: not a readable image (%s)", path, stbi_failure_reason());
+    }
+    if ((int64_t)iw * ih > MAX_SOURCE_PIXELS) {
+        fclose(f);
+        return sm_fail(SM_ERR_FORMAT, "%s: image of %dx%d pixels is too large", path, iw, ih);
+    }
+    unsigned char *px = stbi_load_from_file(f, &iw, &ih, &comp, c);
+    fclose(f);
+    if (!px) return sm_fail(SM_ERR_FORMAT, "%s: cannot decode the image (%s)", path, stbi_failure_reason());
+    resize_bilinear(px, ih, iw, c, x, h, w);
+    stbi_image_free(px);
+    return SM_OK;
+}
+
+/* ---- folders ------------------------------------------------------------------------------- */
+typedef struct strlist { char **v; size_t n, cap; } strlist;
+
+static void strlist_free(strlist *l) {
+    for (size_t i = 0; i < l->n; i++) sm_free(l->v[i]);
+    sm_free(l->v);
+    memset(l, 0, sizeof *l);
+}
+static sm_status strlist_push(strlist *l, const char *s) {
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        char **v = sm_alloc(cap, sizeof(char *));
+        if (!v) return SM_ERR_NOMEM;
+        if (l->n) memcpy(v, l->v, l->n * sizeof(char *));
+        sm_free(l->v);
+        l->v = v;
+        l->cap = cap;
+    }
+    char *c = sm_strdup(s);
+    if (!c) return SM_ERR_NOMEM;
+    l->v[l->n++] = c;
+    return SM_OK;
+}
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static int is_image_name(const char *name) {
+    const char *dot = strrchr(name, '.');
+    if (!dot) return 0;
+    char ext[8];
+    size_t n = strlen(dot + 1);
+    if (n == 0 || n >= sizeof ext) return 0;
+    for (size_t i = 0; i <= n; i++) ext[i] = (char)tolower((unsigned char)dot[1 + i]);
+    static const char *const ok[] = {"png", "jpg", "jpeg", "pgm", "ppm", "bmp"};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) if (!strcmp(ext, ok[i])) return 1;
+    return 0;
+}
+
+/* Sorted entries of dir: sub-folders (want_dirs) or image files. */
+static sm_status list_dir(const char *dir, int want_dirs, strlist *out) {
+    DIR *d = opendir(dir);
+    if (!d) return sm_fail(SM_ERR_IO, "%s: cannot open folder: %s", dir, strerror(errno));
+    struct dirent *e;
+    sm_status st = SM_OK;
+    size_t plen = strlen(dir) + 2;
+    while (!st && (e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        char *full = sm_alloc(plen + strlen(e->d_name), 1);
+        if (!full) { st = SM_ERR_NOMEM; break; }
+        snprintf(full, plen + strlen(e->d_name), "%s/%s", dir, e->d_name);
+        struct stat sb;
+        int isdir = stat(full, &sb) == 0 && S_ISDIR(sb.st_mode);
+        int isfile = !isdir && is_image_name(e->d_name);
+        sm_free(full);
+        if (want_dirs ? isdir : isfile) st = strlist_push(out, e->d_name);
+    }
+    closedir(d);
+    if (st) { strlist_free(out); return st; }
+    if (out->n > 1) qsort(out->v, out->n, sizeof(char *), cmp_str);
+    return SM_OK;
+}
+
+sm_status sm_dataset_load_folder(sm_dataset **out, const char *dir, int h, int w, int c,
+                                 char ***class_names, int *num_classes) {
+    if (!out) return sm_fail(SM_ERR_INVALID, "sm_dataset_load_folder: out is NULL");
+    *out = NULL;
+    if (!dir) return sm_fail(SM_ERR_INVALID, "sm_dataset_load_folder: folder is NULL");
+    if (h < 1 || w < 1 || h > MAX_SIDE || w > MAX_SIDE || (c != 1 && c != 3))
+        return sm_fail(SM_ERR_INVALID, "sm_dataset_load_folder: target shape %dx%dx%d (need 1 or 3 channels)", h, w, c);
+    strlist classes = {0}, *files = NULL;
+    sm_dataset *ds = NULL;
+    char *path = NULL;
+    sm_status st = list_dir(dir, 1, &classes);
+    if (st) return st;
+    if (classes.n == 0) { st = sm_fail(SM_ERR_RANGE, "%s: no class sub-folder", dir); goto fail; }
+    if (classes.n > MAX_CLASSES) { st = sm_fail(SM_ERR_RANGE, "%s: more than %d classes", dir, MAX_CLASSES); goto fail; }
+    files = sm_calloc(classes.n, sizeof(strlist)); /* (classes) sorted image names */
+    if (!files) { st = SM_ERR_NOMEM; goto fail; }
+    int64_t n = 0;
+    size_t longest = 0;
+    for (size_t k = 0; k < classes.n; k++) {
+        size_t len = strlen(dir) + strlen(classes.v[k]) + 2;
+        char *sub = sm_alloc(len, 1);
+        if (!sub) { st = SM_ERR_NOMEM; goto fail; }
+        snprintf(sub, len, "%s/%s", dir, classes.v[k]);
+        st = list_dir(sub, 0, &files[k]);
+        if (!st && files[k].n == 0)
+            st = sm_fail(SM_ERR_RANGE, "%s: class folder '%s' has no image (png, jpg, jpeg, pgm, ppm, bmp)", sub, classes.v[k]);
+        sm_free(sub);
+        if (st) goto fail;
+        n += (int64_t)files[k].n;
+        for (size_t i = 0; i < files[k].n; i++) {
+            size_t l = len + strlen(files[k].v[i]) + 1;
+            if (l > longest) longest = l;
+        }
+    }
+    int64_t per = (int64_t)h * w * c;
+    if (n > INT32_MAX || n * per > ((int64_t)1 << 34)) { st = sm_fail(SM_ERR_RANGE, "%s: %lld images are too many", dir, (long long)n); goto fail; }
+    ds = sm_calloc(1, sizeof *ds);
+    path = sm_alloc(longest, 1);
+    if (!ds || !path) { st = SM_ERR_NOMEM; goto fail; }
+    ds->n = n; ds->h = h; ds->w = w; ds->c = c;
+    ds->x = sm_alloc((size_t)(n * per), sizeof(float)); /* (n, h, w, c) */
+    ds->y = sm_alloc((size_t)n, sizeof(int32_t));       /* (n) */
+    if (!ds->x || !ds->y) { st = SM_ERR_NOMEM; goto fail; }
+    int64_t i = 0;
+    for (size_t k = 0; k < classes.n; k++)
+        for (size_t j = 0; j < files[k].n; j++, i++) {
+            snprintf(path, longest, "%s/%s/%s", dir, classes.v[k], files[k].v[j]);
+            if ((st = sm_image_load(path, h, w, c, ds->x + i * per))) goto fail;
+            ds->y[i] = (int32_t)k;
+        }
+    if (class_names) {
+        size_t bytes = classes.n * sizeof(char *);
+        for (size_t k = 0; k < classes.n; k++) bytes += strlen(classes.v[k]) + 1;
+        char **names = sm_alloc(bytes, 1); /* (classes) pointers, then the strings */
+        if (!names) { st = SM_ERR_NOMEM; goto fail; }
+        char *s = (char *)(names + classes.n);
+        for (size_t k = 0; k < classes.n; k++) {
+            size_t l = strlen(classes.v[k]) + 1;
+            memcpy(s, classes.v[k], l);
+            names[k] = s;
+            s += l;
+        }
+        *class_names = names;
+    }
+    if (num_classes) *num_classes = (int)classes.n;
+    for (size_t k = 0; k < classes.n; k++) strlist_free(&files[k]);
+    sm_free(files);
+    strlist_free(&classes);
+    sm_free(path);
+    *out = ds;
+    return SM_OK;
+fail:
+    if (files) for (size_t k = 0; k < classes.n; k++) strlist_free(&files[k]);
+    sm_free(files);
+    strlist_free(&classes);
+    sm_free(path);
+    sm_dataset_free(ds);
+    return st;
+}

@@ -1,0 +1,38 @@
+/* gallery.h - the struct behind sm_gallery, shared by gallery.c (operations, search, decisions,
+ * calibration) and gallery_file.c (the file format and the writer lock).  Not public. */
+#ifndef SM_GALLERY_GALLERY_H
+#define SM_GALLERY_GALLERY_H
+#include "core/core.h"
+
+#define SM_GALLERY_MAX_DIM 65536
+#define SM_GALLERY_MAX_NAME 255
+#define SM_GALLERY_MAX_CLASSES (1 << 24)
+#define SM_GALLERY_MAX_ITEMS ((int64_t)1 << 31)
+
+struct sm_gallery {
+    int dim;
+    sm_metric metric;
+    uint32_t fingerprint;        /* model fingerprint, 0 = raw embeddings */
+    float threshold;             /* open-set threshold on distances, +inf = accept all */
+    sm_decision_rule threshold_rule;
+    /* class table */
+    int nclasses, cap_classes;
+    char **names;                /* (cap_classes) owned strings */
+    uint8_t *class_removed;      /* (cap_classes) 1 = removed */
+    int64_t *class_live;         /* (cap_classes) live items per class */
+    /* items */
+    int64_t n, cap, ndead;
+    float *emb;                  /* (cap, dim) */
+    int32_t *cls;                /* (cap) class slot */
+    int64_t *ids;                /* (cap) item ids */
+    uint8_t *dead;               /* (cap) 1 = removed */
+    int64_t next_id;             /* greater than every id ever stored */
+    char errmsg[SM_ERRMSG_MAX];
+};
+
+/* Grow the class table / item arrays to hold at least the given counts (contents kept). */
+sm_status sm_gallery_reserve(sm_gallery *g, int classes, int64_t items);
+/* 1 if name is a valid class name (1..255 bytes, no control characters). */
+int sm_gallery_name_ok(const char *name, size_t len);
+
+#endif

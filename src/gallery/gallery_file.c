@@ -1,0 +1,277 @@
+/* gallery_file.c - the gallery file format and the writer lock.  Little-endian:
+ *   "SMILEGAL" (8 bytes) | u32 version (1) | u32 dim | u32 metric | u32 model fingerprint
+ *   | f32 threshold | u32 threshold rule | u32 nclasses | u64 nitems | u64 next_id
+ *   | nclasses x (u32 flags (1 = removed), u32 name length, name bytes)
+ *   | nitems x (u32 class slot, u32 flags (1 = removed), i64 item id)
+ *   | nitems x dim f32 embeddings
+ *   | u32 CRC-32 of every preceding byte
+ * Written through sm_afile (temporary file, fsync, rename, directory fsync): a crash leaves the
+ * old or the new file.  Reading checks the magic and the CRC first, then every count against
+ * the bytes left before allocating, then names, classes, ids and values. */
+#define _POSIX_C_SOURCE 200809L
+#include "gallery/gallery.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#define MAGIC "SMILEGAL"
+#define FORMAT_VERSION 1u
+#define HEADER_BYTES (8 + 4 * 7 + 8 * 2)
+#define MAX_FILE_BYTES ((size_t)1 << 36)
+
+/* ---- writing ------------------------------------------------------------------------------ */
+static sm_status w_u32(sm_afile *f, uint32_t v) {
+    unsigned char b[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16), (unsigned char)(v >> 24)};
+    return sm_afile_write(f, b, 4);
+}
+static sm_status w_u64(sm_afile *f, uint64_t v) {
+    sm_status st = w_u32(f, (uint32_t)v);
+    return st ? st : w_u32(f, (uint32_t)(v >> 32));
+}
+static sm_status w_f32(sm_afile *f, float x) {
+    uint32_t v;
+    memcpy(&v, &x, 4);
+    return w_u32(f, v);
+}
+
+sm_status sm_gallery_save(sm_gallery *g, const char *path) {
+    if (!g) return sm_fail(SM_ERR_INVALID, "sm_gallery_save: gallery is NULL");
+    if (!path || !*path) { sm_fail(SM_ERR_INVALID, "sm_gallery_save: empty path"); sm_errmsg_copy(g->errmsg); return SM_ERR_INVALID; }
+    sm_afile f;
+    sm_status st = sm_afile_open(&f, path);
+    if (st) { sm_errmsg_copy(g->errmsg); return st; }
+    st = sm_afile_write(&f, MAGIC, 8);
+    if (!st) st = w_u32(&f, FORMAT_VERSION);
+    if (!st) st = w_u32(&f, (uint32_t)g->dim);
+    if (!st) st = w_u32(&f, (uint32_t)g->metric);
+    if (!st) st = w_u32(&f, g->fingerprint);
+    if (!st) st = w_f32(&f, g->threshold);
+    if (!st) st = w_u32(&f, (uint32_t)g->threshold_rule);
+    if (!st) st = w_u32(&f, (uint32_t)g->nclasses);
+    if (!st) st = w_u64(&f, (uint64_t)g->n);
+    if (!st) st = w_u64(&f, (uint64_t)g->next_id);
+    for (int c = 0; c < g->nclasses && !st; c++) {
+        size_t len = strlen(g->names[c]);
+        st = w_u32(&f, g->class_removed[c] ? 1u : 0u);
+        if (!st) st = w_u32(&f, (uint32_t)len);
+        if (!st) st = sm_afile_write(&f, g->names[c], len);
+    }
+    for (int64_t i = 0; i < g->n && !st; i++) {
+        st = w_u32(&f, (uint32_t)g->cls[i]);
+        if (!st) st = w_u32(&f, g->dead[i] ? 1u : 0u);
+        if (!st) st = w_u64(&f, (uint64_t)g->ids[i]);
+    }
+    /* x86-64 / arm64: floats are little-endian in memory */
+    if (!st && g->n) st = sm_afile_write(&f, g->emb, (size_t)(g->n * g->dim) * sizeof(float));
+    if (!st) st = w_u32(&f, f.crc);
+    if (st) { sm_afile_abort(&f); sm_errmsg_copy(g->errmsg); return st; }
+    st = sm_afile_commit(&f);
+    if (st) sm_errmsg_copy(g->errmsg);
+    return st;
+}
+
+/* ---- reading ------------------------------------------------------------------------------ */
+typedef struct reader { const unsigned char *p, *end; const char *path; } reader;
+
+static uint32_t get_u32(const unsigned char *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static sm_status r_u32(reader *r, uint32_t *v, const char *what) {
+    if (r->end - r->p < 4) return sm_fail(SM_ERR_FORMAT, "%s: truncated (reading %s)", r->path, what);
+    *v = get_u32(r->p);
+    r->p += 4;
+    return SM_OK;
+}
+static sm_status r_u64(reader *r, uint64_t *v, const char *what) {
+    uint32_t lo = 0, hi = 0;
+    sm_status st = r_u32(r, &lo, what);
+    if (!st) st = r_u32(r, &hi, what);
+    if (!st) *v = (uint64_t)lo | (uint64_t)hi << 32;
+    return st;
+}
+
+static int cmp_i64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static sm_status parse_gallery(reader *r, sm_gallery **out) {
+    const char *path = r->path;
+    size_t len = (size_t)(r->end - r->p);
+    if (len < 8 || memcmp(r->p, MAGIC, 8) != 0)
+        return sm_fail(SM_ERR_FORMAT, "%s: not a simile gallery file (bad magic)", path);
+    if (len < HEADER_BYTES + 4)
+        return sm_fail(SM_ERR_FORMAT, "%s: truncated (%zu bytes, a gallery has at least %d)", path, len, HEADER_BYTES + 4);
+    const unsigned char *crc_at = r->end - 4;
+    if (sm_crc32(0, r->p, (size_t)(crc_at - r->p)) != get_u32(crc_at))
+        return sm_fail(SM_ERR_FORMAT, "%s: checksum mismatch (the file is corrupt or truncated)", path);
+    r->end = crc_at;
+    r->p += 8;
+    uint32_t version, dim, metric, fp, thr_bits, rule, nclasses;
+    uint64_t nitems, next_id;
+    sm_status st;
+    if ((st = r_u32(r, &version, "version"))) return st;
+    if (version != FORMAT_VERSION)
+        return sm_fail(SM_ERR_FORMAT, "%s: gallery format version %u, this build reads version %u", path, version, FORMAT_VERSION);
+    if ((st = r_u32(r, &dim, "dimension")) || (st = r_u32(r, &metric, "metric")) || (st = r_u32(r, &fp, "model fingerprint")) ||
+        (st = r_u32(r, &thr_bits, "threshold")) || (st = r_u32(r, &rule, "threshold rule")) ||
+        (st = r_u32(r, &nclasses, "class count")) || (st = r_u64(r, &nitems, "item count")) ||
+        (st = r_u64(r, &next_id, "next id")))
+        return st;
+    float thr;
+    memcpy(&thr, &thr_bits, 4);
+    if (dim < 1 || dim > SM_GALLERY_MAX_DIM) return sm_fail(SM_ERR_FORMAT, "%s: dimension %u outside 1..%d", path, dim, SM_GALLERY_MAX_DIM);
+    if (metric > SM_METRIC_COSINE) return sm_fail(SM_ERR_FORMAT, "%s: unknown metric %u", path, metric);
+    if (thr != thr) return sm_fail(SM_ERR_FORMAT, "%s: threshold is NaN", path);
+    if (rule > SM_RULE_CENTROID) return sm_fail(SM_ERR_FORMAT, "%s: unknown threshold rule %u", path, rule);
+    uint64_t left = (uint64_t)(r->end - r->p);
+    if (nclasses > SM_GALLERY_MAX_CLASSES || (uint64_t)nclasses * 8 > left)
+        return sm_fail(SM_ERR_FORMAT, "%s: class count %u does not fit in the file", path, nclasses);
+    if (nitems > (uint64_t)SM_GALLERY_MAX_ITEMS || nitems * (16 + 4ull * dim) > left)
+        return sm_fail(SM_ERR_FORMAT, "%s: item count %llu does not fit in the file", path, (unsigned long long)nitems);
+    if (next_id > ((uint64_t)1 << 62)) return sm_fail(SM_ERR_FORMAT, "%s: next item id %llu out of range", path, (unsigned long long)next_id);
+    sm_gallery *g;
+    if ((st = sm_gallery_create(&g, (int)dim, (sm_metric)metric, fp))) return st;
+    g->threshold = thr;
+    g->threshold_rule = (sm_decision_rule)rule;
+    g->next_id = (int64_t)next_id;
+    char **sorted = NULL;  /* (live classes) names, to check uniqueness */
+    int64_t *ids = NULL;   /* (nitems) sorted ids */
+    if ((st = sm_gallery_reserve(g, (int)nclasses, (int64_t)nitems))) goto fail;
+    for (uint32_t c = 0; c < nclasses; c++) {
+        uint32_t flags, n;
+        if ((st = r_u32(r, &flags, "class flags")) || (st = r_u32(r, &n, "class name length"))) goto fail;
+        if (flags > 1) { st = sm_fail(SM_ERR_FORMAT, "%s: class %u has bad flags %u", path, c, flags); goto fail; }
+        if ((uint64_t)(r->end - r->p) < n) { st = sm_fail(SM_ERR_FORMAT, "%s: truncated (reading class name %u)", path, c); goto fail; }
+        if (!sm_gallery_name_ok((const char *)r->p, n)) {
+            st = sm_fail(SM_ERR_FORMAT, "%s: class %u has an invalid name (empty, longer than %d bytes or with "
+                         "control characters)", path, c, SM_GALLERY_MAX_NAME);
+            goto fail;
+        }
+        char *name = sm_alloc(n + 1, 1);
+        if (!name) { st = SM_ERR_NOMEM; goto fail; }
+        memcpy(name, r->p, n);
+        name[n] = 0;
+        r->p += n;
+        g->names[c] = name;
+        g->class_removed[c] = (uint8_t)flags;
+        g->class_live[c] = 0;
+        g->nclasses++;
+    }
+    if ((uint64_t)(r->end - r->p) != nitems * (16 + 4ull * dim)) {
+        st = sm_fail(SM_ERR_FORMAT, "%s: %lld bytes of items, expected %llu for %llu items of dimension %u", path,
+                     (long long)(r->end - r->p), (unsigned long long)(nitems * (16 + 4ull * dim)),
+                     (unsigned long long)nitems, dim);
+        goto fail;
+    }
+    for (uint64_t i = 0; i < nitems; i++) {
+        uint32_t c = get_u32(r->p), flags = get_u32(r->p + 4);
+        uint64_t id = (uint64_t)get_u32(r->p + 8) | (uint64_t)get_u32(r->p + 12) << 32;
+        r->p += 16;
+        if (c >= nclasses) { st = sm_fail(SM_ERR_FORMAT, "%s: item %llu has class %u of %u", path, (unsigned long long)i, c, nclasses); goto fail; }
+        if (flags > 1) { st = sm_fail(SM_ERR_FORMAT, "%s: item %llu has bad flags %u", path, (unsigned long long)i, flags); goto fail; }
+        if (g->class_removed[c] && !flags) {
+            st = sm_fail(SM_ERR_FORMAT, "%s: item %llu is live but its class '%s' was removed", path, (unsigned long long)i, g->names[c]);
+            goto fail;
+        }
+        if (id >= next_id) {
+            st = sm_fail(SM_ERR_FORMAT, "%s: item %llu has id %llu, not below the next id %llu", path, (unsigned long long)i,
+                         (unsigned long long)id, (unsigned long long)next_id);
+            goto fail;
+        }
+        g->cls[i] = (int32_t)c;
+        g->dead[i] = (uint8_t)flags;
+        g->ids[i] = (int64_t)id;
+        if (!flags) g->class_live[c]++; else g->ndead++;
+    }
+    g->n = (int64_t)nitems;
+    if (nitems) memcpy(g->emb, r->p, (size_t)(nitems * dim) * sizeof(float));
+    r->p += nitems * dim * sizeof(float);
+    for (uint64_t i = 0; i < nitems; i++)
+        if (!sm_all_finite(g->emb + i * dim, dim)) {
+            st = sm_fail(SM_ERR_FORMAT, "%s: item %llu holds NaN or Inf", path, (unsigned long long)i);
+            goto fail;
+        }
+    /* unique ids over all items; unique names over live classes */
+    ids = sm_alloc((size_t)(nitems ? nitems : 1), sizeof(int64_t));
+    sorted = sm_alloc((size_t)(nclasses ? nclasses : 1), sizeof(char *));
+    if (!ids || !sorted) { st = SM_ERR_NOMEM; goto fail; }
+    if (nitems) memcpy(ids, g->ids, (size_t)nitems * sizeof(int64_t));
+    qsort(ids, (size_t)nitems, sizeof(int64_t), cmp_i64);
+    for (uint64_t i = 1; i < nitems; i++)
+        if (ids[i] == ids[i - 1]) { st = sm_fail(SM_ERR_FORMAT, "%s: item id %lld appears twice", path, (long long)ids[i]); goto fail; }
+    size_t nl = 0;
+    for (uint32_t c = 0; c < nclasses; c++) if (!g->class_removed[c]) sorted[nl++] = g->names[c];
+    qsort(sorted, nl, sizeof(char *), cmp_str);
+    for (size_t i = 1; i < nl; i++)
+        if (!strcmp(sorted[i], sorted[i - 1])) { st = sm_fail(SM_ERR_FORMAT, "%s: class '%s' appears twice", path, sorted[i]); goto fail; }
+    sm_free(ids);
+    sm_free(sorted);
+    *out = g;
+    return SM_OK;
+fail:
+    sm_free(ids);
+    sm_free(sorted);
+    sm_gallery_free(g);
+    return st;
+}
+
+sm_status sm_gallery_open(sm_gallery **out, const char *path) {
+    if (!out) return sm_fail(SM_ERR_INVALID, "sm_gallery_open: out is NULL");
+    *out = NULL;
+    if (!path || !*path) return sm_fail(SM_ERR_INVALID, "sm_gallery_open: empty path");
+    unsigned char *data;
+    size_t len;
+    sm_status st = sm_read_file(path, MAX_FILE_BYTES, &data, &len);
+    if (st) return st;
+    reader r = {data, data + len, path};
+    st = parse_gallery(&r, out);
+    sm_free(data);
+    return st;
+}
+
+/* ---- writer lock -------------------------------------------------------------------------- */
+struct sm_lock { int fd; };
+
+sm_status sm_gallery_lock(sm_lock **out, const char *path) {
+    if (!out) return sm_fail(SM_ERR_INVALID, "sm_gallery_lock: out is NULL");
+    *out = NULL;
+    if (!path || !*path) return sm_fail(SM_ERR_INVALID, "sm_gallery_lock: empty path");
+    size_t n = strlen(path) + 6;
+    char *lp = sm_alloc(n, 1);
+    sm_lock *l = sm_alloc(1, sizeof *l);
+    if (!lp || !l) { sm_free(lp); sm_free(l); return SM_ERR_NOMEM; }
+    snprintf(lp, n, "%s.lock", path);
+    int fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        sm_status st = sm_fail(SM_ERR_IO, "%s: cannot open the lock file: %s", lp, strerror(errno));
+        sm_free(lp); sm_free(l);
+        return st;
+    }
+    int rc;
+    while ((rc = flock(fd, LOCK_EX)) != 0 && errno == EINTR) {}
+    if (rc != 0) {
+        sm_status st = sm_fail(SM_ERR_IO, "%s: cannot lock: %s", lp, strerror(errno));
+        close(fd); sm_free(lp); sm_free(l);
+        return st;
+    }
+    sm_free(lp);
+    l->fd = fd;
+    *out = l;
+    return SM_OK;
+}
+
+void sm_lock_release(sm_lock *l) {
+    if (!l) return;
+    flock(l->fd, LOCK_UN);
+    close(l->fd);
+    sm_free(l);
+}

@@ -1,0 +1,120 @@
+/* report.h - internal pieces of the softmax-versus-metric-learning report: a growable text
+ * buffer, inline-SVG plot primitives (axes with ticks, scatter, lines, histograms, legend), and
+ * the result structures that compare.c fills and output.c writes as HTML, JSON and text.
+ * Not part of the public API (tests/test_report.c includes it). */
+#ifndef SM_REPORT_H
+#define SM_REPORT_H
+
+#include "core/core.h"
+
+/* ---- text buffer ------------------------------------------------------------------------ */
+/* A growable NUL-terminated string; an allocation failure sets failed and drops later writes,
+ * so callers check once at the end. */
+typedef struct sm_sbuf {
+    char *s;       /* (cap) text, NUL-terminated */
+    size_t len, cap;
+    int failed;
+} sm_sbuf;
+void sm_sbuf_printf(sm_sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void sm_sbuf_puts(sm_sbuf *b, const char *s);
+/* Append s with &, <, >, " and ' escaped for XML/HTML text and attribute values. */
+void sm_sbuf_xml(sm_sbuf *b, const char *s);
+/* Append s as a JSON string literal (with the quotes). */
+void sm_sbuf_json_str(sm_sbuf *b, const char *s);
+/* Append a finite double with %.9g, or null for NaN/Inf (JSON has no NaN). */
+void sm_sbuf_json_num(sm_sbuf *b, double v);
+void sm_sbuf_free(sm_sbuf *b);
+
+/* ---- ticks ------------------------------------------------------------------------------- */
+/* "Nice" tick values (1, 2, 5 x 10^k steps) covering [lo, hi], at most max_ticks (>= 2) of them
+ * inside the range, into ticks; returns the count (0 if the range is not finite). */
+int sm_nice_ticks(double lo, double hi, int max_ticks, double *ticks);
+
+/* ---- SVG plots ------------------------------------------------------------------------- */
+/* A chart of width x height pixels (the viewBox is 0 0 width height) with a data rectangle
+ * [x0, x1] x [y0, y1].  With log_x the x axis is log10 (x0, x1 > 0).  Every coordinate written
+ * is clamped into the plot area, so nothing is drawn outside the viewBox. */
+typedef struct sm_svg_plot {
+    int width, height;
+    int ml, mr, mt, mb;      /* margins: left, right, top, bottom */
+    double x0, x1, y0, y1;
+    int log_x;
+    const char *title, *xlabel, *ylabel;
+} sm_svg_plot;
+
+/* Fill p with a width x height chart and default margins over [x0,x1] x [y0,y1]. */
+void sm_svg_init(sm_svg_plot *p, int width, int height, double x0, double x1, double y0, double y1);
+/* Pixel coordinates of a data point (clamped into the plot area; NaN maps to the lower edge). */
+double sm_svg_px(const sm_svg_plot *p, double x);
+double sm_svg_py(const sm_svg_plot *p, double y);
+/* <svg> element with the frame, grid, ticks, tick labels, axis labels and title. */
+void sm_svg_begin(sm_sbuf *b, const sm_svg_plot *p);
+void sm_svg_end(sm_sbuf *b);
+/* n points (x, y) as circles of radius r, filled with color (CSS colour) at opacity. */
+void sm_svg_scatter(sm_sbuf *b, const sm_svg_plot *p, const double *x, const double *y, int64_t n,
+                    const char *color, double r, double opacity);
+/* A polyline through n points; dashed if dash is non-zero.  Non-finite points are skipped. */
+void sm_svg_line(sm_sbuf *b, const sm_svg_plot *p, const double *x, const double *y, int64_t n,
+                 const char *color, double width, int dash);
+/* A histogram of nbins bars: bin i spans [edges[i], edges[i+1]) with height h[i]. */
+void sm_svg_bars(sm_sbuf *b, const sm_svg_plot *p, const double *edges, const double *h, int nbins,
+                 const char *color, double opacity);
+/* A legend box in the top-right (corner 0) or bottom-right (corner 1) of the plot area. */
+void sm_svg_legend(sm_sbuf *b, const sm_svg_plot *p, const char *const *names,
+                   const char *const *colors, int n, int corner);
+
+/* The colour of series i (Tableau 10 palette, cycled). */
+const char *sm_svg_color(int i);
+
+/* ---- results ------------------------------------------------------------------------------ */
+#define SM_REP_BINS 50          /* distance histogram bins over [0, 2] */
+#define SM_REP_ROC_POINTS 160   /* ROC points kept for the plot (log-spaced FAR) */
+#define SM_REP_MAX_CLASSES 64
+
+/* Figures of one trained model. */
+typedef struct sm_rep_model {
+    char loss[32], options[256], file[512];
+    int few;                          /* 1: the few-samples experiment */
+    int64_t train_images;
+    int epochs;
+    double train_seconds, images_per_sec, final_loss;
+    double *curve; int64_t curve_n;   /* (curve_n) per-batch loss */
+    int64_t steps_per_epoch;
+    sm_retrieval_result unseen, seen; /* retrieval on the unseen and seen test classes */
+    double fewshot_nn, fewshot_centroid;
+    double open_threshold, open_calib_tar, open_calib_far, open_tar, open_reject;
+    double ver_auc, ver_eer, ver_tar_1e2, ver_tar_1e3;
+    double intra_u, inter_u, intra_s, inter_s; /* mean distances, unseen and seen test */
+    double trip_u, trip_s;            /* fraction of sampled triplets with d_an - d_ap > margin */
+    double acc_argmax, acc_nn, acc_centroid; /* closed set, seen classes; argmax NaN: no head */
+    int head_classes;
+    int64_t *unseen_pred;             /* (n_unseen, head_classes) counts: unseen class -> argmax */
+    double *unseen_conf;              /* (n_unseen) mean max softmax probability */
+    double hist_gen[SM_REP_BINS], hist_imp[SM_REP_BINS]; /* densities over [0, 2] */
+    double roc_far[SM_REP_ROC_POINTS], roc_tar[SM_REP_ROC_POINTS]; int roc_n;
+    float *pca; int64_t pca_n;        /* (pca_n, 2) scatter subset of the unseen test set */
+    int32_t *pca_y;                   /* (pca_n) */
+    double pca_var[2];                /* explained variance ratios */
+} sm_rep_model;
+
+struct sm_report {
+    sm_compare_config cfg;            /* copy; strings point into the owned copies below */
+    char *owned[2 * SM_COMPARE_MAX_LOSSES + 8]; /* copies of the config strings */
+    int nowned;
+    int32_t seen[SM_REP_MAX_CLASSES], unseen[SM_REP_MAX_CLASSES]; int nseen, nunseen;
+    char class_names[SM_REP_MAX_CLASSES * 2][48]; /* by label (labels < 128) */
+    int64_t n_train, n_test_seen, n_test_unseen, n_gallery, n_pairs, n_calib;
+    int nmodels;
+    sm_rep_model models[2 * SM_COMPARE_MAX_LOSSES]; /* main runs, then few-sample runs */
+    double wall_seconds;
+    int threads;
+    char machine[256], cpu[160], blas[256], compiler[128], date[40];
+    char *text;                       /* the terminal table, built on demand */
+};
+
+/* Writers (output.c). */
+sm_status sm_report_build_html(const sm_report *r, sm_sbuf *b);
+sm_status sm_report_build_json(const sm_report *r, sm_sbuf *b);
+void sm_report_build_text(const sm_report *r, sm_sbuf *b);
+
+#endif
