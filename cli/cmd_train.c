@@ -24,6 +24,8 @@ static const char *help =
     "  --step-epochs N --step-gamma X   step schedule\n"
     "  --per-class K     P x K sampling with K images a class (default 32 for metric losses,\n"
     "                    0 = shuffled batches for classification losses)\n"
+    "  --epoch-size N    samples an epoch (default 0: one pass over the data; 100000 is\n"
+    "                    pytorch-metric-learning's MPerClassSampler default)\n"
     "  --aug-shift N     random shift up to N pixels (default 0)\n"
     "  --aug-flip        random horizontal flip\n"
     "  --seed N          default 1\n"
@@ -35,13 +37,13 @@ static int is_classifier(const char *loss) { return !strcmp(loss, "softmax") || 
 
 int cmd_train(int argc, char **argv) {
     enum { O_MODEL = 1, O_LOSS, O_LOSSOPTS, O_EPOCHS, O_BATCH, O_LR, O_OPT, O_MOM, O_WD, O_SCHED,
-           O_STEPE, O_STEPG, O_PERCLASS, O_SHIFT, O_FLIP, O_SEED, O_THREADS, O_OUT, O_QUIET, O_HELP };
+           O_STEPE, O_STEPG, O_PERCLASS, O_SHIFT, O_FLIP, O_EPOCHSIZE, O_SEED, O_THREADS, O_OUT, O_QUIET, O_HELP };
     static const struct option opts[] = {
         {"model", 1, 0, O_MODEL}, {"loss", 1, 0, O_LOSS}, {"loss-opts", 1, 0, O_LOSSOPTS},
         {"epochs", 1, 0, O_EPOCHS}, {"batch", 1, 0, O_BATCH}, {"lr", 1, 0, O_LR}, {"optimizer", 1, 0, O_OPT},
         {"momentum", 1, 0, O_MOM}, {"weight-decay", 1, 0, O_WD}, {"schedule", 1, 0, O_SCHED},
         {"step-epochs", 1, 0, O_STEPE}, {"step-gamma", 1, 0, O_STEPG}, {"per-class", 1, 0, O_PERCLASS},
-        {"aug-shift", 1, 0, O_SHIFT}, {"aug-flip", 0, 0, O_FLIP}, {"seed", 1, 0, O_SEED},
+        {"aug-shift", 1, 0, O_SHIFT}, {"aug-flip", 0, 0, O_FLIP}, {"epoch-size", 1, 0, O_EPOCHSIZE}, {"seed", 1, 0, O_SEED},
         {"threads", 1, 0, O_THREADS}, {"out", 1, 0, O_OUT}, {"quiet", 0, 0, O_QUIET}, {"help", 0, 0, O_HELP},
         {"data", 1, 0, 1000}, {"split", 1, 0, 1001}, {"images", 1, 0, 1002}, {"labels", 1, 0, 1003},
         {"classes", 1, 0, 1004}, {"mean", 1, 0, 1005}, {"std", 1, 0, 1006}, {"no-normalize", 0, 0, 1007},
@@ -84,6 +86,12 @@ int cmd_train(int argc, char **argv) {
         case O_PERCLASS: if (cli_int(cmd, "--per-class", optarg, 0, 65536, &per_class)) return EXIT_USAGE; break;
         case O_SHIFT: if (cli_int(cmd, "--aug-shift", optarg, 0, 64, &cfg.aug_shift)) return EXIT_USAGE; break;
         case O_FLIP: cfg.aug_flip = 1; break;
+        case O_EPOCHSIZE: {
+            int v;
+            if (cli_int(cmd, "--epoch-size", optarg, 0, 2000000000, &v)) return EXIT_USAGE;
+            cfg.samples_per_epoch = v;
+            break;
+        }
         case O_SEED: if (cli_int(cmd, "--seed", optarg, 0, 2147483647, &seed)) return EXIT_USAGE; break;
         case O_THREADS: if (cli_int(cmd, "--threads", optarg, 1, 1024, &threads)) return EXIT_USAGE; break;
         case O_OUT: out = optarg; break;

@@ -644,7 +644,7 @@ typedef struct sm_compare_config {
     int scatter_per_class;           /* points a class in the 2-D pictures [300]               */
     int few_per_class;               /* few-samples experiment: train images a seen class,
                                         0 = skip it [20]                                        */
-    int few_epochs;                  /* epochs of the few-samples runs [40]                     */
+    int few_epochs;                  /* epochs of the few-samples runs [100]                    */
     const char *model_dir;           /* save every model there as <loss>.smm and
                                         few_<loss>.smm; NULL = do not save [NULL]               */
     const char *command_line;        /* recorded in the report [NULL]                           */
@@ -721,6 +721,10 @@ typedef struct sm_train_config {
     int step_epochs;         /* step schedule: multiply lr by step_gamma every step_epochs */
     float step_gamma;
     int per_class;           /* P x K sampling with per_class images a class; 0 = shuffled */
+    int64_t samples_per_epoch; /* 0 (default): an epoch is one pass over the data.  Otherwise
+                              * an epoch is this many samples, drawn from successive passes
+                              * (pytorch-metric-learning's MPerClassSampler defaults to
+                              * length_before_new_iter = 100000) */
     int aug_shift;           /* random shift of up to aug_shift pixels (zero padded), 0 = off */
     int aug_flip;            /* random horizontal flip */
     uint64_t seed;           /* default 1 */

@@ -254,6 +254,52 @@ out:
     sm_dataset_free(ds);
 }
 
+/* Counts samples and progress calls per epoch. */
+typedef struct epoch_count { int64_t samples[8]; int done_calls; int64_t last_step; } epoch_count;
+static int count_progress(const sm_train_progress *p, void *user) {
+    epoch_count *e = user;
+    /* p->images_per_sec * p->seconds is the samples so far; recover it from the running mean */
+    if (p->epoch_done) {
+        e->samples[p->epoch - 1] = (int64_t)(p->images_per_sec * p->seconds + 0.5);
+        e->done_calls++;
+        e->last_step = p->step;
+    }
+    return 0;
+}
+
+/* samples_per_epoch: an epoch draws exactly that many samples from successive passes. */
+static void test_samples_per_epoch(void) {
+    sm_dataset *ds = random_dataset(40, 4, 3, 1.0f);
+    if (!ds) return;
+    for (int pk = 0; pk <= 2; pk += 2) {
+        sm_model *m = NULL;
+        sm_loss *loss = NULL;
+        CHECK_OK(sm_model_create(&m, TINY, 6, 6, 1, 1));
+        CHECK_OK(sm_loss_create(&loss, "softmax", "classes=4", 4, 1));
+        if (m && loss) {
+            sm_train_config c;
+            sm_train_config_default(&c);
+            c.epochs = 2;
+            c.batch_size = 8;
+            c.per_class = pk;
+            c.samples_per_epoch = 100; /* 2.5 passes over 40 samples */
+            epoch_count e = {{0}, 0, 0};
+            c.progress = count_progress;
+            c.user = &e;
+            CHECK_OK(sm_train(m, loss, ds, &c));
+            CHECK(e.done_calls == 2);
+            CHECK_MSG(e.samples[0] == 100 && e.samples[1] == 100, "epoch samples %lld %lld (per_class %d)",
+                      (long long)e.samples[0], (long long)e.samples[1], pk);
+            CHECK(e.last_step >= 13); /* at least 100 / 8 batches */
+            c.samples_per_epoch = -1;
+            CHECK_STATUS(sm_train(m, loss, ds, &c), SM_ERR_INVALID);
+        }
+        sm_loss_free(loss);
+        sm_model_free(m);
+    }
+    sm_dataset_free(ds);
+}
+
 static void test_bad_arguments(void) {
     sm_dataset *ds = random_dataset(12, 3, 2, 1.0f), *ds5 = NULL;
     sm_model *m = NULL;
@@ -310,6 +356,7 @@ out:
 }
 
 int main(void) {
+    test_samples_per_epoch();
     sm_set_num_threads(2);
     test_shuffled();
     test_pk();

@@ -15,6 +15,10 @@ static const struct { const char *name, *text; } builtins[] = {
               "conv 64 k=3 p=1 bias=0; bn; relu; conv 64 k=3 p=1 bias=0; bn; relu; maxpool k=2\n"
               "conv 128 k=3 p=1 bias=0; bn; relu\n"
               "gap; fc 128; l2norm"},
+    {"cnn-c", "conv 32 k=3 p=1 bias=0; bn; relu; maxpool k=2\n"
+              "conv 64 k=3 p=1 bias=0; bn; relu; maxpool k=2\n"
+              "conv 128 k=3 p=1 bias=0; bn; relu; maxpool k=2\n"
+              "fc 256 bias=0; bn; relu; fc 128"},
     {"mlp", "fc 256; bn; relu; fc 128; bn; relu; fc 64; l2norm"},
 };
 

@@ -37,6 +37,7 @@ static sm_status check_config(const sm_train_config *c) {
         return sm_fail(SM_ERR_INVALID, "step schedule needs step_epochs >= 1 and step_gamma > 0");
     if (c->per_class < 0 || c->per_class > c->batch_size)
         return sm_fail(SM_ERR_INVALID, "per-class count %d must be between 0 and the batch size", c->per_class);
+    if (c->samples_per_epoch < 0) return sm_fail(SM_ERR_INVALID, "samples per epoch must be >= 0");
     if (c->aug_shift < 0 || c->aug_shift > 64) return sm_fail(SM_ERR_INVALID, "shift augmentation must be in 0..64");
     return SM_OK;
 }
@@ -93,22 +94,33 @@ sm_status sm_train(sm_model *m, sm_loss *loss, const sm_dataset *ds, const sm_tr
     sm_rng rng;
     sm_rng_seed(&rng, cfg->seed);
     for (int epoch = 0; epoch < cfg->epochs; epoch++) {
-        sm_plan_free(&plan);
-        st = cfg->per_class > 0 ? sm_plan_pk(&plan, ds->y, ds->n, B, cfg->per_class, &rng)
-                                : sm_plan_shuffled(&plan, ds->n, B, &rng);
-        if (st) FAIL(st);
         double t0 = sm_now(), sum_loss = 0;
-        int64_t seen = 0;
-        for (int64_t b = 0; b < plan.nbatches; b++) {
-            int n = (int)(plan.starts[b + 1] - plan.starts[b]);
-            const int64_t *idx = plan.order + plan.starts[b];
+        int64_t seen = 0, pb = 0; /* samples done this epoch; next batch of the current pass */
+        /* one pass, or samples_per_epoch samples drawn from successive passes */
+        const int64_t target = cfg->samples_per_epoch > 0 ? cfg->samples_per_epoch : -1;
+        int64_t steps = 0;
+        plan.nbatches = 0; /* every epoch starts with a new pass */
+        for (int64_t b = 0;; b++) {
+            if (target < 0 ? b > 0 && pb >= plan.nbatches : seen >= target) break;
+            if (pb >= plan.nbatches) { /* start a new pass */
+                sm_plan_free(&plan);
+                st = cfg->per_class > 0 ? sm_plan_pk(&plan, ds->y, ds->n, B, cfg->per_class, &rng)
+                                        : sm_plan_shuffled(&plan, ds->n, B, &rng);
+                if (st) FAIL(st);
+                pb = 0;
+                if (b == 0) steps = target < 0 ? plan.nbatches : (target + B - 1) / B;
+            }
+            int n = (int)(plan.starts[pb + 1] - plan.starts[pb]);
+            const int64_t *idx = plan.order + plan.starts[pb];
+            if (target > 0 && n > target - seen) n = (int)(target - seen);
+            pb++;
             for (int i = 0; i < n; i++) {
                 memcpy(t.xb + i * in, ds->x + idx[i] * in, sizeof(float) * (size_t)in);
                 t.yb[i] = ds->y[idx[i]];
             }
             if (cfg->aug_shift || cfg->aug_flip)
                 sm_augment_batch(t.xb, n, ds->h, ds->w, ds->c, cfg->aug_shift, cfg->aug_flip, fill, &rng);
-            float lr = sm_schedule_lr(cfg, epoch, b, plan.nbatches);
+            float lr = sm_schedule_lr(cfg, epoch, b, steps);
             /* keep the last good state, so that a blow-up can be undone */
             memcpy(t.backup, m->params, sizeof(float) * (size_t)m->nparams);
             if (loss->nparams) memcpy(t.backup + m->nparams, loss->params, sizeof(float) * (size_t)loss->nparams);
@@ -143,8 +155,9 @@ sm_status sm_train(sm_model *m, sm_loss *loss, const sm_dataset *ds, const sm_tr
             seen += n;
             if (cfg->progress) {
                 double el = sm_now() - t0;
-                sm_train_progress pr = {epoch + 1, cfg->epochs, b + 1, plan.nbatches, sum_loss / (double)seen,
-                                        el > 0 ? (double)seen / el : 0, el, lr, b + 1 == plan.nbatches};
+                int last = target < 0 ? pb >= plan.nbatches : seen >= target;
+                sm_train_progress pr = {epoch + 1, cfg->epochs, b + 1, steps, sum_loss / (double)seen,
+                                        el > 0 ? (double)seen / el : 0, el, lr, last};
                 if (cfg->progress(&pr, cfg->user)) { epoch = cfg->epochs; break; }
             }
         }
