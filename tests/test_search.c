@@ -1,6 +1,8 @@
 /* test_search.c - sm_knn_search against a naive double-precision loop on random data for every
  * metric and every code path (top-1, heap, whole-row selection, plain loops for tiny inputs,
- * tiled sgemm), plus k > n, exclude_self, ties, n = 0 and invalid / non-finite input. */
+ * tiled sgemm, per-thread query blocks, sampled-threshold selection on long rows, a few queries
+ * in one fused pass with the database checked through its scores), plus k > n, exclude_self, ties, n = 0 and invalid / non-finite
+ * input. */
 #include "core/core.h"
 #include "simile.h"
 #include "testing.h"
@@ -237,8 +239,75 @@ static void test_errors(void) {
     CHECK_OK(sm_knn_search(db, 3, NULL, 0, 2, 3, SM_METRIC_L2, 0, NULL, NULL));
 }
 
+/* Long rows (n >= 16384): the sampled-threshold selection (large k), the SIMD heap / top-1 scans
+ * and the single-query path (sgemv, database checked through the scores). */
+static void test_long_rows(void) {
+    int64_t n = 20000;
+    int d = 8;
+    float *db = malloc(sizeof(float) * (size_t)(n * d)); /* (n, d) */
+    float *q = malloc(sizeof(float) * 3 * (size_t)d);    /* (3, d) */
+    fill_random(db, n * d, 21);
+    fill_random(q, 3 * d, 22);
+    const int ks[] = {1, 10, 300, 1000, 2400};
+    for (int m = 0; m < 3; m++)
+        for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
+            CHECK_MSG(compare_naive(db, n, db, 5, d, ks[ki], (sm_metric)m, 1) == 0, "self m %d k %d", m, ks[ki]);
+            CHECK_MSG(compare_naive(db, n, q, 1, d, ks[ki], (sm_metric)m, 0) == 0, "one m %d k %d", m, ks[ki]);
+            CHECK_MSG(compare_naive(db, n, q, 3, d, ks[ki], (sm_metric)m, 0) == 0, "three m %d k %d", m, ks[ki]);
+        }
+    /* many queries (per-thread query blocks): 1100 database rows as queries */
+    {
+        int64_t nb = 1500, nqb = 1100;
+        int db_d = 16;
+        float *b = malloc(sizeof(float) * (size_t)(nb * db_d)); /* (nb, db_d) */
+        fill_random(b, nb * db_d, 24);
+        for (int m = 0; m < 3; m++)
+            for (int k = 1; k <= 10; k += 9)
+                for (int ex = 0; ex < 2; ex++)
+                    CHECK_MSG(compare_naive(b, nb, b, nqb, db_d, k, (sm_metric)m, ex) == 0, "blocks m %d k %d", m, k);
+        free(b);
+    }
+    /* identical rows: ties by index on every path */
+    for (int64_t i = 0; i < n * d; i++) db[i] = (float)(i % d) * 0.25f;
+    float *dist = malloc(sizeof(float) * 2 * 2400);      /* (2, k) */
+    int64_t *idx = malloc(sizeof(int64_t) * 2 * 2400);  /* (2, k) */
+    for (int m = 0; m < 3; m++)
+        for (size_t ki = 0; ki < sizeof ks / sizeof ks[0]; ki++) {
+            int k = ks[ki], ok = 1;
+            CHECK_OK(sm_knn_search(db, n, q, 1, d, k, (sm_metric)m, 0, dist, idx));
+            for (int r = 0; r < k; r++) ok &= idx[r] == r;
+            CHECK_MSG(ok, "ties metric %d k %d", m, k);
+            CHECK_OK(sm_knn_search(db, n, db, 2, d, k, (sm_metric)m, 1, dist, idx));
+            for (int r = 0; r < k; r++) ok &= idx[r] == r + 1 && idx[k + r] == (r == 0 ? 0 : r + 1);
+            CHECK_MSG(ok, "ties self metric %d k %d", m, k);
+        }
+    /* a non-finite database row is caught on the single-query path; outputs stay untouched */
+    fill_random(db, n * d, 23);
+    const float bad[2] = {NAN, INFINITY};
+    for (int b = 0; b < 2; b++)
+        for (int m = 0; m < 3; m++)
+            for (int k = 1; k <= 10; k += 9) {
+                db[12345 * d + 3] = bad[b];
+                dist[0] = 7;
+                idx[0] = 7;
+                CHECK_STATUS(sm_knn_search(db, n, q, 1, d, k, (sm_metric)m, 0, dist, idx), SM_ERR_NUMERIC);
+                CHECK(dist[0] == 7 && idx[0] == 7);
+                db[12345 * d + 3] = 0.5f;
+            }
+    /* finite data whose scores overflow is not an error */
+    for (int t = 0; t < d; t++) db[77 * d + t] = 3e38f;
+    float big[8];
+    for (int t = 0; t < d; t++) big[t] = 3e38f;
+    for (int m = 0; m < 3; m++) CHECK_OK(sm_knn_search(db, n, big, 1, d, 10, (sm_metric)m, 0, dist, idx));
+    free(db);
+    free(q);
+    free(dist);
+    free(idx);
+}
+
 int main(void) {
     test_hand();
+    test_long_rows();
     test_errors();
     test_exclude_self();
     test_ties();

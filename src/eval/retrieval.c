@@ -7,6 +7,7 @@
 #include "core/core.h"
 #include "gallery/search.h"
 
+#include <cblas.h>
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
@@ -14,6 +15,9 @@
 
 #define KMEANS_ITERS 50
 #define KMEANS_SEED 0x5eedc0ffee1234ULL
+#define KMEANS_MAX_TRIALS 16
+#define PAR_WORK ((int64_t)1 << 21)  /* n * d below this: one thread (a parallel region costs
+                                       * more than it saves, worst on a loaded machine) */
 #define KNN_BLOCK_ENTRIES ((int64_t)1 << 22) /* queries per block * K: 48 MiB of results */
 
 static int cmp_i32(const void *pa, const void *pb) {
@@ -127,54 +131,68 @@ static sm_status kmeans(const float *x, int64_t n, int d, int64_t k, int32_t *as
     double *S = sm_alloc((size_t)(k * d), sizeof(double));  /* (k, d) sums */
     int64_t *cnt = sm_alloc((size_t)k, sizeof(int64_t));    /* (k) sizes */
     double *D2 = sm_alloc((size_t)n, sizeof(double));       /* (n) distance to nearest centre */
-    double *V = sm_alloc((size_t)n, sizeof(double));        /* (n) potential of a candidate */
     float *dd = sm_alloc((size_t)n, sizeof(float));         /* (n) search distances */
     int64_t *ai = sm_alloc((size_t)n, sizeof(int64_t));     /* (n) search indices */
+    float *xn2 = sm_alloc((size_t)n, sizeof(float));        /* (n) squared norms */
+    float *P = sm_alloc((size_t)KMEANS_MAX_TRIALS * (size_t)d, sizeof(float)); /* (trials, d) */
+    float *Dc = sm_alloc((size_t)n * KMEANS_MAX_TRIALS, sizeof(float)); /* (n, trials) */
+    float *zero = sm_calloc((size_t)d, sizeof(float));      /* (d) origin */
     sm_status st = SM_OK;
-    if (!C || !S || !cnt || !D2 || !V || !dd || !ai) { st = SM_ERR_NOMEM; goto done; }
+    if (!C || !S || !cnt || !D2 || !dd || !ai || !xn2 || !P || !Dc || !zero) {
+        st = SM_ERR_NOMEM;
+        goto done;
+    }
 
     /* k-means++: each new centre drawn with probability proportional to D2 */
     sm_rng rng;
     sm_rng_seed(&rng, KMEANS_SEED);
     int64_t first = (int64_t)sm_rng_below(&rng, (uint64_t)n);
     memcpy(C, x + first * d, (size_t)d * sizeof(float));
-#pragma omp parallel for schedule(static) if (n * (int64_t)d > 65536)
+#pragma omp parallel for schedule(static) if (n * (int64_t)d > PAR_WORK)
     for (int64_t i = 0; i < n; i++) D2[i] = sqdist(x + i * d, C, d);
     /* greedy k-means++ (as scikit-learn): draw 2 + ln k candidates, keep the one that lowers
-     * the potential sum D2 the most */
+     * the potential sum D2 the most.  The candidates' squared distances to every point come from
+     * one sgemm, |x|^2 + |c|^2 - 2<x, c> clamped at 0 (sums in fixed order: deterministic). */
+    for (int64_t i = 0; i < n; i++) xn2[i] = (float)sqdist(x + i * d, zero, d);
     int trials = 2 + (int)log((double)k);
+    if (trials > KMEANS_MAX_TRIALS) trials = KMEANS_MAX_TRIALS;
     for (int64_t c = 1; c < k; c++) {
         double total = 0;
         for (int64_t i = 0; i < n; i++) total += D2[i];
-        int64_t best = -1;
-        double best_pot = 0;
+        int64_t pick[KMEANS_MAX_TRIALS];
         for (int tr = 0; tr < trials; tr++) {
-            int64_t pick = n - 1;
+            pick[tr] = n - 1;
             if (total > 0) {
                 double r = sm_rng_uniform(&rng) * total, acc = 0;
                 for (int64_t i = 0; i < n; i++) {
                     acc += D2[i];
-                    if (acc > r && D2[i] > 0) { pick = i; break; }
+                    if (acc > r && D2[i] > 0) { pick[tr] = i; break; }
                 }
             } else {
-                pick = (int64_t)sm_rng_below(&rng, (uint64_t)n);
+                pick[tr] = (int64_t)sm_rng_below(&rng, (uint64_t)n);
             }
-            const float *cand = x + pick * d;
-            double pot = 0;
-#pragma omp parallel for schedule(static) if (n * (int64_t)d > 65536)
-            for (int64_t i = 0; i < n; i++) {
-                double v = sqdist(x + i * d, cand, d);
-                V[i] = v < D2[i] ? v : D2[i];
-            }
-            for (int64_t i = 0; i < n; i++) pot += V[i]; /* fixed order: deterministic */
-            if (best < 0 || pot < best_pot) { best = pick; best_pot = pot; }
+            memcpy(P + (int64_t)tr * d, x + pick[tr] * d, (size_t)d * sizeof(float));
         }
-        float *cc = C + c * d;
-        memcpy(cc, x + best * d, (size_t)d * sizeof(float));
-#pragma omp parallel for schedule(static) if (n * (int64_t)d > 65536)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, trials, d, -2.0f, x, d, P, d,
+                    0.0f, Dc, trials);
+        int best = 0;
+        double best_pot = 0;
+        for (int tr = 0; tr < trials; tr++) {
+            float cn = xn2[pick[tr]];
+            double pot = 0;
+            for (int64_t i = 0; i < n; i++) {
+                float v = xn2[i] + cn + Dc[i * trials + tr];
+                double dv = v > 0.0f ? (double)v : 0.0;
+                pot += dv < D2[i] ? dv : D2[i];
+            }
+            if (tr == 0 || pot < best_pot) { best = tr; best_pot = pot; }
+        }
+        memcpy(C + c * d, x + pick[best] * d, (size_t)d * sizeof(float));
+        float cn = xn2[pick[best]];
         for (int64_t i = 0; i < n; i++) {
-            double v = sqdist(x + i * d, cc, d);
-            if (v < D2[i]) D2[i] = v;
+            float v = xn2[i] + cn + Dc[i * trials + best];
+            double dv = v > 0.0f ? (double)v : 0.0;
+            if (dv < D2[i]) D2[i] = dv;
         }
     }
 
@@ -213,9 +231,12 @@ done:
     sm_free(S);
     sm_free(cnt);
     sm_free(D2);
-    sm_free(V);
     sm_free(dd);
     sm_free(ai);
+    sm_free(xn2);
+    sm_free(P);
+    sm_free(Dc);
+    sm_free(zero);
     return st;
 }
 

@@ -1,8 +1,15 @@
 /* search.c - exact k-nearest-neighbour search after FAISS IndexFlat: precomputed norms, tiled
  * sgemm (query tiles x database tiles), |x|^2 + |y|^2 - 2<x, y> clamped at 0 for L2, a top-1
- * path for k = 1, per-query max-heaps for small k and a partial selection (quickselect on whole
- * rows) for large k.  OpenBLAS threads the products (called outside parallel regions); OpenMP
- * threads the per-query selection.
+ * path for k = 1, per-query max-heaps for small k and a partial selection on whole rows for large k
+ * (a sampled threshold, one filtering pass, an exact select and a stable radix sort of the few
+ * survivors).  The keys come straight out of sgemm (alpha folds the sign and the factor 2).  The
+ * top-1 and heap scans skip 16 (AVX-512) or 8 (AVX2) candidates at a time that cannot enter.
+ * Threading: many queries -> each thread takes whole query blocks with its own single-threaded
+ * sgemm and selection (no barrier between them); a few queries -> one fused pass over the
+ * database split in per-thread blocks (scores and norms from the same load, per-thread heaps
+ * merged), with the database's finiteness checked through the scores (a non-finite row always
+ * gives a non-finite score), which saves a pass over the database per call; otherwise OpenBLAS
+ * threads the products and OpenMP the selection.
  *
  * Internally every candidate gets a key where smaller is better: the squared L2 distance, or the
  * negated inner product / cosine.  Candidates are ordered by (key, index), so ties go to the
@@ -14,6 +21,9 @@
 
 #include <cblas.h>
 #include <math.h>
+#if defined(__AVX512F__) || defined(__AVX2__)
+#include <immintrin.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
@@ -27,8 +37,16 @@ enum { MODE_TOP1, MODE_HEAP, MODE_SELECT };
 #define TILE_DB 1024                   /* database rows per tile (FAISS bs_y), at least   */
 #define TILE_FLOATS ((int64_t)1 << 22) /* heap/top-1 tile: 16 MiB of scores              */
 #define SELECT_FLOATS ((int64_t)1 << 25) /* selection: 128 MiB of whole score rows        */
+#define SELECT_MAX_BQ 1024             /* selection: at most this many rows per tile      */
 #define SELECT_MAX_N ((int64_t)1 << 26) /* above this n the heap is used for any k         */
+#define PAR_WORK ((int64_t)1 << 21)  /* n * d below this: one thread (a parallel region costs
+                                       * more than it saves, worst on a loaded machine) */
 #define TINY_WORK 65536                /* nq * n * d below this: plain loops, no BLAS     */
+#define LAZY_MAX_NQ 16                 /* up to this many queries: lazy database check    */
+#define BLOCK_Q 512                    /* many queries: queries per thread block          */
+#define BLOCK_DB 1024                  /* many queries: database rows per thread tile     */
+#define FEW_MIN_WORK ((int64_t)1 << 16) /* n * d from which a few queries take the fused pass */
+#define SAMPLE 4096                    /* keys sampled per row for the selection threshold */
 
 /* 1 if candidate (ka, ia) is strictly worse than (kb, ib); an empty slot (index < 0) is worse
  * than any candidate. */
@@ -68,43 +86,231 @@ static void heap_sort(float *hk, int64_t *hi, int k) {
 /* ---- selection on (key, index) pairs ------------------------------------------------------ */
 typedef struct cand { float key; int64_t id; } cand;
 
-static inline int cand_lt(const cand *a, const cand *b) {
-    return a->key < b->key || (a->key == b->key && a->id < b->id);
-}
-
-static int cand_cmp(const void *pa, const void *pb) {
-    const cand *a = pa, *b = pb;
-    return cand_lt(a, b) ? -1 : (cand_lt(b, a) ? 1 : 0);
-}
-
-/* Rearrange c[0..m) so that its k smallest elements come first (any order).  Quickselect with
- * a median-of-three pivot; (key, id) is a total order since ids are distinct. */
-static void select_k(cand *c, int64_t m, int64_t k) {
+/* The r-th smallest (0-based) of a[0..m), r < m, NaN-free; a is reordered. */
+static float float_select(float *a, int64_t m, int64_t r) {
     int64_t lo = 0, hi = m - 1;
     while (hi > lo) {
-        int64_t mid = lo + (hi - lo) / 2;
-        cand t;
-        if (cand_lt(&c[mid], &c[lo])) { t = c[mid]; c[mid] = c[lo]; c[lo] = t; }
-        if (cand_lt(&c[hi], &c[lo])) { t = c[hi]; c[hi] = c[lo]; c[lo] = t; }
-        if (cand_lt(&c[hi], &c[mid])) { t = c[hi]; c[hi] = c[mid]; c[mid] = t; }
-        cand p = c[mid];
+        float p = a[lo + (hi - lo) / 2], t;
         int64_t i = lo, j = hi;
         while (i <= j) {
-            while (cand_lt(&c[i], &p)) i++;
-            while (cand_lt(&p, &c[j])) j--;
-            if (i <= j) { t = c[i]; c[i] = c[j]; c[j] = t; i++; j--; }
+            while (a[i] < p) i++;
+            while (p < a[j]) j--;
+            if (i <= j) { t = a[i]; a[i] = a[j]; a[j] = t; i++; j--; }
         }
-        /* now [lo, j] <= p <= [i, hi] */
-        if (k - 1 <= j) hi = j;
-        else if (k - 1 >= i) lo = i;
+        if (r <= j) hi = j;
+        else if (r >= i) lo = i;
         else break;
     }
+    return a[r];
+}
+
+/* The r-th smallest (0-based) of a[0..m), r < m, NaN-free; a is reordered.  Bucket passes: the
+ * range [min, max] is cut into BUCKETS equal bins (a monotone map, so bins are ordered), the bin
+ * holding rank r is kept and the rest dropped, until few remain for float_select. */
+#define BUCKETS 1024
+static float float_kth(float *a, int64_t m, int64_t r) {
+    uint32_t cnt[BUCKETS];
+    while (m > 256) {
+        float lo = a[0], hi = a[0];
+        for (int64_t i = 1; i < m; i++) {
+            lo = a[i] < lo ? a[i] : lo;
+            hi = a[i] > hi ? a[i] : hi;
+        }
+        if (!(hi > lo)) return lo;
+        float scale = (float)BUCKETS / (hi - lo);
+        if (!(scale < INFINITY) || !(scale > 0)) break; /* an infinite or tiny range */
+        memset(cnt, 0, sizeof cnt);
+        for (int64_t i = 0; i < m; i++) {
+            int b = (int)((a[i] - lo) * scale);
+            cnt[b < BUCKETS ? b : BUCKETS - 1]++;
+        }
+        int64_t below = 0;
+        int bs = 0;
+        while (below + cnt[bs] <= r) below += cnt[bs++];
+        if ((int64_t)cnt[bs] == m) break; /* no progress (rounding) */
+        int64_t j = 0;
+        for (int64_t i = 0; i < m; i++) {
+            int b = (int)((a[i] - lo) * scale);
+            if ((b < BUCKETS ? b : BUCKETS - 1) == bs) a[j++] = a[i];
+        }
+        m = j;
+        r -= below;
+    }
+    return float_select(a, m, r);
+}
+
+/* Order-preserving unsigned image of a float (no NaN): a < b iff fkey(a) < fkey(b). */
+static inline uint32_t fkey(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    return (u & 0x80000000u) ? ~u : (u | 0x80000000u);
+}
+
+/* Sort c[0..m) by key with a stable LSD radix sort (4 passes of 8 bits, constant passes skipped);
+ * equal keys keep their order, so c in increasing id comes out in (key, id) order.  tmp has room
+ * for m. */
+static void cand_radix_sort(cand *c, int64_t m, cand *tmp) {
+    uint32_t hist[4][256];
+    memset(hist, 0, sizeof hist);
+    for (int64_t i = 0; i < m; i++) {
+        uint32_t u = fkey(c[i].key);
+        for (int p = 0; p < 4; p++) hist[p][(u >> (8 * p)) & 255]++;
+    }
+    cand *src = c, *dst = tmp;
+    for (int p = 0; p < 4; p++) {
+        uint32_t u0 = (fkey(c[0].key) >> (8 * p)) & 255;
+        if (hist[p][u0] == (uint32_t)m) continue; /* every key has this digit */
+        uint32_t pos[256], acc = 0;
+        for (int b = 0; b < 256; b++) { pos[b] = acc; acc += hist[p][b]; }
+        for (int64_t i = 0; i < m; i++) dst[pos[(fkey(src[i].key) >> (8 * p)) & 255]++] = src[i];
+        cand *t = src; src = dst; dst = t;
+    }
+    if (src != c) memcpy(c, src, (size_t)m * sizeof(cand));
+}
+
+/* Key (smaller is better) of a raw tile value (alpha <x, y>, see tile_keys) against database row j:
+ * a is the query's squared norm (L2) or inverse norm (cosine), dnj the row's.  NaN -> +inf. */
+static inline float key_of(float raw, sm_metric metric, float a, float dnj) {
+    float v = raw;
+    if (metric == SM_METRIC_L2) {
+        v = a + dnj + raw;
+        v = v > 0.0f ? v : (v != v ? v : 0.0f);
+    } else if (metric == SM_METRIC_COSINE) {
+        v = raw * a * dnj;
+    }
+    return v != v ? INFINITY : v;
+}
+
+/* The best k of one row of raw tile values (md entries, ids 0..md), skipping id `self`, best first
+ * into hk/hi (unfilled slots +inf / -1); keys by key_of(row[j], metric, a, dn[j]).  A threshold t
+ * from a strided sample is set so that the row very likely holds at least k keys <= t; one pass
+ * collects those in id order (a superset of the best k, ties included).  If too few survive, or
+ * the row is short, t is the exact k-th key (float_kth on a copy in f).  If more than k survive,
+ * the exact k-th key t2 among them keeps those below t2 and the lowest ids at t2.  A stable radix
+ * sort by key then gives (key, id) order.  c has room for md + k, f for md, samp for SAMPLE. */
+static void row_select(const float *row, int64_t md, int64_t self, int64_t k, sm_metric metric,
+                       float a, const float *dn, cand *c, float *samp, float *f, float *hk,
+                       int64_t *hi) {
+    static const float one = 1.0f;
+    int64_t m = md - (self >= 0 && self < md), kk = m < k ? m : k, cnt = -1;
+    int64_t ns = md / 2 < SAMPLE ? md / 2 : SAMPLE;
+    const float *dnv = dn ? dn : &one;
+    int64_t dstep = dn ? 1 : 0;
+#define KEY(j) key_of(row[j], metric, a, dnv[(j) * dstep])
+    if (kk > 0 && md >= 2048 && kk * 4 <= m) {
+        int64_t stride = md / ns;
+        for (int64_t i = 0; i < ns; i++) samp[i] = KEY(i * stride);
+        double expect = (double)ns * (double)(kk + 1) / (double)m;
+        int64_t r = (int64_t)(1.25 * expect + 4.0 * sqrt(expect) + 16.0);
+        if (r < ns) {
+            float t = float_kth(samp, ns, r);
+            cnt = 0;
+            for (int64_t j = 0; j < md; j++) {
+                float v = KEY(j);
+                if (v <= t && j != self) { c[cnt].key = v; c[cnt].id = j; cnt++; }
+            }
+            if (cnt < kk) cnt = -1; /* too few below the estimate: exact threshold */
+        }
+    }
+    if (cnt < 0 && kk > 0) {
+        int64_t m2 = 0;
+        for (int64_t j = 0; j < md; j++)
+            if (j != self) f[m2++] = KEY(j);
+        float t = float_kth(f, m2, kk - 1);
+        cnt = 0;
+        for (int64_t j = 0; j < md; j++) {
+            float v = KEY(j);
+            if (v <= t && j != self) { c[cnt].key = v; c[cnt].id = j; cnt++; }
+        }
+    }
+#undef KEY
+    if (cnt < 0) cnt = 0;
+    if (cnt > kk) { /* keep the kk best by (key, id), in id order */
+        for (int64_t i = 0; i < cnt; i++) f[i] = c[i].key;
+        float t2 = float_kth(f, cnt, kk - 1);
+        int64_t lt = 0, w = 0;
+        for (int64_t i = 0; i < cnt; i++) lt += c[i].key < t2;
+        int64_t eq = kk - lt;
+        for (int64_t i = 0; i < cnt; i++)
+            if (c[i].key < t2 || (c[i].key == t2 && eq-- > 0)) c[w++] = c[i];
+    }
+    cand_radix_sort(c, kk, c + kk);
+    for (int64_t r = 0; r < kk; r++) { hk[r] = c[r].key; hi[r] = c[r].id; }
+    for (int64_t r = kk; r < k; r++) { hk[r] = INFINITY; hi[r] = -1; }
+}
+
+/* ---- scans of one row of a tile into a heap or a top-1 slot ------------------------------ */
+/* Bitmask of the lanes j0..j0+LANES of row whose key is < t (all lanes if !full). */
+#if defined(__AVX512F__)
+#define LANES 16
+static inline unsigned lanes_below(const float *row, float t, int full) {
+    if (!full) return 0xFFFFu;
+    return (unsigned)_mm512_cmp_ps_mask(_mm512_loadu_ps(row), _mm512_set1_ps(t), _CMP_LT_OQ);
+}
+#elif defined(__AVX2__)
+#define LANES 8
+static inline unsigned lanes_below(const float *row, float t, int full) {
+    if (!full) return 0xFFu;
+    return (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(row), _mm256_set1_ps(t), _CMP_LT_OQ));
+}
+#else
+#define LANES 1
+static inline unsigned lanes_below(const float *row, float t, int full) {
+    return !full || row[0] < t;
+}
+#endif
+
+/* Offer candidates row[0..md) with ids d0.. (increasing) to the max-heap hk/hi of size k, except
+ * id self.  A NaN key counts as +inf. */
+static void scan_heap(const float *row, int64_t md, int64_t d0, int64_t self, float *hk, int64_t *hi,
+                      int k) {
+    for (int64_t j = 0; j < md; j += LANES) {
+        unsigned msk;
+        int64_t w = md - j < LANES ? md - j : LANES;
+        if (w == LANES) msk = lanes_below(row + j, hk[0], hi[0] >= 0);
+        else msk = (1u << w) - 1u;
+        while (msk) {
+            int b = __builtin_ctz(msk);
+            msk &= msk - 1;
+            int64_t id = d0 + j + b;
+            float v = row[j + b];
+            if (id == self) continue;
+            /* candidates arrive in increasing index, so an equal key never displaces */
+            if (hi[0] >= 0 && !(v < hk[0])) continue;
+            if (v != v) v = INFINITY;
+            heap_replace_top(hk, hi, k, v, id);
+        }
+    }
+}
+
+/* The same for k = 1. */
+static void scan_top1(const float *row, int64_t md, int64_t d0, int64_t self, float *hk, int64_t *hi) {
+    float bk = hk[0];
+    int64_t bi = hi[0];
+    for (int64_t j = 0; j < md; j += LANES) {
+        unsigned msk;
+        int64_t w = md - j < LANES ? md - j : LANES;
+        if (w == LANES) msk = lanes_below(row + j, bk, bi >= 0);
+        else msk = (1u << w) - 1u;
+        while (msk) {
+            int b = __builtin_ctz(msk);
+            msk &= msk - 1;
+            int64_t id = d0 + j + b;
+            float v = row[j + b];
+            if (id == self) continue;
+            if (bi >= 0 && !(v < bk)) continue;
+            bk = v != v ? INFINITY : v;
+            bi = id;
+        }
+    }
+    hk[0] = bk;
+    hi[0] = bi;
 }
 
 /* ---- norms --------------------------------------------------------------------------------- */
 /* out (n): squared norms (L2) or inverse norms (cosine; 0 for a zero vector), double accumulated. */
 static void row_norms(const float *x, int64_t n, int d, int inverse, float *out) {
-#pragma omp parallel for schedule(static) if (n * (int64_t)d > 65536)
+#pragma omp parallel for schedule(static) if (n * (int64_t)d > PAR_WORK)
     for (int64_t i = 0; i < n; i++) {
         const float *r = x + i * (int64_t)d;
         double s = 0;
@@ -114,42 +320,133 @@ static void row_norms(const float *x, int64_t n, int d, int inverse, float *out)
 }
 
 /* ---- tile scores ---------------------------------------------------------------------------- */
-/* T (mq, ld) <- keys of queries q[q0..q0+mq) against database rows db[d0..d0+md). */
+/* T (mq, ld) <- keys of queries q[q0..q0+mq) against database rows db[d0..d0+md): sgemm (sgemv
+ * for one query) with alpha = -2 (L2: |x|^2 + |y|^2 - 2<x, y>, clamped at 0) or -1 (IP: -<x, y>;
+ * cosine: -<x, y> / (|x| |y|)).  NaN stays (the scans treat it as +inf).  With raw, T keeps
+ * alpha <x, y> and the caller applies key_of. */
 static void tile_keys(const float *db, const float *q, int d, int64_t q0, int64_t mq, int64_t d0,
                       int64_t md, int64_t ld, sm_metric metric, const float *qn, const float *dn,
-                      int tiny, float *T) {
+                      int tiny, int raw, float *T) {
     const float *Q = q + q0 * (int64_t)d, *D = db + d0 * (int64_t)d;
+    const float alpha = metric == SM_METRIC_L2 ? -2.0f : -1.0f;
     if (tiny) {
         for (int64_t i = 0; i < mq; i++)
             for (int64_t j = 0; j < md; j++) {
                 const float *a = Q + i * (int64_t)d, *b = D + j * (int64_t)d;
                 float s = 0;
                 for (int t = 0; t < d; t++) s += a[t] * b[t];
-                T[i * ld + j] = s;
+                T[i * ld + j] = alpha * s;
             }
+    } else if (mq == 1) {
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)md, d, alpha, D, d, Q, 1, 0.0f, T, 1);
     } else {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)mq, (int)md, d, 1.0f, Q, d, D,
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)mq, (int)md, d, alpha, Q, d, D,
                     d, 0.0f, T, (int)ld);
     }
+    if (metric == SM_METRIC_IP || raw) return;
 #pragma omp parallel for schedule(static) if (mq * md > 65536)
     for (int64_t i = 0; i < mq; i++) {
         float *row = T + i * ld;
         if (metric == SM_METRIC_L2) {
             float a = qn[q0 + i];
-            for (int64_t j = 0; j < md; j++) {
-                float v = a + dn[d0 + j] - 2.0f * row[j];
-                row[j] = v > 0.0f ? v : 0.0f;
-                if (v != v) row[j] = INFINITY; /* inf - inf on overflowing inputs */
+            const float *dd = dn + d0;
+            for (int64_t j = 0; j < md; j++) { /* NaN: inf - inf on overflowing inputs */
+                float v = a + dd[j] + row[j];
+                row[j] = v > 0.0f ? v : (v != v ? INFINITY : 0.0f);
             }
-        } else if (metric == SM_METRIC_IP) {
-            for (int64_t j = 0; j < md; j++) row[j] = -row[j];
-        } else {
+        } else if (metric == SM_METRIC_COSINE) {
             float a = qn[q0 + i];
-            for (int64_t j = 0; j < md; j++) row[j] = -(row[j] * a * dn[d0 + j]);
+            const float *dd = dn + d0;
+            for (int64_t j = 0; j < md; j++) row[j] *= a * dd[j];
         }
-        if (metric != SM_METRIC_L2)
-            for (int64_t j = 0; j < md; j++)
-                if (row[j] != row[j]) row[j] = INFINITY;
+    }
+}
+
+/* ---- a few queries: one fused pass over the database --------------------------------------- */
+/* <a, b> over d floats, and |b|^2 into *bb. */
+static inline float dot_and_norm(const float *a, const float *b, int d, float *bb) {
+    int t = 0;
+#if defined(__AVX512F__)
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps(), n0 = _mm512_setzero_ps();
+    for (; t + 32 <= d; t += 32) {
+        __m512 b0 = _mm512_loadu_ps(b + t), b1 = _mm512_loadu_ps(b + t + 16);
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + t), b0, s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + t + 16), b1, s1);
+        n0 = _mm512_fmadd_ps(b0, b0, n0);
+        n0 = _mm512_fmadd_ps(b1, b1, n0);
+    }
+    float s = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1)), nb = _mm512_reduce_add_ps(n0);
+#else
+    float s = 0, nb = 0;
+#endif
+    for (; t < d; t++) { s += a[t] * b[t]; nb += b[t] * b[t]; }
+    *bb = nb;
+    return s;
+}
+
+/* k-NN of nq <= LAZY_MAX_NQ queries in one pass over the database, which is split into one
+ * contiguous block per thread; each thread streams its rows once (scores and norms from the same
+ * load, so no norm pass), keeping per-query heaps in hk/hi (nthreads, nq, k); the heaps are then
+ * merged by (key, id) into dist/idx (not yet best-first).  A non-finite score (which every
+ * non-finite database row gives) sets *bad; then nothing has been written to dist/idx. */
+static void few_queries(const float *db, int64_t n, const float *q, int64_t nq, int d, int k,
+                        sm_metric metric, const float *qn, int64_t self_offset, int nthreads,
+                        float *hk_all, int64_t *hi_all, int *bad, float *dist, int64_t *idx) {
+    int flag = 0;
+    for (int64_t i = 0; i < (int64_t)nthreads * nq * k; i++) { hk_all[i] = INFINITY; hi_all[i] = -1; }
+#pragma omp parallel num_threads(nthreads) reduction(| : flag)
+    {
+        int tid = 0, nt = 1;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+        nt = omp_get_num_threads();
+#endif
+        int64_t lo = n * tid / nt, hi_end = n * (tid + 1) / nt;
+        float *hk = hk_all + (int64_t)tid * nq * k;
+        int64_t *hi = hi_all + (int64_t)tid * nq * k;
+        for (int64_t j = lo; j < hi_end; j++) {
+            const float *row = db + j * (int64_t)d;
+            for (int64_t i = 0; i < nq; i++) {
+                float bb, s = dot_and_norm(q + i * (int64_t)d, row, d, &bb), v;
+                if (metric == SM_METRIC_IP) v = -s;
+                else if (metric == SM_METRIC_L2) { v = qn[i] + bb - 2.0f * s; v = v > 0.0f ? v : (v != v ? v : 0.0f); }
+                else v = bb > 0.0f ? -(s * qn[i] / sqrtf(bb)) : (bb == bb ? -0.0f * s : bb);
+                if (!(v - v == 0.0f)) { flag = 1; v = INFINITY; } /* NaN or inf */
+                if (self_offset >= 0 && j == self_offset + i) continue;
+                float *h = hk + i * k;
+                int64_t *x = hi + i * k;
+                if (x[0] >= 0 && !(v < h[0])) continue; /* increasing ids: equal never displaces */
+                heap_replace_top(h, x, k, v, j);
+            }
+        }
+    }
+    *bad = flag;
+    if (flag) return;
+    for (int64_t i = 0; i < nq * (int64_t)k; i++) { dist[i] = INFINITY; idx[i] = -1; }
+    for (int t = 0; t < nthreads; t++)
+        for (int64_t i = 0; i < nq; i++)
+            for (int r = 0; r < k; r++) {
+                float v = hk_all[((int64_t)t * nq + i) * k + r];
+                int64_t id = hi_all[((int64_t)t * nq + i) * k + r];
+                float *h = dist + i * k;
+                int64_t *x = idx + i * k;
+                if (id >= 0 && worse(h[0], x[0], v, id)) heap_replace_top(h, x, k, v, id);
+            }
+}
+
+/* Heaps (if heaps) to best-first order; keys to output values: unfilled slots +inf (L2) or -inf,
+ * IP / cosine keys negated back. */
+static void finish_results(float *dist, int64_t *idx, int64_t nq, int k, int heaps, sm_metric metric) {
+    const float empty_val = metric == SM_METRIC_L2 ? INFINITY : -INFINITY;
+#pragma omp parallel for schedule(static) if (nq * (int64_t)k > 65536)
+    for (int64_t i = 0; i < nq; i++) {
+        float *hk = dist + i * (int64_t)k;
+        int64_t *hi = idx + i * (int64_t)k;
+        if (heaps) heap_sort(hk, hi, k);
+        for (int r = 0; r < k; r++) {
+            if (hi[r] < 0) hk[r] = empty_val;
+            else if (metric != SM_METRIC_L2) hk[r] = -hk[r];
+        }
     }
 }
 
@@ -165,11 +462,13 @@ sm_status sm_knn_search_ex(const float *db, int64_t n, const float *q, int64_t n
     if (k <= 0) return sm_fail(SM_ERR_INVALID, "knn search: k = %d must be positive", k);
     if (metric != SM_METRIC_L2 && metric != SM_METRIC_IP && metric != SM_METRIC_COSINE)
         return sm_fail(SM_ERR_INVALID, "knn search: unknown metric %d", (int)metric);
-    if (n > 0 && !sm_all_finite(db, n * (int64_t)d))
-        return sm_fail(SM_ERR_NUMERIC, "knn search: NaN or Inf in the database");
     if (nq > 0 && !sm_all_finite(q, nq * (int64_t)d))
         return sm_fail(SM_ERR_NUMERIC, "knn search: NaN or Inf in the queries");
-    if (nq == 0) return SM_OK;
+    if (nq == 0) {
+        if (n > 0 && !sm_all_finite(db, n * (int64_t)d))
+            return sm_fail(SM_ERR_NUMERIC, "knn search: NaN or Inf in the database");
+        return SM_OK;
+    }
 
     const float empty_val = metric == SM_METRIC_L2 ? INFINITY : -INFINITY;
     if (n == 0) {
@@ -184,6 +483,7 @@ sm_status sm_knn_search_ex(const float *db, int64_t n, const float *q, int64_t n
     if (mode == MODE_SELECT) {
         bd = n;
         bq = SELECT_FLOATS / n;
+        if (bq > SELECT_MAX_BQ) bq = SELECT_MAX_BQ;
         if (bq < 1) bq = 1;
         if (bq > nq) bq = nq;
     } else {
@@ -192,15 +492,131 @@ sm_status sm_knn_search_ex(const float *db, int64_t n, const float *q, int64_t n
         if (bd < TILE_DB) bd = TILE_DB;
         if (bd > n) bd = n;
     }
+    /* a few queries, a large database: one fused pass (few_queries) */
     int nthreads = 1;
 #ifdef _OPENMP
     nthreads = omp_get_max_threads();
 #endif
+    if (nq <= LAZY_MAX_NQ && mode != MODE_SELECT && !tiny && n * (int64_t)d >= FEW_MIN_WORK) {
+        int nt = n * (int64_t)d > PAR_WORK ? nthreads : 1, bad = 0;
+        float *hk = sm_alloc((size_t)nt * (size_t)(nq * k), sizeof(float));    /* (nt, nq, k) */
+        int64_t *hi = sm_alloc((size_t)nt * (size_t)(nq * k), sizeof(int64_t)); /* (nt, nq, k) */
+        float *qn = sm_alloc((size_t)nq, sizeof(float));                         /* (nq) */
+        if (!hk || !hi || !qn) { sm_free(hk); sm_free(hi); sm_free(qn); return SM_ERR_NOMEM; }
+        if (metric != SM_METRIC_IP) row_norms(q, nq, d, metric == SM_METRIC_COSINE, qn);
+        few_queries(db, n, q, nq, d, k, metric, qn, self_offset, nt, hk, hi, &bad, dist, idx);
+        sm_free(hk);
+        sm_free(hi);
+        sm_free(qn);
+        if (bad && !sm_all_finite(db, n * (int64_t)d))
+            return sm_fail(SM_ERR_NUMERIC, "knn search: NaN or Inf in the database");
+        if (!bad) { /* (overflowing scores of finite data: the general path below) */
+            finish_results(dist, idx, nq, k, 1, metric);
+            return SM_OK;
+        }
+    }
+    /* a few queries, one tile: check the database through its scores (below) */
+    int lazy = !tiny && nq <= LAZY_MAX_NQ && bq >= nq && bd >= n && mode != MODE_SELECT;
+    if (n > 0 && !lazy && !sm_all_finite(db, n * (int64_t)d))
+        return sm_fail(SM_ERR_NUMERIC, "knn search: NaN or Inf in the database");
+
+    /* ---- many queries, top-1 / heaps: each thread takes whole query blocks (dynamic schedule)
+     * and runs its own single-threaded sgemm on tiles that stay in cache, then scans them; no
+     * barrier between the products and the scans (they cost most on a busy machine). ---- */
+    if (mode != MODE_SELECT && !tiny && nq >= 2 * BLOCK_Q) {
+        int64_t nb = (nq + BLOCK_Q - 1) / BLOCK_Q, bdt = n < BLOCK_DB ? n : BLOCK_DB;
+        float *Tt = sm_alloc((size_t)nthreads * (size_t)(BLOCK_Q * bdt), sizeof(float)); /* per thread */
+        float *qn = NULL, *dn = NULL;
+        if (!Tt) return SM_ERR_NOMEM;
+        if (metric != SM_METRIC_IP) {
+            qn = sm_alloc((size_t)nq, sizeof(float));
+            dn = sm_alloc((size_t)n, sizeof(float));
+            if (!qn || !dn) { sm_free(Tt); sm_free(qn); sm_free(dn); return SM_ERR_NOMEM; }
+            row_norms(q, nq, d, metric == SM_METRIC_COSINE, qn);
+            row_norms(db, n, d, metric == SM_METRIC_COSINE, dn);
+        }
+        for (int64_t i = 0; i < nq * (int64_t)k; i++) { dist[i] = INFINITY; idx[i] = -1; }
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)
+        for (int64_t b = 0; b < nb; b++) {
+            int tid = 0;
+#ifdef _OPENMP
+            tid = omp_get_thread_num();
+#endif
+            float *T = Tt + (int64_t)tid * BLOCK_Q * bdt;
+            int64_t q0 = b * BLOCK_Q, mq = nq - q0 < BLOCK_Q ? nq - q0 : BLOCK_Q;
+            for (int64_t d0 = 0; d0 < n; d0 += bdt) {
+                int64_t md = n - d0 < bdt ? n - d0 : bdt;
+                tile_keys(db, q, d, q0, mq, d0, md, bdt, metric, qn, dn, 0, 0, T);
+                for (int64_t i = 0; i < mq; i++) {
+                    int64_t qi = q0 + i, self = self_offset >= 0 ? self_offset + qi : -1;
+                    if (mode == MODE_TOP1)
+                        scan_top1(T + i * bdt, md, d0, self, dist + qi * (int64_t)k, idx + qi * (int64_t)k);
+                    else
+                        scan_heap(T + i * bdt, md, d0, self, dist + qi * (int64_t)k, idx + qi * (int64_t)k, k);
+                }
+            }
+        }
+        sm_free(Tt);
+        sm_free(qn);
+        sm_free(dn);
+        finish_results(dist, idx, nq, k, mode == MODE_HEAP, metric);
+        return SM_OK;
+    }
+
+    /* ---- whole-row selection with several threads: each thread takes blocks of queries and
+     * runs its own single-threaded sgemm and selection (no barrier between them). ---- */
+    if (mode == MODE_SELECT && !tiny && nthreads > 1 && nq >= 2 * nthreads) {
+        int64_t bqt = (2 * SELECT_FLOATS / nthreads) / n, per = (nq + 2 * nthreads - 1) / (2 * nthreads);
+        if (bqt > SELECT_MAX_BQ) bqt = SELECT_MAX_BQ;
+        if (bqt > per) bqt = per;
+        if (bqt < 1) bqt = 1;
+        int64_t nb = (nq + bqt - 1) / bqt;
+        float *Tt = sm_alloc((size_t)nthreads * (size_t)(bqt * n), sizeof(float));  /* (nt, bqt, n) */
+        cand *cs = sm_alloc((size_t)nthreads * (size_t)(n + k), sizeof(cand));      /* (nt, n + k) */
+        float *fs = sm_alloc((size_t)nthreads * (size_t)(SAMPLE + n), sizeof(float)); /* (nt, S + n) */
+        float *qn = NULL, *dn = NULL;
+        int ok = Tt && cs && fs;
+        if (ok && metric != SM_METRIC_IP) {
+            qn = sm_alloc((size_t)nq, sizeof(float));
+            dn = sm_alloc((size_t)n, sizeof(float));
+            ok = qn && dn;
+            if (ok) {
+                row_norms(q, nq, d, metric == SM_METRIC_COSINE, qn);
+                row_norms(db, n, d, metric == SM_METRIC_COSINE, dn);
+            }
+        }
+        if (ok) {
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)
+            for (int64_t b = 0; b < nb; b++) {
+                int tid = 0;
+#ifdef _OPENMP
+                tid = omp_get_thread_num();
+#endif
+                float *T = Tt + (int64_t)tid * bqt * n, *f = fs + (int64_t)tid * (SAMPLE + n);
+                int64_t q0 = b * bqt, mq = nq - q0 < bqt ? nq - q0 : bqt;
+                tile_keys(db, q, d, q0, mq, 0, n, n, metric, qn, dn, 0, 1, T);
+                for (int64_t i = 0; i < mq; i++) {
+                    int64_t qi = q0 + i, self = self_offset >= 0 ? self_offset + qi : -1;
+                    row_select(T + i * n, n, self, k, metric, qn ? qn[qi] : 0.0f, dn,
+                               cs + (int64_t)tid * (n + k), f, f + SAMPLE, dist + qi * (int64_t)k,
+                               idx + qi * (int64_t)k);
+                }
+            }
+            finish_results(dist, idx, nq, k, 0, metric);
+        }
+        sm_free(Tt);
+        sm_free(cs);
+        sm_free(fs);
+        sm_free(qn);
+        sm_free(dn);
+        return ok ? SM_OK : SM_ERR_NOMEM;
+    }
 
     /* ---- allocations (before any output is touched) ---- */
     float *T = sm_alloc((size_t)(bq * bd), sizeof(float)); /* (bq, bd) tile of keys */
     float *qn = NULL, *dn = NULL;                            /* (nq), (n) norms        */
-    cand *scratch = NULL;                                    /* (nthreads, n) pairs    */
+    cand *scratch = NULL;                                    /* (nthreads, n + k) pairs */
+    float *samples = NULL;                                   /* (nthreads, SAMPLE + n) */
     if (!T) return SM_ERR_NOMEM;
     if (metric != SM_METRIC_IP) {
         qn = sm_alloc((size_t)nq, sizeof(float));
@@ -210,19 +626,30 @@ sm_status sm_knn_search_ex(const float *db, int64_t n, const float *q, int64_t n
         row_norms(db, n, d, metric == SM_METRIC_COSINE, dn);
     }
     if (mode == MODE_SELECT) {
-        scratch = sm_alloc((size_t)nthreads * (size_t)n, sizeof(cand));
-        if (!scratch) { sm_free(T); sm_free(qn); sm_free(dn); return SM_ERR_NOMEM; }
+        scratch = sm_alloc((size_t)nthreads * (size_t)(n + k), sizeof(cand));
+        samples = sm_alloc((size_t)nthreads * (SAMPLE + (size_t)n), sizeof(float));
+        if (!scratch || !samples) {
+            sm_free(T); sm_free(qn); sm_free(dn); sm_free(scratch); sm_free(samples);
+            return SM_ERR_NOMEM;
+        }
     }
 
-    /* ---- empty heaps ---- */
-    if (mode != MODE_SELECT)
+    /* ---- empty heaps (lazy: once the scores are known to be finite) ---- */
+    if (mode != MODE_SELECT && !lazy)
         for (int64_t i = 0; i < nq * (int64_t)k; i++) { dist[i] = INFINITY; idx[i] = -1; }
 
     for (int64_t q0 = 0; q0 < nq; q0 += bq) {
         int64_t mq = nq - q0 < bq ? nq - q0 : bq;
         for (int64_t d0 = 0; d0 < n; d0 += bd) {
             int64_t md = n - d0 < bd ? n - d0 : bd;
-            tile_keys(db, q, d, q0, mq, d0, md, bd, metric, qn, dn, tiny, T);
+            tile_keys(db, q, d, q0, mq, d0, md, bd, metric, qn, dn, tiny, mode == MODE_SELECT, T);
+            if (lazy) { /* one tile holds every score: a non-finite one may be a bad row */
+                if (!sm_all_finite(T, mq * md) && !sm_all_finite(db, n * (int64_t)d)) {
+                    sm_free(T); sm_free(qn); sm_free(dn);
+                    return sm_fail(SM_ERR_NUMERIC, "knn search: NaN or Inf in the database");
+                }
+                for (int64_t i = 0; i < nq * (int64_t)k; i++) { dist[i] = INFINITY; idx[i] = -1; }
+            }
 #pragma omp parallel for schedule(dynamic, 16) if (mq * md > 65536)
             for (int64_t i = 0; i < mq; i++) {
                 const float *row = T + i * bd;
@@ -231,62 +658,28 @@ sm_status sm_knn_search_ex(const float *db, int64_t n, const float *q, int64_t n
                 float *hk = dist + qi * (int64_t)k;
                 int64_t *hi = idx + qi * (int64_t)k;
                 if (mode == MODE_TOP1) {
-                    float bk = hk[0];
-                    int64_t bi = hi[0];
-                    for (int64_t j = 0; j < md; j++) {
-                        int64_t id = d0 + j;
-                        if (id == self) continue;
-                        if (bi < 0 || row[j] < bk) { bk = row[j]; bi = id; }
-                    }
-                    hk[0] = bk;
-                    hi[0] = bi;
+                    scan_top1(row, md, d0, self, hk, hi);
                 } else if (mode == MODE_HEAP) {
-                    /* candidates arrive in increasing index, so an equal key never displaces */
-                    for (int64_t j = 0; j < md; j++) {
-                        int64_t id = d0 + j;
-                        if (id == self) continue;
-                        if (hi[0] >= 0 && !(row[j] < hk[0])) continue;
-                        heap_replace_top(hk, hi, k, row[j], id);
-                    }
+                    scan_heap(row, md, d0, self, hk, hi, k);
                 } else {
                     int tid = 0;
 #ifdef _OPENMP
                     tid = omp_get_thread_num();
 #endif
-                    cand *c = scratch + (int64_t)tid * n;
-                    int64_t m = 0;
-                    for (int64_t j = 0; j < md; j++) {
-                        if (j == self) continue;
-                        c[m].key = row[j];
-                        c[m].id = j;
-                        m++;
-                    }
-                    int64_t kk = m < k ? m : k;
-                    if (kk < m) select_k(c, m, kk);
-                    qsort(c, (size_t)kk, sizeof(cand), cand_cmp);
-                    for (int64_t r = 0; r < kk; r++) { hk[r] = c[r].key; hi[r] = c[r].id; }
-                    for (int64_t r = kk; r < k; r++) { hk[r] = INFINITY; hi[r] = -1; }
+                    float *fs = samples + (int64_t)tid * (SAMPLE + n);
+                    row_select(row, md, self, k, metric, qn ? qn[qi] : 0.0f, dn,
+                               scratch + (int64_t)tid * (n + k), fs, fs + SAMPLE, hk, hi);
                 }
             }
         }
     }
 
-    /* ---- best-first order and output values ---- */
-#pragma omp parallel for schedule(static) if (nq * (int64_t)k > 65536)
-    for (int64_t i = 0; i < nq; i++) {
-        float *hk = dist + i * (int64_t)k;
-        int64_t *hi = idx + i * (int64_t)k;
-        if (mode == MODE_HEAP) heap_sort(hk, hi, k);
-        for (int r = 0; r < k; r++) {
-            if (hi[r] < 0) hk[r] = empty_val;
-            else if (metric != SM_METRIC_L2) hk[r] = -hk[r];
-        }
-    }
-
+    finish_results(dist, idx, nq, k, mode == MODE_HEAP, metric);
     sm_free(T);
     sm_free(qn);
     sm_free(dn);
     sm_free(scratch);
+    sm_free(samples);
     return SM_OK;
 }
 
