@@ -112,7 +112,7 @@ typedef struct sm_model sm_model;
 
 /* Build a network from a spec for inputs of shape (h, w, c), parameters initialised from seed
  * (PyTorch's defaults: uniform +-1/sqrt(fan_in) for conv/fc, BN gamma 1 beta 0).  `spec` is either a built-in name ("cnn-s",
- * "cnn-m", "mlp") or layer text, one layer per line or separated by ';' (docs/model-spec.md):
+ * "cnn-c", "cnn-m", "mlp") or layer text, one layer per line or separated by ';' (docs/model-spec.md):
  *     conv 32 k=3 s=1 p=1 bias=0 ; bn ; relu ; maxpool k=2 ; gap ; fc 64 ; l2norm
  * Errors: SM_ERR_SPEC (unknown layer, bad option, shapes that do not fit, too many layers),
  * SM_ERR_INVALID, SM_ERR_NOMEM. */
