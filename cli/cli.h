@@ -8,7 +8,9 @@
 /* Exit codes scripts can rely on. */
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_INPUT = 3, EXIT_NUMERIC = 4 };
 
+#ifndef SM_DEFAULT_DATA_DIR /* overridable at build time (the CLI fuzz target points it elsewhere) */
 #define SM_DEFAULT_DATA_DIR "/usr/share/datasets/fashion-mnist"
+#endif
 #define SM_FMNIST_MEAN 0.2860f
 #define SM_FMNIST_STD 0.3530f
 

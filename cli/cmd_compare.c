@@ -22,7 +22,7 @@ static const char *help =
     "                         smaller galleries and pair sets (any option below still applies)\n"
     "  --quiet                no progress bars or per-epoch lines\n"
     "models and training:\n"
-    "  --model SPEC           built-in (cnn-s, cnn-m, mlp), @file or layer text (default cnn-s)\n"
+    "  --model SPEC           built-in (cnn-s, cnn-c, cnn-m, mlp), @file or layer text (default cnn-s)\n"
     "  --losses LIST          comma-separated (default softmax,multisimilarity,triplet,contrastive)\n"
     "  --loss-opts NAME:OPTS  options of one loss, e.g. triplet:margin=0.2,miner=hard (repeatable;\n"
     "                         default triplet:margin=0.1,miner=semihard)\n"
@@ -49,7 +49,7 @@ static const char *help =
     "  --margin X             that margin, on L2 of normalised embeddings (default 0.1)\n"
     "  --scatter-per-class N  points a class in the 2-D pictures (default 300; --quick 150)\n"
     "  --few-per-class N      few-samples experiment: train images a seen class, 0 = skip (default 20)\n"
-    "  --few-epochs N         its epochs (default 40; --quick 20)\n"
+    "  --few-epochs N         its epochs (default 100; --quick 30)\n"
     "  --class-names LIST     comma-separated display names by label, or none (default Fashion-MNIST's)\n"
     "data:\n"
     "  --data DIR             folder with Fashion-MNIST-named IDX files (default " SM_DEFAULT_DATA_DIR ")\n"
@@ -62,6 +62,13 @@ static void log_line(const char *line, void *user) {
     (void)user;
     printf("== %s\n", line);
     fflush(stdout);
+}
+
+/* cli_train_progress, with at most about 5 per-epoch lines for a run of many epochs. */
+static int compare_progress(const sm_train_progress *p, void *user) {
+    int every = p->epochs > 10 ? p->epochs / 5 : 1;
+    if (p->epoch_done && p->epoch % every && p->epoch != p->epochs) return 0;
+    return cli_train_progress(p, user);
 }
 
 static int mkdir_p(const char *dir) {
@@ -102,7 +109,7 @@ int cmd_compare(int argc, char **argv) {
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--quick")) {
             cfg.epochs = 1; cfg.train_per_class = 600; cfg.test_per_class = 300; cfg.gallery_per_class = 200;
-            cfg.calib_per_class = 100; cfg.pairs_per_class = 100; cfg.scatter_per_class = 150; cfg.few_epochs = 20;
+            cfg.calib_per_class = 100; cfg.pairs_per_class = 100; cfg.scatter_per_class = 150; cfg.few_epochs = 30;
             cfg.triplet_samples = 20000;
         }
     int c;
@@ -214,7 +221,7 @@ int cmd_compare(int argc, char **argv) {
     cfg.data_description = desc;
     cfg.model_dir = save ? out : NULL;
     cfg.log = log_line;
-    if (!quiet) cfg.progress = cli_train_progress;
+    if (!quiet) cfg.progress = compare_progress;
 
     if (mkdir_p(out)) return cli_report(cmd, SM_ERR_IO, "cannot create the output folder");
     sm_dataset *train = NULL, *test = NULL;

@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 PKGS="build-essential cmake libopenblas-openmp-dev zlib1g-dev libstb-dev dataset-fashion-mnist
-      python3-numpy python3-sklearn python3-faiss"
+      python3-numpy python3-sklearn python3-faiss chromium"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

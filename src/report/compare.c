@@ -40,7 +40,7 @@ void sm_compare_config_default(sm_compare_config *c) {
     c->triplet_margin = 0.1f;
     c->scatter_per_class = 300;
     c->few_per_class = 20;
-    c->few_epochs = 40;
+    c->few_epochs = 100;
 }
 
 /* ---- small helpers ----------------------------------------------------------------------- */
@@ -586,9 +586,11 @@ static void machine_info(sm_report *r) {
         }
     if (f) fclose(f);
     const char *bc = openblas_get_config();
-    snprintf(r->blas, sizeof r->blas, "OpenBLAS %s", bc ? bc : "");
-#ifdef __VERSION__
+    snprintf(r->blas, sizeof r->blas, "%s", bc ? bc : "OpenBLAS");
+#if defined(__clang__) || !defined(__GNUC__)
     snprintf(r->compiler, sizeof r->compiler, "%s", __VERSION__);
+#else
+    snprintf(r->compiler, sizeof r->compiler, "gcc %s", __VERSION__);
 #endif
     time_t now = time(NULL);
     struct tm tmv;

@@ -676,7 +676,9 @@ sm_status sm_report_build_html(const sm_report *r, sm_sbuf *b) {
                           "class), and retrieval.</p>\n<table><tr><th rowspan=\"2\" class=\"l\">loss</th><th colspan=\"5\">seen "
                           "classes %s</th><th colspan=\"3\">unseen classes %s</th><th rowspan=\"2\">seconds</th></tr><tr>",
                        c->few_per_class, c->few_epochs, c->few_per_class, c->seen_classes, c->unseen_classes);
-        const char *fh[] = {"softmax argmax", "1-NN", "nearest centroid", "P@1", "MAP@R", "P@1", "MAP@R", "5-shot NN"};
+        char shot[32];
+        snprintf(shot, sizeof shot, "%d-shot NN", c->shots);
+        const char *fh[] = {"softmax argmax", "1-NN", "nearest centroid", "P@1", "MAP@R", "P@1", "MAP@R", shot};
         for (int i = 0; i < 8; i++) th(b, fh[i]);
         sm_sbuf_puts(b, "</tr>\n");
         for (int i = 0; i < r->nmodels; i++) {

@@ -1,0 +1,350 @@
+/* test_report.c - the report's building blocks and driver: PCA on data with a known principal
+ * axis (direction, sign, explained variance, errors); nice axis ticks; text, XML and JSON
+ * escaping; every SVG primitive well-formed (balanced tags, finite numbers, coordinates inside the
+ * viewBox) even with NaN and out-of-range data; and sm_compare_run end to end on a small
+ * synthetic dataset: figures in range, HTML with the expected number of well-formed charts,
+ * balanced JSON, and the same figures from a second run with the same seed. */
+#include "report/report.h"
+#include "testing.h"
+#include <string.h>
+
+/* ---- a small SVG/XML checker -------------------------------------------------------------- */
+
+/* Check the markup s: tags balanced and properly nested, '&' only as an entity, and in every
+ * <svg> the numeric attributes finite and the coordinates inside its viewBox.  Returns the
+ * number of problems (printed) and the number of <svg> elements in *nsvg. */
+static int check_markup(const char *s, int *nsvg) {
+    char stack[64][32];
+    int depth = 0, bad = 0, in_svg = 0;
+    double W = 0, H = 0;
+    *nsvg = 0;
+    for (const char *p = s; *p; p++) {
+        if (*p == '&') {
+            const char *semi = strchr(p, ';');
+            if (!semi || semi - p > 8) { fprintf(stderr, "bare '&' at %.20s\n", p); bad++; }
+            continue;
+        }
+        if (*p != '<') continue;
+        if (!strncmp(p, "<!", 2)) { p = strchr(p, '>'); if (!p) return bad + 1; continue; }
+        const char *end = strchr(p, '>');
+        if (!end) { fprintf(stderr, "unterminated tag\n"); return bad + 1; }
+        int closing = p[1] == '/', selfclose = end[-1] == '/';
+        char name[32] = {0};
+        const char *q = p + 1 + closing;
+        int k = 0;
+        while (q < end && *q != ' ' && *q != '/' && *q != '\n' && k < 31) name[k++] = *q++;
+        if (closing) {
+            if (!depth || strcmp(stack[depth - 1], name)) {
+                fprintf(stderr, "closing </%s> does not match <%s>\n", name, depth ? stack[depth - 1] : "(none)");
+                bad++;
+            } else depth--;
+            if (!strcmp(name, "svg")) in_svg = 0;
+        } else {
+            int void_html = !strcmp(name, "meta") || !strcmp(name, "link") || !strcmp(name, "br");
+            if (!strcmp(name, "svg")) {
+                (*nsvg)++;
+                in_svg = 1;
+                const char *vb = strstr(p, "viewBox=\"");
+                if (!vb || vb > end || sscanf(vb, "viewBox=\"0 0 %lf %lf\"", &W, &H) != 2) { fprintf(stderr, "svg without viewBox\n"); bad++; }
+            }
+            if (in_svg) {
+                /* numeric attributes */
+                static const char *const attrs[] = {" x=\"", " y=\"", " x1=\"", " y1=\"", " x2=\"", " y2=\"", " cx=\"",
+                                                    " cy=\"", " r=\"", " width=\"", " height=\""};
+                for (size_t a = 0; a < sizeof attrs / sizeof attrs[0]; a++) {
+                    const char *at = strstr(p, attrs[a]);
+                    if (!at || at > end) continue;
+                    double v;
+                    if (sscanf(at + strlen(attrs[a]), "%lf", &v) != 1 || !isfinite(v)) {
+                        fprintf(stderr, "non-numeric %s in <%s>\n", attrs[a], name); bad++; continue;
+                    }
+                    int isx = strchr(attrs[a] + 1, 'x') != NULL || !strcmp(attrs[a], " width=\"");
+                    double lim = isx ? W : H;
+                    if (!strcmp(attrs[a], " r=\"")) lim = W;
+                    if (v < -1e-9 || v > lim + 1e-9) { fprintf(stderr, "%s%g outside the viewBox in <%s>\n", attrs[a], v, name); bad++; }
+                }
+                const char *pts = strstr(p, " points=\"");
+                if (pts && pts < end) {
+                    pts += 9;
+                    while (*pts && *pts != '"') {
+                        double x, y;
+                        int used = 0;
+                        if (sscanf(pts, " %lf,%lf%n", &x, &y, &used) != 2) { fprintf(stderr, "bad points list\n"); bad++; break; }
+                        if (!isfinite(x) || !isfinite(y) || x < 0 || x > W || y < 0 || y > H) {
+                            fprintf(stderr, "point %g,%g outside the viewBox\n", x, y); bad++;
+                        }
+                        pts += used;
+                        while (*pts == ' ' || *pts == '\n') pts++;
+                    }
+                }
+            }
+            if (!selfclose && !void_html) {
+                if (depth == 64) { fprintf(stderr, "too deep\n"); return bad + 1; }
+                snprintf(stack[depth++], 32, "%s", name);
+            }
+        }
+        p = end;
+    }
+    if (depth) { fprintf(stderr, "%d unclosed tags (innermost <%s>)\n", depth, stack[depth - 1]); bad++; }
+    return bad;
+}
+
+/* 1 if the braces and brackets of a JSON text balance (outside strings) and the only bare words
+ * are true, false and null (no NaN or Inf). */
+static int json_balanced(const char *s) {
+    int depth = 0, in_str = 0;
+    for (const char *p = s; *p; p++) {
+        if (in_str) {
+            if (*p == '\\') p++;
+            else if (*p == '"') in_str = 0;
+            continue;
+        }
+        if (*p == '"') in_str = 1;
+        else if (*p == '{' || *p == '[') depth++;
+        else if (*p == '}' || *p == ']') { if (--depth < 0) return 0; }
+        else if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')) {
+            if (!strncmp(p, "true", 4)) p += 3;
+            else if (!strncmp(p, "false", 5)) p += 4;
+            else if (!strncmp(p, "null", 4)) p += 3;
+            else if (*p == 'e' || *p == 'E') continue; /* exponent */
+            else return 0;
+        }
+    }
+    return depth == 0 && !in_str;
+}
+
+/* ---- PCA ------------------------------------------------------------------------------------ */
+
+static uint64_t lcg = 12345;
+static double urand(void) { lcg = lcg * 6364136223846793005ULL + 1442695040888963407ULL; return (double)(lcg >> 11) / 9007199254740992.0; }
+static double nrand(void) { double u = urand() + 1e-12, v = urand(); return sqrt(-2 * log(u)) * cos(2 * M_PI * v); }
+
+static void test_pca(void) {
+    enum { N = 500, D = 5 };
+    static float x[N * D], proj[N * 2], proj2[N * 2], comp[2 * D];
+    static double t[N];
+    const double u[D] = {1 / sqrt(14.0), 3 / sqrt(14.0), -2 / sqrt(14.0), 0, 0}; /* known axis */
+    double tm = 0;
+    for (int i = 0; i < N; i++) {
+        t[i] = 3 * nrand() + 1;
+        tm += t[i] / N;
+        for (int j = 0; j < D; j++) x[i * D + j] = (float)(t[i] * u[j] + 0.05 * nrand() + (j == 4 ? 7 : 0));
+    }
+    double ev[2];
+    CHECK_OK(sm_pca(x, N, D, 2, proj, comp, ev));
+    double dot = 0;
+    for (int j = 0; j < D; j++) dot += comp[j] * u[j];
+    CHECK_MSG(dot > 0.999, "first component . known axis = %f (sign fixed: largest entry positive)", dot);
+    CHECK(ev[0] > 0.99 && ev[1] < 0.01 && ev[1] >= 0);
+    double n2 = 0, o = 0;
+    for (int j = 0; j < D; j++) { n2 += comp[D + j] * comp[D + j]; o += comp[j] * comp[D + j]; }
+    CHECK_NEAR(n2, 1, 1e-5);
+    CHECK_NEAR(o, 0, 1e-5);
+    double maxerr = 0;
+    for (int i = 0; i < N; i++) maxerr = fmax(maxerr, fabs(proj[i * 2] - (t[i] - tm)));
+    CHECK_MSG(maxerr < 0.3, "projection on PC1 differs from the centred coordinate by %f", maxerr);
+    CHECK_OK(sm_pca(x, N, D, 2, proj2, NULL, NULL));
+    CHECK(memcmp(proj, proj2, sizeof proj) == 0); /* deterministic */
+    /* an axis-aligned case: variance 4 on axis 2, 1 on axis 0 */
+    static float y[200 * 3], py[200 * 3];
+    for (int i = 0; i < 200; i++) { y[i * 3] = (float)nrand(); y[i * 3 + 1] = 0.01f * (float)nrand(); y[i * 3 + 2] = 2 * (float)nrand(); }
+    float c3[9];
+    CHECK_OK(sm_pca(y, 200, 3, 3, py, c3, NULL));
+    CHECK(fabs(c3[2]) > 0.99 && c3[2] > 0 && fabs(c3[3]) > 0.99 && c3[3] > 0 && fabs(c3[7]) > 0.99 && c3[7] > 0);
+    /* errors */
+    CHECK_STATUS(sm_pca(x, N, D, 6, proj, NULL, NULL), SM_ERR_INVALID);
+    CHECK_STATUS(sm_pca(x, 1, D, 2, proj, NULL, NULL), SM_ERR_INVALID);
+    CHECK_STATUS(sm_pca(NULL, N, D, 2, proj, NULL, NULL), SM_ERR_INVALID);
+    x[7] = NAN;
+    CHECK_STATUS(sm_pca(x, N, D, 2, proj, NULL, NULL), SM_ERR_NUMERIC);
+}
+
+/* ---- ticks, text --------------------------------------------------------------------------- */
+
+static void test_ticks_and_text(void) {
+    double t[16];
+    int n = sm_nice_ticks(0, 1, 6, t);
+    CHECK(n == 6);
+    for (int i = 0; i < n; i++) CHECK_NEAR(t[i], 0.2 * i, 1e-12);
+    n = sm_nice_ticks(-0.37, 2.1, 7, t);
+    CHECK(n >= 3 && n <= 7);
+    for (int i = 0; i < n; i++) CHECK(t[i] >= -0.37 && t[i] <= 2.1);
+    for (int i = 2; i < n; i++) CHECK_NEAR(t[i] - t[i - 1], t[1] - t[0], 1e-9);
+    CHECK(sm_nice_ticks(NAN, 1, 5, t) == 0);
+    CHECK(sm_nice_ticks(3, 3, 5, t) == 1);
+
+    sm_sbuf b = {0};
+    sm_sbuf_xml(&b, "a<b & \"c\" 'd'>");
+    CHECK(!strcmp(b.s, "a&lt;b &amp; &quot;c&quot; &#39;d&#39;&gt;"));
+    sm_sbuf_free(&b);
+    sm_sbuf_json_str(&b, "q\"\\\n");
+    sm_sbuf_puts(&b, " ");
+    sm_sbuf_json_num(&b, NAN);
+    sm_sbuf_puts(&b, " ");
+    sm_sbuf_json_num(&b, 0.25);
+    CHECK(!strcmp(b.s, "\"q\\\"\\\\\\u000a\" null 0.25"));
+    sm_sbuf_free(&b);
+    char big[3000];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = 0;
+    sm_sbuf_printf(&b, "%s|%d", big, 7); /* longer than the internal scratch */
+    CHECK(b.len == sizeof big + 1 && b.s[sizeof big - 1] == '|' && !b.failed);
+    sm_sbuf_free(&b);
+}
+
+/* ---- SVG ------------------------------------------------------------------------------------ */
+
+static void test_svg(void) {
+    int nsvg;
+    /* the checker itself catches what it should (its messages go to stderr) */
+    fprintf(stderr, "(3 checker self-test messages follow)\n");
+    CHECK(check_markup("<svg viewBox=\"0 0 10 10\"><circle cx=\"20\" cy=\"1\" r=\"1\"/></svg>", &nsvg) > 0);
+    CHECK(check_markup("<svg viewBox=\"0 0 10 10\"><g></svg>", &nsvg) > 0);
+    CHECK(check_markup("<svg viewBox=\"0 0 10 10\"><polyline points=\"1,1 5,nan\"/></svg>", &nsvg) > 0);
+    CHECK(check_markup("<svg viewBox=\"0 0 10 10\"><g><text x=\"1\" y=\"2\">a &amp; b</text></g></svg>", &nsvg) == 0 && nsvg == 1);
+    sm_sbuf b = {0};
+    sm_svg_plot p;
+    sm_svg_init(&p, 400, 300, -1, 1, 0, 10);
+    p.title = "t <&> title"; p.xlabel = "x"; p.ylabel = "y";
+    double x[6] = {-1, 0, 1, 5, NAN, -7}, y[6] = {0, 5, 10, 50, 1, -3}, e[7] = {-1, -0.5, 0, 0.5, 1, 2, 3};
+    sm_svg_begin(&b, &p);
+    sm_svg_scatter(&b, &p, x, y, 6, sm_svg_color(3), 2, 0.5);
+    sm_svg_line(&b, &p, x, y, 6, "#000000", 1.5, 1);
+    sm_svg_bars(&b, &p, e, y, 6, "#1f77b4", 0.4);
+    const char *names[] = {"one", "a much longer name <b>"}, *cols[] = {"#111111", "#222222"};
+    sm_svg_legend(&b, &p, names, cols, 2, 0);
+    sm_svg_legend(&b, &p, names, cols, 2, 1);
+    sm_svg_end(&b);
+    CHECK(!b.failed);
+    CHECK_MSG(check_markup(b.s, &nsvg) == 0, "SVG not well-formed");
+    CHECK(nsvg == 1);
+    CHECK(strstr(b.s, "t &lt;&amp;&gt; title") != NULL);
+    CHECK(strstr(b.s, "nan") == NULL && strstr(b.s, "inf") == NULL);
+    /* clamping: a point far outside lands on the plot area's edge */
+    CHECK_NEAR(sm_svg_px(&p, 1e9), p.width - p.mr, 1e-9);
+    CHECK_NEAR(sm_svg_py(&p, -1e9), p.height - p.mb, 1e-9);
+    CHECK_NEAR(sm_svg_px(&p, 0), p.ml + 0.5 * (p.width - p.ml - p.mr), 1e-9);
+    sm_sbuf_free(&b);
+    /* a log axis, with zeros and a degenerate range */
+    sm_svg_init(&p, 300, 200, 1e-4, 1, 0, 0);
+    p.log_x = 1;
+    double fx[4] = {0, 1e-5, 1e-2, 1}, fy[4] = {0, 0.2, 0.5, 1};
+    sm_svg_begin(&b, &p);
+    sm_svg_line(&b, &p, fx, fy, 4, "#ff0000", 2, 0);
+    sm_svg_end(&b);
+    CHECK_MSG(check_markup(b.s, &nsvg) == 0, "log-axis SVG not well-formed");
+    CHECK(strstr(b.s, ">1e-4<") != NULL && strstr(b.s, ">1e0<") != NULL);
+    sm_sbuf_free(&b);
+}
+
+/* ---- the driver on synthetic data ------------------------------------------------------------ */
+
+static sm_status make_data(sm_dataset **out, int per_class, uint64_t seed) {
+    enum { C = 10, S = 8 };
+    int n = C * per_class;
+    float *x = malloc((size_t)n * S * S * sizeof(float));
+    int32_t *y = malloc((size_t)n * sizeof(int32_t));
+    lcg = seed;
+    for (int i = 0; i < n; i++) {
+        int c = i % C; /* interleaved classes, as in a real file */
+        y[i] = c;
+        for (int p = 0; p < S * S; p++) {
+            int r = p / S, q = p % S;
+            double v = 0.5 * sin(0.7 * (c + 1) * r + 0.4 * c * q) + 0.35 * nrand();
+            x[i * S * S + p] = (float)v;
+        }
+    }
+    sm_status st = sm_dataset_from_arrays(out, x, y, n, S, S, 1);
+    free(x); free(y);
+    return st;
+}
+
+static void test_compare(void) {
+    sm_dataset *train = NULL, *test = NULL;
+    CHECK_OK(make_data(&train, 60, 1));
+    CHECK_OK(make_data(&test, 30, 2));
+    if (!train || !test) return;
+    sm_compare_config cfg;
+    sm_compare_config_default(&cfg);
+    cfg.model_spec = "mlp";
+    cfg.num_losses = 2;
+    cfg.losses[0] = "softmax"; cfg.loss_options[0] = "";
+    cfg.losses[1] = "triplet"; cfg.loss_options[1] = "margin=0.1,miner=semihard";
+    cfg.epochs = 2; cfg.batch_size = 64; cfg.per_class = 16;
+    cfg.shots = 3; cfg.calib_per_class = 10; cfg.gallery_per_class = 30; cfg.pairs_per_class = 15;
+    cfg.scatter_per_class = 10; cfg.triplet_samples = 2000; cfg.few_per_class = 8; cfg.few_epochs = 3;
+    sm_report *r1 = NULL, *r2 = NULL;
+    CHECK_OK(sm_compare_run(&r1, &cfg, train, test));
+    CHECK_OK(sm_compare_run(&r2, &cfg, train, test));
+    if (r1 && r2) {
+        CHECK(r1->nmodels == 4 && r1->n_train == 300 && r1->n_test_unseen == 150 && r1->n_pairs == 75 * 74 / 2);
+        for (int i = 0; i < r1->nmodels; i++) {
+            const sm_rep_model *a = &r1->models[i], *b = &r2->models[i];
+            double figs[] = {a->unseen.precision_at_1, a->unseen.map_at_r, a->seen.r_precision, a->fewshot_nn,
+                             a->fewshot_centroid, a->acc_nn, a->acc_centroid, a->trip_u, a->trip_s};
+            for (size_t k = 0; k < sizeof figs / sizeof figs[0]; k++)
+                CHECK_MSG(figs[k] >= 0 && figs[k] <= 1, "model %d figure %zu = %f", i, k, figs[k]);
+            CHECK(a->intra_u > 0 && a->inter_u > a->intra_u * 0.5 && a->inter_u <= 2);
+            CHECK(a->few == (i >= 2));
+            CHECK((a->head_classes > 0) == (i % 2 == 0));
+            CHECK(i % 2 == 0 ? a->acc_argmax >= 0 && a->acc_argmax <= 1 : isnan(a->acc_argmax));
+            if (!a->few) {
+                CHECK(a->open_tar >= 0 && a->open_tar <= 1 && a->open_reject >= 0 && a->open_reject <= 1);
+                CHECK(a->open_calib_far <= cfg.far + 1e-12);
+                CHECK(a->ver_auc > 0.5 && a->ver_auc <= 1 && a->roc_n == SM_REP_ROC_POINTS);
+                CHECK(a->pca_n == 50 && a->pca_var[0] >= a->pca_var[1]);
+                double hg = 0;
+                for (int k = 0; k < SM_REP_BINS; k++) hg += a->hist_gen[k] * 2.0 / SM_REP_BINS;
+                CHECK_NEAR(hg, 1, 1e-9);
+                CHECK(a->curve_n == 2 * a->steps_per_epoch && a->curve_n > 0);
+            }
+            /* same seed, same figures */
+            CHECK(a->unseen.map_at_r == b->unseen.map_at_r && a->fewshot_nn == b->fewshot_nn &&
+                  a->open_tar == b->open_tar && a->trip_u == b->trip_u && a->acc_nn == b->acc_nn);
+            CHECK(a->curve_n == b->curve_n && !memcmp(a->curve, b->curve, (size_t)a->curve_n * sizeof(double)));
+            CHECK(a->pca_n == b->pca_n && (!a->pca_n || !memcmp(a->pca, b->pca, (size_t)a->pca_n * 2 * sizeof(float))));
+        }
+        sm_sbuf h = {0}, j = {0};
+        CHECK_OK(sm_report_build_html(r1, &h));
+        CHECK_OK(sm_report_build_json(r1, &j));
+        int nsvg = 0;
+        CHECK_MSG(h.s && check_markup(h.s, &nsvg) == 0, "report HTML not well-formed");
+        CHECK_MSG(nsvg == 3 * 2 + 1, "%d charts, want 7", nsvg);
+        CHECK(h.s && !strstr(h.s, "<script") && !strstr(h.s, "src=\"http"));
+        CHECK(j.s && json_balanced(j.s));
+        CHECK(j.s && strstr(j.s, "\"figures\": [\"pca_0\", \"pca_1\", \"histogram_0\"") != NULL);
+        const char *text = sm_report_text(r1);
+        CHECK(strstr(text, "MAP@R") && strstr(text, "softmax") && strstr(text, "triplet"));
+        sm_sbuf_free(&h); sm_sbuf_free(&j);
+        /* writing to an unwritable place is an I/O error, not a crash */
+        CHECK_STATUS(sm_report_write_html(r1, "/nonexistent-dir/x/report.html"), SM_ERR_IO);
+    }
+    sm_report_free(r1);
+    sm_report_free(r2);
+    /* bad settings */
+    sm_report *r = NULL;
+    cfg.open_known = 5;
+    CHECK_STATUS(sm_compare_run(&r, &cfg, train, test), SM_ERR_INVALID);
+    cfg.open_known = 3;
+    cfg.unseen_classes = "4-9";
+    CHECK_STATUS(sm_compare_run(&r, &cfg, train, test), SM_ERR_INVALID);
+    cfg.unseen_classes = "5-9";
+    cfg.calib_per_class = 1000; /* more than the train split holds: takes what there is */
+    cfg.shots = 100;            /* no image left after the shots for the calibration */
+    CHECK_STATUS(sm_compare_run(&r, &cfg, train, test), SM_ERR_RANGE);
+    CHECK(r == NULL);
+    CHECK_STATUS(sm_compare_run(NULL, &cfg, train, test), SM_ERR_INVALID);
+    sm_report_free(NULL);
+    CHECK(!strcmp(sm_report_text(NULL), ""));
+    sm_dataset_free(train);
+    sm_dataset_free(test);
+}
+
+int main(void) {
+    sm_set_num_threads(2);
+    test_pca();
+    test_ticks_and_text();
+    test_svg();
+    test_compare();
+    TEST_MAIN_END();
+}
