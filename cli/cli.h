@@ -19,7 +19,7 @@ int cli_exit_code(sm_status st);
 /* Print "simile <cmd>: <message>" for a failed status to stderr and return its exit code. */
 int cli_report(const char *cmd, sm_status st, const char *detail);
 /* Record a CLI-level message for cli_report and return st. */
-sm_status cli_fail(sm_status st, const char *fmt, ...);
+sm_status cli_fail(sm_status st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Print a usage error and return EXIT_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...);
 

@@ -62,11 +62,6 @@ void cli_batch_free(cli_batch *b);
 /* The class name of input i ("" if unlabelled). */
 const char *cli_batch_name(const cli_batch *b, int64_t i);
 
-/* Record a message for cli_greport and return st. */
-sm_status cli_gfail(sm_status st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Print "simile <cmd>: <status>: <message>" (the recorded message, else sm_errmsg()) and
- * return the exit code of st. */
-int cli_greport(const char *cmd, sm_status st);
 
 /* Parse "nearest", "vote", "centroid".  Returns 0 on success. */
 int cli_parse_rule(const char *s, sm_decision_rule *rule);

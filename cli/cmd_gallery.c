@@ -28,7 +28,7 @@ static int load_model(const char *cmd, const char *path, sm_model **m) {
     *m = NULL;
     if (!path) return EXIT_OK;
     sm_status st = sm_model_load(m, path);
-    return st ? cli_greport(cmd, st) : EXIT_OK;
+    return st ? cli_report(cmd, st, NULL) : EXIT_OK;
 }
 
 /* Open a gallery and check it against the model (if any) and the inputs' dimension. */
@@ -36,7 +36,7 @@ static sm_status open_checked(const char *path, sm_model *m, sm_gallery **g) {
     sm_status st = sm_gallery_open(g, path);
     if (st) return st;
     if (m && (st = sm_gallery_check_model(*g, sm_model_fingerprint(m)))) {
-        cli_gfail(st, "%s: %s", path, sm_gallery_errmsg(*g));
+        cli_fail(st, "%s: %s", path, sm_gallery_errmsg(*g));
         sm_gallery_free(*g);
         *g = NULL;
     }
@@ -85,7 +85,7 @@ static int gal_create(int argc, char **argv) {
     sm_gallery *g;
     sm_status st = sm_gallery_create(&g, m ? sm_model_embedding_dim(m) : dim, metric, m ? sm_model_fingerprint(m) : 0);
     if (!st) st = sm_gallery_save(g, out);
-    if (st) rc = cli_greport(cmd, st);
+    if (st) rc = cli_report(cmd, st, NULL);
     else printf("created %s: dimension %d, metric %s, model %08x\n", out, sm_gallery_dim(g),
                 cli_metric_name(metric), sm_gallery_model_fingerprint(g));
     sm_gallery_free(g);
@@ -136,18 +136,18 @@ static int gal_enrol(int argc, char **argv) {
     sm_lock *lock = NULL;
     int64_t *ids = NULL; /* (n) assigned item ids */
     sm_status st = cli_inputs_load(cmd, &in, m, &b);
-    if (!st && b.n == 0) st = cli_gfail(SM_ERR_RANGE, "no input to enrol");
+    if (!st && b.n == 0) st = cli_fail(SM_ERR_RANGE, "no input to enrol");
     if (!st) st = cli_batch_embed(&in, m, &b);
-    if (!st && !cls && !b.labels) st = cli_gfail(SM_ERR_INVALID, "the inputs have no labels: give --class NAME");
+    if (!st && !cls && !b.labels) st = cli_fail(SM_ERR_INVALID, "the inputs have no labels: give --class NAME");
     /* the lock is held only for open + add + save */
     if (!st) st = sm_gallery_lock(&lock, gpath);
     if (!st) st = open_checked(gpath, m, &g);
     if (!st && b.d != sm_gallery_dim(g))
-        st = cli_gfail(SM_ERR_MISMATCH, "%s: the inputs have dimension %d, the gallery holds dimension %d", gpath, b.d,
+        st = cli_fail(SM_ERR_MISMATCH, "%s: the inputs have dimension %d, the gallery holds dimension %d", gpath, b.d,
                        sm_gallery_dim(g));
     if (!st) {
         ids = malloc((size_t)b.n * sizeof(int64_t));
-        if (!ids) st = cli_gfail(SM_ERR_NOMEM, "out of memory");
+        if (!ids) st = cli_fail(SM_ERR_NOMEM, "out of memory");
     }
     int64_t added = 0, before = st ? 0 : sm_gallery_size(g);
     int nclasses = 0, newclasses = 0;
@@ -159,7 +159,7 @@ static int gal_enrol(int argc, char **argv) {
     } else if (!st) {
         /* one add per label: gather that label's rows */
         float *rows = malloc((size_t)b.n * (size_t)b.d * sizeof(float));
-        if (!rows) st = cli_gfail(SM_ERR_NOMEM, "out of memory");
+        if (!rows) st = cli_fail(SM_ERR_NOMEM, "out of memory");
         for (int y = 0; !st && y < b.nnames; y++) {
             int64_t k = 0;
             for (int64_t i = 0; i < b.n; i++)
@@ -174,7 +174,7 @@ static int gal_enrol(int argc, char **argv) {
     }
     if (!st) st = sm_gallery_save(g, gpath);
     sm_lock_release(lock);
-    if (st) rc = cli_greport(cmd, st);
+    if (st) rc = cli_report(cmd, st, NULL);
     else {
         printf("enrolled %lld items in %d classes (%d new) into %s: %lld items, item ids %lld..%lld\n", (long long)added,
                nclasses, newclasses, gpath, (long long)(before + added), (long long)ids[0], (long long)ids[added - 1]);
@@ -224,7 +224,7 @@ static int gal_remove(int argc, char **argv) {
     if (!st) st = sm_gallery_save(g, gpath);
     sm_lock_release(lock);
     int rc = EXIT_OK;
-    if (st) rc = cli_greport(cmd, st);
+    if (st) rc = cli_report(cmd, st, NULL);
     else if (cls) printf("removed class '%s' (%lld items); %lld items left\n", cls, (long long)removed, (long long)sm_gallery_size(g));
     else printf("removed item %lld; %lld items left\n", id, (long long)sm_gallery_size(g));
     sm_gallery_free(g);
@@ -249,7 +249,7 @@ static int gal_compact(int argc, char **argv) {
     if (!st) st = sm_gallery_save(g, gpath);
     sm_lock_release(lock);
     int rc = EXIT_OK;
-    if (st) rc = cli_greport(cmd, st);
+    if (st) rc = cli_report(cmd, st, NULL);
     else printf("compacted %s: %lld items, %d classes (%d class slots dropped)\n", gpath, (long long)sm_gallery_size(g),
                 sm_gallery_num_classes(g), before - sm_gallery_num_classes(g));
     sm_gallery_free(g);
@@ -277,7 +277,7 @@ static int gal_list(int argc, char **argv) {
     if (!gpath) return cli_usage_error(cmd, "--gallery FILE is required");
     sm_gallery *g;
     sm_status st = sm_gallery_open(&g, gpath);
-    if (st) return cli_greport(cmd, st);
+    if (st) return cli_report(cmd, st, NULL);
     sm_decision_rule rule;
     float thr = sm_gallery_threshold(g, &rule);
     int live = 0, removed = 0;
@@ -369,7 +369,7 @@ static int gal_calibrate(int argc, char **argv) {
     float *pd = NULL, *ps = NULL;
     int32_t *qcls = NULL;
     sm_status st = cli_inputs_load(cmd, &in, m, &b);
-    if (!st && !b.labels) st = cli_gfail(SM_ERR_INVALID, "calibration needs labelled inputs");
+    if (!st && !b.labels) st = cli_fail(SM_ERR_INVALID, "calibration needs labelled inputs");
     if (!st) st = cli_batch_embed(&in, m, &b);
     if (!st) st = open_checked(gpath, m, &g);
     int C = st ? 0 : sm_gallery_num_classes(g);
@@ -380,7 +380,7 @@ static int gal_calibrate(int argc, char **argv) {
         pd = malloc((size_t)(b.n ? b.n : 1) * (size_t)(C ? C : 1) * sizeof(float));
         ps = malloc((size_t)(b.n ? b.n : 1) * (size_t)(C ? C : 1) * sizeof(float));
         qcls = malloc((size_t)(b.n ? b.n : 1) * sizeof(int32_t));
-        if (!cd || !gen || !pd || !ps || !qcls) st = cli_gfail(SM_ERR_NOMEM, "out of memory");
+        if (!cd || !gen || !pd || !ps || !qcls) st = cli_fail(SM_ERR_NOMEM, "out of memory");
     }
     if (!st) st = sm_gallery_class_distances(g, b.emb, b.n, b.d, rule, cd);
     int64_t known = 0;
@@ -405,7 +405,7 @@ static int gal_calibrate(int argc, char **argv) {
     static const double fars[3] = {1e-2, 1e-3, 1e-4};
     for (int i = 0; i < 3 && !st; i++) st = sm_tar_at_far(ps, gen, np, fars[i], &tars[i], NULL);
     if (st) {
-        rc = cli_greport(cmd, st);
+        rc = cli_report(cmd, st, NULL);
         goto done;
     }
     int64_t gpairs = 0;
@@ -425,7 +425,7 @@ static int gal_calibrate(int argc, char **argv) {
         if (!st) st = sm_gallery_save(cur, gpath);
         sm_lock_release(lock);
         sm_gallery_free(cur);
-        if (st) rc = cli_greport(cmd, st);
+        if (st) rc = cli_report(cmd, st, NULL);
         else printf("stored threshold %.6g (rule %s) in %s\n", (double)thr, cli_rule_name(rule), gpath);
     }
 done:

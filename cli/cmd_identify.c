@@ -20,7 +20,7 @@ static int load_model(const char *cmd, const char *path, sm_model **m) {
     *m = NULL;
     if (!path) return EXIT_OK;
     sm_status st = sm_model_load(m, path);
-    return st ? cli_greport(cmd, st) : EXIT_OK;
+    return st ? cli_report(cmd, st, NULL) : EXIT_OK;
 }
 
 /* ---- identify ------------------------------------------------------------------------------- */
@@ -83,14 +83,14 @@ int cmd_identify(int argc, char **argv) {
     sm_gallery_match *mt = NULL;
     sm_gallery_decision *dec = NULL;
     sm_status st = sm_gallery_open(&g, gpath);
-    if (!st && m && (st = sm_gallery_check_model(g, sm_model_fingerprint(m)))) cli_gfail(st, "%s: %s", gpath, sm_gallery_errmsg(g));
+    if (!st && m && (st = sm_gallery_check_model(g, sm_model_fingerprint(m)))) cli_fail(st, "%s: %s", gpath, sm_gallery_errmsg(g));
     if (!st) st = cli_inputs_load(cmd, &in, m, &b);
     else memset(&b, 0, sizeof b);
     double t0 = now_s();
     if (!st) st = cli_batch_embed(&in, m, &b);
     double t_embed = now_s() - t0;
     if (!st && b.d != sm_gallery_dim(g))
-        st = cli_gfail(SM_ERR_MISMATCH, "the queries have dimension %d, the gallery %s holds dimension %d", b.d, gpath, sm_gallery_dim(g));
+        st = cli_fail(SM_ERR_MISMATCH, "the queries have dimension %d, the gallery %s holds dimension %d", b.d, gpath, sm_gallery_dim(g));
     sm_decision_rule cal_rule;
     float gthr = g ? sm_gallery_threshold(g, &cal_rule) : INFINITY;
     if (!st && (set_thr || no_thr)) st = sm_gallery_set_threshold(g, no_thr ? INFINITY : thr, rule);
@@ -101,7 +101,7 @@ int cmd_identify(int argc, char **argv) {
     if (!st) {
         mt = malloc((size_t)(show ? show : 1) * (size_t)top * sizeof *mt);
         dec = malloc((size_t)(b.n ? b.n : 1) * sizeof *dec);
-        if (!mt || !dec) st = cli_gfail(SM_ERR_NOMEM, "out of memory");
+        if (!mt || !dec) st = cli_fail(SM_ERR_NOMEM, "out of memory");
     }
     t0 = now_s();
     if (!st && b.n) st = sm_gallery_decide(g, b.emb, b.n, b.d, rule, k, dec);
@@ -109,7 +109,7 @@ int cmd_identify(int argc, char **argv) {
     int64_t nshow = show < b.n ? show : b.n;
     if (!st && nshow) st = sm_gallery_search(g, b.emb, nshow, b.d, top, mt);
     if (st) {
-        rc = cli_greport(cmd, st);
+        rc = cli_report(cmd, st, NULL);
         goto done;
     }
     float used = sm_gallery_threshold(g, NULL);
@@ -223,7 +223,7 @@ int cmd_verify(int argc, char **argv) {
     sm_status st = SM_OK;
     if (gpath) {
         st = sm_gallery_open(&g, gpath);
-        if (!st && (st = sm_gallery_check_model(g, sm_model_fingerprint(m)))) cli_gfail(st, "%s: %s", gpath, sm_gallery_errmsg(g));
+        if (!st && (st = sm_gallery_check_model(g, sm_model_fingerprint(m)))) cli_fail(st, "%s: %s", gpath, sm_gallery_errmsg(g));
     }
     if (!st) st = cli_inputs_load(cmd, &in, m, &b);
     if (!st) st = cli_batch_embed(&in, m, &b);
@@ -232,7 +232,7 @@ int cmd_verify(int argc, char **argv) {
         sm_decision_rule cal_rule;
         float gthr = sm_gallery_threshold(g, &cal_rule);
         if (!set_thr) {
-            if (isinf(gthr)) st = cli_gfail(SM_ERR_INVALID, "%s has no calibrated threshold: run simile gallery calibrate or give --threshold", gpath);
+            if (isinf(gthr)) st = cli_fail(SM_ERR_INVALID, "%s has no calibrated threshold: run simile gallery calibrate or give --threshold", gpath);
             thr = gthr;
             if (!rule_set && cal_rule == SM_RULE_CENTROID) rule = SM_RULE_CENTROID;
         }
@@ -240,16 +240,16 @@ int cmd_verify(int argc, char **argv) {
     }
     if (!st && cls) {
         int k = sm_gallery_find_class(g, cls);
-        if (k < 0) st = cli_gfail(SM_ERR_NOTFOUND, "no class '%s' in %s", cls, gpath);
+        if (k < 0) st = cli_fail(SM_ERR_NOTFOUND, "no class '%s' in %s", cls, gpath);
         float *cd = NULL;
-        if (!st && !(cd = malloc((size_t)sm_gallery_num_classes(g) * sizeof(float)))) st = cli_gfail(SM_ERR_NOMEM, "out of memory");
+        if (!st && !(cd = malloc((size_t)sm_gallery_num_classes(g) * sizeof(float)))) st = cli_fail(SM_ERR_NOMEM, "out of memory");
         if (!st) st = sm_gallery_class_distances(g, b.emb, 1, b.d, rule, cd);
         if (!st) dist = cd[k];
         free(cd);
     } else if (!st) {
         dist = sm_vector_distance(b.emb, b.emb + b.d, b.d, metric);
     }
-    if (st) rc = cli_greport(cmd, st);
+    if (st) rc = cli_report(cmd, st, NULL);
     else if (cls)
         printf("%s: %s class '%s' (distance %.4f %s threshold %.4f, %s)\n", b.item[0], dist <= thr ? "same as" : "different from", cls,
                (double)dist, dist <= thr ? "<=" : ">", (double)thr, cli_rule_name(rule));
@@ -306,9 +306,9 @@ int cmd_classify(int argc, char **argv) {
     cli_batch b;
     float *z = NULL;
     sm_status st = cli_inputs_load(cmd, &in, m, &b);
-    if (!st && !(z = malloc((size_t)(b.n ? b.n : 1) * (size_t)C * sizeof(float)))) st = cli_gfail(SM_ERR_NOMEM, "out of memory");
-    if (!st && b.n && (st = sm_model_logits(m, sm_dataset_images(b.ds), b.n, z))) cli_gfail(st, "%s", sm_model_errmsg(m));
-    if (st) { rc = cli_greport(cmd, st); goto done; }
+    if (!st && !(z = malloc((size_t)(b.n ? b.n : 1) * (size_t)C * sizeof(float)))) st = cli_fail(SM_ERR_NOMEM, "out of memory");
+    if (!st && b.n && (st = sm_model_logits(m, sm_dataset_images(b.ds), b.n, z))) cli_fail(st, "%s", sm_model_errmsg(m));
+    if (st) { rc = cli_report(cmd, st, NULL); goto done; }
     int64_t c1 = 0, ck = 0;
     int *idx = malloc((size_t)C * sizeof(int));
     for (int64_t i = 0; i < b.n && idx; i++) {
@@ -377,14 +377,14 @@ int cmd_embed(int argc, char **argv) {
     if (rc) return rc;
     cli_batch b;
     sm_status st = cli_inputs_load(cmd, &in, m, &b);
-    if (!st && lout && !b.labels) st = cli_gfail(SM_ERR_INVALID, "--labels-out: the inputs have no labels");
+    if (!st && lout && !b.labels) st = cli_fail(SM_ERR_INVALID, "--labels-out: the inputs have no labels");
     double t0 = now_s();
     if (!st) st = cli_batch_embed(&in, m, &b);
     double t = now_s() - t0;
     int64_t shape[2] = {b.n, b.d};
     if (!st) st = sm_npy_write(out, SM_NPY_F32, b.emb ? (const void *)b.emb : (const void *)"", shape, 2);
     if (!st && lout) st = sm_npy_write(lout, SM_NPY_I32, b.labels, shape, 1);
-    if (st) rc = cli_greport(cmd, st);
+    if (st) rc = cli_report(cmd, st, NULL);
     else printf("embedded %lld inputs to %s (%lld x %d)%s%s in %.2f s (%.0f images/s)\n", (long long)b.n, out, (long long)b.n, b.d,
                 lout ? ", labels to " : "", lout ? lout : "", t, t > 0 ? (double)b.n / t : 0.0);
     cli_batch_free(&b);

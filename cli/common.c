@@ -31,6 +31,7 @@ int cli_exit_code(sm_status st) {
 int cli_report(const char *cmd, sm_status st, const char *detail) {
     const char *msg = detail && *detail ? detail : cli_err[0] ? cli_err : sm_errmsg();
     fprintf(stderr, "simile %s: %s%s%s\n", cmd, sm_strerror(st), *msg ? ": " : "", msg);
+    cli_err[0] = 0;
     return cli_exit_code(st);
 }
 

@@ -9,23 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A message set by these commands (library failures keep theirs in sm_errmsg()). */
-static char gerr[1024];
-
-sm_status cli_gfail(sm_status st, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(gerr, sizeof gerr, fmt, ap);
-    va_end(ap);
-    return st;
-}
-
-int cli_greport(const char *cmd, sm_status st) {
-    int rc = cli_report(cmd, st, gerr[0] ? gerr : sm_errmsg());
-    gerr[0] = 0;
-    return rc;
-}
-
 const char *const cli_inputs_help =
     "inputs (one source; IDX files from --data/--split by default):\n"
     "  --data DIR, --split S, --images F --labels F   IDX files (as simile train)\n"
@@ -124,12 +107,12 @@ static char **numeric_names(const int32_t *y, int64_t n, int *count) {
  * Rewrites b's arrays in place. */
 static sm_status select_per_class(const char *cmd, const cli_inputs *in, cli_batch *b) {
     if (!in->first_per_class && !in->skip_per_class) return SM_OK;
-    if (!b->labels) return cli_gfail(SM_ERR_INVALID, "--first-per-class / --skip-per-class need labelled inputs");
+    if (!b->labels) return cli_fail(SM_ERR_INVALID, "--first-per-class / --skip-per-class need labelled inputs");
     int32_t mx = -1;
     for (int64_t i = 0; i < b->n; i++) if (b->labels[i] > mx) mx = b->labels[i];
     int64_t *seen = calloc((size_t)mx + 2, sizeof(int64_t));
     int64_t *keep = malloc((size_t)(b->n ? b->n : 1) * sizeof(int64_t));
-    if (!seen || !keep) { free(seen); free(keep); return cli_gfail(SM_ERR_NOMEM, "out of memory"); }
+    if (!seen || !keep) { free(seen); free(keep); return cli_fail(SM_ERR_NOMEM, "out of memory"); }
     int64_t m = 0;
     for (int64_t i = 0; i < b->n; i++) {
         int64_t r = seen[b->labels[i]]++;
@@ -139,7 +122,7 @@ static sm_status select_per_class(const char *cmd, const cli_inputs *in, cli_bat
     for (int32_t c = 0; c <= mx; c++)
         if (seen[c] && seen[c] <= in->skip_per_class) {
             free(seen); free(keep);
-            return cli_gfail(SM_ERR_RANGE, "class %d has %s inputs, none left after skipping %d",
+            return cli_fail(SM_ERR_RANGE, "class %d has %s inputs, none left after skipping %d",
                             c, "too few", in->skip_per_class);
         }
     free(seen);
@@ -150,7 +133,7 @@ static sm_status select_per_class(const char *cmd, const cli_inputs *in, cli_bat
         int64_t per = (int64_t)h * w * c;
         float *x = malloc((size_t)(m ? m : 1) * (size_t)per * sizeof(float));
         int32_t *y = malloc((size_t)(m ? m : 1) * sizeof(int32_t));
-        if (!x || !y) st = cli_gfail(SM_ERR_NOMEM, "out of memory");
+        if (!x || !y) st = cli_fail(SM_ERR_NOMEM, "out of memory");
         const float *src = sm_dataset_images(b->ds);
         for (int64_t j = 0; !st && j < m; j++) {
             memcpy(x + j * per, src + keep[j] * per, (size_t)per * sizeof(float));
@@ -176,7 +159,7 @@ static sm_status select_per_class(const char *cmd, const cli_inputs *in, cli_bat
 static sm_status describe_by_index(cli_batch *b) {
     b->item = malloc((size_t)(b->n ? b->n : 1) * sizeof(char *));
     b->item_buf = malloc((size_t)(b->n ? b->n : 1) * 24);
-    if (!b->item || !b->item_buf) return cli_gfail(SM_ERR_NOMEM, "out of memory");
+    if (!b->item || !b->item_buf) return cli_fail(SM_ERR_NOMEM, "out of memory");
     for (int64_t i = 0; i < b->n; i++) {
         snprintf(b->item_buf + i * 24, 24, "#%lld", (long long)i);
         b->item[i] = b->item_buf + i * 24;
@@ -187,8 +170,8 @@ static sm_status describe_by_index(cli_batch *b) {
 sm_status cli_inputs_load(const char *cmd, const cli_inputs *in, sm_model *m, cli_batch *b) {
     memset(b, 0, sizeof *b);
     int sources = (in->folder != NULL) + (in->npy != NULL) + (in->nimages > 0) + (in->data.images != NULL);
-    if (sources > 1) return cli_gfail(SM_ERR_INVALID, "give one input source: --folder, --npy, --image or --images/--labels");
-    if (in->npy_labels && !in->npy) return cli_gfail(SM_ERR_INVALID, "--npy-labels goes with --npy");
+    if (sources > 1) return cli_fail(SM_ERR_INVALID, "give one input source: --folder, --npy, --image or --images/--labels");
+    if (in->npy_labels && !in->npy) return cli_fail(SM_ERR_INVALID, "--npy-labels goes with --npy");
     sm_status st = SM_OK;
     if (in->npy) {
         void *data = NULL;
@@ -197,7 +180,7 @@ sm_status cli_inputs_load(const char *cmd, const cli_inputs *in, sm_model *m, cl
         if ((st = sm_npy_read(in->npy, SM_NPY_F32, &data, shape, &nd))) return st;
         if (nd != 2 || shape[1] < 1 || shape[1] > 65536) {
             free(data);
-            return cli_gfail(SM_ERR_FORMAT, "%s: embeddings must be a 2-D array (n, d), got %d dimensions", in->npy, nd);
+            return cli_fail(SM_ERR_FORMAT, "%s: embeddings must be a 2-D array (n, d), got %d dimensions", in->npy, nd);
         }
         b->emb = data;
         b->n = shape[0];
@@ -210,36 +193,36 @@ sm_status cli_inputs_load(const char *cmd, const cli_inputs *in, sm_model *m, cl
             b->labels = lab;
             if (lnd != 1 || ls[0] != b->n) {
                 cli_batch_free(b);
-                return cli_gfail(SM_ERR_MISMATCH, "%s: %lld labels for %lld embeddings", in->npy_labels,
+                return cli_fail(SM_ERR_MISMATCH, "%s: %lld labels for %lld embeddings", in->npy_labels,
                                 (long long)(lnd == 1 ? ls[0] : -1), (long long)shape[0]);
             }
             for (int64_t i = 0; i < b->n; i++)
                 if (b->labels[i] < 0 || b->labels[i] > 1000000) {
                     cli_batch_free(b);
-                    return cli_gfail(SM_ERR_RANGE, "%s: label %d of input %lld is outside 0..1000000", in->npy_labels,
+                    return cli_fail(SM_ERR_RANGE, "%s: label %d of input %lld is outside 0..1000000", in->npy_labels,
                                     (int)b->labels[i], (long long)i);
                 }
-            if (!(b->names = numeric_names(b->labels, b->n, &b->nnames))) { cli_batch_free(b); return cli_gfail(SM_ERR_NOMEM, "out of memory"); }
+            if (!(b->names = numeric_names(b->labels, b->n, &b->nnames))) { cli_batch_free(b); return cli_fail(SM_ERR_NOMEM, "out of memory"); }
         }
         if ((st = describe_by_index(b)) || (st = select_per_class(cmd, in, b))) { cli_batch_free(b); return st; }
         return SM_OK;
     }
-    if (!m) return cli_gfail(SM_ERR_INVALID, "image inputs need --model (or give embeddings with --npy)");
+    if (!m) return cli_fail(SM_ERR_INVALID, "image inputs need --model (or give embeddings with --npy)");
     int h, w, c;
     sm_model_input_shape(m, &h, &w, &c);
     if (in->nimages > 0) {
         float *x = malloc((size_t)in->nimages * (size_t)h * w * c * sizeof(float));
         int32_t *y = calloc((size_t)in->nimages, sizeof(int32_t));
-        if (!x || !y) { free(x); free(y); return cli_gfail(SM_ERR_NOMEM, "out of memory"); }
+        if (!x || !y) { free(x); free(y); return cli_fail(SM_ERR_NOMEM, "out of memory"); }
         for (int i = 0; i < in->nimages && !st; i++) st = sm_image_load(in->images[i], h, w, c, x + (int64_t)i * h * w * c);
         if (!st) st = sm_dataset_from_arrays(&b->ds, x, y, in->nimages, h, w, c);
         free(x); free(y);
         if (st) { cli_batch_free(b); return st; }
         b->n = in->nimages;
         b->item = malloc((size_t)b->n * sizeof(char *));
-        if (!b->item) { cli_batch_free(b); return cli_gfail(SM_ERR_NOMEM, "out of memory"); }
+        if (!b->item) { cli_batch_free(b); return cli_fail(SM_ERR_NOMEM, "out of memory"); }
         for (int64_t i = 0; i < b->n; i++) b->item[i] = in->images[i];
-        if (in->first_per_class || in->skip_per_class) { cli_batch_free(b); return cli_gfail(SM_ERR_INVALID, "--first-per-class / --skip-per-class need labelled inputs"); }
+        if (in->first_per_class || in->skip_per_class) { cli_batch_free(b); return cli_fail(SM_ERR_INVALID, "--first-per-class / --skip-per-class need labelled inputs"); }
     } else if (in->folder) {
         char **names = NULL;
         int nc = 0;
@@ -252,7 +235,7 @@ sm_status cli_inputs_load(const char *cmd, const cli_inputs *in, sm_model *m, cl
         sm_dataset_shape(b->ds, &dh, &dw, &dc);
         if (dh != h || dw != w || dc != c) {
             cli_batch_free(b);
-            return cli_gfail(SM_ERR_MISMATCH, "the images are %dx%dx%d, the model takes %dx%dx%d", dh, dw, dc, h, w, c);
+            return cli_fail(SM_ERR_MISMATCH, "the images are %dx%dx%d, the model takes %dx%dx%d", dh, dw, dc, h, w, c);
         }
     }
     if (in->folder && in->data.normalize && (st = sm_dataset_normalize(b->ds, in->data.mean, in->data.std))) { cli_batch_free(b); return st; }
@@ -260,9 +243,9 @@ sm_status cli_inputs_load(const char *cmd, const cli_inputs *in, sm_model *m, cl
     b->n = sm_dataset_size(b->ds);
     if (in->nimages == 0) {
         b->labels = malloc((size_t)(b->n ? b->n : 1) * sizeof(int32_t));
-        if (!b->labels) { cli_batch_free(b); return cli_gfail(SM_ERR_NOMEM, "out of memory"); }
+        if (!b->labels) { cli_batch_free(b); return cli_fail(SM_ERR_NOMEM, "out of memory"); }
         if (b->n) memcpy(b->labels, sm_dataset_labels(b->ds), (size_t)b->n * sizeof(int32_t));
-        if (!b->names && !(b->names = numeric_names(b->labels, b->n, &b->nnames))) { cli_batch_free(b); return cli_gfail(SM_ERR_NOMEM, "out of memory"); }
+        if (!b->names && !(b->names = numeric_names(b->labels, b->n, &b->nnames))) { cli_batch_free(b); return cli_fail(SM_ERR_NOMEM, "out of memory"); }
         if ((st = describe_by_index(b)) || (st = select_per_class(cmd, in, b))) { cli_batch_free(b); return st; }
     }
     return SM_OK;
@@ -272,10 +255,10 @@ sm_status cli_batch_embed(const cli_inputs *in, sm_model *m, cli_batch *b) {
     if (!b->emb) {
         int d = sm_model_embedding_dim(m);
         b->emb = malloc((size_t)(b->n ? b->n : 1) * (size_t)d * sizeof(float));
-        if (!b->emb) return cli_gfail(SM_ERR_NOMEM, "out of memory");
+        if (!b->emb) return cli_fail(SM_ERR_NOMEM, "out of memory");
         b->d = d;
         sm_status st = sm_model_embed(m, sm_dataset_images(b->ds), b->n, b->emb);
-        if (st) return cli_gfail(st, "%s", sm_model_errmsg(m));
+        if (st) return cli_fail(st, "%s", sm_model_errmsg(m));
     }
     if (!in->raw) {
         for (int64_t i = 0; i < b->n; i++) {
