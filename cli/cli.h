@@ -35,6 +35,11 @@ typedef struct cli_data {
     int normalize;
 } cli_data;
 void cli_data_defaults(cli_data *d, const char *split);
+/* The getopt_long entries of the data options (ids 1000-1007, handled by cli_data_option). */
+#define CLI_DATA_LONGOPTS                                                                        \
+    {"data", 1, 0, 1000}, {"split", 1, 0, 1001}, {"images", 1, 0, 1002}, {"labels", 1, 0, 1003}, \
+    {"classes", 1, 0, 1004}, {"mean", 1, 0, 1005}, {"std", 1, 0, 1006},                          \
+    {"no-normalize", 0, 0, 1007}
 /* Handle a data option; returns 1 if consumed, 0 if not a data option, -1 on a bad value. */
 int cli_data_option(const char *cmd, cli_data *d, int opt, const char *arg);
 /* Load, filter and normalise. */

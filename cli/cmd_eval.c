@@ -92,9 +92,7 @@ static int eval_retrieval(sm_model *m, sm_dataset *ds, FILE *json) {
 int cmd_eval(int argc, char **argv) {
     static const struct option opts[] = {
         {"model", 1, 0, 'm'}, {"task", 1, 0, 't'}, {"threads", 1, 0, 'j'}, {"json", 1, 0, 'o'}, {"help", 0, 0, 'h'},
-        {"data", 1, 0, 1000}, {"split", 1, 0, 1001}, {"images", 1, 0, 1002}, {"labels", 1, 0, 1003},
-        {"classes", 1, 0, 1004}, {"mean", 1, 0, 1005}, {"std", 1, 0, 1006}, {"no-normalize", 0, 0, 1007},
-        {0, 0, 0, 0}};
+        CLI_DATA_LONGOPTS, {0, 0, 0, 0}};
     const char *cmd = "eval", *model_path = NULL, *task = "auto", *json_path = NULL;
     int threads = 0, c;
     cli_data data;
