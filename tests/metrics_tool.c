@@ -59,6 +59,7 @@ int main(int argc, char **argv) {
               "knn");
         write_raw(argv[10], dist, sizeof(float) * (size_t)(nq * k));
         write_raw(argv[11], idx, sizeof(int64_t) * (size_t)(nq * k));
+        free(db); free(q); free(dist); free(idx);
         return 0;
     }
     if (argc >= 7 && !strcmp(argv[1], "retrieval")) {
@@ -74,6 +75,7 @@ int main(int argc, char **argv) {
                r.recall_at_k[0], r.recall_at_k[1], r.recall_at_k[2], r.recall_at_k[3]);
         printf("nmi %.17g\nnum_queries %lld\nnum_skipped %lld\nnum_classes %d\n", r.nmi,
                (long long)r.num_queries, (long long)r.num_skipped, r.num_classes);
+        free(e); free(y);
         return 0;
     }
     if (argc >= 5 && !strcmp(argv[1], "nmi")) {
@@ -83,6 +85,7 @@ int main(int argc, char **argv) {
         double v;
         check(sm_nmi(a, b, n, &v), "nmi");
         printf("nmi %.17g\n", v);
+        free(a); free(b);
         return 0;
     }
     if (argc >= 8 && !strcmp(argv[1], "roc")) {
@@ -106,6 +109,7 @@ int main(int argc, char **argv) {
         printf("count %lld\nauc %.17g\neer %.17g\neer_threshold %.9g\n", (long long)count, auc, eer,
                eth);
         printf("tar_at_far_1e-2 %.17g\ntar_at_far_1e-3 %.17g\ntar_at_far_1e-4 %.17g\n", t2, t3, t4);
+        free(s); free(g); free(far); free(tar); free(thr);
         return 0;
     }
     if (argc >= 6 && !strcmp(argv[1], "dist")) {
@@ -116,6 +120,7 @@ int main(int argc, char **argv) {
         double a, b;
         check(sm_intra_inter_distances(e, y, n, d, &a, &b), "dist");
         printf("mean_intra %.17g\nmean_inter %.17g\n", a, b);
+        free(e); free(y);
         return 0;
     }
     fprintf(stderr, "usage: metrics_tool knn|retrieval|nmi|roc|dist ... (see the source)\n");

@@ -17,7 +17,8 @@
 
 #define MAX_CLASSES (1 << 20)
 #define MAX_SIDE 65536
-#define MAX_SOURCE_PIXELS ((int64_t)1 << 28)
+#define MAX_SOURCE_PIXELS ((int64_t)1 << 26) /* 8192 x 8192: a 58-byte BMP could ask for 2^28 */
+#define MAX_FILE_BYTES ((size_t)1 << 30)
 
 /* ---- single images ------------------------------------------------------------------------- */
 /* Bilinear resize of src (ih, iw, c) bytes into dst (h, w, c) floats in [0, 1]. */
@@ -49,24 +50,116 @@ static void resize_bilinear(const unsigned char *src, int ih, int iw, int c, flo
     }
 }
 
+/* The formats we decode, by their magic bytes: stb_image would otherwise also try GIF, PSD,
+ * PIC, HDR and TGA (which has no magic), more code exposed to hostile files for nothing. */
+static const char *image_kind(const unsigned char *b, size_t n) {
+    if (n >= 8 && !memcmp(b, "\x89PNG\r\n\x1a\n", 8)) return "png";
+    if (n >= 3 && b[0] == 0xFF && b[1] == 0xD8 && b[2] == 0xFF) return "jpeg";
+    if (n >= 2 && b[0] == 'B' && b[1] == 'M') return "bmp";
+    if (n >= 2 && b[0] == 'P' && (b[1] == '5' || b[1] == '6')) return "pnm";
+    return NULL;
+}
+
+/* Every Huffman table of a JPEG must hold at most 256 codes.  stb_image 2.27 (Debian 12's
+ * libstb) does not check this and writes past its code-length table (fixed upstream in 2.28;
+ * found by fuzz_image): walk the markers and refuse such files before decoding. */
+static int jpeg_tables_ok(const unsigned char *b, size_t n) {
+    size_t i = 2;
+    while (i + 4 <= n) {
+        if (b[i] != 0xFF) { i++; continue; }        /* entropy-coded data */
+        unsigned m = b[i + 1];
+        if (m == 0xFF) { i++; continue; }           /* fill byte */
+        if (m == 0x00 || m == 0x01 || m == 0xD8 || (m >= 0xD0 && m <= 0xD7)) { i += 2; continue; }
+        if (m == 0xD9) break;                       /* end of image */
+        size_t len = (size_t)b[i + 2] << 8 | b[i + 3];
+        if (len < 2) return 0;
+        if (m == 0xC4) { /* DHT: (class/id, 16 counts, symbols)+, read as stb reads it */
+            size_t p = i + 4;
+            long left = (long)len - 2;
+            while (left > 0) {
+                if (p + 17 > n || (b[p] >> 4) > 1 || (b[p] & 15) > 3) return 0;
+                unsigned sum = 0;
+                for (int k = 1; k <= 16; k++) sum += b[p + k];
+                if (sum > 256) return 0;
+                p += 17 + sum;
+                left -= 17 + (long)sum;
+            }
+            if (left != 0) return 0; /* stb fails on these too, after building the table */
+        }
+        i += 2 + len;
+    }
+    return 1;
+}
+
+/* Binary PGM/PPM header: width, height and maxval read exactly as stb_image 2.27 reads them
+ * (whitespace and '#' comments between them).  Refused: a 16-bit file (maxval > 255: stb 2.27
+ * converts its channels with the 8-bit routine and reads past the buffer, fixed upstream in
+ * 2.28; found by fuzz_image), a zero field, and numbers of 10 digits or more (stb's parser
+ * overflows an int on them). */
+static int pnm_header_ok(const unsigned char *b, size_t n) {
+    size_t i = 2;
+#define PNM_GET() (i < n ? (char)b[i++] : 0)
+#define PNM_SPACE(ch) ((ch) == ' ' || (ch) == '\t' || (ch) == '\n' || (ch) == '\v' || (ch) == '\f' || (ch) == '\r')
+    char ch = PNM_GET();
+    long v[3];
+    for (int f = 0; f < 3; f++) {
+        for (;;) {
+            while (i < n && PNM_SPACE(ch)) ch = PNM_GET();
+            if (i >= n || ch != '#') break;
+            while (i < n && ch != '\n' && ch != '\r') ch = PNM_GET();
+        }
+        long x = 0;
+        int digits = 0;
+        while (i < n && ch >= '0' && ch <= '9') {
+            if (++digits > 9) return 0;
+            x = x * 10 + (ch - '0');
+            ch = PNM_GET();
+        }
+        v[f] = x;
+    }
+#undef PNM_GET
+#undef PNM_SPACE
+    return v[0] >= 1 && v[1] >= 1 && v[2] >= 1 && v[2] <= 255;
+}
+
 sm_status sm_image_load(const char *path, int h, int w, int c, float *x) {
     if (!path || !x) return sm_fail(SM_ERR_INVALID, "sm_image_load: NULL argument");
     if (h < 1 || w < 1 || h > MAX_SIDE || w > MAX_SIDE || (c != 1 && c != 3))
         return sm_fail(SM_ERR_INVALID, "sm_image_load: target shape %dx%dx%d (need 1 or 3 channels)", h, w, c);
-    FILE *f = fopen(path, "rb");
-    if (!f) return sm_fail(SM_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    unsigned char *buf;
+    size_t len;
+    sm_status st = sm_read_file(path, MAX_FILE_BYTES, &buf, &len);
+    if (st) return st == SM_ERR_RANGE ? sm_fail(SM_ERR_FORMAT, "%s: image file too large", path) : st;
+    const char *kind = image_kind(buf, len);
     int iw = 0, ih = 0, comp = 0;
-    if (!stbi_info_from_file(f, &iw, &ih, &comp)) {
-        fclose(f);
+    if (!kind) {
+        sm_free(buf);
+        return sm_fail(SM_ERR_FORMAT, "%s: not a PNG, JPEG, BMP or binary PGM/PPM image", path);
+    }
+    if (!strcmp(kind, "jpeg") && !jpeg_tables_ok(buf, len)) {
+        sm_free(buf);
+        return sm_fail(SM_ERR_FORMAT, "%s: corrupt JPEG (a Huffman table of more than 256 codes)", path);
+    }
+    if (!strcmp(kind, "pnm") && !pnm_header_ok(buf, len)) {
+        sm_free(buf);
+        return sm_fail(SM_ERR_FORMAT, "%s: bad or 16-bit PGM/PPM header (8-bit binary P5/P6 only)", path);
+    }
+    if (len > INT32_MAX || !stbi_info_from_memory(buf, (int)len, &iw, &ih, &comp)) {
+        sm_free(buf);
         return sm_fail(SM_ERR_FORMAT, "%s: not a readable image (%s)", path, stbi_failure_reason());
     }
-    if ((int64_t)iw * ih > MAX_SOURCE_PIXELS) {
-        fclose(f);
-        return sm_fail(SM_ERR_FORMAT, "%s: image of %dx%d pixels is too large", path, iw, ih);
+    if (iw < 1 || ih < 1 || (int64_t)iw * ih > MAX_SOURCE_PIXELS) {
+        sm_free(buf);
+        return sm_fail(SM_ERR_FORMAT, "%s: image of %dx%d pixels is too large or empty", path, iw, ih);
     }
-    unsigned char *px = stbi_load_from_file(f, &iw, &ih, &comp, c);
-    fclose(f);
+    unsigned char *px = stbi_load_from_memory(buf, (int)len, &iw, &ih, &comp, c);
+    sm_free(buf);
     if (!px) return sm_fail(SM_ERR_FORMAT, "%s: cannot decode the image (%s)", path, stbi_failure_reason());
+    /* stb_image 2.27 returns a 0-pixel-wide (or -high) image for some PNM headers (fuzz_image) */
+    if (iw < 1 || ih < 1 || (int64_t)iw * ih > MAX_SOURCE_PIXELS) {
+        stbi_image_free(px);
+        return sm_fail(SM_ERR_FORMAT, "%s: image of %dx%d pixels", path, iw, ih);
+    }
     resize_bilinear(px, ih, iw, c, x, h, w);
     stbi_image_free(px);
     return SM_OK;

@@ -13,6 +13,11 @@ static sm_status model_fail(sm_model *m, sm_status st) {
 }
 
 sm_status sm_model_create(sm_model **out, const char *spec, int h, int w, int c, uint64_t seed) {
+    return sm_model_create_bounded(out, spec, h, w, c, seed, SM_MAX_PARAMS);
+}
+
+sm_status sm_model_create_bounded(sm_model **out, const char *spec, int h, int w, int c, uint64_t seed,
+                                  int64_t max_params) {
     if (!out) return sm_fail(SM_ERR_INVALID, "sm_model_create: out is NULL");
     *out = NULL;
     if (h < 1 || w < 1 || c < 1 || h > 65536 || w > 65536 || c > 65536 || (int64_t)h * w * c > (1 << 26))
@@ -47,6 +52,12 @@ sm_status sm_model_create(sm_model **out, const char *spec, int h, int w, int c,
                        ih, iw, ic);
     }
     m->emb_dim = ic;
+    if (m->nparams + m->nbuffers > max_params) {
+        int64_t np = m->nparams + m->nbuffers;
+        sm_model_free(m);
+        return sm_fail(SM_ERR_SPEC, "the model has %lld parameters and statistics, more than the limit of %lld",
+                       (long long)np, (long long)max_params);
+    }
     /* fuse bn + relu (one pass instead of two, forward and backward); SIMILE_NO_FUSE=1 turns it
      * off, for testing that both paths agree */
     const char *nofuse = getenv("SIMILE_NO_FUSE");
@@ -81,9 +92,12 @@ sm_status sm_model_create(sm_model **out, const char *spec, int h, int w, int c,
 }
 
 static void free_acts(sm_model *m) {
-    if (m->act)
-        for (int i = 0; i < m->nlayers; i++)
-            if (!m->layers[i].fused) { sm_free(m->act[i]); sm_free(m->dact[i]); }
+    /* either array may be missing after a failed allocation (found by tests/test_faults.c) */
+    for (int i = 0; i < m->nlayers; i++)
+        if (!m->layers[i].fused) {
+            if (m->act) sm_free(m->act[i]);
+            if (m->dact) sm_free(m->dact[i]);
+        }
     sm_free(m->act); sm_free(m->dact);
     m->act = m->dact = NULL;
     m->cap = 0;
@@ -255,6 +269,15 @@ sm_status sm_model_logits(sm_model *m, const float *x, int64_t n, float *logits)
             m->head_loss = NULL;
             return model_fail(m, sm_fail(SM_ERR_FORMAT, "head of %lld values, loss '%s' expects %lld",
                                          (long long)m->nhead, m->loss_name, want));
+        }
+        /* logits has room for m->classes columns (sm_model_num_classes): a file whose loss
+         * options name another class count must not write past it (found by fuzz_model) */
+        if (m->head_loss->classes != m->classes) {
+            int want = m->head_loss->classes;
+            sm_loss_free(m->head_loss);
+            m->head_loss = NULL;
+            return model_fail(m, sm_fail(SM_ERR_FORMAT, "the model has %d classes, its loss options '%s' say %d",
+                                         m->classes, m->loss_options, want));
         }
         memcpy(m->head_loss->params, m->head, sizeof(float) * (size_t)m->nhead);
     }

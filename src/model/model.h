@@ -33,6 +33,13 @@ struct sm_model {
     char errmsg[SM_ERRMSG_MAX];
 };
 
+/* Limit on parameters + batch-norm statistics of a model (2^27 floats, 512 MiB). */
+#define SM_MAX_PARAMS ((int64_t)1 << 27)
+/* sm_model_create with a lower limit on parameters + statistics, checked before the blocks
+ * are allocated (the model file reader passes what the file's size can hold). */
+sm_status sm_model_create_bounded(sm_model **out, const char *spec, int h, int w, int c, uint64_t seed,
+                                  int64_t max_params);
+
 /* Parse spec text (or a built-in name) into layers (*layers allocated, *n set, *expanded the
  * canonical text).  SM_ERR_SPEC with the line number on any error. */
 sm_status sm_spec_parse(const char *spec, sm_layer **layers, int *n, char **expanded);

@@ -209,7 +209,9 @@ static sm_status parse_model(reader *r, sm_model **out) {
     }
     if (!have_spec || !have_input) return sm_fail(SM_ERR_FORMAT, "%s: spec or input shape missing", r->path);
     sm_model *m;
-    if ((st = sm_model_create(&m, spec, h, w, c, 0))) {
+    /* every parameter and statistic is stored as a float in the file: a model larger than
+     * the bytes left is refused before its blocks are allocated */
+    if ((st = sm_model_create_bounded(&m, spec, h, w, c, 0, (int64_t)(r->end - r->p) / 4))) {
         sm_errmsg_prefix(r->path);
         return st == SM_ERR_NOMEM ? st : SM_ERR_FORMAT;
     }

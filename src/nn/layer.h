@@ -43,6 +43,8 @@ static inline int64_t sm_layer_out_size(const sm_layer *L) { return (int64_t)L->
 static inline int64_t sm_layer_in_size(const sm_layer *L) { return (int64_t)L->ih * L->iw * L->ic; }
 const char *sm_layer_type_name(sm_layer_type t);
 
+/* Limit on a layer's output values per sample, and on its unfolded (im2col) input per sample. */
+#define SM_MAX_LAYER_OUTPUT ((int64_t)1 << 28)
 /* Set output shape and parameter counts from the input shape; SM_ERR_SPEC if it does not fit. */
 sm_status sm_layer_setup(sm_layer *L, int ih, int iw, int ic, int index);
 /* Allocate this layer's caches for a batch of cap samples (frees old ones). */

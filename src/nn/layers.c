@@ -54,6 +54,16 @@ sm_status sm_layer_setup(sm_layer *L, int ih, int iw, int ic, int index) {
     if (L->nparams > ((int64_t)1 << 31))
         return sm_fail(SM_ERR_SPEC, "layer %d (%s): %lld parameters exceed the limit", index + 1,
                        name, (long long)L->nparams);
+    /* per-sample output and im2col sizes, refused before anything is allocated (a padding of
+     * 10^6 would otherwise ask for terabytes of activations) */
+    int64_t out = (int64_t)L->oh * L->ow * L->oc;
+    if (out > SM_MAX_LAYER_OUTPUT)
+        return sm_fail(SM_ERR_SPEC, "layer %d (%s): output of %dx%dx%d values exceeds the limit of %lld",
+                       index + 1, name, L->oh, L->ow, L->oc, (long long)SM_MAX_LAYER_OUTPUT);
+    if (L->type == SM_LAYER_CONV && (int64_t)L->oh * L->ow > SM_MAX_LAYER_OUTPUT / ((int64_t)L->k * L->k * ic))
+        return sm_fail(SM_ERR_SPEC, "layer %d (conv): unfolded input of %dx%d positions x %dx%dx%d exceeds "
+                       "the limit of %lld values", index + 1, L->oh, L->ow, L->k, L->k, ic,
+                       (long long)SM_MAX_LAYER_OUTPUT);
     return SM_OK;
 }
 

@@ -106,10 +106,18 @@ void sm_k_add_bias(float *y, const float *b, int64_t m, int c) {
 void sm_k_sum_rows(const float *dy, int64_t m, int c, float *db) {
     int64_t nch = (m + CHUNK - 1) / CHUNK;
     double *part = sm_calloc((size_t)(nch > 0 ? nch : 1) * (size_t)c, sizeof(double));
-    if (!part) { /* fall back to a serial sum */
-        for (int j = 0; j < c; j++) db[j] = 0;
-        for (int64_t i = 0; i < m; i++)
-            for (int j = 0; j < c; j++) db[j] += dy[i * c + j];
+    if (!part) { /* fall back to a serial sum in the same order, so the result is the same bits
+                  * (tests/test_faults.c: a float sum here made training differ under low memory) */
+        for (int j = 0; j < c; j++) {
+            double s = 0;
+            for (int64_t ch = 0; ch < nch; ch++) {
+                double p = 0;
+                int64_t end = (ch + 1) * CHUNK < m ? (ch + 1) * CHUNK : m;
+                for (int64_t i = ch * CHUNK; i < end; i++) p += dy[i * c + j];
+                s += p;
+            }
+            db[j] = (float)s;
+        }
         return;
     }
 #pragma omp parallel for schedule(static)
