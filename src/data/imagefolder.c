@@ -91,6 +91,20 @@ static int jpeg_tables_ok(const unsigned char *b, size_t n) {
     return 1;
 }
 
+/* Every PNG chunk must fit in the file: stb_image 2.27 grows its IDAT buffer to the length a
+ * chunk claims before reading it, so a 100-byte file could make it allocate 2 GiB (found by
+ * fuzz_image).  A chunk longer than the rest of the file is a truncated or corrupt PNG anyway. */
+static int png_chunks_ok(const unsigned char *b, size_t n) {
+    size_t i = 8;
+    while (i + 8 <= n) {
+        uint64_t len = (uint64_t)b[i] << 24 | (uint64_t)b[i + 1] << 16 | (uint64_t)b[i + 2] << 8 | b[i + 3];
+        if (len + 12 > n - i) return 0;
+        if (!memcmp(b + i + 4, "IEND", 4)) break;
+        i += 12 + (size_t)len;
+    }
+    return 1;
+}
+
 /* Binary PGM/PPM header: width, height and maxval read exactly as stb_image 2.27 reads them
  * (whitespace and '#' comments between them).  Refused: a 16-bit file (maxval > 255: stb 2.27
  * converts its channels with the 8-bit routine and reads past the buffer, fixed upstream in
@@ -139,6 +153,10 @@ sm_status sm_image_load(const char *path, int h, int w, int c, float *x) {
     if (!strcmp(kind, "jpeg") && !jpeg_tables_ok(buf, len)) {
         sm_free(buf);
         return sm_fail(SM_ERR_FORMAT, "%s: corrupt JPEG (a Huffman table of more than 256 codes)", path);
+    }
+    if (!strcmp(kind, "png") && !png_chunks_ok(buf, len)) {
+        sm_free(buf);
+        return sm_fail(SM_ERR_FORMAT, "%s: truncated or corrupt PNG (a chunk longer than the file)", path);
     }
     if (!strcmp(kind, "pnm") && !pnm_header_ok(buf, len)) {
         sm_free(buf);
