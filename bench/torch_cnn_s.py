@@ -4,8 +4,18 @@ cnn-s (3x3 conv no bias - BN - ReLU blocks of 32, 64, 128, max-pool after the fi
 average pool, fc 128 -> 64, L2-normalised) with a 64 -> C linear head and cross-entropy, Adam 1e-3,
 on Fashion-MNIST read from the same IDX files.  Prints one JSON line.
 
+With --loss multisimilarity or contrastive it is the fmnist-open peer: transcriptions of
+pytorch-metric-learning 2.x's MultiSimilarityLoss + MultiSimilarityMiner (cosine similarity,
+alpha 2, beta 50, base 0.5, epsilon 0.1, mean over anchors) and ContrastiveLoss (L2 distance,
+pos margin 0, neg margin 1, each part averaged over its non-zero pairs), trained on batches from a
+transcription of MPerClassSampler (m = --per-class, batch_size = --batch, length_before_new_iter
+= --epoch-len), evaluated each epoch by MAP@R / R-precision / P@1 on --eval-classes (PML isn't
+packaged in Debian, so it is transcribed here from its source).
+
 usage: torch_cnn_s.py --images F --labels F [--classes 0,1] [--batch 128] [--threads 2]
                       [--epochs 1] [--mode train|embed] [--eval-images F --eval-labels F]
+                      [--loss ce|multisimilarity|contrastive] [--per-class 32]
+                      [--epoch-len N] [--eval-classes 5,6,7,8,9]
 """
 import argparse, gzip, json, time
 import numpy as np
@@ -49,6 +59,83 @@ def load(images, labels, classes):
     return torch.from_numpy(x[:, None, :, :].copy()), torch.from_numpy(y.copy())
 
 
+def ms_miner(E, y, eps=0.1):
+    """MultiSimilarityMiner (cosine similarity): hard positives and negatives per anchor."""
+    with torch.no_grad():
+        S = E @ E.t()
+        n = len(y)
+        same = y[:, None] == y[None, :]
+        eye = torch.eye(n, dtype=torch.bool)
+        pos = same & ~eye
+        neg = ~same
+        inf = float("inf")
+        min_pos = torch.where(pos, S, torch.full_like(S, inf)).min(1).values
+        max_neg = torch.where(neg, S, torch.full_like(S, -inf)).max(1).values
+        hard_pos = pos & (S - eps < max_neg[:, None])
+        hard_neg = neg & (S + eps > min_pos[:, None])
+    return hard_pos, hard_neg
+
+
+def ms_loss(E, y, alpha=2.0, beta=50.0, base=0.5):
+    """MultiSimilarityLoss on the miner's pairs, PML's logsumexp with add_one, MeanReducer."""
+    pos, neg = ms_miner(E, y)
+    S = E @ E.t()
+    def lse(x, mask):
+        x = x.masked_fill(~mask, torch.finfo(x.dtype).min)
+        x = torch.cat([x, torch.zeros(len(x), 1)], 1)
+        out = torch.logsumexp(x, 1)
+        return out.masked_fill(~mask.any(1), 0)
+    pl = lse(alpha * (base - S), pos) / alpha
+    nl = lse(beta * (S - base), neg) / beta
+    return (pl + nl).mean()
+
+
+def contrastive_loss(E, y, pos_margin=0.0, neg_margin=1.0):
+    """ContrastiveLoss with LpDistance (L2 of normalised embeddings), AvgNonZeroReducer per part."""
+    n = len(y)
+    same = y[:, None] == y[None, :]
+    eye = torch.eye(n, dtype=torch.bool)
+    D = torch.sqrt(torch.clamp(2 - 2 * E @ E.t(), min=1e-12))  # ||a - b|| of unit vectors
+    pl = F.relu(D[same & ~eye] - pos_margin)
+    nl = F.relu(neg_margin - D[~same])
+    def avg_nz(v):
+        nz = (v > 0).sum()
+        return v.sum() / nz if nz > 0 else v.sum() * 0
+    return avg_nz(pl) + avg_nz(nl)
+
+
+def mper_class(y, m, batch, length, rng):
+    """MPerClassSampler.__iter__ (batch_size given): each batch is batch/m random classes, m
+    random images of each (without replacement when the class has m)."""
+    labels = np.unique(y)
+    by = {int(l): np.nonzero(y == l)[0] for l in labels}
+    length -= length % batch
+    out = []
+    for _ in range(length // batch):
+        rng.shuffle(labels)
+        for l in labels[:batch // m]:
+            t = by[int(l)]
+            out.append(rng.choice(t, size=m, replace=len(t) < m))
+    return np.concatenate(out)
+
+
+def map_at_r(E, y):
+    """P@1, R-precision, MAP@R with R = other same-class items, query excluded (PML's definitions)."""
+    E = E.numpy().astype(np.float64); y = y.numpy()
+    S = E @ E.T
+    np.fill_diagonal(S, -np.inf)
+    order = np.argsort(-S, axis=1, kind="stable")
+    res = {"p1": 0.0, "rprec": 0.0, "mapr": 0.0}
+    for i in range(len(y)):
+        R = int((y == y[i]).sum()) - 1
+        rel = (y[order[i, :R]] == y[i])
+        res["p1"] += rel[0]
+        res["rprec"] += rel.sum() / R
+        prec = np.cumsum(rel) / np.arange(1, R + 1)
+        res["mapr"] += (prec * rel).sum() / R
+    return {k: float(v / len(y)) for k, v in res.items()}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--images", required=True)
@@ -61,6 +148,10 @@ def main():
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--mode", default="train", choices=["train", "embed"])
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--loss", default="ce", choices=["ce", "multisimilarity", "contrastive"])
+    ap.add_argument("--per-class", type=int, default=32)
+    ap.add_argument("--epoch-len", type=int, default=0, help="samples an epoch (0: the data size)")
+    ap.add_argument("--eval-classes", default=None)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -79,23 +170,41 @@ def main():
         out.update(mode="embed", seconds=dt, images_per_sec=len(x) / dt)
         print(json.dumps(out))
         return
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     epochs = []
+    rng = np.random.default_rng(a.seed)
+    metric = a.loss != "ce"
+    params = model.features.parameters() if metric else model.parameters()
+    opt = torch.optim.Adam(params, lr=1e-3)
     for ep in range(a.epochs):
         model.train()
-        perm = torch.randperm(len(x))
+        if metric:
+            perm = torch.from_numpy(mper_class(y.numpy(), a.per_class, a.batch, a.epoch_len or len(x), rng))
+        else:
+            perm = torch.randperm(len(x))
         t0 = time.perf_counter()
         total = 0.0
-        for i in range(0, len(x), a.batch):
+        for i in range(0, len(perm), a.batch):
             idx = perm[i:i + a.batch]
-            loss = F.cross_entropy(model(x[idx]), y[idx])
+            if a.loss == "ce":
+                loss = F.cross_entropy(model(x[idx]), y[idx])
+            elif a.loss == "multisimilarity":
+                loss = ms_loss(model.embed(x[idx]), y[idx])
+            else:
+                loss = contrastive_loss(model.embed(x[idx]), y[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
             total += loss.item() * len(idx)
         dt = time.perf_counter() - t0
-        rec = {"epoch": ep + 1, "loss": total / len(x), "seconds": dt, "images_per_sec": len(x) / dt}
-        if a.eval_images:
+        rec = {"epoch": ep + 1, "loss": total / len(perm), "seconds": dt, "images_per_sec": len(perm) / dt}
+        if a.eval_images and metric:
+            ec = [int(c) for c in a.eval_classes.split(",")] if a.eval_classes else classes
+            xe, ye = load(a.eval_images, a.eval_labels, ec)
+            model.eval()
+            with torch.no_grad():
+                Ee = torch.cat([model.embed(xe[i:i + 1000]) for i in range(0, len(xe), 1000)])
+            rec.update(map_at_r(Ee, ye))
+        elif a.eval_images:
             xe, ye = load(a.eval_images, a.eval_labels, classes)
             model.eval()
             with torch.no_grad():
