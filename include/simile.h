@@ -114,8 +114,11 @@ typedef struct sm_model sm_model;
  * (PyTorch's defaults: uniform +-1/sqrt(fan_in) for conv/fc, BN gamma 1 beta 0).  `spec` is either a built-in name ("cnn-s",
  * "cnn-c", "cnn-m", "mlp") or layer text, one layer per line or separated by ';' (docs/model-spec.md):
  *     conv 32 k=3 s=1 p=1 bias=0 ; bn ; relu ; maxpool k=2 ; gap ; fc 64 ; l2norm
- * Errors: SM_ERR_SPEC (unknown layer, bad option, shapes that do not fit, too many layers),
- * SM_ERR_INVALID, SM_ERR_NOMEM. */
+ * Limits (refused with SM_ERR_SPEC before anything is allocated): at most 2^27 parameters plus
+ * batch-norm statistics a model (512 MiB), at most 2^28 output values a sample a layer and as
+ * many unfolded (im2col) values a sample a convolution; inputs of at most 2^26 values a sample.
+ * Errors: SM_ERR_SPEC (unknown layer, bad option, shapes that do not fit, too many layers, the
+ * limits above), SM_ERR_INVALID, SM_ERR_NOMEM. */
 sm_status sm_model_create(sm_model **out, const char *spec, int h, int w, int c, uint64_t seed);
 
 void sm_model_free(sm_model *m);
@@ -141,6 +144,16 @@ const char *sm_model_summary(sm_model *m);
  * running statistics).  Batched internally; threads as set by sm_set_num_threads.
  * Errors: SM_ERR_INVALID, SM_ERR_NUMERIC (NaN/Inf in x), SM_ERR_NOMEM. */
 sm_status sm_model_embed(sm_model *m, const float *x, int64_t n, float *emb);
+
+/* Recompute every batch-norm layer's running statistics from data, with the weights fixed:
+ * the running mean and variance are reset and replaced by the average over the batches of n
+ * inputs x (n, h, w, c), taken in order in batches of `batch` (torch.optim.swa_utils.update_bn;
+ * "precise BN").  Training leaves statistics that are an exponential average (momentum 0.1) over
+ * the last few dozen batches, computed with weights that kept moving; these are the statistics
+ * of the final weights over the whole set.  The parameters are not changed; the fingerprint is.
+ * Errors: SM_ERR_INVALID (NULL, n < 2, batch < 2), SM_ERR_NUMERIC (NaN/Inf in x), SM_ERR_NOMEM;
+ * on error the statistics are left as they were. */
+sm_status sm_model_update_bn(sm_model *m, const float *x, int64_t n, int batch);
 
 /* Class logits (n, C) of the model's classifier head applied to the embeddings of x.
  * Errors: SM_ERR_UNSUPPORTED if the model has no head, and as sm_model_embed. */
@@ -566,7 +579,9 @@ void sm_lock_release(sm_lock *lock);
  * 1, ...; hidden entries skipped).  Files ending in .png, .jpg, .jpeg, .pgm, .ppm, .bmp (any
  * case) are decoded (stb_image), converted to c channels (1 grey or 3 RGB), resized bilinearly
  * to (h, w) and scaled to [0, 1]; other files are ignored.  Images are taken in sorted file
- * name order.  *class_names (may be NULL) receives an array of *num_classes strings in one
+ * name order.  Only PNG, JPEG, BMP, PGM and PPM are decoded (stb_image's other formats are
+ * refused); an image of more than 2^26 pixels, or a PNG chunk longer than the file, is refused
+ * as SM_ERR_FORMAT before it is decoded.  *class_names (may be NULL) receives an array of *num_classes strings in one
  * block, released with one free().
  * Errors: SM_ERR_IO (folder unreadable), SM_ERR_RANGE (no class folder, or a class folder with
  * no image: named), SM_ERR_FORMAT (an image that cannot be decoded: named), SM_ERR_INVALID,

@@ -66,4 +66,19 @@ void sm_k_l2norm_forward(const float *x, int n, int d, float *y, float *norm);
 void sm_k_l2norm_backward(const float *y, const float *norm, const float *dy, int n, int d,
                           float *dx);
 
+/* ---- single-threaded kernels for the batch-parallel inference path (src/model/infer.c):
+ * each thread runs its own slice of the batch through every layer, so these never open an
+ * OpenMP region. */
+
+/* im2col as sm_k_im2col, on the calling thread only. */
+void sm_k1_im2col(const float *x, int n, int h, int w, int c, int k, int stride, int pad, int oh,
+                  int ow, float *col);
+/* y (m, c) = act(y + b) with b (c) or NULL, act = max(., 0) when relu is set, else identity. */
+void sm_k1_bias_act(float *y, const float *b, int64_t m, int c, int relu);
+/* Max pool NHWC (window k, stride s, no padding) without the argmax indices. */
+void sm_k1_maxpool(const float *x, int n, int h, int w, int c, int k, int s, int oh, int ow,
+                   float *y);
+/* Global average pool x (n, hw, c) -> y (n, c). */
+void sm_k1_gap(const float *x, int n, int hw, int c, float *y);
+
 #endif

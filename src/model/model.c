@@ -234,10 +234,60 @@ sm_status sm_model_set_head(sm_model *m, const char *loss_name, const char *loss
     return SM_OK;
 }
 
+sm_status sm_model_update_bn(sm_model *m, const float *x, int64_t n, int batch) {
+    if (!m) return sm_fail(SM_ERR_INVALID, "sm_model_update_bn: model is NULL");
+    if (!x || n < 2 || batch < 2)
+        return model_fail(m, sm_fail(SM_ERR_INVALID, "sm_model_update_bn: needs data, n >= 2 and batch >= 2"));
+    if (!m->nbuffers) return SM_OK;
+    const int64_t in = (int64_t)m->in_h * m->in_w * m->in_c;
+    if (!sm_all_finite(x, n * in)) return model_fail(m, sm_fail(SM_ERR_NUMERIC, "non-finite input value"));
+    if (batch > n) batch = (int)n;
+    float *saved = sm_alloc((size_t)m->nbuffers, sizeof(float));
+    if (!saved) return model_fail(m, SM_ERR_NOMEM);
+    sm_status st = sm_model_reserve(m, batch);
+    if (st) { sm_free(saved); return model_fail(m, st); }
+    memcpy(saved, m->buffers, sizeof(float) * (size_t)m->nbuffers);
+    float *moms = sm_alloc((size_t)m->nlayers + 1, sizeof(float));
+    if (!moms) { sm_free(saved); return model_fail(m, SM_ERR_NOMEM); }
+    for (int i = 0; i < m->nlayers; i++) {
+        sm_layer *L = &m->layers[i];
+        moms[i] = L->momentum;
+        if (L->type != SM_LAYER_BN) continue;
+        for (int j = 0; j < L->oc; j++) { L->run_mean[j] = 0; L->run_var[j] = 1; }
+    }
+    /* a cumulative average: batch k (0-based) enters with weight 1/(k+1); a last batch of fewer
+     * than 2 inputs is skipped (its variance is undefined) */
+    int64_t k = 0;
+    for (int64_t s = 0; s + 1 < n; s += batch, k++) {
+        int b = (int)(n - s < batch ? n - s : batch);
+        for (int i = 0; i < m->nlayers; i++)
+            if (m->layers[i].type == SM_LAYER_BN) m->layers[i].momentum = 1.0f / (float)(k + 1);
+        sm_model_forward(m, x + s * in, b, 1);
+    }
+    for (int i = 0; i < m->nlayers; i++) m->layers[i].momentum = moms[i];
+    sm_free(moms);
+    if (!sm_all_finite(m->buffers, m->nbuffers)) {
+        memcpy(m->buffers, saved, sizeof(float) * (size_t)m->nbuffers);
+        sm_free(saved);
+        return model_fail(m, sm_fail(SM_ERR_NUMERIC, "batch-norm statistics became non-finite; left as they were"));
+    }
+    sm_free(saved);
+    return SM_OK;
+}
+
 sm_status sm_model_embed(sm_model *m, const float *x, int64_t n, float *emb) {
     if (!m) return sm_fail(SM_ERR_INVALID, "sm_model_embed: model is NULL");
     if (!x || !emb || n < 0) return model_fail(m, sm_fail(SM_ERR_INVALID, "sm_model_embed: NULL buffer or negative n"));
     int64_t in = (int64_t)m->in_h * m->in_w * m->in_c;
+    if (!m->profile) { /* the fast path; SIMILE_PROFILE times the layer-by-layer one */
+        for (int64_t s = 0; s < n; s += SM_INFER_BATCH) {
+            int64_t b = n - s < SM_INFER_BATCH ? n - s : SM_INFER_BATCH;
+            if (!sm_all_finite(x + s * in, b * in))
+                return model_fail(m, sm_fail(SM_ERR_NUMERIC, "non-finite input value in samples %lld..%lld",
+                                             (long long)s, (long long)(s + b - 1)));
+        }
+        return model_fail(m, sm_model_infer(m, x, n, emb));
+    }
     for (int64_t s = 0; s < n; s += SM_INFER_BATCH) {
         int b = (int)(n - s < SM_INFER_BATCH ? n - s : SM_INFER_BATCH);
         const float *xb = x + s * in;

@@ -50,6 +50,9 @@ const char *sm_spec_builtin(const char *name);
 sm_status sm_model_reserve(sm_model *m, int n);
 /* Forward a batch x (n, in) through all layers; returns the output (n, emb_dim) (owned by m). */
 const float *sm_model_forward(sm_model *m, const float *x, int n, int train);
+/* Inference: embeddings (n, emb_dim) of x, batch-parallel with batch norm folded into the
+ * preceding conv/fc (src/model/infer.c).  Inputs are not checked.  Errors: SM_ERR_NOMEM. */
+sm_status sm_model_infer(sm_model *m, const float *x, int64_t n, float *emb);
 /* Backward from dout (n, emb_dim): fills m->grads (overwritten). Input gradient not computed. */
 void sm_model_backward(sm_model *m, const float *x, const float *dout, int n);
 /* Print per-layer forward/backward times to f (when m->profile is set) and reset them. */

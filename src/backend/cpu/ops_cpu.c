@@ -358,3 +358,72 @@ void sm_k_l2norm_backward(const float *y, const float *norm, const float *dy, in
             dx[(int64_t)i * d + j] = (gi[j] - (clamp ? 0.0f : (float)dot * yi[j])) / norm[i];
     }
 }
+
+/* ---- single-threaded kernels for batch-parallel inference ---- */
+
+void sm_k1_im2col(const float *x, int n, int h, int w, int c, int k, int stride, int pad, int oh,
+                  int ow, float *col) {
+    const int64_t K = (int64_t)k * k * c;
+    float *dst = col;
+    for (int b = 0; b < n; b++) {
+        const float *img = x + (int64_t)b * h * w * c;
+        for (int oy = 0; oy < oh; oy++)
+            for (int ox = 0; ox < ow; ox++, dst += K)
+                for (int ky = 0; ky < k; ky++) {
+                    int iy = oy * stride - pad + ky;
+                    float *d = dst + (int64_t)ky * k * c;
+                    if (iy < 0 || iy >= h) { memset(d, 0, sizeof(float) * (size_t)k * c); continue; }
+                    const float *row = img + (int64_t)iy * w * c;
+                    int ix0 = ox * stride - pad;
+                    if (ix0 >= 0 && ix0 + k <= w) { /* the whole window row is inside */
+                        memcpy(d, row + (int64_t)ix0 * c, sizeof(float) * (size_t)k * c);
+                        continue;
+                    }
+                    for (int kx = 0; kx < k; kx++) {
+                        int ix = ix0 + kx;
+                        if (ix < 0 || ix >= w) memset(d + (int64_t)kx * c, 0, sizeof(float) * (size_t)c);
+                        else memcpy(d + (int64_t)kx * c, row + (int64_t)ix * c, sizeof(float) * (size_t)c);
+                    }
+                }
+    }
+}
+
+void sm_k1_bias_act(float *y, const float *b, int64_t m, int c, int relu) {
+    for (int64_t i = 0; i < m; i++) {
+        float *yi = y + i * c;
+        if (b && relu)
+            for (int j = 0; j < c; j++) { float v = yi[j] + b[j]; yi[j] = v > 0 ? v : 0; }
+        else if (b)
+            for (int j = 0; j < c; j++) yi[j] += b[j];
+        else if (relu)
+            for (int j = 0; j < c; j++) yi[j] = yi[j] > 0 ? yi[j] : 0;
+    }
+}
+
+void sm_k1_maxpool(const float *x, int n, int h, int w, int c, int k, int s, int oh, int ow,
+                   float *y) {
+    for (int b = 0; b < n; b++)
+        for (int oy = 0; oy < oh; oy++)
+            for (int ox = 0; ox < ow; ox++) {
+                float *yr = y + (((int64_t)b * oh + oy) * ow + ox) * c;
+                const float *x0 = x + (((int64_t)b * h + oy * s) * w + ox * s) * c;
+                memcpy(yr, x0, sizeof(float) * (size_t)c);
+                for (int ky = 0; ky < k; ky++)
+                    for (int kx = 0; kx < k; kx++) {
+                        if (!ky && !kx) continue;
+                        const float *xp = x0 + ((int64_t)ky * w + kx) * c;
+                        for (int ch = 0; ch < c; ch++) yr[ch] = xp[ch] > yr[ch] ? xp[ch] : yr[ch];
+                    }
+            }
+}
+
+void sm_k1_gap(const float *x, int n, int hw, int c, float *y) {
+    for (int b = 0; b < n; b++) {
+        float *yb = y + (int64_t)b * c;
+        const float *xb = x + (int64_t)b * hw * c;
+        for (int j = 0; j < c; j++) yb[j] = 0;
+        for (int p = 0; p < hw; p++)
+            for (int j = 0; j < c; j++) yb[j] += xb[(int64_t)p * c + j];
+        for (int j = 0; j < c; j++) yb[j] /= (float)hw;
+    }
+}

@@ -1,0 +1,160 @@
+/* infer.c - the inference path behind sm_model_embed: batch-parallel, layer-fused.
+ *
+ * Training runs the batch through one layer at a time, every kernel spreading its rows over the
+ * threads; at inference that costs a fork/join per layer and per sgemm, a separate pass for
+ * batch norm and a maxpool that records argmax indices nobody reads.  Here instead:
+ *  - each batch norm that follows a convolution or fc layer is folded into that layer's weights
+ *    and bias (W' = W * gamma / sqrt(var + eps), b' = (b - mean) * gamma / sqrt(var + eps) +
+ *    beta), and its fused ReLU is applied in the same pass as the bias;
+ *  - the batch is cut into fixed micro-batches of MICRO samples; each thread takes whole
+ *    micro-batches and runs them through every layer on its own buffers with single-threaded
+ *    sgemm (OpenBLAS's OpenMP build runs single-threaded inside a parallel region), so there is
+ *    one parallel region per call and the activations of a micro-batch stay in cache.
+ * The micro-batch partition does not depend on the thread count, so the embeddings are the
+ * same bits for any number of threads.  They equal the layer-by-layer path (sm_model_forward
+ * with train = 0) up to float rounding of the folded weights (tests/test_infer.c). */
+#include "model/model.h"
+#include "backend/backend.h"
+#include <math.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* Samples per micro-batch: the largest cnn-s activation of 8 samples (8 x 28x28x32 floats,
+ * 800 KiB) fits the 1 MiB L2 of the machines we measure on. */
+#define MICRO 8
+
+typedef struct stage {
+    const sm_layer *L;
+    const float *W, *b; /* weights and bias to use (folded copies for conv/fc + bn) */
+    int relu;           /* apply max(., 0) after the bias */
+    int skip;           /* a bn folded into the previous layer, or a fused relu */
+} stage;
+
+/* Build the stages: fold each bn into a preceding conv/fc (its output is only read by the bn:
+ * layers are a chain).  folded receives the copies; it has room for every conv/fc parameter
+ * plus one bias per output. */
+static void plan_stages(const sm_model *m, stage *S, float *folded) {
+    for (int i = 0; i < m->nlayers; i++) {
+        const sm_layer *L = &m->layers[i];
+        S[i] = (stage){L, L->W, L->b, 0, 0};
+        if (L->type == SM_LAYER_RELU && L->fused) S[i].skip = 1;
+    }
+    for (int i = 0; i + 1 < m->nlayers; i++) {
+        const sm_layer *L = &m->layers[i], *N = &m->layers[i + 1];
+        if ((L->type != SM_LAYER_CONV && L->type != SM_LAYER_FC) || N->type != SM_LAYER_BN) continue;
+        int64_t per = L->nparams - (L->b ? L->oc : 0); /* weights: oc rows of per / oc */
+        int64_t K = per / L->oc;
+        float *W = folded, *b = folded + per;
+        folded += per + L->oc;
+        for (int o = 0; o < L->oc; o++) {
+            float sc = N->gamma[o] / sqrtf(N->run_var[o] + N->eps);
+            for (int64_t k = 0; k < K; k++) W[o * K + k] = L->W[o * K + k] * sc;
+            b[o] = ((L->b ? L->b[o] : 0.0f) - N->run_mean[o]) * sc + N->beta[o];
+        }
+        S[i].W = W;
+        S[i].b = b;
+        S[i].relu = N->relu;
+        S[i + 1].skip = 1;
+    }
+}
+
+/* Run micro-batch x (n <= MICRO samples) through the stages; the output goes to out (n, d). */
+static void run_micro(const sm_model *m, const stage *S, const float *x, int n, float *bufA, float *bufB,
+                      float *col, float *out) {
+    const float *in = x;
+    float *bufs[2] = {bufA, bufB};
+    int which = 0;
+    int last = m->nlayers - 1;
+    while (last > 0 && S[last].skip) last--;
+    for (int i = 0; i < m->nlayers; i++) {
+        const stage *st = &S[i];
+        if (st->skip) continue;
+        const sm_layer *L = st->L;
+        float *y = i == last ? out : bufs[which];
+        const int64_t rows = (int64_t)n * L->oh * L->ow;
+        switch (L->type) {
+        case SM_LAYER_CONV: {
+            int K = L->k * L->k * L->ic;
+            const float *c = in;
+            if (!(L->k == 1 && L->stride == 1 && L->pad == 0)) {
+                sm_k1_im2col(in, n, L->ih, L->iw, L->ic, L->k, L->stride, L->pad, L->oh, L->ow, col);
+                c = col;
+            }
+            sm_k_gemm(0, 1, (int)rows, L->oc, K, 1.0f, c, K, st->W, K, 0.0f, y, L->oc);
+            sm_k1_bias_act(y, st->b, rows, L->oc, st->relu);
+            break;
+        }
+        case SM_LAYER_FC: {
+            int inz = (int)sm_layer_in_size(L);
+            sm_k_gemm(0, 1, n, L->oc, inz, 1.0f, in, inz, st->W, inz, 0.0f, y, L->oc);
+            sm_k1_bias_act(y, st->b, n, L->oc, st->relu);
+            break;
+        }
+        case SM_LAYER_BN: /* not after a conv/fc: apply the running statistics */
+            sm_k_bn_forward_infer(in, rows, L->oc, L->gamma, L->beta, L->eps, L->run_mean, L->run_var, L->relu, y);
+            break;
+        case SM_LAYER_RELU:
+            memcpy(y, in, sizeof(float) * (size_t)(rows * L->oc));
+            sm_k1_bias_act(y, NULL, rows, L->oc, 1);
+            break;
+        case SM_LAYER_MAXPOOL:
+            sm_k1_maxpool(in, n, L->ih, L->iw, L->ic, L->k, L->stride, L->oh, L->ow, y);
+            break;
+        case SM_LAYER_GAP:
+            sm_k1_gap(in, n, L->ih * L->iw, L->ic, y);
+            break;
+        case SM_LAYER_L2NORM: {
+            float norm[MICRO];
+            sm_k_l2norm_forward(in, n, (int)sm_layer_in_size(L), y, norm);
+            break;
+        }
+        }
+        in = y;
+        which ^= 1;
+    }
+    if (last < 0 || S[last].skip) /* no layer computes anything: the input is the output */
+        memcpy(out, x, sizeof(float) * (size_t)n * (size_t)m->emb_dim);
+}
+
+sm_status sm_model_infer(sm_model *m, const float *x, int64_t n, float *emb) {
+    int64_t nfold = 0, max_act = 1, max_col = 1;
+    for (int i = 0; i < m->nlayers; i++) {
+        const sm_layer *L = &m->layers[i];
+        if ((L->type == SM_LAYER_CONV || L->type == SM_LAYER_FC) && i + 1 < m->nlayers &&
+            m->layers[i + 1].type == SM_LAYER_BN)
+            nfold += L->nparams + L->oc;
+        if (sm_layer_out_size(L) > max_act) max_act = sm_layer_out_size(L);
+        if (L->type == SM_LAYER_CONV && (int64_t)L->oh * L->ow * L->k * L->k * L->ic > max_col)
+            max_col = (int64_t)L->oh * L->ow * L->k * L->k * L->ic;
+    }
+    stage *S = sm_alloc((size_t)m->nlayers, sizeof *S);
+    float *folded = sm_alloc((size_t)(nfold + 1), sizeof(float));
+    if (!S || !folded) { sm_free(S); sm_free(folded); return SM_ERR_NOMEM; }
+    plan_stages(m, S, folded);
+    const int64_t in = (int64_t)m->in_h * m->in_w * m->in_c;
+    const int64_t nmicro = (n + MICRO - 1) / MICRO;
+    int nomem = 0;
+#pragma omp parallel if (nmicro > 1)
+    {
+        float *bufA = sm_alloc((size_t)MICRO * (size_t)max_act, sizeof(float));
+        float *bufB = sm_alloc((size_t)MICRO * (size_t)max_act, sizeof(float));
+        float *col = sm_alloc((size_t)MICRO * (size_t)max_col, sizeof(float));
+        int ok = bufA && bufB && col;
+        if (!ok) {
+#pragma omp atomic write
+            nomem = 1;
+        }
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t mb = 0; mb < nmicro; mb++) {
+            if (!ok) continue;
+            int cnt = (int)(n - mb * MICRO < MICRO ? n - mb * MICRO : MICRO);
+            run_micro(m, S, x + mb * MICRO * in, cnt, bufA, bufB, col, emb + mb * MICRO * m->emb_dim);
+        }
+        sm_free(bufA); sm_free(bufB); sm_free(col);
+    }
+    sm_free(S);
+    sm_free(folded);
+    return nomem ? SM_ERR_NOMEM : SM_OK;
+}
