@@ -24,20 +24,59 @@ static const char *help =
     "  --step-epochs N --step-gamma X   step schedule\n"
     "  --per-class K     P x K sampling with K images a class (default 32 for metric losses,\n"
     "                    0 = shuffled batches for classification losses)\n"
+    "  --pk-random       draw every P x K batch at random, as pytorch-metric-learning's\n"
+    "                    MPerClassSampler (default: an epoch visits every sample once)\n"
     "  --epoch-size N    samples an epoch (default 0: one pass over the data; 100000 is\n"
     "                    pytorch-metric-learning's MPerClassSampler default)\n"
+    "  --ema D           train with an exponential moving average of the weights, decay D\n"
+    "                    (e.g. 0.999); the model saved is the average (default: off)\n"
     "  --aug-shift N     random shift up to N pixels (default 0)\n"
     "  --aug-flip        random horizontal flip\n"
     "  --seed N          default 1\n"
     "  --threads N       default: all cores\n"
     "  --out FILE        model file to write (default model.smm)\n"
-    "  --quiet           no progress output\n";
+    "  --quiet           no progress output\n"
+    "validation (retrieval metrics after every epoch, as `simile eval` computes them):\n"
+    "  --val-split S     evaluate on this split of --data (e.g. test) after every epoch\n"
+    "  --val-classes L   classes of the validation split (default: all; 5-9 for fmnist-open)\n";
+
+/* Per-epoch validation: embed the validation set with the model being trained, print P@1,
+ * R-precision and MAP@R (L2 distance), keep the best epoch's figures. */
+typedef struct val_state {
+    sm_model *m;
+    sm_dataset *ds;
+    float *emb; /* (n, d) */
+    int quiet, failed, best_epoch;
+    double best_mapr;
+} val_state;
+
+static int train_progress(const sm_train_progress *p, void *user) {
+    val_state *v = user;
+    if (!v->quiet) cli_train_progress(p, NULL);
+    if (!p->epoch_done || !v->ds) return 0;
+    int64_t n = sm_dataset_size(v->ds);
+    int d = sm_model_embedding_dim(v->m);
+    sm_retrieval_result r;
+    sm_status st = sm_model_embed(v->m, sm_dataset_images(v->ds), n, v->emb);
+    if (!st) st = sm_retrieval_metrics(v->emb, sm_dataset_labels(v->ds), n, d, SM_METRIC_L2, &r);
+    if (st) { /* stop training; the caller reports the error */
+        v->failed = 1;
+        cli_report("train", st, sm_model_errmsg(v->m));
+        return 1;
+    }
+    if (r.map_at_r > v->best_mapr || !v->best_epoch) { v->best_mapr = r.map_at_r; v->best_epoch = p->epoch; }
+    printf("epoch %d/%d  val  P@1 %.4f  R-precision %.4f  MAP@R %.4f  (%lld images)\n", p->epoch, p->epochs,
+           r.precision_at_1, r.r_precision, r.map_at_r, (long long)n);
+    fflush(stdout);
+    return 0;
+}
 
 static int is_classifier(const char *loss) { return !strcmp(loss, "softmax") || !strcmp(loss, "focal"); }
 
 int cmd_train(int argc, char **argv) {
     enum { O_MODEL = 1, O_LOSS, O_LOSSOPTS, O_EPOCHS, O_BATCH, O_LR, O_OPT, O_MOM, O_WD, O_SCHED,
-           O_STEPE, O_STEPG, O_PERCLASS, O_SHIFT, O_FLIP, O_EPOCHSIZE, O_SEED, O_THREADS, O_OUT, O_QUIET, O_HELP };
+           O_STEPE, O_STEPG, O_PERCLASS, O_SHIFT, O_FLIP, O_EPOCHSIZE, O_SEED, O_THREADS, O_OUT, O_QUIET, O_HELP,
+           O_VALSPLIT, O_VALCLASSES, O_PKRANDOM, O_EMA };
     static const struct option opts[] = {
         {"model", 1, 0, O_MODEL}, {"loss", 1, 0, O_LOSS}, {"loss-opts", 1, 0, O_LOSSOPTS},
         {"epochs", 1, 0, O_EPOCHS}, {"batch", 1, 0, O_BATCH}, {"lr", 1, 0, O_LR}, {"optimizer", 1, 0, O_OPT},
@@ -45,8 +84,8 @@ int cmd_train(int argc, char **argv) {
         {"step-epochs", 1, 0, O_STEPE}, {"step-gamma", 1, 0, O_STEPG}, {"per-class", 1, 0, O_PERCLASS},
         {"aug-shift", 1, 0, O_SHIFT}, {"aug-flip", 0, 0, O_FLIP}, {"epoch-size", 1, 0, O_EPOCHSIZE}, {"seed", 1, 0, O_SEED},
         {"threads", 1, 0, O_THREADS}, {"out", 1, 0, O_OUT}, {"quiet", 0, 0, O_QUIET}, {"help", 0, 0, O_HELP},
-        CLI_DATA_LONGOPTS, {0, 0, 0, 0}};
-    const char *cmd = "train", *spec_arg = "cnn-s", *loss_name = "softmax", *loss_opts = "", *out = "model.smm";
+        {"val-split", 1, 0, O_VALSPLIT}, {"pk-random", 0, 0, O_PKRANDOM}, {"ema", 1, 0, O_EMA}, {"val-classes", 1, 0, O_VALCLASSES}, CLI_DATA_LONGOPTS, {0, 0, 0, 0}};
+    const char *cmd = "train", *val_split = NULL, *val_classes = NULL, *spec_arg = "cnn-s", *loss_name = "softmax", *loss_opts = "", *out = "model.smm";
     int threads = 0, per_class = -1, quiet = 0, seed = 1;
     cli_data data;
     cli_data_defaults(&data, "train");
@@ -84,6 +123,8 @@ int cmd_train(int argc, char **argv) {
         case O_PERCLASS: if (cli_int(cmd, "--per-class", optarg, 0, 65536, &per_class)) return EXIT_USAGE; break;
         case O_SHIFT: if (cli_int(cmd, "--aug-shift", optarg, 0, 64, &cfg.aug_shift)) return EXIT_USAGE; break;
         case O_FLIP: cfg.aug_flip = 1; break;
+        case O_PKRANDOM: cfg.pk_random = 1; break;
+        case O_EMA: if (cli_float(cmd, "--ema", optarg, 0, 0.999999, &cfg.ema_decay)) return EXIT_USAGE; break;
         case O_EPOCHSIZE: {
             int v;
             if (cli_int(cmd, "--epoch-size", optarg, 0, 2000000000, &v)) return EXIT_USAGE;
@@ -94,6 +135,8 @@ int cmd_train(int argc, char **argv) {
         case O_THREADS: if (cli_int(cmd, "--threads", optarg, 1, 1024, &threads)) return EXIT_USAGE; break;
         case O_OUT: out = optarg; break;
         case O_QUIET: quiet = 1; break;
+        case O_VALSPLIT: val_split = optarg; break;
+        case O_VALCLASSES: val_classes = optarg; break;
         case O_HELP: printf("%s%s", help, cli_data_help); return EXIT_OK;
         default: return cli_usage_error(cmd, "unknown option");
         }
@@ -104,9 +147,14 @@ int cmd_train(int argc, char **argv) {
     cfg.per_class = per_class >= 0 ? per_class : is_classifier(loss_name) ? 0 : 32;
     if (cfg.per_class > cfg.batch_size)
         return cli_usage_error(cmd, "--per-class %d is larger than --batch %d", cfg.per_class, cfg.batch_size);
+    if (val_classes && !val_split) return cli_usage_error(cmd, "--val-classes needs --val-split");
+    if (val_split && (data.images || data.labels))
+        return cli_usage_error(cmd, "--val-split reads from --data; it cannot be used with --images/--labels");
     sm_set_num_threads(threads);
 
     sm_dataset *ds = NULL;
+    val_state val = {0};
+    val.quiet = quiet;
     sm_model *m = NULL;
     sm_loss *loss = NULL;
     char *spec_owned = NULL;
@@ -126,18 +174,40 @@ int cmd_train(int argc, char **argv) {
         rc = cli_report(cmd, st, NULL);
         goto done;
     }
+    if (val_split) {
+        cli_data vd = data;
+        vd.split = val_split;
+        vd.classes = val_classes;
+        if ((st = cli_data_load(&vd, &val.ds))) { rc = cli_report(cmd, st, NULL); goto done; }
+        if (sm_dataset_size(val.ds) < 2) {
+            rc = cli_report(cmd, cli_fail(SM_ERR_INVALID, "the validation set has fewer than 2 images"), NULL);
+            goto done;
+        }
+        val.m = m;
+        val.emb = malloc(sizeof(float) * (size_t)sm_dataset_size(val.ds) * (size_t)sm_model_embedding_dim(m));
+        if (!val.emb) { rc = cli_report(cmd, SM_ERR_NOMEM, NULL); goto done; }
+    }
+    if (!quiet || val_split) {
+        cfg.progress = train_progress;
+        cfg.user = &val;
+    }
     if (!quiet) {
         printf("train: %lld images %dx%dx%d, %d classes, model %lld parameters, embedding %d, loss %s%s%s\n",
                (long long)sm_dataset_size(ds), h, w, ch, sm_dataset_num_classes(ds), (long long)sm_model_num_params(m),
                sm_model_embedding_dim(m), loss_name, *lopts ? " " : "", lopts);
         printf("       batch %d%s, %d epochs, lr %g, %d threads\n", cfg.batch_size,
                cfg.per_class ? " (P x K sampling)" : " (shuffled)", cfg.epochs, (double)cfg.lr, sm_get_num_threads());
-        cfg.progress = cli_train_progress;
     }
     if ((st = sm_train(m, loss, ds, &cfg))) { rc = cli_report(cmd, st, sm_model_errmsg(m)); goto done; }
+    if (val.failed) { rc = EXIT_FAIL; goto done; }
+    if (val.ds)
+        printf("best validation MAP@R %.4f at epoch %d (the model saved is the last epoch's)\n", val.best_mapr,
+               val.best_epoch);
     if ((st = sm_model_save(m, out))) { rc = cli_report(cmd, st, sm_model_errmsg(m)); goto done; }
     if (!quiet) printf("saved %s\n", out);
 done:
+    free(val.emb);
+    sm_dataset_free(val.ds);
     free(spec_owned);
     sm_loss_free(loss);
     sm_model_free(m);

@@ -740,6 +740,17 @@ typedef struct sm_train_config {
                               * an epoch is this many samples, drawn from successive passes
                               * (pytorch-metric-learning's MPerClassSampler defaults to
                               * length_before_new_iter = 100000) */
+    int pk_random;           /* P x K batches drawn independently at random, as
+                              * pytorch-metric-learning's MPerClassSampler: P random classes,
+                              * per_class random samples of each; an epoch is samples_per_epoch
+                              * (or the data size) rounded down to whole batches.  0 (default):
+                              * an epoch visits every sample once */
+    float ema_decay;         /* > 0: keep an exponential moving average of the parameters and
+                              * batch-norm statistics, ema = d ema + (1 - d) current after each
+                              * step with d = min(ema_decay, (1 + step) / (10 + step)); the
+                              * trained model is the average, and so is the model the progress
+                              * callback sees at each epoch's end.  0 (default): off.  0.999
+                              * averages over about the last 1,000 steps */
     int aug_shift;           /* random shift of up to aug_shift pixels (zero padded), 0 = off */
     int aug_flip;            /* random horizontal flip */
     uint64_t seed;           /* default 1 */

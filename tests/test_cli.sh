@@ -136,6 +136,23 @@ if grep -q '^ *contrastive ' "$OUT"; then
     run "eval of a metric model (retrieval)" 0 "$SIMILE" eval --model "$TMP/c.smm" --images "$TMP/img" --labels "$TMP/lab" --no-normalize
     expect "retrieval metrics printed" "$OUT" "precision@1 +[0-9]"
     run "classify on a model without a head" 1 "$SIMILE" eval --model "$TMP/c.smm" --images "$TMP/img" --labels "$TMP/lab" --task classify
+    # per-epoch validation, MPerClassSampler-style batches and an EMA: the last epoch's validation
+    # figures are those of the saved model (the averaged one), as `simile eval` computes them
+    mkdir -p "$TMP/fm"
+    for s in train t10k; do cp "$TMP/img.gz" "$TMP/fm/$s-images-idx3-ubyte.gz"; cp "$TMP/lab.gz" "$TMP/fm/$s-labels-idx1-ubyte.gz"; done
+    run "train with --val-split, --pk-random, --ema" 0 "$SIMILE" train --data "$TMP/fm" --model "$SPEC" \
+        --loss contrastive --per-class 8 --batch 32 --epochs 2 --pk-random --ema 0.9 --val-split test \
+        --val-classes 1-3 --out "$TMP/v.smm" --no-normalize
+    expect "validation line each epoch" "$OUT" "^epoch 2/2  val  P@1 [0-9.]+  R-precision [0-9.]+  MAP@R [0-9.]+  \(150 images\)"
+    expect "best epoch reported" "$OUT" "^best validation MAP@R [0-9.]+ at epoch [12]"
+    VAL=$(grep -E "^epoch 2/2  val" "$OUT" | sed -E 's/.*MAP@R ([0-9.]+).*/\1/')
+    run "eval of the validated model" 0 "$SIMILE" eval --model "$TMP/v.smm" --data "$TMP/fm" --split test --classes 1-3 --no-normalize
+    expect "eval's MAP@R equals the last validation line" "$OUT" "MAP@R +${VAL:-none}$"
+    run "--val-classes without --val-split" 2 "$SIMILE" train --data "$TMP/fm" --val-classes 1-3 --out "$TMP/x.smm"
+    run "--val-split with --images" 2 "$SIMILE" train --images "$TMP/img" --labels "$TMP/lab" --val-split test --out "$TMP/x.smm"
+    run "--ema 1 refused" 2 "$SIMILE" train --data "$TMP/fm" --ema 1 --out "$TMP/x.smm"
+    run "--val-split of an empty class set" 3 "$SIMILE" train --data "$TMP/fm" --model "$SPEC" --val-split test \
+        --val-classes 9 --out "$TMP/x.smm" --no-normalize --epochs 1
 else
     echo "note: no 'contrastive' loss registered; metric-loss checks skipped"
 fi

@@ -111,6 +111,51 @@ static void test_pk(void) {
     CHECK_STATUS(sm_plan_pk(&p, labels, n, batch, batch + 1, &rng), SM_ERR_INVALID);
 }
 
+/* MPerClassSampler-style plan: whole batches of P distinct classes with K distinct samples each
+ * (K with repeats for a class smaller than K), total rounded down to whole batches, every
+ * present class drawn at some point, the same plan for the same seed. */
+static void test_pk_random(void) {
+    int32_t labels[64];
+    const int counts[7] = {17, 3, 8, 1, 0, 9, 4};
+    int n = 0;
+    for (int c = 0; c < 7; c++)
+        for (int i = 0; i < counts[c]; i++) labels[n++] = c;
+    const int batch = 12, K = 4, P = 3;
+    sm_rng rng, rng2;
+    sm_rng_seed(&rng, 5);
+    sm_rng_seed(&rng2, 5);
+    sm_epoch_plan p, q;
+    CHECK_OK(sm_plan_pk_random(&p, labels, n, batch, K, 12 * 40 + 7, &rng));
+    CHECK_OK(sm_plan_pk_random(&q, labels, n, batch, K, 12 * 40 + 7, &rng2));
+    CHECK(p.nbatches == 40 && p.total == 480);
+    CHECK(q.total == p.total && !memcmp(p.order, q.order, sizeof(int64_t) * (size_t)p.total));
+    int drawn[7] = {0}, ok = 1;
+    for (int64_t b = 0; b < p.nbatches; b++) {
+        CHECK(p.starts[b + 1] - p.starts[b] == batch);
+        int cnt[7] = {0}, ncls = 0;
+        for (int64_t i = p.starts[b]; i < p.starts[b + 1]; i++) cnt[labels[p.order[i]]]++;
+        for (int c = 0; c < 7; c++) {
+            if (!cnt[c]) continue;
+            ncls++;
+            drawn[c]++;
+            ok &= cnt[c] == K;
+            if (counts[c] >= K) /* distinct samples */
+                for (int64_t i = p.starts[b]; i < p.starts[b + 1]; i++)
+                    for (int64_t j = i + 1; j < p.starts[b + 1]; j++)
+                        if (labels[p.order[i]] == c) ok &= p.order[i] != p.order[j];
+        }
+        ok &= ncls == P;
+    }
+    CHECK_MSG(ok, "a random P x K batch is not %d classes x %d distinct samples", P, K);
+    for (int c = 0; c < 7; c++) CHECK_MSG((drawn[c] > 0) == (counts[c] > 0), "class %d drawn %d times", c, drawn[c]);
+    sm_plan_free(&p);
+    sm_plan_free(&q);
+    CHECK_OK(sm_plan_pk_random(&p, labels, n, batch, K, 5, &rng)); /* less than a batch: one batch */
+    CHECK(p.nbatches == 1 && p.total == batch);
+    sm_plan_free(&p);
+    CHECK_STATUS(sm_plan_pk_random(&p, labels, n, batch, 0, 100, &rng), SM_ERR_INVALID);
+}
+
 /* ---- training ---------------------------------------------------------------------------- */
 
 static const char *TINY = "conv 3 k=3 p=1; bn; relu; maxpool k=2; gap; fc 4; l2norm";
@@ -163,6 +208,78 @@ static void test_determinism(void) {
         }
         sm_model_free(a); sm_model_free(b); sm_model_free(c); sm_model_free(i);
     }
+    sm_dataset_free(ds);
+}
+
+/* EMA: the live trajectory is untouched (same losses step by step as without it), and the
+ * trained model is exactly the moving average of the live parameters, recorded step by step
+ * from a run without EMA, d = min(decay, (1 + step) / (10 + step)). */
+typedef struct ema_rec {
+    sm_model *m;
+    float *params; /* (steps, nparams) live parameters after each step */
+    double *loss;  /* (steps) running loss */
+    int steps, cap;
+} ema_rec;
+
+static int ema_progress(const sm_train_progress *p, void *user) {
+    ema_rec *r = user;
+    if (r->steps < r->cap) {
+        if (r->params) memcpy(r->params + (size_t)r->steps * r->m->nparams, r->m->params, sizeof(float) * (size_t)r->m->nparams);
+        r->loss[r->steps] = p->loss;
+    }
+    r->steps++;
+    return 0;
+}
+
+static void test_ema(void) {
+    sm_dataset *ds = random_dataset(40, 4, 3, 1.0f);
+    if (!ds) return;
+    const float decay = 0.8f;
+    sm_model *a = NULL, *b = NULL;
+    sm_loss *la = NULL, *lb = NULL;
+    CHECK_OK(sm_model_create(&a, TINY, 6, 6, 1, 5));
+    CHECK_OK(sm_model_create(&b, TINY, 6, 6, 1, 5));
+    CHECK_OK(sm_loss_create(&la, "contrastive", "", 4, 6));
+    CHECK_OK(sm_loss_create(&lb, "contrastive", "", 4, 6));
+    if (!a || !b || !la || !lb) goto out;
+    const int cap = 64;
+    ema_rec ra = {a, malloc(sizeof(float) * (size_t)(cap + 1) * (size_t)a->nparams), malloc(sizeof(double) * cap), 0, cap};
+    ema_rec rb = {b, NULL, malloc(sizeof(double) * cap), 0, cap};
+    float *init = malloc(sizeof(float) * (size_t)a->nparams);
+    memcpy(init, a->params, sizeof(float) * (size_t)a->nparams);
+    sm_train_config c;
+    sm_train_config_default(&c);
+    c.epochs = 3; c.batch_size = 8; c.per_class = 2; c.seed = 9;
+    c.progress = ema_progress;
+    c.user = &ra;
+    CHECK_OK(sm_train(a, la, ds, &c));
+    c.user = &rb;
+    c.ema_decay = decay;
+    CHECK_OK(sm_train(b, lb, ds, &c));
+    CHECK(ra.steps == rb.steps && ra.steps > 5 && ra.steps <= cap);
+    int same = ra.steps == rb.steps;
+    for (int i = 0; same && i < ra.steps; i++) same &= ra.loss[i] == rb.loss[i];
+    CHECK_MSG(same, "EMA changed the live training trajectory");
+    /* the average, in the trainer's own float arithmetic */
+    double maxdiff = 0, moved = 0;
+    for (int64_t j = 0; j < a->nparams; j++) {
+        float e = init[j];
+        for (int s = 0; s < ra.steps; s++) {
+            float d = (1.0f + (float)s) / (10.0f + (float)s);
+            if (d > decay) d = decay;
+            e = d * e + (1 - d) * ra.params[(size_t)s * a->nparams + j];
+        }
+        double diff = fabs((double)e - b->params[j]);
+        if (diff > maxdiff) maxdiff = diff;
+        moved += fabs((double)b->params[j] - a->params[j]);
+    }
+    CHECK_MSG(maxdiff <= 1e-6, "EMA parameters differ from the recomputed average by %g", maxdiff);
+    CHECK_MSG(moved > 1e-4, "the EMA model equals the live one");
+    c.ema_decay = 1.0f;
+    CHECK_STATUS(sm_train(b, lb, ds, &c), SM_ERR_INVALID);
+    free(ra.params); free(ra.loss); free(rb.loss); free(init);
+out:
+    sm_model_free(a); sm_model_free(b); sm_loss_free(la); sm_loss_free(lb);
     sm_dataset_free(ds);
 }
 
@@ -360,7 +477,9 @@ int main(void) {
     sm_set_num_threads(2);
     test_shuffled();
     test_pk();
+    test_pk_random();
     test_determinism();
+    test_ema();
     test_learns();
     test_numeric_guard();
     test_bad_arguments();

@@ -17,6 +17,12 @@ sm_status sm_plan_shuffled(sm_epoch_plan *p, int64_t n, int batch, sm_rng *rng);
  * class).  The classes with the most groups left go first, so batches stay full. */
 sm_status sm_plan_pk(sm_epoch_plan *p, const int32_t *labels, int64_t n, int batch,
                      int per_class, sm_rng *rng);
+/* pytorch-metric-learning's MPerClassSampler (with batch_size): every batch independently draws
+ * P = batch/per_class distinct classes at random and per_class random samples of each (without
+ * replacement when the class has that many); `total` samples in all, rounded down to whole
+ * batches (at least one).  Samples are not guaranteed to be visited. */
+sm_status sm_plan_pk_random(sm_epoch_plan *p, const int32_t *labels, int64_t n, int batch,
+                            int per_class, int64_t total, sm_rng *rng);
 void sm_plan_free(sm_epoch_plan *p);
 
 #endif

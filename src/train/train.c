@@ -38,6 +38,7 @@ static sm_status check_config(const sm_train_config *c) {
     if (c->per_class < 0 || c->per_class > c->batch_size)
         return sm_fail(SM_ERR_INVALID, "per-class count %d must be between 0 and the batch size", c->per_class);
     if (c->samples_per_epoch < 0) return sm_fail(SM_ERR_INVALID, "samples per epoch must be >= 0");
+    if (!(c->ema_decay >= 0 && c->ema_decay < 1)) return sm_fail(SM_ERR_INVALID, "EMA decay must be in [0, 1)");
     if (c->aug_shift < 0 || c->aug_shift > 64) return sm_fail(SM_ERR_INVALID, "shift augmentation must be in 0..64");
     return SM_OK;
 }
@@ -47,13 +48,43 @@ typedef struct trainer {
     int32_t *yb;          /* (batch) */
     float *gemb;          /* (batch, d) dL/demb */
     float *backup;        /* (nparams + nloss) parameters after the last good step */
+    float *ema;           /* (nparams + nloss + nbuffers) moving average of parameters and bn
+                           * statistics, when cfg->ema_decay > 0 */
     float *bbackup;       /* (nbuffers) bn running stats after the last good step */
     sm_optim_state om, ol;
 } trainer;
 
 static void trainer_free(trainer *t) {
-    sm_free(t->xb); sm_free(t->yb); sm_free(t->gemb); sm_free(t->backup); sm_free(t->bbackup);
+    sm_free(t->xb); sm_free(t->yb); sm_free(t->gemb); sm_free(t->backup); sm_free(t->bbackup); sm_free(t->ema);
     sm_optim_free(&t->om); sm_optim_free(&t->ol);
+}
+
+/* The blocks an EMA covers, in order: model parameters, loss parameters, bn statistics. */
+static void ema_swap(trainer *t, sm_model *m, sm_loss *loss) {
+    float *blocks[3] = {m->params, loss->params, m->buffers};
+    int64_t sizes[3] = {m->nparams, loss->nparams, m->nbuffers}, off = 0;
+    for (int b = 0; b < 3; b++) {
+        for (int64_t i = 0; i < sizes[b]; i++) {
+            float v = blocks[b][i];
+            blocks[b][i] = t->ema[off + i];
+            t->ema[off + i] = v;
+        }
+        off += sizes[b];
+    }
+}
+
+/* ema = d ema + (1 - d) current, with d = min(decay, (1 + step) / (10 + step)) (TensorFlow's
+ * ExponentialMovingAverage with num_updates), so early steps are not dominated by the
+ * initialisation. */
+static void ema_update(trainer *t, const sm_model *m, const sm_loss *loss, float decay, int64_t step) {
+    const float *blocks[3] = {m->params, loss->params, m->buffers};
+    int64_t sizes[3] = {m->nparams, loss->nparams, m->nbuffers}, off = 0;
+    float d = (1.0f + (float)step) / (10.0f + (float)step);
+    if (d > decay) d = decay;
+    for (int b = 0; b < 3; b++) {
+        for (int64_t i = 0; i < sizes[b]; i++) t->ema[off + i] = d * t->ema[off + i] + (1 - d) * blocks[b][i];
+        off += sizes[b];
+    }
 }
 
 sm_status sm_train(sm_model *m, sm_loss *loss, const sm_dataset *ds, const sm_train_config *cfg) {
@@ -85,6 +116,14 @@ sm_status sm_train(sm_model *m, sm_loss *loss, const sm_dataset *ds, const sm_tr
     t.backup = sm_alloc((size_t)(m->nparams + loss->nparams + 1), sizeof(float));
     t.bbackup = sm_alloc((size_t)(m->nbuffers + 1), sizeof(float));
     if (!t.xb || !t.yb || !t.gemb || !t.backup || !t.bbackup) FAIL(SM_ERR_NOMEM);
+    int64_t gstep = 0; /* optimiser steps so far */
+    if (cfg->ema_decay > 0) {
+        t.ema = sm_alloc((size_t)(m->nparams + loss->nparams + m->nbuffers + 1), sizeof(float));
+        if (!t.ema) FAIL(SM_ERR_NOMEM);
+        memcpy(t.ema, m->params, sizeof(float) * (size_t)m->nparams);
+        if (loss->nparams) memcpy(t.ema + m->nparams, loss->params, sizeof(float) * (size_t)loss->nparams);
+        memcpy(t.ema + m->nparams + loss->nparams, m->buffers, sizeof(float) * (size_t)m->nbuffers);
+    }
     if ((st = sm_optim_init(&t.om, m->nparams)) || (st = sm_optim_init(&t.ol, loss->nparams))) FAIL(st);
     if ((st = sm_model_reserve(m, B))) FAIL(st);
     /* the value of a blank pixel after normalisation, to fill shifted-in borders */
@@ -97,15 +136,20 @@ sm_status sm_train(sm_model *m, sm_loss *loss, const sm_dataset *ds, const sm_tr
         double t0 = sm_now(), sum_loss = 0;
         int64_t seen = 0, pb = 0; /* samples done this epoch; next batch of the current pass */
         /* one pass, or samples_per_epoch samples drawn from successive passes */
-        const int64_t target = cfg->samples_per_epoch > 0 ? cfg->samples_per_epoch : -1;
+        int64_t target = cfg->samples_per_epoch > 0 ? cfg->samples_per_epoch : -1;
+        if (cfg->per_class > 0 && cfg->pk_random) { /* whole random batches, one plan an epoch */
+            target = (target > 0 ? target : ds->n) / B * B;
+            if (target < B) target = B;
+        }
         int64_t steps = 0;
         plan.nbatches = 0; /* every epoch starts with a new pass */
         for (int64_t b = 0;; b++) {
             if (target < 0 ? b > 0 && pb >= plan.nbatches : seen >= target) break;
             if (pb >= plan.nbatches) { /* start a new pass */
                 sm_plan_free(&plan);
-                st = cfg->per_class > 0 ? sm_plan_pk(&plan, ds->y, ds->n, B, cfg->per_class, &rng)
-                                        : sm_plan_shuffled(&plan, ds->n, B, &rng);
+                st = cfg->per_class <= 0 ? sm_plan_shuffled(&plan, ds->n, B, &rng)
+                     : cfg->pk_random    ? sm_plan_pk_random(&plan, ds->y, ds->n, B, cfg->per_class, target, &rng)
+                                         : sm_plan_pk(&plan, ds->y, ds->n, B, cfg->per_class, &rng);
                 if (st) FAIL(st);
                 pb = 0;
                 if (b == 0) steps = target < 0 ? plan.nbatches : (target + B - 1) / B;
@@ -151,6 +195,8 @@ sm_status sm_train(sm_model *m, sm_loss *loss, const sm_dataset *ds, const sm_tr
                              "parameter; the model is kept as it was after the previous step",
                              epoch + 1, (long long)b + 1, (double)lr));
             }
+            if (t.ema) ema_update(&t, m, loss, cfg->ema_decay, gstep);
+            gstep++;
             sum_loss += value * n;
             seen += n;
             if (cfg->progress) {
@@ -158,10 +204,15 @@ sm_status sm_train(sm_model *m, sm_loss *loss, const sm_dataset *ds, const sm_tr
                 int last = target < 0 ? pb >= plan.nbatches : seen >= target;
                 sm_train_progress pr = {epoch + 1, cfg->epochs, b + 1, steps, sum_loss / (double)seen,
                                         el > 0 ? (double)seen / el : 0, el, lr, last};
-                if (cfg->progress(&pr, cfg->user)) { epoch = cfg->epochs; break; }
+                /* at an epoch's end the callback sees the averaged model when there is one */
+                if (last && t.ema) ema_swap(&t, m, loss);
+                int stop = cfg->progress(&pr, cfg->user);
+                if (last && t.ema) ema_swap(&t, m, loss);
+                if (stop) { epoch = cfg->epochs; break; }
             }
         }
     }
+    if (t.ema) ema_swap(&t, m, loss); /* the model keeps the average */
     sm_model_print_profile(m, stderr);
     st = SM_OK;
     if (loss->classes > 0 && loss->kind->logits)
