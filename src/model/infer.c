@@ -83,6 +83,20 @@ static void run_micro(const sm_model *m, const stage *S, const float *x, int n, 
                 c = col;
             }
             sm_k_gemm(0, 1, (int)rows, L->oc, K, 1.0f, c, K, st->W, K, 0.0f, y, L->oc);
+            /* conv -> (bias, relu) -> maxpool: pool first, then the bias and relu on the pooled
+             * values (a per-channel constant and a monotone function commute with max, to the
+             * bit), a quarter of the work for a 2x2 pool */
+            int j = i + 1;
+            while (j < m->nlayers && S[j].skip) j++;
+            if (j < m->nlayers && S[j].L->type == SM_LAYER_MAXPOOL) {
+                const sm_layer *P = S[j].L;
+                float *z = j == last ? out : bufs[which ^ 1];
+                sm_k1_maxpool(y, n, P->ih, P->iw, P->ic, P->k, P->stride, P->oh, P->ow, z);
+                sm_k1_bias_act(z, st->b, (int64_t)n * P->oh * P->ow, P->oc, st->relu);
+                in = z;
+                i = j; /* `which` stays: the next stage writes over the conv output */
+                continue;
+            }
             sm_k1_bias_act(y, st->b, rows, L->oc, st->relu);
             break;
         }

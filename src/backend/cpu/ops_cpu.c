@@ -391,12 +391,16 @@ void sm_k1_im2col(const float *x, int n, int h, int w, int c, int k, int stride,
 void sm_k1_bias_act(float *y, const float *b, int64_t m, int c, int relu) {
     for (int64_t i = 0; i < m; i++) {
         float *yi = y + i * c;
-        if (b && relu)
+        if (b && relu) {
+#pragma omp simd
             for (int j = 0; j < c; j++) { float v = yi[j] + b[j]; yi[j] = v > 0 ? v : 0; }
-        else if (b)
+        } else if (b) {
+#pragma omp simd
             for (int j = 0; j < c; j++) yi[j] += b[j];
-        else if (relu)
+        } else if (relu) {
+#pragma omp simd
             for (int j = 0; j < c; j++) yi[j] = yi[j] > 0 ? yi[j] : 0;
+        }
     }
 }
 
@@ -412,6 +416,7 @@ void sm_k1_maxpool(const float *x, int n, int h, int w, int c, int k, int s, int
                     for (int kx = 0; kx < k; kx++) {
                         if (!ky && !kx) continue;
                         const float *xp = x0 + ((int64_t)ky * w + kx) * c;
+#pragma omp simd
                         for (int ch = 0; ch < c; ch++) yr[ch] = xp[ch] > yr[ch] ? xp[ch] : yr[ch];
                     }
             }
@@ -421,9 +426,12 @@ void sm_k1_gap(const float *x, int n, int hw, int c, float *y) {
     for (int b = 0; b < n; b++) {
         float *yb = y + (int64_t)b * c;
         const float *xb = x + (int64_t)b * hw * c;
-        for (int j = 0; j < c; j++) yb[j] = 0;
-        for (int p = 0; p < hw; p++)
-            for (int j = 0; j < c; j++) yb[j] += xb[(int64_t)p * c + j];
+                for (int j = 0; j < c; j++) yb[j] = 0;
+        for (int p = 0; p < hw; p++) {
+            const float *xp = xb + (int64_t)p * c;
+#pragma omp simd
+            for (int j = 0; j < c; j++) yb[j] += xp[j];
+        }
         for (int j = 0; j < c; j++) yb[j] /= (float)hw;
     }
 }
