@@ -32,9 +32,16 @@ typedef struct stage {
     int skip;           /* a bn folded into the previous layer, or a fused relu */
 } stage;
 
-/* Build the stages: fold each bn into a preceding conv/fc (its output is only read by the bn:
- * layers are a chain).  folded receives the copies; it has room for every conv/fc parameter
- * plus one bias per output. */
+/* Whether layer i is a conv/fc whose output goes to a bn that can be folded into it (its output
+ * is only read by the bn: layers are a chain). */
+static int folds_next_bn(const sm_model *m, int i) {
+    const sm_layer *L = &m->layers[i];
+    return (L->type == SM_LAYER_CONV || L->type == SM_LAYER_FC) && i + 1 < m->nlayers &&
+           m->layers[i + 1].type == SM_LAYER_BN;
+}
+
+/* Build the stages, folding each bn into its conv/fc.  folded receives the copies; it has room
+ * for the parameters plus one bias per output of every layer folds_next_bn selects. */
 static void plan_stages(const sm_model *m, stage *S, float *folded) {
     for (int i = 0; i < m->nlayers; i++) {
         const sm_layer *L = &m->layers[i];
@@ -42,8 +49,8 @@ static void plan_stages(const sm_model *m, stage *S, float *folded) {
         if (L->type == SM_LAYER_RELU && L->fused) S[i].skip = 1;
     }
     for (int i = 0; i + 1 < m->nlayers; i++) {
+        if (!folds_next_bn(m, i)) continue;
         const sm_layer *L = &m->layers[i], *N = &m->layers[i + 1];
-        if ((L->type != SM_LAYER_CONV && L->type != SM_LAYER_FC) || N->type != SM_LAYER_BN) continue;
         int64_t per = L->nparams - (L->b ? L->oc : 0); /* weights: oc rows of per / oc */
         int64_t K = per / L->oc;
         float *W = folded, *b = folded + per;
@@ -136,9 +143,7 @@ sm_status sm_model_infer(sm_model *m, const float *x, int64_t n, float *emb) {
     int64_t nfold = 0, max_act = 1, max_col = 1;
     for (int i = 0; i < m->nlayers; i++) {
         const sm_layer *L = &m->layers[i];
-        if ((L->type == SM_LAYER_CONV || L->type == SM_LAYER_FC) && i + 1 < m->nlayers &&
-            m->layers[i + 1].type == SM_LAYER_BN)
-            nfold += L->nparams + L->oc;
+        if (folds_next_bn(m, i)) nfold += L->nparams + L->oc;
         if (sm_layer_out_size(L) > max_act) max_act = sm_layer_out_size(L);
         if (L->type == SM_LAYER_CONV && (int64_t)L->oh * L->ow * L->k * L->k * L->ic > max_col)
             max_col = (int64_t)L->oh * L->ow * L->k * L->k * L->ic;

@@ -234,17 +234,30 @@ sm_status sm_model_set_head(sm_model *m, const char *loss_name, const char *loss
     return SM_OK;
 }
 
+/* NaN/Inf anywhere in the n inputs x: SM_ERR_NUMERIC naming the block of SM_INFER_BATCH samples. */
+static sm_status check_inputs(sm_model *m, const float *x, int64_t n) {
+    const int64_t in = (int64_t)m->in_h * m->in_w * m->in_c;
+    for (int64_t s = 0; s < n; s += SM_INFER_BATCH) {
+        int64_t b = n - s < SM_INFER_BATCH ? n - s : SM_INFER_BATCH;
+        if (!sm_all_finite(x + s * in, b * in))
+            return model_fail(m, sm_fail(SM_ERR_NUMERIC, "non-finite input value in samples %lld..%lld",
+                                         (long long)s, (long long)(s + b - 1)));
+    }
+    return SM_OK;
+}
+
 sm_status sm_model_update_bn(sm_model *m, const float *x, int64_t n, int batch) {
     if (!m) return sm_fail(SM_ERR_INVALID, "sm_model_update_bn: model is NULL");
     if (!x || n < 2 || batch < 2)
         return model_fail(m, sm_fail(SM_ERR_INVALID, "sm_model_update_bn: needs data, n >= 2 and batch >= 2"));
     if (!m->nbuffers) return SM_OK;
     const int64_t in = (int64_t)m->in_h * m->in_w * m->in_c;
-    if (!sm_all_finite(x, n * in)) return model_fail(m, sm_fail(SM_ERR_NUMERIC, "non-finite input value"));
+    sm_status st = check_inputs(m, x, n);
+    if (st) return st;
     if (batch > n) batch = (int)n;
     float *saved = sm_alloc((size_t)m->nbuffers, sizeof(float));
     if (!saved) return model_fail(m, SM_ERR_NOMEM);
-    sm_status st = sm_model_reserve(m, batch);
+    st = sm_model_reserve(m, batch);
     if (st) { sm_free(saved); return model_fail(m, st); }
     memcpy(saved, m->buffers, sizeof(float) * (size_t)m->nbuffers);
     float *moms = sm_alloc((size_t)m->nlayers + 1, sizeof(float));
@@ -278,23 +291,15 @@ sm_status sm_model_update_bn(sm_model *m, const float *x, int64_t n, int batch) 
 sm_status sm_model_embed(sm_model *m, const float *x, int64_t n, float *emb) {
     if (!m) return sm_fail(SM_ERR_INVALID, "sm_model_embed: model is NULL");
     if (!x || !emb || n < 0) return model_fail(m, sm_fail(SM_ERR_INVALID, "sm_model_embed: NULL buffer or negative n"));
+    sm_status st = check_inputs(m, x, n);
+    if (st) return st;
+    /* the fast path; SIMILE_PROFILE times the layer-by-layer one */
+    if (!m->profile) return model_fail(m, sm_model_infer(m, x, n, emb));
     int64_t in = (int64_t)m->in_h * m->in_w * m->in_c;
-    if (!m->profile) { /* the fast path; SIMILE_PROFILE times the layer-by-layer one */
-        for (int64_t s = 0; s < n; s += SM_INFER_BATCH) {
-            int64_t b = n - s < SM_INFER_BATCH ? n - s : SM_INFER_BATCH;
-            if (!sm_all_finite(x + s * in, b * in))
-                return model_fail(m, sm_fail(SM_ERR_NUMERIC, "non-finite input value in samples %lld..%lld",
-                                             (long long)s, (long long)(s + b - 1)));
-        }
-        return model_fail(m, sm_model_infer(m, x, n, emb));
-    }
     for (int64_t s = 0; s < n; s += SM_INFER_BATCH) {
         int b = (int)(n - s < SM_INFER_BATCH ? n - s : SM_INFER_BATCH);
         const float *xb = x + s * in;
-        if (!sm_all_finite(xb, (int64_t)b * in))
-            return model_fail(m, sm_fail(SM_ERR_NUMERIC, "non-finite input value in samples %lld..%lld",
-                                         (long long)s, (long long)(s + b - 1)));
-        sm_status st = sm_model_reserve(m, b < SM_INFER_BATCH && n > SM_INFER_BATCH ? SM_INFER_BATCH : b);
+        st = sm_model_reserve(m, b < SM_INFER_BATCH && n > SM_INFER_BATCH ? SM_INFER_BATCH : b);
         if (st) return model_fail(m, st);
         const float *out = sm_model_forward(m, xb, b, 0);
         memcpy(emb + s * m->emb_dim, out, sizeof(float) * (size_t)b * (size_t)m->emb_dim);

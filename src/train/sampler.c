@@ -21,7 +21,7 @@ sm_status sm_plan_shuffled(sm_epoch_plan *p, int64_t n, int batch, sm_rng *rng) 
     return SM_OK;
 }
 
-typedef struct cls { int32_t label; int64_t *idx, count, groups, next; uint64_t tiebreak; } cls;
+typedef struct cls { int64_t *idx, count, groups, next; uint64_t tiebreak; } cls;
 
 static int cmp_cls(const void *a, const void *b) {
     const cls *x = a, *y = b;
@@ -30,26 +30,58 @@ static int cmp_cls(const void *a, const void *b) {
     return x->tiebreak < y->tiebreak ? -1 : x->tiebreak > y->tiebreak;
 }
 
+/* Sample indices grouped by class: class k (the k-th smallest label present) has its samples,
+ * in file order, at pool[start[k] .. start[k + 1]). */
+typedef struct by_class {
+    int64_t *pool;  /* (n) */
+    int64_t *start; /* (ncls + 1) */
+    int ncls;
+} by_class;
+
+static void by_class_free(by_class *g) {
+    sm_free(g->pool); sm_free(g->start);
+    memset(g, 0, sizeof *g);
+}
+
+static sm_status group_by_class(by_class *g, const int32_t *labels, int64_t n) {
+    memset(g, 0, sizeof *g);
+    int32_t maxl = -1;
+    for (int64_t i = 0; i < n; i++) if (labels[i] > maxl) maxl = labels[i];
+    int64_t *slot = sm_calloc((size_t)maxl + 2, sizeof(int64_t)); /* (maxl + 1) count, then cursor */
+    if (!slot) return SM_ERR_NOMEM;
+    for (int64_t i = 0; i < n; i++) slot[labels[i]]++;
+    for (int32_t l = 0; l <= maxl; l++) g->ncls += slot[l] > 0;
+    g->pool = sm_alloc((size_t)(n ? n : 1), sizeof(int64_t));
+    g->start = sm_alloc((size_t)g->ncls + 1, sizeof(int64_t));
+    if (!g->pool || !g->start) { sm_free(slot); by_class_free(g); return SM_ERR_NOMEM; }
+    int64_t off = 0;
+    for (int32_t l = 0, k = 0; l <= maxl; l++) {
+        if (!slot[l]) continue;
+        int64_t count = slot[l];
+        g->start[k++] = off;
+        slot[l] = off; /* from here on: the next free position of class l */
+        off += count;
+    }
+    g->start[g->ncls] = off;
+    for (int64_t i = 0; i < n; i++) g->pool[slot[labels[i]]++] = i;
+    sm_free(slot);
+    return SM_OK;
+}
+
 sm_status sm_plan_pk(sm_epoch_plan *p, const int32_t *labels, int64_t n, int batch,
                      int per_class, sm_rng *rng) {
     memset(p, 0, sizeof *p);
     if (per_class < 1 || per_class > batch)
         return sm_fail(SM_ERR_INVALID, "per-class count %d must be between 1 and the batch size %d", per_class, batch);
-    int32_t maxl = -1;
-    for (int64_t i = 0; i < n; i++) if (labels[i] > maxl) maxl = labels[i];
-    int64_t *cnt = sm_calloc((size_t)maxl + 2, sizeof(int64_t));
-    if (!cnt) return SM_ERR_NOMEM;
-    for (int64_t i = 0; i < n; i++) cnt[labels[i]]++;
-    int ncls = 0;
-    for (int32_t l = 0; l <= maxl; l++) ncls += cnt[l] > 0;
+    by_class g;
+    if (group_by_class(&g, labels, n)) return SM_ERR_NOMEM;
+    const int ncls = g.ncls;
     cls *C = sm_calloc((size_t)(ncls ? ncls : 1), sizeof *C);
-    int64_t *pool = sm_alloc((size_t)(n ? n : 1), sizeof(int64_t));
-    if (!C || !pool) { sm_free(cnt); sm_free(C); sm_free(pool); return SM_ERR_NOMEM; }
-    int64_t off = 0, groups_total = 0;
-    for (int32_t l = 0, k = 0; l <= maxl; l++)
-        if (cnt[l]) { C[k].label = l; C[k].idx = pool + off; off += cnt[l]; k++; }
-    for (int64_t i = 0; i < n; i++) {
-        for (int k = 0; k < ncls; k++) if (C[k].label == labels[i]) { C[k].idx[C[k].count++] = i; break; }
+    if (!C) { by_class_free(&g); return SM_ERR_NOMEM; }
+    int64_t groups_total = 0;
+    for (int k = 0; k < ncls; k++) {
+        C[k].idx = g.pool + g.start[k];
+        C[k].count = g.start[k + 1] - g.start[k];
     }
     for (int k = 0; k < ncls; k++) {
         sm_rng_shuffle_i64(rng, C[k].idx, C[k].count);
@@ -60,7 +92,7 @@ sm_status sm_plan_pk(sm_epoch_plan *p, const int32_t *labels, int64_t n, int bat
     if (P < 1) P = 1;
     p->order = sm_alloc((size_t)(groups_total * per_class + 1), sizeof(int64_t));
     p->starts = sm_alloc((size_t)(groups_total + 2), sizeof(int64_t));
-    if (!p->order || !p->starts) { sm_free(cnt); sm_free(C); sm_free(pool); sm_plan_free(p); return SM_ERR_NOMEM; }
+    if (!p->order || !p->starts) { sm_free(C); by_class_free(&g); sm_plan_free(p); return SM_ERR_NOMEM; }
     int64_t pos = 0, nb = 0, left = groups_total;
     p->starts[0] = 0;
     while (left > 0) {
@@ -81,7 +113,7 @@ sm_status sm_plan_pk(sm_epoch_plan *p, const int32_t *labels, int64_t n, int bat
     }
     p->nbatches = nb;
     p->total = pos;
-    sm_free(cnt); sm_free(C); sm_free(pool);
+    sm_free(C); by_class_free(&g);
     return SM_OK;
 }
 
@@ -90,26 +122,19 @@ sm_status sm_plan_pk_random(sm_epoch_plan *p, const int32_t *labels, int64_t n, 
     memset(p, 0, sizeof *p);
     if (per_class < 1 || per_class > batch)
         return sm_fail(SM_ERR_INVALID, "per-class count %d must be between 1 and the batch size %d", per_class, batch);
-    int32_t maxl = -1;
-    for (int64_t i = 0; i < n; i++) if (labels[i] > maxl) maxl = labels[i];
-    int64_t *start = sm_calloc((size_t)maxl + 2, sizeof(int64_t)); /* (maxl + 2) class offsets into pool */
-    int64_t *pool = sm_alloc((size_t)(n ? n : 1), sizeof(int64_t));  /* (n) indices grouped by class */
-    int32_t *cls = sm_alloc((size_t)maxl + 2, sizeof(int32_t));      /* present classes */
-    int64_t *fill = sm_alloc((size_t)maxl + 2, sizeof(int64_t));
-    if (!start || !pool || !cls || !fill) { sm_free(start); sm_free(pool); sm_free(cls); sm_free(fill); return SM_ERR_NOMEM; }
-    for (int64_t i = 0; i < n; i++) start[labels[i] + 1]++;
-    int ncls = 0;
-    for (int32_t l = 0; l <= maxl; l++) if (start[l + 1]) cls[ncls++] = l;
-    for (int32_t l = 0; l <= maxl; l++) start[l + 1] += start[l];
-    for (int32_t l = 0; l <= maxl; l++) fill[l] = start[l];
-    for (int64_t i = 0; i < n; i++) pool[fill[labels[i]]++] = i;
+    by_class g;
+    if (group_by_class(&g, labels, n)) return SM_ERR_NOMEM;
+    const int ncls = g.ncls;
+    int32_t *cls = sm_alloc((size_t)(ncls ? ncls : 1), sizeof(int32_t)); /* (ncls) class numbers k */
+    if (!cls) { by_class_free(&g); return SM_ERR_NOMEM; }
+    for (int k = 0; k < ncls; k++) cls[k] = k;
     int P = batch / per_class;
     if (P > ncls) P = ncls;
     int64_t nb = total / batch;
     if (nb < 1) nb = 1;
     p->order = sm_alloc((size_t)(nb * P * per_class + 1), sizeof(int64_t));
     p->starts = sm_alloc((size_t)nb + 1, sizeof(int64_t));
-    if (!p->order || !p->starts) { sm_free(start); sm_free(pool); sm_free(cls); sm_free(fill); sm_plan_free(p); return SM_ERR_NOMEM; }
+    if (!p->order || !p->starts) { sm_free(cls); by_class_free(&g); sm_plan_free(p); return SM_ERR_NOMEM; }
     int64_t pos = 0;
     p->starts[0] = 0;
     for (int64_t b = 0; b < nb; b++) {
@@ -118,7 +143,7 @@ sm_status sm_plan_pk_random(sm_epoch_plan *p, const int32_t *labels, int64_t n, 
             int32_t t = cls[k]; cls[k] = cls[j]; cls[j] = t;
         }
         for (int k = 0; k < P; k++) {
-            int64_t *idx = pool + start[cls[k]], cnt = start[cls[k] + 1] - start[cls[k]];
+            int64_t *idx = g.pool + g.start[cls[k]], cnt = g.start[cls[k] + 1] - g.start[cls[k]];
             if (cnt >= per_class) { /* per_class distinct samples: partial shuffle of the class */
                 for (int j = 0; j < per_class; j++) {
                     int64_t r = j + (int64_t)sm_rng_below(rng, (uint64_t)(cnt - j));
@@ -133,6 +158,6 @@ sm_status sm_plan_pk_random(sm_epoch_plan *p, const int32_t *labels, int64_t n, 
     }
     p->nbatches = nb;
     p->total = pos;
-    sm_free(start); sm_free(pool); sm_free(cls); sm_free(fill);
+    sm_free(cls); by_class_free(&g);
     return SM_OK;
 }
