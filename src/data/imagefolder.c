@@ -21,25 +21,29 @@
 #define MAX_FILE_BYTES ((size_t)1 << 30)
 
 /* ---- single images ------------------------------------------------------------------------- */
+/* Source position of output coordinate o when n source pixels are scaled by `scale` (source
+ * pixels an output pixel, half-pixel centres): the two neighbours i0, i1 and the weight of i1. */
+static void bilinear_source(int o, float scale, int n, int *i0, int *i1, float *w1) {
+    float f = ((float)o + 0.5f) * scale - 0.5f;
+    if (f < 0) f = 0;
+    int a = (int)f;
+    if (a > n - 1) a = n - 1;
+    *i0 = a;
+    *i1 = a + 1 < n ? a + 1 : n - 1;
+    *w1 = f - (float)a > 1 ? 1 : f - (float)a;
+}
+
 /* Bilinear resize of src (ih, iw, c) bytes into dst (h, w, c) floats in [0, 1]. */
 static void resize_bilinear(const unsigned char *src, int ih, int iw, int c, float *dst, int h, int w) {
     float sy = (float)ih / (float)h, sx = (float)iw / (float)w;
     for (int y = 0; y < h; y++) {
-        float fy = ((float)y + 0.5f) * sy - 0.5f;
-        if (fy < 0) fy = 0;
-        int y0 = (int)fy;
-        if (y0 > ih - 1) y0 = ih - 1;
-        int y1 = y0 + 1 < ih ? y0 + 1 : ih - 1;
-        float wy = fy - (float)y0;
-        if (wy > 1) wy = 1;
+        int y0, y1;
+        float wy;
+        bilinear_source(y, sy, ih, &y0, &y1, &wy);
         for (int x = 0; x < w; x++) {
-            float fx = ((float)x + 0.5f) * sx - 0.5f;
-            if (fx < 0) fx = 0;
-            int x0 = (int)fx;
-            if (x0 > iw - 1) x0 = iw - 1;
-            int x1 = x0 + 1 < iw ? x0 + 1 : iw - 1;
-            float wx = fx - (float)x0;
-            if (wx > 1) wx = 1;
+            int x0, x1;
+            float wx;
+            bilinear_source(x, sx, iw, &x0, &x1, &wx);
             for (int k = 0; k < c; k++) {
                 float a = src[((int64_t)y0 * iw + x0) * c + k], b = src[((int64_t)y0 * iw + x1) * c + k];
                 float cc = src[((int64_t)y1 * iw + x0) * c + k], d = src[((int64_t)y1 * iw + x1) * c + k];
