@@ -4,6 +4,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include "data/data.h"
 #include "testing.h"
+#include "testfiles.h"
 #include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -20,21 +21,6 @@ static const char *tpath(const char *name) {
     return buf[k];
 }
 
-/* Write len bytes to path, gzip-compressed if gz. */
-static void write_bytes(const char *path, const unsigned char *data, size_t len, int gz) {
-    if (gz) {
-        gzFile g = gzopen(path, "wb");
-        if (!g) { fprintf(stderr, "cannot create %s\n", path); exit(2); }
-        if (len) gzwrite(g, data, (unsigned)len);
-        gzclose(g);
-    } else {
-        FILE *f = fopen(path, "wb");
-        if (!f) { fprintf(stderr, "cannot create %s\n", path); exit(2); }
-        if (len) fwrite(data, 1, len, f);
-        fclose(f);
-    }
-}
-
 static size_t put_be32(unsigned char *b, uint32_t v) {
     b[0] = (unsigned char)(v >> 24); b[1] = (unsigned char)(v >> 16);
     b[2] = (unsigned char)(v >> 8); b[3] = (unsigned char)v;
@@ -48,7 +34,7 @@ static void write_images(const char *path, uint32_t magic, uint32_t n, uint32_t 
     size_t o = put_be32(b, magic);
     o += put_be32(b + o, n); o += put_be32(b + o, h); o += put_be32(b + o, w);
     for (size_t i = 0; i < npix; i++) b[o + i] = (unsigned char)((i * 7) % 256);
-    write_bytes(path, b, o + npix, gz);
+    t_write_file(path, b, o + npix, gz);
     free(b);
 }
 
@@ -58,7 +44,7 @@ static void write_labels(const char *path, uint32_t magic, uint32_t n, size_t nl
     size_t o = put_be32(b, magic);
     o += put_be32(b + o, n);
     for (size_t i = 0; i < nlab; i++) b[o + i] = (unsigned char)(i % 3);
-    write_bytes(path, b, o + nlab, gz);
+    t_write_file(path, b, o + nlab, gz);
     free(b);
 }
 
@@ -150,9 +136,9 @@ static void test_idx_bad(void) {
         expect_fail(p, lab, SM_ERR_FORMAT, "wrong ndims");
         p = P("zero-img"); write_images(p, 0x803, 4, 0, 2, 0, gz);
         expect_fail(p, lab, SM_ERR_FORMAT, "zero dim");
-        p = P("short-hdr"); write_bytes(p, (const unsigned char *)"\0\0\x08\x03\0\0", 6, gz);
+        p = P("short-hdr"); t_write_file(p, (const unsigned char *)"\0\0\x08\x03\0\0", 6, gz);
         expect_fail(p, lab, SM_ERR_FORMAT, "short header");
-        p = P("empty"); write_bytes(p, (const unsigned char *)"", 0, gz);
+        p = P("empty"); t_write_file(p, (const unsigned char *)"", 0, gz);
         expect_fail(p, lab, SM_ERR_FORMAT, "empty file");
         p = P("trunc-img"); write_images(p, 0x803, 4, 2, 2, 15, gz);
         expect_fail(p, lab, SM_ERR_FORMAT, "truncated images");
@@ -200,15 +186,15 @@ static void test_idx_bad(void) {
         unsigned char bad[8192];
         memcpy(bad, buf, len);
         for (size_t i = 12; i < len - 8; i += 5) bad[i] ^= 0x5a;
-        write_bytes(tpath("corrupt.gz"), bad, len, 0);
+        t_write_file(tpath("corrupt.gz"), bad, len, 0);
         expect_fail(tpath("corrupt.gz"), tpath("corrupt-lab"), SM_ERR_FORMAT, "corrupt gz");
         memcpy(bad, buf, len);
         bad[len - 6] ^= 0xff; /* the CRC-32 in the trailer */
-        write_bytes(tpath("badcrc.gz"), bad, len, 0);
+        t_write_file(tpath("badcrc.gz"), bad, len, 0);
         expect_fail(tpath("badcrc.gz"), tpath("corrupt-lab"), SM_ERR_FORMAT, "bad gz crc");
-        write_bytes(tpath("cut.gz"), buf, len / 2, 0);
+        t_write_file(tpath("cut.gz"), buf, len / 2, 0);
         expect_fail(tpath("cut.gz"), tpath("corrupt-lab"), SM_ERR_FORMAT, "cut gz");
-        write_bytes(tpath("hdronly.gz"), buf, 10, 0);
+        t_write_file(tpath("hdronly.gz"), buf, 10, 0);
         expect_fail(tpath("hdronly.gz"), tpath("corrupt-lab"), SM_ERR_FORMAT, "gz header only");
     }
     /* invalid arguments */

@@ -20,6 +20,7 @@
 #include "model/model.h"
 #include "simile.h"
 #include "testing.h"
+#include "testfiles.h"
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
@@ -48,31 +49,6 @@ static const char *P(const char *name) {
 static void put_be32(unsigned char *b, uint32_t v) { b[0] = v >> 24; b[1] = v >> 16; b[2] = v >> 8; b[3] = v; }
 static void put_le32(unsigned char *p, uint32_t v) { p[0] = (unsigned char)v; p[1] = v >> 8; p[2] = v >> 16; p[3] = v >> 24; }
 
-static void write_bytes(const char *path, const void *b, size_t n, int gz) {
-    if (gz) { gzFile f = gzopen(path, "wb"); gzwrite(f, b, (unsigned)n); gzclose(f); return; }
-    FILE *f = fopen(path, "wb");
-    fwrite(b, 1, n, f);
-    fclose(f);
-}
-static unsigned char *read_all(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc((size_t)n + 1);
-    *len = fread(b, 1, (size_t)n, f);
-    fclose(f);
-    return b;
-}
-static int count_tmp_files(void) {
-    DIR *d = opendir(dir);
-    int n = 0;
-    struct dirent *e;
-    while (d && (e = readdir(d))) n += strstr(e->d_name, ".tmp.") != NULL;
-    if (d) closedir(d);
-    return n;
-}
 static void remove_tmp_files(void) {
     DIR *d = opendir(dir);
     struct dirent *e;
@@ -156,7 +132,7 @@ static void test_alloc_train_save_load(void) {
     CHECK_MSG(wrong_status == 0, "%d injected failures gave a status other than SM_ERR_NOMEM", wrong_status);
     CHECK_MSG(bad_file == 0, "%d injected failures left a file that is neither the old nor the new model", bad_file);
     CHECK(failures > 20);
-    CHECK(count_tmp_files() == 0);
+    CHECK(t_count_tmp_files(dir) == 0);
     printf("alloc faults: model create + train + save + load failed cleanly at each of %d allocations\n", k - 1);
 }
 
@@ -230,18 +206,18 @@ static void test_alloc_loaders(void) {
     for (int i = 0; i < N * H * W; i++) img[16 + i] = (unsigned char)(i * 7);
     put_be32(lab, 0x801); put_be32(lab + 4, N);
     for (int i = 0; i < N; i++) lab[8 + i] = (unsigned char)Y[i];
-    write_bytes(P("img"), img, sizeof img, 0);
-    write_bytes(P("lab"), lab, sizeof lab, 0);
-    write_bytes(P("img.gz"), img, sizeof img, 1);
-    write_bytes(P("lab.gz"), lab, sizeof lab, 1);
+    t_write_file(P("img"), img, sizeof img, 0);
+    t_write_file(P("lab"), lab, sizeof lab, 0);
+    t_write_file(P("img.gz"), img, sizeof img, 1);
+    t_write_file(P("lab.gz"), lab, sizeof lab, 1);
     int64_t sx[2] = {N, H * W}, sy[1] = {N};
     CHECK_OK(sm_npy_write(P("x.npy"), SM_NPY_F32, X, sx, 2));
     CHECK_OK(sm_npy_write(P("y.npy"), SM_NPY_I32, Y, sy, 1));
     mkdir(P("folder"), 0700); mkdir(P("folder/a"), 0700); mkdir(P("folder/b"), 0700);
     const char pgm[] = "P5\n2 2\n255\n\x10\x80\xff\x00";
-    write_bytes(P("folder/a/1.pgm"), pgm, sizeof pgm - 1, 0);
-    write_bytes(P("folder/a/2.pgm"), pgm, sizeof pgm - 1, 0);
-    write_bytes(P("folder/b/1.pgm"), pgm, sizeof pgm - 1, 0);
+    t_write_file(P("folder/a/1.pgm"), pgm, sizeof pgm - 1, 0);
+    t_write_file(P("folder/a/2.pgm"), pgm, sizeof pgm - 1, 0);
+    t_write_file(P("folder/b/1.pgm"), pgm, sizeof pgm - 1, 0);
     sm_gallery *g;
     CHECK_OK(sm_gallery_create(&g, 2, SM_METRIC_L2, 0));
     float e[4] = {1, 2, 3, 4};
@@ -259,7 +235,7 @@ static void test_alloc_loaders(void) {
     CHECK_OK(sm_gallery_open(&back, P("g2.smg")));
     if (back) CHECK(sm_gallery_size(back) == 6);
     sm_gallery_free(back);
-    CHECK(count_tmp_files() == 0);
+    CHECK(t_count_tmp_files(dir) == 0);
 }
 
 /* ---- limits: refused before allocating ----------------------------------------------------- */
@@ -270,8 +246,8 @@ static void test_limits(void) {
     put_be32(img, 0x803); put_be32(img + 4, 1u << 24); put_be32(img + 8, 256); put_be32(img + 12, 256); img[16] = 0;
     put_be32(lab, 0x801); put_be32(lab + 4, 1u << 24); lab[8] = 0;
     for (int gz = 0; gz < 2; gz++) {
-        write_bytes(P("big_img"), img, sizeof img, gz);
-        write_bytes(P("big_lab"), lab, sizeof lab, gz);
+        t_write_file(P("big_img"), img, sizeof img, gz);
+        t_write_file(P("big_lab"), lab, sizeof lab, gz);
         sm_dataset *ds = (sm_dataset *)1;
         sm_alloc_fail_after(LONG_MAX); /* count allocations, fail none */
         double t0 = sm_now();
@@ -282,7 +258,7 @@ static void test_limits(void) {
     }
     /* IDX: 2^31 images (beyond the count limit) */
     put_be32(img + 4, 0x80000000u); put_be32(img + 8, 1); put_be32(img + 12, 1);
-    write_bytes(P("big_img"), img, sizeof img, 0);
+    t_write_file(P("big_img"), img, sizeof img, 0);
     sm_dataset *ds;
     CHECK_STATUS(sm_dataset_load_idx(&ds, P("big_img"), P("big_lab")), SM_ERR_RANGE);
 
@@ -292,7 +268,7 @@ static void test_limits(void) {
     size_t hl = strlen(hdr);
     npy[8] = (unsigned char)hl; npy[9] = 0;
     memcpy(npy + 10, hdr, hl);
-    write_bytes(P("big.npy"), npy, 10 + hl, 0);
+    t_write_file(P("big.npy"), npy, 10 + hl, 0);
     void *data;
     int64_t shape[4];
     int nd;
@@ -328,11 +304,11 @@ static void test_limits(void) {
     CHECK_OK(sm_gallery_save(g, P("neg.smg")));
     sm_gallery_free(g);
     size_t len;
-    unsigned char *b = read_all(P("neg.smg"), &len);
+    unsigned char *b = t_read_all(P("neg.smg"), &len);
     /* header: magic 8, version, dim, metric, fp, thr, rule, nclasses (7 x u32), nitems u64 */
     for (int i = 0; i < 8; i++) b[8 + 28 + i] = 0xff;
     put_le32(b + len - 4, sm_crc32(0, b, len - 4));
-    write_bytes(P("neg.smg"), b, len, 0);
+    t_write_file(P("neg.smg"), b, len, 0);
     free(b);
     sm_alloc_fail_after(LONG_MAX);
     CHECK_STATUS(sm_gallery_open(&g, P("neg.smg")), SM_ERR_FORMAT);
@@ -344,7 +320,7 @@ static void test_limits(void) {
     CHECK_OK(sm_model_create(&m, "fc 2", 2, 2, 1, 1));
     CHECK_OK(sm_model_save(m, P("small.smm")));
     sm_model_free(m);
-    b = read_all(P("small.smm"), &len);
+    b = t_read_all(P("small.smm"), &len);
     /* rewrite: magic, version, 2 meta (spec, input), 0 tensors, CRC */
     unsigned char f[256];
     size_t o = 0;
@@ -355,7 +331,7 @@ static void test_limits(void) {
     for (int i = 0; i < 4; i++) { put_le32(f + o, (uint32_t)strlen(kv[i])); o += 4; memcpy(f + o, kv[i], strlen(kv[i])); o += strlen(kv[i]); }
     put_le32(f + o, 0); o += 4;
     put_le32(f + o, sm_crc32(0, f, o)); o += 4;
-    write_bytes(P("liar.smm"), f, o, 0);
+    t_write_file(P("liar.smm"), f, o, 0);
     free(b);
     sm_alloc_fail_after(LONG_MAX);
     CHECK_STATUS(sm_model_load(&m, P("liar.smm")), SM_ERR_FORMAT);
@@ -444,7 +420,7 @@ static void test_numeric(void) {
     m->params[0] = 0; m->buffers[0] = INFINITY;
     if (m->nbuffers) CHECK_STATUS(sm_model_save(m, P("keep.smm")), SM_ERR_NUMERIC);
     CHECK(file_fingerprint(P("keep.smm")) == fp && fp != 0);
-    CHECK(count_tmp_files() == 0);
+    CHECK(t_count_tmp_files(dir) == 0);
     sm_model_free(m);
 }
 
@@ -523,7 +499,7 @@ static void test_full_disk(void) {
     fp = file_fingerprint(P("lim.smm"));
     CHECK(save_with_fsize_limit(big, P("lim.smm"), 50 * 1024) == SM_ERR_IO);
     CHECK(file_fingerprint(P("lim.smm")) == fp);
-    CHECK_MSG(count_tmp_files() == 0, "a failed save left its temporary file");
+    CHECK_MSG(t_count_tmp_files(dir) == 0, "a failed save left its temporary file");
     sm_model_free(small);
     sm_model_free(big);
 }

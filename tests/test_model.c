@@ -8,6 +8,7 @@
 #include "model/model.h"
 #include "simile.h"
 #include "testing.h"
+#include "testfiles.h"
 #include <dirent.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -16,36 +17,6 @@
 static char g_dir[256];
 
 static int contains(const char *hay, const char *needle) { return hay && strstr(hay, needle) != NULL; }
-
-/* Number of entries in g_dir whose name contains ".tmp." (left-over temporary files). */
-static int count_tmp_files(const char *dir) {
-    DIR *d = opendir(dir);
-    if (!d) return -1;
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d))) n += strstr(e->d_name, ".tmp.") != NULL;
-    closedir(d);
-    return n;
-}
-
-static unsigned char *read_all(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc((size_t)n + 1);
-    *len = fread(b, 1, (size_t)n, f);
-    fclose(f);
-    return b;
-}
-
-static int write_all(const char *path, const unsigned char *b, size_t len) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return 0;
-    size_t w = fwrite(b, 1, len, f);
-    return fclose(f) == 0 && w == len;
-}
 
 static void put_u32(unsigned char *p, uint32_t v) {
     p[0] = (unsigned char)v; p[1] = (unsigned char)(v >> 8); p[2] = (unsigned char)(v >> 16); p[3] = (unsigned char)(v >> 24);
@@ -279,7 +250,7 @@ static void test_files(void) {
     float e1[24 * 5], e2[24 * 5];
     CHECK_OK(sm_model_embed(m, xs, n, e1));
     CHECK_OK(sm_model_save(m, p1));
-    CHECK(count_tmp_files(g_dir) == 0);
+    CHECK(t_count_tmp_files(g_dir) == 0);
     CHECK_OK(sm_model_load(&l, p1));
     if (l) {
         CHECK_OK(sm_model_embed(l, xs, n, e2));
@@ -327,7 +298,7 @@ static void test_files(void) {
 
     /* corrupted copies of the head model: flip one byte at every 97th position (and the last) */
     size_t len = 0;
-    unsigned char *orig = read_all(p2, &len);
+    unsigned char *orig = t_read_all(p2, &len);
     CHECK(orig && len > 200);
     if (orig && len > 200) {
         unsigned char *buf = malloc(len + 16);
@@ -338,7 +309,7 @@ static void test_files(void) {
             size_t pos = k * 97 < len ? k * 97 : len - 1;
             memcpy(buf, orig, len);
             buf[pos] ^= 0x5A;
-            write_all(p3, buf, len);
+            t_write_file(p3, buf, len, 0);
             l = (sm_model *)1;
             sm_status st = sm_model_load(&l, p3);
             tried++;
@@ -353,7 +324,7 @@ static void test_files(void) {
         /* truncations at 0, 53, 106, ... bytes and at each of the last 8 lengths */
         tried = wrong = 0;
         for (size_t cut = 0; cut < len; cut += 53) {
-            write_all(p3, orig, cut);
+            t_write_file(p3, orig, cut, 0);
             l = (sm_model *)1;
             sm_status st = sm_model_load(&l, p3);
             tried++;
@@ -364,7 +335,7 @@ static void test_files(void) {
             }
         }
         for (size_t cut = 1; cut <= 8; cut++) {
-            write_all(p3, orig, len - cut);
+            t_write_file(p3, orig, len - cut, 0);
             tried++;
             l = (sm_model *)1;
             sm_status st = sm_model_load(&l, p3);
@@ -379,7 +350,7 @@ static void test_files(void) {
         /* bad magic */
         memcpy(buf, orig, len);
         memcpy(buf, "NOTMODEL", 8);
-        write_all(p3, buf, len);
+        t_write_file(p3, buf, len, 0);
         CHECK_STATUS(sm_model_load(&l, p3), SM_ERR_FORMAT);
         CHECK(contains(sm_errmsg(), "magic"));
 
@@ -387,20 +358,20 @@ static void test_files(void) {
         memcpy(buf, orig, len);
         put_u32(buf + 8, 2);
         put_u32(buf + len - 4, sm_crc32(0, buf, len - 4));
-        write_all(p3, buf, len);
+        t_write_file(p3, buf, len, 0);
         CHECK_STATUS(sm_model_load(&l, p3), SM_ERR_FORMAT);
         CHECK(contains(sm_errmsg(), "version"));
         memcpy(buf, orig, len - 4);
         memset(buf + len - 4, 0, 4); /* 4 stray bytes before a re-computed checksum */
         put_u32(buf + len, sm_crc32(0, buf, len));
-        write_all(p3, buf, len + 4);
+        t_write_file(p3, buf, len + 4, 0);
         CHECK_STATUS(sm_model_load(&l, p3), SM_ERR_FORMAT);
         /* a NaN in a tensor with a valid checksum is refused too: the head's last float */
         memcpy(buf, orig, len);
         float nanv = NAN;
         memcpy(buf + len - 8, &nanv, 4);
         put_u32(buf + len - 4, sm_crc32(0, buf, len - 4));
-        write_all(p3, buf, len);
+        t_write_file(p3, buf, len, 0);
         CHECK_STATUS(sm_model_load(&l, p3), SM_ERR_FORMAT);
         free(buf);
     }
@@ -419,12 +390,12 @@ static void test_files(void) {
     path_in(p3, sizeof p3, "no/such/dir/m.smm");
     CHECK_STATUS(sm_model_save(m, p3), SM_ERR_IO);
     CHECK(contains(sm_model_errmsg(m), "no/such/dir"));
-    CHECK(count_tmp_files(g_dir) == 0);
+    CHECK(t_count_tmp_files(g_dir) == 0);
     /* a save whose final rename fails (the target is a directory) removes its temporary file */
     path_in(p3, sizeof p3, "adir");
     CHECK(mkdir(p3, 0755) == 0);
     CHECK_STATUS(sm_model_save(m, p3), SM_ERR_IO);
-    CHECK_MSG(count_tmp_files(g_dir) == 0, "a failed save left a temporary file in %s", g_dir);
+    CHECK_MSG(t_count_tmp_files(g_dir) == 0, "a failed save left a temporary file in %s", g_dir);
     rmdir(p3);
 
     /* saving over an existing file replaces it */
@@ -432,7 +403,7 @@ static void test_files(void) {
         CHECK_OK(sm_model_save(m, p2)); /* p2 held the head model */
         CHECK_OK(sm_model_load(&l, p2));
         if (l) { CHECK(sm_model_fingerprint(l) == sm_model_fingerprint(m)); sm_model_free(l); l = NULL; }
-        CHECK(count_tmp_files(g_dir) == 0);
+        CHECK(t_count_tmp_files(g_dir) == 0);
         CHECK_OK(sm_model_save(mh, p2));
         /* a failed save leaves the old file intact: the temporary file cannot be created because
          * a directory already has its name (works as root too) */
@@ -453,7 +424,7 @@ static void test_files(void) {
         } else {
             printf("  note: running as root, read-only directory save check skipped (chmod not enforced)\n");
         }
-        CHECK(count_tmp_files(g_dir) == 0);
+        CHECK(t_count_tmp_files(g_dir) == 0);
     }
 
     /* NaN parameters are not saved, and do not replace an existing file */
@@ -469,7 +440,7 @@ static void test_files(void) {
     m->buffers[1] = 1.0f;
     CHECK_OK(sm_model_load(&l, p1));
     if (l) { CHECK(sm_all_finite(l->params, l->nparams)); sm_model_free(l); l = NULL; }
-    CHECK(count_tmp_files(g_dir) == 0);
+    CHECK(t_count_tmp_files(g_dir) == 0);
 
     /* input guards */
     float bad[2 * 36];
