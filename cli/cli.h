@@ -26,6 +26,8 @@ int cli_usage_error(const char *cmd, const char *fmt, ...);
 /* Number parsing for option values; return 0 on success, print an error otherwise. */
 int cli_int(const char *cmd, const char *opt, const char *val, int lo, int hi, int *out);
 int cli_float(const char *cmd, const char *opt, const char *val, double lo, double hi, float *out);
+/* --optimizer: adam, adamw or sgd. */
+int cli_optimizer(const char *cmd, const char *val, sm_optimizer *out);
 
 /* Where data comes from: a directory with Fashion-MNIST-named files and a split, or explicit
  * image and label files; normalisation; class filter. */

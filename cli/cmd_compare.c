@@ -142,12 +142,12 @@ int cmd_compare(int argc, char **argv) {
         case O_EPOCHS: if (cli_int(cmd, "--epochs", optarg, 1, 100000, &cfg.epochs)) return EXIT_USAGE; break;
         case O_BATCH: if (cli_int(cmd, "--batch", optarg, 1, 65536, &cfg.batch_size)) return EXIT_USAGE; break;
         case O_LR: if (cli_float(cmd, "--lr", optarg, 1e-12, 100, &cfg.lr)) return EXIT_USAGE; break;
-        case O_OPT:
-            if (!strcmp(optarg, "adam")) cfg.optimizer = SM_OPT_ADAM;
-            else if (!strcmp(optarg, "adamw")) cfg.optimizer = SM_OPT_ADAMW;
-            else if (!strcmp(optarg, "sgd")) cfg.optimizer = SM_OPT_SGD;
-            else return cli_usage_error(cmd, "--optimizer: '%s' is not adam, adamw or sgd", optarg);
+        case O_OPT: {
+            sm_optimizer o;
+            if (cli_optimizer(cmd, optarg, &o)) return EXIT_USAGE;
+            cfg.optimizer = (int)o; /* sm_compare_config keeps it as an int */
             break;
+        }
         case O_PERCLASS: if (cli_int(cmd, "--per-class", optarg, 1, 65536, &cfg.per_class)) return EXIT_USAGE; break;
         case O_SEED: if (cli_int(cmd, "--seed", optarg, 0, 2147483647, &seed)) return EXIT_USAGE; break;
         case O_THREADS: if (cli_int(cmd, "--threads", optarg, 1, 1024, &threads)) return EXIT_USAGE; break;

@@ -84,8 +84,10 @@ int cmd_train(int argc, char **argv) {
         {"step-epochs", 1, 0, O_STEPE}, {"step-gamma", 1, 0, O_STEPG}, {"per-class", 1, 0, O_PERCLASS},
         {"aug-shift", 1, 0, O_SHIFT}, {"aug-flip", 0, 0, O_FLIP}, {"epoch-size", 1, 0, O_EPOCHSIZE}, {"seed", 1, 0, O_SEED},
         {"threads", 1, 0, O_THREADS}, {"out", 1, 0, O_OUT}, {"quiet", 0, 0, O_QUIET}, {"help", 0, 0, O_HELP},
-        {"val-split", 1, 0, O_VALSPLIT}, {"pk-random", 0, 0, O_PKRANDOM}, {"ema", 1, 0, O_EMA}, {"val-classes", 1, 0, O_VALCLASSES}, CLI_DATA_LONGOPTS, {0, 0, 0, 0}};
-    const char *cmd = "train", *val_split = NULL, *val_classes = NULL, *spec_arg = "cnn-s", *loss_name = "softmax", *loss_opts = "", *out = "model.smm";
+        {"pk-random", 0, 0, O_PKRANDOM}, {"ema", 1, 0, O_EMA}, {"val-split", 1, 0, O_VALSPLIT},
+        {"val-classes", 1, 0, O_VALCLASSES}, CLI_DATA_LONGOPTS, {0, 0, 0, 0}};
+    const char *cmd = "train", *spec_arg = "cnn-s", *loss_name = "softmax", *loss_opts = "", *out = "model.smm";
+    const char *val_split = NULL, *val_classes = NULL;
     int threads = 0, per_class = -1, quiet = 0, seed = 1;
     cli_data data;
     cli_data_defaults(&data, "train");
@@ -104,12 +106,7 @@ int cmd_train(int argc, char **argv) {
         case O_EPOCHS: if (cli_int(cmd, "--epochs", optarg, 1, 100000, &cfg.epochs)) return EXIT_USAGE; break;
         case O_BATCH: if (cli_int(cmd, "--batch", optarg, 1, 65536, &cfg.batch_size)) return EXIT_USAGE; break;
         case O_LR: if (cli_float(cmd, "--lr", optarg, 1e-12, 100, &cfg.lr)) return EXIT_USAGE; break;
-        case O_OPT:
-            if (!strcmp(optarg, "adam")) cfg.optimizer = SM_OPT_ADAM;
-            else if (!strcmp(optarg, "adamw")) { cfg.optimizer = SM_OPT_ADAMW; }
-            else if (!strcmp(optarg, "sgd")) cfg.optimizer = SM_OPT_SGD;
-            else return cli_usage_error(cmd, "--optimizer: '%s' is not adam, adamw or sgd", optarg);
-            break;
+        case O_OPT: if (cli_optimizer(cmd, optarg, &cfg.optimizer)) return EXIT_USAGE; break;
         case O_MOM: if (cli_float(cmd, "--momentum", optarg, 0, 0.9999, &cfg.momentum)) return EXIT_USAGE; break;
         case O_WD: if (cli_float(cmd, "--weight-decay", optarg, 0, 10, &cfg.weight_decay)) return EXIT_USAGE; break;
         case O_SCHED:

@@ -69,6 +69,17 @@ int cli_float(const char *cmd, const char *opt, const char *val, double lo, doub
     return 0;
 }
 
+int cli_optimizer(const char *cmd, const char *val, sm_optimizer *out) {
+    if (!strcmp(val, "adam")) *out = SM_OPT_ADAM;
+    else if (!strcmp(val, "adamw")) *out = SM_OPT_ADAMW;
+    else if (!strcmp(val, "sgd")) *out = SM_OPT_SGD;
+    else {
+        cli_usage_error(cmd, "--optimizer: '%s' is not adam, adamw or sgd", val);
+        return -1;
+    }
+    return 0;
+}
+
 const char *const cli_data_help =
     "data:\n"
     "  --data DIR        folder with Fashion-MNIST-named IDX files (default " SM_DEFAULT_DATA_DIR ")\n"
