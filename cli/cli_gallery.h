@@ -66,6 +66,8 @@ const char *cli_batch_name(const cli_batch *b, int64_t i);
 /* Parse "nearest", "vote", "centroid".  Returns 0 on success. */
 int cli_parse_rule(const char *s, sm_decision_rule *rule);
 const char *cli_rule_name(sm_decision_rule rule);
+/* l2, cosine or ip; -1 for anything else. */
+int cli_parse_metric(const char *s, sm_metric *metric);
 const char *cli_metric_name(sm_metric m);
 
 int cmd_embed(int argc, char **argv);

@@ -57,10 +57,7 @@ static int gal_create(int argc, char **argv) {
         case 'm': model = optarg; break;
         case 'd': if (cli_int(cmd, "--dim", optarg, 1, 65536, &dim)) return EXIT_USAGE; break;
         case 'k':
-            if (!strcmp(optarg, "l2")) metric = SM_METRIC_L2;
-            else if (!strcmp(optarg, "cosine")) metric = SM_METRIC_COSINE;
-            else if (!strcmp(optarg, "ip")) metric = SM_METRIC_IP;
-            else return cli_usage_error(cmd, "--metric must be l2, cosine or ip");
+            if (cli_parse_metric(optarg, &metric)) return cli_usage_error(cmd, "--metric must be l2, cosine or ip");
             break;
         case 'f': force = 1; break;
         case 'h':

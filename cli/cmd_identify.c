@@ -189,10 +189,7 @@ int cmd_verify(int argc, char **argv) {
         case 'T': if (cli_float(cmd, "--threshold", optarg, -1e30, 1e30, &thr)) return EXIT_USAGE; set_thr = 1; break;
         case 'r': if (cli_parse_rule(optarg, &rule) || rule == SM_RULE_VOTE) return cli_usage_error(cmd, "--rule must be nearest or centroid"); rule_set = 1; break;
         case 'k':
-            if (!strcmp(optarg, "l2")) metric = SM_METRIC_L2;
-            else if (!strcmp(optarg, "cosine")) metric = SM_METRIC_COSINE;
-            else if (!strcmp(optarg, "ip")) metric = SM_METRIC_IP;
-            else return cli_usage_error(cmd, "--metric must be l2, cosine or ip");
+            if (cli_parse_metric(optarg, &metric)) return cli_usage_error(cmd, "--metric must be l2, cosine or ip");
             break;
         case 'h':
             printf("usage: simile verify --model FILE IMAGE_A IMAGE_B [--gallery FILE | --threshold T]\n"

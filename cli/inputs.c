@@ -70,6 +70,13 @@ int cli_parse_rule(const char *s, sm_decision_rule *rule) {
 const char *cli_rule_name(sm_decision_rule r) {
     return r == SM_RULE_VOTE ? "vote" : r == SM_RULE_CENTROID ? "centroid" : "nearest";
 }
+int cli_parse_metric(const char *s, sm_metric *metric) {
+    if (!strcmp(s, "l2")) *metric = SM_METRIC_L2;
+    else if (!strcmp(s, "cosine")) *metric = SM_METRIC_COSINE;
+    else if (!strcmp(s, "ip")) *metric = SM_METRIC_IP;
+    else return -1;
+    return 0;
+}
 const char *cli_metric_name(sm_metric m) {
     return m == SM_METRIC_IP ? "ip" : m == SM_METRIC_COSINE ? "cosine" : "l2";
 }
