@@ -66,6 +66,12 @@ const char *cli_batch_name(const cli_batch *b, int64_t i);
 /* Parse "nearest", "vote", "centroid".  Returns 0 on success. */
 int cli_parse_rule(const char *s, sm_decision_rule *rule);
 const char *cli_rule_name(sm_decision_rule rule);
+/* Load the model at path into *m (NULL, and EXIT_OK, when path is NULL: embedding inputs need
+ * none); on failure print the error and return its exit code. */
+int cli_load_model(const char *cmd, const char *path, sm_model **m);
+/* Open a gallery and, when m is not NULL, check that it was built with that model; on a
+ * mismatch *g is NULL and the message names the file. */
+sm_status cli_gallery_open_checked(const char *path, sm_model *m, sm_gallery **g);
 /* l2, cosine or ip; -1 for anything else. */
 int cli_parse_metric(const char *s, sm_metric *metric);
 const char *cli_metric_name(sm_metric m);

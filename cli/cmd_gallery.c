@@ -23,26 +23,6 @@ static const char *help_main =
     "  calibrate  set the open-set threshold from labelled data (target FAR or best F1)\n"
     "simile gallery <sub> --help for each.\n";
 
-/* ---- shared ------------------------------------------------------------------------------- */
-static int load_model(const char *cmd, const char *path, sm_model **m) {
-    *m = NULL;
-    if (!path) return EXIT_OK;
-    sm_status st = sm_model_load(m, path);
-    return st ? cli_report(cmd, st, NULL) : EXIT_OK;
-}
-
-/* Open a gallery and check it against the model (if any) and the inputs' dimension. */
-static sm_status open_checked(const char *path, sm_model *m, sm_gallery **g) {
-    sm_status st = sm_gallery_open(g, path);
-    if (st) return st;
-    if (m && (st = sm_gallery_check_model(*g, sm_model_fingerprint(m)))) {
-        cli_fail(st, "%s: %s", path, sm_gallery_errmsg(*g));
-        sm_gallery_free(*g);
-        *g = NULL;
-    }
-    return st;
-}
-
 /* ---- create ------------------------------------------------------------------------------- */
 static int gal_create(int argc, char **argv) {
     static const struct option opts[] = {{"out", 1, 0, 'o'}, {"model", 1, 0, 'm'}, {"dim", 1, 0, 'd'},
@@ -77,7 +57,7 @@ static int gal_create(int argc, char **argv) {
     if (!force && access(out, F_OK) == 0)
         return cli_report(cmd, SM_ERR_IO, "the gallery file exists (use --force to replace it)");
     sm_model *m;
-    int rc = load_model(cmd, model, &m);
+    int rc = cli_load_model(cmd, model, &m);
     if (rc) return rc;
     sm_gallery *g;
     sm_status st = sm_gallery_create(&g, m ? sm_model_embedding_dim(m) : dim, metric, m ? sm_model_fingerprint(m) : 0);
@@ -126,7 +106,7 @@ static int gal_enrol(int argc, char **argv) {
     if (in.nimages && !cls) return cli_usage_error(cmd, "image files have no label: give --class NAME");
     sm_set_num_threads(in.threads);
     sm_model *m;
-    int rc = load_model(cmd, model, &m);
+    int rc = cli_load_model(cmd, model, &m);
     if (rc) return rc;
     cli_batch b;
     sm_gallery *g = NULL;
@@ -138,7 +118,7 @@ static int gal_enrol(int argc, char **argv) {
     if (!st && !cls && !b.labels) st = cli_fail(SM_ERR_INVALID, "the inputs have no labels: give --class NAME");
     /* the lock is held only for open + add + save */
     if (!st) st = sm_gallery_lock(&lock, gpath);
-    if (!st) st = open_checked(gpath, m, &g);
+    if (!st) st = cli_gallery_open_checked(gpath, m, &g);
     if (!st && b.d != sm_gallery_dim(g))
         st = cli_fail(SM_ERR_MISMATCH, "%s: the inputs have dimension %d, the gallery holds dimension %d", gpath, b.d,
                        sm_gallery_dim(g));
@@ -357,7 +337,7 @@ static int gal_calibrate(int argc, char **argv) {
     if (rule == SM_RULE_VOTE) rule = SM_RULE_NEAREST; /* votes decide by the nearest item's distance */
     sm_set_num_threads(in.threads);
     sm_model *m;
-    int rc = load_model(cmd, model, &m);
+    int rc = cli_load_model(cmd, model, &m);
     if (rc) return rc;
     cli_batch b;
     sm_gallery *g = NULL;
@@ -368,7 +348,7 @@ static int gal_calibrate(int argc, char **argv) {
     sm_status st = cli_inputs_load(cmd, &in, m, &b);
     if (!st && !b.labels) st = cli_fail(SM_ERR_INVALID, "calibration needs labelled inputs");
     if (!st) st = cli_batch_embed(&in, m, &b);
-    if (!st) st = open_checked(gpath, m, &g);
+    if (!st) st = cli_gallery_open_checked(gpath, m, &g);
     int C = st ? 0 : sm_gallery_num_classes(g);
     int64_t np = 0;
     if (!st) {
@@ -417,7 +397,7 @@ static int gal_calibrate(int argc, char **argv) {
         sm_lock *lock = NULL;
         sm_gallery *cur = NULL;
         st = sm_gallery_lock(&lock, gpath);
-        if (!st) st = open_checked(gpath, m, &cur);
+        if (!st) st = cli_gallery_open_checked(gpath, m, &cur);
         if (!st) st = sm_gallery_set_threshold(cur, thr, rule);
         if (!st) st = sm_gallery_save(cur, gpath);
         sm_lock_release(lock);

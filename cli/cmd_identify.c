@@ -16,13 +16,6 @@ static double now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static int load_model(const char *cmd, const char *path, sm_model **m) {
-    *m = NULL;
-    if (!path) return EXIT_OK;
-    sm_status st = sm_model_load(m, path);
-    return st ? cli_report(cmd, st, NULL) : EXIT_OK;
-}
-
 /* ---- identify ------------------------------------------------------------------------------- */
 static const char *identify_help =
     "usage: simile identify --gallery FILE --model FILE [inputs] [options]\n"
@@ -76,14 +69,13 @@ int cmd_identify(int argc, char **argv) {
     if (show < 0) show = in.nimages > 0 ? in.nimages : 0;
     sm_set_num_threads(in.threads);
     sm_model *m;
-    int rc = load_model(cmd, model, &m);
+    int rc = cli_load_model(cmd, model, &m);
     if (rc) return rc;
     cli_batch b;
     sm_gallery *g = NULL;
     sm_gallery_match *mt = NULL;
     sm_gallery_decision *dec = NULL;
-    sm_status st = sm_gallery_open(&g, gpath);
-    if (!st && m && (st = sm_gallery_check_model(g, sm_model_fingerprint(m)))) cli_fail(st, "%s: %s", gpath, sm_gallery_errmsg(g));
+    sm_status st = cli_gallery_open_checked(gpath, m, &g);
     if (!st) st = cli_inputs_load(cmd, &in, m, &b);
     else memset(&b, 0, sizeof b);
     double t0 = now_s();
@@ -212,15 +204,14 @@ int cmd_verify(int argc, char **argv) {
         return cli_usage_error(cmd, cls ? "give one image to check against --class" : "give two images");
     if (!set_thr && !gpath) return cli_usage_error(cmd, "give --threshold T or a calibrated --gallery FILE");
     sm_model *m;
-    int rc = load_model(cmd, model, &m);
+    int rc = cli_load_model(cmd, model, &m);
     if (rc) return rc;
     cli_batch b;
     memset(&b, 0, sizeof b);
     sm_gallery *g = NULL;
     sm_status st = SM_OK;
     if (gpath) {
-        st = sm_gallery_open(&g, gpath);
-        if (!st && (st = sm_gallery_check_model(g, sm_model_fingerprint(m)))) cli_fail(st, "%s: %s", gpath, sm_gallery_errmsg(g));
+        st = cli_gallery_open_checked(gpath, m, &g);
     }
     if (!st) st = cli_inputs_load(cmd, &in, m, &b);
     if (!st) st = cli_batch_embed(&in, m, &b);
@@ -292,7 +283,7 @@ int cmd_classify(int argc, char **argv) {
     if (show < 0) show = in.nimages;
     sm_set_num_threads(in.threads);
     sm_model *m;
-    int rc = load_model(cmd, model, &m);
+    int rc = cli_load_model(cmd, model, &m);
     if (rc) return rc;
     int C = sm_model_num_classes(m);
     if (C <= 0) {
@@ -370,7 +361,7 @@ int cmd_embed(int argc, char **argv) {
     if (in.npy) return cli_usage_error(cmd, "embed takes images, not embeddings");
     sm_set_num_threads(in.threads);
     sm_model *m;
-    int rc = load_model(cmd, model, &m);
+    int rc = cli_load_model(cmd, model, &m);
     if (rc) return rc;
     cli_batch b;
     sm_status st = cli_inputs_load(cmd, &in, m, &b);

@@ -70,6 +70,24 @@ int cli_parse_rule(const char *s, sm_decision_rule *rule) {
 const char *cli_rule_name(sm_decision_rule r) {
     return r == SM_RULE_VOTE ? "vote" : r == SM_RULE_CENTROID ? "centroid" : "nearest";
 }
+int cli_load_model(const char *cmd, const char *path, sm_model **m) {
+    *m = NULL;
+    if (!path) return EXIT_OK;
+    sm_status st = sm_model_load(m, path);
+    return st ? cli_report(cmd, st, NULL) : EXIT_OK;
+}
+
+sm_status cli_gallery_open_checked(const char *path, sm_model *m, sm_gallery **g) {
+    sm_status st = sm_gallery_open(g, path);
+    if (st) return st;
+    if (m && (st = sm_gallery_check_model(*g, sm_model_fingerprint(m)))) {
+        cli_fail(st, "%s: %s", path, sm_gallery_errmsg(*g));
+        sm_gallery_free(*g);
+        *g = NULL;
+    }
+    return st;
+}
+
 int cli_parse_metric(const char *s, sm_metric *metric) {
     if (!strcmp(s, "l2")) *metric = SM_METRIC_L2;
     else if (!strcmp(s, "cosine")) *metric = SM_METRIC_COSINE;
