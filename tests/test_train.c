@@ -50,13 +50,20 @@ static void test_shuffled(void) {
     sm_plan_free(&p);
 }
 
-static void test_pk(void) {
-    /* uneven classes: 0 x17, 1 x3, 2 x8, 3 x1, (4 absent), 5 x9, 6 x4 */
-    int32_t labels[64];
-    const int counts[7] = {17, 3, 8, 1, 0, 9, 4};
+/* Uneven classes for the planners: 0 x17, 1 x3, 2 x8, 3 x1, (4 absent), 5 x9, 6 x4. */
+static const int counts[7] = {17, 3, 8, 1, 0, 9, 4};
+
+/* labels (room for 64) in class order; returns their number (42). */
+static int uneven_labels(int32_t *labels) {
     int n = 0;
     for (int c = 0; c < 7; c++)
         for (int i = 0; i < counts[c]; i++) labels[n++] = c;
+    return n;
+}
+
+static void test_pk(void) {
+    int32_t labels[64];
+    int n = uneven_labels(labels);
     /* interleave to make the file order non-trivial */
     sm_rng rng;
     sm_rng_seed(&rng, 17);
@@ -116,10 +123,7 @@ static void test_pk(void) {
  * present class drawn at some point, the same plan for the same seed. */
 static void test_pk_random(void) {
     int32_t labels[64];
-    const int counts[7] = {17, 3, 8, 1, 0, 9, 4};
-    int n = 0;
-    for (int c = 0; c < 7; c++)
-        for (int i = 0; i < counts[c]; i++) labels[n++] = c;
+    int n = uneven_labels(labels);
     const int batch = 12, K = 4, P = 3;
     sm_rng rng, rng2;
     sm_rng_seed(&rng, 5);

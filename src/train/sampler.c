@@ -68,13 +68,21 @@ static sm_status group_by_class(by_class *g, const int32_t *labels, int64_t n) {
     return SM_OK;
 }
 
-sm_status sm_plan_pk(sm_epoch_plan *p, const int32_t *labels, int64_t n, int batch,
-                     int per_class, sm_rng *rng) {
+/* The start of both P x K planners: an empty plan, the per-class count checked, the samples
+ * grouped by class. */
+static sm_status pk_begin(sm_epoch_plan *p, const int32_t *labels, int64_t n, int batch, int per_class,
+                          by_class *g) {
     memset(p, 0, sizeof *p);
     if (per_class < 1 || per_class > batch)
         return sm_fail(SM_ERR_INVALID, "per-class count %d must be between 1 and the batch size %d", per_class, batch);
+    return group_by_class(g, labels, n);
+}
+
+sm_status sm_plan_pk(sm_epoch_plan *p, const int32_t *labels, int64_t n, int batch,
+                     int per_class, sm_rng *rng) {
     by_class g;
-    if (group_by_class(&g, labels, n)) return SM_ERR_NOMEM;
+    sm_status st = pk_begin(p, labels, n, batch, per_class, &g);
+    if (st) return st;
     const int ncls = g.ncls;
     cls *C = sm_calloc((size_t)(ncls ? ncls : 1), sizeof *C);
     if (!C) { by_class_free(&g); return SM_ERR_NOMEM; }
@@ -119,11 +127,9 @@ sm_status sm_plan_pk(sm_epoch_plan *p, const int32_t *labels, int64_t n, int bat
 
 sm_status sm_plan_pk_random(sm_epoch_plan *p, const int32_t *labels, int64_t n, int batch,
                             int per_class, int64_t total, sm_rng *rng) {
-    memset(p, 0, sizeof *p);
-    if (per_class < 1 || per_class > batch)
-        return sm_fail(SM_ERR_INVALID, "per-class count %d must be between 1 and the batch size %d", per_class, batch);
     by_class g;
-    if (group_by_class(&g, labels, n)) return SM_ERR_NOMEM;
+    sm_status st = pk_begin(p, labels, n, batch, per_class, &g);
+    if (st) return st;
     const int ncls = g.ncls;
     int32_t *cls = sm_alloc((size_t)(ncls ? ncls : 1), sizeof(int32_t)); /* (ncls) class numbers k */
     if (!cls) { by_class_free(&g); return SM_ERR_NOMEM; }
