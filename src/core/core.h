@@ -60,10 +60,25 @@ sm_status sm_afile_open(sm_afile *af, const char *path);
 sm_status sm_afile_write(sm_afile *af, const void *data, size_t n);
 sm_status sm_afile_commit(sm_afile *af);
 void sm_afile_abort(sm_afile *af);
+/* Little-endian fields of the model and gallery formats: u32, u64, and a string as its u32
+ * length followed by its bytes. */
+sm_status sm_afile_u32(sm_afile *af, uint32_t v);
+sm_status sm_afile_u64(sm_afile *af, uint64_t v);
+sm_status sm_afile_str(sm_afile *af, const char *s);
 
 /* ---- checked reading of a whole file into memory ------------------------------------------ */
 /* Reads at most max_bytes (SM_ERR_RANGE if larger).  *data must be sm_free'd. */
 sm_status sm_read_file(const char *path, size_t max_bytes, unsigned char **data, size_t *len);
+/* A bounds-checked cursor over such a buffer: each read names the file and `what` it was
+ * reading when the buffer ends first (SM_ERR_FORMAT, "truncated"). */
+typedef struct sm_reader { const unsigned char *p, *end; const char *path; } sm_reader;
+static inline uint32_t sm_get_u32le(const unsigned char *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+sm_status sm_reader_u32(sm_reader *r, uint32_t *v, const char *what);
+sm_status sm_reader_u64(sm_reader *r, uint64_t *v, const char *what);
+/* Borrow a string: *s points into the buffer (not terminated), *n its length. */
+sm_status sm_reader_str(sm_reader *r, const char **s, uint32_t *n, const char *what);
 
 /* ---- misc ------------------------------------------------------------------------------ */
 static inline int sm_isfinite_f(float x) { return (x - x) == 0.0f; }

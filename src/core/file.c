@@ -117,3 +117,43 @@ sm_status sm_afile_commit(sm_afile *af) {
     memset(af, 0, sizeof *af);
     return SM_OK;
 }
+
+sm_status sm_afile_u32(sm_afile *af, uint32_t v) {
+    unsigned char b[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16), (unsigned char)(v >> 24)};
+    return sm_afile_write(af, b, 4);
+}
+
+sm_status sm_afile_u64(sm_afile *af, uint64_t v) {
+    sm_status st = sm_afile_u32(af, (uint32_t)v);
+    return st ? st : sm_afile_u32(af, (uint32_t)(v >> 32));
+}
+
+sm_status sm_afile_str(sm_afile *af, const char *s) {
+    sm_status st = sm_afile_u32(af, (uint32_t)strlen(s));
+    return st ? st : sm_afile_write(af, s, strlen(s));
+}
+
+sm_status sm_reader_u32(sm_reader *r, uint32_t *v, const char *what) {
+    if (r->end - r->p < 4) return sm_fail(SM_ERR_FORMAT, "%s: truncated (reading %s)", r->path, what);
+    *v = sm_get_u32le(r->p);
+    r->p += 4;
+    return SM_OK;
+}
+
+sm_status sm_reader_u64(sm_reader *r, uint64_t *v, const char *what) {
+    uint32_t lo = 0, hi = 0;
+    sm_status st = sm_reader_u32(r, &lo, what);
+    if (!st) st = sm_reader_u32(r, &hi, what);
+    if (!st) *v = (uint64_t)lo | (uint64_t)hi << 32;
+    return st;
+}
+
+sm_status sm_reader_str(sm_reader *r, const char **s, uint32_t *n, const char *what) {
+    *s = NULL;
+    sm_status st = sm_reader_u32(r, n, what);
+    if (st) return st;
+    if ((uint64_t)(r->end - r->p) < *n) return sm_fail(SM_ERR_FORMAT, "%s: truncated (reading %s)", r->path, what);
+    *s = (const char *)r->p;
+    r->p += *n;
+    return SM_OK;
+}

@@ -25,18 +25,10 @@
 #define MAX_FILE_BYTES ((size_t)1 << 36)
 
 /* ---- writing ------------------------------------------------------------------------------ */
-static sm_status w_u32(sm_afile *f, uint32_t v) {
-    unsigned char b[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16), (unsigned char)(v >> 24)};
-    return sm_afile_write(f, b, 4);
-}
-static sm_status w_u64(sm_afile *f, uint64_t v) {
-    sm_status st = w_u32(f, (uint32_t)v);
-    return st ? st : w_u32(f, (uint32_t)(v >> 32));
-}
 static sm_status w_f32(sm_afile *f, float x) {
     uint32_t v;
     memcpy(&v, &x, 4);
-    return w_u32(f, v);
+    return sm_afile_u32(f, v);
 }
 
 sm_status sm_gallery_save(sm_gallery *g, const char *path) {
@@ -46,29 +38,29 @@ sm_status sm_gallery_save(sm_gallery *g, const char *path) {
     sm_status st = sm_afile_open(&f, path);
     if (st) { sm_errmsg_copy(g->errmsg); return st; }
     st = sm_afile_write(&f, MAGIC, 8);
-    if (!st) st = w_u32(&f, FORMAT_VERSION);
-    if (!st) st = w_u32(&f, (uint32_t)g->dim);
-    if (!st) st = w_u32(&f, (uint32_t)g->metric);
-    if (!st) st = w_u32(&f, g->fingerprint);
+    if (!st) st = sm_afile_u32(&f, FORMAT_VERSION);
+    if (!st) st = sm_afile_u32(&f, (uint32_t)g->dim);
+    if (!st) st = sm_afile_u32(&f, (uint32_t)g->metric);
+    if (!st) st = sm_afile_u32(&f, g->fingerprint);
     if (!st) st = w_f32(&f, g->threshold);
-    if (!st) st = w_u32(&f, (uint32_t)g->threshold_rule);
-    if (!st) st = w_u32(&f, (uint32_t)g->nclasses);
-    if (!st) st = w_u64(&f, (uint64_t)g->n);
-    if (!st) st = w_u64(&f, (uint64_t)g->next_id);
+    if (!st) st = sm_afile_u32(&f, (uint32_t)g->threshold_rule);
+    if (!st) st = sm_afile_u32(&f, (uint32_t)g->nclasses);
+    if (!st) st = sm_afile_u64(&f, (uint64_t)g->n);
+    if (!st) st = sm_afile_u64(&f, (uint64_t)g->next_id);
     for (int c = 0; c < g->nclasses && !st; c++) {
         size_t len = strlen(g->names[c]);
-        st = w_u32(&f, g->class_removed[c] ? 1u : 0u);
-        if (!st) st = w_u32(&f, (uint32_t)len);
+        st = sm_afile_u32(&f, g->class_removed[c] ? 1u : 0u);
+        if (!st) st = sm_afile_u32(&f, (uint32_t)len);
         if (!st) st = sm_afile_write(&f, g->names[c], len);
     }
     for (int64_t i = 0; i < g->n && !st; i++) {
-        st = w_u32(&f, (uint32_t)g->cls[i]);
-        if (!st) st = w_u32(&f, g->dead[i] ? 1u : 0u);
-        if (!st) st = w_u64(&f, (uint64_t)g->ids[i]);
+        st = sm_afile_u32(&f, (uint32_t)g->cls[i]);
+        if (!st) st = sm_afile_u32(&f, g->dead[i] ? 1u : 0u);
+        if (!st) st = sm_afile_u64(&f, (uint64_t)g->ids[i]);
     }
     /* x86-64 / arm64: floats are little-endian in memory */
     if (!st && g->n) st = sm_afile_write(&f, g->emb, (size_t)(g->n * g->dim) * sizeof(float));
-    if (!st) st = w_u32(&f, f.crc);
+    if (!st) st = sm_afile_u32(&f, f.crc);
     if (st) { sm_afile_abort(&f); sm_errmsg_copy(g->errmsg); return st; }
     st = sm_afile_commit(&f);
     if (st) sm_errmsg_copy(g->errmsg);
@@ -76,24 +68,6 @@ sm_status sm_gallery_save(sm_gallery *g, const char *path) {
 }
 
 /* ---- reading ------------------------------------------------------------------------------ */
-typedef struct reader { const unsigned char *p, *end; const char *path; } reader;
-
-static uint32_t get_u32(const unsigned char *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static sm_status r_u32(reader *r, uint32_t *v, const char *what) {
-    if (r->end - r->p < 4) return sm_fail(SM_ERR_FORMAT, "%s: truncated (reading %s)", r->path, what);
-    *v = get_u32(r->p);
-    r->p += 4;
-    return SM_OK;
-}
-static sm_status r_u64(reader *r, uint64_t *v, const char *what) {
-    uint32_t lo = 0, hi = 0;
-    sm_status st = r_u32(r, &lo, what);
-    if (!st) st = r_u32(r, &hi, what);
-    if (!st) *v = (uint64_t)lo | (uint64_t)hi << 32;
-    return st;
-}
 
 static int cmp_i64(const void *a, const void *b) {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
@@ -103,7 +77,7 @@ static int cmp_str(const void *a, const void *b) {
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static sm_status parse_gallery(reader *r, sm_gallery **out) {
+static sm_status parse_gallery(sm_reader *r, sm_gallery **out) {
     const char *path = r->path;
     size_t len = (size_t)(r->end - r->p);
     if (len < 8 || memcmp(r->p, MAGIC, 8) != 0)
@@ -111,20 +85,20 @@ static sm_status parse_gallery(reader *r, sm_gallery **out) {
     if (len < HEADER_BYTES + 4)
         return sm_fail(SM_ERR_FORMAT, "%s: truncated (%zu bytes, a gallery has at least %d)", path, len, HEADER_BYTES + 4);
     const unsigned char *crc_at = r->end - 4;
-    if (sm_crc32(0, r->p, (size_t)(crc_at - r->p)) != get_u32(crc_at))
+    if (sm_crc32(0, r->p, (size_t)(crc_at - r->p)) != sm_get_u32le(crc_at))
         return sm_fail(SM_ERR_FORMAT, "%s: checksum mismatch (the file is corrupt or truncated)", path);
     r->end = crc_at;
     r->p += 8;
     uint32_t version, dim, metric, fp, thr_bits, rule, nclasses;
     uint64_t nitems, next_id;
     sm_status st;
-    if ((st = r_u32(r, &version, "version"))) return st;
+    if ((st = sm_reader_u32(r, &version, "version"))) return st;
     if (version != FORMAT_VERSION)
         return sm_fail(SM_ERR_FORMAT, "%s: gallery format version %u, this build reads version %u", path, version, FORMAT_VERSION);
-    if ((st = r_u32(r, &dim, "dimension")) || (st = r_u32(r, &metric, "metric")) || (st = r_u32(r, &fp, "model fingerprint")) ||
-        (st = r_u32(r, &thr_bits, "threshold")) || (st = r_u32(r, &rule, "threshold rule")) ||
-        (st = r_u32(r, &nclasses, "class count")) || (st = r_u64(r, &nitems, "item count")) ||
-        (st = r_u64(r, &next_id, "next id")))
+    if ((st = sm_reader_u32(r, &dim, "dimension")) || (st = sm_reader_u32(r, &metric, "metric")) || (st = sm_reader_u32(r, &fp, "model fingerprint")) ||
+        (st = sm_reader_u32(r, &thr_bits, "threshold")) || (st = sm_reader_u32(r, &rule, "threshold rule")) ||
+        (st = sm_reader_u32(r, &nclasses, "class count")) || (st = sm_reader_u64(r, &nitems, "item count")) ||
+        (st = sm_reader_u64(r, &next_id, "next id")))
         return st;
     float thr;
     memcpy(&thr, &thr_bits, 4);
@@ -148,7 +122,7 @@ static sm_status parse_gallery(reader *r, sm_gallery **out) {
     if ((st = sm_gallery_reserve(g, (int)nclasses, (int64_t)nitems))) goto fail;
     for (uint32_t c = 0; c < nclasses; c++) {
         uint32_t flags, n;
-        if ((st = r_u32(r, &flags, "class flags")) || (st = r_u32(r, &n, "class name length"))) goto fail;
+        if ((st = sm_reader_u32(r, &flags, "class flags")) || (st = sm_reader_u32(r, &n, "class name length"))) goto fail;
         if (flags > 1) { st = sm_fail(SM_ERR_FORMAT, "%s: class %u has bad flags %u", path, c, flags); goto fail; }
         if ((uint64_t)(r->end - r->p) < n) { st = sm_fail(SM_ERR_FORMAT, "%s: truncated (reading class name %u)", path, c); goto fail; }
         if (!sm_gallery_name_ok((const char *)r->p, n)) {
@@ -173,8 +147,8 @@ static sm_status parse_gallery(reader *r, sm_gallery **out) {
         goto fail;
     }
     for (uint64_t i = 0; i < nitems; i++) {
-        uint32_t c = get_u32(r->p), flags = get_u32(r->p + 4);
-        uint64_t id = (uint64_t)get_u32(r->p + 8) | (uint64_t)get_u32(r->p + 12) << 32;
+        uint32_t c = sm_get_u32le(r->p), flags = sm_get_u32le(r->p + 4);
+        uint64_t id = (uint64_t)sm_get_u32le(r->p + 8) | (uint64_t)sm_get_u32le(r->p + 12) << 32;
         r->p += 16;
         if (c >= nclasses) { st = sm_fail(SM_ERR_FORMAT, "%s: item %llu has class %u of %u", path, (unsigned long long)i, c, nclasses); goto fail; }
         if (flags > 1) { st = sm_fail(SM_ERR_FORMAT, "%s: item %llu has bad flags %u", path, (unsigned long long)i, flags); goto fail; }
@@ -232,7 +206,7 @@ sm_status sm_gallery_open(sm_gallery **out, const char *path) {
     size_t len;
     sm_status st = sm_read_file(path, MAX_FILE_BYTES, &data, &len);
     if (st) return st;
-    reader r = {data, data + len, path};
+    sm_reader r = {data, data + len, path};
     st = parse_gallery(&r, out);
     sm_free(data);
     return st;

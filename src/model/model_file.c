@@ -15,19 +15,11 @@
 #define MAX_FILE_BYTES ((size_t)1 << 32)
 
 /* ---- writing ------------------------------------------------------------------------------ */
-static sm_status w_u32(sm_afile *f, uint32_t v) {
-    unsigned char b[4] = {(unsigned char)v, (unsigned char)(v >> 8), (unsigned char)(v >> 16), (unsigned char)(v >> 24)};
-    return sm_afile_write(f, b, 4);
-}
-static sm_status w_str(sm_afile *f, const char *s) {
-    sm_status st = w_u32(f, (uint32_t)strlen(s));
-    return st ? st : sm_afile_write(f, s, strlen(s));
-}
 static sm_status w_tensor(sm_afile *f, const char *name, int ndim, const int *dims, const float *data) {
-    sm_status st = w_str(f, name);
-    if (!st) st = w_u32(f, (uint32_t)ndim);
+    sm_status st = sm_afile_str(f, name);
+    if (!st) st = sm_afile_u32(f, (uint32_t)ndim);
     int64_t count = 1;
-    for (int i = 0; i < ndim && !st; i++) { st = w_u32(f, (uint32_t)dims[i]); count *= dims[i]; }
+    for (int i = 0; i < ndim && !st; i++) { st = sm_afile_u32(f, (uint32_t)dims[i]); count *= dims[i]; }
     if (!st) st = sm_afile_write(f, data, (size_t)count * sizeof(float)); /* x86-64/arm64: LE floats */
     return st;
 }
@@ -96,12 +88,12 @@ sm_status sm_model_save(sm_model *m, const char *path) {
     uint32_t nt = 0;
     each_tensor(m, count_fn, &nt);
     st = sm_afile_write(&f, MAGIC, 8);
-    if (!st) st = w_u32(&f, FORMAT_VERSION);
-    if (!st) st = w_u32(&f, 5);
-    for (int i = 0; i < 5 && !st; i++) { st = w_str(&f, meta[i][0]); if (!st) st = w_str(&f, meta[i][1]); }
-    if (!st) st = w_u32(&f, nt);
+    if (!st) st = sm_afile_u32(&f, FORMAT_VERSION);
+    if (!st) st = sm_afile_u32(&f, 5);
+    for (int i = 0; i < 5 && !st; i++) { st = sm_afile_str(&f, meta[i][0]); if (!st) st = sm_afile_str(&f, meta[i][1]); }
+    if (!st) st = sm_afile_u32(&f, nt);
     if (!st) st = each_tensor(m, write_fn, &f);
-    if (!st) st = w_u32(&f, f.crc);
+    if (!st) st = sm_afile_u32(&f, f.crc);
     if (st) { sm_afile_abort(&f); sm_errmsg_copy(m->errmsg); return st; }
     st = sm_afile_commit(&f);
     if (st) sm_errmsg_copy(m->errmsg);
@@ -109,47 +101,28 @@ sm_status sm_model_save(sm_model *m, const char *path) {
 }
 
 /* ---- reading ------------------------------------------------------------------------------ */
-typedef struct reader { const unsigned char *p, *end; const char *path; } reader;
-
-static sm_status r_u32(reader *r, uint32_t *v, const char *what) {
-    if (r->end - r->p < 4) return sm_fail(SM_ERR_FORMAT, "%s: truncated (reading %s)", r->path, what);
-    *v = (uint32_t)r->p[0] | (uint32_t)r->p[1] << 8 | (uint32_t)r->p[2] << 16 | (uint32_t)r->p[3] << 24;
-    r->p += 4;
-    return SM_OK;
-}
-/* Borrow a string: *s points into the buffer, *n its length. */
-static sm_status r_str(reader *r, const char **s, uint32_t *n, const char *what) {
-    *s = NULL;
-    sm_status st = r_u32(r, n, what);
-    if (st) return st;
-    if ((uint64_t)(r->end - r->p) < *n) return sm_fail(SM_ERR_FORMAT, "%s: truncated (reading %s)", r->path, what);
-    *s = (const char *)r->p;
-    r->p += *n;
-    return SM_OK;
-}
-
-typedef struct load_ctx { reader *r; uint32_t remaining; } load_ctx;
+typedef struct load_ctx { sm_reader *r; uint32_t remaining; } load_ctx;
 
 /* Read the next tensor from the file and check it is the one the spec expects. */
 static sm_status load_fn(void *ctx, const char *name, int ndim, const int *dims, float *data) {
     load_ctx *c = ctx;
-    reader *r = c->r;
+    sm_reader *r = c->r;
     if (c->remaining == 0) return sm_fail(SM_ERR_FORMAT, "%s: tensor '%s' is missing", r->path, name);
     c->remaining--;
     const char *s;
     uint32_t n, nd;
-    sm_status st = r_str(r, &s, &n, "tensor name");
+    sm_status st = sm_reader_str(r, &s, &n, "tensor name");
     if (st) return st;
     if (n != strlen(name) || memcmp(s, name, n) != 0)
         return sm_fail(SM_ERR_FORMAT, "%s: found tensor '%.*s' where the spec expects '%s'", r->path,
                        (int)(n > 64 ? 64 : n), s, name);
-    if ((st = r_u32(r, &nd, "tensor rank"))) return st;
+    if ((st = sm_reader_u32(r, &nd, "tensor rank"))) return st;
     if (nd != (uint32_t)ndim)
         return sm_fail(SM_ERR_FORMAT, "%s: tensor '%s' has rank %u, expected %d", r->path, name, nd, ndim);
     uint64_t count = 1;
     for (int i = 0; i < ndim; i++) {
         uint32_t d;
-        if ((st = r_u32(r, &d, "tensor shape"))) return st;
+        if ((st = sm_reader_u32(r, &d, "tensor shape"))) return st;
         if (d != (uint32_t)dims[i])
             return sm_fail(SM_ERR_FORMAT, "%s: tensor '%s' dimension %d is %u, expected %d", r->path, name, i, d, dims[i]);
         count *= d;
@@ -163,29 +136,29 @@ static sm_status load_fn(void *ctx, const char *name, int ndim, const int *dims,
     return SM_OK;
 }
 
-static sm_status parse_model(reader *r, sm_model **out) {
+static sm_status parse_model(sm_reader *r, sm_model **out) {
     sm_status st;
     if (r->end - r->p < 8 + 4 + 4) return sm_fail(SM_ERR_FORMAT, "%s: too short to be a model file", r->path);
     if (memcmp(r->p, MAGIC, 8) != 0) return sm_fail(SM_ERR_FORMAT, "%s: not a simile model file (bad magic)", r->path);
     r->p += 8;
     /* checksum over everything before the last 4 bytes */
     const unsigned char *crc_at = r->end - 4;
-    uint32_t want = (uint32_t)crc_at[0] | (uint32_t)crc_at[1] << 8 | (uint32_t)crc_at[2] << 16 | (uint32_t)crc_at[3] << 24;
+    uint32_t want = sm_get_u32le(crc_at);
     uint32_t got = sm_crc32(0, r->p - 8, (size_t)(crc_at - (r->p - 8)));
     if (got != want) return sm_fail(SM_ERR_FORMAT, "%s: checksum mismatch (file corrupt or truncated)", r->path);
     r->end = crc_at;
     uint32_t version, nmeta;
-    if ((st = r_u32(r, &version, "version"))) return st;
+    if ((st = sm_reader_u32(r, &version, "version"))) return st;
     if (version != FORMAT_VERSION)
         return sm_fail(SM_ERR_FORMAT, "%s: format version %u, this build reads version %u", r->path, version, FORMAT_VERSION);
-    if ((st = r_u32(r, &nmeta, "meta count"))) return st;
+    if ((st = sm_reader_u32(r, &nmeta, "meta count"))) return st;
     if (nmeta > 64) return sm_fail(SM_ERR_FORMAT, "%s: %u meta entries (limit 64)", r->path, nmeta);
     char spec[SM_MAX_SPEC_BYTES + 1] = "", loss[32] = "", lopts[256] = "";
     int h = 0, w = 0, c = 0, classes = 0, have_spec = 0, have_input = 0;
     for (uint32_t i = 0; i < nmeta; i++) {
         const char *k, *v;
         uint32_t kn, vn;
-        if ((st = r_str(r, &k, &kn, "meta key")) || (st = r_str(r, &v, &vn, "meta value"))) return st;
+        if ((st = sm_reader_str(r, &k, &kn, "meta key")) || (st = sm_reader_str(r, &v, &vn, "meta value"))) return st;
         char val[512];
         int small = vn < sizeof val;
         if (small) { memcpy(val, v, vn); val[vn] = 0; }
@@ -216,7 +189,7 @@ static sm_status parse_model(reader *r, sm_model **out) {
         return st == SM_ERR_NOMEM ? st : SM_ERR_FORMAT;
     }
     uint32_t nt;
-    if ((st = r_u32(r, &nt, "tensor count"))) { sm_model_free(m); return st; }
+    if ((st = sm_reader_u32(r, &nt, "tensor count"))) { sm_model_free(m); return st; }
     load_ctx ctx = {r, nt};
     /* the head's size is only known from the file: peek at it after the layer tensors */
     float *head = NULL;
@@ -228,10 +201,10 @@ static sm_status parse_model(reader *r, sm_model **out) {
     if (!st && ctx.remaining == 1) {
         const char *s;
         uint32_t n, nd, d;
-        if (!(st = r_str(r, &s, &n, "tensor name")) && !(n == 11 && !memcmp(s, "head.params", 11)))
+        if (!(st = sm_reader_str(r, &s, &n, "tensor name")) && !(n == 11 && !memcmp(s, "head.params", 11)))
             st = sm_fail(SM_ERR_FORMAT, "%s: unexpected tensor '%.*s'", r->path, (int)(n > 64 ? 64 : n), s);
-        if (!st && !(st = r_u32(r, &nd, "tensor rank")) && nd != 1) st = sm_fail(SM_ERR_FORMAT, "%s: bad head rank", r->path);
-        if (!st) st = r_u32(r, &d, "head size");
+        if (!st && !(st = sm_reader_u32(r, &nd, "tensor rank")) && nd != 1) st = sm_fail(SM_ERR_FORMAT, "%s: bad head rank", r->path);
+        if (!st) st = sm_reader_u32(r, &d, "head size");
         if (!st && (d == 0 || (uint64_t)(r->end - r->p) < (uint64_t)d * sizeof(float)))
             st = sm_fail(SM_ERR_FORMAT, "%s: truncated head", r->path);
         if (!st) {
@@ -260,7 +233,7 @@ sm_status sm_model_load(sm_model **out, const char *path) {
     size_t len;
     sm_status st = sm_read_file(path, MAX_FILE_BYTES, &data, &len);
     if (st) return st;
-    reader r = {data, data + len, path};
+    sm_reader r = {data, data + len, path};
     st = parse_model(&r, out);
     sm_free(data);
     return st;
