@@ -11,17 +11,9 @@ usage: bench/bench_embed.py [--tool build-bench/bench/bench_tool] [--batch 256] 
 """
 import argparse, json, os, re, subprocess, sys
 
+from benchlib import DATA, timed
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-DATA = "/usr/share/datasets/fashion-mnist"
-
-
-def timed(cmd, env=None):
-    """Run cmd under /usr/bin/time -v; return (stdout, stderr, peak RSS in MiB)."""
-    p = subprocess.run(["/usr/bin/time", "-v"] + cmd, capture_output=True, text=True, env=env)
-    if p.returncode != 0:
-        sys.exit("command failed (%d): %s\n%s" % (p.returncode, " ".join(cmd), p.stderr[-2000:]))
-    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr).group(1)) / 1024
-    return p.stdout, p.stderr, rss
 
 
 def main():

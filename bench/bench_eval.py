@@ -22,6 +22,8 @@ usage: bench/bench_eval.py [--n 5000] [--d 64] [--classes 5] [--threads 2] [--re
 """
 import argparse, json, os, re, subprocess, sys, tempfile, time
 
+from benchlib import peak_mib
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -110,12 +112,12 @@ def timed(cmd, env=None, timeout=None):
                            timeout=timeout)
     except subprocess.TimeoutExpired:
         return None, "did not finish in %d s" % timeout
-    m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr)
+    rss = peak_mib(p.stderr)
     if p.returncode != 0:
-        why = "failed (exit %d%s)" % (p.returncode, ", peak %.0f MiB" % (int(m.group(1)) / 1024) if m else "")
+        why = "failed (exit %d%s)" % (p.returncode, ", peak %.0f MiB" % rss if rss is not None else "")
         sys.stderr.write(p.stderr[-1500:])
         return None, why
-    return p.stdout, int(m.group(1)) / 1024
+    return p.stdout, rss
 
 
 def main():

@@ -17,6 +17,8 @@ import argparse, json, os, re, resource, subprocess, sys, tempfile, time
 
 import numpy as np
 
+from benchlib import timed
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -24,15 +26,6 @@ def unit(rng, n, d):
     x = rng.standard_normal((n, d), dtype=np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     return x
-
-
-def timed(cmd, env=None):
-    """Run cmd under /usr/bin/time -v; return (stdout, peak RSS in MiB)."""
-    p = subprocess.run(["/usr/bin/time", "-v"] + cmd, capture_output=True, text=True, env=env)
-    if p.returncode != 0:
-        sys.exit("command failed (%d): %s\n%s" % (p.returncode, " ".join(cmd), p.stderr[-2000:]))
-    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr).group(1)) / 1024
-    return p.stdout, rss
 
 
 def main():
@@ -56,7 +49,7 @@ def main():
         np.save(dbp, db)
         np.save(qp, q)
         for r in range(a.repeat):
-            out, rss_s = timed([a.tool, "search", dbp, qp, str(a.k), str(a.threads), str(a.single), ip], env)
+            out, _, rss_s = timed([a.tool, "search", dbp, qp, str(a.k), str(a.threads), str(a.single), ip], env)
             rs = json.loads(out.strip().splitlines()[-1])
             idx_s = np.load(ip)
 

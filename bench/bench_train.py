@@ -9,17 +9,9 @@ usage: bench/bench_train.py [--simile build/simile] [--classes 0,1] [--epochs 1]
 """
 import argparse, json, os, re, subprocess, sys, tempfile
 
+from benchlib import DATA, timed
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-DATA = "/usr/share/datasets/fashion-mnist"
-
-
-def timed(cmd, env=None):
-    """Run cmd under /usr/bin/time -v; return (stdout, peak RSS in MiB)."""
-    p = subprocess.run(["/usr/bin/time", "-v"] + cmd, capture_output=True, text=True, env=env)
-    if p.returncode != 0:
-        sys.exit("command failed (%d): %s\n%s" % (p.returncode, " ".join(cmd), p.stderr[-2000:]))
-    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr).group(1)) / 1024
-    return p.stdout, rss
 
 
 def main():
@@ -37,11 +29,11 @@ def main():
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(a.repeat):
-            out, rss_s = timed([a.simile, "train", "--images", images, "--labels", labels, "--classes", a.classes,
+            out, _, rss_s = timed([a.simile, "train", "--images", images, "--labels", labels, "--classes", a.classes,
                                 "--loss", a.loss, "--epochs", str(a.epochs), "--batch", str(a.batch),
                                 "--threads", str(a.threads), "--out", os.path.join(tmp, "m.smm")], env)
             ips_s = [float(m) for m in re.findall(r"epoch \d+/\d+ .*?([\d.]+) images/s", out)][-1]
-            out, rss_t = timed([os.path.join(HERE, "torch_cnn_s.py"), "--images", images, "--labels", labels,
+            out, _, rss_t = timed([os.path.join(HERE, "torch_cnn_s.py"), "--images", images, "--labels", labels,
                                 "--classes", a.classes, "--epochs", str(a.epochs), "--batch", str(a.batch),
                                 "--threads", str(a.threads)], env)
             ips_t = json.loads(out.strip().splitlines()[-1])["images_per_sec"]
