@@ -63,15 +63,8 @@ static int eval_retrieval(sm_model *m, sm_dataset *ds, FILE *json) {
     sm_status st = sm_model_embed(m, sm_dataset_images(ds), n, emb);
     if (st) { free(emb); return cli_report("eval", st, sm_model_errmsg(m)); }
     /* L2-normalise (the embedding of a metric model already is; a bare one may not be) */
-    for (int64_t i = 0; i < n; i++) {
-        double s = 0;
-        for (int j = 0; j < d; j++) s += (double)emb[i * d + j] * emb[i * d + j];
-        float inv = s > 0 ? (float)(1.0 / sqrt(s)) : 0;
-        for (int j = 0; j < d; j++) emb[i * d + j] *= inv;
-    }
+    sm_embeddings_normalize(emb, n, d);
     sm_retrieval_result r;
-    double t0 = 0;
-    (void)t0;
     st = sm_retrieval_metrics(emb, sm_dataset_labels(ds), n, d, SM_METRIC_L2, &r);
     double intra = 0, inter = 0;
     if (!st) st = sm_intra_inter_distances(emb, sm_dataset_labels(ds), n, d, &intra, &inter);

@@ -40,8 +40,8 @@ static const char *help =
     "  --val-split S     evaluate on this split of --data (e.g. test) after every epoch\n"
     "  --val-classes L   classes of the validation split (default: all; 5-9 for fmnist-open)\n";
 
-/* Per-epoch validation: embed the validation set with the model being trained, print P@1,
- * R-precision and MAP@R (L2 distance), keep the best epoch's figures. */
+/* Per-epoch validation: embed the validation set with the model being trained, L2-normalise,
+ * print P@1, R-precision and MAP@R (L2 distance) as `simile eval` does, keep the best epoch. */
 typedef struct val_state {
     sm_model *m;
     sm_dataset *ds;
@@ -58,6 +58,7 @@ static int train_progress(const sm_train_progress *p, void *user) {
     int d = sm_model_embedding_dim(v->m);
     sm_retrieval_result r;
     sm_status st = sm_model_embed(v->m, sm_dataset_images(v->ds), n, v->emb);
+    if (!st) sm_embeddings_normalize(v->emb, n, d);
     if (!st) st = sm_retrieval_metrics(v->emb, sm_dataset_labels(v->ds), n, d, SM_METRIC_L2, &r);
     if (st) { /* stop training; the caller reports the error */
         v->failed = 1;

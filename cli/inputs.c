@@ -285,13 +285,6 @@ sm_status cli_batch_embed(const cli_inputs *in, sm_model *m, cli_batch *b) {
         sm_status st = sm_model_embed(m, sm_dataset_images(b->ds), b->n, b->emb);
         if (st) return cli_fail(st, "%s", sm_model_errmsg(m));
     }
-    if (!in->raw) {
-        for (int64_t i = 0; i < b->n; i++) {
-            float *e = b->emb + i * b->d;
-            double s = 0;
-            for (int j = 0; j < b->d; j++) s += (double)e[j] * e[j];
-            if (s > 0) { float inv = (float)(1.0 / sqrt(s)); for (int j = 0; j < b->d; j++) e[j] *= inv; }
-        }
-    }
+    if (!in->raw) sm_embeddings_normalize(b->emb, b->n, b->d);
     return SM_OK;
 }

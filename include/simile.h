@@ -336,6 +336,11 @@ typedef struct sm_retrieval_result {
 sm_status sm_retrieval_metrics(const float *emb, const int32_t *labels, int64_t n, int d,
                                sm_metric metric, sm_retrieval_result *out);
 
+/* Scale each row of emb (n, d) to unit L2 norm in place, as the losses do (x / max(|x|,
+ * 1e-12), PyTorch's F.normalize); an all-zero row stays zero.  `simile eval` ranks such rows by
+ * L2 distance. */
+void sm_embeddings_normalize(float *emb, int64_t n, int d);
+
 /* Normalised mutual information of two labelings a and b (n) of arbitrary int32 values, with
  * arithmetic-mean normalisation: NMI = MI / ((H(a) + H(b)) / 2), natural log, as scikit-learn's
  * normalized_mutual_info_score (1 if both labelings are a single cluster, 0 if MI is 0).

@@ -234,7 +234,21 @@ static void test_intra_inter(void) {
     free(l);
 }
 
+/* sm_embeddings_normalize: unit rows, the direction kept, a zero row left zero, a row shorter
+ * than 1e-12 divided by 1e-12 (F.normalize). */
+static void test_normalize(void) {
+    float e[3 * 2] = {3, 4, 0, 0, -1e-20f, 1e-20f};
+    sm_embeddings_normalize(e, 3, 2);
+    CHECK_NEAR(e[0], 0.6, 1e-7);
+    CHECK_NEAR(e[1], 0.8, 1e-7);
+    CHECK(e[2] == 0 && e[3] == 0);
+    CHECK_NEAR(e[4], -1e-8, 1e-14);
+    CHECK_NEAR(e[5], 1e-8, 1e-14);
+    sm_embeddings_normalize(NULL, 3, 2); /* no-op */
+}
+
 int main(void) {
+    test_normalize();
     test_retrieval_case1();
     test_retrieval_case2();
     test_retrieval_separated();

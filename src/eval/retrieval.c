@@ -6,6 +6,7 @@
  * keeping only its top max(R_max, 8) by partial selection, so memory stays bounded. */
 #include "core/core.h"
 #include "gallery/search.h"
+#include "mine/distance.h"
 
 #include <cblas.h>
 #include <float.h>
@@ -312,12 +313,7 @@ sm_status sm_retrieval_metrics(const float *emb, const int32_t *labels, int64_t 
     if (metric == SM_METRIC_COSINE) {
         xn = sm_alloc((size_t)(n * d), sizeof(float)); /* (n, d) normalised copy */
         if (!xn) { st = SM_ERR_NOMEM; goto done; }
-        for (int64_t i = 0; i < n; i++) {
-            double s = 0;
-            for (int t = 0; t < d; t++) s += (double)emb[i * d + t] * emb[i * d + t];
-            float inv = s > 0 ? (float)(1.0 / sqrt(s)) : 0.0f;
-            for (int t = 0; t < d; t++) xn[i * d + t] = emb[i * d + t] * inv;
-        }
+        sm_l2_normalize_rows(emb, n, d, xn, NULL);
         x = xn;
     }
     st = kmeans(x, n, d, nc, clu);

@@ -36,7 +36,7 @@ void sm_l2_normalize_rows(const float *x, int64_t n, int d, float *y, float *nor
         double s = 0.0;
         for (int k = 0; k < d; k++) s += (double)xi[k] * xi[k];
         double nrm = sqrt(s);
-        norms[i] = (float)nrm;
+        if (norms) norms[i] = (float)nrm;
         double inv = 1.0 / (nrm > SM_NORM_EPS ? nrm : SM_NORM_EPS);
         for (int k = 0; k < d; k++) yi[k] = (float)(xi[k] * inv);
     }
@@ -162,4 +162,8 @@ sm_status sm_distws_backward(sm_distws *w, float *G, float *grad) {
     }
     if (w->normalize) sm_l2_normalize_backward(w->y, w->norms, grad, n, d, grad);
     return SM_OK;
+}
+
+void sm_embeddings_normalize(float *emb, int64_t n, int d) {
+    if (emb && n > 0 && d > 0) sm_l2_normalize_rows(emb, n, d, emb, NULL);
 }

@@ -24,7 +24,8 @@ const char *sm_dist_name(sm_dist_kind k);
 /* Norms below this are treated as zero (PyTorch F.normalize eps). */
 #define SM_NORM_EPS 1e-12
 
-/* y_i = x_i / max(|x_i|, eps); x (n, d), y (n, d) (may alias x), norms (n) receives |x_i|. */
+/* y_i = x_i / max(|x_i|, eps); x (n, d), y (n, d) (may alias x), norms (n) receives |x_i| when
+ * not NULL. */
 void sm_l2_normalize_rows(const float *x, int64_t n, int d, float *y, float *norms);
 
 /* dx_i = (dy_i - y_i (y_i . dy_i)) / |x_i|  (0 for a zero row); y (n, d) the normalised rows,

@@ -118,12 +118,7 @@ static sm_status embed_norm(sm_model *m, const sm_dataset *ds, float **out) {
     if (!e) return SM_ERR_NOMEM;
     sm_status st = sm_model_embed(m, sm_dataset_images(ds), n, e);
     if (st) { sm_free(e); return st; }
-    for (int64_t i = 0; i < n; i++) {
-        double s = 0;
-        for (int j = 0; j < d; j++) s += (double)e[i * d + j] * e[i * d + j];
-        float inv = s > 0 ? (float)(1.0 / sqrt(s)) : 0;
-        for (int j = 0; j < d; j++) e[i * d + j] *= inv;
-    }
+    sm_embeddings_normalize(e, n, d);
     *out = e;
     return SM_OK;
 }
