@@ -22,6 +22,7 @@ static const char *help =
     "  --weight-decay X  default 0\n"
     "  --schedule S      constant (default), step, cosine\n"
     "  --step-epochs N --step-gamma X   step schedule\n"
+    "  --warmup N        linear learning-rate warm-up over the first N steps (default 0)\n"
     "  --per-class K     P x K sampling with K images a class (default 32 for metric losses,\n"
     "                    0 = shuffled batches for classification losses)\n"
     "  --pk-random       draw every P x K batch at random, as pytorch-metric-learning's\n"
@@ -75,13 +76,13 @@ static int train_progress(const sm_train_progress *p, void *user) {
 static int is_classifier(const char *loss) { return !strcmp(loss, "softmax") || !strcmp(loss, "focal"); }
 
 int cmd_train(int argc, char **argv) {
-    enum { O_MODEL = 1, O_LOSS, O_LOSSOPTS, O_EPOCHS, O_BATCH, O_LR, O_OPT, O_MOM, O_WD, O_SCHED,
+    enum { O_MODEL = 1, O_LOSS, O_LOSSOPTS, O_EPOCHS, O_BATCH, O_LR, O_OPT, O_MOM, O_WD, O_SCHED, O_WARMUP,
            O_STEPE, O_STEPG, O_PERCLASS, O_SHIFT, O_FLIP, O_EPOCHSIZE, O_SEED, O_THREADS, O_OUT, O_QUIET, O_HELP,
            O_VALSPLIT, O_VALCLASSES, O_PKRANDOM, O_EMA };
     static const struct option opts[] = {
         {"model", 1, 0, O_MODEL}, {"loss", 1, 0, O_LOSS}, {"loss-opts", 1, 0, O_LOSSOPTS},
         {"epochs", 1, 0, O_EPOCHS}, {"batch", 1, 0, O_BATCH}, {"lr", 1, 0, O_LR}, {"optimizer", 1, 0, O_OPT},
-        {"momentum", 1, 0, O_MOM}, {"weight-decay", 1, 0, O_WD}, {"schedule", 1, 0, O_SCHED},
+        {"momentum", 1, 0, O_MOM}, {"weight-decay", 1, 0, O_WD}, {"schedule", 1, 0, O_SCHED}, {"warmup", 1, 0, O_WARMUP},
         {"step-epochs", 1, 0, O_STEPE}, {"step-gamma", 1, 0, O_STEPG}, {"per-class", 1, 0, O_PERCLASS},
         {"aug-shift", 1, 0, O_SHIFT}, {"aug-flip", 0, 0, O_FLIP}, {"epoch-size", 1, 0, O_EPOCHSIZE}, {"seed", 1, 0, O_SEED},
         {"threads", 1, 0, O_THREADS}, {"out", 1, 0, O_OUT}, {"quiet", 0, 0, O_QUIET}, {"help", 0, 0, O_HELP},
@@ -110,6 +111,12 @@ int cmd_train(int argc, char **argv) {
         case O_OPT: if (cli_optimizer(cmd, optarg, &cfg.optimizer)) return EXIT_USAGE; break;
         case O_MOM: if (cli_float(cmd, "--momentum", optarg, 0, 0.9999, &cfg.momentum)) return EXIT_USAGE; break;
         case O_WD: if (cli_float(cmd, "--weight-decay", optarg, 0, 10, &cfg.weight_decay)) return EXIT_USAGE; break;
+        case O_WARMUP: {
+            int w;
+            if (cli_int(cmd, "--warmup", optarg, 0, 100000000, &w)) return EXIT_USAGE;
+            cfg.warmup_steps = w;
+            break;
+        }
         case O_SCHED:
             if (!strcmp(optarg, "constant")) cfg.schedule = SM_SCHED_CONSTANT;
             else if (!strcmp(optarg, "step")) cfg.schedule = SM_SCHED_STEP;

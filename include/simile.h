@@ -738,6 +738,10 @@ typedef struct sm_train_config {
     float weight_decay;      /* L2 (SGD, Adam) or decoupled (AdamW), default 0 (AdamW 0.01) */
     float beta1, beta2, eps; /* Adam, defaults 0.9, 0.999, 1e-8 */
     sm_schedule schedule;    /* default constant */
+    int64_t warmup_steps;    /* > 0: the learning rate rises linearly, lr (t + 1) / warmup_steps
+                              * at global step t, for the first warmup_steps steps; then the
+                              * schedule runs (a cosine schedule decays over the steps left).
+                              * 0 (default): no warm-up */
     int step_epochs;         /* step schedule: multiply lr by step_gamma every step_epochs */
     float step_gamma;
     int per_class;           /* P x K sampling with per_class images a class; 0 = shuffled */

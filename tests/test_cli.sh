@@ -141,9 +141,9 @@ if grep -q '^ *contrastive ' "$OUT"; then
     mkdir -p "$TMP/fm"
     for s in train t10k; do cp "$TMP/img.gz" "$TMP/fm/$s-images-idx3-ubyte.gz"; cp "$TMP/lab.gz" "$TMP/fm/$s-labels-idx1-ubyte.gz"; done
     # (a model without a final l2norm: the validation normalises as eval does)
-    run "train with --val-split, --pk-random, --ema" 0 "$SIMILE" train --data "$TMP/fm" --model "conv 4 k=3 p=1; bn; relu; gap; fc 8" \
+    run "train with --val-split, --pk-random, --ema, --warmup" 0 "$SIMILE" train --data "$TMP/fm" --model "conv 4 k=3 p=1; bn; relu; gap; fc 8" \
         --loss contrastive --per-class 8 --batch 32 --epochs 2 --pk-random --ema 0.9 --val-split test \
-        --val-classes 1-3 --out "$TMP/v.smm" --no-normalize
+        --val-classes 1-3 --schedule cosine --warmup 3 --out "$TMP/v.smm" --no-normalize
     expect "validation line each epoch" "$OUT" "^epoch 2/2  val  P@1 [0-9.]+  R-precision [0-9.]+  MAP@R [0-9.]+  \(150 images\)"
     expect "best epoch reported" "$OUT" "^best validation MAP@R [0-9.]+ at epoch [12]"
     VAL=$(grep -E "^epoch 2/2  val" "$OUT" | sed -E 's/.*MAP@R ([0-9.]+).*/\1/')
@@ -151,6 +151,7 @@ if grep -q '^ *contrastive ' "$OUT"; then
     expect "eval's MAP@R equals the last validation line" "$OUT" "MAP@R +${VAL:-none}$"
     run "--val-classes without --val-split" 2 "$SIMILE" train --data "$TMP/fm" --val-classes 1-3 --out "$TMP/x.smm"
     run "--val-split with --images" 2 "$SIMILE" train --images "$TMP/img" --labels "$TMP/lab" --val-split test --out "$TMP/x.smm"
+    run "--warmup -1 refused" 2 "$SIMILE" train --data "$TMP/fm" --warmup -1 --out "$TMP/x.smm"
     run "--ema 1 refused" 2 "$SIMILE" train --data "$TMP/fm" --ema 1 --out "$TMP/x.smm"
     run "--val-split of an empty class set" 3 "$SIMILE" train --data "$TMP/fm" --model "$SPEC" --val-split test \
         --val-classes 9 --out "$TMP/x.smm" --no-normalize --epochs 1

@@ -8,7 +8,7 @@
  *   AdamW (decoupled, torch.optim.AdamW):              p -= lr wd p, then Adam with g' = g
  * A few steps on a fixed vector with varying gradients and learning rates are compared with the
  * reference (relative 1e-5), plus values computed by hand for one scalar; the step and cosine
- * schedules are checked at chosen points. */
+ * schedules, with and without a linear warm-up, are checked at chosen points. */
 #include "core/core.h"
 #include "optim/optim.h"
 #include "simile.h"
@@ -175,6 +175,29 @@ static void test_schedules(void) {
             prev = lr;
         }
     CHECK(mono);
+
+    /* linear warm-up over the first 5 of 40 steps: lr (t + 1) / 5, then the cosine over the
+     * 35 steps left, lr(t) = 0.5 lr (1 + cos(pi (t - 5) / 35)) */
+    c.warmup_steps = 5;
+    CHECK_NEAR(sm_schedule_lr(&c, 0, 0, 10), 0.02, 1e-8);
+    CHECK_NEAR(sm_schedule_lr(&c, 0, 2, 10), 0.06, 1e-8);
+    CHECK_NEAR(sm_schedule_lr(&c, 0, 4, 10), 0.1, 1e-7);  /* last warm-up step reaches lr */
+    CHECK_NEAR(sm_schedule_lr(&c, 0, 5, 10), 0.1, 1e-7);  /* cosine starts at lr */
+    CHECK_NEAR(sm_schedule_lr(&c, 2, 2, 10), 0.05 * (1 + cos(T_PI * 17 / 35)), 1e-7);
+    CHECK_NEAR(sm_schedule_lr(&c, 3, 9, 10), 0.05 * (1 + cos(T_PI * 34 / 35)), 1e-8);
+    /* warm-up multiplies the constant and step schedules' lr, counted in global steps */
+    c.schedule = SM_SCHED_CONSTANT; c.warmup_steps = 20;
+    CHECK_NEAR(sm_schedule_lr(&c, 1, 0, 10), 0.1 * 11 / 20, 1e-8);
+    CHECK_NEAR(sm_schedule_lr(&c, 2, 0, 10), 0.1, 1e-7);
+    c.schedule = SM_SCHED_STEP; c.step_epochs = 1; c.step_gamma = 0.5f; c.warmup_steps = 3;
+    CHECK_NEAR(sm_schedule_lr(&c, 0, 1, 10), 0.1 * 2 / 3, 1e-8);
+    CHECK_NEAR(sm_schedule_lr(&c, 1, 0, 10), 0.05, 1e-8);
+    /* a warm-up longer than the run never divides by zero or goes past lr */
+    c.schedule = SM_SCHED_COSINE; c.warmup_steps = 100;
+    CHECK_NEAR(sm_schedule_lr(&c, 3, 9, 10), 0.1 * 40 / 100, 1e-8);
+    sm_train_config d;
+    sm_train_config_default(&d);
+    CHECK(d.warmup_steps == 0); /* off by default (test_train: a negative one is refused) */
 }
 
 int main(void) {

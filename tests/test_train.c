@@ -414,6 +414,9 @@ static void test_samples_per_epoch(void) {
             CHECK(e.last_step >= 13); /* at least 100 / 8 batches */
             c.samples_per_epoch = -1;
             CHECK_STATUS(sm_train(m, loss, ds, &c), SM_ERR_INVALID);
+            c.samples_per_epoch = 0;
+            c.warmup_steps = -1;
+            CHECK_STATUS(sm_train(m, loss, ds, &c), SM_ERR_INVALID);
         }
         sm_loss_free(loss);
         sm_model_free(m);

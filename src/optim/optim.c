@@ -46,15 +46,20 @@ void sm_optim_step(const sm_train_config *cfg, sm_optim_state *s, float *p, cons
 }
 
 float sm_schedule_lr(const sm_train_config *cfg, int epoch, int64_t step, int64_t steps_per_epoch) {
+    double total = (double)cfg->epochs * (double)steps_per_epoch;
+    double t = (double)epoch * (double)steps_per_epoch + (double)step; /* 0-based global step */
+    double w = cfg->warmup_steps > 0 ? (double)cfg->warmup_steps : 0;
+    if (w > 0 && t < w) { /* linear warm-up: lr (t + 1) / w, then the schedule */
+        return (float)(cfg->lr * (t + 1) / w);
+    }
     switch (cfg->schedule) {
     case SM_SCHED_STEP: {
         int k = cfg->step_epochs > 0 ? epoch / cfg->step_epochs : 0;
         return cfg->lr * powf(cfg->step_gamma, (float)k);
     }
-    case SM_SCHED_COSINE: {
-        double total = (double)cfg->epochs * (double)steps_per_epoch;
-        double t = (double)epoch * (double)steps_per_epoch + (double)step;
-        return (float)(0.5 * cfg->lr * (1.0 + cos(3.141592653589793 * t / (total > 0 ? total : 1))));
+    case SM_SCHED_COSINE: { /* from lr at the end of warm-up to 0 after the last step */
+        double span = total - w;
+        return (float)(0.5 * cfg->lr * (1.0 + cos(3.141592653589793 * (t - w) / (span > 0 ? span : 1))));
     }
     default:
         return cfg->lr;

@@ -35,6 +35,7 @@ static sm_status check_config(const sm_train_config *c) {
         return sm_fail(SM_ERR_INVALID, "unknown optimizer %d", (int)c->optimizer);
     if (c->schedule == SM_SCHED_STEP && (c->step_epochs < 1 || !(c->step_gamma > 0)))
         return sm_fail(SM_ERR_INVALID, "step schedule needs step_epochs >= 1 and step_gamma > 0");
+    if (c->warmup_steps < 0) return sm_fail(SM_ERR_INVALID, "warm-up steps must be >= 0");
     if (c->per_class < 0 || c->per_class > c->batch_size)
         return sm_fail(SM_ERR_INVALID, "per-class count %d must be between 0 and the batch size", c->per_class);
     if (c->samples_per_epoch < 0) return sm_fail(SM_ERR_INVALID, "samples per epoch must be >= 0");
