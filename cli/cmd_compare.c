@@ -32,6 +32,7 @@ static const char *help =
     "  --batch N              default 128\n"
     "  --lr X                 default 1e-3\n"
     "  --optimizer O          adam (default), adamw, sgd\n"
+    "  --schedule S           constant (default) or cosine (decay to 0 over each run)\n"
     "  --per-class K          P x K sampling for metric losses (default 32)\n"
     "  --seed N               default 1\n"
     "  --threads N            default: all cores\n"
@@ -81,13 +82,13 @@ static int mkdir_p(const char *dir) {
 
 int cmd_compare(int argc, char **argv) {
     enum { O_OUT = 1, O_NOSAVE, O_QUICK, O_QUIET, O_MODEL, O_LOSSES, O_LOSSOPTS, O_SEEN, O_UNSEEN, O_EPOCHS, O_BATCH,
-           O_LR, O_OPT, O_PERCLASS, O_SEED, O_THREADS, O_TRAINPC, O_TESTPC, O_SHOTS, O_OPENK, O_CALIB, O_FAR, O_GALLERY,
+           O_LR, O_OPT, O_SCHED, O_PERCLASS, O_SEED, O_THREADS, O_TRAINPC, O_TESTPC, O_SHOTS, O_OPENK, O_CALIB, O_FAR, O_GALLERY,
            O_PAIRS, O_TRIPLETS, O_MARGIN, O_SCATTER, O_FEWPC, O_FEWEP, O_NAMES, O_HELP };
     static const struct option opts[] = {
         {"out", 1, 0, O_OUT}, {"no-save", 0, 0, O_NOSAVE}, {"quick", 0, 0, O_QUICK}, {"quiet", 0, 0, O_QUIET},
         {"model", 1, 0, O_MODEL}, {"losses", 1, 0, O_LOSSES}, {"loss-opts", 1, 0, O_LOSSOPTS}, {"seen", 1, 0, O_SEEN},
         {"unseen", 1, 0, O_UNSEEN}, {"epochs", 1, 0, O_EPOCHS}, {"batch", 1, 0, O_BATCH}, {"lr", 1, 0, O_LR},
-        {"optimizer", 1, 0, O_OPT}, {"per-class", 1, 0, O_PERCLASS}, {"seed", 1, 0, O_SEED},
+        {"optimizer", 1, 0, O_OPT}, {"schedule", 1, 0, O_SCHED}, {"per-class", 1, 0, O_PERCLASS}, {"seed", 1, 0, O_SEED},
         {"threads", 1, 0, O_THREADS}, {"train-per-class", 1, 0, O_TRAINPC}, {"test-per-class", 1, 0, O_TESTPC},
         {"shots", 1, 0, O_SHOTS}, {"open-known", 1, 0, O_OPENK}, {"calib-per-class", 1, 0, O_CALIB},
         {"far", 1, 0, O_FAR}, {"gallery-per-class", 1, 0, O_GALLERY}, {"pairs-per-class", 1, 0, O_PAIRS},
@@ -142,6 +143,11 @@ int cmd_compare(int argc, char **argv) {
         case O_EPOCHS: if (cli_int(cmd, "--epochs", optarg, 1, 100000, &cfg.epochs)) return EXIT_USAGE; break;
         case O_BATCH: if (cli_int(cmd, "--batch", optarg, 1, 65536, &cfg.batch_size)) return EXIT_USAGE; break;
         case O_LR: if (cli_float(cmd, "--lr", optarg, 1e-12, 100, &cfg.lr)) return EXIT_USAGE; break;
+        case O_SCHED:
+            if (!strcmp(optarg, "constant")) cfg.schedule = SM_SCHED_CONSTANT;
+            else if (!strcmp(optarg, "cosine")) cfg.schedule = SM_SCHED_COSINE;
+            else return cli_usage_error(cmd, "--schedule: '%s' is not constant or cosine", optarg);
+            break;
         case O_OPT: {
             sm_optimizer o;
             if (cli_optimizer(cmd, optarg, &o)) return EXIT_USAGE;

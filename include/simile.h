@@ -647,6 +647,8 @@ typedef struct sm_compare_config {
     int epochs, batch_size;          /* [5, 128]                                                */
     float lr;                        /* [1e-3]                                                  */
     int optimizer;                   /* an sm_optimizer [SM_OPT_ADAM]                           */
+    int schedule;                    /* an sm_schedule, SM_SCHED_CONSTANT or SM_SCHED_COSINE
+                                        (decays to 0 over each run's steps) [constant]          */
     int per_class;                   /* P x K sampling for metric losses, K [32]; classifiers
                                         (softmax, focal) use shuffled batches                   */
     uint64_t seed;                   /* model init, sampling and triplet sampling [1]          */

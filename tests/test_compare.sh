@@ -4,7 +4,8 @@
 # if the dataset is not installed): the run succeeds and prints the table; its report.json agrees
 # with `simile eval` run separately on the saved models (P@1, R-precision, MAP@R, mean intra and
 # inter distances on the unseen and the seen classes, the softmax head's accuracy; tolerance
-# 1e-6); a second run with the same seed gives the same figures (timings aside); usage errors
+# 1e-6); a second run with the same seed gives the same figures (timings aside), another seed
+# or --schedule cosine other ones (the schedule recorded in the settings); usage errors
 # exit 2.  One line per check; exits non-zero if any check fails.
 set -u
 SIMILE=${1:?usage: test_compare.sh path/to/simile}
@@ -110,10 +111,20 @@ elif cmp -s <($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["model
             <($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["models"][0]["unseen"])' "$TMP/c/report.json"); then
     fail "another seed gave identical figures"
 else pass "another seed, other figures"; fi
+"$SIMILE" compare "${ARGS[@]}" --losses multisimilarity --few-per-class 0 --out "$TMP/e" --no-save --schedule cosine >/dev/null 2>&1
+if [ $? -ne 0 ]; then fail "run with --schedule cosine"
+elif ! $PY -c 'import json,sys; sys.exit(json.load(open(sys.argv[1]))["settings"]["schedule"] != "cosine")' "$TMP/e/report.json"; then
+    fail "--schedule cosine not recorded in report.json's settings"
+elif cmp -s <($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["models"][1]["unseen"])' "$TMP/a/report.json") \
+            <($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["models"][0]["unseen"])' "$TMP/e/report.json"); then
+    fail "--schedule cosine gave the constant schedule's figures"
+else pass "--schedule cosine recorded and used"; fi
 
 # ---- usage errors ------------------------------------------------------------------------------
 "$SIMILE" compare --loss-opts nosuch:x=1 >/dev/null 2>&1; rc=$?
 [ $rc -eq 2 ] && pass "--loss-opts for a loss not in --losses: exit 2" || fail "--loss-opts nosuch: exit $rc, want 2"
+"$SIMILE" compare --schedule step >/dev/null 2>&1; rc=$?
+[ $rc -eq 2 ] && pass "--schedule step: exit 2" || fail "--schedule step: exit $rc, want 2"
 "$SIMILE" compare --pairs-per-class 1 >/dev/null 2>&1; rc=$?
 [ $rc -eq 2 ] && pass "--pairs-per-class 1: exit 2" || fail "--pairs-per-class 1: exit $rc, want 2"
 "$SIMILE" compare --data "$TMP/nowhere" --out "$TMP/d" >/dev/null 2>&1; rc=$?

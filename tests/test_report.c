@@ -329,6 +329,9 @@ static void test_compare(void) {
     cfg.unseen_classes = "4-9";
     CHECK_STATUS(sm_compare_run(&r, &cfg, train, test), SM_ERR_INVALID);
     cfg.unseen_classes = "5-9";
+    cfg.schedule = SM_SCHED_STEP; /* only constant and cosine */
+    CHECK_STATUS(sm_compare_run(&r, &cfg, train, test), SM_ERR_INVALID);
+    cfg.schedule = SM_SCHED_CONSTANT;
     cfg.calib_per_class = 1000; /* more than the train split holds: takes what there is */
     cfg.shots = 100;            /* no image left after the shots for the calibration */
     CHECK_STATUS(sm_compare_run(&r, &cfg, train, test), SM_ERR_RANGE);

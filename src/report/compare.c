@@ -349,6 +349,7 @@ static sm_status train_one(ctx *c, int li, const sm_dataset *ds, int epochs, int
     tc.batch_size = cfg->batch_size;
     tc.lr = cfg->lr;
     tc.optimizer = (sm_optimizer)cfg->optimizer;
+    tc.schedule = (sm_schedule)cfg->schedule;
     if (tc.optimizer == SM_OPT_ADAMW) tc.weight_decay = 0.01f;
     tc.per_class = shuffled_batches(loss_name) ? 0 : per_class;
     tc.seed = cfg->seed;
@@ -542,6 +543,8 @@ static sm_status check_config(const sm_compare_config *c) {
     if (!c->model_spec || !c->seen_classes || !c->unseen_classes)
         return sm_fail(SM_ERR_INVALID, "compare: model spec and class lists are required");
     if (c->epochs < 1 || c->few_epochs < 1) return sm_fail(SM_ERR_INVALID, "compare: epochs must be >= 1");
+    if (c->schedule != SM_SCHED_CONSTANT && c->schedule != SM_SCHED_COSINE)
+        return sm_fail(SM_ERR_INVALID, "compare: schedule must be constant or cosine (got %d)", c->schedule);
     if (c->per_class < 1 || c->per_class > c->batch_size)
         return sm_fail(SM_ERR_INVALID, "compare: per-class %d must be in 1..batch size %d", c->per_class, c->batch_size);
     if (c->shots < 1 || c->gallery_per_class < 1 || c->calib_per_class < 1 || c->scatter_per_class < 1)

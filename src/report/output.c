@@ -245,6 +245,7 @@ sm_status sm_report_build_json(const sm_report *r, sm_sbuf *b) {
     jkey(b, "batch_size", c->batch_size, 1);
     jkey(b, "lr", c->lr, 1);
     jstr(b, "optimizer", c->optimizer == SM_OPT_SGD ? "sgd" : c->optimizer == SM_OPT_ADAMW ? "adamw" : "adam", 1);
+    jstr(b, "schedule", c->schedule == SM_SCHED_COSINE ? "cosine" : "constant", 1);
     jkey(b, "per_class", c->per_class, 1);
     jkey(b, "seed", (double)c->seed, 1);
     jkey(b, "train_per_class", c->train_per_class, 1);
@@ -728,9 +729,10 @@ sm_status sm_report_build_html(const sm_report *r, sm_sbuf *b) {
     ROW("model", "%s", c->model_spec);
     for (int i = 0; i < r->nmodels; i++)
         if (!r->models[i].few) ROW("loss", "%s %s", r->models[i].loss, r->models[i].options);
-    ROW("training", "%d epochs, batch %d, %s lr %g, P x K with K = %d for metric losses (classifiers: shuffled), seed %llu",
+    ROW("training", "%d epochs, batch %d, %s lr %g%s, P x K with K = %d for metric losses (classifiers: shuffled), seed %llu",
         c->epochs, c->batch_size, c->optimizer == SM_OPT_SGD ? "SGD" : c->optimizer == SM_OPT_ADAMW ? "AdamW" : "Adam",
-        (double)c->lr, c->per_class, (unsigned long long)c->seed);
+        (double)c->lr, c->schedule == SM_SCHED_COSINE ? " (cosine decay)" : "", c->per_class,
+        (unsigned long long)c->seed);
     ROW("data", "%s", c->data_description ? c->data_description : "caller's datasets");
     ROW("images", "train %lld (%s a class), test seen %lld, test unseen %lld (%s a class)", (long long)r->n_train,
         c->train_per_class ? "capped" : "all", (long long)r->n_test_seen, (long long)r->n_test_unseen,
