@@ -152,6 +152,8 @@ def main():
     ap.add_argument("--per-class", type=int, default=32)
     ap.add_argument("--epoch-len", type=int, default=0, help="samples an epoch (0: the data size)")
     ap.add_argument("--eval-classes", default=None)
+    ap.add_argument("--schedule", default="constant", choices=["constant", "cosine"],
+                    help="cosine: CosineAnnealingLR from 1e-3 to 0 over all steps, stepped per batch")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -175,6 +177,13 @@ def main():
     metric = a.loss != "ce"
     params = model.features.parameters() if metric else model.parameters()
     opt = torch.optim.Adam(params, lr=1e-3)
+    sched = None
+    if a.schedule == "cosine":
+        if metric:  # mper_class drops the last partial batch
+            per_epoch = (a.epoch_len or len(x)) // a.batch
+        else:
+            per_epoch = (len(x) + a.batch - 1) // a.batch
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=a.epochs * per_epoch)
     for ep in range(a.epochs):
         model.train()
         if metric:
@@ -194,6 +203,8 @@ def main():
             opt.zero_grad()
             loss.backward()
             opt.step()
+            if sched:
+                sched.step()
             total += loss.item() * len(idx)
         dt = time.perf_counter() - t0
         rec = {"epoch": ep + 1, "loss": total / len(perm), "seconds": dt, "images_per_sec": len(perm) / dt}
