@@ -417,6 +417,9 @@ static void test_samples_per_epoch(void) {
             c.samples_per_epoch = 0;
             c.warmup_steps = -1;
             CHECK_STATUS(sm_train(m, loss, ds, &c), SM_ERR_INVALID);
+            c.warmup_steps = 0;
+            c.schedule = (sm_schedule)7; /* not a schedule */
+            CHECK_STATUS(sm_train(m, loss, ds, &c), SM_ERR_INVALID);
         }
         sm_loss_free(loss);
         sm_model_free(m);

@@ -33,6 +33,8 @@ static sm_status check_config(const sm_train_config *c) {
     if (!(c->momentum >= 0 && c->momentum < 1)) return sm_fail(SM_ERR_INVALID, "momentum must be in [0, 1)");
     if (c->optimizer != SM_OPT_SGD && c->optimizer != SM_OPT_ADAM && c->optimizer != SM_OPT_ADAMW)
         return sm_fail(SM_ERR_INVALID, "unknown optimizer %d", (int)c->optimizer);
+    if (c->schedule != SM_SCHED_CONSTANT && c->schedule != SM_SCHED_STEP && c->schedule != SM_SCHED_COSINE)
+        return sm_fail(SM_ERR_INVALID, "unknown schedule %d", (int)c->schedule);
     if (c->schedule == SM_SCHED_STEP && (c->step_epochs < 1 || !(c->step_gamma > 0)))
         return sm_fail(SM_ERR_INVALID, "step schedule needs step_epochs >= 1 and step_gamma > 0");
     if (c->warmup_steps < 0) return sm_fail(SM_ERR_INVALID, "warm-up steps must be >= 0");
