@@ -68,7 +68,7 @@ void sm_k_l2norm_backward(const float *y, const float *norm, const float *dy, in
 
 /* ---- single-threaded kernels for the batch-parallel inference path (src/model/infer.c):
  * each thread runs its own slice of the batch through every layer, so these never open an
- * OpenMP region. */
+ * OpenMP region.  sm_k_im2col and sm_k_gap_forward run the same code image by image. */
 
 /* im2col as sm_k_im2col, on the calling thread only. */
 void sm_k1_im2col(const float *x, int n, int h, int w, int c, int k, int stride, int pad, int oh,

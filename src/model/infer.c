@@ -85,7 +85,7 @@ static void run_micro(const sm_model *m, const stage *S, const float *x, int n, 
         case SM_LAYER_CONV: {
             int K = L->k * L->k * L->ic;
             const float *c = in;
-            if (!(L->k == 1 && L->stride == 1 && L->pad == 0)) {
+            if (!sm_conv_is_direct(L)) {
                 sm_k1_im2col(in, n, L->ih, L->iw, L->ic, L->k, L->stride, L->pad, L->oh, L->ow, col);
                 c = col;
             }

@@ -42,6 +42,8 @@ typedef struct sm_layer {
 static inline int64_t sm_layer_out_size(const sm_layer *L) { return (int64_t)L->oh * L->ow * L->oc; }
 static inline int64_t sm_layer_in_size(const sm_layer *L) { return (int64_t)L->ih * L->iw * L->ic; }
 const char *sm_layer_type_name(sm_layer_type t);
+/* A conv whose im2col matrix is its input itself (1x1, stride 1, no padding): no unfolding. */
+static inline int sm_conv_is_direct(const sm_layer *L) { return L->k == 1 && L->stride == 1 && L->pad == 0; }
 
 /* Limit on a layer's output values per sample, and on its unfolded (im2col) input per sample. */
 #define SM_MAX_LAYER_OUTPUT ((int64_t)1 << 28)

@@ -126,7 +126,7 @@ void sm_layer_forward(sm_layer *L, const float *x, float *y, int n, int train) {
         /* y (n*oh*ow, oc) = im2col(x) (n*oh*ow, k*k*ic) W^T (k*k*ic, oc) + b */
         int K = L->k * L->k * L->ic;
         const float *col = x;
-        if (!(L->k == 1 && L->stride == 1 && L->pad == 0)) {
+        if (!sm_conv_is_direct(L)) {
             sm_k_im2col(x, n, L->ih, L->iw, L->ic, L->k, L->stride, L->pad, L->oh, L->ow, L->col);
             col = L->col;
         }
@@ -171,7 +171,7 @@ void sm_layer_backward(sm_layer *L, const float *x, const float *y, const float 
     switch (L->type) {
     case SM_LAYER_CONV: {
         int K = L->k * L->k * L->ic;
-        int direct = L->k == 1 && L->stride == 1 && L->pad == 0;
+        int direct = sm_conv_is_direct(L);
         const float *col = direct ? x : L->col;
         /* dW (oc, K) = dy^T (oc, rows) col (rows, K);  db = sum_rows dy */
         sm_k_gemm_at_b(L->oc, K, rows, dy, L->oc, col, K, L->dW, K);

@@ -52,23 +52,10 @@ void sm_k_gemm_at_b(int m, int n, int64_t k, const float *A, int lda, const floa
 
 void sm_k_im2col(const float *x, int n, int h, int w, int c, int k, int stride, int pad,
                  int oh, int ow, float *col) {
-    const int64_t rows = (int64_t)n * oh * ow, K = (int64_t)k * k * c;
+    const int64_t per_img = (int64_t)oh * ow * k * k * c; /* col values of one image */
 #pragma omp parallel for schedule(static)
-    for (int64_t r = 0; r < rows; r++) {
-        int b = (int)(r / (oh * ow)), rem = (int)(r % (oh * ow));
-        int oy = rem / ow, ox = rem % ow;
-        float *dst = col + r * K;
-        const float *img = x + (int64_t)b * h * w * c;
-        for (int ky = 0; ky < k; ky++) {
-            int iy = oy * stride - pad + ky;
-            for (int kx = 0; kx < k; kx++) {
-                int ix = ox * stride - pad + kx;
-                float *d = dst + ((int64_t)ky * k + kx) * c;
-                if (iy < 0 || iy >= h || ix < 0 || ix >= w) memset(d, 0, sizeof(float) * (size_t)c);
-                else memcpy(d, img + ((int64_t)iy * w + ix) * c, sizeof(float) * (size_t)c);
-            }
-        }
-    }
+    for (int b = 0; b < n; b++) /* each image unfolded by sm_k1_im2col on one thread */
+        sm_k1_im2col(x + (int64_t)b * h * w * c, 1, h, w, c, k, stride, pad, oh, ow, col + b * per_img);
 }
 
 void sm_k_col2im(const float *dcol, int n, int h, int w, int c, int k, int stride, int pad,
@@ -317,14 +304,7 @@ void sm_k_maxpool_backward(const float *dy, const int32_t *arg, int n, int h, in
 
 void sm_k_gap_forward(const float *x, int n, int hw, int c, float *y) {
 #pragma omp parallel for schedule(static)
-    for (int b = 0; b < n; b++) {
-        float *yb = y + (int64_t)b * c;
-        for (int j = 0; j < c; j++) yb[j] = 0;
-        const float *xb = x + (int64_t)b * hw * c;
-        for (int p = 0; p < hw; p++)
-            for (int j = 0; j < c; j++) yb[j] += xb[(int64_t)p * c + j];
-        for (int j = 0; j < c; j++) yb[j] /= (float)hw;
-    }
+    for (int b = 0; b < n; b++) sm_k1_gap(x + (int64_t)b * hw * c, 1, hw, c, y + (int64_t)b * c);
 }
 
 void sm_k_gap_backward(const float *dy, int n, int hw, int c, float *dx) {
@@ -426,7 +406,7 @@ void sm_k1_gap(const float *x, int n, int hw, int c, float *y) {
     for (int b = 0; b < n; b++) {
         float *yb = y + (int64_t)b * c;
         const float *xb = x + (int64_t)b * hw * c;
-                for (int j = 0; j < c; j++) yb[j] = 0;
+        for (int j = 0; j < c; j++) yb[j] = 0;
         for (int p = 0; p < hw; p++) {
             const float *xp = xb + (int64_t)p * c;
 #pragma omp simd
