@@ -62,10 +62,29 @@ static void trainer_free(trainer *t) {
     sm_optim_free(&t->om); sm_optim_free(&t->ol);
 }
 
-/* The blocks an EMA covers, in order: model parameters, loss parameters, bn statistics. */
+/* The blocks an EMA covers, in the order t->ema holds them: model parameters, loss parameters,
+ * bn statistics. */
+static void ema_blocks(const sm_model *m, const sm_loss *loss, float *blocks[3], int64_t sizes[3]) {
+    blocks[0] = m->params;    sizes[0] = m->nparams;
+    blocks[1] = loss->params; sizes[1] = loss->nparams;
+    blocks[2] = m->buffers;   sizes[2] = m->nbuffers;
+}
+
+/* The average starts as the current values. */
+static void ema_init(trainer *t, const sm_model *m, const sm_loss *loss) {
+    float *blocks[3];
+    int64_t sizes[3], off = 0;
+    ema_blocks(m, loss, blocks, sizes);
+    for (int b = 0; b < 3; b++) {
+        if (sizes[b]) memcpy(t->ema + off, blocks[b], sizeof(float) * (size_t)sizes[b]);
+        off += sizes[b];
+    }
+}
+
 static void ema_swap(trainer *t, sm_model *m, sm_loss *loss) {
-    float *blocks[3] = {m->params, loss->params, m->buffers};
-    int64_t sizes[3] = {m->nparams, loss->nparams, m->nbuffers}, off = 0;
+    float *blocks[3];
+    int64_t sizes[3], off = 0;
+    ema_blocks(m, loss, blocks, sizes);
     for (int b = 0; b < 3; b++) {
         for (int64_t i = 0; i < sizes[b]; i++) {
             float v = blocks[b][i];
@@ -80,8 +99,9 @@ static void ema_swap(trainer *t, sm_model *m, sm_loss *loss) {
  * ExponentialMovingAverage with num_updates), so early steps are not dominated by the
  * initialisation. */
 static void ema_update(trainer *t, const sm_model *m, const sm_loss *loss, float decay, int64_t step) {
-    const float *blocks[3] = {m->params, loss->params, m->buffers};
-    int64_t sizes[3] = {m->nparams, loss->nparams, m->nbuffers}, off = 0;
+    float *blocks[3];
+    int64_t sizes[3], off = 0;
+    ema_blocks(m, loss, blocks, sizes);
     float d = (1.0f + (float)step) / (10.0f + (float)step);
     if (d > decay) d = decay;
     for (int b = 0; b < 3; b++) {
@@ -123,9 +143,7 @@ sm_status sm_train(sm_model *m, sm_loss *loss, const sm_dataset *ds, const sm_tr
     if (cfg->ema_decay > 0) {
         t.ema = sm_alloc((size_t)(m->nparams + loss->nparams + m->nbuffers + 1), sizeof(float));
         if (!t.ema) FAIL(SM_ERR_NOMEM);
-        memcpy(t.ema, m->params, sizeof(float) * (size_t)m->nparams);
-        if (loss->nparams) memcpy(t.ema + m->nparams, loss->params, sizeof(float) * (size_t)loss->nparams);
-        memcpy(t.ema + m->nparams + loss->nparams, m->buffers, sizeof(float) * (size_t)m->nbuffers);
+        ema_init(&t, m, loss);
     }
     if ((st = sm_optim_init(&t.om, m->nparams)) || (st = sm_optim_init(&t.ol, loss->nparams))) FAIL(st);
     if ((st = sm_model_reserve(m, B))) FAIL(st);
