@@ -28,6 +28,8 @@ int cli_int(const char *cmd, const char *opt, const char *val, int lo, int hi, i
 int cli_float(const char *cmd, const char *opt, const char *val, double lo, double hi, float *out);
 /* --optimizer: adam, adamw or sgd. */
 int cli_optimizer(const char *cmd, const char *val, sm_optimizer *out);
+/* --schedule: constant, cosine, and step when allow_step is set. */
+int cli_schedule(const char *cmd, const char *val, int allow_step, sm_schedule *out);
 
 /* Where data comes from: a directory with Fashion-MNIST-named files and a split, or explicit
  * image and label files; normalisation; class filter. */

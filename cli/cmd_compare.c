@@ -143,11 +143,12 @@ int cmd_compare(int argc, char **argv) {
         case O_EPOCHS: if (cli_int(cmd, "--epochs", optarg, 1, 100000, &cfg.epochs)) return EXIT_USAGE; break;
         case O_BATCH: if (cli_int(cmd, "--batch", optarg, 1, 65536, &cfg.batch_size)) return EXIT_USAGE; break;
         case O_LR: if (cli_float(cmd, "--lr", optarg, 1e-12, 100, &cfg.lr)) return EXIT_USAGE; break;
-        case O_SCHED:
-            if (!strcmp(optarg, "constant")) cfg.schedule = SM_SCHED_CONSTANT;
-            else if (!strcmp(optarg, "cosine")) cfg.schedule = SM_SCHED_COSINE;
-            else return cli_usage_error(cmd, "--schedule: '%s' is not constant or cosine", optarg);
+        case O_SCHED: {
+            sm_schedule s;
+            if (cli_schedule(cmd, optarg, 0, &s)) return EXIT_USAGE;
+            cfg.schedule = (int)s; /* sm_compare_config keeps it as an int */
             break;
+        }
         case O_OPT: {
             sm_optimizer o;
             if (cli_optimizer(cmd, optarg, &o)) return EXIT_USAGE;

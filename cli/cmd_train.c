@@ -117,12 +117,7 @@ int cmd_train(int argc, char **argv) {
             cfg.warmup_steps = w;
             break;
         }
-        case O_SCHED:
-            if (!strcmp(optarg, "constant")) cfg.schedule = SM_SCHED_CONSTANT;
-            else if (!strcmp(optarg, "step")) cfg.schedule = SM_SCHED_STEP;
-            else if (!strcmp(optarg, "cosine")) cfg.schedule = SM_SCHED_COSINE;
-            else return cli_usage_error(cmd, "--schedule: '%s' is not constant, step or cosine", optarg);
-            break;
+        case O_SCHED: if (cli_schedule(cmd, optarg, 1, &cfg.schedule)) return EXIT_USAGE; break;
         case O_STEPE: if (cli_int(cmd, "--step-epochs", optarg, 1, 100000, &cfg.step_epochs)) return EXIT_USAGE; break;
         case O_STEPG: if (cli_float(cmd, "--step-gamma", optarg, 1e-6, 1, &cfg.step_gamma)) return EXIT_USAGE; break;
         case O_PERCLASS: if (cli_int(cmd, "--per-class", optarg, 0, 65536, &per_class)) return EXIT_USAGE; break;

@@ -80,6 +80,17 @@ int cli_optimizer(const char *cmd, const char *val, sm_optimizer *out) {
     return 0;
 }
 
+int cli_schedule(const char *cmd, const char *val, int allow_step, sm_schedule *out) {
+    if (!strcmp(val, "constant")) *out = SM_SCHED_CONSTANT;
+    else if (!strcmp(val, "cosine")) *out = SM_SCHED_COSINE;
+    else if (allow_step && !strcmp(val, "step")) *out = SM_SCHED_STEP;
+    else {
+        cli_usage_error(cmd, "--schedule: '%s' is not constant%s or cosine", val, allow_step ? ", step" : "");
+        return -1;
+    }
+    return 0;
+}
+
 const char *const cli_data_help =
     "data:\n"
     "  --data DIR        folder with Fashion-MNIST-named IDX files (default " SM_DEFAULT_DATA_DIR ")\n"
