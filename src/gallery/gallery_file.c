@@ -48,10 +48,8 @@ sm_status sm_gallery_save(sm_gallery *g, const char *path) {
     if (!st) st = sm_afile_u64(&f, (uint64_t)g->n);
     if (!st) st = sm_afile_u64(&f, (uint64_t)g->next_id);
     for (int c = 0; c < g->nclasses && !st; c++) {
-        size_t len = strlen(g->names[c]);
         st = sm_afile_u32(&f, g->class_removed[c] ? 1u : 0u);
-        if (!st) st = sm_afile_u32(&f, (uint32_t)len);
-        if (!st) st = sm_afile_write(&f, g->names[c], len);
+        if (!st) st = sm_afile_str(&f, g->names[c]);
     }
     for (int64_t i = 0; i < g->n && !st; i++) {
         st = sm_afile_u32(&f, (uint32_t)g->cls[i]);
