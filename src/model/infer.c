@@ -10,8 +10,9 @@
  *    micro-batches and runs them through every layer on its own buffers with single-threaded
  *    sgemm (OpenBLAS's OpenMP build runs single-threaded inside a parallel region), so there is
  *    one parallel region per call and the activations of a micro-batch stay in cache.
- * The micro-batch partition does not depend on the thread count, so the embeddings are the
- * same bits for any number of threads.  They equal the layer-by-layer path (sm_model_forward
+ * The micro-batch partition does not depend on the thread count, and every sgemm runs whole on
+ * one thread, so the embeddings are the same bits for any number of threads, whichever kernel
+ * OpenBLAS picks.  They equal the layer-by-layer path (sm_model_forward
  * with train = 0) up to float rounding of the folded weights (tests/test_infer.c). */
 #include "model/model.h"
 #include "backend/backend.h"
@@ -155,7 +156,12 @@ sm_status sm_model_infer(sm_model *m, const float *x, int64_t n, float *emb) {
     const int64_t in = (int64_t)m->in_h * m->in_w * m->in_c;
     const int64_t nmicro = (n + MICRO - 1) / MICRO;
     int nomem = 0;
-#pragma omp parallel if (nmicro > 1)
+    /* Always an active parallel region, also for a single micro-batch: inside one, OpenBLAS's
+     * OpenMP build runs every sgemm on one thread, so no product is ever split across threads.
+     * How a split rounds depends on the kernel OpenBLAS picks (its Prescott, Haswell and Zen
+     * kernels round a tile's edge differently from its middle), and a region opened only when
+     * there are two micro-batches or more made a batch of 1-8 differ between 1 and 2 threads. */
+#pragma omp parallel
     {
         float *bufA = sm_alloc((size_t)MICRO * (size_t)max_act, sizeof(float));
         float *bufB = sm_alloc((size_t)MICRO * (size_t)max_act, sizeof(float));
