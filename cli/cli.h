@@ -54,6 +54,12 @@ extern const char *const cli_data_help;
  * returned string must be freed. */
 const char *cli_spec_arg(const char *arg, char **owned, sm_status *st);
 
+/* What simile computes with, for headers: "cpu <brand> (family F model M, <ISA>), <BLAS> core <K>,
+ * N threads" (no newline) into buf. */
+void cli_compute_line(char *buf, size_t cap);
+/* The one warning line of sm_compute_info on stderr ("simile <cmd>: warning: ..."), if any. */
+void cli_compute_warning(const char *cmd);
+
 /* Progress bar callback for sm_train (stderr when a terminal; per-epoch lines on stdout). */
 int cli_train_progress(const sm_train_progress *p, void *user);
 

@@ -231,6 +231,12 @@ int cmd_compare(int argc, char **argv) {
     if (!quiet) cfg.progress = compare_progress;
 
     if (mkdir_p(out)) return cli_report(cmd, SM_ERR_IO, "cannot create the output folder");
+    if (!quiet) {
+        char comp[512];
+        cli_compute_line(comp, sizeof comp);
+        printf("== compare: %s\n", comp);
+    }
+    cli_compute_warning(cmd);
     sm_dataset *train = NULL, *test = NULL;
     sm_report *rep = NULL;
     int rc = EXIT_OK;

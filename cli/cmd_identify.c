@@ -360,6 +360,7 @@ int cmd_embed(int argc, char **argv) {
     if (!out) return cli_usage_error(cmd, "--out FILE is required");
     if (in.npy) return cli_usage_error(cmd, "embed takes images, not embeddings");
     sm_set_num_threads(in.threads);
+    cli_compute_warning(cmd);
     sm_model *m;
     int rc = cli_load_model(cmd, model, &m);
     if (rc) return rc;

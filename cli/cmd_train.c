@@ -197,7 +197,11 @@ int cmd_train(int argc, char **argv) {
                sm_model_embedding_dim(m), loss_name, *lopts ? " " : "", lopts);
         printf("       batch %d%s, %d epochs, lr %g, %d threads\n", cfg.batch_size,
                cfg.per_class ? " (P x K sampling)" : " (shuffled)", cfg.epochs, (double)cfg.lr, sm_get_num_threads());
+        char comp[512];
+        cli_compute_line(comp, sizeof comp);
+        printf("       %s\n", comp);
     }
+    cli_compute_warning(cmd);
     if ((st = sm_train(m, loss, ds, &cfg))) { rc = cli_report(cmd, st, sm_model_errmsg(m)); goto done; }
     if (val.failed) { rc = EXIT_FAIL; goto done; }
     if (val.ds)

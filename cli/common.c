@@ -194,3 +194,21 @@ int cli_train_progress(const sm_train_progress *p, void *user) {
     }
     return 0;
 }
+
+void cli_compute_line(char *buf, size_t cap) {
+    sm_compute_info ci;
+    sm_compute_info_get(&ci);
+    char blas[sizeof ci.blas];
+    snprintf(blas, sizeof blas, "%s", ci.blas);
+    /* "OpenBLAS 0.3.21 NO_LAPACKE DYNAMIC_ARCH ..." -> "OpenBLAS 0.3.21" */
+    char *sp = strchr(blas, ' ');
+    if (sp && (sp = strchr(sp + 1, ' '))) *sp = 0;
+    snprintf(buf, cap, "cpu %s (family %d model %d, %s), %s core %s, %d thread%s", ci.cpu, ci.cpu_family,
+             ci.cpu_model, ci.vector_isa, blas, ci.blas_core, ci.threads, ci.threads == 1 ? "" : "s");
+}
+
+void cli_compute_warning(const char *cmd) {
+    sm_compute_info ci;
+    sm_compute_info_get(&ci);
+    if (ci.warning[0]) fprintf(stderr, "simile %s: warning: %s\n", cmd, ci.warning);
+}

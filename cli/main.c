@@ -27,7 +27,15 @@ static void usage(FILE *f) {
 int main(int argc, char **argv) {
     if (argc < 2) { usage(stderr); return EXIT_USAGE; }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) { usage(stdout); return EXIT_OK; }
-    if (!strcmp(argv[1], "--version")) { printf("simile %s\n", sm_version()); return EXIT_OK; }
+    if (!strcmp(argv[1], "--version")) {
+        sm_compute_info ci;
+        sm_compute_info_get(&ci);
+        printf("simile %s\ncpu     %s (family %d model %d)\nvector  %s: %s\nblas    %s\nkernel  %s\nthreads %d\n",
+               sm_version(), ci.cpu, ci.cpu_family, ci.cpu_model, ci.vector_isa, ci.cpu_flags, ci.blas,
+               ci.blas_core, ci.threads);
+        if (ci.warning[0]) printf("warning %s\n", ci.warning);
+        return EXIT_OK;
+    }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
     fprintf(stderr, "simile: unknown command '%s'\n", argv[1]);

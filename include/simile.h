@@ -60,6 +60,33 @@ const char *sm_version(void);
 void sm_set_num_threads(int n);
 int sm_get_num_threads(void);
 
+/* What simile computes with on this machine (filled by sm_compute_info_get). */
+typedef struct sm_compute_info {
+    char cpu[64];         /* the CPU's brand string, e.g. "AMD EPYC 9R14 96-Core Processor"      */
+    int cpu_family;       /* x86 family and model as lscpu shows them (25 / 17 for Zen 4); 0 if  */
+    int cpu_model;        /*   unknown                                                          */
+    char vector_isa[16];  /* widest vector extension the CPU has and the OS enables: "AVX-512",  */
+                          /*   "AVX2" (with FMA), "AVX", "SSE2" or "none"                        */
+    char cpu_flags[192];  /* those extensions, space-separated, named as in /proc/cpuinfo        */
+    char blas[128];       /* the BLAS library and its build (openblas_get_config())              */
+    char blas_core[32];   /* the kernel the BLAS library runs on this CPU, e.g. "SkylakeX"       */
+    int threads;          /* sm_get_num_threads()                                                */
+    char warning[512];    /* empty, or one line (no newline) when the BLAS kernel uses a narrower */
+                          /*   vector extension than AVX2 on a CPU that has AVX2 or AVX-512      */
+} sm_compute_info;
+
+/* Fill *info for this machine and process (info may be NULL: nothing happens).  Cheap: CPUID
+ * and two BLAS queries. */
+void sm_compute_info_get(sm_compute_info *info);
+
+/* The decision behind sm_compute_info.warning, made from facts alone so that it can be checked
+ * for any machine: blas_core is an OpenBLAS core name ("Prescott", "Haswell", "SkylakeX", ...),
+ * cpu_flags a space-separated list of /proc/cpuinfo flag names ("avx2 fma avx512f ...").
+ * Returns 1, and writes one line of advice into msg (cap bytes, NUL-terminated; msg may be NULL),
+ * when the core's kernel uses only SSE or AVX while the flags show AVX2 + FMA or AVX-512;
+ * returns 0 (msg set to "") otherwise, also for a core name it does not know. */
+int sm_blas_kernel_warning(const char *blas_core, const char *cpu_flags, char *msg, size_t cap);
+
 /* ======================================================================================== */
 /* Datasets: images (n, h, w, c) in float with int32 labels                                  */
 /* ======================================================================================== */

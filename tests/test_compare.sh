@@ -92,6 +92,9 @@ print(("ok  " if ok else "FAIL") + f" softmax argmax accuracy: report {m['closed
 sys.exit(1 if bad else 0)
 EOF
 [ $? -eq 0 ] && pass "report.json agrees with simile eval (tolerance 1e-6)" || fail "report.json differs from simile eval"
+core=$("$SIMILE" --version | sed -n 's/^kernel  *//p')
+$PY -c 'import json, sys; r = json.load(open(sys.argv[1]))["run"]; sys.exit(not (r["blas_core"] == sys.argv[2] and r["vector_isa"] and r["cpu_family"] >= 0 and ("blas_warning" in r)))' \
+    "$TMP/a/report.json" "$core" && pass "report.json names the CPU and the BLAS kernel ($core)" || fail "report.json's run block lacks the CPU or kernel $core"
 
 # ---- same seed, same figures -------------------------------------------------------------------
 "$SIMILE" compare "${ARGS[@]}" --out "$TMP/b" --no-save >/dev/null 2>"$TMP/b.err" || fail "second run"

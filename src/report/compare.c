@@ -11,7 +11,6 @@
 #include <sys/utsname.h>
 #include <time.h>
 
-extern char *openblas_get_config(void);
 
 void sm_compare_config_default(sm_compare_config *c) {
     if (!c) return;
@@ -570,21 +569,10 @@ static const char *own(sm_report *r, const char *s) {
 static void machine_info(sm_report *r) {
     struct utsname u;
     if (uname(&u) == 0) snprintf(r->machine, sizeof r->machine, "%s %s %s", u.sysname, u.release, u.machine);
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    char line[512];
-    while (f && fgets(line, sizeof line, f))
-        if (!strncmp(line, "model name", 10)) {
-            char *p = strchr(line, ':');
-            if (p) {
-                p += 1 + (p[1] == ' ');
-                p[strcspn(p, "\n")] = 0;
-                snprintf(r->cpu, sizeof r->cpu, "%s", p);
-            }
-            break;
-        }
-    if (f) fclose(f);
-    const char *bc = openblas_get_config();
-    snprintf(r->blas, sizeof r->blas, "%s", bc ? bc : "OpenBLAS");
+    sm_compute_info_get(&r->compute);
+    snprintf(r->cpu, sizeof r->cpu, "%s (family %d model %d, %s)", r->compute.cpu, r->compute.cpu_family,
+             r->compute.cpu_model, r->compute.vector_isa);
+    snprintf(r->blas, sizeof r->blas, "%s", r->compute.blas);
 #if defined(__clang__) || !defined(__GNUC__)
     snprintf(r->compiler, sizeof r->compiler, "%s", __VERSION__);
 #else

@@ -283,6 +283,12 @@ sm_status sm_report_build_json(const sm_report *r, sm_sbuf *b) {
     jstr(b, "machine", r->machine, 1);
     jstr(b, "cpu", r->cpu, 1);
     jstr(b, "blas", r->blas, 1);
+    jkey(b, "cpu_family", r->compute.cpu_family, 1);
+    jkey(b, "cpu_model", r->compute.cpu_model, 1);
+    jstr(b, "vector_isa", r->compute.vector_isa, 1);
+    jstr(b, "cpu_flags", r->compute.cpu_flags, 1);
+    jstr(b, "blas_core", r->compute.blas_core, 1);
+    jstr(b, "blas_warning", r->compute.warning[0] ? r->compute.warning : NULL, 1);
     jstr(b, "compiler", r->compiler, 0);
     sm_sbuf_puts(b, "},\n\"models\": [\n");
     for (int i = 0; i < r->nmodels; i++) {
@@ -722,7 +728,7 @@ sm_status sm_report_build_html(const sm_report *r, sm_sbuf *b) {
 
     /* reproducibility */
     sm_sbuf_puts(b, "<h2>Settings, versions, machine</h2>\n<table>");
-    char tmp[512];
+    char tmp[1024];
 #define ROW(k, fmt, ...) do { snprintf(tmp, sizeof tmp, fmt, __VA_ARGS__); \
         sm_sbuf_printf(b, "<tr><th class=\"l\">%s</th><td class=\"l\">", k); sm_sbuf_xml(b, tmp); sm_sbuf_puts(b, "</td></tr>\n"); } while (0)
     ROW("command", "%s", c->command_line ? c->command_line : "(library call)");
@@ -742,7 +748,8 @@ sm_status sm_report_build_html(const sm_report *r, sm_sbuf *b) {
         c->pairs_per_class, (long long)c->triplet_samples, (double)c->triplet_margin, c->gallery_per_class);
     ROW("few samples", "%d images a class, %d epochs", c->few_per_class, c->few_epochs);
     ROW("simile", "%s", sm_version());
-    ROW("BLAS", "%s", r->blas);
+    ROW("BLAS", "%s (kernel %s)%s%s", r->blas, r->compute.blas_core, r->compute.warning[0] ? "; warning: " : "",
+        r->compute.warning);
     ROW("compiler", "%s", r->compiler);
     ROW("machine", "%s, %s, %d threads", r->machine, r->cpu, r->threads);
     ROW("date", "%s", r->date);

@@ -109,6 +109,7 @@ struct sm_report {
     double wall_seconds;
     int threads;
     char machine[256], cpu[160], blas[256], compiler[128], date[40];
+    sm_compute_info compute; /* CPU, vector extensions, BLAS kernel (sm_compute_info_get) */
     char *text;                       /* the terminal table, built on demand */
 };
 
