@@ -5,8 +5,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
-PKGS="build-essential cmake libopenblas-openmp-dev zlib1g-dev libstb-dev dataset-fashion-mnist
-      python3-numpy python3-sklearn python3-faiss chromium"
+# the library and the CLI; the data of the main job and the tests; peers and tools of the tests
+# only (README.md lists the same)
+LIB_PKGS="build-essential cmake libopenblas-openmp-dev zlib1g-dev libstb-dev"
+DATA_PKGS="dataset-fashion-mnist"
+TEST_PKGS="python3-numpy python3-sklearn python3-faiss chromium"
+PKGS="$LIB_PKGS $DATA_PKGS $TEST_PKGS"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
