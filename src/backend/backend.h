@@ -9,6 +9,10 @@
 /* C (m, n) = alpha * op(A) op(B) + beta * C, op = transpose if ta/tb. Row-major, BLAS semantics. */
 void sm_k_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *A, int lda,
                const float *B, int ldb, float beta, float *C, int ldc);
+/* y (m or n) = alpha * op(A) x + beta * y for A (m, n), op = transpose if ta.  Row-major, BLAS
+ * semantics (incx, incy strides). */
+void sm_k_gemv(int ta, int m, int n, float alpha, const float *A, int lda, const float *x, int incx,
+               float beta, float *y, int incy);
 
 /* C (m, n) = A^T B for A (k, m) and B (k, n) with a long k (weight gradients: k = rows of a
  * batch).  k is split into a fixed number of chunks (independent of the thread count), each a

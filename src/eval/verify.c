@@ -4,7 +4,7 @@
  * inter-class Euclidean distances of a set of embeddings via blocked sgemm. */
 #include "core/core.h"
 
-#include <cblas.h>
+#include "backend/backend.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -171,7 +171,7 @@ sm_status sm_intra_inter_distances(const float *emb, const int32_t *labels, int6
         int64_t mi = n - i0 < bt ? n - i0 : bt;
         for (int64_t j0 = i0; j0 < n; j0 += bt) {
             int64_t mj = n - j0 < bt ? n - j0 : bt;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)mi, (int)mj, d, 1.0f,
+            sm_k_gemm(0, 1, (int)mi, (int)mj, d, 1.0f,
                         emb + i0 * d, d, emb + j0 * d, d, 0.0f, G, (int)bt);
 #pragma omp parallel for schedule(dynamic, 8) if (mi * mj > 16384)
             for (int64_t a = 0; a < mi; a++) {

@@ -19,11 +19,9 @@
 
 #include "core/core.h"
 
-#include <cblas.h>
+#include "backend/backend.h"
+#include "backend/cpu/simd.h"
 #include <math.h>
-#if defined(__AVX512F__) || defined(__AVX2__)
-#include <immintrin.h>
-#endif
 #include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
@@ -240,34 +238,15 @@ static void row_select(const float *row, int64_t md, int64_t self, int64_t k, sm
 }
 
 /* ---- scans of one row of a tile into a heap or a top-1 slot ------------------------------ */
-/* Bitmask of the lanes j0..j0+LANES of row whose key is < t (all lanes if !full). */
-#if defined(__AVX512F__)
-#define LANES 16
-static inline unsigned lanes_below(const float *row, float t, int full) {
-    if (!full) return 0xFFFFu;
-    return (unsigned)_mm512_cmp_ps_mask(_mm512_loadu_ps(row), _mm512_set1_ps(t), _CMP_LT_OQ);
-}
-#elif defined(__AVX2__)
-#define LANES 8
-static inline unsigned lanes_below(const float *row, float t, int full) {
-    if (!full) return 0xFFu;
-    return (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(row), _mm256_set1_ps(t), _CMP_LT_OQ));
-}
-#else
-#define LANES 1
-static inline unsigned lanes_below(const float *row, float t, int full) {
-    return !full || row[0] < t;
-}
-#endif
 
 /* Offer candidates row[0..md) with ids d0.. (increasing) to the max-heap hk/hi of size k, except
  * id self.  A NaN key counts as +inf. */
 static void scan_heap(const float *row, int64_t md, int64_t d0, int64_t self, float *hk, int64_t *hi,
                       int k) {
-    for (int64_t j = 0; j < md; j += LANES) {
+    for (int64_t j = 0; j < md; j += SM_SIMD_LANES) {
         unsigned msk;
-        int64_t w = md - j < LANES ? md - j : LANES;
-        if (w == LANES) msk = lanes_below(row + j, hk[0], hi[0] >= 0);
+        int64_t w = md - j < SM_SIMD_LANES ? md - j : SM_SIMD_LANES;
+        if (w == SM_SIMD_LANES) msk = sm_simd_lanes_below(row + j, hk[0], hi[0] >= 0);
         else msk = (1u << w) - 1u;
         while (msk) {
             int b = __builtin_ctz(msk);
@@ -287,10 +266,10 @@ static void scan_heap(const float *row, int64_t md, int64_t d0, int64_t self, fl
 static void scan_top1(const float *row, int64_t md, int64_t d0, int64_t self, float *hk, int64_t *hi) {
     float bk = hk[0];
     int64_t bi = hi[0];
-    for (int64_t j = 0; j < md; j += LANES) {
+    for (int64_t j = 0; j < md; j += SM_SIMD_LANES) {
         unsigned msk;
-        int64_t w = md - j < LANES ? md - j : LANES;
-        if (w == LANES) msk = lanes_below(row + j, bk, bi >= 0);
+        int64_t w = md - j < SM_SIMD_LANES ? md - j : SM_SIMD_LANES;
+        if (w == SM_SIMD_LANES) msk = sm_simd_lanes_below(row + j, bk, bi >= 0);
         else msk = (1u << w) - 1u;
         while (msk) {
             int b = __builtin_ctz(msk);
@@ -338,9 +317,9 @@ static void tile_keys(const float *db, const float *q, int d, int64_t q0, int64_
                 T[i * ld + j] = alpha * s;
             }
     } else if (mq == 1) {
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)md, d, alpha, D, d, Q, 1, 0.0f, T, 1);
+        sm_k_gemv(0, (int)md, d, alpha, D, d, Q, 1, 0.0f, T, 1);
     } else {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)mq, (int)md, d, alpha, Q, d, D,
+        sm_k_gemm(0, 1, (int)mq, (int)md, d, alpha, Q, d, D,
                     d, 0.0f, T, (int)ld);
     }
     if (metric == SM_METRIC_IP || raw) return;
@@ -363,26 +342,6 @@ static void tile_keys(const float *db, const float *q, int d, int64_t q0, int64_
 }
 
 /* ---- a few queries: one fused pass over the database --------------------------------------- */
-/* <a, b> over d floats, and |b|^2 into *bb. */
-static inline float dot_and_norm(const float *a, const float *b, int d, float *bb) {
-    int t = 0;
-#if defined(__AVX512F__)
-    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps(), n0 = _mm512_setzero_ps();
-    for (; t + 32 <= d; t += 32) {
-        __m512 b0 = _mm512_loadu_ps(b + t), b1 = _mm512_loadu_ps(b + t + 16);
-        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + t), b0, s0);
-        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + t + 16), b1, s1);
-        n0 = _mm512_fmadd_ps(b0, b0, n0);
-        n0 = _mm512_fmadd_ps(b1, b1, n0);
-    }
-    float s = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1)), nb = _mm512_reduce_add_ps(n0);
-#else
-    float s = 0, nb = 0;
-#endif
-    for (; t < d; t++) { s += a[t] * b[t]; nb += b[t] * b[t]; }
-    *bb = nb;
-    return s;
-}
 
 /* k-NN of nq <= LAZY_MAX_NQ queries in one pass over the database, which is split into one
  * contiguous block per thread; each thread streams its rows once (scores and norms from the same
@@ -407,7 +366,7 @@ static void few_queries(const float *db, int64_t n, const float *q, int64_t nq, 
         for (int64_t j = lo; j < hi_end; j++) {
             const float *row = db + j * (int64_t)d;
             for (int64_t i = 0; i < nq; i++) {
-                float bb, s = dot_and_norm(q + i * (int64_t)d, row, d, &bb), v;
+                float bb, s = sm_simd_dot_and_norm(q + i * (int64_t)d, row, d, &bb), v;
                 if (metric == SM_METRIC_IP) v = -s;
                 else if (metric == SM_METRIC_L2) { v = qn[i] + bb - 2.0f * s; v = v > 0.0f ? v : (v != v ? v : 0.0f); }
                 else v = bb > 0.0f ? -(s * qn[i] / sqrtf(bb)) : (bb == bb ? -0.0f * s : bb);

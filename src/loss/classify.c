@@ -4,11 +4,11 @@
  * Every reduction is accumulated in double; results are stored as float.  Inputs are validated
  * completely before any output is written, so outputs are untouched on failure. */
 #include "core/core.h"
-#include <cblas.h>
+#include "backend/backend.h"
 #include <math.h>
 #include <string.h>
 
-/* Above this many multiply-adds (n * c * d) the head uses cblas_sgemm, below it plain loops
+/* Above this many multiply-adds (n * c * d) the head uses sgemm (sm_k_gemm), below it plain loops
  * with double accumulation. */
 #define SM_HEAD_GEMM_MIN ((int64_t)1 << 15)
 
@@ -139,7 +139,7 @@ static void head_forward(const float *f, const float *W, const float *b, int n, 
             if (b) memcpy(zi, b, (size_t)c * sizeof(float));
             else memset(zi, 0, (size_t)c * sizeof(float));
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, c, d, 1.0f, f, d, W, d, 1.0f, z, c);
+        sm_k_gemm(0, 1, n, c, d, 1.0f, f, d, W, d, 1.0f, z, c);
         return;
     }
     for (int i = 0; i < n; i++)
@@ -158,7 +158,7 @@ static void head_backward(const float *G, const float *f, const float *W, int n,
     int big = (int64_t)n * c * d >= SM_HEAD_GEMM_MIN;
     if (df) {
         if (big) {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, d, c, 1.0f, G, c, W, d,
+            sm_k_gemm(0, 0, n, d, c, 1.0f, G, c, W, d,
                         0.0f, df, d);
         } else {
             for (int i = 0; i < n; i++)
@@ -172,7 +172,7 @@ static void head_backward(const float *G, const float *f, const float *W, int n,
     }
     if (dW) {
         if (big) {
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, c, d, n, 1.0f, G, c, f, d,
+            sm_k_gemm(1, 0, c, d, n, 1.0f, G, c, f, d,
                         0.0f, dW, d);
         } else {
             for (int j = 0; j < c; j++)

@@ -7,7 +7,7 @@
  * cosface: phi = cos - m.
  * The parameter block is W (d, C), initialised N(0, 1) as PML (torch.nn.init.normal_). */
 #include "loss/metric.h"
-#include <cblas.h>
+#include "backend/backend.h"
 
 /* Below this sine of the target angle the arcface derivative d phi / d cos (which grows as
  * 1 / sin theta at theta -> 0) is evaluated at this value instead, keeping it finite. */
@@ -73,7 +73,7 @@ static void margin_cosine(const sm_loss *l, const float *emb, int n, float *fn, 
     const int d = l->dim, C = l->classes;
     sm_l2_normalize_rows(emb, n, d, fn, fnorm);
     normalize_columns(l->params, d, C, Wn, cn);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, C, d, 1.0f, fn, d, Wn, C, 0.0f, cos, C);
+    sm_k_gemm(0, 0, n, C, d, 1.0f, fn, d, Wn, C, 0.0f, cos, C);
 }
 
 /* logits (n, C) = s cos(f_i, W_c), without the margin. */
@@ -156,10 +156,10 @@ static sm_status margin_compute(sm_loss *l, const float *emb, const int32_t *lab
     *value = (float)(L / n);
     /* dFn = dcos Wn^T (n, d);  dWn = Fn^T dcos (d, C). */
     if (grad) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, d, C, 1.0f, cos, C, Wn, C, 0.0f, grad, d);
+        sm_k_gemm(0, 1, n, d, C, 1.0f, cos, C, Wn, C, 0.0f, grad, d);
         sm_l2_normalize_backward(fn, fnorm, grad, n, d, grad);
     }
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d, C, n, 1.0f, fn, d, cos, C, 0.0f, dWn, C);
+    sm_k_gemm(1, 0, d, C, n, 1.0f, fn, d, cos, C, 0.0f, dWn, C);
     for (int c = 0; c < C; c++) {
         if (!(cn[c] > SM_NORM_EPS)) continue;
         double dot = 0.0;

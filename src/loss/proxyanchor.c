@@ -6,7 +6,7 @@
  * C+ = the proxies with a positive in the batch.  Proxies initialised N(0, 2/C) as PML
  * (kaiming_normal_, mode fan_out). */
 #include "loss/metric.h"
-#include <cblas.h>
+#include "backend/backend.h"
 
 #define PROXY_MAX_PARAMS ((int64_t)1 << 28)
 
@@ -48,7 +48,7 @@ static void proxy_cosine(const sm_loss *l, const float *emb, int n, float *fn, f
     const int d = l->dim, C = l->classes;
     sm_l2_normalize_rows(emb, n, d, fn, fnorm);
     sm_l2_normalize_rows(l->params, C, d, Pn, pnorm);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, C, d, 1.0f, fn, d, Pn, d, 0.0f, cos, C);
+    sm_k_gemm(0, 1, n, C, d, 1.0f, fn, d, Pn, d, 0.0f, cos, C);
 }
 
 /* logits (n, C) = cosine to each proxy (nearest-proxy classification). */
@@ -120,10 +120,10 @@ static sm_status proxy_compute(sm_loss *l, const float *emb, const int32_t *labe
     *value = (float)L;
     /* Every (i, c) belongs to exactly one part, so cos now holds dL/dcos entirely. */
     if (grad) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, d, C, 1.0f, cos, C, Pn, d, 0.0f, grad, d);
+        sm_k_gemm(0, 0, n, d, C, 1.0f, cos, C, Pn, d, 0.0f, grad, d);
         sm_l2_normalize_backward(fn, fnorm, grad, n, d, grad);
     }
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, d, n, 1.0f, cos, C, fn, d, 0.0f, dPn, d);
+    sm_k_gemm(1, 0, C, d, n, 1.0f, cos, C, fn, d, 0.0f, dPn, d);
     sm_l2_normalize_backward(Pn, pnorm, dPn, C, d, dPn);
     for (int64_t k = 0; k < (int64_t)C * d; k++) l->grads[k] += dPn[k];
 out:

@@ -2,11 +2,11 @@
  * head (W, b) on the embedding, trained with softmax cross-entropy (optionally label-smoothed)
  * or with the multi-class focal loss.  Parameter block: W (C, d) then b (C). */
 #include "loss/loss.h"
-#include <cblas.h>
+#include "backend/backend.h"
 #include <math.h>
 #include <string.h>
 
-/* Above this many multiply-adds (n * C * d) use cblas_sgemm, below it plain loops. */
+/* Above this many multiply-adds (n * C * d) use sgemm (sm_k_gemm), below it plain loops. */
 #define SM_HEAD_GEMM_MIN ((int64_t)1 << 15)
 /* Largest head: C * (d + 1) parameters. */
 #define SM_HEAD_MAX_PARAMS ((int64_t)1 << 28)
@@ -86,7 +86,7 @@ static void head_linear(const sm_loss *l, const float *emb, int n, float *out) {
     const float *W = l->params, *b = l->params + (int64_t)C * d;
     if ((int64_t)n * C * d >= SM_HEAD_GEMM_MIN) {
         for (int i = 0; i < n; i++) memcpy(out + (int64_t)i * C, b, (size_t)C * sizeof(float));
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, C, d, 1.0f, emb, d, W, d, 1.0f,
+        sm_k_gemm(0, 1, n, C, d, 1.0f, emb, d, W, d, 1.0f,
                     out, C);
         return;
     }
@@ -116,7 +116,7 @@ static void head_backward(sm_loss *l, const float *G, const float *emb, int n, f
     int big = (int64_t)n * C * d >= SM_HEAD_GEMM_MIN;
     if (grad) {
         if (big) {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, d, C, 1.0f, G, C, W, d,
+            sm_k_gemm(0, 0, n, d, C, 1.0f, G, C, W, d,
                         0.0f, grad, d);
         } else {
             for (int i = 0; i < n; i++)
@@ -129,7 +129,7 @@ static void head_backward(sm_loss *l, const float *G, const float *emb, int n, f
         }
     }
     if (big) {
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, d, n, 1.0f, G, C, emb, d, 1.0f,
+        sm_k_gemm(1, 0, C, d, n, 1.0f, G, C, emb, d, 1.0f,
                     dW, d);
     } else {
         for (int j = 0; j < C; j++)

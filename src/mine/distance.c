@@ -1,7 +1,7 @@
 /* distance.c - batch distance matrices (squared L2, L2, cosine, dot) with their backward pass
  * and the L2 row normalisation used by the metric losses (see distance.h). */
 #include "mine/distance.h"
-#include <cblas.h>
+#include "backend/backend.h"
 #include <math.h>
 #include <string.h>
 
@@ -64,7 +64,7 @@ void sm_l2_normalize_backward(const float *y, const float *norms, const float *d
 /* D = x x^T, then D_ij = |x_i|^2 + |x_j|^2 - 2 D_ij for the L2 kinds (and sqrt for L2). */
 void sm_dist_matrix(sm_dist_kind kind, const float *x, int n, int d, float *D) {
     if (n <= 0) return;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, n, d, 1.0f, x, d, x, d, 0.0f, D, n);
+    sm_k_gemm(0, 1, n, n, d, 1.0f, x, d, x, d, 0.0f, D, n);
     if (kind == SM_DIST_COSINE || kind == SM_DIST_DOT) return;
     /* Squared norms from the diagonal, before it is overwritten. */
     float *sq = sm_alloc((size_t)n, sizeof(float)); /* (n) */
@@ -148,7 +148,7 @@ sm_status sm_distws_backward(sm_distws *w, float *G, float *grad) {
             G[(int64_t)i * n + j] = G[(int64_t)j * n + i] = s;
         }
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, d, n, 1.0f, G, n, w->y, d, 0.0f,
+    sm_k_gemm(0, 0, n, d, n, 1.0f, G, n, w->y, d, 0.0f,
                 grad, d);
     if (w->kind == SM_DIST_SQEUCLID || w->kind == SM_DIST_EUCLID) {
         for (int i = 0; i < n; i++) {

@@ -21,6 +21,12 @@ void sm_k_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *A,
                 m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
+void sm_k_gemv(int ta, int m, int n, float alpha, const float *A, int lda, const float *x, int incx,
+               float beta, float *y, int incy) {
+    if (m <= 0 || n <= 0) return;
+    cblas_sgemv(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, m, n, alpha, A, lda, x, incx, beta, y, incy);
+}
+
 void sm_k_gemm_at_b(int m, int n, int64_t k, const float *A, int lda, const float *B, int ldb,
                     float *C, int ldc) {
     int64_t nch = k / 2048;
