@@ -1,0 +1,434 @@
+/* test_backend_ops.c - every backend operation against a double-precision reference written
+ * here, on random shapes that include the edge ones (n = 1, odd sizes, k = 1, 1 and 3
+ * channels, transposes, leading dimensions wider than the rows, alpha != 1, beta != 0).  Each
+ * operation lists every implementation the backend has of it (the threaded kernel and the
+ * single-threaded one of the inference path, where both exist), and each is held to the same
+ * reference: normalised squared error (sum (out - ref)^2 / sum ref^2) at most 1e-10 where the
+ * float result is a rounded sum, exact equality where it is a copy, a max or a masked value.
+ * Operations whose reduction order the backend fixes (all but the BLAS products) are also run
+ * on 1 and 2 threads and must give the same bits.  Backward operations are checked against
+ * the reference formulas of their gradients (col2im as the exact adjoint of im2col); those
+ * formulas are checked by finite differences through the layers in test_layers.c. */
+#include "backend/backend.h"
+#include "core/core.h"
+#include "simile.h"
+#include "testing.h"
+#include <string.h>
+
+static sm_rng R;
+
+static float *randf(int64_t n, float scale) {
+    float *p = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
+    for (int64_t i = 0; i < n; i++) p[i] = scale * sm_rng_normal(&R);
+    return p;
+}
+static double *dzeros(int64_t n) { return calloc((size_t)(n > 0 ? n : 1), sizeof(double)); }
+static int irand(int lo, int hi) { return lo + (int)(sm_rng_uniform(&R) * (hi - lo + 1)) % (hi - lo + 1); }
+
+/* normalised squared error of out (n) against ref (n) */
+static double nmse(const float *out, const double *ref, int64_t n) {
+    double e = 0, s = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = (double)out[i] - ref[i];
+        e += d * d;
+        s += ref[i] * ref[i];
+    }
+    return s > 0 ? e / s : e;
+}
+static int exact(const float *out, const double *ref, int64_t n) {
+    for (int64_t i = 0; i < n; i++)
+        if (out[i] != (float)ref[i]) return 0;
+    return 1;
+}
+#define TOL 1e-10
+
+/* ---- products ----------------------------------------------------------------------------- */
+static void ref_gemm(int ta, int tb, int m, int n, int k, double alpha, const float *A, int lda,
+                     const float *B, int ldb, double beta, const float *C0, int ldc, double *C) {
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            double s = 0;
+            for (int t = 0; t < k; t++)
+                s += (double)(ta ? A[(int64_t)t * lda + i] : A[(int64_t)i * lda + t]) *
+                     (tb ? B[(int64_t)j * ldb + t] : B[(int64_t)t * ldb + j]);
+            C[(int64_t)i * ldc + j] = alpha * s + (beta != 0 ? beta * C0[(int64_t)i * ldc + j] : 0);
+        }
+}
+
+static void check_gemm(void) {
+    const int sizes[] = {1, 2, 7, 33, 130};
+    const float alphas[] = {1.0f, -2.0f}, betas[] = {0.0f, 1.0f, 0.5f};
+    int cases = 0;
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++)
+            for (int si = 0; si < 5; si++)
+                for (int sj = 0; sj < 5; sj++) {
+                    int m = sizes[si], n = sizes[sj], k = sizes[(si + sj + ta) % 5];
+                    float alpha = alphas[(si + tb) % 2], beta = betas[(sj + ta) % 3];
+                    int pad = (si + sj) % 2 ? 3 : 0; /* leading dimensions wider than the rows */
+                    int lda = (ta ? m : k) + pad, ldb = (tb ? k : n) + pad, ldc = n + pad;
+                    float *A = randf((int64_t)(ta ? k : m) * lda, 1), *B = randf((int64_t)(tb ? n : k) * ldb, 1);
+                    float *C = randf((int64_t)m * ldc, 1), *C0 = malloc(sizeof(float) * (size_t)m * ldc);
+                    memcpy(C0, C, sizeof(float) * (size_t)m * ldc);
+                    double *ref = dzeros((int64_t)m * ldc);
+                    ref_gemm(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C0, ldc, ref);
+                    sm_k_gemm(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+                    double e = 0, s = 0; /* over the m x n block only: the padding is not C's */
+                    for (int i = 0; i < m; i++)
+                        for (int j = 0; j < n; j++) {
+                            double d = C[(int64_t)i * ldc + j] - ref[(int64_t)i * ldc + j];
+                            e += d * d;
+                            s += ref[(int64_t)i * ldc + j] * ref[(int64_t)i * ldc + j];
+                        }
+                    CHECK_MSG(e <= TOL * (s > 0 ? s : 1), "sm_k_gemm ta=%d tb=%d %dx%dx%d: nmse %g", ta, tb, m, n, k,
+                              s > 0 ? e / s : e);
+                    int pads_kept = 1;
+                    for (int i = 0; i < m; i++)
+                        for (int j = n; j < ldc; j++) pads_kept &= C[(int64_t)i * ldc + j] == C0[(int64_t)i * ldc + j];
+                    CHECK_MSG(pads_kept, "sm_k_gemm wrote outside C's m x n block");
+                    cases++;
+                    free(A); free(B); free(C); free(C0); free(ref);
+                }
+    /* gemv, both orientations */
+    for (int ta = 0; ta < 2; ta++)
+        for (int si = 0; si < 5; si++) {
+            int m = sizes[si], n = sizes[(si + 2) % 5], lda = n + ta;
+            float *A = randf((int64_t)m * lda, 1), *x = randf(ta ? m : n, 1), *y = randf(ta ? n : m, 1);
+            int ny = ta ? n : m;
+            double *ref = dzeros(ny);
+            for (int i = 0; i < ny; i++) {
+                double s = 0;
+                for (int t = 0; t < (ta ? m : n); t++)
+                    s += (double)(ta ? A[(int64_t)t * lda + i] : A[(int64_t)i * lda + t]) * x[t];
+                ref[i] = -2.0 * s + 0.5 * y[i];
+            }
+            sm_k_gemv(ta, m, n, -2.0f, A, lda, x, 1, 0.5f, y, 1);
+            CHECK_MSG(nmse(y, ref, ny) <= TOL, "sm_k_gemv ta=%d %dx%d: nmse %g", ta, m, n, nmse(y, ref, ny));
+            free(A); free(x); free(y); free(ref);
+        }
+    /* A^T B with a long k: chunked (k >= 4096) and not; deterministic for any thread count */
+    const int64_t ks[] = {1, 5, 300, 4097, 20000};
+    for (int ki = 0; ki < 5; ki++) {
+        int m = irand(1, 9), n = irand(1, 40);
+        int64_t k = ks[ki];
+        float *A = randf(k * m, 1), *B = randf(k * n, 1), *C1 = malloc(sizeof(float) * (size_t)m * n),
+              *C2 = malloc(sizeof(float) * (size_t)m * n);
+        double *ref = dzeros((int64_t)m * n);
+        ref_gemm(1, 0, m, n, (int)k, 1.0, A, m, B, n, 0.0, NULL, n, ref);
+        sm_set_num_threads(1);
+        sm_k_gemm_at_b(m, n, k, A, m, B, n, C1, n);
+        sm_set_num_threads(2);
+        sm_k_gemm_at_b(m, n, k, A, m, B, n, C2, n);
+        CHECK_MSG(nmse(C2, ref, (int64_t)m * n) <= TOL, "sm_k_gemm_at_b %dx%d k=%lld: nmse %g", m, n, (long long)k,
+                  nmse(C2, ref, (int64_t)m * n));
+        CHECK_MSG(!memcmp(C1, C2, sizeof(float) * (size_t)m * n), "sm_k_gemm_at_b k=%lld: 1 and 2 threads differ",
+                  (long long)k);
+        free(A); free(B); free(C1); free(C2); free(ref);
+    }
+    printf("products: %d gemm cases, gemv, gemm_at_b\n", cases);
+}
+
+/* ---- convolution unfolding ----------------------------------------------------------------- */
+typedef struct { int n, h, w, c, k, s, p; } conv_shape;
+static const conv_shape conv_shapes[] = {
+    {1, 1, 1, 1, 1, 1, 0}, {1, 5, 7, 3, 3, 1, 1}, {2, 8, 8, 1, 3, 2, 1}, {3, 6, 5, 4, 2, 2, 0},
+    {1, 9, 9, 3, 5, 1, 2}, {2, 4, 4, 2, 1, 1, 0}, {1, 7, 3, 3, 3, 3, 2}, {4, 3, 3, 5, 3, 1, 0},
+};
+
+static void ref_im2col(const float *x, const conv_shape *S, int oh, int ow, double *col) {
+    int64_t K = (int64_t)S->k * S->k * S->c, r = 0;
+    for (int b = 0; b < S->n; b++)
+        for (int oy = 0; oy < oh; oy++)
+            for (int ox = 0; ox < ow; ox++, r++)
+                for (int ky = 0; ky < S->k; ky++)
+                    for (int kx = 0; kx < S->k; kx++)
+                        for (int ch = 0; ch < S->c; ch++) {
+                            int iy = oy * S->s - S->p + ky, ix = ox * S->s - S->p + kx;
+                            int in = iy >= 0 && iy < S->h && ix >= 0 && ix < S->w;
+                            col[r * K + ((int64_t)ky * S->k + kx) * S->c + ch] =
+                                in ? x[(((int64_t)b * S->h + iy) * S->w + ix) * S->c + ch] : 0.0;
+                        }
+}
+
+static void check_unfold(void) {
+    for (size_t i = 0; i < sizeof conv_shapes / sizeof conv_shapes[0]; i++) {
+        const conv_shape *S = &conv_shapes[i];
+        int oh = (S->h + 2 * S->p - S->k) / S->s + 1, ow = (S->w + 2 * S->p - S->k) / S->s + 1;
+        int64_t nx = (int64_t)S->n * S->h * S->w * S->c, ncol = (int64_t)S->n * oh * ow * S->k * S->k * S->c;
+        float *x = randf(nx, 1), *col = malloc(sizeof(float) * (size_t)ncol), *col1 = malloc(sizeof(float) * (size_t)ncol);
+        double *ref = dzeros(ncol);
+        ref_im2col(x, S, oh, ow, ref);
+        sm_k_im2col(x, S->n, S->h, S->w, S->c, S->k, S->s, S->p, oh, ow, col);
+        sm_k1_im2col(x, S->n, S->h, S->w, S->c, S->k, S->s, S->p, oh, ow, col1);
+        CHECK_MSG(exact(col, ref, ncol), "sm_k_im2col shape %zu differs from the reference", i);
+        CHECK_MSG(exact(col1, ref, ncol), "sm_k1_im2col shape %zu differs from the reference", i);
+        /* col2im is im2col's adjoint: <im2col(x), g> = <x, col2im(g)> */
+        float *g = randf(ncol, 1), *dx = randf(nx, 1);
+        sm_k_col2im(g, S->n, S->h, S->w, S->c, S->k, S->s, S->p, oh, ow, dx);
+        double *rdx = dzeros(nx);
+        {
+            int64_t K = (int64_t)S->k * S->k * S->c, r = 0;
+            for (int b = 0; b < S->n; b++)
+                for (int oy = 0; oy < oh; oy++)
+                    for (int ox = 0; ox < ow; ox++, r++)
+                        for (int ky = 0; ky < S->k; ky++)
+                            for (int kx = 0; kx < S->k; kx++)
+                                for (int ch = 0; ch < S->c; ch++) {
+                                    int iy = oy * S->s - S->p + ky, ix = ox * S->s - S->p + kx;
+                                    if (iy >= 0 && iy < S->h && ix >= 0 && ix < S->w)
+                                        rdx[(((int64_t)b * S->h + iy) * S->w + ix) * S->c + ch] +=
+                                            g[r * K + ((int64_t)ky * S->k + kx) * S->c + ch];
+                                }
+        }
+        CHECK_MSG(nmse(dx, rdx, nx) <= TOL, "sm_k_col2im shape %zu: nmse %g", i, nmse(dx, rdx, nx));
+        double lhs = 0, rhs = 0;
+        for (int64_t t = 0; t < ncol; t++) lhs += (double)col[t] * g[t];
+        for (int64_t t = 0; t < nx; t++) rhs += (double)x[t] * dx[t];
+        CHECK_MSG(fabs(lhs - rhs) <= 1e-4 * (fabs(lhs) + 1), "col2im is not im2col's adjoint (shape %zu): %g vs %g", i, lhs, rhs);
+        free(x); free(col); free(col1); free(ref); free(g); free(dx); free(rdx);
+    }
+}
+
+/* ---- row-wise and channel-wise ops ----------------------------------------------------------- */
+static void check_rows(void) {
+    const int64_t ms[] = {1, 3, 511, 512, 513, 2000};
+    const int cs[] = {1, 3, 64};
+    for (int mi = 0; mi < 6; mi++)
+        for (int ci = 0; ci < 3; ci++) {
+            int64_t m = ms[mi];
+            int c = cs[ci];
+            int64_t nv = m * c;
+            /* bias: both implementations, and the fused relu */
+            float *y0 = randf(nv, 1), *b = randf(c, 1), *y = malloc(sizeof(float) * (size_t)nv), *y1 = malloc(sizeof(float) * (size_t)nv);
+            double *ref = dzeros(nv), *refr = dzeros(nv);
+            for (int64_t i = 0; i < nv; i++) { ref[i] = (double)(y0[i] + b[i % c]); refr[i] = ref[i] > 0 ? ref[i] : 0; }
+            memcpy(y, y0, sizeof(float) * (size_t)nv);
+            sm_k_add_bias(y, b, m, c);
+            CHECK_MSG(exact(y, ref, nv), "sm_k_add_bias m=%lld c=%d", (long long)m, c);
+            memcpy(y1, y0, sizeof(float) * (size_t)nv);
+            sm_k1_bias_act(y1, b, m, c, 0);
+            CHECK_MSG(exact(y1, ref, nv), "sm_k1_bias_act m=%lld c=%d", (long long)m, c);
+            memcpy(y1, y0, sizeof(float) * (size_t)nv);
+            sm_k1_bias_act(y1, b, m, c, 1);
+            CHECK_MSG(exact(y1, refr, nv), "sm_k1_bias_act relu m=%lld c=%d", (long long)m, c);
+            /* relu forward / backward */
+            float *dy = randf(nv, 1), *dx = malloc(sizeof(float) * (size_t)nv);
+            sm_k_relu_forward(y0, y, nv);
+            for (int64_t i = 0; i < nv; i++) ref[i] = y0[i] > 0 ? y0[i] : 0;
+            CHECK(exact(y, ref, nv));
+            sm_k_relu_backward(y, dy, dx, nv);
+            for (int64_t i = 0; i < nv; i++) ref[i] = y[i] > 0 ? dy[i] : 0;
+            CHECK(exact(dx, ref, nv));
+            /* column sums: reference, and the same bits on 1 and 2 threads */
+            float *s1 = malloc(sizeof(float) * (size_t)c), *s2 = malloc(sizeof(float) * (size_t)c);
+            double *rs = dzeros(c);
+            for (int64_t i = 0; i < nv; i++) rs[i % c] += dy[i];
+            sm_set_num_threads(1);
+            sm_k_sum_rows(dy, m, c, s1);
+            sm_set_num_threads(2);
+            sm_k_sum_rows(dy, m, c, s2);
+            CHECK_MSG(nmse(s2, rs, c) <= TOL, "sm_k_sum_rows m=%lld c=%d: nmse %g", (long long)m, c, nmse(s2, rs, c));
+            CHECK_MSG(!memcmp(s1, s2, sizeof(float) * (size_t)c), "sm_k_sum_rows: 1 and 2 threads differ");
+            free(y0); free(b); free(y); free(y1); free(ref); free(refr); free(dy); free(dx); free(s1); free(s2); free(rs);
+        }
+}
+
+/* batch norm over rows: training statistics, inference, backward (also fused with relu) */
+static void check_bn(void) {
+    const int64_t ms[] = {1, 2, 7, 513, 1500};
+    const int cs[] = {1, 3, 32};
+    for (int mi = 0; mi < 5; mi++)
+        for (int ci = 0; ci < 3; ci++)
+            for (int relu = 0; relu < 2; relu++) {
+                int64_t m = ms[mi];
+                int c = cs[ci];
+                int64_t nv = m * c;
+                float *x = randf(nv, 2), *gamma = randf(c, 1), *beta = randf(c, 1);
+                for (int64_t i = 0; i < nv; i++) x[i] += 0.5f * (float)(i % c); /* channel offsets */
+                float eps = 1e-5f, mom = 0.1f;
+                float *rm[2], *rv[2], *mean[2], *rstd[2], *y[2];
+                for (int t = 0; t < 2; t++) {
+                    rm[t] = malloc(sizeof(float) * (size_t)c); rv[t] = malloc(sizeof(float) * (size_t)c);
+                    mean[t] = malloc(sizeof(float) * (size_t)c); rstd[t] = malloc(sizeof(float) * (size_t)c);
+                    y[t] = malloc(sizeof(float) * (size_t)nv);
+                    for (int j = 0; j < c; j++) { rm[t][j] = 0.1f * (float)j; rv[t][j] = 1.0f + 0.1f * (float)j; }
+                    sm_set_num_threads(t + 1);
+                    sm_k_bn_forward_train(x, m, c, gamma, beta, eps, mom, rm[t], rv[t], mean[t], rstd[t], relu, y[t]);
+                }
+                CHECK_MSG(!memcmp(y[0], y[1], sizeof(float) * (size_t)nv) && !memcmp(rv[0], rv[1], sizeof(float) * (size_t)c),
+                          "bn forward m=%lld c=%d: 1 and 2 threads differ", (long long)m, c);
+                double *rmu = dzeros(c), *rvar = dzeros(c), *ry = dzeros(nv), *rrstd = dzeros(c), *rrv = dzeros(c);
+                for (int j = 0; j < c; j++) {
+                    double s = 0, q = 0;
+                    for (int64_t i = 0; i < m; i++) s += x[i * c + j];
+                    rmu[j] = s / (double)m;
+                    for (int64_t i = 0; i < m; i++) q += (x[i * c + j] - rmu[j]) * (x[i * c + j] - rmu[j]);
+                    rvar[j] = q / (double)m;
+                    rrstd[j] = 1.0 / sqrt(rvar[j] + eps);
+                    rrv[j] = 0.9 * (1.0 + 0.1 * j) + 0.1 * (m > 1 ? q / (double)(m - 1) : rvar[j]);
+                    for (int64_t i = 0; i < m; i++) {
+                        double v = gamma[j] * (x[i * c + j] - rmu[j]) * rrstd[j] + beta[j];
+                        ry[i * c + j] = relu && v < 0 ? 0 : v;
+                    }
+                }
+                /* rstd of a channel whose variance is ~0 (m = 1) is huge and meaningless: compare
+                 * the outputs only where the variance is not tiny */
+                if (m > 1) {
+                    CHECK_MSG(nmse(mean[1], rmu, c) <= TOL, "bn mean m=%lld c=%d", (long long)m, c);
+                    CHECK_MSG(nmse(rstd[1], rrstd, c) <= 1e-9, "bn rstd m=%lld c=%d: %g", (long long)m, c, nmse(rstd[1], rrstd, c));
+                    CHECK_MSG(nmse(rv[1], rrv, c) <= 1e-9, "bn running var m=%lld c=%d", (long long)m, c);
+                    CHECK_MSG(nmse(y[1], ry, nv) <= 1e-8, "bn y m=%lld c=%d relu=%d: nmse %g", (long long)m, c, relu,
+                              nmse(y[1], ry, nv));
+                }
+                /* inference with the running statistics */
+                float *yi = malloc(sizeof(float) * (size_t)nv);
+                sm_k_bn_forward_infer(x, m, c, gamma, beta, eps, rm[1], rv[1], relu, yi);
+                double *ryi = dzeros(nv);
+                for (int64_t i = 0; i < nv; i++) {
+                    int j = (int)(i % c);
+                    double v = gamma[j] * (x[i] - rm[1][j]) / sqrt(rv[1][j] + eps) + beta[j];
+                    ryi[i] = relu && v < 0 ? 0 : v;
+                }
+                CHECK_MSG(nmse(yi, ryi, nv) <= 1e-9, "bn inference m=%lld c=%d: %g", (long long)m, c, nmse(yi, ryi, nv));
+                /* backward from the kernel's own statistics, against the reference formula:
+                 * dbeta = sum dy', dgamma = sum dy' xhat, dx = gamma rstd (dy' - (dbeta + xhat dgamma) / m),
+                 * dy' = dy masked by y > 0 when relu is fused */
+                if (m > 1) {
+                    float *dy = randf(nv, 1), *dx[2], *dg[2], *db[2];
+                    for (int t = 0; t < 2; t++) {
+                        dx[t] = malloc(sizeof(float) * (size_t)nv);
+                        dg[t] = malloc(sizeof(float) * (size_t)c); db[t] = malloc(sizeof(float) * (size_t)c);
+                        sm_set_num_threads(t + 1);
+                        sm_k_bn_backward(x, dy, relu ? y[1] : NULL, m, c, gamma, mean[1], rstd[1], dg[t], db[t], dx[t]);
+                    }
+                    CHECK_MSG(!memcmp(dx[0], dx[1], sizeof(float) * (size_t)nv) && !memcmp(dg[0], dg[1], sizeof(float) * (size_t)c),
+                              "bn backward m=%lld c=%d: 1 and 2 threads differ", (long long)m, c);
+                    double *rdb = dzeros(c), *rdg = dzeros(c), *rdx = dzeros(nv);
+                    for (int j = 0; j < c; j++)
+                        for (int64_t i = 0; i < m; i++) {
+                            double d = relu && y[1][i * c + j] <= 0 ? 0 : dy[i * c + j];
+                            double xh = (x[i * c + j] - (double)mean[1][j]) * rstd[1][j];
+                            rdb[j] += d;
+                            rdg[j] += d * xh;
+                        }
+                    for (int64_t i = 0; i < nv; i++) {
+                        int j = (int)(i % c);
+                        double d = relu && y[1][i] <= 0 ? 0 : dy[i];
+                        double xh = (x[i] - (double)mean[1][j]) * rstd[1][j];
+                        rdx[i] = gamma[j] * (double)rstd[1][j] * (d - (rdb[j] + xh * rdg[j]) / (double)m);
+                    }
+                    CHECK_MSG(nmse(db[1], rdb, c) <= TOL && nmse(dg[1], rdg, c) <= 1e-9, "bn dgamma/dbeta m=%lld c=%d",
+                              (long long)m, c);
+                    /* dx is a difference of terms of size gamma rstd dy that nearly cancel (for m = 2
+                     * it is 0 exactly): its error is measured against the size of those terms */
+                    double e = 0, scale = 0;
+                    for (int64_t i = 0; i < nv; i++) {
+                        int j = (int)(i % c);
+                        double t = gamma[j] * (double)rstd[1][j] * dy[i];
+                        e += (dx[1][i] - rdx[i]) * (dx[1][i] - rdx[i]);
+                        scale += t * t;
+                    }
+                    CHECK_MSG(e <= 1e-10 * scale, "bn dx m=%lld c=%d relu=%d: error %g of %g", (long long)m, c, relu, e, scale);
+                    for (int t = 0; t < 2; t++) { free(dx[t]); free(dg[t]); free(db[t]); }
+                    free(dy); free(rdb); free(rdg); free(rdx);
+                }
+                for (int t = 0; t < 2; t++) { free(rm[t]); free(rv[t]); free(mean[t]); free(rstd[t]); free(y[t]); }
+                free(x); free(gamma); free(beta); free(rmu); free(rvar); free(ry); free(rrstd); free(rrv); free(yi); free(ryi);
+            }
+}
+
+/* ---- pooling and normalisation ------------------------------------------------------------- */
+static void check_pool(void) {
+    const struct { int n, h, w, c, k, s; } P[] = {{1, 1, 1, 1, 1, 1}, {2, 4, 4, 3, 2, 2}, {1, 5, 7, 1, 3, 2},
+                                                   {3, 6, 6, 4, 3, 3}, {1, 9, 5, 3, 2, 1}};
+    for (size_t pi = 0; pi < sizeof P / sizeof P[0]; pi++) {
+        int n = P[pi].n, h = P[pi].h, w = P[pi].w, c = P[pi].c, k = P[pi].k, s = P[pi].s;
+        int oh = (h - k) / s + 1, ow = (w - k) / s + 1;
+        int64_t nx = (int64_t)n * h * w * c, ny = (int64_t)n * oh * ow * c;
+        float *x = randf(nx, 1), *y = malloc(sizeof(float) * (size_t)ny), *y1 = malloc(sizeof(float) * (size_t)ny);
+        int32_t *arg = malloc(sizeof(int32_t) * (size_t)ny);
+        double *ref = dzeros(ny);
+        int64_t *rarg = malloc(sizeof(int64_t) * (size_t)ny);
+        for (int b = 0; b < n; b++)
+            for (int oy = 0; oy < oh; oy++)
+                for (int ox = 0; ox < ow; ox++)
+                    for (int ch = 0; ch < c; ch++) {
+                        int64_t o = (((int64_t)b * oh + oy) * ow + ox) * c + ch, best = -1;
+                        for (int ky = 0; ky < k; ky++)
+                            for (int kx = 0; kx < k; kx++) {
+                                int64_t i = (((int64_t)b * h + oy * s + ky) * w + ox * s + kx) * c + ch;
+                                if (best < 0 || x[i] > x[best]) best = i;
+                            }
+                        ref[o] = x[best];
+                        rarg[o] = best;
+                    }
+        sm_k_maxpool_forward(x, n, h, w, c, k, s, oh, ow, y, arg);
+        sm_k1_maxpool(x, n, h, w, c, k, s, oh, ow, y1);
+        CHECK_MSG(exact(y, ref, ny), "sm_k_maxpool_forward case %zu", pi);
+        CHECK_MSG(exact(y1, ref, ny), "sm_k1_maxpool case %zu", pi);
+        int args_ok = 1;
+        for (int64_t o = 0; o < ny; o++) args_ok &= arg[o] == rarg[o];
+        CHECK_MSG(args_ok, "maxpool argmax case %zu", pi);
+        float *dy = randf(ny, 1), *dx = randf(nx, 1);
+        double *rdx = dzeros(nx);
+        for (int64_t o = 0; o < ny; o++) rdx[rarg[o]] += dy[o];
+        sm_k_maxpool_backward(dy, arg, n, h, w, c, oh, ow, dx);
+        CHECK_MSG(nmse(dx, rdx, nx) <= TOL, "sm_k_maxpool_backward case %zu", pi);
+        /* global average pool, both implementations, and its backward */
+        int hw = h * w;
+        float *g = malloc(sizeof(float) * (size_t)n * c), *g1 = malloc(sizeof(float) * (size_t)n * c);
+        double *rg = dzeros((int64_t)n * c);
+        for (int b = 0; b < n; b++)
+            for (int p = 0; p < hw; p++)
+                for (int ch = 0; ch < c; ch++) rg[b * c + ch] += x[((int64_t)b * hw + p) * c + ch] / (double)hw;
+        sm_k_gap_forward(x, n, hw, c, g);
+        sm_k1_gap(x, n, hw, c, g1);
+        CHECK_MSG(nmse(g, rg, (int64_t)n * c) <= TOL && nmse(g1, rg, (int64_t)n * c) <= TOL, "gap case %zu", pi);
+        CHECK(!memcmp(g, g1, sizeof(float) * (size_t)n * c)); /* the same code image by image */
+        float *gdy = randf((int64_t)n * c, 1);
+        sm_k_gap_backward(gdy, n, hw, c, dx);
+        for (int64_t i = 0; i < nx; i++) rdx[i] = gdy[(i / ((int64_t)hw * c)) * c + i % c] / (double)hw;
+        CHECK_MSG(nmse(dx, rdx, nx) <= TOL, "sm_k_gap_backward case %zu", pi);
+        free(x); free(y); free(y1); free(arg); free(ref); free(rarg); free(dy); free(dx); free(rdx);
+        free(g); free(g1); free(rg); free(gdy);
+    }
+    /* L2 normalisation of rows, including a zero row (the clamp) */
+    const int ds[] = {1, 3, 64, 129};
+    for (int di = 0; di < 4; di++) {
+        int n = 5, d = ds[di];
+        float *x = randf((int64_t)n * d, 1), *y = malloc(sizeof(float) * (size_t)n * d), *norm = malloc(sizeof(float) * n);
+        for (int j = 0; j < d; j++) x[2 * d + j] = 0; /* row 2 is zero */
+        sm_k_l2norm_forward(x, n, d, y, norm);
+        double *ry = dzeros((int64_t)n * d);
+        for (int i = 0; i < n; i++) {
+            double s = 0;
+            for (int j = 0; j < d; j++) s += (double)x[i * d + j] * x[i * d + j];
+            double nr = sqrt(s) < 1e-12 ? 1e-12 : sqrt(s);
+            for (int j = 0; j < d; j++) ry[i * d + j] = x[i * d + j] / nr;
+        }
+        CHECK_MSG(nmse(y, ry, (int64_t)n * d) <= TOL, "l2norm forward d=%d", d);
+        float *dy = randf((int64_t)n * d, 1), *dx = malloc(sizeof(float) * (size_t)n * d);
+        sm_k_l2norm_backward(y, norm, dy, n, d, dx);
+        double *rdx = dzeros((int64_t)n * d);
+        for (int i = 0; i < n; i++) {
+            double s = 0, dot = 0;
+            for (int j = 0; j < d; j++) s += (double)x[i * d + j] * x[i * d + j];
+            double nr = sqrt(s);
+            for (int j = 0; j < d; j++) dot += ry[i * d + j] * dy[i * d + j];
+            for (int j = 0; j < d; j++)
+                rdx[i * d + j] = nr < 1e-12 ? dy[i * d + j] / 1e-12 : (dy[i * d + j] - dot * ry[i * d + j]) / nr;
+        }
+        CHECK_MSG(nmse(dx, rdx, (int64_t)n * d) <= 1e-9, "l2norm backward d=%d: %g", d, nmse(dx, rdx, (int64_t)n * d));
+        free(x); free(y); free(norm); free(ry); free(dy); free(dx); free(rdx);
+    }
+}
+
+int main(void) {
+    sm_rng_seed(&R, 20261201);
+    check_gemm();
+    check_unfold();
+    check_rows();
+    check_bn();
+    check_pool();
+    TEST_MAIN_END();
+}
