@@ -194,6 +194,59 @@ static void test_ticks_and_text(void) {
 
 /* ---- SVG ------------------------------------------------------------------------------------ */
 
+/* 1 if the legend in chart s has n entries and every coordinate of it lies in the band above
+ * the plot area of p (y below p->mt, x within the plot's width), so it covers no data. */
+static int legend_outside(const char *s, const sm_svg_plot *p, int n) {
+    const char *g = strstr(s, "<g class=\"legend\">");
+    if (!g) { fprintf(stderr, "no legend\n"); return 0; }
+    int items = 0, ok = 1;
+    for (const char *q = g; (q = strstr(q, "class=\"legend-item\"")); q++) items++;
+    if (items != n) { fprintf(stderr, "%d legend entries, want %d\n", items, n); ok = 0; }
+    static const char *const ya[] = {" y=\"", " y1=\"", " y2=\""}, *const xa[] = {" x=\"", " x1=\"", " x2=\""};
+    for (int k = 0; k < 3; k++) {
+        for (const char *q = g; (q = strstr(q, ya[k])); q++) {
+            double v = atof(q + strlen(ya[k]));
+            if (!(v >= 0 && v < p->mt)) { fprintf(stderr, "legend %s%g not above the plot top %d\n", ya[k], v, p->mt); ok = 0; }
+        }
+        for (const char *q = g; (q = strstr(q, xa[k])); q++) {
+            double v = atof(q + strlen(xa[k]));
+            if (!(v >= p->ml && v <= p->width - p->mr)) { fprintf(stderr, "legend %s%g outside the width\n", xa[k], v); ok = 0; }
+        }
+    }
+    return ok;
+}
+
+/* ---- chart data: moving average, loss range ------------------------------------------------- */
+
+static void test_chart_data(void) {
+    enum { N = 24 };
+    double y[1000], out[1000];
+    lcg = 99;
+    for (int i = 0; i < N; i++) y[i] = 3.0 - 0.02 * i + 0.3 * nrand(); /* a 1-epoch quick run: 24 batches */
+    int64_t w = sm_rep_moving_average(y, N, out);
+    CHECK_MSG(w >= 2, "24 batches: window %lld, want an average that differs from the batches", (long long)w);
+    double dmax = 0, lo = 1e9, hi = -1e9;
+    for (int i = 0; i < N; i++) { dmax = fmax(dmax, fabs(out[i] - y[i])); lo = fmin(lo, y[i]); hi = fmax(hi, y[i]); }
+    CHECK_MSG(dmax > 0.05 * (hi - lo), "the average departs from the batches by %g only", dmax);
+    CHECK(sm_rep_moving_average(y, 5, out) == 0);        /* too short to average */
+    for (int i = 0; i < 100; i++) y[i] = 1.5;
+    CHECK(sm_rep_moving_average(y, 100, out) == 0);      /* would coincide with the raw line */
+    for (int i = 0; i < 1000; i++) y[i] = 1 + 0.1 * nrand();
+    CHECK(sm_rep_moving_average(y, 1000, out) == 50);
+    /* the loss axis spans the data, not [0, max] */
+    for (int i = 0; i < N; i++) y[i] = 2.5 + (double)i / (N - 1);
+    double a, b;
+    sm_rep_loss_range(y, NULL, N, &a, &b);
+    CHECK_MSG(a > 2.4 && a < 2.5 && b > 3.5 && b < 3.6, "range %g..%g for data 2.5..3.5", a, b);
+    y[5] = 40; /* a spike is clipped at 1.5x the average */
+    for (int i = 0; i < N; i++) out[i] = 3;
+    sm_rep_loss_range(y, out, N, &a, &b);
+    CHECK_MSG(b < 5 && a > 2.3, "range %g..%g with a spike of 40", a, b);
+    for (int i = 0; i < N; i++) y[i] = 0.7;
+    sm_rep_loss_range(y, NULL, N, &a, &b);
+    CHECK(a < 0.7 && b > 0.7);
+}
+
 static void test_svg(void) {
     int nsvg;
     /* the checker itself catches what it should (its messages go to stderr) */
@@ -207,14 +260,17 @@ static void test_svg(void) {
     sm_svg_init(&p, 400, 300, -1, 1, 0, 10);
     p.title = "t <&> title"; p.xlabel = "x"; p.ylabel = "y";
     double x[6] = {-1, 0, 1, 5, NAN, -7}, y[6] = {0, 5, 10, 50, 1, -3}, e[7] = {-1, -0.5, 0, 0.5, 1, 2, 3};
+    const char *names[] = {"one", "a much longer name <b>"}, *cols[] = {"#111111", "#222222"};
+    int mt0 = p.mt, h0 = p.height;
+    CHECK(sm_svg_reserve_legend(&p, names, 2) == 1);
+    CHECK(p.mt > mt0 && p.height - h0 == p.mt - mt0); /* a band above the plot, the plot keeps its size */
     sm_svg_begin(&b, &p);
     sm_svg_scatter(&b, &p, x, y, 6, sm_svg_color(3), 2, 0.5);
     sm_svg_line(&b, &p, x, y, 6, "#000000", 1.5, 1);
     sm_svg_bars(&b, &p, e, y, 6, "#1f77b4", 0.4);
-    const char *names[] = {"one", "a much longer name <b>"}, *cols[] = {"#111111", "#222222"};
-    sm_svg_legend(&b, &p, names, cols, 2, 0);
     sm_svg_legend(&b, &p, names, cols, 2, 1);
     sm_svg_end(&b);
+    CHECK(legend_outside(b.s, &p, 2));
     CHECK(!b.failed);
     CHECK_MSG(check_markup(b.s, &nsvg) == 0, "SVG not well-formed");
     CHECK(nsvg == 1);
@@ -224,6 +280,25 @@ static void test_svg(void) {
     CHECK_NEAR(sm_svg_px(&p, 1e9), p.width - p.mr, 1e-9);
     CHECK_NEAR(sm_svg_py(&p, -1e9), p.height - p.mb, 1e-9);
     CHECK_NEAR(sm_svg_px(&p, 0), p.ml + 0.5 * (p.width - p.ml - p.mr), 1e-9);
+    sm_sbuf_free(&b);
+    /* many entries wrap into rows, all of them above the plot area; no band, no legend */
+    const char *many[10], *mcol[10];
+    char mbuf[10][32];
+    for (int i = 0; i < 10; i++) { snprintf(mbuf[i], sizeof mbuf[i], "class number %d", i); many[i] = mbuf[i]; mcol[i] = sm_svg_color(i); }
+    sm_svg_init(&p, 300, 200, 0, 1, 0, 1);
+    int rows = sm_svg_reserve_legend(&p, many, 10);
+    CHECK_MSG(rows >= 3, "10 entries of ~120 px in a 230 px plot: %d rows", rows);
+    sm_svg_begin(&b, &p);
+    sm_svg_legend(&b, &p, many, mcol, 10, 0);
+    sm_svg_end(&b);
+    CHECK_MSG(check_markup(b.s, &nsvg) == 0, "wrapped legend not well-formed");
+    CHECK(legend_outside(b.s, &p, 10));
+    sm_sbuf_free(&b);
+    sm_svg_init(&p, 300, 200, 0, 1, 0, 1);
+    sm_svg_begin(&b, &p);
+    sm_svg_legend(&b, &p, many, mcol, 10, 0);
+    sm_svg_end(&b);
+    CHECK(strstr(b.s, "legend") == NULL);
     sm_sbuf_free(&b);
     /* a log axis, with zeros and a degenerate range */
     sm_svg_init(&p, 300, 200, 1e-4, 1, 0, 0);
@@ -348,6 +423,7 @@ int main(void) {
     test_pca();
     test_ticks_and_text();
     test_svg();
+    test_chart_data();
     test_compare();
     TEST_MAIN_END();
 }

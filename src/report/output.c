@@ -436,24 +436,27 @@ static void svg_pca(sm_sbuf *b, const sm_report *r, const sm_rep_model *m) {
     if (!(y1 > y0)) { y0 = -1; y1 = 1; }
     double px = 0.05 * (x1 - x0), py = 0.05 * (y1 - y0);
     sm_svg_plot p;
-    sm_svg_init(&p, 440, 380, x0 - px, x1 + px, y0 - py, y1 + py);
+    sm_svg_init(&p, 440, 360, x0 - px, x1 + px, y0 - py, y1 + py);
     char title[128], xl[64], yl[64];
     snprintf(title, sizeof title, "%s: unseen classes, PCA", m->loss);
     snprintf(xl, sizeof xl, "PC 1 (%.0f%% of variance)", 100 * m->pca_var[0]);
     snprintf(yl, sizeof yl, "PC 2 (%.0f%%)", 100 * m->pca_var[1]);
     p.title = title; p.xlabel = xl; p.ylabel = yl;
+    const char *names[SM_REP_MAX_CLASSES], *colors[SM_REP_MAX_CLASSES];
+    for (int k = 0; k < r->nunseen; k++) {
+        names[k] = r->class_names[r->unseen[k]];
+        colors[k] = sm_svg_color(r->nseen + k);
+    }
+    sm_svg_reserve_legend(&p, names, r->nunseen);
     sm_svg_begin(b, &p);
     double *xs = malloc((size_t)(m->pca_n ? m->pca_n : 1) * sizeof(double));
     double *ys = malloc((size_t)(m->pca_n ? m->pca_n : 1) * sizeof(double));
-    const char *names[SM_REP_MAX_CLASSES], *colors[SM_REP_MAX_CLASSES];
     if (xs && ys)
         for (int k = 0; k < r->nunseen; k++) {
             int64_t n = 0;
             for (int64_t i = 0; i < m->pca_n; i++)
                 if (m->pca_y[i] == r->unseen[k]) { xs[n] = m->pca[2 * i]; ys[n++] = m->pca[2 * i + 1]; }
-            sm_svg_scatter(b, &p, xs, ys, n, sm_svg_color(r->nseen + k), 1.8, 0.55);
-            names[k] = r->class_names[r->unseen[k]];
-            colors[k] = sm_svg_color(r->nseen + k);
+            sm_svg_scatter(b, &p, xs, ys, n, colors[k], 1.8, 0.55);
         }
     else b->failed = 1;
     sm_svg_legend(b, &p, names, colors, r->nunseen, 0);
@@ -469,67 +472,104 @@ static void svg_hist(sm_sbuf *b, const sm_rep_model *m) {
         if (m->hist_imp[k] > top) top = m->hist_imp[k];
     }
     sm_svg_plot p;
-    sm_svg_init(&p, 440, 300, 0, 2, 0, top > 0 ? top * 1.1 : 1);
+    sm_svg_init(&p, 440, 290, 0, 2, 0, top > 0 ? top * 1.1 : 1);
     char title[128];
     snprintf(title, sizeof title, "%s: pair distances, unseen classes", m->loss);
     p.title = title; p.xlabel = "Euclidean distance of normalised embeddings"; p.ylabel = "density";
+    const char *names[] = {"same class", "different class"}, *colors[] = {"#1f77b4", "#ff7f0e"};
+    sm_svg_reserve_legend(&p, names, 2);
     sm_svg_begin(b, &p);
     sm_svg_bars(b, &p, edges, m->hist_imp, SM_REP_BINS, "#ff7f0e", 0.45);
     sm_svg_bars(b, &p, edges, m->hist_gen, SM_REP_BINS, "#1f77b4", 0.45);
-    const char *names[] = {"same class", "different class"}, *colors[] = {"#1f77b4", "#ff7f0e"};
     sm_svg_legend(b, &p, names, colors, 2, 0);
     sm_svg_end(b);
 }
 
 static void svg_roc(sm_sbuf *b, const sm_report *r) {
     sm_svg_plot p;
-    sm_svg_init(&p, 520, 380, 1e-4, 1, 0, 1);
+    sm_svg_init(&p, 520, 360, 1e-4, 1, 0, 1);
     p.log_x = 1;
     p.title = "ROC, verification on unseen-class pairs";
     p.xlabel = "false accept rate (log scale)";
     p.ylabel = "true accept rate";
-    sm_svg_begin(b, &p);
-    double fx[2] = {r->cfg.far, r->cfg.far}, fy[2] = {0, 1};
-    sm_svg_line(b, &p, fx, fy, 2, "#999999", 1, 1);
     const char *names[2 * SM_COMPARE_MAX_LOSSES], *colors[2 * SM_COMPARE_MAX_LOSSES];
     int n = 0;
     for (int i = 0; i < r->nmodels; i++) {
-        const sm_rep_model *m = &r->models[i];
-        if (m->few) continue;
-        sm_svg_line(b, &p, m->roc_far, m->roc_tar, m->roc_n, sm_svg_color(i), 2, 0);
-        names[n] = m->loss;
+        if (r->models[i].few) continue;
+        names[n] = r->models[i].loss;
         colors[n++] = sm_svg_color(i);
+    }
+    sm_svg_reserve_legend(&p, names, n);
+    sm_svg_begin(b, &p);
+    double fx[2] = {r->cfg.far, r->cfg.far}, fy[2] = {0, 1};
+    sm_svg_line(b, &p, fx, fy, 2, "#999999", 1, 1);
+    for (int i = 0; i < r->nmodels; i++) {
+        const sm_rep_model *m = &r->models[i];
+        if (!m->few) sm_svg_line(b, &p, m->roc_far, m->roc_tar, m->roc_n, sm_svg_color(i), 2, 0);
     }
     sm_svg_legend(b, &p, names, colors, n, 1);
     sm_svg_end(b);
+}
+
+int64_t sm_rep_moving_average(const double *y, int64_t n, double *out) {
+    if (n < 8) return 0;
+    int64_t win = n / 20 > 4 ? n / 20 : 4;
+    double a = 2.0 / (double)(win + 1), ema = 0, lo = INFINITY, hi = -INFINITY, dmax = 0;
+    int started = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (isfinite(y[i])) {
+            ema = started ? (1 - a) * ema + a * y[i] : y[i];
+            started = 1;
+            if (y[i] < lo) lo = y[i];
+            if (y[i] > hi) hi = y[i];
+            if (fabs(ema - y[i]) > dmax) dmax = fabs(ema - y[i]);
+        }
+        out[i] = started ? ema : NAN;
+    }
+    /* an average that stays within 1% of the range from every point would hide the raw line */
+    if (!started || !(hi > lo) || dmax <= 0.01 * (hi - lo)) return 0;
+    return win;
+}
+
+void sm_rep_loss_range(const double *raw, const double *smooth, int64_t n, double *lo, double *hi) {
+    double top = -INFINITY, bottom = INFINITY;
+    for (int64_t i = 0; i < n; i++) {
+        double v = raw[i], s = smooth ? smooth[i] : NAN;
+        if (isfinite(s)) { if (s > top) top = s; if (s < bottom) bottom = s; }
+        if (!isfinite(v)) continue;
+        if (v < bottom) bottom = v;
+        /* a spike above 1.5x the average is clipped rather than squashing the rest */
+        double cap = isfinite(s) && s > 0 ? 1.5 * s : INFINITY;
+        if (v > top) top = v < cap ? v : (cap > top ? cap : top);
+    }
+    if (!isfinite(top) || !isfinite(bottom)) { *lo = 0; *hi = 1; return; }
+    double span = top - bottom;
+    if (!(span > 0)) span = fabs(top) > 0 ? fabs(top) : 1;
+    *lo = bottom - 0.05 * span;
+    *hi = top + 0.05 * span;
 }
 
 static void svg_curve(sm_sbuf *b, const sm_rep_model *m, int color) {
     int64_t n = m->curve_n;
     double *x = malloc((size_t)(n ? n : 1) * sizeof(double)), *s = malloc((size_t)(n ? n : 1) * sizeof(double));
     if (!x || !s) { free(x); free(s); b->failed = 1; return; }
-    double spe = m->steps_per_epoch > 0 ? (double)m->steps_per_epoch : 1, ema = 0, top = 0, bottom = INFINITY;
-    int64_t win = n / 40 > 1 ? n / 40 : 1;
-    for (int64_t i = 0; i < n; i++) {
-        x[i] = (double)(i + 1) / spe;
-        double a = 2.0 / (double)(win + 1);
-        ema = i ? (1 - a) * ema + a * m->curve[i] : m->curve[i];
-        s[i] = ema;
-        if (s[i] > top) top = s[i];
-        if (m->curve[i] > top) top = fmin(m->curve[i], 1.5 * (s[i] > 0 ? s[i] : top));
-        if (m->curve[i] < bottom) bottom = m->curve[i];
-    }
-    if (!(top > 0)) top = 1;
+    double spe = m->steps_per_epoch > 0 ? (double)m->steps_per_epoch : 1, lo, hi;
+    for (int64_t i = 0; i < n; i++) x[i] = (double)(i + 1) / spe;
+    int64_t win = sm_rep_moving_average(m->curve, n, s);
+    sm_rep_loss_range(m->curve, win ? s : NULL, n, &lo, &hi);
     sm_svg_plot p;
-    sm_svg_init(&p, 440, 300, 0, n ? x[n - 1] : 1, bottom < 0 ? bottom : 0, top * 1.05);
-    char title[128];
+    sm_svg_init(&p, 440, 290, 0, n ? x[n - 1] : 1, lo, hi);
+    char title[128], avg[48];
     snprintf(title, sizeof title, "%s: training loss", m->loss);
+    snprintf(avg, sizeof avg, "moving average (%lld batches)", (long long)win);
     p.title = title; p.xlabel = "epoch"; p.ylabel = "loss";
+    const char *names[] = {"per batch", avg}, *colors[] = {win ? "#b0b0b0" : sm_svg_color(color), sm_svg_color(color)};
+    int nl = win ? 2 : 1;
+    sm_svg_reserve_legend(&p, names, nl);
     sm_svg_begin(b, &p);
-    sm_svg_line(b, &p, x, m->curve, n, "#c8c8c8", 1, 0);
-    sm_svg_line(b, &p, x, s, n, sm_svg_color(color), 2, 0);
-    const char *names[] = {"per batch", "moving average"}, *colors[] = {"#c8c8c8", sm_svg_color(color)};
-    sm_svg_legend(b, &p, names, colors, 2, 0);
+    sm_svg_line(b, &p, x, m->curve, n, colors[0], win ? 1 : 1.5, 0);
+    if (win) sm_svg_line(b, &p, x, s, n, colors[1], 2, 0);
+    sm_svg_legend(b, &p, names, colors, nl, 1);
     sm_svg_end(b);
     free(x); free(s);
 }
@@ -715,8 +755,10 @@ sm_status sm_report_build_html(const sm_report *r, sm_sbuf *b) {
                       "%lld verification pairs (a pair is accepted when its distance is below the threshold); the dashed "
                       "line marks FAR %g.</p>\n", (long long)r->n_pairs, c->far);
     svg_roc(b, r);
-    sm_sbuf_puts(b, "<h2>Training loss</h2>\n<p class=\"note\">Loss of each batch (grey) and its exponential moving "
-                    "average; the scales differ from loss to loss.</p><div class=\"grid\">\n");
+    sm_sbuf_puts(b, "<h2>Training loss</h2>\n<p class=\"note\">Loss of each batch and, where the run is long enough "
+                    "for it to differ from the batches, its exponential moving average (the legend gives its window); "
+                    "each axis spans its own loss's range, and the scales differ from loss to loss.</p>"
+                    "<div class=\"grid\">\n");
     for (int i = 0; i < r->nmodels; i++) if (!r->models[i].few) svg_curve(b, &r->models[i], i);
     sm_sbuf_puts(b, "</div>\n");
 

@@ -39,8 +39,10 @@ typedef struct sm_svg_plot {
     int ml, mr, mt, mb;      /* margins: left, right, top, bottom */
     double x0, x1, y0, y1;
     int log_x;
+    int legend_rows;         /* rows of the legend band above the plot area (sm_svg_reserve_legend) */
     const char *title, *xlabel, *ylabel;
 } sm_svg_plot;
+#define SM_SVG_MAX_LEGEND 64
 
 /* Fill p with a width x height chart and default margins over [x0,x1] x [y0,y1]. */
 void sm_svg_init(sm_svg_plot *p, int width, int height, double x0, double x1, double y0, double y1);
@@ -59,9 +61,25 @@ void sm_svg_line(sm_sbuf *b, const sm_svg_plot *p, const double *x, const double
 /* A histogram of nbins bars: bin i spans [edges[i], edges[i+1]) with height h[i]. */
 void sm_svg_bars(sm_sbuf *b, const sm_svg_plot *p, const double *edges, const double *h, int nbins,
                  const char *color, double opacity);
-/* A legend box in the top-right (corner 0) or bottom-right (corner 1) of the plot area. */
+/* Legends sit outside the plot area, never over data: sm_svg_reserve_legend (before
+ * sm_svg_begin) adds a band between the title and the plot area, tall enough for the entries
+ * laid out left to right in rows, and grows the chart's height by as much; returns the rows.
+ * sm_svg_legend then draws the entries in that band (nothing if no band was reserved), each a
+ * line swatch (lines non-zero, for line series) or a square (points, bars). */
+int sm_svg_reserve_legend(sm_svg_plot *p, const char *const *names, int n);
 void sm_svg_legend(sm_sbuf *b, const sm_svg_plot *p, const char *const *names,
-                   const char *const *colors, int n, int corner);
+                   const char *const *colors, int n, int lines);
+
+/* ---- chart data --------------------------------------------------------------------- */
+/* Exponential moving average of y (n) into out (n), window max(4, n / 20) batches (NaN entries
+ * skipped).  Returns the window, or 0 when the average should not be drawn: fewer than 8
+ * points, or an average within 1% of the data's range of every point (it would hide the raw
+ * line).  out is filled either way. */
+int64_t sm_rep_moving_average(const double *y, int64_t n, double *out);
+/* The loss axis range: from the data's minimum to its maximum (points more than 1.5x above the
+ * moving average smooth, if given, are clipped there), with a 5% margin each side; never
+ * anchored at 0.  A constant series gets a range around its value. */
+void sm_rep_loss_range(const double *raw, const double *smooth, int64_t n, double *lo, double *hi);
 
 /* The colour of series i (Tableau 10 palette, cycled). */
 const char *sm_svg_color(int i);
