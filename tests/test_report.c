@@ -312,6 +312,82 @@ static void test_svg(void) {
     sm_sbuf_free(&b);
 }
 
+/* ---- generated text against hand-set figures ------------------------------------------------- */
+
+/* A report with a softmax model (5-output head, every unseen class given mean top probability
+ * conf) and a triplet model, 5 seen and 5 unseen classes, no charts' data; free with
+ * free_fake. */
+static sm_report *fake_report(double conf) {
+    sm_report *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    sm_compare_config_default(&r->cfg);
+    r->nseen = r->nunseen = 5;
+    for (int i = 0; i < 5; i++) { r->seen[i] = i; r->unseen[i] = 5 + i; }
+    for (int i = 0; i < 10; i++) snprintf(r->class_names[i], sizeof r->class_names[i], "class %d", i);
+    r->n_train = 3000; r->n_test_seen = r->n_test_unseen = 1500;
+    r->nmodels = 2;
+    const char *loss[2] = {"softmax", "triplet"};
+    for (int i = 0; i < 2; i++) {
+        sm_rep_model *m = &r->models[i];
+        snprintf(m->loss, sizeof m->loss, "%s", loss[i]);
+        m->head_classes = i == 0 ? 5 : 0;
+        m->acc_argmax = i == 0 ? 0.8 : NAN;
+        m->acc_nn = m->acc_centroid = 0.8;
+        m->unseen.map_at_r = 0.3; m->unseen.precision_at_1 = 0.8;
+        m->fewshot_nn = m->fewshot_centroid = m->open_tar = 0.6;
+        m->intra_u = 0.5; m->inter_u = 0.7;
+    }
+    sm_rep_model *m = &r->models[0];
+    m->unseen_pred = calloc(25, sizeof(int64_t));
+    m->unseen_conf = calloc(5, sizeof(double));
+    if (!m->unseen_pred || !m->unseen_conf) return r;
+    for (int k = 0; k < 5; k++) {
+        m->unseen_pred[k * 5 + k % 3] = 300;
+        m->unseen_conf[k] = conf + 0.01 * (k - 2); /* conf - 0.02 .. conf + 0.02, mean conf */
+    }
+    return r;
+}
+
+static void free_fake(sm_report *r) {
+    if (!r) return;
+    for (int i = 0; i < r->nmodels; i++) { free(r->models[i].unseen_pred); free(r->models[i].unseen_conf); }
+    free(r->text);
+    free(r);
+}
+
+/* The head's confidence on unseen classes is worded from its figures, and the numbers quoted. */
+static void test_confidence_text(void) {
+    CHECK(strstr(sm_rep_confidence_words(0.28, 5), "uniform") != NULL);
+    CHECK(!strstr(sm_rep_confidence_words(0.28, 5), "high"));
+    CHECK(!strcmp(sm_rep_confidence_words(0.5, 5), "with low confidence"));
+    CHECK(!strcmp(sm_rep_confidence_words(0.7, 5), "with moderate confidence"));
+    CHECK(strstr(sm_rep_confidence_words(0.95, 5), "high confidence") != NULL);
+    CHECK(strstr(sm_rep_confidence_words(0.56, 2), "uniform") != NULL);  /* 2 outputs: 0.56 is near 0.5 */
+    CHECK(strstr(sm_rep_confidence_words(NAN, 5), "not measured") != NULL);
+    const double confs[2] = {0.28, 0.95};
+    for (int t = 0; t < 2; t++) {
+        sm_report *r = fake_report(confs[t]);
+        sm_sbuf h = {0};
+        CHECK_OK(sm_report_build_html(r, &h));
+        const char *sec = h.s ? strstr(h.s, "made visible: softmax") : NULL;
+        CHECK_MSG(sec != NULL, "no section on the softmax head");
+        if (sec) {
+            const char *end = strstr(sec, "</p>");
+            char para[1024] = {0};
+            if (end) memcpy(para, sec, (size_t)(end - sec) < sizeof para - 1 ? (size_t)(end - sec) : sizeof para - 1);
+            char want[64];
+            snprintf(want, sizeof want, "mean top probability is %.2f (%.2f-%.2f by class)", confs[t], confs[t] - 0.02, confs[t] + 0.02);
+            CHECK_MSG(strstr(para, want) != NULL, "paragraph lacks \"%s\": %s", want, para);
+            CHECK(strstr(para, "0.20 for a uniform guess over 5 outputs") != NULL);
+            if (t == 0) CHECK_MSG(!strstr(para, "high confidence") && strstr(para, "close to a uniform guess"), "%s", para);
+            else CHECK_MSG(strstr(para, "high confidence") != NULL, "%s", para);
+        }
+        CHECK(h.s && check_markup(h.s, &(int){0}) == 0);
+        sm_sbuf_free(&h);
+        free_fake(r);
+    }
+}
+
 /* ---- the driver on synthetic data ------------------------------------------------------------ */
 
 static sm_status make_data(sm_dataset **out, int per_class, uint64_t seed) {
@@ -424,6 +500,7 @@ int main(void) {
     test_ticks_and_text();
     test_svg();
     test_chart_data();
+    test_confidence_text();
     test_compare();
     TEST_MAIN_END();
 }

@@ -51,6 +51,15 @@ static void fmt3(char *s, size_t n, double v) {
     else snprintf(s, n, "-");
 }
 
+const char *sm_rep_confidence_words(double mean_top, int classes) {
+    if (!isfinite(mean_top) || classes < 2) return "with a confidence that was not measured";
+    double u = 1.0 / classes, rel = (mean_top - u) / (1 - u); /* 0: uniform guess, 1: certain */
+    if (rel < 0.15) return "with low confidence, close to a uniform guess";
+    if (rel < 0.5) return "with low confidence";
+    if (rel < 0.85) return "with moderate confidence";
+    return "often with high confidence";
+}
+
 /* ---- verdicts ---------------------------------------------------------------------------- */
 
 typedef struct verdict { char claim[160], test[200], result[400], outcome[24]; } verdict;
@@ -660,9 +669,28 @@ sm_status sm_report_build_html(const sm_report *r, sm_sbuf *b) {
     for (int i = 0; i < r->nmodels; i++) {
         const sm_rep_model *m = &r->models[i];
         if (m->few || !m->unseen_pred) continue;
+        /* the wording follows the figures: overall and per-class mean top probability against
+         * a uniform guess over the head's outputs */
+        double wsum = 0, lo = INFINITY, hi = -INFINITY;
+        int64_t wtot = 0;
+        for (int k = 0; k < r->nunseen; k++) {
+            int64_t tot = 0;
+            for (int j = 0; j < m->head_classes; j++) tot += m->unseen_pred[(int64_t)k * m->head_classes + j];
+            if (!tot || !isfinite(m->unseen_conf[k])) continue;
+            wsum += m->unseen_conf[k] * (double)tot;
+            wtot += tot;
+            if (m->unseen_conf[k] < lo) lo = m->unseen_conf[k];
+            if (m->unseen_conf[k] > hi) hi = m->unseen_conf[k];
+        }
+        double mean_top = wtot ? wsum / (double)wtot : NAN;
         sm_sbuf_printf(b, "<h2>'Cannot predict a new class', made visible: %s</h2>\n<p>Its head has %d outputs, one per "
-                          "class it was trained on. Every image of an unseen class still gets one of them, often with high "
-                          "confidence:</p>\n<table><tr><th class=\"l\">true class (unseen)</th>", m->loss, m->head_classes);
+                          "class it was trained on. Every image of an unseen class still gets one of them", m->loss,
+                       m->head_classes);
+        if (isfinite(mean_top))
+            sm_sbuf_printf(b, ", %s: the mean top probability is %.2f (%.2f-%.2f by class), against %.2f for a uniform "
+                              "guess over %d outputs", sm_rep_confidence_words(mean_top, m->head_classes), mean_top, lo, hi,
+                           1.0 / m->head_classes, m->head_classes);
+        sm_sbuf_puts(b, ".</p>\n<table><tr><th class=\"l\">true class (unseen)</th>");
         for (int j = 0; j < m->head_classes; j++) {
             sm_sbuf_puts(b, "<th>");
             sm_sbuf_xml(b, r->class_names[j]);

@@ -81,6 +81,12 @@ int64_t sm_rep_moving_average(const double *y, int64_t n, double *out);
  * anchored at 0.  A constant series gets a range around its value. */
 void sm_rep_loss_range(const double *raw, const double *smooth, int64_t n, double *lo, double *hi);
 
+/* Words for how sure a classifier head is, from its mean top softmax probability over classes
+ * outputs: rel = (mean_top - 1/classes) / (1 - 1/classes) below 0.15 "with low confidence, close
+ * to a uniform guess", below 0.5 "with low confidence", below 0.85 "with moderate confidence",
+ * else "often with high confidence". */
+const char *sm_rep_confidence_words(double mean_top, int classes);
+
 /* The colour of series i (Tableau 10 palette, cycled). */
 const char *sm_svg_color(int i);
 
