@@ -679,6 +679,8 @@ typedef struct sm_compare_config {
                                         few_<loss>.smm; NULL = do not save [NULL]               */
     const char *command_line;        /* recorded in the report [NULL]                           */
     const char *data_description;    /* recorded in the report [NULL]                           */
+    int quick;                       /* a shortened run (the CLI's --quick): the report says so
+                                        at its top [0]                                          */
     /* Training progress of each run (as sm_train_config.progress), may be NULL. */
     int (*progress)(const struct sm_train_progress *p, void *user);
     /* One line of news at each stage ("training softmax (1/4) ...", a time and throughput line

@@ -350,7 +350,10 @@ static sm_report *fake_report(double conf) {
 
 static void free_fake(sm_report *r) {
     if (!r) return;
-    for (int i = 0; i < r->nmodels; i++) { free(r->models[i].unseen_pred); free(r->models[i].unseen_conf); }
+    for (int i = 0; i < r->nmodels; i++) {
+        free(r->models[i].unseen_pred); free(r->models[i].unseen_conf);
+        for (int k = 0; k < SM_REP_NQ; k++) free(r->models[i].q[k]);
+    }
     free(r->text);
     free(r);
 }
@@ -384,6 +387,108 @@ static void test_confidence_text(void) {
         }
         CHECK(h.s && check_markup(h.s, &(int){0}) == 0);
         sm_sbuf_free(&h);
+        free_fake(r);
+    }
+}
+
+/* Give the fake report's models per-query AP@R on the 1500 unseen queries: softmax 0.3 + noise,
+ * triplet the same queries' values + margin + noise (sd spread); map_at_r set to their means. */
+static void fake_map(sm_report *r, double margin, double spread) {
+    enum { N = 1500 };
+    float *a = malloc(N * sizeof(float)), *b = malloc(N * sizeof(float));
+    if (!a || !b) { free(a); free(b); return; }
+    double sa = 0, sb = 0;
+    lcg = 4242;
+    for (int i = 0; i < N; i++) {
+        a[i] = (float)(0.3 + 0.15 * nrand());
+        b[i] = (float)(a[i] + margin + spread * nrand());
+        sa += a[i]; sb += b[i];
+    }
+    for (int i = 0; i < 2; i++) { free(r->models[i].q[SM_REP_Q_MAP_U]); r->models[i].qn[SM_REP_Q_MAP_U] = N; }
+    r->models[0].q[SM_REP_Q_MAP_U] = a; r->models[0].unseen.map_at_r = sa / N;
+    r->models[1].q[SM_REP_Q_MAP_U] = b; r->models[1].unseen.map_at_r = sb / N;
+}
+
+/* The bootstrap: a known standard error, deterministic, NaN skipped, paired differences. */
+static void test_bootstrap(void) {
+    enum { N = 400 };
+    static float a[N], b[N], c[N];
+    for (int i = 0; i < N; i++) { a[i] = (float)(i % 2); b[i] = a[i]; c[i] = (float)(i % 4 == 0); }
+    sm_rep_interval iv, iv2;
+    CHECK(sm_rep_bootstrap_mean(a, NULL, N, &iv) == 0);
+    CHECK_NEAR(iv.value, 0.5, 1e-12);
+    CHECK_MSG(fabs(iv.se - 0.025) < 0.005, "se %g of a mean of 400 fair coin flips, want about 0.025", iv.se);
+    CHECK(iv.lo < 0.5 && iv.hi > 0.5 && iv.hi - iv.lo > 0.07 && iv.hi - iv.lo < 0.13 && iv.n == N);
+    CHECK(sm_rep_bootstrap_mean(a, NULL, N, &iv2) == 0 && iv2.lo == iv.lo && iv2.hi == iv.hi); /* fixed seed */
+    CHECK(sm_rep_bootstrap_mean(a, b, N, &iv) == 0 && iv.value == 0 && iv.lo == 0 && iv.hi == 0); /* paired: no spread */
+    CHECK(sm_rep_bootstrap_mean(a, c, N, &iv) == 0);
+    CHECK_NEAR(iv.value, 0.25, 1e-12);
+    CHECK(iv.lo > 0 && iv.hi < 0.5);
+    a[3] = NAN;
+    CHECK(sm_rep_bootstrap_mean(a, NULL, N, &iv) == 0 && iv.n == N - 1);
+    CHECK(sm_rep_bootstrap_mean(NULL, NULL, N, &iv) == -1 && isnan(iv.value) && isnan(iv.lo));
+    for (int i = 0; i < N; i++) a[i] = NAN;
+    CHECK(sm_rep_bootstrap_mean(a, NULL, N, &iv) == -1 && isnan(iv.hi));
+    /* separation: intra 0.5, inter 1 everywhere -> -0.5, no spread; against intra 0.6 -> +0.1 */
+    for (int i = 0; i < N; i++) { a[i] = 0.5f; b[i] = 1; c[i] = 0.6f; }
+    CHECK(sm_rep_bootstrap_sep(a, b, NULL, NULL, N, &iv) == 0);
+    CHECK_NEAR(iv.value, -0.5, 1e-6);
+    CHECK(sm_rep_bootstrap_sep(a, b, c, b, N, &iv) == 0);
+    CHECK_NEAR(iv.value, 0.1, 1e-6);
+    CHECK(sm_rep_bootstrap_sep(a, NULL, NULL, NULL, N, &iv) == -1);
+}
+
+/* Verdicts only beyond the uncertainty; the quick banner; plain names for the claims. */
+static void test_verdict_text(void) {
+    const struct { double margin, spread; const char *want; } cases[] = {
+        {0.011, 0.3, "not decided at this run size"}, /* se of the difference ~0.008: 0.011 is inside */
+        {0.05, 0.1, "supported"},
+        {-0.05, 0.1, "contradicted"}};
+    for (int t = 0; t < 3; t++) {
+        sm_report *r = fake_report(0.5);
+        if (!r) return;
+        fake_map(r, cases[t].margin, cases[t].spread);
+        sm_sbuf h = {0}, j = {0};
+        CHECK_OK(sm_report_build_html(r, &h));
+        CHECK_OK(sm_report_build_json(r, &j));
+        if (!h.s || !j.s) { free_fake(r); return; }
+        CHECK(json_balanced(j.s));
+        /* the first claim's row (MAP@R on the unseen classes) and its JSON entry */
+        const char *row = strstr(h.s, "New classes at test time"), *end = row ? strstr(row, "</tr>") : NULL;
+        char line[2048] = {0};
+        if (row && end) memcpy(line, row, (size_t)(end - row) < sizeof line - 1 ? (size_t)(end - row) : sizeof line - 1);
+        char want[96];
+        snprintf(want, sizeof want, ">%s</td>", cases[t].want);
+        CHECK_MSG(strstr(line, want) != NULL, "margin %g: want outcome %s, row: %s", cases[t].margin, cases[t].want, line);
+        CHECK_MSG(strstr(line, "95% interval") != NULL, "the result quotes no interval: %s", line);
+        const char *cl = strstr(j.s, "\"claims\"");
+        snprintf(want, sizeof want, "\"outcome\": \"%s\", \"difference\": {\"value\": ", cases[t].want);
+        CHECK_MSG(cl && strstr(cl, want), "JSON claims lack %s", want);
+        double v = NAN, lo = NAN, hi = NAN;
+        const char *d = cl ? strstr(cl, "\"difference\": {") : NULL;
+        if (d) sscanf(d, "\"difference\": {\"value\": %lf, \"se\": %*f, \"lo95\": %lf, \"hi95\": %lf", &v, &lo, &hi);
+        CHECK_NEAR(v, r->models[1].unseen.map_at_r - r->models[0].unseen.map_at_r, 1e-6);
+        CHECK(lo < v && v < hi);
+        if (t == 0) CHECK_MSG(lo < 0 && hi > 0, "margin 0.011 with se ~0.008: interval %g..%g should contain 0", lo, hi);
+        /* the figure's own uncertainty is in the table and the JSON */
+        CHECK(strstr(h.s, "class=\"pm\">&#177;0.0") != NULL);
+        CHECK(strstr(j.s, "\"unseen_map_at_r\": {\"value\": ") != NULL);
+        /* plain words, no jargon; no quick banner on a normal run */
+        CHECK(strstr(h.s, "What the comparison tests") && !strstr(h.s, "seed's"));
+        CHECK(!strstr(h.s, "Quick run") && strstr(j.s, "\"quick\": false"));
+        CHECK(!strstr(sm_report_text(r), "seed's") && !strstr(sm_report_text(r), "quick run"));
+        sm_sbuf_free(&h); sm_sbuf_free(&j);
+        /* the same report as a quick run: the banner comes first, before any section */
+        r->cfg.quick = 1; r->cfg.epochs = 1;
+        free(r->text); r->text = NULL;
+        CHECK_OK(sm_report_build_html(r, &h));
+        CHECK_OK(sm_report_build_json(r, &j));
+        const char *q = h.s ? strstr(h.s, "<p class=\"quick\"><b>Quick run:</b> 1 epoch on 3000 train images") : NULL;
+        const char *h2 = h.s ? strstr(h.s, "<h2>") : NULL;
+        CHECK_MSG(q && h2 && q < h2, "no quick banner before the first section");
+        CHECK(j.s && strstr(j.s, "\"quick\": true"));
+        CHECK(strstr(sm_report_text(r), "quick run (--quick): 1 epoch on 3000 train images") != NULL);
+        sm_sbuf_free(&h); sm_sbuf_free(&j);
         free_fake(r);
     }
 }
@@ -463,6 +568,34 @@ static void test_compare(void) {
         CHECK_MSG(nsvg == 3 * 2 + 1, "%d charts, want 7", nsvg);
         CHECK(h.s && !strstr(h.s, "<script") && !strstr(h.s, "src=\"http"));
         CHECK(j.s && json_balanced(j.s));
+        CHECK(j.s && strstr(j.s, "\"uncertainty\": {\"method\": \"bootstrap over the test queries\"") &&
+              strstr(j.s, "\"unseen_map_at_r\": {\"value\": ") && strstr(j.s, "\"closed_set_argmax\": {\"value\": ") &&
+              strstr(j.s, "\"unseen_separation\": {\"value\": "));
+        /* each figure's uncertainty is centred on the figure itself */
+        for (int i = 0; i < r1->nmodels; i++) {
+            sm_rep_interval iv;
+            const sm_rep_model *a = &r1->models[i];
+            CHECK(sm_rep_bootstrap_mean(a->q[SM_REP_Q_MAP_U], NULL, a->qn[SM_REP_Q_MAP_U], &iv) == 0);
+            CHECK_NEAR(iv.value, a->unseen.map_at_r, 1e-6);
+            CHECK(iv.lo <= iv.value && iv.value <= iv.hi && iv.hi > iv.lo);
+            CHECK(sm_rep_bootstrap_mean(a->q[SM_REP_Q_FS_NN], NULL, a->qn[SM_REP_Q_FS_NN], &iv) == 0);
+            CHECK_NEAR(iv.value, a->fewshot_nn, 1e-6);
+            CHECK(sm_rep_bootstrap_mean(a->q[SM_REP_Q_NN_S], NULL, a->qn[SM_REP_Q_NN_S], &iv) == 0);
+            CHECK_NEAR(iv.value, a->acc_nn, 1e-6);
+            if (a->head_classes > 0) {
+                CHECK(sm_rep_bootstrap_mean(a->q[SM_REP_Q_ARG_S], NULL, a->qn[SM_REP_Q_ARG_S], &iv) == 0);
+                CHECK_NEAR(iv.value, a->acc_argmax, 1e-6);
+            }
+            if (!a->few) {
+                CHECK(sm_rep_bootstrap_mean(a->q[SM_REP_Q_OPEN_TAR], NULL, a->qn[SM_REP_Q_OPEN_TAR], &iv) == 0);
+                CHECK_NEAR(iv.value, a->open_tar, 1e-6);
+                CHECK(sm_rep_bootstrap_mean(a->q[SM_REP_Q_OPEN_REJ], NULL, a->qn[SM_REP_Q_OPEN_REJ], &iv) == 0);
+                CHECK_NEAR(iv.value, a->open_reject, 1e-6);
+            }
+            CHECK(sm_rep_bootstrap_sep(a->q[SM_REP_Q_INTRA_U], a->q[SM_REP_Q_INTER_U], NULL, NULL, a->qn[SM_REP_Q_INTRA_U], &iv) == 0);
+            CHECK_MSG(fabs(iv.value + a->intra_u / a->inter_u) < 0.01, "per-image separation %g, pairwise %g", -iv.value,
+                      a->intra_u / a->inter_u);
+        }
         CHECK(j.s && strstr(j.s, "\"figures\": [\"pca_0\", \"pca_1\", \"histogram_0\"") != NULL);
         const char *text = sm_report_text(r1);
         CHECK(strstr(text, "MAP@R") && strstr(text, "softmax") && strstr(text, "triplet"));
@@ -501,6 +634,8 @@ int main(void) {
     test_svg();
     test_chart_data();
     test_confidence_text();
+    test_bootstrap();
+    test_verdict_text();
     test_compare();
     TEST_MAIN_END();
 }

@@ -60,17 +60,71 @@ const char *sm_rep_confidence_words(double mean_top, int classes) {
     return "often with high confidence";
 }
 
-/* ---- verdicts ---------------------------------------------------------------------------- */
+/* ---- uncertainties and verdicts ------------------------------------------------------------ */
 
-typedef struct verdict { char claim[160], test[200], result[400], outcome[24]; } verdict;
+#define Q_BEST_CLOSED (-1) /* the larger of a model's argmax and 1-NN accuracy */
+#define Q_SEP (-2)         /* -(intra/inter) from the per-image mean distances */
+#define UNDECIDED "not decided at this run size"
 
-/* Compare the classifier c with the best metric model b on figure f (higher is better); the
- * claim "metric learning is better here" holds if b beats c by more than 0.01. */
-static void judge(const sm_report *r, verdict *v, int c, int b, fig_fn f, const char *what) {
-    if (c < 0 || b < 0) { snprintf(v->result, sizeof v->result, "not measured (needs softmax and a metric loss)"); snprintf(v->outcome, sizeof v->outcome, "n/a"); return; }
-    double fc = f(&r->models[c]), fb = f(&r->models[b]);
-    snprintf(v->result, sizeof v->result, "%s: %s %.3f vs %s %.3f", what, r->models[b].loss, fb, r->models[c].loss, fc);
-    snprintf(v->outcome, sizeof v->outcome, "%s", fb > fc + 0.01 ? "supported" : fb < fc - 0.01 ? "contradicted" : "no clear difference");
+/* Model m's per-query array for figure qk (an SM_REP_Q_* index or Q_BEST_CLOSED); NULL if none. */
+static const float *qarr(const sm_rep_model *m, int qk, int64_t *n) {
+    if (qk == Q_BEST_CLOSED) qk = isfinite(m->acc_argmax) && m->acc_argmax > m->acc_nn ? SM_REP_Q_ARG_S : SM_REP_Q_NN_S;
+    if (qk < 0 || qk >= SM_REP_NQ) { *n = 0; return NULL; }
+    *n = m->qn[qk];
+    return m->q[qk];
+}
+
+/* The uncertainty of model m's figure qk; with other, of the difference m - other on the same
+ * queries.  Returns 0, or -1 (iv all NaN) when the per-query values are missing. */
+static int interval(const sm_rep_model *m, const sm_rep_model *other, int qk, sm_rep_interval *iv) {
+    if (qk == Q_SEP) {
+        int64_t n = m->qn[SM_REP_Q_INTRA_U];
+        if (other && other->qn[SM_REP_Q_INTRA_U] != n) n = 0;
+        return sm_rep_bootstrap_sep(m->q[SM_REP_Q_INTRA_U], m->q[SM_REP_Q_INTER_U], other ? other->q[SM_REP_Q_INTRA_U] : NULL,
+                                    other ? other->q[SM_REP_Q_INTER_U] : NULL, n, iv);
+    }
+    int64_t na = 0, nb = 0;
+    const float *a = qarr(m, qk, &na), *b = other ? qarr(other, qk, &nb) : NULL;
+    if (other && (!b || nb != na)) a = NULL;
+    return sm_rep_bootstrap_mean(a, b, na, iv);
+}
+
+/* Half the width of the 95% interval of m's figure qk, NaN if unknown. */
+static double halfwidth(const sm_rep_model *m, int qk) {
+    sm_rep_interval iv;
+    return interval(m, NULL, qk, &iv) ? NAN : (iv.hi - iv.lo) / 2;
+}
+
+typedef struct verdict {
+    char claim[160], test[200], result[400], outcome[40];
+    sm_rep_interval diff;  /* the difference the outcome rests on, with its uncertainty */
+} verdict;
+
+static void not_measured(verdict *v) {
+    snprintf(v->result, sizeof v->result, "not measured (needs softmax and a metric loss)");
+    snprintf(v->outcome, sizeof v->outcome, "n/a");
+    v->diff.value = v->diff.se = v->diff.lo = v->diff.hi = NAN;
+    v->diff.n = 0;
+}
+
+/* Append "; difference +x, 95% interval [lo, hi] over n queries" (or that it has none). */
+static void append_diff(verdict *v, int ok, const char *over) {
+    size_t l = strlen(v->result);
+    if (ok) snprintf(v->result + l, sizeof v->result - l, "; difference %+.3f, 95%% interval %+.3f to %+.3f (%lld %s)",
+                     v->diff.value, v->diff.lo, v->diff.hi, (long long)v->diff.n, over);
+    else snprintf(v->result + l, sizeof v->result - l, "; no per-query values, so no uncertainty");
+}
+
+/* Compare the classifier c with the best metric model b on figure f (higher is better), paired
+ * over the same queries: "metric learning does better here" is supported when the 95% interval
+ * of b - c lies above 0, contradicted when it lies below 0, and not decided otherwise. */
+static void judge(const sm_report *r, verdict *v, int c, int b, fig_fn f, int qk, const char *what, const char *over) {
+    if (c < 0 || b < 0) { not_measured(v); return; }
+    const sm_rep_model *mb = &r->models[b], *mc = &r->models[c];
+    snprintf(v->result, sizeof v->result, "%s: %s %.3f vs %s %.3f", what, mb->loss, f(mb), mc->loss, f(mc));
+    int ok = interval(mb, mc, qk, &v->diff) == 0;
+    append_diff(v, ok, over);
+    snprintf(v->outcome, sizeof v->outcome, "%s", !ok ? UNDECIDED : v->diff.lo > 0 ? "supported" : v->diff.hi < 0 ? "contradicted" : UNDECIDED);
 }
 
 static int verdicts(const sm_report *r, verdict *v) {
@@ -78,7 +132,7 @@ static int verdicts(const sm_report *r, verdict *v) {
     memset(v, 0, 8 * sizeof *v);
     snprintf(v[n].claim, sizeof v[n].claim, "New classes at test time: softmax cannot handle them; metric learning can, with no retraining");
     snprintf(v[n].test, sizeof v[n].test, "MAP@R on the unseen classes %s (each test image a query against the others)", r->cfg.unseen_classes);
-    judge(r, &v[n], c, best_of(r, 0, 1, f_map), f_map, "MAP@R");
+    judge(r, &v[n], c, best_of(r, 0, 1, f_map), f_map, SM_REP_Q_MAP_U, "MAP@R", "queries");
     if (c >= 0) {
         size_t l = strlen(v[n].result);
         snprintf(v[n].result + l, sizeof v[n].result - l, "; the softmax head itself has %d outputs, none for a new class",
@@ -87,37 +141,43 @@ static int verdicts(const sm_report *r, verdict *v) {
     n++;
     snprintf(v[n].claim, sizeof v[n].claim, "A new class can be enrolled from a few examples");
     snprintf(v[n].test, sizeof v[n].test, "%d-shot identification of the unseen classes, nearest neighbour", r->cfg.shots);
-    judge(r, &v[n], c, best_of(r, 0, 1, f_fewshot), f_fewshot, "accuracy");
+    judge(r, &v[n], c, best_of(r, 0, 1, f_fewshot), f_fewshot, SM_REP_Q_FS_NN, "accuracy", "test images");
     n++;
     snprintf(v[n].claim, sizeof v[n].claim, "Verification and open-set recognition need distances that mean similarity");
     snprintf(v[n].test, sizeof v[n].test, "open set: %d classes enrolled, the others rejected, threshold at FAR %g",
              r->cfg.open_known, r->cfg.far);
-    judge(r, &v[n], c, best_of(r, 0, 1, f_open), f_open, "identified and accepted");
+    judge(r, &v[n], c, best_of(r, 0, 1, f_open), f_open, SM_REP_Q_OPEN_TAR, "identified and accepted", "test images");
     n++;
     snprintf(v[n].claim, sizeof v[n].claim, "Metric learning organises the space: same class close, different classes far");
     snprintf(v[n].test, sizeof v[n].test, "intra/inter-class distance ratio on the unseen classes (lower is better; shown negated)");
-    judge(r, &v[n], c, best_of(r, 0, 1, f_sep), f_sep, "-(intra/inter)");
+    judge(r, &v[n], c, best_of(r, 0, 1, f_sep), f_sep, Q_SEP, "-(intra/inter)", "test images");
     n++;
     snprintf(v[n].claim, sizeof v[n].claim, "Fixed classes with plenty of data: softmax is the simple, strong choice");
     snprintf(v[n].test, sizeof v[n].test, "closed-set accuracy on the seen classes: softmax argmax vs the best metric model by 1-NN");
     {
         int b = best_of(r, 0, 1, f_nn);
-        if (c < 0 || b < 0) { snprintf(v[n].result, sizeof v[n].result, "not measured"); snprintf(v[n].outcome, sizeof v[n].outcome, "n/a"); }
+        if (c < 0 || b < 0) not_measured(&v[n]);
         else {
-            double a = r->models[c].acc_argmax, m = r->models[b].acc_nn;
-            snprintf(v[n].result, sizeof v[n].result, "%s argmax %.3f vs %s 1-NN %.3f", r->models[c].loss, a, r->models[b].loss, m);
-            snprintf(v[n].outcome, sizeof v[n].outcome, "%s", a >= m - 0.01 ? "supported" : "contradicted");
+            const sm_rep_model *mc = &r->models[c], *mb = &r->models[b];
+            snprintf(v[n].result, sizeof v[n].result, "%s argmax %.3f vs %s 1-NN %.3f", mc->loss, mc->acc_argmax, mb->loss, mb->acc_nn);
+            /* softmax - metric, paired over the seen test images */
+            int ok = mc->qn[SM_REP_Q_ARG_S] == mb->qn[SM_REP_Q_NN_S] &&
+                     sm_rep_bootstrap_mean(mc->q[SM_REP_Q_ARG_S], mb->q[SM_REP_Q_NN_S], mc->qn[SM_REP_Q_ARG_S], &v[n].diff) == 0;
+            if (!ok) v[n].diff.value = v[n].diff.se = v[n].diff.lo = v[n].diff.hi = NAN;
+            append_diff(&v[n], ok, "test images");
+            snprintf(v[n].outcome, sizeof v[n].outcome, "%s", !ok ? UNDECIDED : v[n].diff.lo > -0.01 ? "supported" :
+                     v[n].diff.hi < 0 ? "contradicted" : UNDECIDED);
         }
     }
     n++;
     if (cf >= 0 || best_of(r, 1, 1, f_nn) >= 0) {
         snprintf(v[n].claim, sizeof v[n].claim, "Few samples a class: metric learning does better than softmax");
         snprintf(v[n].test, sizeof v[n].test, "%d train images a seen class: best closed-set accuracy (argmax or 1-NN)", r->cfg.few_per_class);
-        judge(r, &v[n], cf, best_of(r, 1, 1, f_best_closed), f_best_closed, "closed-set accuracy");
+        judge(r, &v[n], cf, best_of(r, 1, 1, f_best_closed), f_best_closed, Q_BEST_CLOSED, "closed-set accuracy", "test images");
         n++;
         snprintf(v[n].claim, sizeof v[n].claim, "Few samples a class: retrieval");
         snprintf(v[n].test, sizeof v[n].test, "%d train images a seen class: MAP@R on the seen test classes", r->cfg.few_per_class);
-        judge(r, &v[n], cf, best_of(r, 1, 1, f_seen_map), f_seen_map, "MAP@R");
+        judge(r, &v[n], cf, best_of(r, 1, 1, f_seen_map), f_seen_map, SM_REP_Q_MAP_S, "MAP@R", "queries");
         n++;
     }
     return n;
@@ -127,6 +187,10 @@ static int verdicts(const sm_report *r, verdict *v) {
 
 void sm_report_build_text(const sm_report *r, sm_sbuf *b) {
     char a[16][16];
+    if (r->cfg.quick)
+        sm_sbuf_printf(b, "\nquick run (--quick): %d epoch%s on %lld train images; the figures show what is measured, not how "
+                          "the losses compare after full training\n", r->cfg.epochs, r->cfg.epochs == 1 ? "" : "s",
+                       (long long)r->n_train);
     sm_sbuf_printf(b, "\nsimile compare: %s trained on classes %s (%lld images); unseen classes %s (%lld test images)\n\n",
                    r->cfg.model_spec, r->cfg.seen_classes, (long long)r->n_train, r->cfg.unseen_classes,
                    (long long)r->n_test_unseen);
@@ -176,7 +240,7 @@ void sm_report_build_text(const sm_report *r, sm_sbuf *b) {
     }
     verdict v[8];
     int nv = verdicts(r, v);
-    sm_sbuf_puts(b, "\nthe seed's claims, put to the test:\n");
+    sm_sbuf_puts(b, "\nwhat the comparison tests (outcomes decided only beyond the 95% bootstrap interval):\n");
     for (int i = 0; i < nv; i++) sm_sbuf_printf(b, "  %-20s %s\n  %20s %s\n", v[i].outcome, v[i].claim, "", v[i].result);
     sm_sbuf_printf(b, "\nwall time %.1f s, %d threads\n", r->wall_seconds, r->threads);
 }
@@ -270,6 +334,7 @@ sm_status sm_report_build_json(const sm_report *r, sm_sbuf *b) {
     jkey(b, "scatter_per_class", c->scatter_per_class, 1);
     jkey(b, "few_per_class", c->few_per_class, 1);
     jkey(b, "few_epochs", c->few_epochs, 1);
+    sm_sbuf_printf(b, "\"quick\": %s, ", c->quick ? "true" : "false");
     jstr(b, "model_dir", c->model_dir, 0);
     sm_sbuf_puts(b, "},\n\"data\": {");
     jstr(b, "description", c->data_description, 1);
@@ -325,6 +390,31 @@ sm_status sm_report_build_json(const sm_report *r, sm_sbuf *b) {
         jkey(b, "nearest_centroid", m->acc_centroid, 1);
         jkey(b, "head_classes", m->head_classes, 0);
         sm_sbuf_puts(b, "}");
+        /* uncertainties: bootstrap over the test queries */
+        {
+            static const struct { const char *key; int qk; } figs[] = {
+                {"unseen_precision_at_1", SM_REP_Q_P1_U}, {"unseen_r_precision", SM_REP_Q_RP_U},
+                {"unseen_map_at_r", SM_REP_Q_MAP_U}, {"seen_precision_at_1", SM_REP_Q_P1_S},
+                {"seen_r_precision", SM_REP_Q_RP_S}, {"seen_map_at_r", SM_REP_Q_MAP_S},
+                {"fewshot_nearest_neighbour", SM_REP_Q_FS_NN}, {"fewshot_nearest_centroid", SM_REP_Q_FS_CEN},
+                {"open_set_tar", SM_REP_Q_OPEN_TAR}, {"open_set_unknown_rejection", SM_REP_Q_OPEN_REJ},
+                {"closed_set_argmax", SM_REP_Q_ARG_S}, {"closed_set_nearest_neighbour", SM_REP_Q_NN_S},
+                {"closed_set_nearest_centroid", SM_REP_Q_CEN_S}, {"unseen_separation", Q_SEP}};
+            sm_sbuf_printf(b, ",\n \"uncertainty\": {\"method\": \"bootstrap over the test queries\", \"resamples\": %d, "
+                              "\"seed\": %llu", SM_REP_RESAMPLES, (unsigned long long)SM_REP_BOOT_SEED);
+            for (size_t k = 0; k < sizeof figs / sizeof figs[0]; k++) {
+                sm_rep_interval iv;
+                if (interval(m, NULL, figs[k].qk, &iv)) continue;
+                sm_sbuf_printf(b, ",\n  \"%s\": {", figs[k].key);
+                jkey(b, "value", iv.value, 1);
+                jkey(b, "se", iv.se, 1);
+                jkey(b, "lo95", iv.lo, 1);
+                jkey(b, "hi95", iv.hi, 1);
+                jkey(b, "queries", (double)iv.n, 0);
+                sm_sbuf_puts(b, "}");
+            }
+            sm_sbuf_puts(b, "}");
+        }
         if (m->unseen_pred) {
             sm_sbuf_puts(b, ",\n \"head_on_unseen\": [");
             for (int k = 0; k < r->nunseen; k++) {
@@ -383,7 +473,14 @@ sm_status sm_report_build_json(const sm_report *r, sm_sbuf *b) {
         jstr(b, "claim", v[i].claim, 1);
         jstr(b, "test", v[i].test, 1);
         jstr(b, "result", v[i].result, 1);
-        jstr(b, "outcome", v[i].outcome, 0);
+        jstr(b, "outcome", v[i].outcome, 1);
+        sm_sbuf_puts(b, "\"difference\": {");
+        jkey(b, "value", v[i].diff.value, 1);
+        jkey(b, "se", v[i].diff.se, 1);
+        jkey(b, "lo95", v[i].diff.lo, 1);
+        jkey(b, "hi95", v[i].diff.hi, 1);
+        jkey(b, "queries", (double)v[i].diff.n, 0);
+        sm_sbuf_puts(b, "}");
         sm_sbuf_puts(b, "}");
     }
     sm_sbuf_puts(b, "],\n\"figures\": [");
@@ -406,13 +503,24 @@ static const char *css =
     "td.l,th.l{text-align:left}td.best{font-weight:bold;background:#e8f4e8}"
     ".supported{color:#1a7f1a;font-weight:bold}.contradicted{color:#b22222;font-weight:bold}"
     ".grid{display:flex;flex-wrap:wrap;gap:10px}.note{color:#555;font-size:13px}"
-    "code{background:#f4f4f4;padding:1px 4px}";
+    "code{background:#f4f4f4;padding:1px 4px}.pm{color:#777;font-size:11px}"
+    ".quick{background:#fff4d6;border:1px solid #e0b84c;padding:8px 12px;margin:12px 0}";
 
 /* A table cell with 3 decimals, bold if it is the column's best. */
 static void cell(sm_sbuf *b, double v, int best) {
     char s[32];
     fmt3(s, sizeof s, v);
     sm_sbuf_printf(b, "<td%s>%s</td>", best ? " class=\"best\"" : "", s);
+}
+
+/* A cell with its uncertainty: the figure and, below it, +- half its 95% interval (m's
+ * per-query values qk), or the figure alone when it has none. */
+static void cell_pm(sm_sbuf *b, double v, int best, const sm_rep_model *m, int qk) {
+    char s[32];
+    fmt3(s, sizeof s, v);
+    double h = isfinite(v) ? halfwidth(m, qk) : NAN;
+    if (isfinite(h)) sm_sbuf_printf(b, "<td%s>%s<br><span class=\"pm\">&#177;%.3f</span></td>", best ? " class=\"best\"" : "", s, h);
+    else sm_sbuf_printf(b, "<td%s>%s</td>", best ? " class=\"best\"" : "", s);
 }
 
 /* 1 if v is the largest finite value of column f among the models of group few. */
@@ -590,7 +698,16 @@ sm_status sm_report_build_html(const sm_report *r, sm_sbuf *b) {
     sm_sbuf_printf(b, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
                       "<link rel=\"icon\" href=\"data:,\"><title>simile: softmax versus metric learning</title>"
                       "<style>%s</style></head><body>\n", css);
-    sm_sbuf_puts(b, "<h1>Softmax versus metric learning</h1>\n<p>");
+    sm_sbuf_puts(b, "<h1>Softmax versus metric learning</h1>\n");
+    if (c->quick)
+        sm_sbuf_printf(b, "<p class=\"quick\"><b>Quick run:</b> %d epoch%s on %lld train images (%s), %lld unseen and "
+                          "%lld seen test images. It shows what the comparison measures, not how the losses compare "
+                          "after full training: the figures are far from converged and their uncertainties are wide. "
+                          "Run without <code>--quick</code> for the real comparison.</p>\n",
+                       c->epochs, c->epochs == 1 ? "" : "s", (long long)r->n_train,
+                       c->train_per_class ? "a capped number a class" : "all", (long long)r->n_test_unseen,
+                       (long long)r->n_test_seen);
+    sm_sbuf_puts(b, "<p>");
     sm_sbuf_puts(b, "The same network (<code>");
     sm_sbuf_xml(b, c->model_spec);
     sm_sbuf_printf(b, "</code>) trained with each loss on the seen classes <b>%s</b> (%lld train images), then measured "
@@ -603,7 +720,9 @@ sm_status sm_report_build_html(const sm_report *r, sm_sbuf *b) {
     /* claims */
     verdict v[8];
     int nv = verdicts(r, v);
-    sm_sbuf_puts(b, "<h2>The seed's claims, put to the test</h2>\n<table><tr><th class=\"l\">claim</th>"
+    sm_sbuf_puts(b, "<h2>What the comparison tests</h2>\n<p>Each row is a common claim about when to use softmax "
+                    "and when metric learning, the measurement that tests it here, and what the figures say.</p>\n"
+                    "<table><tr><th class=\"l\">claim</th>"
                     "<th class=\"l\">test</th><th class=\"l\">result</th><th class=\"l\">outcome</th></tr>\n");
     for (int i = 0; i < nv; i++) {
         sm_sbuf_puts(b, "<tr><td class=\"l\">");
@@ -616,10 +735,14 @@ sm_status sm_report_build_html(const sm_report *r, sm_sbuf *b) {
                        !strcmp(v[i].outcome, "supported") ? "supported" : !strcmp(v[i].outcome, "contradicted") ? "contradicted" : "",
                        v[i].outcome);
     }
-    sm_sbuf_puts(b, "</table><p class=\"note\">Outcome rule: a claim that metric learning does better is "
-                    "<i>supported</i> when the best metric loss beats softmax by more than 0.01, <i>contradicted</i> when "
-                    "softmax is more than 0.01 ahead; the closed-set claim is supported when softmax's argmax is within "
-                    "0.01 of the best metric model or ahead.</p>\n");
+    sm_sbuf_printf(b, "</table><p class=\"note\">Outcome rule: each difference gets a 95%% interval from a paired "
+                      "bootstrap over the test queries (the same %d resamples of the queries for both models, fixed seed). "
+                      "A claim that metric learning does better is <i>supported</i> when the interval of (best metric loss "
+                      "&#8722; softmax) lies above 0, <i>contradicted</i> when it lies below 0, and <i>%s</i> when it "
+                      "contains 0; the closed-set claim is supported when the interval of (softmax argmax &#8722; best "
+                      "1-NN) lies above &#8722;0.01 (softmax within 0.01 or ahead), contradicted when it lies below 0. "
+                      "The interval covers the choice of test images, not the training run: another seed moves the "
+                      "figures too.</p>\n", SM_REP_RESAMPLES, UNDECIDED);
 
     /* side by side */
     sm_sbuf_printf(b, "<h2>Side by side</h2>\n<table><tr><th rowspan=\"2\" class=\"l\">loss</th>"
@@ -638,18 +761,18 @@ sm_status sm_report_build_html(const sm_report *r, sm_sbuf *b) {
         sm_sbuf_puts(b, "<tr><td class=\"l\">");
         sm_sbuf_xml(b, m->loss);
         sm_sbuf_puts(b, "</td>");
-        cell(b, m->unseen.precision_at_1, is_best(r, 0, f_p1, m));
-        cell(b, m->unseen.r_precision, is_best(r, 0, f_rp, m));
-        cell(b, m->unseen.map_at_r, is_best(r, 0, f_map, m));
-        cell(b, m->fewshot_nn, is_best(r, 0, f_fewshot, m));
-        cell(b, m->fewshot_centroid, is_best(r, 0, f_cen, m));
-        cell(b, m->open_tar, is_best(r, 0, f_open, m));
-        cell(b, m->open_reject, is_best(r, 0, f_rej, m));
+        cell_pm(b, m->unseen.precision_at_1, is_best(r, 0, f_p1, m), m, SM_REP_Q_P1_U);
+        cell_pm(b, m->unseen.r_precision, is_best(r, 0, f_rp, m), m, SM_REP_Q_RP_U);
+        cell_pm(b, m->unseen.map_at_r, is_best(r, 0, f_map, m), m, SM_REP_Q_MAP_U);
+        cell_pm(b, m->fewshot_nn, is_best(r, 0, f_fewshot, m), m, SM_REP_Q_FS_NN);
+        cell_pm(b, m->fewshot_centroid, is_best(r, 0, f_cen, m), m, SM_REP_Q_FS_CEN);
+        cell_pm(b, m->open_tar, is_best(r, 0, f_open, m), m, SM_REP_Q_OPEN_TAR);
+        cell_pm(b, m->open_reject, is_best(r, 0, f_rej, m), m, SM_REP_Q_OPEN_REJ);
         cell(b, m->ver_tar_1e2, is_best(r, 0, f_ver, m));
         cell(b, m->ver_auc, is_best(r, 0, f_auc, m));
-        cell(b, m->acc_argmax, is_best(r, 0, f_arg, m));
-        cell(b, m->acc_nn, is_best(r, 0, f_nn, m));
-        cell(b, m->acc_centroid, is_best(r, 0, f_ccen, m));
+        cell_pm(b, m->acc_argmax, is_best(r, 0, f_arg, m), m, SM_REP_Q_ARG_S);
+        cell_pm(b, m->acc_nn, is_best(r, 0, f_nn, m), m, SM_REP_Q_NN_S);
+        cell_pm(b, m->acc_centroid, is_best(r, 0, f_ccen, m), m, SM_REP_Q_CEN_S);
         sm_sbuf_printf(b, "<td>%.1f</td><td>%.0f</td></tr>\n", m->train_seconds, m->images_per_sec);
     }
     sm_sbuf_printf(b, "</table><p class=\"note\">Retrieval: each of the %lld unseen test images is a query against all "
@@ -661,7 +784,9 @@ sm_status sm_report_build_html(const sm_report *r, sm_sbuf *b) {
                       "correctly identified; unknowns rejected = test images of the other unseen classes whose nearest "
                       "enrolled image is beyond the threshold. Verification: all %lld pairs of the first %d test images of "
                       "each unseen class. Seen classes: the head's argmax (only a model with a classifier head has one), "
-                      "and nearest neighbour / centroid over a gallery of %lld train images. Bold: the column's best.</p>\n",
+                      "and nearest neighbour / centroid over a gallery of %lld train images. Bold: the column's best. "
+                      "&#177;: half the 95%% bootstrap interval over the test queries (verification and AUC, computed "
+                      "on pairs, have none).</p>\n",
                    (long long)r->n_test_unseen, c->shots, c->open_known, c->far, (long long)r->n_calib,
                    (long long)r->n_pairs, c->pairs_per_class, (long long)r->n_gallery);
 
@@ -725,7 +850,14 @@ sm_status sm_report_build_html(const sm_report *r, sm_sbuf *b) {
         sm_sbuf_xml(b, m->loss);
         sm_sbuf_puts(b, "</td>");
         cell(b, m->intra_u, 0); cell(b, m->inter_u, 0);
-        cell(b, m->inter_u > 0 ? m->intra_u / m->inter_u : NAN, is_best(r, 0, f_sep, m));
+        {
+            sm_rep_interval iv;
+            double ratio = m->inter_u > 0 ? m->intra_u / m->inter_u : NAN;
+            if (isfinite(ratio) && !interval(m, NULL, Q_SEP, &iv))
+                sm_sbuf_printf(b, "<td%s>%.3f<br><span class=\"pm\">&#177;%.3f</span></td>",
+                               is_best(r, 0, f_sep, m) ? " class=\"best\"" : "", ratio, (iv.hi - iv.lo) / 2);
+            else cell(b, ratio, is_best(r, 0, f_sep, m));
+        }
         cell(b, m->trip_u, is_best(r, 0, f_trip, m));
         cell(b, m->intra_s, 0); cell(b, m->inter_s, 0);
         cell(b, m->inter_s > 0 ? m->intra_s / m->inter_s : NAN, 0);
@@ -756,14 +888,14 @@ sm_status sm_report_build_html(const sm_report *r, sm_sbuf *b) {
             sm_sbuf_puts(b, "<tr><td class=\"l\">");
             sm_sbuf_xml(b, m->loss);
             sm_sbuf_puts(b, "</td>");
-            cell(b, m->acc_argmax, is_best(r, 1, f_arg, m));
-            cell(b, m->acc_nn, is_best(r, 1, f_nn, m));
-            cell(b, m->acc_centroid, is_best(r, 1, f_ccen, m));
-            cell(b, m->seen.precision_at_1, is_best(r, 1, f_seen_p1, m));
-            cell(b, m->seen.map_at_r, is_best(r, 1, f_seen_map, m));
-            cell(b, m->unseen.precision_at_1, is_best(r, 1, f_p1, m));
-            cell(b, m->unseen.map_at_r, is_best(r, 1, f_umap, m));
-            cell(b, m->fewshot_nn, is_best(r, 1, f_fewshot, m));
+            cell_pm(b, m->acc_argmax, is_best(r, 1, f_arg, m), m, SM_REP_Q_ARG_S);
+            cell_pm(b, m->acc_nn, is_best(r, 1, f_nn, m), m, SM_REP_Q_NN_S);
+            cell_pm(b, m->acc_centroid, is_best(r, 1, f_ccen, m), m, SM_REP_Q_CEN_S);
+            cell_pm(b, m->seen.precision_at_1, is_best(r, 1, f_seen_p1, m), m, SM_REP_Q_P1_S);
+            cell_pm(b, m->seen.map_at_r, is_best(r, 1, f_seen_map, m), m, SM_REP_Q_MAP_S);
+            cell_pm(b, m->unseen.precision_at_1, is_best(r, 1, f_p1, m), m, SM_REP_Q_P1_U);
+            cell_pm(b, m->unseen.map_at_r, is_best(r, 1, f_umap, m), m, SM_REP_Q_MAP_U);
+            cell_pm(b, m->fewshot_nn, is_best(r, 1, f_fewshot, m), m, SM_REP_Q_FS_NN);
             sm_sbuf_printf(b, "<td>%.1f</td></tr>\n", m->train_seconds);
         }
         sm_sbuf_puts(b, "</table>\n");

@@ -90,6 +90,38 @@ const char *sm_rep_confidence_words(double mean_top, int classes);
 /* The colour of series i (Tableau 10 palette, cycled). */
 const char *sm_svg_color(int i);
 
+/* ---- uncertainties (stats.c) ---------------------------------------------------------- */
+#define SM_REP_RESAMPLES 200                 /* bootstrap resamples of the queries */
+#define SM_REP_BOOT_SEED 0x5eed2026ULL       /* their fixed seed: the same figures every run */
+typedef struct sm_rep_interval {
+    double value;     /* the figure (or the difference) over all the queries */
+    double se;        /* bootstrap standard error */
+    double lo, hi;    /* 95% percentile interval of the bootstrap */
+    int64_t n;        /* queries used */
+} sm_rep_interval;
+/* The mean of a's finite entries (n), or with b the paired difference mean(a) - mean(b) over the
+ * indices where both are finite, with its bootstrap uncertainty.  Returns 0, or -1 with every
+ * field NaN when there is no data (a NULL, no finite entry) or no memory. */
+int sm_rep_bootstrap_mean(const float *a, const float *b, int64_t n, sm_rep_interval *out);
+/* The same for the separation figure -(mean intra / mean inter) of per-query mean distances,
+ * or with intra_b/inter_b the difference of two models' figures. */
+int sm_rep_bootstrap_sep(const float *intra_a, const float *inter_a, const float *intra_b, const float *inter_b,
+                         int64_t n, sm_rep_interval *out);
+
+/* Per-query values kept for the uncertainties, each aligned with the test set it comes from so
+ * that two models' values pair up by index; NaN where a query does not count for the figure. */
+enum {
+    SM_REP_Q_P1_U, SM_REP_Q_RP_U, SM_REP_Q_MAP_U,   /* (n_test_unseen) retrieval, unseen classes */
+    SM_REP_Q_P1_S, SM_REP_Q_RP_S, SM_REP_Q_MAP_S,   /* (n_test_seen) retrieval, seen classes */
+    SM_REP_Q_FS_NN, SM_REP_Q_FS_CEN,                /* (n_test_unseen) few-shot: 1 right, 0 wrong */
+    SM_REP_Q_OPEN_TAR, SM_REP_Q_OPEN_REJ,           /* (n_test_unseen) enrolled-class images: accepted
+                                                       and right; the others: rejected */
+    SM_REP_Q_ARG_S, SM_REP_Q_NN_S, SM_REP_Q_CEN_S,  /* (n_test_seen) closed set: argmax, 1-NN, centroid */
+    SM_REP_Q_INTRA_U, SM_REP_Q_INTER_U,             /* (n_test_unseen) mean distance to the image's
+                                                       own class / to the other classes */
+    SM_REP_NQ
+};
+
 /* ---- results ------------------------------------------------------------------------------ */
 #define SM_REP_BINS 50          /* distance histogram bins over [0, 2] */
 #define SM_REP_ROC_POINTS 160   /* ROC points kept for the plot (log-spaced FAR) */
@@ -119,6 +151,8 @@ typedef struct sm_rep_model {
     float *pca; int64_t pca_n;        /* (pca_n, 2) scatter subset of the unseen test set */
     int32_t *pca_y;                   /* (pca_n) */
     double pca_var[2];                /* explained variance ratios */
+    float *q[SM_REP_NQ];              /* per-query values (above); NULL: not measured */
+    int64_t qn[SM_REP_NQ];            /* their lengths */
 } sm_rep_model;
 
 struct sm_report {
