@@ -241,7 +241,7 @@ void sm_report_build_text(const sm_report *r, sm_sbuf *b) {
     verdict v[8];
     int nv = verdicts(r, v);
     sm_sbuf_puts(b, "\nwhat the comparison tests (outcomes decided only beyond the 95% bootstrap interval):\n");
-    for (int i = 0; i < nv; i++) sm_sbuf_printf(b, "  %-20s %s\n  %20s %s\n", v[i].outcome, v[i].claim, "", v[i].result);
+    for (int i = 0; i < nv; i++) sm_sbuf_printf(b, "  %-28s %s\n  %28s %s\n", v[i].outcome, v[i].claim, "", v[i].result);
     sm_sbuf_printf(b, "\nwall time %.1f s, %d threads\n", r->wall_seconds, r->threads);
 }
 
