@@ -1,7 +1,8 @@
 /* output.c - the comparison's three outputs: a self-contained HTML page (inline CSS and SVG
  * charts drawn by svg.c; no script, no external resource), a JSON file with the data of every
- * figure, and the plain-text tables for the terminal.  Also the verdicts on the seed's "when to
- * use which" claims, computed from the figures with fixed rules (docs/report.md). */
+ * figure, and the plain-text tables for the terminal.  Also the verdicts on the common "when to
+ * use which" claims, decided on the bootstrap intervals of the differences (stats.c), and every
+ * sentence that states a figure, worded from it (docs/report.md). */
 #include "report/report.h"
 #include <math.h>
 #include <stdlib.h>
