@@ -32,7 +32,7 @@ for split, per in (("train", 40), ("t10k", 30)):
     with gzip.open(f"{out}/{split}-labels-idx1-ubyte.gz", "wb") as f: f.write(struct.pack(">II", 0x801, len(ys)) + bytes(ys))
 PYEOF
 "$SIMILE" compare --data "$TMP/data" --quick --epochs 1 --train-per-class 0 --test-per-class 0 \
-    --losses softmax,multisimilarity,triplet --shots 3 --calib-per-class 10 --gallery-per-class 20 \
+    --losses softmax,multisimilarity,triplet --batch 20 --per-class 5 --shots 3 --calib-per-class 10 --gallery-per-class 20 \
     --pairs-per-class 15 --scatter-per-class 15 --triplets 1000 --few-per-class 8 --few-epochs 2 \
     --no-save --quiet --out "$TMP/out" >"$TMP/compare.out" 2>&1
 if [ $? -ne 0 ]; then fail "simile compare"; tail -5 "$TMP/compare.out"; exit 1; fi
@@ -89,6 +89,9 @@ layout "$TMP/bad_checked.html" >"$TMP/bad_layout.txt"
 grep -q "legend overlaps the plot area" "$TMP/bad_layout.txt" && grep -q 'legend entry "raw"' "$TMP/bad_layout.txt" &&
     ! grep -q 'legend entry "avg"' "$TMP/bad_layout.txt" && pass "the layout check catches an overlapping legend and a hidden line" ||
     { fail "the layout check missed the faults of a bad page:"; sed 's/^/     | /' "$TMP/bad_layout.txt"; }
+# 10 batches a run (--batch 20): the loss charts carry a moving average, so its legend entry is checked too
+grep -q "moving average (" "$TMP/out/report.html" && pass "the loss charts draw a moving average" ||
+    fail "no moving average drawn for 10-batch runs"
 with_check "$TMP/out/report.html" "$TMP/out/checked.html"
 layout "$TMP/out/checked.html" >"$TMP/layout.txt"
 if grep -q "LAYOUT-FAIL" "$TMP/layout.txt" || ! grep -q "LAYOUT-OK $WANT charts, $WANT legends" "$TMP/layout.txt"; then
