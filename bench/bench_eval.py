@@ -5,7 +5,7 @@ the other in one run on identical data, with the same thread count.  Prints seco
 ratio, the three metrics of each (they must agree), and each one's peak resident memory (from
 /usr/bin/time -v).
 
-Data (docs PROTOCOL "Evaluation at scale"): C class centres from a standard normal (D dims), labels
+Data (docs/benchmarks.md, "Evaluation at scale"): C class centres from a standard normal (D dims), labels
 uniform over the C classes, each point = its centre + 1.5 x standard normal noise, L2-normalised;
 numpy default_rng(seed 0), float32.  Written as .npy; both sides read the same files.
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # fewshot_open.sh - the fmnist-open few-shot and open-set gallery evaluation of docs/gallery.md.
 #  1. a cnn-s trained with multi-similarity on the train split of classes 0-4 (5 epochs, as in
-#     docs/PROTOCOL.md, with the learning rate decayed by a cosine; reused if $MODEL exists);
+#     docs/benchmarks.md, with the learning rate decayed by a cosine; reused if $MODEL exists);
 #  2. few-shot: enrol the first 5 train images of each unseen class 5-9, identify the 5,000
 #     test images of classes 5-9 (nearest neighbour, centroid, 5-NN vote);
 #  3. open set: enrol classes 5-7 only (first 5 train images each), calibrate the threshold on

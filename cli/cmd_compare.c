@@ -111,7 +111,7 @@ int cmd_compare(int argc, char **argv) {
         if (!strcmp(argv[i], "--quick")) {
             cfg.epochs = 1; cfg.train_per_class = 600; cfg.test_per_class = 300; cfg.gallery_per_class = 200;
             cfg.calib_per_class = 100; cfg.pairs_per_class = 100; cfg.scatter_per_class = 150; cfg.few_epochs = 30;
-            cfg.triplet_samples = 20000;
+            cfg.triplet_samples = 20000; cfg.quick = 1;
         }
     int c;
     optind = 1;

@@ -362,6 +362,14 @@ typedef struct sm_retrieval_result {
  * SM_ERR_NOMEM. */
 sm_status sm_retrieval_metrics(const float *emb, const int32_t *labels, int64_t n, int d,
                                sm_metric metric, sm_retrieval_result *out);
+/* sm_retrieval_metrics, and also each query's own figures into caller buffers of n doubles
+ * (any of them may be NULL): ap_at_r[i] = query i's average precision at R, r_precision[i] its
+ * same-class fraction of the top R, precision_at_1[i] 1 or 0; NaN for a skipped query.  The
+ * means of the non-NaN entries are out's map_at_r, r_precision and precision_at_1 (up to the
+ * order of summation), so a caller can resample the queries for an uncertainty. */
+sm_status sm_retrieval_metrics_per_query(const float *emb, const int32_t *labels, int64_t n, int d,
+                                         sm_metric metric, sm_retrieval_result *out, double *ap_at_r,
+                                         double *r_precision, double *precision_at_1);
 
 /* Scale each row of emb (n, d) to unit L2 norm in place, as the losses do (x / max(|x|,
  * 1e-12), PyTorch's F.normalize); an all-zero row stays zero.  `simile eval` ranks such rows by
@@ -698,6 +706,8 @@ typedef struct sm_compare_config {
                                         few_<loss>.smm; NULL = do not save [NULL]               */
     const char *command_line;        /* recorded in the report [NULL]                           */
     const char *data_description;    /* recorded in the report [NULL]                           */
+    int quick;                       /* a shortened run (the CLI's --quick): the report says so
+                                        at its top [0]                                          */
     /* Training progress of each run (as sm_train_config.progress), may be NULL. */
     int (*progress)(const struct sm_train_progress *p, void *user);
     /* One line of news at each stage ("training softmax (1/4) ...", a time and throughput line

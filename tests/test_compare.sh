@@ -4,7 +4,9 @@
 # if the dataset is not installed): the run succeeds and prints the table; its report.json agrees
 # with `simile eval` run separately on the saved models (P@1, R-precision, MAP@R, mean intra and
 # inter distances on the unseen and the seen classes, the softmax head's accuracy; tolerance
-# 1e-6); a second run with the same seed gives the same figures (timings aside), another seed
+# 1e-6); each figure's bootstrap uncertainty is centred on it and every verdict follows its
+# interval (supported only when the interval excludes 0), with the quick-run banner on top of the
+# page; a second run with the same seed gives the same figures (timings aside), another seed
 # or --schedule cosine other ones (the schedule recorded in the settings); usage errors
 # exit 2.  One line per check; exits non-zero if any check fails.
 set -u
@@ -95,6 +97,38 @@ EOF
 core=$("$SIMILE" --version | sed -n 's/^kernel  *//p')
 $PY -c 'import json, sys; r = json.load(open(sys.argv[1]))["run"]; sys.exit(not (r["blas_core"] == sys.argv[2] and r["vector_isa"] and r["cpu_family"] >= 0 and ("blas_warning" in r)))' \
     "$TMP/a/report.json" "$core" && pass "report.json names the CPU and the BLAS kernel ($core)" || fail "report.json's run block lacks the CPU or kernel $core"
+
+# ---- uncertainties in report.json; the verdicts follow them; the quick banner -----------------
+$PY - "$TMP/a/report.json" "$TMP/a/report.html" <<'EOF'
+import json, sys
+rep = json.load(open(sys.argv[1])); html = open(sys.argv[2]).read()
+bad = []
+pairs = {"unseen_map_at_r": ("unseen", "map_at_r"), "unseen_precision_at_1": ("unseen", "precision_at_1"),
+         "seen_map_at_r": ("seen", "map_at_r"), "fewshot_nearest_neighbour": ("fewshot", "nearest_neighbour"),
+         "closed_set_nearest_neighbour": ("closed_set", "nearest_neighbour")}
+for m in rep["models"]:
+    u = m["uncertainty"]
+    for key, (part, fig) in pairs.items():
+        iv = u[key]
+        if abs(iv["value"] - m[part][fig]) > 1e-6 or not (iv["lo95"] <= iv["value"] <= iv["hi95"]) or not iv["se"] > 0:
+            bad.append(f"{m['loss']} {key}: {iv} against {m[part][fig]}")
+for c in rep["claims"]:
+    d, o = c["difference"], c["outcome"]
+    if o == "n/a": continue
+    closed = c["claim"].startswith("Fixed classes")
+    want = ("supported" if d["lo95"] > (-0.01 if closed else 0) else
+            "contradicted" if d["hi95"] < 0 else "not decided at this run size")
+    if o != want: bad.append(f"claim '{c['claim']}': outcome {o}, interval {d['lo95']:.4f}..{d['hi95']:.4f} says {want}")
+    if "95% interval" not in c["result"]: bad.append(f"claim '{c['claim']}' quotes no interval")
+if not rep["settings"]["quick"]: bad.append("settings.quick is not true for a --quick run")
+if html.find('<p class="quick"><b>Quick run:</b>') < 0 or html.find('<p class="quick">') > html.find("<h2>"):
+    bad.append("no quick-run banner at the top of the page")
+if "seed's" in html: bad.append("the page still speaks of the seed's claims")
+for b in bad: print("     | " + b)
+sys.exit(1 if bad else 0)
+EOF
+[ $? -eq 0 ] && pass "report.json: uncertainties centred on the figures, verdicts follow the intervals, quick banner on top" ||
+    fail "uncertainties, verdicts or quick banner"
 
 # ---- same seed, same figures -------------------------------------------------------------------
 "$SIMILE" compare "${ARGS[@]}" --out "$TMP/b" --no-save >/dev/null 2>"$TMP/b.err" || fail "second run"

@@ -31,6 +31,12 @@ static void test_retrieval_case1(void) {
     CHECK_NEAR(r.recall_at_k[3], 1.0, 1e-12);
     CHECK(r.num_queries == 5 && r.num_skipped == 1 && r.num_classes == 3);
     CHECK(r.nmi >= 0.0 && r.nmi <= 1.0);
+    double ap[6], p1[6];
+    CHECK_OK(sm_retrieval_metrics_per_query(x, y, 6, 1, SM_METRIC_L2, &r, ap, NULL, p1));
+    CHECK(isnan(ap[5]) && isnan(p1[5]));  /* class C has one sample: skipped */
+    double sum = 0;
+    for (int i = 0; i < 5; i++) sum += ap[i];
+    CHECK_NEAR(sum / 5, 0.15, 1e-12);
 }
 
 /* Case 2, squared L2 on 1-D points: 0:(0,A) 1:(1,A) 2:(2,B) 3:(3,A) 4:(4,A) 5:(5.5,B); R: A 3, B 1
@@ -55,6 +61,20 @@ static void test_retrieval_case2(void) {
     CHECK_NEAR(r.recall_at_k[2], 5.0 / 6.0, 1e-12);
     CHECK_NEAR(r.recall_at_k[3], 1.0, 1e-12);
     CHECK(r.num_queries == 6 && r.num_skipped == 0 && r.num_classes == 2);
+    /* per query, the values worked out above */
+    double ap[6], rp[6], p1[6];
+    sm_retrieval_result r2;
+    CHECK_OK(sm_retrieval_metrics_per_query(x, y, 6, 1, SM_METRIC_L2, &r2, ap, rp, p1));
+    const double want_ap[6] = {5.0 / 9, 5.0 / 9, 0, 7.0 / 18, 1.0 / 3, 0}, want_rp[6] = {2.0 / 3, 2.0 / 3, 0, 2.0 / 3, 1.0 / 3, 0},
+                 want_p1[6] = {1, 1, 0, 0, 1, 0};
+    for (int i = 0; i < 6; i++) {
+        CHECK_NEAR(ap[i], want_ap[i], 1e-12);
+        CHECK_NEAR(rp[i], want_rp[i], 1e-12);
+        CHECK_NEAR(p1[i], want_p1[i], 1e-12);
+    }
+    CHECK(r2.map_at_r == r.map_at_r && r2.precision_at_1 == r.precision_at_1);
+    CHECK_OK(sm_retrieval_metrics_per_query(x, y, 6, 1, SM_METRIC_L2, &r2, NULL, rp, NULL)); /* buffers optional */
+    CHECK_NEAR(rp[3], 2.0 / 3, 1e-12);
 }
 
 /* Well separated clusters: every metric is perfect and k-means recovers the classes (NMI 1). */

@@ -194,6 +194,59 @@ static void test_ticks_and_text(void) {
 
 /* ---- SVG ------------------------------------------------------------------------------------ */
 
+/* 1 if the legend in chart s has n entries and every coordinate of it lies in the band above
+ * the plot area of p (y below p->mt, x within the plot's width), so it covers no data. */
+static int legend_outside(const char *s, const sm_svg_plot *p, int n) {
+    const char *g = strstr(s, "<g class=\"legend\">");
+    if (!g) { fprintf(stderr, "no legend\n"); return 0; }
+    int items = 0, ok = 1;
+    for (const char *q = g; (q = strstr(q, "class=\"legend-item\"")); q++) items++;
+    if (items != n) { fprintf(stderr, "%d legend entries, want %d\n", items, n); ok = 0; }
+    static const char *const ya[] = {" y=\"", " y1=\"", " y2=\""}, *const xa[] = {" x=\"", " x1=\"", " x2=\""};
+    for (int k = 0; k < 3; k++) {
+        for (const char *q = g; (q = strstr(q, ya[k])); q++) {
+            double v = atof(q + strlen(ya[k]));
+            if (!(v >= 0 && v < p->mt)) { fprintf(stderr, "legend %s%g not above the plot top %d\n", ya[k], v, p->mt); ok = 0; }
+        }
+        for (const char *q = g; (q = strstr(q, xa[k])); q++) {
+            double v = atof(q + strlen(xa[k]));
+            if (!(v >= p->ml && v <= p->width - p->mr)) { fprintf(stderr, "legend %s%g outside the width\n", xa[k], v); ok = 0; }
+        }
+    }
+    return ok;
+}
+
+/* ---- chart data: moving average, loss range ------------------------------------------------- */
+
+static void test_chart_data(void) {
+    enum { N = 24 };
+    double y[1000], out[1000];
+    lcg = 99;
+    for (int i = 0; i < N; i++) y[i] = 3.0 - 0.02 * i + 0.3 * nrand(); /* a 1-epoch quick run: 24 batches */
+    int64_t w = sm_rep_moving_average(y, N, out);
+    CHECK_MSG(w >= 2, "24 batches: window %lld, want an average that differs from the batches", (long long)w);
+    double dmax = 0, lo = 1e9, hi = -1e9;
+    for (int i = 0; i < N; i++) { dmax = fmax(dmax, fabs(out[i] - y[i])); lo = fmin(lo, y[i]); hi = fmax(hi, y[i]); }
+    CHECK_MSG(dmax > 0.05 * (hi - lo), "the average departs from the batches by %g only", dmax);
+    CHECK(sm_rep_moving_average(y, 5, out) == 0);        /* too short to average */
+    for (int i = 0; i < 100; i++) y[i] = 1.5;
+    CHECK(sm_rep_moving_average(y, 100, out) == 0);      /* would coincide with the raw line */
+    for (int i = 0; i < 1000; i++) y[i] = 1 + 0.1 * nrand();
+    CHECK(sm_rep_moving_average(y, 1000, out) == 50);
+    /* the loss axis spans the data, not [0, max] */
+    for (int i = 0; i < N; i++) y[i] = 2.5 + (double)i / (N - 1);
+    double a, b;
+    sm_rep_loss_range(y, NULL, N, &a, &b);
+    CHECK_MSG(a > 2.4 && a < 2.5 && b > 3.5 && b < 3.6, "range %g..%g for data 2.5..3.5", a, b);
+    y[5] = 40; /* a spike is clipped at 1.5x the average */
+    for (int i = 0; i < N; i++) out[i] = 3;
+    sm_rep_loss_range(y, out, N, &a, &b);
+    CHECK_MSG(b < 5 && a > 2.3, "range %g..%g with a spike of 40", a, b);
+    for (int i = 0; i < N; i++) y[i] = 0.7;
+    sm_rep_loss_range(y, NULL, N, &a, &b);
+    CHECK(a < 0.7 && b > 0.7);
+}
+
 static void test_svg(void) {
     int nsvg;
     /* the checker itself catches what it should (its messages go to stderr) */
@@ -207,14 +260,17 @@ static void test_svg(void) {
     sm_svg_init(&p, 400, 300, -1, 1, 0, 10);
     p.title = "t <&> title"; p.xlabel = "x"; p.ylabel = "y";
     double x[6] = {-1, 0, 1, 5, NAN, -7}, y[6] = {0, 5, 10, 50, 1, -3}, e[7] = {-1, -0.5, 0, 0.5, 1, 2, 3};
+    const char *names[] = {"one", "a much longer name <b>"}, *cols[] = {"#111111", "#222222"};
+    int mt0 = p.mt, h0 = p.height;
+    CHECK(sm_svg_reserve_legend(&p, names, 2) == 1);
+    CHECK(p.mt > mt0 && p.height - h0 == p.mt - mt0); /* a band above the plot, the plot keeps its size */
     sm_svg_begin(&b, &p);
     sm_svg_scatter(&b, &p, x, y, 6, sm_svg_color(3), 2, 0.5);
     sm_svg_line(&b, &p, x, y, 6, "#000000", 1.5, 1);
     sm_svg_bars(&b, &p, e, y, 6, "#1f77b4", 0.4);
-    const char *names[] = {"one", "a much longer name <b>"}, *cols[] = {"#111111", "#222222"};
-    sm_svg_legend(&b, &p, names, cols, 2, 0);
     sm_svg_legend(&b, &p, names, cols, 2, 1);
     sm_svg_end(&b);
+    CHECK(legend_outside(b.s, &p, 2));
     CHECK(!b.failed);
     CHECK_MSG(check_markup(b.s, &nsvg) == 0, "SVG not well-formed");
     CHECK(nsvg == 1);
@@ -224,6 +280,25 @@ static void test_svg(void) {
     CHECK_NEAR(sm_svg_px(&p, 1e9), p.width - p.mr, 1e-9);
     CHECK_NEAR(sm_svg_py(&p, -1e9), p.height - p.mb, 1e-9);
     CHECK_NEAR(sm_svg_px(&p, 0), p.ml + 0.5 * (p.width - p.ml - p.mr), 1e-9);
+    sm_sbuf_free(&b);
+    /* many entries wrap into rows, all of them above the plot area; no band, no legend */
+    const char *many[10], *mcol[10];
+    char mbuf[10][32];
+    for (int i = 0; i < 10; i++) { snprintf(mbuf[i], sizeof mbuf[i], "class number %d", i); many[i] = mbuf[i]; mcol[i] = sm_svg_color(i); }
+    sm_svg_init(&p, 300, 200, 0, 1, 0, 1);
+    int rows = sm_svg_reserve_legend(&p, many, 10);
+    CHECK_MSG(rows >= 3, "10 entries of ~120 px in a 230 px plot: %d rows", rows);
+    sm_svg_begin(&b, &p);
+    sm_svg_legend(&b, &p, many, mcol, 10, 0);
+    sm_svg_end(&b);
+    CHECK_MSG(check_markup(b.s, &nsvg) == 0, "wrapped legend not well-formed");
+    CHECK(legend_outside(b.s, &p, 10));
+    sm_sbuf_free(&b);
+    sm_svg_init(&p, 300, 200, 0, 1, 0, 1);
+    sm_svg_begin(&b, &p);
+    sm_svg_legend(&b, &p, many, mcol, 10, 0);
+    sm_svg_end(&b);
+    CHECK(strstr(b.s, "legend") == NULL);
     sm_sbuf_free(&b);
     /* a log axis, with zeros and a degenerate range */
     sm_svg_init(&p, 300, 200, 1e-4, 1, 0, 0);
@@ -235,6 +310,187 @@ static void test_svg(void) {
     CHECK_MSG(check_markup(b.s, &nsvg) == 0, "log-axis SVG not well-formed");
     CHECK(strstr(b.s, ">1e-4<") != NULL && strstr(b.s, ">1e0<") != NULL);
     sm_sbuf_free(&b);
+}
+
+/* ---- generated text against hand-set figures ------------------------------------------------- */
+
+/* A report with a softmax model (5-output head, every unseen class given mean top probability
+ * conf) and a triplet model, 5 seen and 5 unseen classes, no charts' data; free with
+ * free_fake. */
+static sm_report *fake_report(double conf) {
+    sm_report *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    sm_compare_config_default(&r->cfg);
+    r->nseen = r->nunseen = 5;
+    for (int i = 0; i < 5; i++) { r->seen[i] = i; r->unseen[i] = 5 + i; }
+    for (int i = 0; i < 10; i++) snprintf(r->class_names[i], sizeof r->class_names[i], "class %d", i);
+    r->n_train = 3000; r->n_test_seen = r->n_test_unseen = 1500;
+    r->nmodels = 2;
+    const char *loss[2] = {"softmax", "triplet"};
+    for (int i = 0; i < 2; i++) {
+        sm_rep_model *m = &r->models[i];
+        snprintf(m->loss, sizeof m->loss, "%s", loss[i]);
+        m->head_classes = i == 0 ? 5 : 0;
+        m->acc_argmax = i == 0 ? 0.8 : NAN;
+        m->acc_nn = m->acc_centroid = 0.8;
+        m->unseen.map_at_r = 0.3; m->unseen.precision_at_1 = 0.8;
+        m->fewshot_nn = m->fewshot_centroid = m->open_tar = 0.6;
+        m->intra_u = 0.5; m->inter_u = 0.7;
+    }
+    sm_rep_model *m = &r->models[0];
+    m->unseen_pred = calloc(25, sizeof(int64_t));
+    m->unseen_conf = calloc(5, sizeof(double));
+    if (!m->unseen_pred || !m->unseen_conf) return r;
+    for (int k = 0; k < 5; k++) {
+        m->unseen_pred[k * 5 + k % 3] = 300;
+        m->unseen_conf[k] = conf + 0.01 * (k - 2); /* conf - 0.02 .. conf + 0.02, mean conf */
+    }
+    return r;
+}
+
+static void free_fake(sm_report *r) {
+    if (!r) return;
+    for (int i = 0; i < r->nmodels; i++) {
+        free(r->models[i].unseen_pred); free(r->models[i].unseen_conf);
+        for (int k = 0; k < SM_REP_NQ; k++) free(r->models[i].q[k]);
+    }
+    free(r->text);
+    free(r);
+}
+
+/* The head's confidence on unseen classes is worded from its figures, and the numbers quoted. */
+static void test_confidence_text(void) {
+    CHECK(strstr(sm_rep_confidence_words(0.28, 5), "uniform") != NULL);
+    CHECK(!strstr(sm_rep_confidence_words(0.28, 5), "high"));
+    CHECK(!strcmp(sm_rep_confidence_words(0.5, 5), "with low confidence"));
+    CHECK(!strcmp(sm_rep_confidence_words(0.7, 5), "with moderate confidence"));
+    CHECK(strstr(sm_rep_confidence_words(0.95, 5), "high confidence") != NULL);
+    CHECK(strstr(sm_rep_confidence_words(0.56, 2), "uniform") != NULL);  /* 2 outputs: 0.56 is near 0.5 */
+    CHECK(strstr(sm_rep_confidence_words(NAN, 5), "not measured") != NULL);
+    const double confs[2] = {0.28, 0.95};
+    for (int t = 0; t < 2; t++) {
+        sm_report *r = fake_report(confs[t]);
+        sm_sbuf h = {0};
+        CHECK_OK(sm_report_build_html(r, &h));
+        const char *sec = h.s ? strstr(h.s, "made visible: softmax") : NULL;
+        CHECK_MSG(sec != NULL, "no section on the softmax head");
+        if (sec) {
+            const char *end = strstr(sec, "</p>");
+            char para[1024] = {0};
+            if (end) memcpy(para, sec, (size_t)(end - sec) < sizeof para - 1 ? (size_t)(end - sec) : sizeof para - 1);
+            char want[64];
+            snprintf(want, sizeof want, "mean top probability is %.2f (%.2f-%.2f by class)", confs[t], confs[t] - 0.02, confs[t] + 0.02);
+            CHECK_MSG(strstr(para, want) != NULL, "paragraph lacks \"%s\": %s", want, para);
+            CHECK(strstr(para, "0.20 for a uniform guess over 5 outputs") != NULL);
+            if (t == 0) CHECK_MSG(!strstr(para, "high confidence") && strstr(para, "close to a uniform guess"), "%s", para);
+            else CHECK_MSG(strstr(para, "high confidence") != NULL, "%s", para);
+        }
+        CHECK(h.s && check_markup(h.s, &(int){0}) == 0);
+        sm_sbuf_free(&h);
+        free_fake(r);
+    }
+}
+
+/* Give the fake report's models per-query AP@R on the 1500 unseen queries: softmax 0.3 + noise,
+ * triplet the same queries' values + margin + noise (sd spread); map_at_r set to their means. */
+static void fake_map(sm_report *r, double margin, double spread) {
+    enum { N = 1500 };
+    float *a = malloc(N * sizeof(float)), *b = malloc(N * sizeof(float));
+    if (!a || !b) { free(a); free(b); return; }
+    double sa = 0, sb = 0;
+    lcg = 4242;
+    for (int i = 0; i < N; i++) {
+        a[i] = (float)(0.3 + 0.15 * nrand());
+        b[i] = (float)(a[i] + margin + spread * nrand());
+        sa += a[i]; sb += b[i];
+    }
+    for (int i = 0; i < 2; i++) { free(r->models[i].q[SM_REP_Q_MAP_U]); r->models[i].qn[SM_REP_Q_MAP_U] = N; }
+    r->models[0].q[SM_REP_Q_MAP_U] = a; r->models[0].unseen.map_at_r = sa / N;
+    r->models[1].q[SM_REP_Q_MAP_U] = b; r->models[1].unseen.map_at_r = sb / N;
+}
+
+/* The bootstrap: a known standard error, deterministic, NaN skipped, paired differences. */
+static void test_bootstrap(void) {
+    enum { N = 400 };
+    static float a[N], b[N], c[N];
+    for (int i = 0; i < N; i++) { a[i] = (float)(i % 2); b[i] = a[i]; c[i] = (float)(i % 4 == 0); }
+    sm_rep_interval iv, iv2;
+    CHECK(sm_rep_bootstrap_mean(a, NULL, N, &iv) == 0);
+    CHECK_NEAR(iv.value, 0.5, 1e-12);
+    CHECK_MSG(fabs(iv.se - 0.025) < 0.005, "se %g of a mean of 400 fair coin flips, want about 0.025", iv.se);
+    CHECK(iv.lo < 0.5 && iv.hi > 0.5 && iv.hi - iv.lo > 0.07 && iv.hi - iv.lo < 0.13 && iv.n == N);
+    CHECK(sm_rep_bootstrap_mean(a, NULL, N, &iv2) == 0 && iv2.lo == iv.lo && iv2.hi == iv.hi); /* fixed seed */
+    CHECK(sm_rep_bootstrap_mean(a, b, N, &iv) == 0 && iv.value == 0 && iv.lo == 0 && iv.hi == 0); /* paired: no spread */
+    CHECK(sm_rep_bootstrap_mean(a, c, N, &iv) == 0);
+    CHECK_NEAR(iv.value, 0.25, 1e-12);
+    CHECK(iv.lo > 0 && iv.hi < 0.5);
+    a[3] = NAN;
+    CHECK(sm_rep_bootstrap_mean(a, NULL, N, &iv) == 0 && iv.n == N - 1);
+    CHECK(sm_rep_bootstrap_mean(NULL, NULL, N, &iv) == -1 && isnan(iv.value) && isnan(iv.lo));
+    for (int i = 0; i < N; i++) a[i] = NAN;
+    CHECK(sm_rep_bootstrap_mean(a, NULL, N, &iv) == -1 && isnan(iv.hi));
+    /* separation: intra 0.5, inter 1 everywhere -> -0.5, no spread; against intra 0.6 -> +0.1 */
+    for (int i = 0; i < N; i++) { a[i] = 0.5f; b[i] = 1; c[i] = 0.6f; }
+    CHECK(sm_rep_bootstrap_sep(a, b, NULL, NULL, N, &iv) == 0);
+    CHECK_NEAR(iv.value, -0.5, 1e-6);
+    CHECK(sm_rep_bootstrap_sep(a, b, c, b, N, &iv) == 0);
+    CHECK_NEAR(iv.value, 0.1, 1e-6);
+    CHECK(sm_rep_bootstrap_sep(a, NULL, NULL, NULL, N, &iv) == -1);
+}
+
+/* Verdicts only beyond the uncertainty; the quick banner; plain names for the claims. */
+static void test_verdict_text(void) {
+    const struct { double margin, spread; const char *want; } cases[] = {
+        {0.011, 0.3, "not decided at this run size"}, /* se of the difference ~0.008: 0.011 is inside */
+        {0.05, 0.1, "supported"},
+        {-0.05, 0.1, "contradicted"}};
+    for (int t = 0; t < 3; t++) {
+        sm_report *r = fake_report(0.5);
+        if (!r) return;
+        fake_map(r, cases[t].margin, cases[t].spread);
+        sm_sbuf h = {0}, j = {0};
+        CHECK_OK(sm_report_build_html(r, &h));
+        CHECK_OK(sm_report_build_json(r, &j));
+        if (!h.s || !j.s) { free_fake(r); return; }
+        CHECK(json_balanced(j.s));
+        /* the first claim's row (MAP@R on the unseen classes) and its JSON entry */
+        const char *row = strstr(h.s, "New classes at test time"), *end = row ? strstr(row, "</tr>") : NULL;
+        char line[2048] = {0};
+        if (row && end) memcpy(line, row, (size_t)(end - row) < sizeof line - 1 ? (size_t)(end - row) : sizeof line - 1);
+        char want[96];
+        snprintf(want, sizeof want, ">%s</td>", cases[t].want);
+        CHECK_MSG(strstr(line, want) != NULL, "margin %g: want outcome %s, row: %s", cases[t].margin, cases[t].want, line);
+        CHECK_MSG(strstr(line, "95% interval") != NULL, "the result quotes no interval: %s", line);
+        const char *cl = strstr(j.s, "\"claims\"");
+        snprintf(want, sizeof want, "\"outcome\": \"%s\", \"difference\": {\"value\": ", cases[t].want);
+        CHECK_MSG(cl && strstr(cl, want), "JSON claims lack %s", want);
+        double v = NAN, lo = NAN, hi = NAN;
+        const char *d = cl ? strstr(cl, "\"difference\": {") : NULL;
+        if (d) sscanf(d, "\"difference\": {\"value\": %lf, \"se\": %*f, \"lo95\": %lf, \"hi95\": %lf", &v, &lo, &hi);
+        CHECK_NEAR(v, r->models[1].unseen.map_at_r - r->models[0].unseen.map_at_r, 1e-6);
+        CHECK(lo < v && v < hi);
+        if (t == 0) CHECK_MSG(lo < 0 && hi > 0, "margin 0.011 with se ~0.008: interval %g..%g should contain 0", lo, hi);
+        /* the figure's own uncertainty is in the table and the JSON */
+        CHECK(strstr(h.s, "class=\"pm\">&#177;0.0") != NULL);
+        CHECK(strstr(j.s, "\"unseen_map_at_r\": {\"value\": ") != NULL);
+        /* plain words, no jargon; no quick banner on a normal run */
+        CHECK(strstr(h.s, "What the comparison tests") && !strstr(h.s, "seed's"));
+        CHECK(!strstr(h.s, "Quick run") && strstr(j.s, "\"quick\": false"));
+        CHECK(!strstr(sm_report_text(r), "seed's") && !strstr(sm_report_text(r), "quick run"));
+        sm_sbuf_free(&h); sm_sbuf_free(&j);
+        /* the same report as a quick run: the banner comes first, before any section */
+        r->cfg.quick = 1; r->cfg.epochs = 1;
+        free(r->text); r->text = NULL;
+        CHECK_OK(sm_report_build_html(r, &h));
+        CHECK_OK(sm_report_build_json(r, &j));
+        const char *q = h.s ? strstr(h.s, "<p class=\"quick\"><b>Quick run:</b> 1 epoch on 3000 train images") : NULL;
+        const char *h2 = h.s ? strstr(h.s, "<h2>") : NULL;
+        CHECK_MSG(q && h2 && q < h2, "no quick banner before the first section");
+        CHECK(j.s && strstr(j.s, "\"quick\": true"));
+        CHECK(strstr(sm_report_text(r), "quick run (--quick): 1 epoch on 3000 train images") != NULL);
+        sm_sbuf_free(&h); sm_sbuf_free(&j);
+        free_fake(r);
+    }
 }
 
 /* ---- the driver on synthetic data ------------------------------------------------------------ */
@@ -312,6 +568,34 @@ static void test_compare(void) {
         CHECK_MSG(nsvg == 3 * 2 + 1, "%d charts, want 7", nsvg);
         CHECK(h.s && !strstr(h.s, "<script") && !strstr(h.s, "src=\"http"));
         CHECK(j.s && json_balanced(j.s));
+        CHECK(j.s && strstr(j.s, "\"uncertainty\": {\"method\": \"bootstrap over the test queries\"") &&
+              strstr(j.s, "\"unseen_map_at_r\": {\"value\": ") && strstr(j.s, "\"closed_set_argmax\": {\"value\": ") &&
+              strstr(j.s, "\"unseen_separation\": {\"value\": "));
+        /* each figure's uncertainty is centred on the figure itself */
+        for (int i = 0; i < r1->nmodels; i++) {
+            sm_rep_interval iv;
+            const sm_rep_model *a = &r1->models[i];
+            CHECK(sm_rep_bootstrap_mean(a->q[SM_REP_Q_MAP_U], NULL, a->qn[SM_REP_Q_MAP_U], &iv) == 0);
+            CHECK_NEAR(iv.value, a->unseen.map_at_r, 1e-6);
+            CHECK(iv.lo <= iv.value && iv.value <= iv.hi && iv.hi > iv.lo);
+            CHECK(sm_rep_bootstrap_mean(a->q[SM_REP_Q_FS_NN], NULL, a->qn[SM_REP_Q_FS_NN], &iv) == 0);
+            CHECK_NEAR(iv.value, a->fewshot_nn, 1e-6);
+            CHECK(sm_rep_bootstrap_mean(a->q[SM_REP_Q_NN_S], NULL, a->qn[SM_REP_Q_NN_S], &iv) == 0);
+            CHECK_NEAR(iv.value, a->acc_nn, 1e-6);
+            if (a->head_classes > 0) {
+                CHECK(sm_rep_bootstrap_mean(a->q[SM_REP_Q_ARG_S], NULL, a->qn[SM_REP_Q_ARG_S], &iv) == 0);
+                CHECK_NEAR(iv.value, a->acc_argmax, 1e-6);
+            }
+            if (!a->few) {
+                CHECK(sm_rep_bootstrap_mean(a->q[SM_REP_Q_OPEN_TAR], NULL, a->qn[SM_REP_Q_OPEN_TAR], &iv) == 0);
+                CHECK_NEAR(iv.value, a->open_tar, 1e-6);
+                CHECK(sm_rep_bootstrap_mean(a->q[SM_REP_Q_OPEN_REJ], NULL, a->qn[SM_REP_Q_OPEN_REJ], &iv) == 0);
+                CHECK_NEAR(iv.value, a->open_reject, 1e-6);
+            }
+            CHECK(sm_rep_bootstrap_sep(a->q[SM_REP_Q_INTRA_U], a->q[SM_REP_Q_INTER_U], NULL, NULL, a->qn[SM_REP_Q_INTRA_U], &iv) == 0);
+            CHECK_MSG(fabs(iv.value + a->intra_u / a->inter_u) < 0.01, "per-image separation %g, pairwise %g", -iv.value,
+                      a->intra_u / a->inter_u);
+        }
         CHECK(j.s && strstr(j.s, "\"figures\": [\"pca_0\", \"pca_1\", \"histogram_0\"") != NULL);
         const char *text = sm_report_text(r1);
         CHECK(strstr(text, "MAP@R") && strstr(text, "softmax") && strstr(text, "triplet"));
@@ -348,6 +632,10 @@ int main(void) {
     test_pca();
     test_ticks_and_text();
     test_svg();
+    test_chart_data();
+    test_confidence_text();
+    test_bootstrap();
+    test_verdict_text();
     test_compare();
     TEST_MAIN_END();
 }

@@ -244,6 +244,12 @@ done:
 /* ---- retrieval metrics ----------------------------------------------------------------------- */
 sm_status sm_retrieval_metrics(const float *emb, const int32_t *labels, int64_t n, int d,
                                sm_metric metric, sm_retrieval_result *out) {
+    return sm_retrieval_metrics_per_query(emb, labels, n, d, metric, out, NULL, NULL, NULL);
+}
+
+sm_status sm_retrieval_metrics_per_query(const float *emb, const int32_t *labels, int64_t n, int d,
+                                         sm_metric metric, sm_retrieval_result *out, double *ap_at_r,
+                                         double *r_precision, double *precision_at_1) {
     if (!emb || !labels || !out) return sm_fail(SM_ERR_INVALID, "retrieval metrics: NULL argument");
     if (n < 2) return sm_fail(SM_ERR_INVALID, "retrieval metrics: need at least 2 samples, got %lld",
                               (long long)n);
@@ -283,7 +289,13 @@ sm_status sm_retrieval_metrics(const float *emb, const int32_t *labels, int64_t 
         for (int64_t i = 0; i < mq; i++) {
             int32_t c = cls[q0 + i];
             int64_t R = cnt[c] - 1;
-            if (R <= 0) { nskip++; continue; }
+            if (R <= 0) {
+                nskip++;
+                if (ap_at_r) ap_at_r[q0 + i] = NAN;
+                if (r_precision) r_precision[q0 + i] = NAN;
+                if (precision_at_1) precision_at_1[q0 + i] = NAN;
+                continue;
+            }
             nquery++;
             const int64_t *nb = idx + i * K;
             int64_t hits = 0, first_hit = -1;
@@ -302,6 +314,9 @@ sm_status sm_retrieval_metrics(const float *emb, const int32_t *labels, int64_t 
             p1 += first_hit == 0;
             rprec += (double)hits / (double)R;
             map += ap / (double)R;
+            if (ap_at_r) ap_at_r[q0 + i] = ap / (double)R;
+            if (r_precision) r_precision[q0 + i] = (double)hits / (double)R;
+            if (precision_at_1) precision_at_1[q0 + i] = first_hit == 0;
             for (int j = 0; j < 4; j++) rec[j] += first_hit >= 0 && first_hit < rk[j];
         }
     }

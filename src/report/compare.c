@@ -163,9 +163,11 @@ static void centroids(const float *e, const int32_t *y, int64_t n, int d, const 
 }
 
 /* Accuracy of nearest neighbour and nearest centroid classification of queries (q, qy) against a
- * labelled gallery (g, gy) of classes cls. */
+ * labelled gallery (g, gy) of classes cls; each query's 1 (right) or 0 into q_nn and q_cen (nq)
+ * where not NULL. */
 static sm_status nn_centroid_acc(const float *g, const int32_t *gy, int64_t ng, const float *q, const int32_t *qy,
-                                 int64_t nq, int d, const int32_t *cls, int ncls, double *acc_nn, double *acc_cen) {
+                                 int64_t nq, int d, const int32_t *cls, int ncls, double *acc_nn, double *acc_cen,
+                                 float *q_nn, float *q_cen) {
     int32_t *pred = sm_alloc((size_t)(nq ? nq : 1), sizeof(int32_t)); /* (nq) */
     float *cen = sm_alloc((size_t)ncls * d, sizeof(float));           /* (ncls, d) */
     double *acc = sm_alloc((size_t)d, sizeof(double));               /* (d) scratch */
@@ -174,14 +176,14 @@ static sm_status nn_centroid_acc(const float *g, const int32_t *gy, int64_t ng, 
     sm_status st = nn_labels(g, gy, ng, q, nq, d, pred, NULL);
     int64_t ok = 0;
     if (!st) {
-        for (int64_t i = 0; i < nq; i++) ok += pred[i] == qy[i];
+        for (int64_t i = 0; i < nq; i++) { ok += pred[i] == qy[i]; if (q_nn) q_nn[i] = pred[i] == qy[i]; }
         *acc_nn = nq ? (double)ok / (double)nq : NAN;
         centroids(g, gy, ng, d, cls, ncls, cen, cy, acc);
         st = nn_labels(cen, cy, ncls, q, nq, d, pred, NULL);
     }
     if (!st) {
         ok = 0;
-        for (int64_t i = 0; i < nq; i++) ok += pred[i] == qy[i];
+        for (int64_t i = 0; i < nq; i++) { ok += pred[i] == qy[i]; if (q_cen) q_cen[i] = pred[i] == qy[i]; }
         *acc_cen = nq ? (double)ok / (double)nq : NAN;
     }
     sm_free(pred); sm_free(cen); sm_free(acc);
@@ -374,6 +376,44 @@ static sm_status train_one(ctx *c, int li, const sm_dataset *ds, int epochs, int
     return SM_OK;
 }
 
+/* Allocate R's per-query array k of n floats, all NaN; NULL without memory. */
+static float *qalloc(sm_rep_model *R, int k, int64_t n) {
+    R->q[k] = sm_alloc((size_t)(n ? n : 1), sizeof(float));
+    R->qn[k] = R->q[k] ? n : 0;
+    for (int64_t i = 0; R->q[k] && i < n; i++) R->q[k][i] = NAN;
+    return R->q[k];
+}
+
+/* Retrieval figures of e (n, d) into res and the per-query arrays k0 (P@1), k0+1 (R-precision),
+ * k0+2 (AP@R) of R. */
+static sm_status retrieval(sm_rep_model *R, int k0, const float *e, const int32_t *y, int64_t n, int d,
+                           sm_retrieval_result *res) {
+    double *buf = sm_alloc((size_t)(3 * (n ? n : 1)), sizeof(double)); /* (3, n) */
+    if (!buf || !qalloc(R, k0, n) || !qalloc(R, k0 + 1, n) || !qalloc(R, k0 + 2, n)) { sm_free(buf); return SM_ERR_NOMEM; }
+    sm_status st = sm_retrieval_metrics_per_query(e, y, n, d, SM_METRIC_L2, res, buf + 2 * n, buf + n, buf);
+    for (int64_t i = 0; !st && i < n; i++)
+        for (int j = 0; j < 3; j++) R->q[k0 + j][i] = (float)buf[j * n + i];
+    sm_free(buf);
+    return st;
+}
+
+/* Each image's mean L2 distance to the other images of its class (intra, NaN if it is alone)
+ * and to the images of other classes (inter, NaN if none), e (n, d). */
+static void per_image_distances(const float *e, const int32_t *y, int64_t n, int d, float *intra, float *inter) {
+#pragma omp parallel for schedule(dynamic, 16)
+    for (int64_t i = 0; i < n; i++) {
+        double si = 0, sx = 0;
+        int64_t ni = 0, nx = 0;
+        for (int64_t j = 0; j < n; j++) {
+            if (j == i) continue;
+            double v = l2(e + i * d, e + j * d, d);
+            if (y[j] == y[i]) { si += v; ni++; } else { sx += v; nx++; }
+        }
+        intra[i] = ni ? (float)(si / (double)ni) : NAN;
+        inter[i] = nx ? (float)(sx / (double)nx) : NAN;
+    }
+}
+
 /* Evaluate model m into R; full = 0 for the few-samples runs (no open set, ROC, PCA). */
 static sm_status evaluate(ctx *c, sm_model *m, sm_rep_model *R, const sm_dataset *gallery, int full) {
     const sm_compare_config *cfg = c->cfg;
@@ -391,8 +431,13 @@ static sm_status evaluate(ctx *c, sm_model *m, sm_rep_model *R, const sm_dataset
         (st = embed_norm(m, c->shots, &esh)))
         goto done;
     /* retrieval and structure */
-    if ((st = sm_retrieval_metrics(eu, yu, nu, d, SM_METRIC_L2, &R->unseen))) goto done;
-    if ((st = sm_retrieval_metrics(es, ys, ns, d, SM_METRIC_L2, &R->seen))) goto done;
+    if ((st = retrieval(R, SM_REP_Q_P1_U, eu, yu, nu, d, &R->unseen))) goto done;
+    if ((st = retrieval(R, SM_REP_Q_P1_S, es, ys, ns, d, &R->seen))) goto done;
+    st = SM_ERR_NOMEM;
+    if (!qalloc(R, SM_REP_Q_INTRA_U, nu) || !qalloc(R, SM_REP_Q_INTER_U, nu) || !qalloc(R, SM_REP_Q_FS_NN, nu) ||
+        !qalloc(R, SM_REP_Q_FS_CEN, nu) || !qalloc(R, SM_REP_Q_NN_S, ns) || !qalloc(R, SM_REP_Q_CEN_S, ns))
+        goto done;
+    per_image_distances(eu, yu, nu, d, R->q[SM_REP_Q_INTRA_U], R->q[SM_REP_Q_INTER_U]);
     if ((st = sm_intra_inter_distances(eu, yu, nu, d, &R->intra_u, &R->inter_u))) goto done;
     if ((st = sm_intra_inter_distances(es, ys, ns, d, &R->intra_s, &R->inter_s))) goto done;
     if ((st = triplet_fraction(eu, yu, nu, d, cfg->triplet_samples, cfg->triplet_margin, cfg->seed + 7, &R->trip_u)))
@@ -403,10 +448,12 @@ static sm_status evaluate(ctx *c, sm_model *m, sm_rep_model *R, const sm_dataset
     int64_t nsh = sm_dataset_size(c->shots);
     const int32_t *ysh = sm_dataset_labels(c->shots);
     if ((st = nn_centroid_acc(esh, ysh, nsh, eu, yu, nu, d, r->unseen, r->nunseen, &R->fewshot_nn,
-                              &R->fewshot_centroid)))
+                              &R->fewshot_centroid, R->q[SM_REP_Q_FS_NN], R->q[SM_REP_Q_FS_CEN])))
         goto done;
     /* closed set on the seen classes */
-    if ((st = nn_centroid_acc(eg, yg, ng, es, ys, ns, d, r->seen, r->nseen, &R->acc_nn, &R->acc_centroid))) goto done;
+    if ((st = nn_centroid_acc(eg, yg, ng, es, ys, ns, d, r->seen, r->nseen, &R->acc_nn, &R->acc_centroid,
+                              R->q[SM_REP_Q_NN_S], R->q[SM_REP_Q_CEN_S])))
+        goto done;
     R->acc_argmax = NAN;
     R->head_classes = sm_model_num_classes(m);
     if (R->head_classes > 0) {
@@ -416,13 +463,14 @@ static sm_status evaluate(ctx *c, sm_model *m, sm_rep_model *R, const sm_dataset
         logits = sm_alloc((size_t)nmax * C, sizeof(float)); /* (max(ns, nu), C) */
         R->unseen_pred = sm_calloc((size_t)r->nunseen * C, sizeof(int64_t));
         R->unseen_conf = sm_calloc((size_t)r->nunseen, sizeof(double));
-        if (!logits || !R->unseen_pred || !R->unseen_conf) goto done;
+        if (!logits || !R->unseen_pred || !R->unseen_conf || !qalloc(R, SM_REP_Q_ARG_S, ns)) goto done;
         if ((st = sm_model_logits(m, sm_dataset_images(ts), ns, logits))) goto done;
         int64_t ok = 0;
         for (int64_t i = 0; i < ns; i++) {
             int best = 0;
             for (int j = 1; j < C; j++) if (logits[i * C + j] > logits[i * C + best]) best = j;
             ok += best == ys[i];
+            R->q[SM_REP_Q_ARG_S][i] = best == ys[i];
         }
         R->acc_argmax = ns ? (double)ok / (double)ns : NAN;
         if ((st = sm_model_logits(m, sm_dataset_images(tu), nu, logits))) goto done;
@@ -480,12 +528,18 @@ static sm_status evaluate(ctx *c, sm_model *m, sm_rep_model *R, const sm_dataset
             st = SM_ERR_NOMEM;
             pred = sm_alloc((size_t)nu, sizeof(int32_t));
             dist = sm_alloc((size_t)nu, sizeof(double));
-            if (pred && dist && !(st = nn_labels(gk, gky, ngk, eu, nu, d, pred, dist))) {
+            if (pred && dist && qalloc(R, SM_REP_Q_OPEN_TAR, nu) && qalloc(R, SM_REP_Q_OPEN_REJ, nu) &&
+                !(st = nn_labels(gk, gky, ngk, eu, nu, d, pred, dist))) {
                 int64_t kn = 0, kok = 0, un = 0, urej = 0;
                 for (int64_t i = 0; i < nu; i++) {
                     int accepted = dist[i] <= R->open_threshold;
-                    if (in_list(yu[i], known, nk)) { kn++; kok += accepted && pred[i] == yu[i]; }
-                    else { un++; urej += !accepted; }
+                    if (in_list(yu[i], known, nk)) {
+                        kn++; kok += accepted && pred[i] == yu[i];
+                        R->q[SM_REP_Q_OPEN_TAR][i] = accepted && pred[i] == yu[i];
+                    } else {
+                        un++; urej += !accepted;
+                        R->q[SM_REP_Q_OPEN_REJ][i] = !accepted;
+                    }
                 }
                 R->open_tar = kn ? (double)kok / (double)kn : NAN;
                 R->open_reject = un ? (double)urej / (double)un : NAN;
@@ -718,6 +772,7 @@ void sm_report_free(sm_report *r) {
         sm_free(r->models[i].unseen_conf);
         sm_free(r->models[i].pca);
         sm_free(r->models[i].pca_y);
+        for (int k = 0; k < SM_REP_NQ; k++) sm_free(r->models[i].q[k]);
     }
     for (int i = 0; i < r->nowned; i++) sm_free(r->owned[i]);
     free(r->text);

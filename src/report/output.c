@@ -1,7 +1,8 @@
 /* output.c - the comparison's three outputs: a self-contained HTML page (inline CSS and SVG
  * charts drawn by svg.c; no script, no external resource), a JSON file with the data of every
- * figure, and the plain-text tables for the terminal.  Also the verdicts on the seed's "when to
- * use which" claims, computed from the figures with fixed rules (docs/report.md). */
+ * figure, and the plain-text tables for the terminal.  Also the verdicts on the common "when to
+ * use which" claims, decided on the bootstrap intervals of the differences (stats.c), and every
+ * sentence that states a figure, worded from it (docs/report.md). */
 #include "report/report.h"
 #include <math.h>
 #include <stdlib.h>
@@ -51,17 +52,80 @@ static void fmt3(char *s, size_t n, double v) {
     else snprintf(s, n, "-");
 }
 
-/* ---- verdicts ---------------------------------------------------------------------------- */
+const char *sm_rep_confidence_words(double mean_top, int classes) {
+    if (!isfinite(mean_top) || classes < 2) return "with a confidence that was not measured";
+    double u = 1.0 / classes, rel = (mean_top - u) / (1 - u); /* 0: uniform guess, 1: certain */
+    if (rel < 0.15) return "with low confidence, close to a uniform guess";
+    if (rel < 0.5) return "with low confidence";
+    if (rel < 0.85) return "with moderate confidence";
+    return "often with high confidence";
+}
 
-typedef struct verdict { char claim[160], test[200], result[400], outcome[24]; } verdict;
+/* ---- uncertainties and verdicts ------------------------------------------------------------ */
 
-/* Compare the classifier c with the best metric model b on figure f (higher is better); the
- * claim "metric learning is better here" holds if b beats c by more than 0.01. */
-static void judge(const sm_report *r, verdict *v, int c, int b, fig_fn f, const char *what) {
-    if (c < 0 || b < 0) { snprintf(v->result, sizeof v->result, "not measured (needs softmax and a metric loss)"); snprintf(v->outcome, sizeof v->outcome, "n/a"); return; }
-    double fc = f(&r->models[c]), fb = f(&r->models[b]);
-    snprintf(v->result, sizeof v->result, "%s: %s %.3f vs %s %.3f", what, r->models[b].loss, fb, r->models[c].loss, fc);
-    snprintf(v->outcome, sizeof v->outcome, "%s", fb > fc + 0.01 ? "supported" : fb < fc - 0.01 ? "contradicted" : "no clear difference");
+#define Q_BEST_CLOSED (-1) /* the larger of a model's argmax and 1-NN accuracy */
+#define Q_SEP (-2)         /* -(intra/inter) from the per-image mean distances */
+#define UNDECIDED "not decided at this run size"
+
+/* Model m's per-query array for figure qk (an SM_REP_Q_* index or Q_BEST_CLOSED); NULL if none. */
+static const float *qarr(const sm_rep_model *m, int qk, int64_t *n) {
+    if (qk == Q_BEST_CLOSED) qk = isfinite(m->acc_argmax) && m->acc_argmax > m->acc_nn ? SM_REP_Q_ARG_S : SM_REP_Q_NN_S;
+    if (qk < 0 || qk >= SM_REP_NQ) { *n = 0; return NULL; }
+    *n = m->qn[qk];
+    return m->q[qk];
+}
+
+/* The uncertainty of model m's figure qk; with other, of the difference m - other on the same
+ * queries.  Returns 0, or -1 (iv all NaN) when the per-query values are missing. */
+static int interval(const sm_rep_model *m, const sm_rep_model *other, int qk, sm_rep_interval *iv) {
+    if (qk == Q_SEP) {
+        int64_t n = m->qn[SM_REP_Q_INTRA_U];
+        if (other && other->qn[SM_REP_Q_INTRA_U] != n) n = 0;
+        return sm_rep_bootstrap_sep(m->q[SM_REP_Q_INTRA_U], m->q[SM_REP_Q_INTER_U], other ? other->q[SM_REP_Q_INTRA_U] : NULL,
+                                    other ? other->q[SM_REP_Q_INTER_U] : NULL, n, iv);
+    }
+    int64_t na = 0, nb = 0;
+    const float *a = qarr(m, qk, &na), *b = other ? qarr(other, qk, &nb) : NULL;
+    if (other && (!b || nb != na)) a = NULL;
+    return sm_rep_bootstrap_mean(a, b, na, iv);
+}
+
+/* Half the width of the 95% interval of m's figure qk, NaN if unknown. */
+static double halfwidth(const sm_rep_model *m, int qk) {
+    sm_rep_interval iv;
+    return interval(m, NULL, qk, &iv) ? NAN : (iv.hi - iv.lo) / 2;
+}
+
+typedef struct verdict {
+    char claim[160], test[200], result[400], outcome[40];
+    sm_rep_interval diff;  /* the difference the outcome rests on, with its uncertainty */
+} verdict;
+
+static void not_measured(verdict *v) {
+    snprintf(v->result, sizeof v->result, "not measured (needs softmax and a metric loss)");
+    snprintf(v->outcome, sizeof v->outcome, "n/a");
+    v->diff.value = v->diff.se = v->diff.lo = v->diff.hi = NAN;
+    v->diff.n = 0;
+}
+
+/* Append "; difference +x, 95% interval [lo, hi] over n queries" (or that it has none). */
+static void append_diff(verdict *v, int ok, const char *over) {
+    size_t l = strlen(v->result);
+    if (ok) snprintf(v->result + l, sizeof v->result - l, "; difference %+.3f, 95%% interval %+.3f to %+.3f (%lld %s)",
+                     v->diff.value, v->diff.lo, v->diff.hi, (long long)v->diff.n, over);
+    else snprintf(v->result + l, sizeof v->result - l, "; no per-query values, so no uncertainty");
+}
+
+/* Compare the classifier c with the best metric model b on figure f (higher is better), paired
+ * over the same queries: "metric learning does better here" is supported when the 95% interval
+ * of b - c lies above 0, contradicted when it lies below 0, and not decided otherwise. */
+static void judge(const sm_report *r, verdict *v, int c, int b, fig_fn f, int qk, const char *what, const char *over) {
+    if (c < 0 || b < 0) { not_measured(v); return; }
+    const sm_rep_model *mb = &r->models[b], *mc = &r->models[c];
+    snprintf(v->result, sizeof v->result, "%s: %s %.3f vs %s %.3f", what, mb->loss, f(mb), mc->loss, f(mc));
+    int ok = interval(mb, mc, qk, &v->diff) == 0;
+    append_diff(v, ok, over);
+    snprintf(v->outcome, sizeof v->outcome, "%s", !ok ? UNDECIDED : v->diff.lo > 0 ? "supported" : v->diff.hi < 0 ? "contradicted" : UNDECIDED);
 }
 
 static int verdicts(const sm_report *r, verdict *v) {
@@ -69,7 +133,7 @@ static int verdicts(const sm_report *r, verdict *v) {
     memset(v, 0, 8 * sizeof *v);
     snprintf(v[n].claim, sizeof v[n].claim, "New classes at test time: softmax cannot handle them; metric learning can, with no retraining");
     snprintf(v[n].test, sizeof v[n].test, "MAP@R on the unseen classes %s (each test image a query against the others)", r->cfg.unseen_classes);
-    judge(r, &v[n], c, best_of(r, 0, 1, f_map), f_map, "MAP@R");
+    judge(r, &v[n], c, best_of(r, 0, 1, f_map), f_map, SM_REP_Q_MAP_U, "MAP@R", "queries");
     if (c >= 0) {
         size_t l = strlen(v[n].result);
         snprintf(v[n].result + l, sizeof v[n].result - l, "; the softmax head itself has %d outputs, none for a new class",
@@ -78,37 +142,43 @@ static int verdicts(const sm_report *r, verdict *v) {
     n++;
     snprintf(v[n].claim, sizeof v[n].claim, "A new class can be enrolled from a few examples");
     snprintf(v[n].test, sizeof v[n].test, "%d-shot identification of the unseen classes, nearest neighbour", r->cfg.shots);
-    judge(r, &v[n], c, best_of(r, 0, 1, f_fewshot), f_fewshot, "accuracy");
+    judge(r, &v[n], c, best_of(r, 0, 1, f_fewshot), f_fewshot, SM_REP_Q_FS_NN, "accuracy", "test images");
     n++;
     snprintf(v[n].claim, sizeof v[n].claim, "Verification and open-set recognition need distances that mean similarity");
     snprintf(v[n].test, sizeof v[n].test, "open set: %d classes enrolled, the others rejected, threshold at FAR %g",
              r->cfg.open_known, r->cfg.far);
-    judge(r, &v[n], c, best_of(r, 0, 1, f_open), f_open, "identified and accepted");
+    judge(r, &v[n], c, best_of(r, 0, 1, f_open), f_open, SM_REP_Q_OPEN_TAR, "identified and accepted", "test images");
     n++;
     snprintf(v[n].claim, sizeof v[n].claim, "Metric learning organises the space: same class close, different classes far");
     snprintf(v[n].test, sizeof v[n].test, "intra/inter-class distance ratio on the unseen classes (lower is better; shown negated)");
-    judge(r, &v[n], c, best_of(r, 0, 1, f_sep), f_sep, "-(intra/inter)");
+    judge(r, &v[n], c, best_of(r, 0, 1, f_sep), f_sep, Q_SEP, "-(intra/inter)", "test images");
     n++;
     snprintf(v[n].claim, sizeof v[n].claim, "Fixed classes with plenty of data: softmax is the simple, strong choice");
     snprintf(v[n].test, sizeof v[n].test, "closed-set accuracy on the seen classes: softmax argmax vs the best metric model by 1-NN");
     {
         int b = best_of(r, 0, 1, f_nn);
-        if (c < 0 || b < 0) { snprintf(v[n].result, sizeof v[n].result, "not measured"); snprintf(v[n].outcome, sizeof v[n].outcome, "n/a"); }
+        if (c < 0 || b < 0) not_measured(&v[n]);
         else {
-            double a = r->models[c].acc_argmax, m = r->models[b].acc_nn;
-            snprintf(v[n].result, sizeof v[n].result, "%s argmax %.3f vs %s 1-NN %.3f", r->models[c].loss, a, r->models[b].loss, m);
-            snprintf(v[n].outcome, sizeof v[n].outcome, "%s", a >= m - 0.01 ? "supported" : "contradicted");
+            const sm_rep_model *mc = &r->models[c], *mb = &r->models[b];
+            snprintf(v[n].result, sizeof v[n].result, "%s argmax %.3f vs %s 1-NN %.3f", mc->loss, mc->acc_argmax, mb->loss, mb->acc_nn);
+            /* softmax - metric, paired over the seen test images */
+            int ok = mc->qn[SM_REP_Q_ARG_S] == mb->qn[SM_REP_Q_NN_S] &&
+                     sm_rep_bootstrap_mean(mc->q[SM_REP_Q_ARG_S], mb->q[SM_REP_Q_NN_S], mc->qn[SM_REP_Q_ARG_S], &v[n].diff) == 0;
+            if (!ok) v[n].diff.value = v[n].diff.se = v[n].diff.lo = v[n].diff.hi = NAN;
+            append_diff(&v[n], ok, "test images");
+            snprintf(v[n].outcome, sizeof v[n].outcome, "%s", !ok ? UNDECIDED : v[n].diff.lo > -0.01 ? "supported" :
+                     v[n].diff.hi < 0 ? "contradicted" : UNDECIDED);
         }
     }
     n++;
     if (cf >= 0 || best_of(r, 1, 1, f_nn) >= 0) {
         snprintf(v[n].claim, sizeof v[n].claim, "Few samples a class: metric learning does better than softmax");
         snprintf(v[n].test, sizeof v[n].test, "%d train images a seen class: best closed-set accuracy (argmax or 1-NN)", r->cfg.few_per_class);
-        judge(r, &v[n], cf, best_of(r, 1, 1, f_best_closed), f_best_closed, "closed-set accuracy");
+        judge(r, &v[n], cf, best_of(r, 1, 1, f_best_closed), f_best_closed, Q_BEST_CLOSED, "closed-set accuracy", "test images");
         n++;
         snprintf(v[n].claim, sizeof v[n].claim, "Few samples a class: retrieval");
         snprintf(v[n].test, sizeof v[n].test, "%d train images a seen class: MAP@R on the seen test classes", r->cfg.few_per_class);
-        judge(r, &v[n], cf, best_of(r, 1, 1, f_seen_map), f_seen_map, "MAP@R");
+        judge(r, &v[n], cf, best_of(r, 1, 1, f_seen_map), f_seen_map, SM_REP_Q_MAP_S, "MAP@R", "queries");
         n++;
     }
     return n;
@@ -118,6 +188,10 @@ static int verdicts(const sm_report *r, verdict *v) {
 
 void sm_report_build_text(const sm_report *r, sm_sbuf *b) {
     char a[16][16];
+    if (r->cfg.quick)
+        sm_sbuf_printf(b, "\nquick run (--quick): %d epoch%s on %lld train images; the figures show what is measured, not how "
+                          "the losses compare after full training\n", r->cfg.epochs, r->cfg.epochs == 1 ? "" : "s",
+                       (long long)r->n_train);
     sm_sbuf_printf(b, "\nsimile compare: %s trained on classes %s (%lld images); unseen classes %s (%lld test images)\n\n",
                    r->cfg.model_spec, r->cfg.seen_classes, (long long)r->n_train, r->cfg.unseen_classes,
                    (long long)r->n_test_unseen);
@@ -167,8 +241,8 @@ void sm_report_build_text(const sm_report *r, sm_sbuf *b) {
     }
     verdict v[8];
     int nv = verdicts(r, v);
-    sm_sbuf_puts(b, "\nthe seed's claims, put to the test:\n");
-    for (int i = 0; i < nv; i++) sm_sbuf_printf(b, "  %-20s %s\n  %20s %s\n", v[i].outcome, v[i].claim, "", v[i].result);
+    sm_sbuf_puts(b, "\nwhat the comparison tests (outcomes decided only beyond the 95% bootstrap interval):\n");
+    for (int i = 0; i < nv; i++) sm_sbuf_printf(b, "  %-28s %s\n  %28s %s\n", v[i].outcome, v[i].claim, "", v[i].result);
     sm_sbuf_printf(b, "\nwall time %.1f s, %d threads\n", r->wall_seconds, r->threads);
 }
 
@@ -261,6 +335,7 @@ sm_status sm_report_build_json(const sm_report *r, sm_sbuf *b) {
     jkey(b, "scatter_per_class", c->scatter_per_class, 1);
     jkey(b, "few_per_class", c->few_per_class, 1);
     jkey(b, "few_epochs", c->few_epochs, 1);
+    sm_sbuf_printf(b, "\"quick\": %s, ", c->quick ? "true" : "false");
     jstr(b, "model_dir", c->model_dir, 0);
     sm_sbuf_puts(b, "},\n\"data\": {");
     jstr(b, "description", c->data_description, 1);
@@ -322,6 +397,31 @@ sm_status sm_report_build_json(const sm_report *r, sm_sbuf *b) {
         jkey(b, "nearest_centroid", m->acc_centroid, 1);
         jkey(b, "head_classes", m->head_classes, 0);
         sm_sbuf_puts(b, "}");
+        /* uncertainties: bootstrap over the test queries */
+        {
+            static const struct { const char *key; int qk; } figs[] = {
+                {"unseen_precision_at_1", SM_REP_Q_P1_U}, {"unseen_r_precision", SM_REP_Q_RP_U},
+                {"unseen_map_at_r", SM_REP_Q_MAP_U}, {"seen_precision_at_1", SM_REP_Q_P1_S},
+                {"seen_r_precision", SM_REP_Q_RP_S}, {"seen_map_at_r", SM_REP_Q_MAP_S},
+                {"fewshot_nearest_neighbour", SM_REP_Q_FS_NN}, {"fewshot_nearest_centroid", SM_REP_Q_FS_CEN},
+                {"open_set_tar", SM_REP_Q_OPEN_TAR}, {"open_set_unknown_rejection", SM_REP_Q_OPEN_REJ},
+                {"closed_set_argmax", SM_REP_Q_ARG_S}, {"closed_set_nearest_neighbour", SM_REP_Q_NN_S},
+                {"closed_set_nearest_centroid", SM_REP_Q_CEN_S}, {"unseen_separation", Q_SEP}};
+            sm_sbuf_printf(b, ",\n \"uncertainty\": {\"method\": \"bootstrap over the test queries\", \"resamples\": %d, "
+                              "\"seed\": %llu", SM_REP_RESAMPLES, (unsigned long long)SM_REP_BOOT_SEED);
+            for (size_t k = 0; k < sizeof figs / sizeof figs[0]; k++) {
+                sm_rep_interval iv;
+                if (interval(m, NULL, figs[k].qk, &iv)) continue;
+                sm_sbuf_printf(b, ",\n  \"%s\": {", figs[k].key);
+                jkey(b, "value", iv.value, 1);
+                jkey(b, "se", iv.se, 1);
+                jkey(b, "lo95", iv.lo, 1);
+                jkey(b, "hi95", iv.hi, 1);
+                jkey(b, "queries", (double)iv.n, 0);
+                sm_sbuf_puts(b, "}");
+            }
+            sm_sbuf_puts(b, "}");
+        }
         if (m->unseen_pred) {
             sm_sbuf_puts(b, ",\n \"head_on_unseen\": [");
             for (int k = 0; k < r->nunseen; k++) {
@@ -380,7 +480,14 @@ sm_status sm_report_build_json(const sm_report *r, sm_sbuf *b) {
         jstr(b, "claim", v[i].claim, 1);
         jstr(b, "test", v[i].test, 1);
         jstr(b, "result", v[i].result, 1);
-        jstr(b, "outcome", v[i].outcome, 0);
+        jstr(b, "outcome", v[i].outcome, 1);
+        sm_sbuf_puts(b, "\"difference\": {");
+        jkey(b, "value", v[i].diff.value, 1);
+        jkey(b, "se", v[i].diff.se, 1);
+        jkey(b, "lo95", v[i].diff.lo, 1);
+        jkey(b, "hi95", v[i].diff.hi, 1);
+        jkey(b, "queries", (double)v[i].diff.n, 0);
+        sm_sbuf_puts(b, "}");
         sm_sbuf_puts(b, "}");
     }
     sm_sbuf_puts(b, "],\n\"figures\": [");
@@ -403,13 +510,24 @@ static const char *css =
     "td.l,th.l{text-align:left}td.best{font-weight:bold;background:#e8f4e8}"
     ".supported{color:#1a7f1a;font-weight:bold}.contradicted{color:#b22222;font-weight:bold}"
     ".grid{display:flex;flex-wrap:wrap;gap:10px}.note{color:#555;font-size:13px}"
-    "code{background:#f4f4f4;padding:1px 4px}";
+    "code{background:#f4f4f4;padding:1px 4px}.pm{color:#777;font-size:11px}"
+    ".quick{background:#fff4d6;border:1px solid #e0b84c;padding:8px 12px;margin:12px 0}";
 
 /* A table cell with 3 decimals, bold if it is the column's best. */
 static void cell(sm_sbuf *b, double v, int best) {
     char s[32];
     fmt3(s, sizeof s, v);
     sm_sbuf_printf(b, "<td%s>%s</td>", best ? " class=\"best\"" : "", s);
+}
+
+/* A cell with its uncertainty: the figure and, below it, +- half its 95% interval (m's
+ * per-query values qk), or the figure alone when it has none. */
+static void cell_pm(sm_sbuf *b, double v, int best, const sm_rep_model *m, int qk) {
+    char s[32];
+    fmt3(s, sizeof s, v);
+    double h = isfinite(v) ? halfwidth(m, qk) : NAN;
+    if (isfinite(h)) sm_sbuf_printf(b, "<td%s>%s<br><span class=\"pm\">&#177;%.3f</span></td>", best ? " class=\"best\"" : "", s, h);
+    else sm_sbuf_printf(b, "<td%s>%s</td>", best ? " class=\"best\"" : "", s);
 }
 
 /* 1 if v is the largest finite value of column f among the models of group few. */
@@ -442,24 +560,27 @@ static void svg_pca(sm_sbuf *b, const sm_report *r, const sm_rep_model *m) {
     if (!(y1 > y0)) { y0 = -1; y1 = 1; }
     double px = 0.05 * (x1 - x0), py = 0.05 * (y1 - y0);
     sm_svg_plot p;
-    sm_svg_init(&p, 440, 380, x0 - px, x1 + px, y0 - py, y1 + py);
+    sm_svg_init(&p, 440, 360, x0 - px, x1 + px, y0 - py, y1 + py);
     char title[128], xl[64], yl[64];
     snprintf(title, sizeof title, "%s: unseen classes, PCA", m->loss);
     snprintf(xl, sizeof xl, "PC 1 (%.0f%% of variance)", 100 * m->pca_var[0]);
     snprintf(yl, sizeof yl, "PC 2 (%.0f%%)", 100 * m->pca_var[1]);
     p.title = title; p.xlabel = xl; p.ylabel = yl;
+    const char *names[SM_REP_MAX_CLASSES], *colors[SM_REP_MAX_CLASSES];
+    for (int k = 0; k < r->nunseen; k++) {
+        names[k] = r->class_names[r->unseen[k]];
+        colors[k] = sm_svg_color(r->nseen + k);
+    }
+    sm_svg_reserve_legend(&p, names, r->nunseen);
     sm_svg_begin(b, &p);
     double *xs = malloc((size_t)(m->pca_n ? m->pca_n : 1) * sizeof(double));
     double *ys = malloc((size_t)(m->pca_n ? m->pca_n : 1) * sizeof(double));
-    const char *names[SM_REP_MAX_CLASSES], *colors[SM_REP_MAX_CLASSES];
     if (xs && ys)
         for (int k = 0; k < r->nunseen; k++) {
             int64_t n = 0;
             for (int64_t i = 0; i < m->pca_n; i++)
                 if (m->pca_y[i] == r->unseen[k]) { xs[n] = m->pca[2 * i]; ys[n++] = m->pca[2 * i + 1]; }
-            sm_svg_scatter(b, &p, xs, ys, n, sm_svg_color(r->nseen + k), 1.8, 0.55);
-            names[k] = r->class_names[r->unseen[k]];
-            colors[k] = sm_svg_color(r->nseen + k);
+            sm_svg_scatter(b, &p, xs, ys, n, colors[k], 1.8, 0.55);
         }
     else b->failed = 1;
     sm_svg_legend(b, &p, names, colors, r->nunseen, 0);
@@ -475,67 +596,104 @@ static void svg_hist(sm_sbuf *b, const sm_rep_model *m) {
         if (m->hist_imp[k] > top) top = m->hist_imp[k];
     }
     sm_svg_plot p;
-    sm_svg_init(&p, 440, 300, 0, 2, 0, top > 0 ? top * 1.1 : 1);
+    sm_svg_init(&p, 440, 290, 0, 2, 0, top > 0 ? top * 1.1 : 1);
     char title[128];
     snprintf(title, sizeof title, "%s: pair distances, unseen classes", m->loss);
     p.title = title; p.xlabel = "Euclidean distance of normalised embeddings"; p.ylabel = "density";
+    const char *names[] = {"same class", "different class"}, *colors[] = {"#1f77b4", "#ff7f0e"};
+    sm_svg_reserve_legend(&p, names, 2);
     sm_svg_begin(b, &p);
     sm_svg_bars(b, &p, edges, m->hist_imp, SM_REP_BINS, "#ff7f0e", 0.45);
     sm_svg_bars(b, &p, edges, m->hist_gen, SM_REP_BINS, "#1f77b4", 0.45);
-    const char *names[] = {"same class", "different class"}, *colors[] = {"#1f77b4", "#ff7f0e"};
     sm_svg_legend(b, &p, names, colors, 2, 0);
     sm_svg_end(b);
 }
 
 static void svg_roc(sm_sbuf *b, const sm_report *r) {
     sm_svg_plot p;
-    sm_svg_init(&p, 520, 380, 1e-4, 1, 0, 1);
+    sm_svg_init(&p, 520, 360, 1e-4, 1, 0, 1);
     p.log_x = 1;
     p.title = "ROC, verification on unseen-class pairs";
     p.xlabel = "false accept rate (log scale)";
     p.ylabel = "true accept rate";
-    sm_svg_begin(b, &p);
-    double fx[2] = {r->cfg.far, r->cfg.far}, fy[2] = {0, 1};
-    sm_svg_line(b, &p, fx, fy, 2, "#999999", 1, 1);
     const char *names[2 * SM_COMPARE_MAX_LOSSES], *colors[2 * SM_COMPARE_MAX_LOSSES];
     int n = 0;
     for (int i = 0; i < r->nmodels; i++) {
-        const sm_rep_model *m = &r->models[i];
-        if (m->few) continue;
-        sm_svg_line(b, &p, m->roc_far, m->roc_tar, m->roc_n, sm_svg_color(i), 2, 0);
-        names[n] = m->loss;
+        if (r->models[i].few) continue;
+        names[n] = r->models[i].loss;
         colors[n++] = sm_svg_color(i);
+    }
+    sm_svg_reserve_legend(&p, names, n);
+    sm_svg_begin(b, &p);
+    double fx[2] = {r->cfg.far, r->cfg.far}, fy[2] = {0, 1};
+    sm_svg_line(b, &p, fx, fy, 2, "#999999", 1, 1);
+    for (int i = 0; i < r->nmodels; i++) {
+        const sm_rep_model *m = &r->models[i];
+        if (!m->few) sm_svg_line(b, &p, m->roc_far, m->roc_tar, m->roc_n, sm_svg_color(i), 2, 0);
     }
     sm_svg_legend(b, &p, names, colors, n, 1);
     sm_svg_end(b);
+}
+
+int64_t sm_rep_moving_average(const double *y, int64_t n, double *out) {
+    if (n < 8) return 0;
+    int64_t win = n / 20 > 4 ? n / 20 : 4;
+    double a = 2.0 / (double)(win + 1), ema = 0, lo = INFINITY, hi = -INFINITY, dmax = 0;
+    int started = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (isfinite(y[i])) {
+            ema = started ? (1 - a) * ema + a * y[i] : y[i];
+            started = 1;
+            if (y[i] < lo) lo = y[i];
+            if (y[i] > hi) hi = y[i];
+            if (fabs(ema - y[i]) > dmax) dmax = fabs(ema - y[i]);
+        }
+        out[i] = started ? ema : NAN;
+    }
+    /* an average that stays within 1% of the range from every point would hide the raw line */
+    if (!started || !(hi > lo) || dmax <= 0.01 * (hi - lo)) return 0;
+    return win;
+}
+
+void sm_rep_loss_range(const double *raw, const double *smooth, int64_t n, double *lo, double *hi) {
+    double top = -INFINITY, bottom = INFINITY;
+    for (int64_t i = 0; i < n; i++) {
+        double v = raw[i], s = smooth ? smooth[i] : NAN;
+        if (isfinite(s)) { if (s > top) top = s; if (s < bottom) bottom = s; }
+        if (!isfinite(v)) continue;
+        if (v < bottom) bottom = v;
+        /* a spike above 1.5x the average is clipped rather than squashing the rest */
+        double cap = isfinite(s) && s > 0 ? 1.5 * s : INFINITY;
+        if (v > top) top = v < cap ? v : (cap > top ? cap : top);
+    }
+    if (!isfinite(top) || !isfinite(bottom)) { *lo = 0; *hi = 1; return; }
+    double span = top - bottom;
+    if (!(span > 0)) span = fabs(top) > 0 ? fabs(top) : 1;
+    *lo = bottom - 0.05 * span;
+    *hi = top + 0.05 * span;
 }
 
 static void svg_curve(sm_sbuf *b, const sm_rep_model *m, int color) {
     int64_t n = m->curve_n;
     double *x = malloc((size_t)(n ? n : 1) * sizeof(double)), *s = malloc((size_t)(n ? n : 1) * sizeof(double));
     if (!x || !s) { free(x); free(s); b->failed = 1; return; }
-    double spe = m->steps_per_epoch > 0 ? (double)m->steps_per_epoch : 1, ema = 0, top = 0, bottom = INFINITY;
-    int64_t win = n / 40 > 1 ? n / 40 : 1;
-    for (int64_t i = 0; i < n; i++) {
-        x[i] = (double)(i + 1) / spe;
-        double a = 2.0 / (double)(win + 1);
-        ema = i ? (1 - a) * ema + a * m->curve[i] : m->curve[i];
-        s[i] = ema;
-        if (s[i] > top) top = s[i];
-        if (m->curve[i] > top) top = fmin(m->curve[i], 1.5 * (s[i] > 0 ? s[i] : top));
-        if (m->curve[i] < bottom) bottom = m->curve[i];
-    }
-    if (!(top > 0)) top = 1;
+    double spe = m->steps_per_epoch > 0 ? (double)m->steps_per_epoch : 1, lo, hi;
+    for (int64_t i = 0; i < n; i++) x[i] = (double)(i + 1) / spe;
+    int64_t win = sm_rep_moving_average(m->curve, n, s);
+    sm_rep_loss_range(m->curve, win ? s : NULL, n, &lo, &hi);
     sm_svg_plot p;
-    sm_svg_init(&p, 440, 300, 0, n ? x[n - 1] : 1, bottom < 0 ? bottom : 0, top * 1.05);
-    char title[128];
+    sm_svg_init(&p, 440, 290, 0, n ? x[n - 1] : 1, lo, hi);
+    char title[128], avg[48];
     snprintf(title, sizeof title, "%s: training loss", m->loss);
+    snprintf(avg, sizeof avg, "moving average (%lld batches)", (long long)win);
     p.title = title; p.xlabel = "epoch"; p.ylabel = "loss";
+    const char *names[] = {"per batch", avg}, *colors[] = {win ? "#b0b0b0" : sm_svg_color(color), sm_svg_color(color)};
+    int nl = win ? 2 : 1;
+    sm_svg_reserve_legend(&p, names, nl);
     sm_svg_begin(b, &p);
-    sm_svg_line(b, &p, x, m->curve, n, "#c8c8c8", 1, 0);
-    sm_svg_line(b, &p, x, s, n, sm_svg_color(color), 2, 0);
-    const char *names[] = {"per batch", "moving average"}, *colors[] = {"#c8c8c8", sm_svg_color(color)};
-    sm_svg_legend(b, &p, names, colors, 2, 0);
+    sm_svg_line(b, &p, x, m->curve, n, colors[0], win ? 1 : 1.5, 0);
+    if (win) sm_svg_line(b, &p, x, s, n, colors[1], 2, 0);
+    sm_svg_legend(b, &p, names, colors, nl, 1);
     sm_svg_end(b);
     free(x); free(s);
 }
@@ -547,7 +705,16 @@ sm_status sm_report_build_html(const sm_report *r, sm_sbuf *b) {
     sm_sbuf_printf(b, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
                       "<link rel=\"icon\" href=\"data:,\"><title>simile: softmax versus metric learning</title>"
                       "<style>%s</style></head><body>\n", css);
-    sm_sbuf_puts(b, "<h1>Softmax versus metric learning</h1>\n<p>");
+    sm_sbuf_puts(b, "<h1>Softmax versus metric learning</h1>\n");
+    if (c->quick)
+        sm_sbuf_printf(b, "<p class=\"quick\"><b>Quick run:</b> %d epoch%s on %lld train images (%s), %lld unseen and "
+                          "%lld seen test images. It shows what the comparison measures, not how the losses compare "
+                          "after full training: the figures are far from converged and their uncertainties are wide. "
+                          "Run without <code>--quick</code> for the real comparison.</p>\n",
+                       c->epochs, c->epochs == 1 ? "" : "s", (long long)r->n_train,
+                       c->train_per_class ? "a capped number a class" : "all", (long long)r->n_test_unseen,
+                       (long long)r->n_test_seen);
+    sm_sbuf_puts(b, "<p>");
     sm_sbuf_puts(b, "The same network (<code>");
     sm_sbuf_xml(b, c->model_spec);
     sm_sbuf_printf(b, "</code>) trained with each loss on the seen classes <b>%s</b> (%lld train images), then measured "
@@ -560,7 +727,9 @@ sm_status sm_report_build_html(const sm_report *r, sm_sbuf *b) {
     /* claims */
     verdict v[8];
     int nv = verdicts(r, v);
-    sm_sbuf_puts(b, "<h2>The seed's claims, put to the test</h2>\n<table><tr><th class=\"l\">claim</th>"
+    sm_sbuf_puts(b, "<h2>What the comparison tests</h2>\n<p>Each row is a common claim about when to use softmax "
+                    "and when metric learning, the measurement that tests it here, and what the figures say.</p>\n"
+                    "<table><tr><th class=\"l\">claim</th>"
                     "<th class=\"l\">test</th><th class=\"l\">result</th><th class=\"l\">outcome</th></tr>\n");
     for (int i = 0; i < nv; i++) {
         sm_sbuf_puts(b, "<tr><td class=\"l\">");
@@ -573,10 +742,14 @@ sm_status sm_report_build_html(const sm_report *r, sm_sbuf *b) {
                        !strcmp(v[i].outcome, "supported") ? "supported" : !strcmp(v[i].outcome, "contradicted") ? "contradicted" : "",
                        v[i].outcome);
     }
-    sm_sbuf_puts(b, "</table><p class=\"note\">Outcome rule: a claim that metric learning does better is "
-                    "<i>supported</i> when the best metric loss beats softmax by more than 0.01, <i>contradicted</i> when "
-                    "softmax is more than 0.01 ahead; the closed-set claim is supported when softmax's argmax is within "
-                    "0.01 of the best metric model or ahead.</p>\n");
+    sm_sbuf_printf(b, "</table><p class=\"note\">Outcome rule: each difference gets a 95%% interval from a paired "
+                      "bootstrap over the test queries (the same %d resamples of the queries for both models, fixed seed). "
+                      "A claim that metric learning does better is <i>supported</i> when the interval of (best metric loss "
+                      "&#8722; softmax) lies above 0, <i>contradicted</i> when it lies below 0, and <i>%s</i> when it "
+                      "contains 0; the closed-set claim is supported when the interval of (softmax argmax &#8722; best "
+                      "1-NN) lies above &#8722;0.01 (softmax within 0.01 or ahead), contradicted when it lies below 0. "
+                      "The interval covers the choice of test images, not the training run: another seed moves the "
+                      "figures too.</p>\n", SM_REP_RESAMPLES, UNDECIDED);
 
     /* side by side */
     sm_sbuf_printf(b, "<h2>Side by side</h2>\n<table><tr><th rowspan=\"2\" class=\"l\">loss</th>"
@@ -595,18 +768,18 @@ sm_status sm_report_build_html(const sm_report *r, sm_sbuf *b) {
         sm_sbuf_puts(b, "<tr><td class=\"l\">");
         sm_sbuf_xml(b, m->loss);
         sm_sbuf_puts(b, "</td>");
-        cell(b, m->unseen.precision_at_1, is_best(r, 0, f_p1, m));
-        cell(b, m->unseen.r_precision, is_best(r, 0, f_rp, m));
-        cell(b, m->unseen.map_at_r, is_best(r, 0, f_map, m));
-        cell(b, m->fewshot_nn, is_best(r, 0, f_fewshot, m));
-        cell(b, m->fewshot_centroid, is_best(r, 0, f_cen, m));
-        cell(b, m->open_tar, is_best(r, 0, f_open, m));
-        cell(b, m->open_reject, is_best(r, 0, f_rej, m));
+        cell_pm(b, m->unseen.precision_at_1, is_best(r, 0, f_p1, m), m, SM_REP_Q_P1_U);
+        cell_pm(b, m->unseen.r_precision, is_best(r, 0, f_rp, m), m, SM_REP_Q_RP_U);
+        cell_pm(b, m->unseen.map_at_r, is_best(r, 0, f_map, m), m, SM_REP_Q_MAP_U);
+        cell_pm(b, m->fewshot_nn, is_best(r, 0, f_fewshot, m), m, SM_REP_Q_FS_NN);
+        cell_pm(b, m->fewshot_centroid, is_best(r, 0, f_cen, m), m, SM_REP_Q_FS_CEN);
+        cell_pm(b, m->open_tar, is_best(r, 0, f_open, m), m, SM_REP_Q_OPEN_TAR);
+        cell_pm(b, m->open_reject, is_best(r, 0, f_rej, m), m, SM_REP_Q_OPEN_REJ);
         cell(b, m->ver_tar_1e2, is_best(r, 0, f_ver, m));
         cell(b, m->ver_auc, is_best(r, 0, f_auc, m));
-        cell(b, m->acc_argmax, is_best(r, 0, f_arg, m));
-        cell(b, m->acc_nn, is_best(r, 0, f_nn, m));
-        cell(b, m->acc_centroid, is_best(r, 0, f_ccen, m));
+        cell_pm(b, m->acc_argmax, is_best(r, 0, f_arg, m), m, SM_REP_Q_ARG_S);
+        cell_pm(b, m->acc_nn, is_best(r, 0, f_nn, m), m, SM_REP_Q_NN_S);
+        cell_pm(b, m->acc_centroid, is_best(r, 0, f_ccen, m), m, SM_REP_Q_CEN_S);
         sm_sbuf_printf(b, "<td>%.1f</td><td>%.0f</td></tr>\n", m->train_seconds, m->images_per_sec);
     }
     sm_sbuf_printf(b, "</table><p class=\"note\">Retrieval: each of the %lld unseen test images is a query against all "
@@ -618,7 +791,9 @@ sm_status sm_report_build_html(const sm_report *r, sm_sbuf *b) {
                       "correctly identified; unknowns rejected = test images of the other unseen classes whose nearest "
                       "enrolled image is beyond the threshold. Verification: all %lld pairs of the first %d test images of "
                       "each unseen class. Seen classes: the head's argmax (only a model with a classifier head has one), "
-                      "and nearest neighbour / centroid over a gallery of %lld train images. Bold: the column's best.</p>\n",
+                      "and nearest neighbour / centroid over a gallery of %lld train images. Bold: the column's best. "
+                      "&#177;: half the 95%% bootstrap interval over the test queries (verification and AUC, computed "
+                      "on pairs, have none).</p>\n",
                    (long long)r->n_test_unseen, c->shots, c->open_known, c->far, (long long)r->n_calib,
                    (long long)r->n_pairs, c->pairs_per_class, (long long)r->n_gallery);
 
@@ -626,9 +801,28 @@ sm_status sm_report_build_html(const sm_report *r, sm_sbuf *b) {
     for (int i = 0; i < r->nmodels; i++) {
         const sm_rep_model *m = &r->models[i];
         if (m->few || !m->unseen_pred) continue;
+        /* the wording follows the figures: overall and per-class mean top probability against
+         * a uniform guess over the head's outputs */
+        double wsum = 0, lo = INFINITY, hi = -INFINITY;
+        int64_t wtot = 0;
+        for (int k = 0; k < r->nunseen; k++) {
+            int64_t tot = 0;
+            for (int j = 0; j < m->head_classes; j++) tot += m->unseen_pred[(int64_t)k * m->head_classes + j];
+            if (!tot || !isfinite(m->unseen_conf[k])) continue;
+            wsum += m->unseen_conf[k] * (double)tot;
+            wtot += tot;
+            if (m->unseen_conf[k] < lo) lo = m->unseen_conf[k];
+            if (m->unseen_conf[k] > hi) hi = m->unseen_conf[k];
+        }
+        double mean_top = wtot ? wsum / (double)wtot : NAN;
         sm_sbuf_printf(b, "<h2>'Cannot predict a new class', made visible: %s</h2>\n<p>Its head has %d outputs, one per "
-                          "class it was trained on. Every image of an unseen class still gets one of them, often with high "
-                          "confidence:</p>\n<table><tr><th class=\"l\">true class (unseen)</th>", m->loss, m->head_classes);
+                          "class it was trained on. Every image of an unseen class still gets one of them", m->loss,
+                       m->head_classes);
+        if (isfinite(mean_top))
+            sm_sbuf_printf(b, ", %s: the mean top probability is %.2f (%.2f-%.2f by class), against %.2f for a uniform "
+                              "guess over %d outputs", sm_rep_confidence_words(mean_top, m->head_classes), mean_top, lo, hi,
+                           1.0 / m->head_classes, m->head_classes);
+        sm_sbuf_puts(b, ".</p>\n<table><tr><th class=\"l\">true class (unseen)</th>");
         for (int j = 0; j < m->head_classes; j++) {
             sm_sbuf_puts(b, "<th>");
             sm_sbuf_xml(b, r->class_names[j]);
@@ -663,7 +857,14 @@ sm_status sm_report_build_html(const sm_report *r, sm_sbuf *b) {
         sm_sbuf_xml(b, m->loss);
         sm_sbuf_puts(b, "</td>");
         cell(b, m->intra_u, 0); cell(b, m->inter_u, 0);
-        cell(b, m->inter_u > 0 ? m->intra_u / m->inter_u : NAN, is_best(r, 0, f_sep, m));
+        {
+            sm_rep_interval iv;
+            double ratio = m->inter_u > 0 ? m->intra_u / m->inter_u : NAN;
+            if (isfinite(ratio) && !interval(m, NULL, Q_SEP, &iv))
+                sm_sbuf_printf(b, "<td%s>%.3f<br><span class=\"pm\">&#177;%.3f</span></td>",
+                               is_best(r, 0, f_sep, m) ? " class=\"best\"" : "", ratio, (iv.hi - iv.lo) / 2);
+            else cell(b, ratio, is_best(r, 0, f_sep, m));
+        }
         cell(b, m->trip_u, is_best(r, 0, f_trip, m));
         cell(b, m->intra_s, 0); cell(b, m->inter_s, 0);
         cell(b, m->inter_s > 0 ? m->intra_s / m->inter_s : NAN, 0);
@@ -694,14 +895,14 @@ sm_status sm_report_build_html(const sm_report *r, sm_sbuf *b) {
             sm_sbuf_puts(b, "<tr><td class=\"l\">");
             sm_sbuf_xml(b, m->loss);
             sm_sbuf_puts(b, "</td>");
-            cell(b, m->acc_argmax, is_best(r, 1, f_arg, m));
-            cell(b, m->acc_nn, is_best(r, 1, f_nn, m));
-            cell(b, m->acc_centroid, is_best(r, 1, f_ccen, m));
-            cell(b, m->seen.precision_at_1, is_best(r, 1, f_seen_p1, m));
-            cell(b, m->seen.map_at_r, is_best(r, 1, f_seen_map, m));
-            cell(b, m->unseen.precision_at_1, is_best(r, 1, f_p1, m));
-            cell(b, m->unseen.map_at_r, is_best(r, 1, f_umap, m));
-            cell(b, m->fewshot_nn, is_best(r, 1, f_fewshot, m));
+            cell_pm(b, m->acc_argmax, is_best(r, 1, f_arg, m), m, SM_REP_Q_ARG_S);
+            cell_pm(b, m->acc_nn, is_best(r, 1, f_nn, m), m, SM_REP_Q_NN_S);
+            cell_pm(b, m->acc_centroid, is_best(r, 1, f_ccen, m), m, SM_REP_Q_CEN_S);
+            cell_pm(b, m->seen.precision_at_1, is_best(r, 1, f_seen_p1, m), m, SM_REP_Q_P1_S);
+            cell_pm(b, m->seen.map_at_r, is_best(r, 1, f_seen_map, m), m, SM_REP_Q_MAP_S);
+            cell_pm(b, m->unseen.precision_at_1, is_best(r, 1, f_p1, m), m, SM_REP_Q_P1_U);
+            cell_pm(b, m->unseen.map_at_r, is_best(r, 1, f_umap, m), m, SM_REP_Q_MAP_U);
+            cell_pm(b, m->fewshot_nn, is_best(r, 1, f_fewshot, m), m, SM_REP_Q_FS_NN);
             sm_sbuf_printf(b, "<td>%.1f</td></tr>\n", m->train_seconds);
         }
         sm_sbuf_puts(b, "</table>\n");
@@ -721,8 +922,10 @@ sm_status sm_report_build_html(const sm_report *r, sm_sbuf *b) {
                       "%lld verification pairs (a pair is accepted when its distance is below the threshold); the dashed "
                       "line marks FAR %g.</p>\n", (long long)r->n_pairs, c->far);
     svg_roc(b, r);
-    sm_sbuf_puts(b, "<h2>Training loss</h2>\n<p class=\"note\">Loss of each batch (grey) and its exponential moving "
-                    "average; the scales differ from loss to loss.</p><div class=\"grid\">\n");
+    sm_sbuf_puts(b, "<h2>Training loss</h2>\n<p class=\"note\">Loss of each batch and, where the run is long enough "
+                    "for it to differ from the batches, its exponential moving average (the legend gives its window); "
+                    "each axis spans its own loss's range, and the scales differ from loss to loss.</p>"
+                    "<div class=\"grid\">\n");
     for (int i = 0; i < r->nmodels; i++) if (!r->models[i].few) svg_curve(b, &r->models[i], i);
     sm_sbuf_puts(b, "</div>\n");
 

@@ -39,8 +39,10 @@ typedef struct sm_svg_plot {
     int ml, mr, mt, mb;      /* margins: left, right, top, bottom */
     double x0, x1, y0, y1;
     int log_x;
+    int legend_rows;         /* rows of the legend band above the plot area (sm_svg_reserve_legend) */
     const char *title, *xlabel, *ylabel;
 } sm_svg_plot;
+#define SM_SVG_MAX_LEGEND 64
 
 /* Fill p with a width x height chart and default margins over [x0,x1] x [y0,y1]. */
 void sm_svg_init(sm_svg_plot *p, int width, int height, double x0, double x1, double y0, double y1);
@@ -59,12 +61,66 @@ void sm_svg_line(sm_sbuf *b, const sm_svg_plot *p, const double *x, const double
 /* A histogram of nbins bars: bin i spans [edges[i], edges[i+1]) with height h[i]. */
 void sm_svg_bars(sm_sbuf *b, const sm_svg_plot *p, const double *edges, const double *h, int nbins,
                  const char *color, double opacity);
-/* A legend box in the top-right (corner 0) or bottom-right (corner 1) of the plot area. */
+/* Legends sit outside the plot area, never over data: sm_svg_reserve_legend (before
+ * sm_svg_begin) adds a band between the title and the plot area, tall enough for the entries
+ * laid out left to right in rows, and grows the chart's height by as much; returns the rows.
+ * sm_svg_legend then draws the entries in that band (nothing if no band was reserved), each a
+ * line swatch (lines non-zero, for line series) or a square (points, bars). */
+int sm_svg_reserve_legend(sm_svg_plot *p, const char *const *names, int n);
 void sm_svg_legend(sm_sbuf *b, const sm_svg_plot *p, const char *const *names,
-                   const char *const *colors, int n, int corner);
+                   const char *const *colors, int n, int lines);
+
+/* ---- chart data --------------------------------------------------------------------- */
+/* Exponential moving average of y (n) into out (n), window max(4, n / 20) batches (NaN entries
+ * skipped).  Returns the window, or 0 when the average should not be drawn: fewer than 8
+ * points, or an average within 1% of the data's range of every point (it would hide the raw
+ * line).  out is filled either way. */
+int64_t sm_rep_moving_average(const double *y, int64_t n, double *out);
+/* The loss axis range: from the data's minimum to its maximum (points more than 1.5x above the
+ * moving average smooth, if given, are clipped there), with a 5% margin each side; never
+ * anchored at 0.  A constant series gets a range around its value. */
+void sm_rep_loss_range(const double *raw, const double *smooth, int64_t n, double *lo, double *hi);
+
+/* Words for how sure a classifier head is, from its mean top softmax probability over classes
+ * outputs: rel = (mean_top - 1/classes) / (1 - 1/classes) below 0.15 "with low confidence, close
+ * to a uniform guess", below 0.5 "with low confidence", below 0.85 "with moderate confidence",
+ * else "often with high confidence". */
+const char *sm_rep_confidence_words(double mean_top, int classes);
 
 /* The colour of series i (Tableau 10 palette, cycled). */
 const char *sm_svg_color(int i);
+
+/* ---- uncertainties (stats.c) ---------------------------------------------------------- */
+#define SM_REP_RESAMPLES 200                 /* bootstrap resamples of the queries */
+#define SM_REP_BOOT_SEED 0x5eed2026ULL       /* their fixed seed: the same figures every run */
+typedef struct sm_rep_interval {
+    double value;     /* the figure (or the difference) over all the queries */
+    double se;        /* bootstrap standard error */
+    double lo, hi;    /* 95% percentile interval of the bootstrap */
+    int64_t n;        /* queries used */
+} sm_rep_interval;
+/* The mean of a's finite entries (n), or with b the paired difference mean(a) - mean(b) over the
+ * indices where both are finite, with its bootstrap uncertainty.  Returns 0, or -1 with every
+ * field NaN when there is no data (a NULL, no finite entry) or no memory. */
+int sm_rep_bootstrap_mean(const float *a, const float *b, int64_t n, sm_rep_interval *out);
+/* The same for the separation figure -(mean intra / mean inter) of per-query mean distances,
+ * or with intra_b/inter_b the difference of two models' figures. */
+int sm_rep_bootstrap_sep(const float *intra_a, const float *inter_a, const float *intra_b, const float *inter_b,
+                         int64_t n, sm_rep_interval *out);
+
+/* Per-query values kept for the uncertainties, each aligned with the test set it comes from so
+ * that two models' values pair up by index; NaN where a query does not count for the figure. */
+enum {
+    SM_REP_Q_P1_U, SM_REP_Q_RP_U, SM_REP_Q_MAP_U,   /* (n_test_unseen) retrieval, unseen classes */
+    SM_REP_Q_P1_S, SM_REP_Q_RP_S, SM_REP_Q_MAP_S,   /* (n_test_seen) retrieval, seen classes */
+    SM_REP_Q_FS_NN, SM_REP_Q_FS_CEN,                /* (n_test_unseen) few-shot: 1 right, 0 wrong */
+    SM_REP_Q_OPEN_TAR, SM_REP_Q_OPEN_REJ,           /* (n_test_unseen) enrolled-class images: accepted
+                                                       and right; the others: rejected */
+    SM_REP_Q_ARG_S, SM_REP_Q_NN_S, SM_REP_Q_CEN_S,  /* (n_test_seen) closed set: argmax, 1-NN, centroid */
+    SM_REP_Q_INTRA_U, SM_REP_Q_INTER_U,             /* (n_test_unseen) mean distance to the image's
+                                                       own class / to the other classes */
+    SM_REP_NQ
+};
 
 /* ---- results ------------------------------------------------------------------------------ */
 #define SM_REP_BINS 50          /* distance histogram bins over [0, 2] */
@@ -95,6 +151,8 @@ typedef struct sm_rep_model {
     float *pca; int64_t pca_n;        /* (pca_n, 2) scatter subset of the unseen test set */
     int32_t *pca_y;                   /* (pca_n) */
     double pca_var[2];                /* explained variance ratios */
+    float *q[SM_REP_NQ];              /* per-query values (above); NULL: not measured */
+    int64_t qn[SM_REP_NQ];            /* their lengths */
 } sm_rep_model;
 
 struct sm_report {

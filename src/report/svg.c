@@ -175,11 +175,11 @@ void sm_svg_begin(sm_sbuf *b, const sm_svg_plot *p) {
                           "<text x=\"%.2f\" y=\"%.2f\" text-anchor=\"end\" fill=\"#333333\">%s</text>\n",
                        L, y, R, y, L - 4, y + 4, lab);
     }
-    sm_sbuf_printf(b, "<rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"none\" stroke=\"#555555\"/>\n",
-                   L, T, R - L, B - T);
+    sm_sbuf_printf(b, "<rect class=\"plot-area\" x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"none\" "
+                      "stroke=\"#555555\"/>\n", L, T, R - L, B - T);
     if (p->title) {
         sm_sbuf_printf(b, "<text x=\"%.2f\" y=\"%.2f\" text-anchor=\"middle\" font-size=\"13\" font-weight=\"bold\">",
-                       (L + R) / 2, T - 9);
+                       (L + R) / 2, 19.0);
         sm_sbuf_xml(b, p->title);
         sm_sbuf_puts(b, "</text>\n");
     }
@@ -236,25 +236,55 @@ void sm_svg_bars(sm_sbuf *b, const sm_svg_plot *p, const double *edges, const do
     sm_sbuf_puts(b, "</g>\n");
 }
 
-void sm_svg_legend(sm_sbuf *b, const sm_svg_plot *p, const char *const *names,
-                   const char *const *colors, int n, int corner) {
-    if (n <= 0) return;
-    size_t longest = 0;
-    for (int i = 0; i < n; i++) if (strlen(names[i]) > longest) longest = strlen(names[i]);
-    double w = 26 + 6.2 * (double)longest, h = 6 + 15.0 * n;
-    double R = p->width - p->mr, T = p->mt, B = p->height - p->mb, L = p->ml;
-    if (w > R - L - 8) w = R - L - 8;
-    if (h > B - T - 8) h = B - T - 8;
-    double x = R - w - 4, y = corner ? B - h - 4 : T + 4;
-    sm_sbuf_printf(b, "<g><rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" height=\"%.2f\" fill=\"#ffffff\" "
-                      "fill-opacity=\"0.85\" stroke=\"#999999\"/>\n", x, y, w, h);
+/* Legend layout: entries left to right above the plot area, wrapping into rows within its
+ * width.  Entry i starts at x offset ox[i] (from the plot's left edge) in row row[i]; returns
+ * the number of rows. */
+#define LEGEND_ROW 15.0
+static double legend_entry_w(const char *name) { return 22 + 6.2 * (double)strlen(name) + 12; }
+static int legend_layout(const sm_svg_plot *p, const char *const *names, int n, double *ox, int *row) {
+    double avail = p->width - p->mr - p->ml, x = 0;
+    int r = 0;
     for (int i = 0; i < n; i++) {
-        double yy = y + 4 + 15.0 * i;
-        if (yy + 11 > y + h) break;
-        sm_sbuf_printf(b, "<rect x=\"%.2f\" y=\"%.2f\" width=\"12\" height=\"10\" fill=\"%s\"/>"
-                          "<text x=\"%.2f\" y=\"%.2f\">", x + 5, yy + 1, colors[i], x + 21, yy + 10);
+        double w = legend_entry_w(names[i]);
+        if (x > 0 && x + w > avail) { r++; x = 0; }
+        if (ox) ox[i] = x;
+        if (row) row[i] = r;
+        x += w;
+    }
+    return n > 0 ? r + 1 : 0;
+}
+
+int sm_svg_reserve_legend(sm_svg_plot *p, const char *const *names, int n) {
+    if (n <= 0) return 0;
+    int rows = legend_layout(p, names, n, NULL, NULL);
+    p->legend_rows = rows;
+    p->mt += (int)(rows * LEGEND_ROW + 4);
+    p->height += (int)(rows * LEGEND_ROW + 4);
+    return rows;
+}
+
+void sm_svg_legend(sm_sbuf *b, const sm_svg_plot *p, const char *const *names,
+                   const char *const *colors, int n, int lines) {
+    if (n <= 0 || p->legend_rows <= 0) return;
+    double ox[SM_SVG_MAX_LEGEND];
+    int row[SM_SVG_MAX_LEGEND];
+    if (n > SM_SVG_MAX_LEGEND) n = SM_SVG_MAX_LEGEND;
+    int rows = legend_layout(p, names, n, ox, row);
+    if (rows > p->legend_rows) rows = p->legend_rows;
+    double y0 = p->mt - 4 - p->legend_rows * LEGEND_ROW; /* the band sm_svg_reserve_legend added */
+    sm_sbuf_puts(b, "<g class=\"legend\">\n");
+    for (int i = 0; i < n; i++) {
+        if (row[i] >= rows) break;
+        double x = p->ml + ox[i], yy = y0 + LEGEND_ROW * row[i];
+        sm_sbuf_printf(b, "<g class=\"legend-item\" data-color=\"%s\">", colors[i]);
+        if (lines)
+            sm_sbuf_printf(b, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\" stroke=\"%s\" stroke-width=\"3\"/>",
+                           x, yy + 7, x + 16, yy + 7, colors[i]);
+        else
+            sm_sbuf_printf(b, "<rect x=\"%.2f\" y=\"%.2f\" width=\"12\" height=\"10\" fill=\"%s\"/>", x + 2, yy + 2, colors[i]);
+        sm_sbuf_printf(b, "<text x=\"%.2f\" y=\"%.2f\">", x + 22, yy + 11);
         sm_sbuf_xml(b, names[i]);
-        sm_sbuf_puts(b, "</text>\n");
+        sm_sbuf_puts(b, "</text></g>\n");
     }
     sm_sbuf_puts(b, "</g>\n");
 }
