@@ -8,7 +8,7 @@
 
 #define CLI_MAX_IMAGES 4096
 
-/* Where queries or enrolment data come from (exactly one source). */
+/* Where queries or enrolment data come from (exactly one source, named explicitly). */
 typedef struct cli_inputs {
     cli_data data;                      /* IDX files (the default source) and normalisation */
     const char *folder;                 /* --folder DIR */
@@ -19,6 +19,7 @@ typedef struct cli_inputs {
     int skip_per_class;                 /* --skip-per-class N: drop the first N of each class */
     int raw;                            /* --raw: do not L2-normalise embeddings */
     int threads;                        /* --threads N */
+    int data_given;                     /* --data, --split, --images or --labels was given */
 } cli_inputs;
 
 /* Loaded inputs: embeddings (or images), labels and the name of each label. */
@@ -49,6 +50,10 @@ void cli_inputs_defaults(cli_inputs *in, const char *split);
 int cli_inputs_option(const char *cmd, cli_inputs *in, int opt, const char *arg);
 /* Add positional arguments as image files; returns non-zero (reported) on too many. */
 int cli_inputs_positional(const char *cmd, cli_inputs *in, int argc, char **argv, int first);
+/* EXIT_OK if an input source was named (--folder, --npy, --image or image arguments,
+ * --images/--labels, --data DIR or --split S); else a usage error saying what to give (EXIT_USAGE).  The
+ * commands acting on a user's gallery or images never fall back to the built-in data. */
+int cli_inputs_require(const char *cmd, const cli_inputs *in);
 /* 1 if the inputs are embeddings (.npy) rather than images. */
 int cli_inputs_are_embeddings(const cli_inputs *in);
 

@@ -101,6 +101,7 @@ static int gal_enrol(int argc, char **argv) {
         }
     }
     if (cli_inputs_positional(cmd, &in, argc, argv, optind)) return EXIT_USAGE;
+    if (cli_inputs_require(cmd, &in)) return EXIT_USAGE;
     if (!gpath) return cli_usage_error(cmd, "--gallery FILE is required");
     if (!model && !cli_inputs_are_embeddings(&in)) return cli_usage_error(cmd, "--model FILE is required for image inputs");
     if (in.nimages && !cls) return cli_usage_error(cmd, "image files have no label: give --class NAME");
@@ -332,6 +333,7 @@ static int gal_calibrate(int argc, char **argv) {
         }
     }
     if (cli_inputs_positional(cmd, &in, argc, argv, optind)) return EXIT_USAGE;
+    if (cli_inputs_require(cmd, &in)) return EXIT_USAGE;
     if (!gpath) return cli_usage_error(cmd, "--gallery FILE is required");
     if (!model && !cli_inputs_are_embeddings(&in)) return cli_usage_error(cmd, "--model FILE is required for image inputs");
     if (rule == SM_RULE_VOTE) rule = SM_RULE_NEAREST; /* votes decide by the nearest item's distance */

@@ -63,6 +63,7 @@ int cmd_identify(int argc, char **argv) {
         }
     }
     if (cli_inputs_positional(cmd, &in, argc, argv, optind)) return EXIT_USAGE;
+    if (cli_inputs_require(cmd, &in)) return EXIT_USAGE;
     if (!gpath) return cli_usage_error(cmd, "--gallery FILE is required");
     if (!model && !cli_inputs_are_embeddings(&in)) return cli_usage_error(cmd, "--model FILE is required for image inputs");
     if (set_thr && no_thr) return cli_usage_error(cmd, "--threshold and --no-threshold exclude each other");
@@ -278,6 +279,7 @@ int cmd_classify(int argc, char **argv) {
         }
     }
     if (cli_inputs_positional(cmd, &in, argc, argv, optind)) return EXIT_USAGE;
+    if (cli_inputs_require(cmd, &in)) return EXIT_USAGE;
     if (!model) return cli_usage_error(cmd, "--model FILE is required");
     if (in.npy) return cli_usage_error(cmd, "classify takes images, not embeddings");
     if (show < 0) show = in.nimages;
@@ -356,6 +358,7 @@ int cmd_embed(int argc, char **argv) {
         }
     }
     if (cli_inputs_positional(cmd, &in, argc, argv, optind)) return EXIT_USAGE;
+    if (cli_inputs_require(cmd, &in)) return EXIT_USAGE;
     if (!model) return cli_usage_error(cmd, "--model FILE is required");
     if (!out) return cli_usage_error(cmd, "--out FILE is required");
     if (in.npy) return cli_usage_error(cmd, "embed takes images, not embeddings");

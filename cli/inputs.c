@@ -10,8 +10,10 @@
 #include <string.h>
 
 const char *const cli_inputs_help =
-    "inputs (one source; IDX files from --data/--split by default):\n"
-    "  --data DIR, --split S, --images F --labels F   IDX files (as simile train)\n"
+    "inputs (give exactly one source; there is no default):\n"
+    "  --images F --labels F   IDX files\n"
+    "  --split S [--data DIR]  the Fashion-MNIST-named IDX files of split S (train or test)\n"
+    "                    in DIR (default " SM_DEFAULT_DATA_DIR ")\n"
     "  --classes LIST    keep only these classes, e.g. 5-9 (labels keep their values; class\n"
     "                    names are the label numbers)\n"
     "  --folder DIR      a folder with one sub-folder of images per class (PNG, JPEG, PGM,\n"
@@ -32,6 +34,7 @@ void cli_inputs_defaults(cli_inputs *in, const char *split) {
 }
 
 int cli_inputs_option(const char *cmd, cli_inputs *in, int opt, const char *arg) {
+    if (opt == 1000 || opt == 1001 || opt == 1002 || opt == 1003) in->data_given = 1;
     int r = cli_data_option(cmd, &in->data, opt, arg);
     if (r) return r;
     switch (opt) {
@@ -59,6 +62,13 @@ int cli_inputs_positional(const char *cmd, cli_inputs *in, int argc, char **argv
 }
 
 int cli_inputs_are_embeddings(const cli_inputs *in) { return in->npy != NULL; }
+
+int cli_inputs_require(const char *cmd, const cli_inputs *in) {
+    if (in->folder || in->npy || in->nimages > 0 || in->data_given) return EXIT_OK;
+    return cli_usage_error(cmd, "no input given: name the images with --folder DIR, --image FILE (or files as "
+                                "arguments), --images F --labels F, or --split S [--data DIR] for Fashion-MNIST-named IDX "
+                                "files, or embeddings with --npy FILE");
+}
 
 int cli_parse_rule(const char *s, sm_decision_rule *rule) {
     if (!strcmp(s, "nearest") || !strcmp(s, "nn")) *rule = SM_RULE_NEAREST;

@@ -184,6 +184,25 @@ expect 2 "bad rule" -- "$S" identify --gallery g.smg --model m.smm --rule magic 
 expect 2 "two input sources" -- "$S" identify --gallery g.smg --model m.smm --folder folder q0.png
 expect 2 "unknown subcommand" -- "$S" gallery frobnicate
 expect 2 "image without --class" -- "$S" gallery enrol --gallery g.smg --model m.smm q0.png
+# no input at all: a usage error naming the sources, never the built-in Fashion-MNIST
+n_before=$("$S" gallery list --gallery g.smg | awk '/items in/ {print $1}')
+expect 2 "enrol without an input" -- "$S" gallery enrol --gallery g.smg --model m.smm
+has "no input given"
+n_after=$("$S" gallery list --gallery g.smg | awk '/items in/ {print $1}')
+[ "$n_before" = "$n_after" ] && ok "the refused enrolment left the gallery at $n_after items" || bad "gallery went from $n_before to $n_after items"
+expect 2 "identify without an input" -- "$S" identify --gallery g.smg --model m.smm
+has "no input given"
+expect 2 "calibrate without an input" -- "$S" gallery calibrate --gallery g.smg --model m.smm
+has "no input given"
+expect 2 "classify without an input" -- "$S" classify --model soft.smm
+has "no input given"
+expect 2 "embed without an input" -- "$S" embed --model m.smm --out none.npy
+has "no input given"
+[ -e none.npy ] && bad "embed wrote none.npy without inputs" || ok "embed wrote nothing"
+expect 2 "verify without images" -- "$S" verify --model m.smm --threshold 0.5
+expect 2 "verify with one image" -- "$S" verify --model m.smm --threshold 0.5 q0.png
+expect 2 "calibrate on unlabelled images" -- "$S" gallery calibrate --gallery g.smg --model m.smm q0.png q3.pgm
+has "labelled"
 ls g.smg.tmp.* >/dev/null 2>&1 && bad "temporary files left behind" || ok "no temporary file left"
 
 echo "test_gallery_cli: $fails failures"
