@@ -235,18 +235,20 @@ static int gal_compact(int argc, char **argv) {
 }
 
 static int gal_list(int argc, char **argv) {
-    static const struct option opts[] = {{"gallery", 1, 0, 'g'}, {"items", 0, 0, 'i'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    static const struct option opts[] = {{"gallery", 1, 0, 'g'}, {"items", 0, 0, 'i'}, {"help", 0, 0, 'h'},
+                                         {"json", 0, 0, 'J'}, {0, 0, 0, 0}};
     const char *cmd = "gallery list", *gpath = NULL;
-    int items = 0, c;
+    int items = 0, json = 0, c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
         case 'g': gpath = optarg; break;
         case 'i': items = 1; break;
+        case 'J': json = 1; cli_set_json(1); break;
         case 'h':
-            printf("usage: simile gallery list --gallery FILE [--items]\n"
+            printf("usage: simile gallery list --gallery FILE [--items] [--json]\n"
                    "Show the gallery's settings and its classes with their item counts (--items: every\n"
-                   "item id with its class).\n");
+                   "item id with its class).  --json: one JSON document on stdout (docs/cli.md).\n");
             return EXIT_OK;
         default: return cli_usage_error(cmd, "unknown option");
         }
@@ -264,32 +266,81 @@ static int gal_list(int argc, char **argv) {
         sm_gallery_class_info(g, i, &ci);
         if (ci.removed) removed++; else live++;
     }
-    printf("gallery %s\n  dimension %d, metric %s, model %08x\n", gpath, sm_gallery_dim(g),
-           cli_metric_name(sm_gallery_metric(g)), sm_gallery_model_fingerprint(g));
-    if (isinf(thr) && thr > 0) printf("  threshold: none (every query is accepted)\n");
-    else printf("  threshold %.6g (calibrated for rule %s)\n", (double)thr, cli_rule_name(rule));
-    printf("  %lld items in %d classes", (long long)sm_gallery_size(g), live);
-    if (removed) printf(" (%d removed classes kept until compaction)", removed);
-    printf("\n  class                              items\n");
-    for (int i = 0; i < sm_gallery_num_classes(g); i++) {
-        sm_gallery_class ci;
-        sm_gallery_class_info(g, i, &ci);
-        if (!ci.removed) printf("  %-32s %7lld\n", ci.name, (long long)ci.items);
-    }
+    int64_t n = sm_gallery_size(g);
+    int64_t *ids = NULL;
+    int32_t *cls = NULL;
     if (items) {
-        int64_t n = sm_gallery_size(g);
-        int64_t *ids = malloc((size_t)(n ? n : 1) * sizeof(int64_t));
-        int32_t *cls = malloc((size_t)(n ? n : 1) * sizeof(int32_t));
+        ids = malloc((size_t)(n ? n : 1) * sizeof(int64_t));
+        cls = malloc((size_t)(n ? n : 1) * sizeof(int32_t));
         if (!ids || !cls) { free(ids); free(cls); sm_gallery_free(g); return cli_report(cmd, SM_ERR_NOMEM, "out of memory"); }
         sm_gallery_items(g, ids, cls, NULL);
-        printf("  item id   class\n");
-        for (int64_t i = 0; i < n; i++) {
-            sm_gallery_class ci;
-            sm_gallery_class_info(g, cls[i], &ci);
-            printf("  %7lld   %s\n", (long long)ids[i], ci.name);
-        }
-        free(ids); free(cls);
     }
+    int has_thr = !(isinf(thr) && thr > 0);
+    if (json) {
+        cj j;
+        char fp[16];
+        snprintf(fp, sizeof fp, "%08x", sm_gallery_model_fingerprint(g));
+        cj_init(&j, stdout);
+        cj_obj(&j);
+        cj_kstr(&j, "command", "gallery list");
+        cj_kstr(&j, "gallery", gpath);
+        cj_kint(&j, "dimension", sm_gallery_dim(g));
+        cj_kstr(&j, "metric", cli_metric_name(sm_gallery_metric(g)));
+        cj_kstr(&j, "model", fp);
+        cj_key(&j, "threshold");
+        if (has_thr) cj_numf(&j, thr); else cj_null(&j);
+        cj_kstr(&j, "threshold_rule", has_thr ? cli_rule_name(rule) : NULL);
+        cj_kint(&j, "items", (long long)n);
+        cj_kint(&j, "removed_classes", removed);
+        cj_key(&j, "classes");
+        cj_arr(&j);
+        for (int i = 0; i < sm_gallery_num_classes(g); i++) {
+            sm_gallery_class ci;
+            sm_gallery_class_info(g, i, &ci);
+            if (ci.removed) continue;
+            cj_obj(&j);
+            cj_kstr(&j, "name", ci.name);
+            cj_kint(&j, "items", (long long)ci.items);
+            cj_obj_end(&j);
+        }
+        cj_arr_end(&j);
+        if (items) {
+            cj_key(&j, "item_list");
+            cj_arr(&j);
+            for (int64_t i = 0; i < n; i++) {
+                sm_gallery_class ci;
+                sm_gallery_class_info(g, cls[i], &ci);
+                cj_obj(&j);
+                cj_kint(&j, "id", (long long)ids[i]);
+                cj_kstr(&j, "class", ci.name);
+                cj_obj_end(&j);
+            }
+            cj_arr_end(&j);
+        }
+        cj_obj_end(&j);
+    } else {
+        printf("gallery %s\n  dimension %d, metric %s, model %08x\n", gpath, sm_gallery_dim(g),
+               cli_metric_name(sm_gallery_metric(g)), sm_gallery_model_fingerprint(g));
+        if (!has_thr) printf("  threshold: none (every query is accepted)\n");
+        else printf("  threshold %.6g (calibrated for rule %s)\n", (double)thr, cli_rule_name(rule));
+        printf("  %lld items in %d classes", (long long)n, live);
+        if (removed) printf(" (%d removed classes kept until compaction)", removed);
+        printf("\n  class                              items\n");
+        for (int i = 0; i < sm_gallery_num_classes(g); i++) {
+            sm_gallery_class ci;
+            sm_gallery_class_info(g, i, &ci);
+            if (!ci.removed) printf("  %-32s %7lld\n", ci.name, (long long)ci.items);
+        }
+        if (items) {
+            printf("  item id   class\n");
+            for (int64_t i = 0; i < n; i++) {
+                sm_gallery_class ci;
+                sm_gallery_class_info(g, cls[i], &ci);
+                printf("  %7lld   %s\n", (long long)ids[i], ci.name);
+            }
+        }
+    }
+    free(ids); free(cls);
     sm_gallery_free(g);
     return EXIT_OK;
 }
@@ -298,10 +349,10 @@ static int gal_list(int argc, char **argv) {
 static int gal_calibrate(int argc, char **argv) {
     static const struct option opts[] = {{"gallery", 1, 0, 'g'}, {"model", 1, 0, 'm'}, {"far", 1, 0, 'f'},
                                          {"f1", 0, 0, '1'}, {"rule", 1, 0, 'r'}, {"dry-run", 0, 0, 'n'},
-                                         {"help", 0, 0, 'h'}, CLI_INPUT_OPTIONS, {0, 0, 0, 0}};
+                                         {"help", 0, 0, 'h'}, {"json", 0, 0, 'J'}, CLI_INPUT_OPTIONS, {0, 0, 0, 0}};
     const char *cmd = "gallery calibrate", *gpath = NULL, *model = NULL;
     float target = 1e-2f;
-    int f1 = 0, dry = 0, c;
+    int f1 = 0, dry = 0, json = 0, c;
     sm_decision_rule rule = SM_RULE_NEAREST;
     cli_inputs in;
     cli_inputs_defaults(&in, "train");
@@ -317,9 +368,10 @@ static int gal_calibrate(int argc, char **argv) {
         case '1': f1 = 1; break;
         case 'r': if (cli_parse_rule(optarg, &rule)) return cli_usage_error(cmd, "--rule must be nearest, vote or centroid"); break;
         case 'n': dry = 1; break;
+        case 'J': json = 1; cli_set_json(1); break;
         case 'h':
             printf("usage: simile gallery calibrate --gallery FILE --model FILE [inputs] [--far X | --f1]\n"
-                   "                                [--rule nearest|centroid] [--dry-run]\n"
+                   "                                [--rule nearest|centroid] [--dry-run] [--json]\n"
                    "Set the open-set threshold from labelled data held out from the enrolment (e.g.\n"
                    "--skip-per-class 5 to leave out the first 5 enrolled images of each class).\n"
                    "Each input gives one genuine pair (its distance to its own class, if enrolled:\n"
@@ -327,7 +379,8 @@ static int gal_calibrate(int argc, char **argv) {
                    "other enrolled class.  The threshold is the largest distance whose false-accept\n"
                    "rate is at most --far (default 0.01), or the one with the best F1 (--f1).  Also\n"
                    "reports ROC AUC, EER and TAR at FAR 1e-2, 1e-3, 1e-4 of these pairs.  --dry-run\n"
-                   "reports without storing the threshold.\n\n%s", cli_inputs_help);
+                   "reports without storing the threshold.  --json: one JSON document on stdout.\n\n%s",
+                   cli_inputs_help);
             return EXIT_OK;
         default: return cli_usage_error(cmd, "unknown option");
         }
@@ -389,11 +442,13 @@ static int gal_calibrate(int argc, char **argv) {
     }
     int64_t gpairs = 0;
     for (int64_t i = 0; i < np; i++) gpairs += gen[i];
-    printf("calibration on %lld inputs (%lld of enrolled classes): %lld genuine and %lld impostor pairs, rule %s\n",
-           (long long)b.n, (long long)known, (long long)gpairs, (long long)(np - gpairs), cli_rule_name(rule));
-    printf("  ROC AUC %.4f, EER %.4f\n  TAR at FAR 1e-2 %.4f, 1e-3 %.4f, 1e-4 %.4f\n", auc, eer, tars[0], tars[1], tars[2]);
-    if (f1) printf("  best-F1 threshold %.6g: TAR %.4f, FAR %.4f on these pairs\n", (double)thr, tar, far);
-    else printf("  threshold for FAR <= %g: %.6g (TAR %.4f, FAR %.4f on these pairs)\n", (double)target, (double)thr, tar, far);
+    FILE *out = cli_text();
+    fprintf(out, "calibration on %lld inputs (%lld of enrolled classes): %lld genuine and %lld impostor pairs, rule %s\n",
+            (long long)b.n, (long long)known, (long long)gpairs, (long long)(np - gpairs), cli_rule_name(rule));
+    fprintf(out, "  ROC AUC %.4f, EER %.4f\n  TAR at FAR 1e-2 %.4f, 1e-3 %.4f, 1e-4 %.4f\n", auc, eer, tars[0], tars[1], tars[2]);
+    if (f1) fprintf(out, "  best-F1 threshold %.6g: TAR %.4f, FAR %.4f on these pairs\n", (double)thr, tar, far);
+    else fprintf(out, "  threshold for FAR <= %g: %.6g (TAR %.4f, FAR %.4f on these pairs)\n", (double)target, (double)thr, tar, far);
+    int stored = 0;
     if (!dry) {
         /* store under the lock, on the current file */
         sm_lock *lock = NULL;
@@ -405,7 +460,36 @@ static int gal_calibrate(int argc, char **argv) {
         sm_lock_release(lock);
         sm_gallery_free(cur);
         if (st) rc = cli_report(cmd, st, NULL);
-        else printf("stored threshold %.6g (rule %s) in %s\n", (double)thr, cli_rule_name(rule), gpath);
+        else {
+            stored = 1;
+            fprintf(out, "stored threshold %.6g (rule %s) in %s\n", (double)thr, cli_rule_name(rule), gpath);
+        }
+    }
+    if (json && !rc) {
+        cj j;
+        cj_init(&j, stdout);
+        cj_obj(&j);
+        cj_kstr(&j, "command", "gallery calibrate");
+        cj_kstr(&j, "gallery", gpath);
+        cj_kint(&j, "inputs", (long long)b.n);
+        cj_kint(&j, "inputs_of_enrolled_classes", (long long)known);
+        cj_kint(&j, "genuine_pairs", (long long)gpairs);
+        cj_kint(&j, "impostor_pairs", (long long)(np - gpairs));
+        cj_kstr(&j, "rule", cli_rule_name(rule));
+        cj_knum(&j, "roc_auc", auc);
+        cj_knum(&j, "eer", eer);
+        cj_key(&j, "tar_at_far");
+        cj_obj(&j);
+        static const char *const far_names[3] = {"1e-2", "1e-3", "1e-4"};
+        for (int i = 0; i < 3; i++) cj_knum(&j, far_names[i], tars[i]);
+        cj_obj_end(&j);
+        cj_kstr(&j, "mode", f1 ? "f1" : "far");
+        if (!f1) cj_knum(&j, "target_far", (double)target);
+        cj_knumf(&j, "threshold", thr);
+        cj_knum(&j, "tar", tar);
+        cj_knum(&j, "far", far);
+        cj_kbool(&j, "stored", stored);
+        cj_obj_end(&j);
     }
 done:
     free(cd); free(gen); free(pd); free(ps); free(qcls);

@@ -7,6 +7,11 @@
 #include <string.h>
 #include <unistd.h>
 
+static int json_mode;
+FILE *cli_text(void) { return json_mode ? stderr : stdout; }
+void cli_set_json(int on) { json_mode = on; }
+int cli_json_on(void) { return json_mode; }
+
 /* A message set by the CLI itself (the library keeps its own in sm_errmsg()). */
 static char cli_err[1024];
 
@@ -188,9 +193,9 @@ int cli_train_progress(const sm_train_progress *p, void *user) {
         fflush(stderr);
     }
     if (p->epoch_done) {
-        printf("epoch %d/%d  loss %.4f  %.0f images/s  %.1f s  lr %.3g\n", p->epoch, p->epochs, p->loss,
+        fprintf(cli_text(), "epoch %d/%d  loss %.4f  %.0f images/s  %.1f s  lr %.3g\n", p->epoch, p->epochs, p->loss,
                p->images_per_sec, p->seconds, (double)p->lr);
-        fflush(stdout);
+        fflush(cli_text());
     }
     return 0;
 }

@@ -28,6 +28,7 @@ int main(int argc, char **argv) {
     if (argc < 2) { usage(stderr); return EXIT_USAGE; }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) { usage(stdout); return EXIT_OK; }
     if (!strcmp(argv[1], "--version")) { printf("simile %s\n", sm_version()); return EXIT_OK; }
+    cli_set_json(0);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
     fprintf(stderr, "simile: unknown command '%s'\n", argv[1]);

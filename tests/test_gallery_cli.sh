@@ -114,14 +114,26 @@ rej=$(awk '/rejection rate/ {print $NF}' out.txt)
 if awk -v a="$rej" 'BEGIN { exit !(a >= 0.5) }'; then ok "rejection rate of class 3: $rej"; else bad "rejection rate $rej < 0.5"; cat out.txt; fi
 
 # ---- verify ------------------------------------------------------------------------------------
-expect 0 "verify two images of a class" -- "$S" verify --model m.smm --gallery g.smg q0.png q0b.png
-has "^same"
-expect 0 "verify images of two classes" -- "$S" verify --model m.smm --threshold 0.3 q0.png q3.pgm
+# a pair: the score always; a decision only with --threshold (the gallery's threshold is for
+# identification, nearest of several items); exit 0 same, 10 different, 0 with no threshold
+expect 0 "verify two images of a class, gallery given (its threshold does not apply to a pair)" -- "$S" verify --model m.smm --gallery g.smg q0.png q0b.png
+has "^distance [0-9.]* (metric l2; no threshold"
+has "not for a single pair"
+d_same=$(awk '/^distance/ {print $2}' out.txt)
+expect 0 "verify two images of a class at threshold 0.3" -- "$S" verify --model m.smm --threshold 0.3 q0.png q0b.png
+has "^same (distance $d_same <= threshold 0.3000"
+expect 10 "verify images of two classes: different, exit 10" -- "$S" verify --model m.smm --threshold 0.3 q0.png q3.pgm
 has "^different"
-expect 0 "verify an image against an enrolled class" -- "$S" verify --model m.smm --gallery g.smg --class 0 q0.png
-has "same as class '0'"
+expect 0 "verify without a threshold prints the distance, exit 0" -- "$S" verify --model m.smm q0.png q3.pgm
+has "^distance [0-9.]* (metric l2; no threshold"
+expect 0 "verify an image against an enrolled class (the gallery's calibrated threshold)" -- "$S" verify --model m.smm --gallery g.smg --class 0 q0.png
+has "same as class '0' (distance [0-9.]* <= threshold [0-9.]* from gallery, nearest)"
+expect 10 "verify an image of class 3 against class 0" -- "$S" verify --model m.smm --gallery g.smg --class 0 q3.pgm
+has "different from class '0'"
+expect 0 "verify against a class by centroid: the nearest-rule threshold does not apply" -- "$S" verify --model m.smm --gallery g.smg --class 0 --rule centroid q3.pgm
+has "no threshold applies"
+has "calibrated for rule nearest, not centroid"
 expect 1 "verify against a missing class" -- "$S" verify --model m.smm --gallery g.smg --class nope q0.png
-expect 2 "verify without a threshold" -- "$S" verify --model m.smm q0.png q0b.png
 
 # ---- embed, .npy inputs -----------------------------------------------------------------------
 expect 0 "embed" -- "$S" embed --model m.smm $DT --out e.npy --labels-out l.npy
