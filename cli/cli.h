@@ -57,6 +57,9 @@ void cli_data_defaults(cli_data *d, const char *split);
 int cli_data_option(const char *cmd, cli_data *d, int opt, const char *arg);
 /* Load, filter and normalise. */
 sm_status cli_data_load(const cli_data *d, sm_dataset **out);
+/* As cli_data_load; also the image file's path (into path, cap bytes) and, when index is not
+ * NULL, each kept sample's index in that file (*index (n), release with free()). */
+sm_status cli_data_load_ex(const cli_data *d, sm_dataset **out, char *path, size_t cap, int64_t **index);
 extern const char *const cli_data_help;
 
 /* Read a spec argument: a built-in name, "@file", or literal text.  *owned is set if the

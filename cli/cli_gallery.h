@@ -31,7 +31,8 @@ typedef struct cli_batch {
     int32_t *labels;   /* (n) labels, NULL if unlabelled */
     char **names;      /* (nnames) label -> class name, NULL if unlabelled */
     int nnames;
-    const char **item; /* (n) a description of each input (file path or "#index") */
+    const char **item; /* (n) where each input came from: its file path, or "<file>#<index>" for
+                        * an IDX sample or a .npy row (the gallery stores it as the source) */
     char *item_buf;    /* storage for generated descriptions */
 } cli_batch;
 

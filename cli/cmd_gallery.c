@@ -132,23 +132,28 @@ static int gal_enrol(int argc, char **argv) {
     if (!st && cls) {
         newclasses = sm_gallery_find_class(g, cls) < 0;
         nclasses = 1;
-        st = sm_gallery_add(g, b.emb, b.n, b.d, cls, NULL, ids);
+        st = sm_gallery_add_sourced(g, b.emb, b.n, b.d, cls, NULL, (const char *const *)b.item, ids);
         if (!st) added = b.n;
     } else if (!st) {
         /* one add per label: gather that label's rows */
         float *rows = malloc((size_t)b.n * (size_t)b.d * sizeof(float));
-        if (!rows) st = cli_fail(SM_ERR_NOMEM, "out of memory");
+        const char **srcs = malloc((size_t)b.n * sizeof(char *)); /* (n) sources of those rows */
+        if (!rows || !srcs) st = cli_fail(SM_ERR_NOMEM, "out of memory");
         for (int y = 0; !st && y < b.nnames; y++) {
             int64_t k = 0;
             for (int64_t i = 0; i < b.n; i++)
-                if (b.labels[i] == y) memcpy(rows + (k++) * b.d, b.emb + i * b.d, (size_t)b.d * sizeof(float));
+                if (b.labels[i] == y) {
+                    srcs[k] = b.item ? b.item[i] : NULL;
+                    memcpy(rows + (k++) * b.d, b.emb + i * b.d, (size_t)b.d * sizeof(float));
+                }
             if (!k) continue;
             newclasses += sm_gallery_find_class(g, b.names[y]) < 0;
             nclasses++;
-            st = sm_gallery_add(g, rows, k, b.d, b.names[y], NULL, ids + added);
+            st = sm_gallery_add_sourced(g, rows, k, b.d, b.names[y], NULL, srcs, ids + added);
             added += st ? 0 : k;
         }
         free(rows);
+        free((void *)srcs);
     }
     if (!st) st = sm_gallery_save(g, gpath);
     sm_lock_release(lock);
@@ -248,7 +253,8 @@ static int gal_list(int argc, char **argv) {
         case 'h':
             printf("usage: simile gallery list --gallery FILE [--items] [--json]\n"
                    "Show the gallery's settings and its classes with their item counts (--items: every\n"
-                   "item id with its class).  --json: one JSON document on stdout (docs/cli.md).\n");
+                   "item id with its class and its source: the image file, or <file>#<index> for an IDX\n"
+                   "sample or a .npy row; '-' for items enrolled before sources were kept).  --json: one JSON document on stdout (docs/cli.md).\n");
             return EXIT_OK;
         default: return cli_usage_error(cmd, "unknown option");
         }
@@ -269,11 +275,17 @@ static int gal_list(int argc, char **argv) {
     int64_t n = sm_gallery_size(g);
     int64_t *ids = NULL;
     int32_t *cls = NULL;
+    const char **srcs = NULL; /* (n) item sources, borrowed from g */
     if (items) {
         ids = malloc((size_t)(n ? n : 1) * sizeof(int64_t));
         cls = malloc((size_t)(n ? n : 1) * sizeof(int32_t));
         if (!ids || !cls) { free(ids); free(cls); sm_gallery_free(g); return cli_report(cmd, SM_ERR_NOMEM, "out of memory"); }
         sm_gallery_items(g, ids, cls, NULL);
+        if (!(srcs = malloc((size_t)(n ? n : 1) * sizeof(char *)))) {
+            free(ids); free(cls); sm_gallery_free(g);
+            return cli_report(cmd, SM_ERR_NOMEM, "out of memory");
+        }
+        sm_gallery_item_sources(g, srcs);
     }
     int has_thr = !(isinf(thr) && thr > 0);
     if (json) {
@@ -313,6 +325,7 @@ static int gal_list(int argc, char **argv) {
                 cj_obj(&j);
                 cj_kint(&j, "id", (long long)ids[i]);
                 cj_kstr(&j, "class", ci.name);
+                cj_kstr(&j, "source", srcs[i]);
                 cj_obj_end(&j);
             }
             cj_arr_end(&j);
@@ -332,15 +345,15 @@ static int gal_list(int argc, char **argv) {
             if (!ci.removed) printf("  %-32s %7lld\n", ci.name, (long long)ci.items);
         }
         if (items) {
-            printf("  item id   class\n");
+            printf("  item id   %-32s source\n", "class");
             for (int64_t i = 0; i < n; i++) {
                 sm_gallery_class ci;
                 sm_gallery_class_info(g, cls[i], &ci);
-                printf("  %7lld   %s\n", (long long)ids[i], ci.name);
+                printf("  %7lld   %-32s %s\n", (long long)ids[i], ci.name, *srcs[i] ? srcs[i] : "-");
             }
         }
     }
-    free(ids); free(cls);
+    free(ids); free(cls); free((void *)srcs);
     sm_gallery_free(g);
     return EXIT_OK;
 }

@@ -505,7 +505,9 @@ int cmd_embed(int argc, char **argv) {
             printf("usage: simile embed --model FILE [inputs] --out EMB.npy [--labels-out LAB.npy]\n"
                    "Embed the inputs (batched, on all threads) and write the L2-normalised embeddings\n"
                    "(n, d) float32 (--raw: as the model outputs them) and the labels (n) int32 as\n"
-                   "NumPy .npy files.\n\n%s", cli_inputs_help);
+                   "NumPy .npy files.  With --folder, OUT.labels.json (OUT without .npy) maps the label\n"
+                   "numbers to the folder names: {\"classes\": [name of label 0, ...], \"sources\": [the\n"
+                   "image file of each row]}.\n\n%s", cli_inputs_help);
             return EXIT_OK;
         default: return cli_usage_error(cmd, "unknown option");
         }
@@ -528,9 +530,36 @@ int cmd_embed(int argc, char **argv) {
     int64_t shape[2] = {b.n, b.d};
     if (!st) st = sm_npy_write(out, SM_NPY_F32, b.emb ? (const void *)b.emb : (const void *)"", shape, 2);
     if (!st && lout) st = sm_npy_write(lout, SM_NPY_I32, b.labels, shape, 1);
+    /* a folder's labels are numbers given to sorted folder names: write which is which */
+    char map[4200] = "";
+    if (!st && in.folder && b.names) {
+        size_t l = strlen(out);
+        snprintf(map, sizeof map, "%.*s.labels.json", (int)(l > 4 && !strcmp(out + l - 4, ".npy") ? l - 4 : l), out);
+        FILE *f = fopen(map, "w");
+        if (!f) st = cli_fail(SM_ERR_IO, "%s: cannot write the label map", map);
+        else {
+            cj j;
+            cj_init(&j, f);
+            cj_obj(&j);
+            cj_kstr(&j, "embeddings", out);
+            cj_key(&j, "classes"); /* label number = index in this list */
+            cj_arr(&j);
+            for (int i = 0; i < b.nnames; i++) cj_str(&j, b.names[i]);
+            cj_arr_end(&j);
+            cj_key(&j, "sources"); /* the image file of each row */
+            cj_arr(&j);
+            for (int64_t i = 0; i < b.n; i++) cj_str(&j, b.item[i]);
+            cj_arr_end(&j);
+            cj_obj_end(&j);
+            if (ferror(f) | (fclose(f) != 0)) st = cli_fail(SM_ERR_IO, "%s: writing the label map failed", map);
+        }
+    }
     if (st) rc = cli_report(cmd, st, NULL);
-    else printf("embedded %lld inputs to %s (%lld x %d)%s%s in %.2f s (%.0f images/s)\n", (long long)b.n, out, (long long)b.n, b.d,
-                lout ? ", labels to " : "", lout ? lout : "", t, t > 0 ? (double)b.n / t : 0.0);
+    else {
+        printf("embedded %lld inputs to %s (%lld x %d)%s%s in %.2f s (%.0f images/s)\n", (long long)b.n, out, (long long)b.n, b.d,
+               lout ? ", labels to " : "", lout ? lout : "", t, t > 0 ? (double)b.n / t : 0.0);
+        if (*map) printf("label numbers -> folder names (and each row's file) in %s\n", map);
+    }
     cli_batch_free(&b);
     sm_model_free(m);
     return rc;

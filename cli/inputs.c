@@ -190,15 +190,41 @@ static sm_status select_per_class(const char *cmd, const cli_inputs *in, cli_bat
     return st;
 }
 
-/* Descriptions "#i" (or "<label>#i") for inputs without a file name. */
-static sm_status describe_by_index(cli_batch *b) {
+/* Descriptions "<file>#<i>" for inputs without a file of their own: IDX samples and .npy rows,
+ * i the index in that file (index[i] when given, else i). */
+static sm_status describe_by_index(cli_batch *b, const char *file, const int64_t *index) {
+    size_t per = strlen(file) + 24;
     b->item = malloc((size_t)(b->n ? b->n : 1) * sizeof(char *));
-    b->item_buf = malloc((size_t)(b->n ? b->n : 1) * 24);
+    b->item_buf = malloc((size_t)(b->n ? b->n : 1) * per);
     if (!b->item || !b->item_buf) return cli_fail(SM_ERR_NOMEM, "out of memory");
     for (int64_t i = 0; i < b->n; i++) {
-        snprintf(b->item_buf + i * 24, 24, "#%lld", (long long)i);
-        b->item[i] = b->item_buf + i * 24;
+        char *s = b->item_buf + (size_t)i * per;
+        snprintf(s, per, "%s#%lld", file, (long long)(index ? index[i] : i));
+        b->item[i] = s;
     }
+    return SM_OK;
+}
+
+/* A folder of class sub-folders: list the images (sm_folder_list), decode each at the model's
+ * input shape; the item names are the file paths. */
+static sm_status load_folder(const cli_inputs *in, int h, int w, int c, cli_batch *b) {
+    char **paths = NULL, **names = NULL;
+    int32_t *labels = NULL;
+    int64_t n = 0;
+    int nc = 0;
+    sm_status st = sm_folder_list(in->folder, &paths, &labels, &n, &names, &nc);
+    if (st) return st;
+    int64_t per = (int64_t)h * w * c;
+    float *x = malloc((size_t)(n ? n : 1) * (size_t)per * sizeof(float));
+    if (!x) st = cli_fail(SM_ERR_NOMEM, "out of memory");
+    for (int64_t i = 0; !st && i < n; i++) st = sm_image_load(paths[i], h, w, c, x + i * per);
+    if (!st) st = sm_dataset_from_arrays(&b->ds, x, labels, n, h, w, c);
+    free(x);
+    free(labels);
+    if (st) { free(paths); free(names); return st; }
+    b->item = (const char **)paths; /* one block: pointers, then the strings */
+    b->names = names;
+    b->nnames = nc;
     return SM_OK;
 }
 
@@ -239,7 +265,7 @@ sm_status cli_inputs_load(const char *cmd, const cli_inputs *in, sm_model *m, cl
                 }
             if (!(b->names = numeric_names(b->labels, b->n, &b->nnames))) { cli_batch_free(b); return cli_fail(SM_ERR_NOMEM, "out of memory"); }
         }
-        if ((st = describe_by_index(b)) || (st = select_per_class(cmd, in, b))) { cli_batch_free(b); return st; }
+        if ((st = describe_by_index(b, in->npy, NULL)) || (st = select_per_class(cmd, in, b))) { cli_batch_free(b); return st; }
         return SM_OK;
     }
     if (!m) return cli_fail(SM_ERR_INVALID, "image inputs need --model (or give embeddings with --npy)");
@@ -259,13 +285,15 @@ sm_status cli_inputs_load(const char *cmd, const cli_inputs *in, sm_model *m, cl
         for (int64_t i = 0; i < b->n; i++) b->item[i] = in->images[i];
         if (in->first_per_class || in->skip_per_class) { cli_batch_free(b); return cli_fail(SM_ERR_INVALID, "--first-per-class / --skip-per-class need labelled inputs"); }
     } else if (in->folder) {
-        char **names = NULL;
-        int nc = 0;
-        if ((st = sm_dataset_load_folder(&b->ds, in->folder, h, w, c, &names, &nc))) return st;
-        b->names = names;
-        b->nnames = nc;
+        if ((st = load_folder(in, h, w, c, b))) { cli_batch_free(b); return st; }
     } else {
-        if ((st = cli_data_load(&in->data, &b->ds))) return st;
+        char path[4096];
+        int64_t *index = NULL;
+        if ((st = cli_data_load_ex(&in->data, &b->ds, path, sizeof path, &index))) return st;
+        b->n = sm_dataset_size(b->ds);
+        st = describe_by_index(b, path, index);
+        free(index);
+        if (st) { cli_batch_free(b); return st; }
         int dh, dw, dc;
         sm_dataset_shape(b->ds, &dh, &dw, &dc);
         if (dh != h || dw != w || dc != c) {
@@ -281,7 +309,7 @@ sm_status cli_inputs_load(const char *cmd, const cli_inputs *in, sm_model *m, cl
         if (!b->labels) { cli_batch_free(b); return cli_fail(SM_ERR_NOMEM, "out of memory"); }
         if (b->n) memcpy(b->labels, sm_dataset_labels(b->ds), (size_t)b->n * sizeof(int32_t));
         if (!b->names && !(b->names = numeric_names(b->labels, b->n, &b->nnames))) { cli_batch_free(b); return cli_fail(SM_ERR_NOMEM, "out of memory"); }
-        if ((st = describe_by_index(b)) || (st = select_per_class(cmd, in, b))) { cli_batch_free(b); return st; }
+        if ((st = select_per_class(cmd, in, b))) { cli_batch_free(b); return st; }
     }
     return SM_OK;
 }

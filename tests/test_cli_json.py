@@ -125,6 +125,8 @@ try:
         check(sorted(names) == sorted(NAMES), "gallery list: class names round-trip: %r" % names)
         check(gl["items"] == 13 and len(gl["item_list"]) == 13, "gallery list: 13 items listed")
         check(sorted({i["class"] for i in gl["item_list"]}) == sorted(NAMES), "gallery list --items: every class named")
+        fs = [i["source"] for i in gl["item_list"] if i["class"] == NAMES[0]]
+        check(fs == ["faces/%s/%d.pgm" % (NAMES[0], i) for i in range(4)], "gallery list --items: sources %r" % fs)
         check(gl["threshold"] is None and gl["threshold_rule"] is None, "gallery list: no threshold -> null")
         check(gl["metric"] == "l2" and gl["dimension"] == 8, "gallery list: metric and dimension")
 

@@ -66,6 +66,16 @@ def npy(path, shape, vals):
     hdr = hdr.ljust(117) + "\n"
     with open(path, "wb") as f: f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(hdr)) + hdr.encode() + struct.pack("<%df" % len(vals), *vals))
 npy("dim5.npy", (2, 5), [0.1] * 10)
+npy("two8.npy", (2, 8), [1.0] + [0.0] * 7 + [0.0, 1.0] + [0.0] * 6)
+# a version-1 gallery file (before item sources), as the old writer laid it out: dimension 8,
+# raw embeddings (fingerprint 0), no threshold, class "old" with items 0 and 1
+def v1_gallery(path):
+    b = b"SMILEGAL" + struct.pack("<IIIIfIIQQ", 1, 8, 0, 0, float("inf"), 0, 1, 2, 2)
+    b += struct.pack("<II", 0, 3) + b"old"
+    b += struct.pack("<IIq", 0, 0, 0) + struct.pack("<IIq", 0, 0, 1)
+    b += struct.pack("<16f", *([0.0, 0.0, 1.0] + [0.0] * 5 + [0.0, 0.0, 0.0, 1.0] + [0.0] * 4))
+    with open(path, "wb") as f: f.write(b + struct.pack("<I", zlib.crc32(b) & 0xffffffff))
+v1_gallery("v1.smg")
 npy("nan.npy", (1, 8), [float("nan")] + [0.0] * 7)
 EOF
 D="--images train-img --labels train-lab"
@@ -150,6 +160,35 @@ expect 0 "enrol one image into an existing class" -- "$S" gallery enrol --galler
 has "(0 new)"
 expect 0 "list" -- "$S" gallery list --gallery g.smg --items
 has "quad3"
+# provenance: each item keeps its source (image file, or <IDX file>#<index in that file>)
+has " quad3  *folder/quad3/0.pgm$"
+has " 0  *q0.png$"
+awk '$1 == 14 {print $3}' out.txt | grep -qx "train-img#18" && ok "item 14 (5th of class 2) came from train-img#18" || { bad "item 14's source"; cat out.txt; }
+has "e.npy#36"
+
+# ---- an old-version (1) gallery file still loads, and is upgraded when written ------------------
+expect 0 "list a version-1 gallery" -- "$S" gallery list --gallery v1.smg --items
+has "2 items in 1 classes"
+has "^ *1   old  *-$"
+expect 0 "enrol into a version-1 gallery" -- "$S" gallery enrol --gallery v1.smg --npy two8.npy --class new
+expect 0 "list it again (now version 2)" -- "$S" gallery list --gallery v1.smg --items
+has "4 items in 2 classes"
+has "two8.npy#1$"
+python3 -c "import struct,sys; sys.exit(struct.unpack('<I', open('v1.smg','rb').read()[8:12])[0] != 2)" && ok "written back as version 2" || bad "not version 2"
+
+# ---- embed --folder writes the label map -------------------------------------------------------
+expect 0 "embed a folder" -- "$S" embed --model m.smm --folder folder --out fe.npy --labels-out fl.npy
+has "fe.labels.json"
+python3 - <<'PY' && ok "fe.labels.json maps labels 0, 1 to quad2, quad3 and names each row's file" || bad "label map"
+import json, struct
+m = json.load(open("fe.labels.json"))
+lab = open("fl.npy", "rb").read()
+hl = struct.unpack("<H", lab[8:10])[0]
+labels = list(struct.unpack("<5i", lab[10 + hl:]))
+assert m["classes"] == ["quad2", "quad3"], m
+assert [m["classes"][y] for y in labels] == [s.split("/")[1] for s in m["sources"]], (labels, m)
+assert m["sources"][0] == "folder/quad2/0.png", m
+PY
 
 # ---- remove, compact ---------------------------------------------------------------------------
 expect 0 "remove an item" -- "$S" gallery remove --gallery g.smg --item 0
