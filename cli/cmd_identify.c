@@ -390,7 +390,9 @@ int cmd_classify(int argc, char **argv) {
         case 'h':
             printf("usage: simile classify --model FILE [inputs] [--top K] [--show N] [--json]\n"
                    "Top-K classes with softmax probabilities from a model trained with a classifier\n"
-                   "head (softmax or focal loss).  Labelled inputs also report top-1 and top-K accuracy.\n"
+                   "head (softmax or focal loss).  Inputs whose class names are the model's class\n"
+                   "numbers (IDX labels, or a folder of sub-folders named 0, 1, ...) also report top-1\n"
+                   "and top-K accuracy; other folder names are not compared (a note says so).\n"
                    "--show N prints the first N inputs (default: all image files, none otherwise;\n"
                    "all with --json, which writes one JSON document on stdout: docs/cli.md).\n\n%s",
                    cli_inputs_help);
@@ -419,9 +421,25 @@ int cmd_classify(int argc, char **argv) {
     if (!st && !(z = malloc((size_t)(b.n ? b.n : 1) * (size_t)C * sizeof(float)))) st = cli_fail(SM_ERR_NOMEM, "out of memory");
     if (!st && b.n && (st = sm_model_logits(m, sm_dataset_images(b.ds), b.n, z))) cli_fail(st, "%s", sm_model_errmsg(m));
     if (st) { rc = cli_report(cmd, st, NULL); goto done; }
+    /* The model's classes are the label numbers it was trained on.  An input's class is known
+     * only if its class name is such a number (IDX labels; a folder named 0, 1, ...): folder
+     * names are numbered alphabetically, which says nothing about the model's numbering. */
+    int scored = b.labels != NULL && b.n > 0;
+    int32_t *truth = scored ? malloc((size_t)b.n * sizeof(int32_t)) : NULL; /* (n) class numbers */
+    if (scored && !truth) { rc = cli_report(cmd, SM_ERR_NOMEM, "out of memory"); goto done; }
+    for (int64_t i = 0; scored && i < b.n; i++) {
+        const char *nm = cli_batch_name(&b, i);
+        char *end;
+        long v = strtol(nm, &end, 10);
+        if (!*nm || *end || v < 0 || v >= C || nm[0] == '+' || nm[0] == '-' || (nm[0] == '0' && nm[1])) scored = 0;
+        else truth[i] = (int32_t)v;
+    }
+    if (b.labels && b.n && !scored)
+        fprintf(stderr, "simile classify: note: no accuracy: the class names of the inputs (e.g. '%s') are not the model's "
+                        "class numbers 0..%d, so the predictions cannot be compared with them\n", cli_batch_name(&b, 0), C - 1);
     int64_t c1 = 0, ck = 0;
     int *idx = malloc((size_t)C * sizeof(int));
-    if (!idx) { rc = cli_report(cmd, SM_ERR_NOMEM, "out of memory"); goto done; }
+    if (!idx) { free(truth); rc = cli_report(cmd, SM_ERR_NOMEM, "out of memory"); goto done; }
     cj j;
     cj_init(&j, stdout);
     if (json) {
@@ -441,15 +459,16 @@ int cmd_classify(int argc, char **argv) {
         for (int a = 0; a < top; a++) /* partial selection sort: top classes first */
             for (int t = a + 1; t < C; t++)
                 if (zi[idx[t]] > zi[idx[a]]) { int tmp = idx[a]; idx[a] = idx[t]; idx[t] = tmp; }
-        if (b.labels) {
-            c1 += idx[0] == b.labels[i];
-            for (int a = 0; a < top; a++) ck += idx[a] == b.labels[i];
+        if (scored) {
+            c1 += idx[0] == truth[i];
+            for (int a = 0; a < top; a++) ck += idx[a] == truth[i];
         }
         if (i >= show) continue;
         if (json) {
             cj_obj(&j);
             cj_kstr(&j, "input", b.item ? b.item[i] : "");
-            if (b.labels) cj_kint(&j, "label", b.labels[i]);
+            if (b.labels) cj_kstr(&j, "class_name", cli_batch_name(&b, i));
+            if (scored) cj_kint(&j, "label", truth[i]);
             cj_key(&j, "top");
             cj_arr(&j);
             for (int a = 0; a < top; a++) {
@@ -467,14 +486,15 @@ int cmd_classify(int argc, char **argv) {
         }
     }
     free(idx);
+    free(truth);
     if (json) {
         cj_arr_end(&j);
-        if (b.labels && b.n) {
+        if (scored) {
             cj_knum(&j, "top1_accuracy", (double)c1 / (double)b.n);
             cj_knum(&j, "topk_accuracy", (double)ck / (double)b.n);
         }
         cj_obj_end(&j);
-    } else if (b.labels && b.n)
+    } else if (scored)
         printf("%lld inputs: top-1 accuracy %.4f, top-%d accuracy %.4f\n", (long long)b.n, (double)c1 / (double)b.n, top,
                (double)ck / (double)b.n);
 done:

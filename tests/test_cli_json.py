@@ -187,6 +187,23 @@ try:
         check(abs(cl["top1_accuracy"] - top1) < 1e-12, "classify: top-1 accuracy = share of inputs whose top class is the label")
         check(all(abs(sum(t["probability"] for t in x["top"])) <= 1.000001 for x in cl["inputs"]), "classify: probabilities")
 
+    # classify a folder: accuracy only when the folder names are the model's class numbers
+    for k in (0, 3):
+        os.makedirs(os.path.join(T, "num", str(k)))
+        for i in range(3):
+            pgm(os.path.join("num", str(k), "%d.pgm" % i), img(k))
+    cn = doc("classify", "--model", "soft.smm", "--folder", "num", "--json")
+    if cn:
+        check([x["label"] for x in cn["inputs"]] == [0, 0, 0, 3, 3, 3], "classify: folders '0' and '3' are classes 0 and 3 (not 0 and 1)")
+        want = sum(1 for x in cn["inputs"] if x["top"][0]["class"] == x["label"]) / 6
+        check(abs(cn["top1_accuracy"] - want) < 1e-12, "classify --folder: accuracy against the class numbers")
+    p = run("classify", "--model", "soft.smm", "--folder", "faces", "--json")
+    cf = json.loads(p.stdout)
+    check("top1_accuracy" not in cf and all("label" not in x for x in cf["inputs"]), "classify: no accuracy for folder names that are not class numbers")
+    check([x["class_name"] for x in cf["inputs"]][:1] == [NAMES[0]] and b"no accuracy" in p.stderr, "classify: says why there is no accuracy")
+    p = run("classify", "--model", "soft.smm", "--folder", "faces")
+    check(b"accuracy" not in p.stdout, "classify --folder (text): no accuracy line for names that are not class numbers")
+
     # ---- a refused command writes no half document -------------------------------------------
     p = run("identify", "--gallery", "g.smg", "--model", "m.smm", "--json", want=2)
     check(p.stdout == b"", "a refused identify --json writes nothing on stdout")
