@@ -18,6 +18,7 @@ typedef struct cli_inputs {
     int first_per_class;                /* --first-per-class M: keep M of each class (0 = all) */
     int skip_per_class;                 /* --skip-per-class N: drop the first N of each class */
     int raw;                            /* --raw: do not L2-normalise embeddings */
+    int skip_bad;                       /* --skip-bad: leave out unreadable image files */
     int threads;                        /* --threads N */
     int data_given;                     /* --data, --split, --images or --labels was given */
 } cli_inputs;
@@ -43,7 +44,7 @@ typedef struct cli_batch {
     {"std", 1, 0, 1006}, {"no-normalize", 0, 0, 1007}, {"folder", 1, 0, 1100},           \
     {"npy", 1, 0, 1101}, {"npy-labels", 1, 0, 1102}, {"image", 1, 0, 1103},              \
     {"first-per-class", 1, 0, 1104}, {"skip-per-class", 1, 0, 1105}, {"raw", 0, 0, 1106},  \
-    {"threads", 1, 0, 1107}
+    {"threads", 1, 0, 1107}, {"skip-bad", 0, 0, 1108}
 extern const char *const cli_inputs_help;
 
 void cli_inputs_defaults(cli_inputs *in, const char *split);

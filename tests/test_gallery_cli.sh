@@ -76,6 +76,12 @@ def v1_gallery(path):
     b += struct.pack("<16f", *([0.0, 0.0, 1.0] + [0.0] * 5 + [0.0, 0.0, 0.0, 1.0] + [0.0] * 4))
     with open(path, "wb") as f: f.write(b + struct.pack("<I", zlib.crc32(b) & 0xffffffff))
 v1_gallery("v1.smg")
+# a folder with one corrupt image; images of other sizes (1x1, 100x64)
+os.makedirs("badfolder/a"); os.makedirs("badfolder/b")
+pgm("badfolder/a/0.pgm", img(0)); pgm("badfolder/b/0.pgm", img(1))
+with open("badfolder/a/1.png", "wb") as f: f.write(b"\x89PNG\r\n\x1a\ntruncated")
+with open("tiny.pgm", "wb") as f: f.write(b"P5\n1 1\n255\n\x80")
+with open("wide.pgm", "wb") as f: f.write(b"P5\n100 64\n255\n" + bytes(random.randint(0, 255) for _ in range(6400)))
 npy("nan.npy", (1, 8), [float("nan")] + [0.0] * 7)
 EOF
 D="--images train-img --labels train-lab"
@@ -165,6 +171,27 @@ has " quad3  *folder/quad3/0.pgm$"
 has " 0  *q0.png$"
 awk '$1 == 14 {print $3}' out.txt | grep -qx "train-img#18" && ok "item 14 (5th of class 2) came from train-img#18" || { bad "item 14's source"; cat out.txt; }
 has "e.npy#36"
+
+# ---- a corrupt image: the enrolment fails whole, or --skip-bad enrols the rest and names it ----
+"$S" gallery create --out sb.smg --model m.smm >/dev/null
+"$S" gallery enrol --gallery sb.smg --model m.smm --class 0 q0.png >/dev/null
+n_before=$("$S" gallery list --gallery sb.smg | awk '/items in/ {print $1}')
+expect 3 "a folder with a corrupt image" -- "$S" gallery enrol --gallery sb.smg --model m.smm --folder badfolder
+has "badfolder/a/1.png"
+n_after=$("$S" gallery list --gallery sb.smg | awk '/items in/ {print $1}')
+[ "$n_before" = "$n_after" ] && ok "nothing enrolled ($n_after items)" || bad "gallery went from $n_before to $n_after items"
+expect 0 "the same folder with --skip-bad" -- "$S" gallery enrol --gallery sb.smg --model m.smm --folder badfolder --skip-bad
+has "skipped: badfolder/a/1.png"
+has "skipped 1 of 3 images that could not be read"
+has "enrolled 2 items in 2 classes (2 new)"
+expect 3 "--skip-bad with nothing readable" -- "$S" identify --gallery g.smg --model m.smm --skip-bad broken.png
+has "none of the 1 images could be read"
+# images of another size are resized, and a note says so once
+expect 0 "identify a 1x1 and a 100x64 image" -- "$S" identify --gallery g.smg --model m.smm tiny.pgm wide.pgm q0.png
+[ "$(grep -c "resized" out.txt)" = 1 ] && ok "one note about resizing" || { bad "resize note count"; cat out.txt; }
+has "note: 2 of 3 images were resized to the model's 8x8 (e.g. tiny.pgm is 1x1)"
+expect 0 "an image of the model's size: no note" -- "$S" identify --gallery g.smg --model m.smm q0.png
+grep -q resized out.txt && bad "a resize note for an 8x8 image" || ok "no resize note for 8x8 images"
 
 # ---- an old-version (1) gallery file still loads, and is upgraded when written ------------------
 expect 0 "list a version-1 gallery" -- "$S" gallery list --gallery v1.smg --items
