@@ -79,6 +79,9 @@ int cli_load_model(const char *cmd, const char *path, sm_model **m);
 /* Open a gallery and, when m is not NULL, check that it was built with that model; on a
  * mismatch *g is NULL and the message names the file. */
 sm_status cli_gallery_open_checked(const char *path, sm_model *m, sm_gallery **g);
+/* Warn on stderr (once per call) when g's threshold was calibrated and items were enrolled or
+ * removed since: the threshold may no longer fit. */
+void cli_gallery_warn_changed(const char *cmd, const char *path, const sm_gallery *g);
 /* l2, cosine or ip; -1 for anything else. */
 int cli_parse_metric(const char *s, sm_metric *metric);
 const char *cli_metric_name(sm_metric m);

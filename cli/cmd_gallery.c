@@ -71,6 +71,96 @@ static int gal_create(int argc, char **argv) {
 }
 
 /* ---- enrol -------------------------------------------------------------------------------- */
+/* Duplicate check before an enrolment: an input whose embedding (bit for bit) or source name
+ * is already in its class, in the gallery or earlier in the same batch, is named on stderr
+ * (a warning: it is still enrolled).  Hashes of (class, embedding) and (class, source) are
+ * sorted so the check is O((n + m) log(n + m)). */
+typedef struct dup_key { uint64_t h; int64_t who; } dup_key; /* who: batch index i, or -1 - gallery row */
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+    const unsigned char *c = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ c[i]) * 1099511628211ull;
+    return h;
+}
+static int cmp_dup(const void *a, const void *b) {
+    const dup_key *x = a, *y = b;
+    if (x->h != y->h) return x->h < y->h ? -1 : 1;
+    return (x->who > y->who) - (x->who < y->who); /* gallery rows (negative) first, then batch order */
+}
+
+static void warn_duplicates(const char *cmd, sm_gallery *g, const cli_batch *b, const char *cls) {
+    int64_t m = sm_gallery_size(g), n = b->n, total = m + n, shown = 0, found = 0;
+    int d = b->d;
+    int64_t *gid = malloc((size_t)(m ? m : 1) * sizeof(int64_t));
+    int32_t *gcls = malloc((size_t)(m ? m : 1) * sizeof(int32_t));
+    float *gemb = malloc((size_t)(m ? m : 1) * (size_t)d * sizeof(float));
+    const char **gsrc = malloc((size_t)(m ? m : 1) * sizeof(char *));
+    dup_key *k = malloc((size_t)(total ? total : 1) * sizeof(dup_key));
+    char *warned = calloc((size_t)(n ? n : 1), 1); /* (n) 1 = already named as a duplicate */
+    if (!gid || !gcls || !gemb || !gsrc || !k || !warned) {
+        fprintf(stderr, "simile %s: note: not enough memory to check for duplicates\n", cmd);
+        goto done;
+    }
+    sm_gallery_items(g, gid, gcls, gemb);
+    sm_gallery_item_sources(g, gsrc);
+    for (int pass = 0; pass < 2; pass++) { /* 0: embeddings, 1: source names */
+        int64_t nk = 0;
+        for (int64_t j = 0; j < total; j++) {
+            int64_t r = j < m ? j : j - m;
+            const char *cn, *src;
+            const float *e;
+            if (j < m) {
+                sm_gallery_class ci;
+                sm_gallery_class_info(g, gcls[r], &ci);
+                cn = ci.name; e = gemb + r * d; src = gsrc[r];
+            } else {
+                cn = cls ? cls : b->names[b->labels[r]]; e = b->emb + r * d; src = b->item ? b->item[r] : "";
+            }
+            if (pass == 1 && (!src || !*src)) continue;
+            uint64_t h = fnv(14695981039346656037ull, cn, strlen(cn) + 1);
+            h = pass == 0 ? fnv(h, e, (size_t)d * sizeof(float)) : fnv(h, src, strlen(src));
+            k[nk].h = h;
+            k[nk].who = j < m ? -1 - r : r;
+            nk++;
+        }
+        qsort(k, (size_t)nk, sizeof *k, cmp_dup);
+        for (int64_t a = 0; a < nk; a++) {
+            if (k[a].who < 0 || warned[k[a].who]) continue;
+            int64_t i = k[a].who;
+            const char *cn = cls ? cls : b->names[b->labels[i]];
+            for (int64_t z = a - 1; z >= 0 && k[z].h == k[a].h; z--) { /* an earlier equal key: same? */
+                int64_t w = k[z].who;
+                const char *wc, *ws;
+                const float *we;
+                if (w < 0) {
+                    sm_gallery_class ci;
+                    sm_gallery_class_info(g, gcls[-1 - w], &ci);
+                    wc = ci.name; we = gemb + (-1 - w) * d; ws = gsrc[-1 - w];
+                } else {
+                    wc = cls ? cls : b->names[b->labels[w]]; we = b->emb + w * d; ws = b->item ? b->item[w] : "";
+                }
+                int same = !strcmp(wc, cn) && (pass == 0 ? !memcmp(we, b->emb + i * d, (size_t)d * sizeof(float))
+                                                         : !strcmp(ws, b->item[i]));
+                if (!same) continue;
+                found++;
+                warned[i] = 1;
+                if (shown++ < 5) {
+                    char other[64];
+                    if (w < 0) snprintf(other, sizeof other, "item %lld already enrolled", (long long)gid[-1 - w]);
+                    else snprintf(other, sizeof other, "input %lld of this enrolment", (long long)w);
+                    fprintf(stderr, "simile %s: warning: %s (class '%s') %s %s in that class\n", cmd,
+                            b->item ? b->item[i] : "an input", cn, pass == 0 ? "has the same embedding as" : "has the same source as",
+                            other);
+                }
+                break;
+            }
+        }
+    }
+    if (shown > 5) fprintf(stderr, "simile %s: warning: ... %lld duplicates in all\n", cmd, (long long)found);
+done:
+    free(gid); free(gcls); free(gemb); free((void *)gsrc); free(k); free(warned);
+}
+
 static int gal_enrol(int argc, char **argv) {
     static const struct option opts[] = {{"gallery", 1, 0, 'g'}, {"model", 1, 0, 'm'}, {"class", 1, 0, 'c'},
                                          {"help", 0, 0, 'h'}, CLI_INPUT_OPTIONS, {0, 0, 0, 0}};
@@ -127,6 +217,7 @@ static int gal_enrol(int argc, char **argv) {
         ids = malloc((size_t)b.n * sizeof(int64_t));
         if (!ids) st = cli_fail(SM_ERR_NOMEM, "out of memory");
     }
+    if (!st) warn_duplicates(cmd, g, &b, cls);
     int64_t added = 0, before = st ? 0 : sm_gallery_size(g);
     int nclasses = 0, newclasses = 0;
     if (!st && cls) {
@@ -288,6 +379,8 @@ static int gal_list(int argc, char **argv) {
         sm_gallery_item_sources(g, srcs);
     }
     int has_thr = !(isinf(thr) && thr > 0);
+    sm_gallery_calibration_info cal;
+    sm_gallery_calibration(g, &cal);
     if (json) {
         cj j;
         char fp[16];
@@ -302,6 +395,9 @@ static int gal_list(int argc, char **argv) {
         cj_key(&j, "threshold");
         if (has_thr) cj_numf(&j, thr); else cj_null(&j);
         cj_kstr(&j, "threshold_rule", has_thr ? cli_rule_name(rule) : NULL);
+        cj_key(&j, "items_at_calibration");
+        if (has_thr && cal.items_at_calibration >= 0) cj_int(&j, (long long)cal.items_at_calibration); else cj_null(&j);
+        cj_kbool(&j, "changed_since_calibration", cal.changed);
         cj_kint(&j, "items", (long long)n);
         cj_kint(&j, "removed_classes", removed);
         cj_key(&j, "classes");
@@ -335,7 +431,11 @@ static int gal_list(int argc, char **argv) {
         printf("gallery %s\n  dimension %d, metric %s, model %08x\n", gpath, sm_gallery_dim(g),
                cli_metric_name(sm_gallery_metric(g)), sm_gallery_model_fingerprint(g));
         if (!has_thr) printf("  threshold: none (every query is accepted)\n");
-        else printf("  threshold %.6g (calibrated for rule %s)\n", (double)thr, cli_rule_name(rule));
+        else {
+            printf("  threshold %.6g (calibrated for rule %s", (double)thr, cli_rule_name(rule));
+            if (cal.items_at_calibration >= 0) printf(" on %lld items", (long long)cal.items_at_calibration);
+            printf(")%s\n", cal.changed ? "; the gallery has changed since: calibrate again" : "");
+        }
         printf("  %lld items in %d classes", (long long)n, live);
         if (removed) printf(" (%d removed classes kept until compaction)", removed);
         printf("\n  class                              items\n");
@@ -391,8 +491,10 @@ static int gal_calibrate(int argc, char **argv) {
                    "the nearest item, or the centroid with --rule centroid) and one impostor pair per\n"
                    "other enrolled class.  The threshold is the largest distance whose false-accept\n"
                    "rate is at most --far (default 0.01), or the one with the best F1 (--f1).  Also\n"
-                   "reports ROC AUC, EER and TAR at FAR 1e-2, 1e-3, 1e-4 of these pairs.  --dry-run\n"
-                   "reports without storing the threshold.  --json: one JSON document on stdout.\n\n%s",
+                   "reports ROC AUC, EER and TAR at FAR 1e-2, 1e-3, 1e-4 of these pairs (a FAR below\n"
+                   "1 / impostor pairs is 'not supported'; null in JSON).  The gallery records how many\n"
+                   "items the threshold was calibrated on; identify and verify warn once the gallery\n"
+                   "has changed since.  --dry-run reports without storing the threshold.  --json: one JSON document on stdout.\n\n%s",
                    cli_inputs_help);
             return EXIT_OK;
         default: return cli_usage_error(cmd, "unknown option");
@@ -456,9 +558,24 @@ static int gal_calibrate(int argc, char **argv) {
     int64_t gpairs = 0;
     for (int64_t i = 0; i < np; i++) gpairs += gen[i];
     FILE *out = cli_text();
+    int64_t impostors = np - gpairs;
+    /* a FAR below 1 / impostor pairs cannot be measured on these pairs: not reported */
+    int far_ok[3];
+    for (int i = 0; i < 3; i++) far_ok[i] = fars[i] * (double)impostors >= 1.0;
+    int target_ok = f1 || (double)target * (double)impostors >= 1.0;
     fprintf(out, "calibration on %lld inputs (%lld of enrolled classes): %lld genuine and %lld impostor pairs, rule %s\n",
-            (long long)b.n, (long long)known, (long long)gpairs, (long long)(np - gpairs), cli_rule_name(rule));
-    fprintf(out, "  ROC AUC %.4f, EER %.4f\n  TAR at FAR 1e-2 %.4f, 1e-3 %.4f, 1e-4 %.4f\n", auc, eer, tars[0], tars[1], tars[2]);
+            (long long)b.n, (long long)known, (long long)gpairs, (long long)impostors, cli_rule_name(rule));
+    fprintf(out, "  ROC AUC %.4f, EER %.4f\n  TAR at FAR", auc, eer);
+    static const char *const far_names[3] = {"1e-2", "1e-3", "1e-4"};
+    for (int i = 0; i < 3; i++) {
+        if (far_ok[i]) fprintf(out, "%s %s %.4f", i ? "," : "", far_names[i], tars[i]);
+        else fprintf(out, "%s %s not supported (%lld impostor pairs)", i ? "," : "", far_names[i], (long long)impostors);
+    }
+    fputc('\n', out);
+    if (!target_ok)
+        fprintf(stderr, "simile %s: warning: --far %g is below 1/%lld, the smallest FAR %lld impostor pairs can show: the "
+                        "threshold accepts none of them, but its FAR on new data is not known (give more held-out data)\n",
+                cmd, (double)target, (long long)impostors, (long long)impostors);
     if (f1) fprintf(out, "  best-F1 threshold %.6g: TAR %.4f, FAR %.4f on these pairs\n", (double)thr, tar, far);
     else fprintf(out, "  threshold for FAR <= %g: %.6g (TAR %.4f, FAR %.4f on these pairs)\n", (double)target, (double)thr, tar, far);
     int stored = 0;
@@ -468,6 +585,11 @@ static int gal_calibrate(int argc, char **argv) {
         sm_gallery *cur = NULL;
         st = sm_gallery_lock(&lock, gpath);
         if (!st) st = cli_gallery_open_checked(gpath, m, &cur);
+        sm_gallery_calibration_info was, now;
+        sm_gallery_calibration(g, &was);
+        sm_gallery_calibration(cur, &now);
+        if (!st && now.generation != was.generation)
+            st = cli_fail(SM_ERR_INVALID, "%s changed while calibrating (items enrolled or removed): run calibrate again", gpath);
         if (!st) st = sm_gallery_set_threshold(cur, thr, rule);
         if (!st) st = sm_gallery_save(cur, gpath);
         sm_lock_release(lock);
@@ -491,13 +613,15 @@ static int gal_calibrate(int argc, char **argv) {
         cj_kstr(&j, "rule", cli_rule_name(rule));
         cj_knum(&j, "roc_auc", auc);
         cj_knum(&j, "eer", eer);
-        cj_key(&j, "tar_at_far");
+        cj_key(&j, "tar_at_far"); /* null where FAR < 1 / impostor pairs: not supported by the data */
         cj_obj(&j);
-        static const char *const far_names[3] = {"1e-2", "1e-3", "1e-4"};
-        for (int i = 0; i < 3; i++) cj_knum(&j, far_names[i], tars[i]);
+        for (int i = 0; i < 3; i++) cj_knum(&j, far_names[i], far_ok[i] ? tars[i] : NAN);
         cj_obj_end(&j);
         cj_kstr(&j, "mode", f1 ? "f1" : "far");
-        if (!f1) cj_knum(&j, "target_far", (double)target);
+        if (!f1) {
+            cj_knum(&j, "target_far", (double)target);
+            cj_kbool(&j, "target_far_supported", target_ok);
+        }
         cj_knumf(&j, "threshold", thr);
         cj_knum(&j, "tar", tar);
         cj_knum(&j, "far", far);

@@ -89,6 +89,7 @@ int cmd_identify(int argc, char **argv) {
         st = cli_fail(SM_ERR_MISMATCH, "the queries have dimension %d, the gallery %s holds dimension %d", b.d, gpath, sm_gallery_dim(g));
     sm_decision_rule cal_rule;
     float gthr = g ? sm_gallery_threshold(g, &cal_rule) : INFINITY;
+    if (!st && !set_thr && !no_thr) cli_gallery_warn_changed(cmd, gpath, g);
     if (!st && (set_thr || no_thr)) st = sm_gallery_set_threshold(g, no_thr ? INFINITY : thr, rule);
     else if (!st && !isinf(gthr) && cal_rule != rule && !(cal_rule == SM_RULE_NEAREST && rule == SM_RULE_VOTE))
         fprintf(stderr, "simile identify: note: the gallery's threshold was calibrated for rule %s, not %s\n",
@@ -304,6 +305,7 @@ int cmd_verify(int argc, char **argv) {
             else if (cal_rule == rule || (cal_rule == SM_RULE_VOTE && rule == SM_RULE_NEAREST)) {
                 thr = gthr;
                 thr_source = "gallery";
+                cli_gallery_warn_changed(cmd, gpath, g);
             } else
                 fprintf(stderr, "simile verify: note: %s's threshold was calibrated for rule %s, not %s; it is not used: "
                                 "give --threshold T for a decision\n", gpath, cli_rule_name(cal_rule), cli_rule_name(rule));

@@ -102,6 +102,20 @@ sm_status cli_gallery_open_checked(const char *path, sm_model *m, sm_gallery **g
     return st;
 }
 
+void cli_gallery_warn_changed(const char *cmd, const char *path, const sm_gallery *g) {
+    sm_gallery_calibration_info ci;
+    sm_gallery_calibration(g, &ci);
+    if (!ci.changed) return;
+    if (ci.items_at_calibration >= 0)
+        fprintf(stderr, "simile %s: warning: %s changed since its threshold was calibrated (on %lld items; %lld now, "
+                        "%llu changes since): run simile gallery calibrate again\n", cmd, path,
+                (long long)ci.items_at_calibration, (long long)sm_gallery_size(g),
+                (unsigned long long)(ci.generation - ci.calibrated_generation));
+    else
+        fprintf(stderr, "simile %s: warning: %s changed since its threshold was calibrated (items enrolled or removed "
+                        "since): run simile gallery calibrate again\n", cmd, path);
+}
+
 int cli_parse_metric(const char *s, sm_metric *metric) {
     if (!strcmp(s, "l2")) *metric = SM_METRIC_L2;
     else if (!strcmp(s, "cosine")) *metric = SM_METRIC_COSINE;

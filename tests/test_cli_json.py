@@ -148,9 +148,18 @@ try:
         check(cal["genuine_pairs"] == 75 and cal["impostor_pairs"] == 150, "calibrate: 75 genuine, 150 impostor pairs")
         check(isinstance(cal["threshold"], float) and cal["stored"] is True, "calibrate: threshold stored")
         check(0.5 <= cal["roc_auc"] <= 1 and cal["mode"] == "far" and abs(cal["target_far"] - 0.05) < 1e-7, "calibrate: AUC, mode %r" % cal)
+        t = cal["tar_at_far"]
+        check(isinstance(t["1e-2"], (int, float)) and t["1e-3"] is None and t["1e-4"] is None,
+              "calibrate: TAR at FAR 1e-3, 1e-4 null with 150 impostor pairs: %r" % t)
+        check(cal["target_far_supported"] is True, "calibrate: FAR 0.05 is supported by 150 impostor pairs")
+    cal3 = doc("gallery", "calibrate", "--gallery", "n.smg", "--model", "m.smm", *D, "--classes", "0-2",
+               "--skip-per-class", "5", "--far", "0.001", "--dry-run", "--json")
+    if cal3:
+        check(cal3["target_far_supported"] is False and cal3["stored"] is False, "calibrate: FAR 0.001 not supported by 150 pairs")
     gl2 = doc("gallery", "list", "--gallery", "n.smg", "--json")
     if gl2 and cal:
         check(gl2["threshold"] == cal["threshold"] and gl2["threshold_rule"] == "nearest", "list shows the calibrated threshold")
+        check(gl2["items_at_calibration"] == 15 and gl2["changed_since_calibration"] is False, "list: calibrated on 15 items, unchanged")
     idl = doc("identify", "--gallery", "n.smg", "--model", "m.smm", *DT, "--json")
     if idl:
         sm = idl["summary"]
@@ -178,6 +187,15 @@ try:
     if vc and cal:
         check(vc["mode"] == "class" and vc["threshold_source"] == "gallery" and vc["threshold"] == cal["threshold"], "verify --class uses the calibrated threshold")
         check(vc["decision"] == ("same" if vc["distance"] <= vc["threshold"] else "different"), "verify --class: decision follows the distance")
+
+    # after an enrolment the calibration is stale: list says so, identify warns (stderr only)
+    run("gallery", "enrol", "--gallery", "n.smg", "--model", "m.smm", "--class", "0", "q0.pgm")
+    gl3 = doc("gallery", "list", "--gallery", "n.smg", "--json")
+    if gl3:
+        check(gl3["changed_since_calibration"] is True and gl3["items"] == 16, "list: changed since calibration")
+    p = run("identify", "--gallery", "n.smg", "--model", "m.smm", "q0.pgm", "--json")
+    check(b"changed since its threshold was calibrated" in p.stderr and json.loads(p.stdout)["queries"][0]["decision"] == "0",
+          "identify --json: the change warning on stderr, the document intact")
 
     # ---- classify -------------------------------------------------------------------------
     cl = doc("classify", "--model", "soft.smm", *DT, "--top", "2", "--json")

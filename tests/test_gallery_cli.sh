@@ -121,11 +121,16 @@ has "threshold for FAR <= 0.05"
 expect 0 "calibrate by best F1" -- "$S" gallery calibrate --gallery g.smg --model m.smm $D --classes 0-2 --skip-per-class 5 --f1
 has "best-F1 threshold"
 has "stored threshold"
+# 75 held-out inputs x 2 other classes = 150 impostor pairs: FAR 1e-3 and 1e-4 cannot be measured
+has "TAR at FAR 1e-2 [0-9.]*, 1e-3 not supported (150 impostor pairs), 1e-4 not supported (150 impostor pairs)"
+expect 0 "calibrate for FAR 1e-3 on 150 impostor pairs (dry run)" -- "$S" gallery calibrate --gallery g.smg --model m.smm $D --classes 0-2 --skip-per-class 5 --far 0.001 --dry-run
+has "warning: --far 0.001 is below 1/150"
 expect 0 "list shows the threshold" -- "$S" gallery list --gallery g.smg
 has "calibrated for rule nearest"
 expect 0 "open-set identify of classes 0-3 (3 not enrolled)" -- "$S" identify --gallery g.smg --model m.smm $DT
 has "queries of classes not enrolled: 10, rejection rate"
 has "TAR (accepted, right class)"
+grep -q "changed since" out.txt && bad "a change warning right after calibration" || ok "no change warning right after calibration"
 rej=$(awk '/rejection rate/ {print $NF}' out.txt)
 if awk -v a="$rej" 'BEGIN { exit !(a >= 0.5) }'; then ok "rejection rate of class 3: $rej"; else bad "rejection rate $rej < 0.5"; cat out.txt; fi
 
@@ -166,6 +171,35 @@ expect 0 "enrol one image into an existing class" -- "$S" gallery enrol --galler
 has "(0 new)"
 expect 0 "list" -- "$S" gallery list --gallery g.smg --items
 has "quad3"
+# the threshold was calibrated on 15 items; enrolments since are reported, once
+expect 0 "identify after enrolments since the calibration" -- "$S" identify --gallery g.smg --model m.smm q0.png
+has "warning: g.smg changed since its threshold was calibrated (on 15 items; 25 now"
+[ "$(grep -c "changed since" out.txt)" = 1 ] && ok "warned once" || { bad "warning count"; cat out.txt; }
+expect 0 "identify with --threshold: no calibration warning" -- "$S" identify --gallery g.smg --model m.smm --threshold 0.5 q0.png
+grep -q "changed since" out.txt && bad "warned about a threshold not used" || ok "no warning for --threshold"
+expect 0 "verify --class after enrolments since the calibration" -- "$S" verify --model m.smm --gallery g.smg --class 0 q0.png
+has "changed since its threshold was calibrated"
+expect 0 "list says the gallery changed since calibration" -- "$S" gallery list --gallery g.smg
+has "on 15 items); the gallery has changed since: calibrate again"
+# the same image twice in a class: a warning (it is still enrolled); in another class: none
+expect 0 "enrol q0.png into class 0 again" -- "$S" gallery enrol --gallery g.smg --model m.smm --class 0 q0.png
+has "warning: q0.png (class '0') has the same embedding as item 24 already enrolled in that class"
+expect 0 "remove the duplicate again" -- "$S" gallery remove --gallery g.smg --item 25
+"$S" gallery create --out dup.smg --model m.smm >/dev/null
+"$S" gallery enrol --gallery dup.smg --model m.smm --class 0 q0.png >/dev/null
+expect 0 "enrol q0.png twice into another class" -- "$S" gallery enrol --gallery dup.smg --model m.smm --class other q0.png q0.png
+has "warning: q0.png (class 'other') has the same embedding as input 0 of this enrolment in that class"
+[ "$(grep -c warning out.txt)" = 1 ] && ok "one warning (the second copy in the batch; none for class 0's copy)" || { bad "duplicate warnings"; cat out.txt; }
+"$S" gallery enrol --gallery dup.smg --model m.smm $D --classes 1 --first-per-class 1 >/dev/null
+expect 0 "the same IDX sample again" -- "$S" gallery enrol --gallery dup.smg --model m.smm $D --classes 1 --first-per-class 1
+has "warning: train-img#1 (class '1') has the same embedding as item 3 already enrolled in that class"
+# a different image from the same file name (source) in the same class
+cp q3.pgm q0b-saved.pgm; cp q0.png q0-saved.png; cp q0b.png q0.png
+expect 0 "another image under an enrolled file name" -- "$S" gallery enrol --gallery dup.smg --model m.smm --class 0 q0.png
+has "warning: q0.png (class '0') has the same source as item 0 already enrolled in that class"
+cp q0-saved.png q0.png
+expect 0 "list" -- "$S" gallery list --gallery g.smg --items
+
 # provenance: each item keeps its source (image file, or <IDX file>#<index in that file>)
 has " quad3  *folder/quad3/0.pgm$"
 has " 0  *q0.png$"
