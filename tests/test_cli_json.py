@@ -2,7 +2,7 @@
 """test_cli_json.py - the --json outputs of train, eval, gallery list / calibrate, identify,
 verify and classify, parsed with Python's json module: exactly one document on stdout, strings
 that round-trip (class names with spaces, '/', quotes, backslashes and UTF-8; file names with
-control characters), numbers where the text output has them, null where no value applies;
+control characters and DEL; bytes that are not UTF-8 replaced by U+FFFD), numbers where the text output has them, null where no value applies;
 and verify's distance, decision and exit status (0 same, 10 different, 0 without a threshold).
 Usage: test_cli_json.py SIMILE [BUILD_DIR]"""
 import json, os, random, shutil, struct, subprocess, sys, tempfile, zlib
@@ -138,6 +138,19 @@ try:
         check(len(q[0]["top"]) == 13 and {m["class"] for m in q[0]["top"]} == set(NAMES), "identify: top-13 names every class")
         check(all(a["distance"] <= b["distance"] for a, b in zip(q[0]["top"], q[0]["top"][1:])), "identify: top sorted by distance")
         check(idf["threshold"] is None and "summary" not in idf, "identify: no threshold (null), no summary for unlabelled queries")
+
+    # bytes that are not UTF-8 become U+FFFD; DEL is escaped and reads back
+    with open(os.path.join(T.encode(), b"bad\xff.pgm"), "wb") as f:
+        f.write(b"P5\n8 8\n255\n" + bytes(img(0)))
+    pgm("del\x7f.pgm", img(0))
+    pr = subprocess.run([S, "identify", "--gallery", "g.smg", "--model", "m.smm", "--json", b"bad\xff.pgm", "del\x7f.pgm"],
+                        cwd=T, capture_output=True)
+    check(pr.returncode == 0 and b"\\u007f" in pr.stdout and b"\xff" not in pr.stdout, "identify: DEL escaped, no raw invalid byte")
+    try:
+        ins = [x["input"] for x in json.loads(pr.stdout.decode("utf-8"))["queries"]]
+    except Exception as e:  # noqa: BLE001
+        ins = repr(e)
+    check(ins == ["bad\ufffd.pgm", "del\x7f.pgm"], "identify: invalid UTF-8 -> U+FFFD, DEL round-trips: %r" % (ins,))
 
     # labelled queries: summary figures; calibrate
     run("gallery", "create", "--out", "n.smg", "--model", "m.smm")
