@@ -261,6 +261,7 @@ static void cli_seeds(void) {
         /* --json documents, --skip-bad, verify without a threshold */
         "identify\n--gallery\ng.smg\n--model\nm.smm\n--json\nimg.pgm",
         "verify\n--model\nm.smm\n--json\nimg.pgm\nimg.pgm",
+        "verify\n--model\nm.smm\n--threshold\n-1\nimg.pgm\nimg.pgm",
         "gallery\nlist\n--gallery\ng.smg\n--items\n--json",
         "gallery\ncalibrate\n--gallery\ng.smg\n--npy\ne.npy\n--npy-labels\nl.npy\n--json\n--dry-run",
         "classify\n--model\nms.smm\n--folder\nf\n--json",
