@@ -183,6 +183,9 @@ static int gal_enrol(int argc, char **argv) {
                    "(a folder name, or the label number for IDX and .npy inputs), or all under\n"
                    "--class NAME.  Classes are created as needed.  The gallery is rewritten\n"
                    "atomically under a lock: when the command returns the enrolment is on disk.\n"
+                   "Each item keeps its source (the image file, or <file>#<index>: gallery list\n"
+                   "--items); an input with the same embedding or source as an item of its class is\n"
+                   "named in a warning (and still enrolled).\n"
                    "Example (5 train images of each of the classes 5-9):\n"
                    "  simile gallery enrol --gallery g.smg --model m.smm --split train --classes 5-9 \\\n"
                    "      --first-per-class 5\n\n%s", cli_inputs_help);
