@@ -4,15 +4,24 @@
 #define SM_CLI_H
 #include "simile.h"
 #include <stdio.h>
+#include "json.h"
 
 /* Exit codes scripts can rely on. */
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_INPUT = 3, EXIT_NUMERIC = 4 };
+/* simile verify: the two inputs were decided "different" (0 is "same", or no decision). */
+enum { EXIT_DIFFERENT = 10 };
 
 #ifndef SM_DEFAULT_DATA_DIR /* overridable at build time (the CLI fuzz target points it elsewhere) */
 #define SM_DEFAULT_DATA_DIR "/usr/share/datasets/fashion-mnist"
 #endif
 #define SM_FMNIST_MEAN 0.2860f
 #define SM_FMNIST_STD 0.3530f
+
+/* Where human-readable results go: stdout, or stderr while a --json document owns stdout
+ * (cli_set_json(1)).  main() resets it before each command. */
+FILE *cli_text(void);
+void cli_set_json(int on);
+int cli_json_on(void);
 
 /* Exit code for a library status (input errors -> EXIT_INPUT, NaN -> EXIT_NUMERIC). */
 int cli_exit_code(sm_status st);
@@ -48,6 +57,9 @@ void cli_data_defaults(cli_data *d, const char *split);
 int cli_data_option(const char *cmd, cli_data *d, int opt, const char *arg);
 /* Load, filter and normalise. */
 sm_status cli_data_load(const cli_data *d, sm_dataset **out);
+/* As cli_data_load; also the image file's path (into path, cap bytes) and, when index is not
+ * NULL, each kept sample's index in that file (*index (n), release with free()). */
+sm_status cli_data_load_ex(const cli_data *d, sm_dataset **out, char *path, size_t cap, int64_t **index);
 extern const char *const cli_data_help;
 
 /* Read a spec argument: a built-in name, "@file", or literal text.  *owned is set if the

@@ -8,7 +8,7 @@
 
 #define CLI_MAX_IMAGES 4096
 
-/* Where queries or enrolment data come from (exactly one source). */
+/* Where queries or enrolment data come from (exactly one source, named explicitly). */
 typedef struct cli_inputs {
     cli_data data;                      /* IDX files (the default source) and normalisation */
     const char *folder;                 /* --folder DIR */
@@ -18,7 +18,9 @@ typedef struct cli_inputs {
     int first_per_class;                /* --first-per-class M: keep M of each class (0 = all) */
     int skip_per_class;                 /* --skip-per-class N: drop the first N of each class */
     int raw;                            /* --raw: do not L2-normalise embeddings */
+    int skip_bad;                       /* --skip-bad: leave out unreadable image files */
     int threads;                        /* --threads N */
+    int data_given;                     /* --data, --split, --images or --labels was given */
 } cli_inputs;
 
 /* Loaded inputs: embeddings (or images), labels and the name of each label. */
@@ -30,7 +32,8 @@ typedef struct cli_batch {
     int32_t *labels;   /* (n) labels, NULL if unlabelled */
     char **names;      /* (nnames) label -> class name, NULL if unlabelled */
     int nnames;
-    const char **item; /* (n) a description of each input (file path or "#index") */
+    const char **item; /* (n) where each input came from: its file path, or "<file>#<index>" for
+                        * an IDX sample or a .npy row (the gallery stores it as the source) */
     char *item_buf;    /* storage for generated descriptions */
 } cli_batch;
 
@@ -41,7 +44,7 @@ typedef struct cli_batch {
     {"std", 1, 0, 1006}, {"no-normalize", 0, 0, 1007}, {"folder", 1, 0, 1100},           \
     {"npy", 1, 0, 1101}, {"npy-labels", 1, 0, 1102}, {"image", 1, 0, 1103},              \
     {"first-per-class", 1, 0, 1104}, {"skip-per-class", 1, 0, 1105}, {"raw", 0, 0, 1106},  \
-    {"threads", 1, 0, 1107}
+    {"threads", 1, 0, 1107}, {"skip-bad", 0, 0, 1108}
 extern const char *const cli_inputs_help;
 
 void cli_inputs_defaults(cli_inputs *in, const char *split);
@@ -49,6 +52,10 @@ void cli_inputs_defaults(cli_inputs *in, const char *split);
 int cli_inputs_option(const char *cmd, cli_inputs *in, int opt, const char *arg);
 /* Add positional arguments as image files; returns non-zero (reported) on too many. */
 int cli_inputs_positional(const char *cmd, cli_inputs *in, int argc, char **argv, int first);
+/* EXIT_OK if an input source was named (--folder, --npy, --image or image arguments,
+ * --images/--labels, --data DIR or --split S); else a usage error saying what to give (EXIT_USAGE).  The
+ * commands acting on a user's gallery or images never fall back to the built-in data. */
+int cli_inputs_require(const char *cmd, const cli_inputs *in);
 /* 1 if the inputs are embeddings (.npy) rather than images. */
 int cli_inputs_are_embeddings(const cli_inputs *in);
 
@@ -72,6 +79,9 @@ int cli_load_model(const char *cmd, const char *path, sm_model **m);
 /* Open a gallery and, when m is not NULL, check that it was built with that model; on a
  * mismatch *g is NULL and the message names the file. */
 sm_status cli_gallery_open_checked(const char *path, sm_model *m, sm_gallery **g);
+/* Warn on stderr (once per call) when g's threshold was calibrated and items were enrolled or
+ * removed since: the threshold may no longer fit. */
+void cli_gallery_warn_changed(const char *cmd, const char *path, const sm_gallery *g);
 /* l2, cosine or ip; -1 for anything else. */
 int cli_parse_metric(const char *s, sm_metric *metric);
 const char *cli_metric_name(sm_metric m);

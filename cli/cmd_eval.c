@@ -16,9 +16,10 @@ static const char *help =
     "  --model FILE      model file (required)\n"
     "  --task T          auto (default), classify, retrieval, both\n"
     "  --threads N       default: all cores\n"
-    "  --json FILE       also write the figures as JSON\n";
+    "  --json FILE       also write the figures as JSON (docs/cli.md); --json - writes the\n"
+    "                    JSON document to stdout and the text to stderr\n";
 
-static int eval_classify(sm_model *m, sm_dataset *ds, FILE *json) {
+static int eval_classify(sm_model *m, sm_dataset *ds, cj *json) {
     int64_t n = sm_dataset_size(ds);
     int C = sm_model_num_classes(m);
     const int32_t *y = sm_dataset_labels(ds);
@@ -35,27 +36,39 @@ static int eval_classify(sm_model *m, sm_dataset *ds, FILE *json) {
         else unknown++;
     }
     double acc = n ? (double)correct / (double)n : 0;
-    printf("classification: %lld images, accuracy %.4f (%lld correct)\n", (long long)n, acc, (long long)correct);
+    fprintf(cli_text(), "classification: %lld images, accuracy %.4f (%lld correct)\n", (long long)n, acc, (long long)correct);
     if (unknown)
-        printf("  %lld images have a class the head has no output for (it cannot predict a new class)\n",
+        fprintf(cli_text(), "  %lld images have a class the head has no output for (it cannot predict a new class)\n",
                (long long)unknown);
-    printf("confusion matrix (rows: true class, columns: predicted):\n      ");
-    for (int j = 0; j < C; j++) printf("%6d", j);
-    printf("\n");
+    fprintf(cli_text(), "confusion matrix (rows: true class, columns: predicted):\n      ");
+    for (int j = 0; j < C; j++) fprintf(cli_text(), "%6d", j);
+    fputc('\n', cli_text());
     for (int i = 0; i < C; i++) {
         int64_t rowsum = 0;
         for (int j = 0; j < C; j++) rowsum += conf[(int64_t)i * C + j];
         if (!rowsum) continue;
-        printf("  %3d ", i);
-        for (int j = 0; j < C; j++) printf("%6lld", (long long)conf[(int64_t)i * C + j]);
-        printf("\n");
+        fprintf(cli_text(), "  %3d ", i);
+        for (int j = 0; j < C; j++) fprintf(cli_text(), "%6lld", (long long)conf[(int64_t)i * C + j]);
+        fputc('\n', cli_text());
     }
-    if (json) fprintf(json, "  \"accuracy\": %.6f,\n  \"images\": %lld,\n", acc, (long long)n);
+    if (json) {
+        cj_knum(json, "accuracy", acc);
+        cj_kint(json, "images", (long long)n);
+        cj_kint(json, "images_of_unknown_class", (long long)unknown);
+        cj_key(json, "confusion"); /* rows: true class, columns: predicted */
+        cj_arr(json);
+        for (int i = 0; i < C; i++) {
+            cj_arr(json);
+            for (int t = 0; t < C; t++) cj_int(json, (long long)conf[(int64_t)i * C + t]);
+            cj_arr_end(json);
+        }
+        cj_arr_end(json);
+    }
     free(logits); free(conf);
     return EXIT_OK;
 }
 
-static int eval_retrieval(sm_model *m, sm_dataset *ds, FILE *json) {
+static int eval_retrieval(sm_model *m, sm_dataset *ds, cj *json) {
     int64_t n = sm_dataset_size(ds);
     int d = sm_model_embedding_dim(m);
     float *emb = malloc((size_t)(n ? n : 1) * (size_t)d * sizeof(float));
@@ -70,15 +83,23 @@ static int eval_retrieval(sm_model *m, sm_dataset *ds, FILE *json) {
     if (!st) st = sm_intra_inter_distances(emb, sm_dataset_labels(ds), n, d, &intra, &inter);
     free(emb);
     if (st) return cli_report("eval", st, NULL);
-    printf("retrieval: %lld queries, %d classes (L2 on normalised embeddings)\n", (long long)r.num_queries, r.num_classes);
-    printf("  precision@1   %.4f\n  R-precision   %.4f\n  MAP@R         %.4f\n", r.precision_at_1, r.r_precision, r.map_at_r);
-    printf("  recall@1,2,4,8  %.4f %.4f %.4f %.4f\n", r.recall_at_k[0], r.recall_at_k[1], r.recall_at_k[2], r.recall_at_k[3]);
-    printf("  NMI           %.4f\n", r.nmi);
-    printf("  mean intra-class distance %.4f, inter-class %.4f, ratio %.4f\n", intra, inter, inter > 0 ? intra / inter : 0);
-    if (json)
-        fprintf(json, "  \"precision_at_1\": %.6f,\n  \"r_precision\": %.6f,\n  \"map_at_r\": %.6f,\n"
-                      "  \"recall_at_1\": %.6f,\n  \"nmi\": %.6f,\n  \"mean_intra\": %.6f,\n  \"mean_inter\": %.6f,\n",
-                r.precision_at_1, r.r_precision, r.map_at_r, r.recall_at_k[0], r.nmi, intra, inter);
+    fprintf(cli_text(), "retrieval: %lld queries, %d classes (L2 on normalised embeddings)\n", (long long)r.num_queries, r.num_classes);
+    fprintf(cli_text(), "  precision@1   %.4f\n  R-precision   %.4f\n  MAP@R         %.4f\n", r.precision_at_1, r.r_precision, r.map_at_r);
+    fprintf(cli_text(), "  recall@1,2,4,8  %.4f %.4f %.4f %.4f\n", r.recall_at_k[0], r.recall_at_k[1], r.recall_at_k[2], r.recall_at_k[3]);
+    fprintf(cli_text(), "  NMI           %.4f\n", r.nmi);
+    fprintf(cli_text(), "  mean intra-class distance %.4f, inter-class %.4f, ratio %.4f\n", intra, inter, inter > 0 ? intra / inter : 0);
+    if (json) {
+        cj_kint(json, "queries", (long long)r.num_queries);
+        cj_kint(json, "classes", r.num_classes);
+        cj_knum(json, "precision_at_1", r.precision_at_1);
+        cj_knum(json, "r_precision", r.r_precision);
+        cj_knum(json, "map_at_r", r.map_at_r);
+        static const char *const rk[4] = {"recall_at_1", "recall_at_2", "recall_at_4", "recall_at_8"};
+        for (int i = 0; i < 4; i++) cj_knum(json, rk[i], r.recall_at_k[i]);
+        cj_knum(json, "nmi", r.nmi);
+        cj_knum(json, "mean_intra", intra);
+        cj_knum(json, "mean_inter", inter);
+    }
     return EXIT_OK;
 }
 
@@ -99,7 +120,7 @@ int cmd_eval(int argc, char **argv) {
         case 'm': model_path = optarg; break;
         case 't': task = optarg; break;
         case 'j': if (cli_int(cmd, "--threads", optarg, 1, 1024, &threads)) return EXIT_USAGE; break;
-        case 'o': json_path = optarg; break;
+        case 'o': json_path = optarg; if (!strcmp(optarg, "-")) cli_set_json(1); break;
         case 'h': printf("%s%s", help, cli_data_help); return EXIT_OK;
         default: return cli_usage_error(cmd, "unknown option");
         }
@@ -112,6 +133,7 @@ int cmd_eval(int argc, char **argv) {
     sm_model *m = NULL;
     sm_dataset *ds = NULL;
     FILE *json = NULL;
+    cj j, *jp = NULL;
     int rc = EXIT_OK;
     sm_status st = sm_model_load(&m, model_path);
     if (st) return cli_report(cmd, st, NULL);
@@ -131,18 +153,27 @@ int cmd_eval(int argc, char **argv) {
         rc = cli_report(cmd, SM_ERR_UNSUPPORTED, "the model has no classifier head (use --task retrieval)");
         goto done;
     }
-    if (json_path && !(json = fopen(json_path, "w"))) {
+    if (json_path && !(json = !strcmp(json_path, "-") ? stdout : fopen(json_path, "w"))) {
         rc = cli_report(cmd, SM_ERR_IO, "cannot write the JSON file");
         goto done;
     }
-    if (json) fprintf(json, "{\n");
-    printf("model %s (loss %s, %lld parameters)\n", model_path, *sm_model_loss_name(m) ? sm_model_loss_name(m) : "none",
+    if (json) {
+        jp = &j;
+        cj_init(jp, json);
+        cj_obj(jp);
+        cj_kstr(jp, "command", "eval");
+        cj_kstr(jp, "model", model_path);
+        cj_kstr(jp, "loss", sm_model_loss_name(m));
+        cj_kint(jp, "parameters", (long long)sm_model_num_params(m));
+    }
+    fprintf(cli_text(), "model %s (loss %s, %lld parameters)\n", model_path, *sm_model_loss_name(m) ? sm_model_loss_name(m) : "none",
            (long long)sm_model_num_params(m));
-    if (do_cls) rc = eval_classify(m, ds, json);
-    if (!rc && do_ret) rc = eval_retrieval(m, ds, json);
-    if (json) fprintf(json, "  \"model\": \"%s\"\n}\n", model_path);
+    if (do_cls) rc = eval_classify(m, ds, jp);
+    if (!rc && do_ret) rc = eval_retrieval(m, ds, jp);
+    if (jp && !rc) cj_obj_end(jp);
 done:
-    if (json && fclose(json) != 0 && !rc) rc = cli_report(cmd, SM_ERR_IO, "writing the JSON file failed");
+    if (json && json != stdout && fclose(json) != 0 && !rc) rc = cli_report(cmd, SM_ERR_IO, "writing the JSON file failed");
+    if (json == stdout && fflush(stdout) != 0 && !rc) rc = cli_report(cmd, SM_ERR_IO, "writing the JSON document failed");
     sm_dataset_free(ds);
     sm_model_free(m);
     return rc;

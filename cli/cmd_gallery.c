@@ -71,6 +71,96 @@ static int gal_create(int argc, char **argv) {
 }
 
 /* ---- enrol -------------------------------------------------------------------------------- */
+/* Duplicate check before an enrolment: an input whose embedding (bit for bit) or source name
+ * is already in its class, in the gallery or earlier in the same batch, is named on stderr
+ * (a warning: it is still enrolled).  Hashes of (class, embedding) and (class, source) are
+ * sorted so the check is O((n + m) log(n + m)). */
+typedef struct dup_key { uint64_t h; int64_t who; } dup_key; /* who: batch index i, or -1 - gallery row */
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+    const unsigned char *c = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ c[i]) * 1099511628211ull;
+    return h;
+}
+static int cmp_dup(const void *a, const void *b) {
+    const dup_key *x = a, *y = b;
+    if (x->h != y->h) return x->h < y->h ? -1 : 1;
+    return (x->who > y->who) - (x->who < y->who); /* gallery rows (negative) first, then batch order */
+}
+
+static void warn_duplicates(const char *cmd, sm_gallery *g, const cli_batch *b, const char *cls) {
+    int64_t m = sm_gallery_size(g), n = b->n, total = m + n, shown = 0, found = 0;
+    int d = b->d;
+    int64_t *gid = malloc((size_t)(m ? m : 1) * sizeof(int64_t));
+    int32_t *gcls = malloc((size_t)(m ? m : 1) * sizeof(int32_t));
+    float *gemb = malloc((size_t)(m ? m : 1) * (size_t)d * sizeof(float));
+    const char **gsrc = malloc((size_t)(m ? m : 1) * sizeof(char *));
+    dup_key *k = malloc((size_t)(total ? total : 1) * sizeof(dup_key));
+    char *warned = calloc((size_t)(n ? n : 1), 1); /* (n) 1 = already named as a duplicate */
+    if (!gid || !gcls || !gemb || !gsrc || !k || !warned) {
+        fprintf(stderr, "simile %s: note: not enough memory to check for duplicates\n", cmd);
+        goto done;
+    }
+    sm_gallery_items(g, gid, gcls, gemb);
+    sm_gallery_item_sources(g, gsrc);
+    for (int pass = 0; pass < 2; pass++) { /* 0: embeddings, 1: source names */
+        int64_t nk = 0;
+        for (int64_t j = 0; j < total; j++) {
+            int64_t r = j < m ? j : j - m;
+            const char *cn, *src;
+            const float *e;
+            if (j < m) {
+                sm_gallery_class ci;
+                sm_gallery_class_info(g, gcls[r], &ci);
+                cn = ci.name; e = gemb + r * d; src = gsrc[r];
+            } else {
+                cn = cls ? cls : b->names[b->labels[r]]; e = b->emb + r * d; src = b->item ? b->item[r] : "";
+            }
+            if (pass == 1 && (!src || !*src)) continue;
+            uint64_t h = fnv(14695981039346656037ull, cn, strlen(cn) + 1);
+            h = pass == 0 ? fnv(h, e, (size_t)d * sizeof(float)) : fnv(h, src, strlen(src));
+            k[nk].h = h;
+            k[nk].who = j < m ? -1 - r : r;
+            nk++;
+        }
+        qsort(k, (size_t)nk, sizeof *k, cmp_dup);
+        for (int64_t a = 0; a < nk; a++) {
+            if (k[a].who < 0 || warned[k[a].who]) continue;
+            int64_t i = k[a].who;
+            const char *cn = cls ? cls : b->names[b->labels[i]];
+            for (int64_t z = a - 1; z >= 0 && k[z].h == k[a].h; z--) { /* an earlier equal key: same? */
+                int64_t w = k[z].who;
+                const char *wc, *ws;
+                const float *we;
+                if (w < 0) {
+                    sm_gallery_class ci;
+                    sm_gallery_class_info(g, gcls[-1 - w], &ci);
+                    wc = ci.name; we = gemb + (-1 - w) * d; ws = gsrc[-1 - w];
+                } else {
+                    wc = cls ? cls : b->names[b->labels[w]]; we = b->emb + w * d; ws = b->item ? b->item[w] : "";
+                }
+                int same = !strcmp(wc, cn) && (pass == 0 ? !memcmp(we, b->emb + i * d, (size_t)d * sizeof(float))
+                                                         : !strcmp(ws, b->item[i]));
+                if (!same) continue;
+                found++;
+                warned[i] = 1;
+                if (shown++ < 5) {
+                    char other[64];
+                    if (w < 0) snprintf(other, sizeof other, "item %lld already enrolled", (long long)gid[-1 - w]);
+                    else snprintf(other, sizeof other, "input %lld of this enrolment", (long long)w);
+                    fprintf(stderr, "simile %s: warning: %s (class '%s') %s %s in that class\n", cmd,
+                            b->item ? b->item[i] : "an input", cn, pass == 0 ? "has the same embedding as" : "has the same source as",
+                            other);
+                }
+                break;
+            }
+        }
+    }
+    if (shown > 5) fprintf(stderr, "simile %s: warning: ... %lld duplicates in all\n", cmd, (long long)found);
+done:
+    free(gid); free(gcls); free(gemb); free((void *)gsrc); free(k); free(warned);
+}
+
 static int gal_enrol(int argc, char **argv) {
     static const struct option opts[] = {{"gallery", 1, 0, 'g'}, {"model", 1, 0, 'm'}, {"class", 1, 0, 'c'},
                                          {"help", 0, 0, 'h'}, CLI_INPUT_OPTIONS, {0, 0, 0, 0}};
@@ -93,6 +183,9 @@ static int gal_enrol(int argc, char **argv) {
                    "(a folder name, or the label number for IDX and .npy inputs), or all under\n"
                    "--class NAME.  Classes are created as needed.  The gallery is rewritten\n"
                    "atomically under a lock: when the command returns the enrolment is on disk.\n"
+                   "Each item keeps its source (the image file, or <file>#<index>: gallery list\n"
+                   "--items); an input with the same embedding or source as an item of its class is\n"
+                   "named in a warning (and still enrolled).\n"
                    "Example (5 train images of each of the classes 5-9):\n"
                    "  simile gallery enrol --gallery g.smg --model m.smm --split train --classes 5-9 \\\n"
                    "      --first-per-class 5\n\n%s", cli_inputs_help);
@@ -101,6 +194,7 @@ static int gal_enrol(int argc, char **argv) {
         }
     }
     if (cli_inputs_positional(cmd, &in, argc, argv, optind)) return EXIT_USAGE;
+    if (cli_inputs_require(cmd, &in)) return EXIT_USAGE;
     if (!gpath) return cli_usage_error(cmd, "--gallery FILE is required");
     if (!model && !cli_inputs_are_embeddings(&in)) return cli_usage_error(cmd, "--model FILE is required for image inputs");
     if (in.nimages && !cls) return cli_usage_error(cmd, "image files have no label: give --class NAME");
@@ -126,28 +220,34 @@ static int gal_enrol(int argc, char **argv) {
         ids = malloc((size_t)b.n * sizeof(int64_t));
         if (!ids) st = cli_fail(SM_ERR_NOMEM, "out of memory");
     }
+    if (!st) warn_duplicates(cmd, g, &b, cls);
     int64_t added = 0, before = st ? 0 : sm_gallery_size(g);
     int nclasses = 0, newclasses = 0;
     if (!st && cls) {
         newclasses = sm_gallery_find_class(g, cls) < 0;
         nclasses = 1;
-        st = sm_gallery_add(g, b.emb, b.n, b.d, cls, NULL, ids);
+        st = sm_gallery_add_sourced(g, b.emb, b.n, b.d, cls, NULL, (const char *const *)b.item, ids);
         if (!st) added = b.n;
     } else if (!st) {
         /* one add per label: gather that label's rows */
         float *rows = malloc((size_t)b.n * (size_t)b.d * sizeof(float));
-        if (!rows) st = cli_fail(SM_ERR_NOMEM, "out of memory");
+        const char **srcs = malloc((size_t)b.n * sizeof(char *)); /* (n) sources of those rows */
+        if (!rows || !srcs) st = cli_fail(SM_ERR_NOMEM, "out of memory");
         for (int y = 0; !st && y < b.nnames; y++) {
             int64_t k = 0;
             for (int64_t i = 0; i < b.n; i++)
-                if (b.labels[i] == y) memcpy(rows + (k++) * b.d, b.emb + i * b.d, (size_t)b.d * sizeof(float));
+                if (b.labels[i] == y) {
+                    srcs[k] = b.item ? b.item[i] : NULL;
+                    memcpy(rows + (k++) * b.d, b.emb + i * b.d, (size_t)b.d * sizeof(float));
+                }
             if (!k) continue;
             newclasses += sm_gallery_find_class(g, b.names[y]) < 0;
             nclasses++;
-            st = sm_gallery_add(g, rows, k, b.d, b.names[y], NULL, ids + added);
+            st = sm_gallery_add_sourced(g, rows, k, b.d, b.names[y], NULL, srcs, ids + added);
             added += st ? 0 : k;
         }
         free(rows);
+        free((void *)srcs);
     }
     if (!st) st = sm_gallery_save(g, gpath);
     sm_lock_release(lock);
@@ -234,18 +334,21 @@ static int gal_compact(int argc, char **argv) {
 }
 
 static int gal_list(int argc, char **argv) {
-    static const struct option opts[] = {{"gallery", 1, 0, 'g'}, {"items", 0, 0, 'i'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    static const struct option opts[] = {{"gallery", 1, 0, 'g'}, {"items", 0, 0, 'i'}, {"help", 0, 0, 'h'},
+                                         {"json", 0, 0, 'J'}, {0, 0, 0, 0}};
     const char *cmd = "gallery list", *gpath = NULL;
-    int items = 0, c;
+    int items = 0, json = 0, c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
         case 'g': gpath = optarg; break;
         case 'i': items = 1; break;
+        case 'J': json = 1; cli_set_json(1); break;
         case 'h':
-            printf("usage: simile gallery list --gallery FILE [--items]\n"
+            printf("usage: simile gallery list --gallery FILE [--items] [--json]\n"
                    "Show the gallery's settings and its classes with their item counts (--items: every\n"
-                   "item id with its class).\n");
+                   "item id with its class and its source: the image file, or <file>#<index> for an IDX\n"
+                   "sample or a .npy row; '-' for items enrolled before sources were kept).  --json: one JSON document on stdout (docs/cli.md).\n");
             return EXIT_OK;
         default: return cli_usage_error(cmd, "unknown option");
         }
@@ -263,32 +366,97 @@ static int gal_list(int argc, char **argv) {
         sm_gallery_class_info(g, i, &ci);
         if (ci.removed) removed++; else live++;
     }
-    printf("gallery %s\n  dimension %d, metric %s, model %08x\n", gpath, sm_gallery_dim(g),
-           cli_metric_name(sm_gallery_metric(g)), sm_gallery_model_fingerprint(g));
-    if (isinf(thr) && thr > 0) printf("  threshold: none (every query is accepted)\n");
-    else printf("  threshold %.6g (calibrated for rule %s)\n", (double)thr, cli_rule_name(rule));
-    printf("  %lld items in %d classes", (long long)sm_gallery_size(g), live);
-    if (removed) printf(" (%d removed classes kept until compaction)", removed);
-    printf("\n  class                              items\n");
-    for (int i = 0; i < sm_gallery_num_classes(g); i++) {
-        sm_gallery_class ci;
-        sm_gallery_class_info(g, i, &ci);
-        if (!ci.removed) printf("  %-32s %7lld\n", ci.name, (long long)ci.items);
-    }
+    int64_t n = sm_gallery_size(g);
+    int64_t *ids = NULL;
+    int32_t *cls = NULL;
+    const char **srcs = NULL; /* (n) item sources, borrowed from g */
     if (items) {
-        int64_t n = sm_gallery_size(g);
-        int64_t *ids = malloc((size_t)(n ? n : 1) * sizeof(int64_t));
-        int32_t *cls = malloc((size_t)(n ? n : 1) * sizeof(int32_t));
+        ids = malloc((size_t)(n ? n : 1) * sizeof(int64_t));
+        cls = malloc((size_t)(n ? n : 1) * sizeof(int32_t));
         if (!ids || !cls) { free(ids); free(cls); sm_gallery_free(g); return cli_report(cmd, SM_ERR_NOMEM, "out of memory"); }
         sm_gallery_items(g, ids, cls, NULL);
-        printf("  item id   class\n");
-        for (int64_t i = 0; i < n; i++) {
-            sm_gallery_class ci;
-            sm_gallery_class_info(g, cls[i], &ci);
-            printf("  %7lld   %s\n", (long long)ids[i], ci.name);
+        if (!(srcs = malloc((size_t)(n ? n : 1) * sizeof(char *)))) {
+            free(ids); free(cls); sm_gallery_free(g);
+            return cli_report(cmd, SM_ERR_NOMEM, "out of memory");
         }
-        free(ids); free(cls);
+        sm_gallery_item_sources(g, srcs);
     }
+    int has_thr = !(isinf(thr) && thr > 0);
+    sm_gallery_calibration_info cal;
+    sm_gallery_calibration(g, &cal);
+    if (json) {
+        cj j;
+        char fp[16];
+        snprintf(fp, sizeof fp, "%08x", sm_gallery_model_fingerprint(g));
+        cj_init(&j, stdout);
+        cj_obj(&j);
+        cj_kstr(&j, "command", "gallery list");
+        cj_kstr(&j, "gallery", gpath);
+        cj_kint(&j, "dimension", sm_gallery_dim(g));
+        cj_kstr(&j, "metric", cli_metric_name(sm_gallery_metric(g)));
+        cj_kstr(&j, "model", fp);
+        cj_key(&j, "threshold");
+        if (has_thr) cj_numf(&j, thr); else cj_null(&j);
+        cj_kstr(&j, "threshold_rule", has_thr ? cli_rule_name(rule) : NULL);
+        cj_key(&j, "items_at_calibration");
+        if (has_thr && cal.items_at_calibration >= 0) cj_int(&j, (long long)cal.items_at_calibration); else cj_null(&j);
+        cj_kbool(&j, "changed_since_calibration", cal.changed);
+        cj_kint(&j, "items", (long long)n);
+        cj_kint(&j, "removed_classes", removed);
+        cj_key(&j, "classes");
+        cj_arr(&j);
+        for (int i = 0; i < sm_gallery_num_classes(g); i++) {
+            sm_gallery_class ci;
+            sm_gallery_class_info(g, i, &ci);
+            if (ci.removed) continue;
+            cj_obj(&j);
+            cj_kstr(&j, "name", ci.name);
+            cj_kint(&j, "items", (long long)ci.items);
+            cj_obj_end(&j);
+        }
+        cj_arr_end(&j);
+        if (items) {
+            cj_key(&j, "item_list");
+            cj_arr(&j);
+            for (int64_t i = 0; i < n; i++) {
+                sm_gallery_class ci;
+                sm_gallery_class_info(g, cls[i], &ci);
+                cj_obj(&j);
+                cj_kint(&j, "id", (long long)ids[i]);
+                cj_kstr(&j, "class", ci.name);
+                cj_kstr(&j, "source", srcs[i]);
+                cj_obj_end(&j);
+            }
+            cj_arr_end(&j);
+        }
+        cj_obj_end(&j);
+    } else {
+        printf("gallery %s\n  dimension %d, metric %s, model %08x\n", gpath, sm_gallery_dim(g),
+               cli_metric_name(sm_gallery_metric(g)), sm_gallery_model_fingerprint(g));
+        if (!has_thr) printf("  threshold: none (every query is accepted)\n");
+        else {
+            printf("  threshold %.6g (calibrated for rule %s", (double)thr, cli_rule_name(rule));
+            if (cal.items_at_calibration >= 0) printf(" on %lld items", (long long)cal.items_at_calibration);
+            printf(")%s\n", cal.changed ? "; the gallery has changed since: calibrate again" : "");
+        }
+        printf("  %lld items in %d classes", (long long)n, live);
+        if (removed) printf(" (%d removed classes kept until compaction)", removed);
+        printf("\n  class                              items\n");
+        for (int i = 0; i < sm_gallery_num_classes(g); i++) {
+            sm_gallery_class ci;
+            sm_gallery_class_info(g, i, &ci);
+            if (!ci.removed) printf("  %-32s %7lld\n", ci.name, (long long)ci.items);
+        }
+        if (items) {
+            printf("  item id   %-32s source\n", "class");
+            for (int64_t i = 0; i < n; i++) {
+                sm_gallery_class ci;
+                sm_gallery_class_info(g, cls[i], &ci);
+                printf("  %7lld   %-32s %s\n", (long long)ids[i], ci.name, *srcs[i] ? srcs[i] : "-");
+            }
+        }
+    }
+    free(ids); free(cls); free((void *)srcs);
     sm_gallery_free(g);
     return EXIT_OK;
 }
@@ -297,10 +465,10 @@ static int gal_list(int argc, char **argv) {
 static int gal_calibrate(int argc, char **argv) {
     static const struct option opts[] = {{"gallery", 1, 0, 'g'}, {"model", 1, 0, 'm'}, {"far", 1, 0, 'f'},
                                          {"f1", 0, 0, '1'}, {"rule", 1, 0, 'r'}, {"dry-run", 0, 0, 'n'},
-                                         {"help", 0, 0, 'h'}, CLI_INPUT_OPTIONS, {0, 0, 0, 0}};
+                                         {"help", 0, 0, 'h'}, {"json", 0, 0, 'J'}, CLI_INPUT_OPTIONS, {0, 0, 0, 0}};
     const char *cmd = "gallery calibrate", *gpath = NULL, *model = NULL;
     float target = 1e-2f;
-    int f1 = 0, dry = 0, c;
+    int f1 = 0, dry = 0, json = 0, c;
     sm_decision_rule rule = SM_RULE_NEAREST;
     cli_inputs in;
     cli_inputs_defaults(&in, "train");
@@ -316,22 +484,27 @@ static int gal_calibrate(int argc, char **argv) {
         case '1': f1 = 1; break;
         case 'r': if (cli_parse_rule(optarg, &rule)) return cli_usage_error(cmd, "--rule must be nearest, vote or centroid"); break;
         case 'n': dry = 1; break;
+        case 'J': json = 1; cli_set_json(1); break;
         case 'h':
             printf("usage: simile gallery calibrate --gallery FILE --model FILE [inputs] [--far X | --f1]\n"
-                   "                                [--rule nearest|centroid] [--dry-run]\n"
+                   "                                [--rule nearest|centroid] [--dry-run] [--json]\n"
                    "Set the open-set threshold from labelled data held out from the enrolment (e.g.\n"
                    "--skip-per-class 5 to leave out the first 5 enrolled images of each class).\n"
                    "Each input gives one genuine pair (its distance to its own class, if enrolled:\n"
                    "the nearest item, or the centroid with --rule centroid) and one impostor pair per\n"
                    "other enrolled class.  The threshold is the largest distance whose false-accept\n"
                    "rate is at most --far (default 0.01), or the one with the best F1 (--f1).  Also\n"
-                   "reports ROC AUC, EER and TAR at FAR 1e-2, 1e-3, 1e-4 of these pairs.  --dry-run\n"
-                   "reports without storing the threshold.\n\n%s", cli_inputs_help);
+                   "reports ROC AUC, EER and TAR at FAR 1e-2, 1e-3, 1e-4 of these pairs (a FAR below\n"
+                   "1 / impostor pairs is 'not supported'; null in JSON).  The gallery records how many\n"
+                   "items the threshold was calibrated on; identify and verify warn once the gallery\n"
+                   "has changed since.  --dry-run reports without storing the threshold.  --json: one JSON document on stdout.\n\n%s",
+                   cli_inputs_help);
             return EXIT_OK;
         default: return cli_usage_error(cmd, "unknown option");
         }
     }
     if (cli_inputs_positional(cmd, &in, argc, argv, optind)) return EXIT_USAGE;
+    if (cli_inputs_require(cmd, &in)) return EXIT_USAGE;
     if (!gpath) return cli_usage_error(cmd, "--gallery FILE is required");
     if (!model && !cli_inputs_are_embeddings(&in)) return cli_usage_error(cmd, "--model FILE is required for image inputs");
     if (rule == SM_RULE_VOTE) rule = SM_RULE_NEAREST; /* votes decide by the nearest item's distance */
@@ -387,23 +560,76 @@ static int gal_calibrate(int argc, char **argv) {
     }
     int64_t gpairs = 0;
     for (int64_t i = 0; i < np; i++) gpairs += gen[i];
-    printf("calibration on %lld inputs (%lld of enrolled classes): %lld genuine and %lld impostor pairs, rule %s\n",
-           (long long)b.n, (long long)known, (long long)gpairs, (long long)(np - gpairs), cli_rule_name(rule));
-    printf("  ROC AUC %.4f, EER %.4f\n  TAR at FAR 1e-2 %.4f, 1e-3 %.4f, 1e-4 %.4f\n", auc, eer, tars[0], tars[1], tars[2]);
-    if (f1) printf("  best-F1 threshold %.6g: TAR %.4f, FAR %.4f on these pairs\n", (double)thr, tar, far);
-    else printf("  threshold for FAR <= %g: %.6g (TAR %.4f, FAR %.4f on these pairs)\n", (double)target, (double)thr, tar, far);
+    FILE *out = cli_text();
+    int64_t impostors = np - gpairs;
+    /* a FAR below 1 / impostor pairs cannot be measured on these pairs: not reported */
+    int far_ok[3];
+    for (int i = 0; i < 3; i++) far_ok[i] = fars[i] * (double)impostors >= 1.0;
+    int target_ok = f1 || (double)target * (double)impostors >= 1.0;
+    fprintf(out, "calibration on %lld inputs (%lld of enrolled classes): %lld genuine and %lld impostor pairs, rule %s\n",
+            (long long)b.n, (long long)known, (long long)gpairs, (long long)impostors, cli_rule_name(rule));
+    fprintf(out, "  ROC AUC %.4f, EER %.4f\n  TAR at FAR", auc, eer);
+    static const char *const far_names[3] = {"1e-2", "1e-3", "1e-4"};
+    for (int i = 0; i < 3; i++) {
+        if (far_ok[i]) fprintf(out, "%s %s %.4f", i ? "," : "", far_names[i], tars[i]);
+        else fprintf(out, "%s %s not supported (%lld impostor pairs)", i ? "," : "", far_names[i], (long long)impostors);
+    }
+    fputc('\n', out);
+    if (!target_ok)
+        fprintf(stderr, "simile %s: warning: --far %g is below 1/%lld, the smallest FAR %lld impostor pairs can show: the "
+                        "threshold accepts none of them, but its FAR on new data is not known (give more held-out data)\n",
+                cmd, (double)target, (long long)impostors, (long long)impostors);
+    if (f1) fprintf(out, "  best-F1 threshold %.6g: TAR %.4f, FAR %.4f on these pairs\n", (double)thr, tar, far);
+    else fprintf(out, "  threshold for FAR <= %g: %.6g (TAR %.4f, FAR %.4f on these pairs)\n", (double)target, (double)thr, tar, far);
+    int stored = 0;
     if (!dry) {
         /* store under the lock, on the current file */
         sm_lock *lock = NULL;
         sm_gallery *cur = NULL;
         st = sm_gallery_lock(&lock, gpath);
         if (!st) st = cli_gallery_open_checked(gpath, m, &cur);
+        sm_gallery_calibration_info was, now;
+        sm_gallery_calibration(g, &was);
+        sm_gallery_calibration(cur, &now);
+        if (!st && now.generation != was.generation)
+            st = cli_fail(SM_ERR_INVALID, "%s changed while calibrating (items enrolled or removed): run calibrate again", gpath);
         if (!st) st = sm_gallery_set_threshold(cur, thr, rule);
         if (!st) st = sm_gallery_save(cur, gpath);
         sm_lock_release(lock);
         sm_gallery_free(cur);
         if (st) rc = cli_report(cmd, st, NULL);
-        else printf("stored threshold %.6g (rule %s) in %s\n", (double)thr, cli_rule_name(rule), gpath);
+        else {
+            stored = 1;
+            fprintf(out, "stored threshold %.6g (rule %s) in %s\n", (double)thr, cli_rule_name(rule), gpath);
+        }
+    }
+    if (json && !rc) {
+        cj j;
+        cj_init(&j, stdout);
+        cj_obj(&j);
+        cj_kstr(&j, "command", "gallery calibrate");
+        cj_kstr(&j, "gallery", gpath);
+        cj_kint(&j, "inputs", (long long)b.n);
+        cj_kint(&j, "inputs_of_enrolled_classes", (long long)known);
+        cj_kint(&j, "genuine_pairs", (long long)gpairs);
+        cj_kint(&j, "impostor_pairs", (long long)(np - gpairs));
+        cj_kstr(&j, "rule", cli_rule_name(rule));
+        cj_knum(&j, "roc_auc", auc);
+        cj_knum(&j, "eer", eer);
+        cj_key(&j, "tar_at_far"); /* null where FAR < 1 / impostor pairs: not supported by the data */
+        cj_obj(&j);
+        for (int i = 0; i < 3; i++) cj_knum(&j, far_names[i], far_ok[i] ? tars[i] : NAN);
+        cj_obj_end(&j);
+        cj_kstr(&j, "mode", f1 ? "f1" : "far");
+        if (!f1) {
+            cj_knum(&j, "target_far", (double)target);
+            cj_kbool(&j, "target_far_supported", target_ok);
+        }
+        cj_knumf(&j, "threshold", thr);
+        cj_knum(&j, "tar", tar);
+        cj_knum(&j, "far", far);
+        cj_kbool(&j, "stored", stored);
+        cj_obj_end(&j);
     }
 done:
     free(cd); free(gen); free(pd); free(ps); free(qcls);

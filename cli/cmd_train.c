@@ -37,23 +37,32 @@ static const char *help =
     "  --threads N       default: all cores\n"
     "  --out FILE        model file to write (default model.smm)\n"
     "  --quiet           no progress output\n"
+    "  --json            one JSON document on stdout (settings, per-epoch loss and validation,\n"
+    "                    docs/cli.md); the text goes to stderr\n"
     "validation (retrieval metrics after every epoch, as `simile eval` computes them):\n"
     "  --val-split S     evaluate on this split of --data (e.g. test) after every epoch\n"
     "  --val-classes L   classes of the validation split (default: all; 5-9 for fmnist-open)\n";
 
 /* Per-epoch validation: embed the validation set with the model being trained, L2-normalise,
  * print P@1, R-precision and MAP@R (L2 distance) as `simile eval` does, keep the best epoch. */
+typedef struct epoch_log { double loss, images_per_sec, seconds, lr, p1, rp, mapr; int val; } epoch_log;
 typedef struct val_state {
     sm_model *m;
     sm_dataset *ds;
     float *emb; /* (n, d) */
     int quiet, failed, best_epoch;
     double best_mapr;
+    epoch_log *log; /* (epochs) for --json, NULL otherwise */
+    int nlog;
 } val_state;
 
 static int train_progress(const sm_train_progress *p, void *user) {
     val_state *v = user;
     if (!v->quiet) cli_train_progress(p, NULL);
+    if (p->epoch_done && v->log && p->epoch >= 1 && p->epoch <= v->nlog) {
+        epoch_log *e = &v->log[p->epoch - 1];
+        e->loss = p->loss; e->images_per_sec = p->images_per_sec; e->seconds = p->seconds; e->lr = p->lr;
+    }
     if (!p->epoch_done || !v->ds) return 0;
     int64_t n = sm_dataset_size(v->ds);
     int d = sm_model_embedding_dim(v->m);
@@ -67,9 +76,13 @@ static int train_progress(const sm_train_progress *p, void *user) {
         return 1;
     }
     if (r.map_at_r > v->best_mapr || !v->best_epoch) { v->best_mapr = r.map_at_r; v->best_epoch = p->epoch; }
-    printf("epoch %d/%d  val  P@1 %.4f  R-precision %.4f  MAP@R %.4f  (%lld images)\n", p->epoch, p->epochs,
+    if (v->log && p->epoch >= 1 && p->epoch <= v->nlog) {
+        epoch_log *e = &v->log[p->epoch - 1];
+        e->val = 1; e->p1 = r.precision_at_1; e->rp = r.r_precision; e->mapr = r.map_at_r;
+    }
+    fprintf(cli_text(), "epoch %d/%d  val  P@1 %.4f  R-precision %.4f  MAP@R %.4f  (%lld images)\n", p->epoch, p->epochs,
            r.precision_at_1, r.r_precision, r.map_at_r, (long long)n);
-    fflush(stdout);
+    fflush(cli_text());
     return 0;
 }
 
@@ -78,7 +91,7 @@ static int is_classifier(const char *loss) { return !strcmp(loss, "softmax") || 
 int cmd_train(int argc, char **argv) {
     enum { O_MODEL = 1, O_LOSS, O_LOSSOPTS, O_EPOCHS, O_BATCH, O_LR, O_OPT, O_MOM, O_WD, O_SCHED, O_WARMUP,
            O_STEPE, O_STEPG, O_PERCLASS, O_SHIFT, O_FLIP, O_EPOCHSIZE, O_SEED, O_THREADS, O_OUT, O_QUIET, O_HELP,
-           O_VALSPLIT, O_VALCLASSES, O_PKRANDOM, O_EMA };
+           O_VALSPLIT, O_VALCLASSES, O_PKRANDOM, O_EMA, O_JSON };
     static const struct option opts[] = {
         {"model", 1, 0, O_MODEL}, {"loss", 1, 0, O_LOSS}, {"loss-opts", 1, 0, O_LOSSOPTS},
         {"epochs", 1, 0, O_EPOCHS}, {"batch", 1, 0, O_BATCH}, {"lr", 1, 0, O_LR}, {"optimizer", 1, 0, O_OPT},
@@ -87,10 +100,10 @@ int cmd_train(int argc, char **argv) {
         {"aug-shift", 1, 0, O_SHIFT}, {"aug-flip", 0, 0, O_FLIP}, {"epoch-size", 1, 0, O_EPOCHSIZE}, {"seed", 1, 0, O_SEED},
         {"threads", 1, 0, O_THREADS}, {"out", 1, 0, O_OUT}, {"quiet", 0, 0, O_QUIET}, {"help", 0, 0, O_HELP},
         {"pk-random", 0, 0, O_PKRANDOM}, {"ema", 1, 0, O_EMA}, {"val-split", 1, 0, O_VALSPLIT},
-        {"val-classes", 1, 0, O_VALCLASSES}, CLI_DATA_LONGOPTS, {0, 0, 0, 0}};
+        {"val-classes", 1, 0, O_VALCLASSES}, {"json", 0, 0, O_JSON}, CLI_DATA_LONGOPTS, {0, 0, 0, 0}};
     const char *cmd = "train", *spec_arg = "cnn-s", *loss_name = "softmax", *loss_opts = "", *out = "model.smm";
     const char *val_split = NULL, *val_classes = NULL;
-    int threads = 0, per_class = -1, quiet = 0, seed = 1;
+    int threads = 0, per_class = -1, quiet = 0, seed = 1, json = 0;
     cli_data data;
     cli_data_defaults(&data, "train");
     sm_train_config cfg;
@@ -137,6 +150,7 @@ int cmd_train(int argc, char **argv) {
         case O_QUIET: quiet = 1; break;
         case O_VALSPLIT: val_split = optarg; break;
         case O_VALCLASSES: val_classes = optarg; break;
+        case O_JSON: json = 1; cli_set_json(1); break;
         case O_HELP: printf("%s%s", help, cli_data_help); return EXIT_OK;
         default: return cli_usage_error(cmd, "unknown option");
         }
@@ -187,29 +201,92 @@ int cmd_train(int argc, char **argv) {
         val.emb = malloc(sizeof(float) * (size_t)sm_dataset_size(val.ds) * (size_t)sm_model_embedding_dim(m));
         if (!val.emb) { rc = cli_report(cmd, SM_ERR_NOMEM, NULL); goto done; }
     }
-    if (!quiet || val_split) {
+    if (json && !(val.log = calloc((size_t)cfg.epochs, sizeof *val.log))) { rc = cli_report(cmd, SM_ERR_NOMEM, NULL); goto done; }
+    val.nlog = json ? cfg.epochs : 0;
+    if (!quiet || val_split || json) {
         cfg.progress = train_progress;
         cfg.user = &val;
     }
     if (!quiet) {
-        printf("train: %lld images %dx%dx%d, %d classes, model %lld parameters, embedding %d, loss %s%s%s\n",
+        fprintf(cli_text(), "train: %lld images %dx%dx%d, %d classes, model %lld parameters, embedding %d, loss %s%s%s\n",
                (long long)sm_dataset_size(ds), h, w, ch, sm_dataset_num_classes(ds), (long long)sm_model_num_params(m),
                sm_model_embedding_dim(m), loss_name, *lopts ? " " : "", lopts);
-        printf("       batch %d%s, %d epochs, lr %g, %d threads\n", cfg.batch_size,
+        fprintf(cli_text(), "       batch %d%s, %d epochs, lr %g, %d threads\n", cfg.batch_size,
                cfg.per_class ? " (P x K sampling)" : " (shuffled)", cfg.epochs, (double)cfg.lr, sm_get_num_threads());
         char comp[512];
         cli_compute_line(comp, sizeof comp);
-        printf("       %s\n", comp);
+        fprintf(cli_text(), "       %s\n", comp);
     }
     cli_compute_warning(cmd);
     if ((st = sm_train(m, loss, ds, &cfg))) { rc = cli_report(cmd, st, sm_model_errmsg(m)); goto done; }
     if (val.failed) { rc = EXIT_FAIL; goto done; }
     if (val.ds)
-        printf("best validation MAP@R %.4f at epoch %d (the model saved is the last epoch's)\n", val.best_mapr,
+        fprintf(cli_text(), "best validation MAP@R %.4f at epoch %d (the model saved is the last epoch's)\n", val.best_mapr,
                val.best_epoch);
     if ((st = sm_model_save(m, out))) { rc = cli_report(cmd, st, sm_model_errmsg(m)); goto done; }
-    if (!quiet) printf("saved %s\n", out);
+    if (!quiet) fprintf(cli_text(), "saved %s\n", out);
+    if (json) {
+        cj j;
+        cj_init(&j, stdout);
+        cj_obj(&j);
+        cj_kstr(&j, "command", "train");
+        cj_kint(&j, "images", (long long)sm_dataset_size(ds));
+        cj_key(&j, "image_shape");
+        cj_arr(&j); cj_int(&j, h); cj_int(&j, w); cj_int(&j, ch); cj_arr_end(&j);
+        cj_kint(&j, "classes", sm_dataset_num_classes(ds));
+        cj_kint(&j, "parameters", (long long)sm_model_num_params(m));
+        cj_kint(&j, "embedding_dim", sm_model_embedding_dim(m));
+        cj_kstr(&j, "loss", loss_name);
+        cj_kstr(&j, "loss_opts", lopts);
+        cj_kint(&j, "batch", cfg.batch_size);
+        cj_kint(&j, "per_class", cfg.per_class);
+        cj_kint(&j, "epochs", cfg.epochs);
+        cj_knumf(&j, "lr", cfg.lr);
+        cj_kint(&j, "seed", seed);
+        cj_kint(&j, "threads", sm_get_num_threads());
+        sm_compute_info ci;
+        sm_compute_info_get(&ci);
+        cj_key(&j, "compute");
+        cj_obj(&j);
+        cj_kstr(&j, "cpu", ci.cpu);
+        cj_kint(&j, "cpu_family", ci.cpu_family);
+        cj_kint(&j, "cpu_model", ci.cpu_model);
+        cj_kstr(&j, "vector_isa", ci.vector_isa);
+        cj_kstr(&j, "cpu_flags", ci.cpu_flags);
+        cj_kstr(&j, "blas", ci.blas);
+        cj_kstr(&j, "blas_core", ci.blas_core);
+        cj_kstr(&j, "blas_warning", ci.warning[0] ? ci.warning : NULL);
+        cj_obj_end(&j);
+        cj_key(&j, "epoch_log");
+        cj_arr(&j);
+        for (int e = 0; e < val.nlog; e++) {
+            const epoch_log *l = &val.log[e];
+            cj_obj(&j);
+            cj_kint(&j, "epoch", e + 1);
+            cj_knum(&j, "loss", l->loss);
+            cj_knum(&j, "images_per_sec", l->images_per_sec);
+            cj_knum(&j, "seconds", l->seconds);
+            cj_knumf(&j, "lr", (float)l->lr);
+            if (l->val) {
+                cj_key(&j, "val");
+                cj_obj(&j);
+                cj_knum(&j, "precision_at_1", l->p1);
+                cj_knum(&j, "r_precision", l->rp);
+                cj_knum(&j, "map_at_r", l->mapr);
+                cj_obj_end(&j);
+            }
+            cj_obj_end(&j);
+        }
+        cj_arr_end(&j);
+        if (val.ds) {
+            cj_knum(&j, "best_val_map_at_r", val.best_mapr);
+            cj_kint(&j, "best_val_epoch", val.best_epoch);
+        }
+        cj_kstr(&j, "out", out);
+        cj_obj_end(&j);
+    }
 done:
+    free(val.log);
     free(val.emb);
     sm_dataset_free(val.ds);
     free(spec_owned);

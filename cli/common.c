@@ -7,6 +7,11 @@
 #include <string.h>
 #include <unistd.h>
 
+static int json_mode;
+FILE *cli_text(void) { return json_mode ? stderr : stdout; }
+void cli_set_json(int on) { json_mode = on; }
+int cli_json_on(void) { return json_mode; }
+
 /* A message set by the CLI itself (the library keeps its own in sm_errmsg()). */
 static char cli_err[1024];
 
@@ -125,10 +130,13 @@ int cli_data_option(const char *cmd, cli_data *d, int opt, const char *arg) {
     }
 }
 
-sm_status cli_data_load(const cli_data *d, sm_dataset **out) {
+sm_status cli_data_load(const cli_data *d, sm_dataset **out) { return cli_data_load_ex(d, out, NULL, 0, NULL); }
+
+sm_status cli_data_load_ex(const cli_data *d, sm_dataset **out, char *path, size_t cap, int64_t **index) {
     char img[4096], lab[4096];
     const char *ip = d->images, *lp = d->labels;
     *out = NULL;
+    if (index) *index = NULL;
     if (!ip != !lp) return cli_fail(SM_ERR_INVALID, "--images and --labels go together");
     if (!ip) {
         const char *split = !strcmp(d->split, "test") ? "t10k" : d->split;
@@ -141,18 +149,38 @@ sm_status cli_data_load(const cli_data *d, sm_dataset **out) {
         if (access(lab, R_OK) != 0) snprintf(lab, sizeof lab, "%s/%s-labels-idx1-ubyte", d->dir, split);
         ip = img; lp = lab;
     }
+    if (path && cap) snprintf(path, cap, "%s", ip);
     sm_dataset *ds;
     sm_status st = sm_dataset_load_idx(&ds, ip, lp);
     if (st) return st;
+    int64_t n0 = sm_dataset_size(ds), *idx = NULL;
+    if (index && !(idx = malloc((size_t)(n0 ? n0 : 1) * sizeof(int64_t)))) { sm_dataset_free(ds); return SM_ERR_NOMEM; }
+    for (int64_t i = 0; idx && i < n0; i++) idx[i] = i;
     if (d->classes) {
         int32_t cls[1024];
         int n;
+        int32_t *y = idx ? malloc((size_t)(n0 ? n0 : 1) * sizeof(int32_t)) : NULL; /* (n0) labels before the filter */
+        if (idx && !y) { sm_dataset_free(ds); free(idx); return SM_ERR_NOMEM; }
+        if (y && n0) memcpy(y, sm_dataset_labels(ds), (size_t)n0 * sizeof(int32_t));
         if ((st = sm_parse_class_list(d->classes, cls, 1024, &n)) || (st = sm_dataset_filter_classes(ds, cls, n))) {
             sm_dataset_free(ds);
+            free(idx);
+            free(y);
             return st;
         }
+        /* the filter keeps the file order: the same membership test gives the kept indices */
+        int64_t k = 0;
+        for (int64_t i = 0; y && i < n0; i++)
+            for (int c = 0; c < n; c++)
+                if (y[i] == cls[c]) { idx[k++] = i; break; }
+        free(y);
     }
-    if (d->normalize && (st = sm_dataset_normalize(ds, d->mean, d->std))) { sm_dataset_free(ds); return st; }
+    if (index) *index = idx;
+    if (d->normalize && (st = sm_dataset_normalize(ds, d->mean, d->std))) {
+        sm_dataset_free(ds);
+        if (index) { free(*index); *index = NULL; }
+        return st;
+    }
     *out = ds;
     return SM_OK;
 }
@@ -188,9 +216,9 @@ int cli_train_progress(const sm_train_progress *p, void *user) {
         fflush(stderr);
     }
     if (p->epoch_done) {
-        printf("epoch %d/%d  loss %.4f  %.0f images/s  %.1f s  lr %.3g\n", p->epoch, p->epochs, p->loss,
+        fprintf(cli_text(), "epoch %d/%d  loss %.4f  %.0f images/s  %.1f s  lr %.3g\n", p->epoch, p->epochs, p->loss,
                p->images_per_sec, p->seconds, (double)p->lr);
-        fflush(stdout);
+        fflush(cli_text());
     }
     return 0;
 }

@@ -10,8 +10,10 @@
 #include <string.h>
 
 const char *const cli_inputs_help =
-    "inputs (one source; IDX files from --data/--split by default):\n"
-    "  --data DIR, --split S, --images F --labels F   IDX files (as simile train)\n"
+    "inputs (give exactly one source; there is no default):\n"
+    "  --images F --labels F   IDX files\n"
+    "  --split S [--data DIR]  the Fashion-MNIST-named IDX files of split S (train or test)\n"
+    "                    in DIR (default " SM_DEFAULT_DATA_DIR ")\n"
     "  --classes LIST    keep only these classes, e.g. 5-9 (labels keep their values; class\n"
     "                    names are the label numbers)\n"
     "  --folder DIR      a folder with one sub-folder of images per class (PNG, JPEG, PGM,\n"
@@ -23,6 +25,9 @@ const char *const cli_inputs_help =
     "  --skip-per-class N    drop the first N inputs of each class (held-out data)\n"
     "  --mean X --std Y  image normalisation (x - mean) / std after scaling to [0,1], for every\n"
     "                    image source (default 0.2860 / 0.3530); --no-normalize to skip\n"
+    "  --skip-bad        leave out (and name on stderr) image files that cannot be read,\n"
+    "                    instead of failing (--folder, --image); images whose size is not the\n"
+    "                    model's are resized, and a note says how many\n"
     "  --raw             do not L2-normalise the embeddings\n"
     "  --threads N       default: all cores\n";
 
@@ -32,6 +37,7 @@ void cli_inputs_defaults(cli_inputs *in, const char *split) {
 }
 
 int cli_inputs_option(const char *cmd, cli_inputs *in, int opt, const char *arg) {
+    if (opt == 1000 || opt == 1001 || opt == 1002 || opt == 1003) in->data_given = 1;
     int r = cli_data_option(cmd, &in->data, opt, arg);
     if (r) return r;
     switch (opt) {
@@ -46,6 +52,7 @@ int cli_inputs_option(const char *cmd, cli_inputs *in, int opt, const char *arg)
     case 1105: return cli_int(cmd, "--skip-per-class", arg, 0, 1 << 30, &in->skip_per_class) ? -1 : 1;
     case 1106: in->raw = 1; return 1;
     case 1107: return cli_int(cmd, "--threads", arg, 1, 1024, &in->threads) ? -1 : 1;
+    case 1108: in->skip_bad = 1; return 1;
     default: return 0;
     }
 }
@@ -59,6 +66,13 @@ int cli_inputs_positional(const char *cmd, cli_inputs *in, int argc, char **argv
 }
 
 int cli_inputs_are_embeddings(const cli_inputs *in) { return in->npy != NULL; }
+
+int cli_inputs_require(const char *cmd, const cli_inputs *in) {
+    if (in->folder || in->npy || in->nimages > 0 || in->data_given) return EXIT_OK;
+    return cli_usage_error(cmd, "no input given: name the images with --folder DIR, --image FILE (or files as "
+                                "arguments), --images F --labels F, or --split S [--data DIR] for Fashion-MNIST-named IDX "
+                                "files, or embeddings with --npy FILE");
+}
 
 int cli_parse_rule(const char *s, sm_decision_rule *rule) {
     if (!strcmp(s, "nearest") || !strcmp(s, "nn")) *rule = SM_RULE_NEAREST;
@@ -86,6 +100,20 @@ sm_status cli_gallery_open_checked(const char *path, sm_model *m, sm_gallery **g
         *g = NULL;
     }
     return st;
+}
+
+void cli_gallery_warn_changed(const char *cmd, const char *path, const sm_gallery *g) {
+    sm_gallery_calibration_info ci;
+    sm_gallery_calibration(g, &ci);
+    if (!ci.changed) return;
+    if (ci.items_at_calibration >= 0)
+        fprintf(stderr, "simile %s: warning: %s changed since its threshold was calibrated (on %lld items; %lld now, "
+                        "%llu changes since): run simile gallery calibrate again\n", cmd, path,
+                (long long)ci.items_at_calibration, (long long)sm_gallery_size(g),
+                (unsigned long long)(ci.generation - ci.calibrated_generation));
+    else
+        fprintf(stderr, "simile %s: warning: %s changed since its threshold was calibrated (items enrolled or removed "
+                        "since): run simile gallery calibrate again\n", cmd, path);
 }
 
 int cli_parse_metric(const char *s, sm_metric *metric) {
@@ -180,15 +208,79 @@ static sm_status select_per_class(const char *cmd, const cli_inputs *in, cli_bat
     return st;
 }
 
-/* Descriptions "#i" (or "<label>#i") for inputs without a file name. */
-static sm_status describe_by_index(cli_batch *b) {
+/* Descriptions "<file>#<i>" for inputs without a file of their own: IDX samples and .npy rows,
+ * i the index in that file (index[i] when given, else i). */
+static sm_status describe_by_index(cli_batch *b, const char *file, const int64_t *index) {
+    size_t per = strlen(file) + 24;
     b->item = malloc((size_t)(b->n ? b->n : 1) * sizeof(char *));
-    b->item_buf = malloc((size_t)(b->n ? b->n : 1) * 24);
+    b->item_buf = malloc((size_t)(b->n ? b->n : 1) * per);
     if (!b->item || !b->item_buf) return cli_fail(SM_ERR_NOMEM, "out of memory");
     for (int64_t i = 0; i < b->n; i++) {
-        snprintf(b->item_buf + i * 24, 24, "#%lld", (long long)i);
-        b->item[i] = b->item_buf + i * 24;
+        char *s = b->item_buf + (size_t)i * per;
+        snprintf(s, per, "%s#%lld", file, (long long)(index ? index[i] : i));
+        b->item[i] = s;
     }
+    return SM_OK;
+}
+
+/* Decode the image files paths (n) at the model's input shape (h, w, c) into x (n, h, w, c).
+ * An image that cannot be read fails the whole load, or, with --skip-bad, is left out and named
+ * on stderr.  keep (n) receives the indices of the images decoded, *m their count.  Says once
+ * on stderr how many images were resized (their size in the file is not the model's). */
+static sm_status decode_images(const char *cmd, const cli_inputs *in, const char *const *paths, int64_t n, int h, int w,
+                               int c, float *x, int64_t *keep, int64_t *m) {
+    int64_t per = (int64_t)h * w * c, k = 0, skipped = 0, resized = 0, example = -1;
+    int eh = 0, ew = 0;
+    for (int64_t i = 0; i < n; i++) {
+        int sh, sw;
+        sm_status st = sm_image_load_ex(paths[i], h, w, c, x + k * per, &sh, &sw);
+        if (st) {
+            if (!in->skip_bad) return st;
+            fprintf(stderr, "simile %s: skipped: %s\n", cmd, sm_errmsg());
+            skipped++;
+            continue;
+        }
+        if (sh != h || sw != w) {
+            if (example < 0) { example = i; eh = sh; ew = sw; }
+            resized++;
+        }
+        keep[k++] = i;
+    }
+    *m = k;
+    if (skipped) fprintf(stderr, "simile %s: skipped %lld of %lld images that could not be read\n", cmd, (long long)skipped, (long long)n);
+    if (n && !k) return cli_fail(SM_ERR_FORMAT, "none of the %lld images could be read", (long long)n);
+    if (resized)
+        fprintf(stderr, "simile %s: note: %lld of %lld images were resized to the model's %dx%d (e.g. %s is %dx%d)\n", cmd,
+                (long long)resized, (long long)k, w, h, paths[example], ew, eh);
+    return SM_OK;
+}
+
+/* A folder of class sub-folders: list the images (sm_folder_list), decode each at the model's
+ * input shape; the item names are the file paths. */
+static sm_status load_folder(const char *cmd, const cli_inputs *in, int h, int w, int c, cli_batch *b) {
+    char **paths = NULL, **names = NULL;
+    int32_t *labels = NULL;
+    int64_t n = 0, m = 0;
+    int nc = 0;
+    sm_status st = sm_folder_list(in->folder, &paths, &labels, &n, &names, &nc);
+    if (st) return st;
+    int64_t per = (int64_t)h * w * c;
+    float *x = malloc((size_t)(n ? n : 1) * (size_t)per * sizeof(float));
+    int64_t *keep = malloc((size_t)(n ? n : 1) * sizeof(int64_t));
+    if (!x || !keep) st = cli_fail(SM_ERR_NOMEM, "out of memory");
+    if (!st) st = decode_images(cmd, in, (const char *const *)paths, n, h, w, c, x, keep, &m);
+    for (int64_t j = 0; !st && j < m; j++) { /* keep[j] >= j: compact in place */
+        labels[j] = labels[keep[j]];
+        paths[j] = paths[keep[j]];
+    }
+    if (!st) st = sm_dataset_from_arrays(&b->ds, x, labels, m, h, w, c);
+    free(x);
+    free(keep);
+    free(labels);
+    if (st) { free(paths); free(names); return st; }
+    b->item = (const char **)paths; /* one block: pointers, then the strings */
+    b->names = names;
+    b->nnames = nc;
     return SM_OK;
 }
 
@@ -229,7 +321,7 @@ sm_status cli_inputs_load(const char *cmd, const cli_inputs *in, sm_model *m, cl
                 }
             if (!(b->names = numeric_names(b->labels, b->n, &b->nnames))) { cli_batch_free(b); return cli_fail(SM_ERR_NOMEM, "out of memory"); }
         }
-        if ((st = describe_by_index(b)) || (st = select_per_class(cmd, in, b))) { cli_batch_free(b); return st; }
+        if ((st = describe_by_index(b, in->npy, NULL)) || (st = select_per_class(cmd, in, b))) { cli_batch_free(b); return st; }
         return SM_OK;
     }
     if (!m) return cli_fail(SM_ERR_INVALID, "image inputs need --model (or give embeddings with --npy)");
@@ -238,24 +330,26 @@ sm_status cli_inputs_load(const char *cmd, const cli_inputs *in, sm_model *m, cl
     if (in->nimages > 0) {
         float *x = malloc((size_t)in->nimages * (size_t)h * w * c * sizeof(float));
         int32_t *y = calloc((size_t)in->nimages, sizeof(int32_t));
-        if (!x || !y) { free(x); free(y); return cli_fail(SM_ERR_NOMEM, "out of memory"); }
-        for (int i = 0; i < in->nimages && !st; i++) st = sm_image_load(in->images[i], h, w, c, x + (int64_t)i * h * w * c);
-        if (!st) st = sm_dataset_from_arrays(&b->ds, x, y, in->nimages, h, w, c);
-        free(x); free(y);
+        int64_t *keep = malloc((size_t)in->nimages * sizeof(int64_t)), m = 0;
+        b->item = malloc((size_t)in->nimages * sizeof(char *));
+        if (!x || !y || !keep || !b->item) st = cli_fail(SM_ERR_NOMEM, "out of memory");
+        if (!st) st = decode_images(cmd, in, in->images, in->nimages, h, w, c, x, keep, &m);
+        if (!st) st = sm_dataset_from_arrays(&b->ds, x, y, m, h, w, c);
+        for (int64_t i = 0; !st && i < m; i++) b->item[i] = in->images[keep[i]];
+        free(x); free(y); free(keep);
         if (st) { cli_batch_free(b); return st; }
-        b->n = in->nimages;
-        b->item = malloc((size_t)b->n * sizeof(char *));
-        if (!b->item) { cli_batch_free(b); return cli_fail(SM_ERR_NOMEM, "out of memory"); }
-        for (int64_t i = 0; i < b->n; i++) b->item[i] = in->images[i];
+        b->n = m;
         if (in->first_per_class || in->skip_per_class) { cli_batch_free(b); return cli_fail(SM_ERR_INVALID, "--first-per-class / --skip-per-class need labelled inputs"); }
     } else if (in->folder) {
-        char **names = NULL;
-        int nc = 0;
-        if ((st = sm_dataset_load_folder(&b->ds, in->folder, h, w, c, &names, &nc))) return st;
-        b->names = names;
-        b->nnames = nc;
+        if ((st = load_folder(cmd, in, h, w, c, b))) { cli_batch_free(b); return st; }
     } else {
-        if ((st = cli_data_load(&in->data, &b->ds))) return st;
+        char path[4096];
+        int64_t *index = NULL;
+        if ((st = cli_data_load_ex(&in->data, &b->ds, path, sizeof path, &index))) return st;
+        b->n = sm_dataset_size(b->ds);
+        st = describe_by_index(b, path, index);
+        free(index);
+        if (st) { cli_batch_free(b); return st; }
         int dh, dw, dc;
         sm_dataset_shape(b->ds, &dh, &dw, &dc);
         if (dh != h || dw != w || dc != c) {
@@ -271,7 +365,7 @@ sm_status cli_inputs_load(const char *cmd, const cli_inputs *in, sm_model *m, cl
         if (!b->labels) { cli_batch_free(b); return cli_fail(SM_ERR_NOMEM, "out of memory"); }
         if (b->n) memcpy(b->labels, sm_dataset_labels(b->ds), (size_t)b->n * sizeof(int32_t));
         if (!b->names && !(b->names = numeric_names(b->labels, b->n, &b->nnames))) { cli_batch_free(b); return cli_fail(SM_ERR_NOMEM, "out of memory"); }
-        if ((st = describe_by_index(b)) || (st = select_per_class(cmd, in, b))) { cli_batch_free(b); return st; }
+        if ((st = select_per_class(cmd, in, b))) { cli_batch_free(b); return st; }
     }
     return SM_OK;
 }

@@ -36,6 +36,7 @@ int main(int argc, char **argv) {
         if (ci.warning[0]) printf("warning %s\n", ci.warning);
         return EXIT_OK;
     }
+    cli_set_json(0);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].fn(argc - 1, argv + 1);
     fprintf(stderr, "simile: unknown command '%s'\n", argv[1]);

@@ -448,7 +448,8 @@ sm_status sm_knn_search(const float *db, int64_t n, const float *q, int64_t nq, 
  * Removing a class or an item leaves a tombstone (automatic item ids are never reused; a
  * removed class keeps its slot, with 0 items) until sm_gallery_compact.  Class indices are
  * slots in the gallery's class table, stable until the gallery is compacted.
- * The file (magic "SMILEGAL", version, header, class names, items, CRC-32; docs/gallery.md) is
+ * The file (magic "SMILEGAL", version, header, class names, items, calibration record and item
+ * source names, CRC-32; docs/gallery.md; version 1 files are still read) is
  * written to a temporary file, fsynced and renamed over the old one, so a crash at any point
  * leaves either the old or the new gallery, and readers never see a partial file.  Writers that
  * read-modify-write a gallery serialise with sm_gallery_lock. */
@@ -538,6 +539,14 @@ sm_status sm_gallery_check_model(sm_gallery *g, uint32_t model_fingerprint);
 sm_status sm_gallery_add(sm_gallery *g, const float *emb, int64_t n, int d, const char *class_name,
                          const int64_t *ids, int64_t *assigned_ids);
 
+/* As sm_gallery_add, and records where each item came from: sources (n), which may be NULL,
+ * gives a source name per item (NULL or "" = none; at most 4096 bytes), e.g. the image file's
+ * path or "<file>#<index>".  The names are stored in the gallery file (version 2).
+ * Errors as sm_gallery_add; SM_ERR_INVALID for a source name longer than 4096 bytes. */
+sm_status sm_gallery_add_sourced(sm_gallery *g, const float *emb, int64_t n, int d,
+                                 const char *class_name, const int64_t *ids,
+                                 const char *const *sources, int64_t *assigned_ids);
+
 /* Remove the live class of that name and all its items (tombstones).  The removed items count
  * is stored in *removed (may be NULL).  Errors: SM_ERR_NOTFOUND. */
 sm_status sm_gallery_remove_class(sm_gallery *g, const char *class_name, int64_t *removed);
@@ -559,9 +568,28 @@ int sm_gallery_find_class(const sm_gallery *g, const char *class_name);
  * of which may be NULL, n = sm_gallery_size(g). */
 void sm_gallery_items(const sm_gallery *g, int64_t *ids, int32_t *classes, float *emb);
 
+/* The source names of the live items in storage order (as sm_gallery_items), borrowed from
+ * the gallery (valid until it is modified); "" for an item enrolled without one (and for
+ * every item of a version-1 file). */
+void sm_gallery_item_sources(const sm_gallery *g, const char **sources);
+
+/* What the stored threshold was calibrated on.  generation counts the changes to the live
+ * items (every add and remove; kept in the file); calibrated_generation is its value when the
+ * threshold was set, items_at_calibration the live items then (-1: unknown, a version-1
+ * file).  changed is 1 when a threshold is set (calibrated) and items were added or removed
+ * since. */
+typedef struct sm_gallery_calibration_info {
+    int calibrated, changed;
+    uint64_t generation, calibrated_generation;
+    int64_t items_at_calibration;
+} sm_gallery_calibration_info;
+void sm_gallery_calibration(const sm_gallery *g, sm_gallery_calibration_info *info);
+
 /* The open-set threshold and the rule it was calibrated for (rule may be NULL). */
 float sm_gallery_threshold(const sm_gallery *g, sm_decision_rule *rule);
-/* Set the threshold (any value but NaN; +inf accepts everything).  Errors: SM_ERR_INVALID. */
+/* Set the threshold (any value but NaN; +inf accepts everything) and record the gallery's
+ * generation and live item count as its calibration (sm_gallery_calibration).
+ * Errors: SM_ERR_INVALID. */
 sm_status sm_gallery_set_threshold(sm_gallery *g, float threshold, sm_decision_rule rule);
 
 /* Exact k nearest live items of each query q (nq, d) (sm_knn_search), best first, into
@@ -629,9 +657,20 @@ void sm_lock_release(sm_lock *lock);
 sm_status sm_dataset_load_folder(sm_dataset **out, const char *dir, int h, int w, int c,
                                  char ***class_names, int *num_classes);
 
+/* The images sm_dataset_load_folder would load, without decoding them: *paths (n) the file
+ * paths "dir/class/file" in load order, *labels (n) their class numbers, *class_names (may be
+ * NULL) the *num_classes sub-folder names.  paths and class_names are each one block
+ * (pointers, then strings) and labels an array, each released with free().  Errors as
+ * sm_dataset_load_folder (no class folder, a class folder with no image file: SM_ERR_RANGE). */
+sm_status sm_folder_list(const char *dir, char ***paths, int32_t **labels, int64_t *n,
+                         char ***class_names, int *num_classes);
+
 /* Decode one image file into x (h, w, c) as sm_dataset_load_folder does.
  * Errors: SM_ERR_IO (cannot open), SM_ERR_FORMAT (cannot decode), SM_ERR_INVALID. */
 sm_status sm_image_load(const char *path, int h, int w, int c, float *x);
+/* As sm_image_load; *src_h and *src_w (either may be NULL) receive the size of the image in
+ * the file (0 on failure), e.g. to tell that it was resized. */
+sm_status sm_image_load_ex(const char *path, int h, int w, int c, float *x, int *src_h, int *src_w);
 
 /* NumPy .npy arrays (format 1.0 / 2.0 / 3.0 headers, C order, little-endian). */
 typedef enum sm_npy_dtype { SM_NPY_F32 = 0, SM_NPY_I32 = 1 } sm_npy_dtype;

@@ -5,7 +5,8 @@
  * and dimension, NaN queries, empty gallery, k > size, and durability: a child enrolling in a
  * loop is SIGKILLed at random moments (while a reader opens the file), and an allocation
  * failure is injected at every allocation of an open + enrol + save; each time the file must
- * be whole, in the state before or after. */
+ * be whole, in the state before or after.  A version-1 file (written by the old writer's byte
+ * layout) still opens, and is saved as version 2 with item sources and a calibration record. */
 #define _POSIX_C_SOURCE 200809L
 #include "core/core.h"
 #include "simile.h"
@@ -392,8 +393,11 @@ static void test_file(void) {
     CHECK_MSG(wrong == 0, "%d of %zu truncations not detected", wrong, len);
     CHECK(strstr(sm_errmsg(), "bad.smg") != NULL);
     /* crafted fields with a valid checksum */
-    CHECK_STATUS(patched(bad, b, len, 8, 2), SM_ERR_FORMAT);               /* version */
+    CHECK_STATUS(patched(bad, b, len, 8, 3), SM_ERR_FORMAT);               /* version */
     CHECK(strstr(sm_errmsg(), "version") != NULL);
+    CHECK_STATUS(patched(bad, b, len, 8, 0), SM_ERR_FORMAT);               /* version 0 */
+    CHECK_STATUS(patched(bad, b, len, 8, 1), SM_ERR_FORMAT);               /* v2 bytes read as v1 */
+    CHECK(strstr(sm_errmsg(), "bytes of items") != NULL);
     CHECK_STATUS(patched(bad, b, len, 12, 0), SM_ERR_FORMAT);              /* dim 0 */
     CHECK_STATUS(patched(bad, b, len, 12, 16), SM_ERR_FORMAT);             /* other dim: lengths */
     CHECK_STATUS(patched(bad, b, len, 16, 7), SM_ERR_FORMAT);              /* metric */
@@ -472,6 +476,98 @@ static int file_state(void) {
     sm_gallery_free(g);
     sm_gallery_free(want);
     return ok ? k : -1;
+}
+
+/* The version-1 writer (before source names and the calibration record), byte for byte:
+ * dim 2, l2, fingerprint 0x1234, threshold 0.5 for the centroid rule, classes "old a" and
+ * "gone" (removed), items 0 (class 0), 1 (class 1, removed), 2 (class 0). */
+static void write_v1(const char *path) {
+    unsigned char b[256];
+    size_t n = 0;
+#define U32(v) (put_u32(b + n, (uint32_t)(v)), n += 4)
+#define U64(v) (U32((uint64_t)(v) & 0xffffffffu), U32((uint64_t)(v) >> 32))
+    memcpy(b, "SMILEGAL", 8);
+    n = 8;
+    float thr = 0.5f, e[6] = {1, 0, 0, 1, 0.6f, 0.8f};
+    uint32_t tb;
+    memcpy(&tb, &thr, 4);
+    U32(1); U32(2); U32(SM_METRIC_L2); U32(0x1234); U32(tb); U32(SM_RULE_CENTROID); U32(2); U64(3); U64(3);
+    U32(0); U32(5); memcpy(b + n, "old a", 5); n += 5;
+    U32(1); U32(4); memcpy(b + n, "gone", 4); n += 4;
+    U32(0); U32(0); U64(0);
+    U32(1); U32(1); U64(1);
+    U32(0); U32(0); U64(2);
+    for (int i = 0; i < 6; i++) { uint32_t v; memcpy(&v, &e[i], 4); U32(v); }
+    U32(sm_crc32(0, b, n));
+#undef U64
+#undef U32
+    spit(path, b, n);
+}
+
+static void test_old_version(void) {
+    char p[320];
+    snprintf(p, sizeof p, "%s/v1.smg", dir);
+    write_v1(p);
+    sm_gallery *g = NULL;
+    CHECK_OK(sm_gallery_open(&g, p));
+    if (!g) return;
+    sm_decision_rule rule;
+    CHECK(sm_gallery_dim(g) == 2 && sm_gallery_metric(g) == SM_METRIC_L2 && sm_gallery_model_fingerprint(g) == 0x1234);
+    CHECK(sm_gallery_threshold(g, &rule) == 0.5f && rule == SM_RULE_CENTROID);
+    CHECK(sm_gallery_size(g) == 2 && sm_gallery_num_classes(g) == 2 && sm_gallery_find_class(g, "old a") == 0);
+    CHECK(sm_gallery_find_class(g, "gone") == -1);
+    int64_t ids[2];
+    float e[4];
+    const char *src[2] = {"x", "x"};
+    sm_gallery_items(g, ids, NULL, e);
+    sm_gallery_item_sources(g, src);
+    CHECK(ids[0] == 0 && ids[1] == 2 && e[2] == 0.6f && e[3] == 0.8f);
+    CHECK(!strcmp(src[0], "") && !strcmp(src[1], ""));
+    sm_gallery_calibration_info ci;
+    sm_gallery_calibration(g, &ci);
+    CHECK(ci.calibrated == 1 && ci.changed == 0 && ci.items_at_calibration == -1 && ci.generation == 0);
+    /* enrol with sources, save (as version 2), reopen */
+    const char *ns[2] = {"new/one.png", NULL};
+    float add[4] = {0.8f, 0.6f, 0, -1};
+    CHECK_OK(sm_gallery_add_sourced(g, add, 2, 2, "new", NULL, ns, NULL));
+    sm_gallery_calibration(g, &ci);
+    CHECK(ci.changed == 1 && ci.generation == 1);
+    CHECK_OK(sm_gallery_save(g, p));
+    sm_gallery_free(g);
+    size_t len = 0;
+    unsigned char *b = slurp(p, &len);
+    CHECK(b && len > 12 && sm_get_u32le(b + 8) == 2);
+    free(b);
+    g = NULL;
+    CHECK_OK(sm_gallery_open(&g, p));
+    if (!g) return;
+    const char *s4[4];
+    sm_gallery_item_sources(g, s4);
+    CHECK(sm_gallery_size(g) == 4 && !strcmp(s4[0], "") && !strcmp(s4[2], "new/one.png") && !strcmp(s4[3], ""));
+    sm_gallery_calibration(g, &ci);
+    CHECK(ci.calibrated && ci.changed && ci.generation == 1 && ci.calibrated_generation == 0);
+    /* a new calibration records the generation and size; removal changes the generation */
+    CHECK_OK(sm_gallery_set_threshold(g, 0.4f, SM_RULE_NEAREST));
+    sm_gallery_calibration(g, &ci);
+    CHECK(!ci.changed && ci.items_at_calibration == 4 && ci.calibrated_generation == 1);
+    CHECK_OK(sm_gallery_remove_item(g, 2));
+    sm_gallery_calibration(g, &ci);
+    CHECK(ci.changed);
+    /* compaction keeps the sources with their items */
+    CHECK_OK(sm_gallery_remove_item(g, 0));
+    CHECK_OK(sm_gallery_compact(g));
+    const char *s2[2];
+    sm_gallery_item_sources(g, s2);
+    CHECK(sm_gallery_size(g) == 2 && !strcmp(s2[0], "new/one.png") && !strcmp(s2[1], ""));
+    /* a source name with more than 4096 bytes is refused, the gallery unchanged */
+    char *longname = malloc(5000);
+    memset(longname, 'a', 4999);
+    longname[4999] = 0;
+    const char *ls[1] = {longname};
+    CHECK_STATUS(sm_gallery_add_sourced(g, add, 1, 2, "new", NULL, ls, NULL), SM_ERR_INVALID);
+    CHECK(sm_gallery_size(g) == 2);
+    free(longname);
+    sm_gallery_free(g);
 }
 
 static void test_crash(void) {
@@ -568,6 +664,7 @@ int main(void) {
     test_against_naive();
     test_calibration();
     test_file();
+    test_old_version();
     test_alloc_failures();
     test_crash();
     cleanup();

@@ -66,6 +66,22 @@ def npy(path, shape, vals):
     hdr = hdr.ljust(117) + "\n"
     with open(path, "wb") as f: f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(hdr)) + hdr.encode() + struct.pack("<%df" % len(vals), *vals))
 npy("dim5.npy", (2, 5), [0.1] * 10)
+npy("two8.npy", (2, 8), [1.0] + [0.0] * 7 + [0.0, 1.0] + [0.0] * 6)
+# a version-1 gallery file (before item sources), as the old writer laid it out: dimension 8,
+# raw embeddings (fingerprint 0), no threshold, class "old" with items 0 and 1
+def v1_gallery(path):
+    b = b"SMILEGAL" + struct.pack("<IIIIfIIQQ", 1, 8, 0, 0, float("inf"), 0, 1, 2, 2)
+    b += struct.pack("<II", 0, 3) + b"old"
+    b += struct.pack("<IIq", 0, 0, 0) + struct.pack("<IIq", 0, 0, 1)
+    b += struct.pack("<16f", *([0.0, 0.0, 1.0] + [0.0] * 5 + [0.0, 0.0, 0.0, 1.0] + [0.0] * 4))
+    with open(path, "wb") as f: f.write(b + struct.pack("<I", zlib.crc32(b) & 0xffffffff))
+v1_gallery("v1.smg")
+# a folder with one corrupt image; images of other sizes (1x1, 100x64)
+os.makedirs("badfolder/a"); os.makedirs("badfolder/b")
+pgm("badfolder/a/0.pgm", img(0)); pgm("badfolder/b/0.pgm", img(1))
+with open("badfolder/a/1.png", "wb") as f: f.write(b"\x89PNG\r\n\x1a\ntruncated")
+with open("tiny.pgm", "wb") as f: f.write(b"P5\n1 1\n255\n\x80")
+with open("wide.pgm", "wb") as f: f.write(b"P5\n100 64\n255\n" + bytes(random.randint(0, 255) for _ in range(6400)))
 npy("nan.npy", (1, 8), [float("nan")] + [0.0] * 7)
 EOF
 D="--images train-img --labels train-lab"
@@ -105,23 +121,40 @@ has "threshold for FAR <= 0.05"
 expect 0 "calibrate by best F1" -- "$S" gallery calibrate --gallery g.smg --model m.smm $D --classes 0-2 --skip-per-class 5 --f1
 has "best-F1 threshold"
 has "stored threshold"
+# 75 held-out inputs x 2 other classes = 150 impostor pairs: FAR 1e-3 and 1e-4 cannot be measured
+has "TAR at FAR 1e-2 [0-9.]*, 1e-3 not supported (150 impostor pairs), 1e-4 not supported (150 impostor pairs)"
+expect 0 "calibrate for FAR 1e-3 on 150 impostor pairs (dry run)" -- "$S" gallery calibrate --gallery g.smg --model m.smm $D --classes 0-2 --skip-per-class 5 --far 0.001 --dry-run
+has "warning: --far 0.001 is below 1/150"
 expect 0 "list shows the threshold" -- "$S" gallery list --gallery g.smg
 has "calibrated for rule nearest"
 expect 0 "open-set identify of classes 0-3 (3 not enrolled)" -- "$S" identify --gallery g.smg --model m.smm $DT
 has "queries of classes not enrolled: 10, rejection rate"
 has "TAR (accepted, right class)"
+grep -q "changed since" out.txt && bad "a change warning right after calibration" || ok "no change warning right after calibration"
 rej=$(awk '/rejection rate/ {print $NF}' out.txt)
 if awk -v a="$rej" 'BEGIN { exit !(a >= 0.5) }'; then ok "rejection rate of class 3: $rej"; else bad "rejection rate $rej < 0.5"; cat out.txt; fi
 
 # ---- verify ------------------------------------------------------------------------------------
-expect 0 "verify two images of a class" -- "$S" verify --model m.smm --gallery g.smg q0.png q0b.png
-has "^same"
-expect 0 "verify images of two classes" -- "$S" verify --model m.smm --threshold 0.3 q0.png q3.pgm
+# a pair: the score always; a decision only with --threshold (the gallery's threshold is for
+# identification, nearest of several items); exit 0 same, 10 different, 0 with no threshold
+expect 0 "verify two images of a class, gallery given (its threshold does not apply to a pair)" -- "$S" verify --model m.smm --gallery g.smg q0.png q0b.png
+has "^distance [0-9.]* (metric l2; no threshold"
+has "not for a single pair"
+d_same=$(awk '/^distance/ {print $2}' out.txt)
+expect 0 "verify two images of a class at threshold 0.3" -- "$S" verify --model m.smm --threshold 0.3 q0.png q0b.png
+has "^same (distance $d_same <= threshold 0.3000"
+expect 10 "verify images of two classes: different, exit 10" -- "$S" verify --model m.smm --threshold 0.3 q0.png q3.pgm
 has "^different"
-expect 0 "verify an image against an enrolled class" -- "$S" verify --model m.smm --gallery g.smg --class 0 q0.png
-has "same as class '0'"
+expect 0 "verify without a threshold prints the distance, exit 0" -- "$S" verify --model m.smm q0.png q3.pgm
+has "^distance [0-9.]* (metric l2; no threshold"
+expect 0 "verify an image against an enrolled class (the gallery's calibrated threshold)" -- "$S" verify --model m.smm --gallery g.smg --class 0 q0.png
+has "same as class '0' (distance [0-9.]* <= threshold [0-9.]* from gallery, nearest)"
+expect 10 "verify an image of class 3 against class 0" -- "$S" verify --model m.smm --gallery g.smg --class 0 q3.pgm
+has "different from class '0'"
+expect 0 "verify against a class by centroid: the nearest-rule threshold does not apply" -- "$S" verify --model m.smm --gallery g.smg --class 0 --rule centroid q3.pgm
+has "no threshold applies"
+has "calibrated for rule nearest, not centroid"
 expect 1 "verify against a missing class" -- "$S" verify --model m.smm --gallery g.smg --class nope q0.png
-expect 2 "verify without a threshold" -- "$S" verify --model m.smm q0.png q0b.png
 
 # ---- embed, .npy inputs -----------------------------------------------------------------------
 expect 0 "embed" -- "$S" embed --model m.smm $DT --out e.npy --labels-out l.npy
@@ -138,6 +171,85 @@ expect 0 "enrol one image into an existing class" -- "$S" gallery enrol --galler
 has "(0 new)"
 expect 0 "list" -- "$S" gallery list --gallery g.smg --items
 has "quad3"
+# the threshold was calibrated on 15 items; enrolments since are reported, once
+expect 0 "identify after enrolments since the calibration" -- "$S" identify --gallery g.smg --model m.smm q0.png
+has "warning: g.smg changed since its threshold was calibrated (on 15 items; 25 now"
+[ "$(grep -c "changed since" out.txt)" = 1 ] && ok "warned once" || { bad "warning count"; cat out.txt; }
+expect 0 "identify with --threshold: no calibration warning" -- "$S" identify --gallery g.smg --model m.smm --threshold 0.5 q0.png
+grep -q "changed since" out.txt && bad "warned about a threshold not used" || ok "no warning for --threshold"
+expect 0 "verify --class after enrolments since the calibration" -- "$S" verify --model m.smm --gallery g.smg --class 0 q0.png
+has "changed since its threshold was calibrated"
+expect 0 "list says the gallery changed since calibration" -- "$S" gallery list --gallery g.smg
+has "on 15 items); the gallery has changed since: calibrate again"
+# the same image twice in a class: a warning (it is still enrolled); in another class: none
+expect 0 "enrol q0.png into class 0 again" -- "$S" gallery enrol --gallery g.smg --model m.smm --class 0 q0.png
+has "warning: q0.png (class '0') has the same embedding as item 24 already enrolled in that class"
+expect 0 "remove the duplicate again" -- "$S" gallery remove --gallery g.smg --item 25
+"$S" gallery create --out dup.smg --model m.smm >/dev/null
+"$S" gallery enrol --gallery dup.smg --model m.smm --class 0 q0.png >/dev/null
+expect 0 "enrol q0.png twice into another class" -- "$S" gallery enrol --gallery dup.smg --model m.smm --class other q0.png q0.png
+has "warning: q0.png (class 'other') has the same embedding as input 0 of this enrolment in that class"
+[ "$(grep -c warning out.txt)" = 1 ] && ok "one warning (the second copy in the batch; none for class 0's copy)" || { bad "duplicate warnings"; cat out.txt; }
+"$S" gallery enrol --gallery dup.smg --model m.smm $D --classes 1 --first-per-class 1 >/dev/null
+expect 0 "the same IDX sample again" -- "$S" gallery enrol --gallery dup.smg --model m.smm $D --classes 1 --first-per-class 1
+has "warning: train-img#1 (class '1') has the same embedding as item 3 already enrolled in that class"
+# a different image from the same file name (source) in the same class
+cp q3.pgm q0b-saved.pgm; cp q0.png q0-saved.png; cp q0b.png q0.png
+expect 0 "another image under an enrolled file name" -- "$S" gallery enrol --gallery dup.smg --model m.smm --class 0 q0.png
+has "warning: q0.png (class '0') has the same source as item 0 already enrolled in that class"
+cp q0-saved.png q0.png
+expect 0 "list" -- "$S" gallery list --gallery g.smg --items
+
+# provenance: each item keeps its source (image file, or <IDX file>#<index in that file>)
+has " quad3  *folder/quad3/0.pgm$"
+has " 0  *q0.png$"
+awk '$1 == 14 {print $3}' out.txt | grep -qx "train-img#18" && ok "item 14 (5th of class 2) came from train-img#18" || { bad "item 14's source"; cat out.txt; }
+has "e.npy#36"
+
+# ---- a corrupt image: the enrolment fails whole, or --skip-bad enrols the rest and names it ----
+"$S" gallery create --out sb.smg --model m.smm >/dev/null
+"$S" gallery enrol --gallery sb.smg --model m.smm --class 0 q0.png >/dev/null
+n_before=$("$S" gallery list --gallery sb.smg | awk '/items in/ {print $1}')
+expect 3 "a folder with a corrupt image" -- "$S" gallery enrol --gallery sb.smg --model m.smm --folder badfolder
+has "badfolder/a/1.png"
+n_after=$("$S" gallery list --gallery sb.smg | awk '/items in/ {print $1}')
+[ "$n_before" = "$n_after" ] && ok "nothing enrolled ($n_after items)" || bad "gallery went from $n_before to $n_after items"
+expect 0 "the same folder with --skip-bad" -- "$S" gallery enrol --gallery sb.smg --model m.smm --folder badfolder --skip-bad
+has "skipped: badfolder/a/1.png"
+has "skipped 1 of 3 images that could not be read"
+has "enrolled 2 items in 2 classes (2 new)"
+expect 3 "--skip-bad with nothing readable" -- "$S" identify --gallery g.smg --model m.smm --skip-bad broken.png
+has "none of the 1 images could be read"
+# images of another size are resized, and a note says so once
+expect 0 "identify a 1x1 and a 100x64 image" -- "$S" identify --gallery g.smg --model m.smm tiny.pgm wide.pgm q0.png
+[ "$(grep -c "resized" out.txt)" = 1 ] && ok "one note about resizing" || { bad "resize note count"; cat out.txt; }
+has "note: 2 of 3 images were resized to the model's 8x8 (e.g. tiny.pgm is 1x1)"
+expect 0 "an image of the model's size: no note" -- "$S" identify --gallery g.smg --model m.smm q0.png
+grep -q resized out.txt && bad "a resize note for an 8x8 image" || ok "no resize note for 8x8 images"
+
+# ---- an old-version (1) gallery file still loads, and is upgraded when written ------------------
+expect 0 "list a version-1 gallery" -- "$S" gallery list --gallery v1.smg --items
+has "2 items in 1 classes"
+has "^ *1   old  *-$"
+expect 0 "enrol into a version-1 gallery" -- "$S" gallery enrol --gallery v1.smg --npy two8.npy --class new
+expect 0 "list it again (now version 2)" -- "$S" gallery list --gallery v1.smg --items
+has "4 items in 2 classes"
+has "two8.npy#1$"
+python3 -c "import struct,sys; sys.exit(struct.unpack('<I', open('v1.smg','rb').read()[8:12])[0] != 2)" && ok "written back as version 2" || bad "not version 2"
+
+# ---- embed --folder writes the label map -------------------------------------------------------
+expect 0 "embed a folder" -- "$S" embed --model m.smm --folder folder --out fe.npy --labels-out fl.npy
+has "fe.labels.json"
+python3 - <<'PY' && ok "fe.labels.json maps labels 0, 1 to quad2, quad3 and names each row's file" || bad "label map"
+import json, struct
+m = json.load(open("fe.labels.json"))
+lab = open("fl.npy", "rb").read()
+hl = struct.unpack("<H", lab[8:10])[0]
+labels = list(struct.unpack("<5i", lab[10 + hl:]))
+assert m["classes"] == ["quad2", "quad3"], m
+assert [m["classes"][y] for y in labels] == [s.split("/")[1] for s in m["sources"]], (labels, m)
+assert m["sources"][0] == "folder/quad2/0.png", m
+PY
 
 # ---- remove, compact ---------------------------------------------------------------------------
 expect 0 "remove an item" -- "$S" gallery remove --gallery g.smg --item 0
@@ -184,6 +296,25 @@ expect 2 "bad rule" -- "$S" identify --gallery g.smg --model m.smm --rule magic 
 expect 2 "two input sources" -- "$S" identify --gallery g.smg --model m.smm --folder folder q0.png
 expect 2 "unknown subcommand" -- "$S" gallery frobnicate
 expect 2 "image without --class" -- "$S" gallery enrol --gallery g.smg --model m.smm q0.png
+# no input at all: a usage error naming the sources, never the built-in Fashion-MNIST
+n_before=$("$S" gallery list --gallery g.smg | awk '/items in/ {print $1}')
+expect 2 "enrol without an input" -- "$S" gallery enrol --gallery g.smg --model m.smm
+has "no input given"
+n_after=$("$S" gallery list --gallery g.smg | awk '/items in/ {print $1}')
+[ "$n_before" = "$n_after" ] && ok "the refused enrolment left the gallery at $n_after items" || bad "gallery went from $n_before to $n_after items"
+expect 2 "identify without an input" -- "$S" identify --gallery g.smg --model m.smm
+has "no input given"
+expect 2 "calibrate without an input" -- "$S" gallery calibrate --gallery g.smg --model m.smm
+has "no input given"
+expect 2 "classify without an input" -- "$S" classify --model soft.smm
+has "no input given"
+expect 2 "embed without an input" -- "$S" embed --model m.smm --out none.npy
+has "no input given"
+[ -e none.npy ] && bad "embed wrote none.npy without inputs" || ok "embed wrote nothing"
+expect 2 "verify without images" -- "$S" verify --model m.smm --threshold 0.5
+expect 2 "verify with one image" -- "$S" verify --model m.smm --threshold 0.5 q0.png
+expect 2 "calibrate on unlabelled images" -- "$S" gallery calibrate --gallery g.smg --model m.smm q0.png q3.pgm
+has "labelled"
 ls g.smg.tmp.* >/dev/null 2>&1 && bad "temporary files left behind" || ok "no temporary file left"
 
 echo "test_gallery_cli: $fails failures"

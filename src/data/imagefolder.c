@@ -141,6 +141,12 @@ static int pnm_header_ok(const unsigned char *b, size_t n) {
 }
 
 sm_status sm_image_load(const char *path, int h, int w, int c, float *x) {
+    return sm_image_load_ex(path, h, w, c, x, NULL, NULL);
+}
+
+sm_status sm_image_load_ex(const char *path, int h, int w, int c, float *x, int *src_h, int *src_w) {
+    if (src_h) *src_h = 0;
+    if (src_w) *src_w = 0;
     if (!path || !x) return sm_fail(SM_ERR_INVALID, "sm_image_load: NULL argument");
     if (h < 1 || w < 1 || h > MAX_SIDE || w > MAX_SIDE || (c != 1 && c != 3))
         return sm_fail(SM_ERR_INVALID, "sm_image_load: target shape %dx%dx%d (need 1 or 3 channels)", h, w, c);
@@ -184,6 +190,8 @@ sm_status sm_image_load(const char *path, int h, int w, int c, float *x) {
     }
     resize_bilinear(px, ih, iw, c, x, h, w);
     stbi_image_free(px);
+    if (src_h) *src_h = ih;
+    if (src_w) *src_w = iw;
     return SM_OK;
 }
 
@@ -248,6 +256,84 @@ static sm_status list_dir(const char *dir, int want_dirs, strlist *out) {
     return SM_OK;
 }
 
+/* Strings v (n) copied into one malloc'd block: n pointers, then the strings. */
+static char **pack_strings(char *const *v, size_t n) {
+    size_t bytes = (n ? n : 1) * sizeof(char *);
+    for (size_t k = 0; k < n; k++) bytes += strlen(v[k]) + 1;
+    char **out = malloc(bytes);
+    if (!out) return NULL;
+    char *s = (char *)(out + n);
+    for (size_t k = 0; k < n; k++) {
+        size_t l = strlen(v[k]) + 1;
+        memcpy(s, v[k], l);
+        out[k] = s;
+        s += l;
+    }
+    return out;
+}
+
+sm_status sm_folder_list(const char *dir, char ***paths, int32_t **labels, int64_t *count, char ***class_names,
+                         int *num_classes) {
+    if (!dir || !paths || !labels || !count) return sm_fail(SM_ERR_INVALID, "sm_folder_list: NULL argument");
+    *paths = NULL;
+    *labels = NULL;
+    *count = 0;
+    if (class_names) *class_names = NULL;
+    if (num_classes) *num_classes = 0;
+    strlist classes = {0}, all = {0};
+    int32_t *y = NULL;
+    sm_status st = list_dir(dir, 1, &classes);
+    if (st) return st;
+    if (classes.n == 0) { st = sm_fail(SM_ERR_RANGE, "%s: no class sub-folder", dir); goto done; }
+    if (classes.n > MAX_CLASSES) { st = sm_fail(SM_ERR_RANGE, "%s: more than %d classes", dir, MAX_CLASSES); goto done; }
+    size_t cap = 0;
+    for (size_t k = 0; k < classes.n && !st; k++) {
+        size_t len = strlen(dir) + strlen(classes.v[k]) + 2;
+        char *sub = sm_alloc(len, 1);
+        if (!sub) { st = SM_ERR_NOMEM; break; }
+        snprintf(sub, len, "%s/%s", dir, classes.v[k]);
+        strlist files = {0};
+        st = list_dir(sub, 0, &files);
+        if (!st && files.n == 0)
+            st = sm_fail(SM_ERR_RANGE, "%s: class folder '%s' has no image (png, jpg, jpeg, pgm, ppm, bmp)", sub, classes.v[k]);
+        for (size_t i = 0; !st && i < files.n; i++) {
+            size_t l = len + strlen(files.v[i]) + 1;
+            char *full = sm_alloc(l, 1);
+            if (!full) { st = SM_ERR_NOMEM; break; }
+            snprintf(full, l, "%s/%s", sub, files.v[i]);
+            st = strlist_push(&all, full);
+            sm_free(full);
+            if (!st && all.n > cap) {
+                size_t nc = cap ? cap * 2 : 64;
+                int32_t *ny = malloc(nc * sizeof(int32_t));
+                if (!ny) { st = SM_ERR_NOMEM; break; }
+                if (cap) memcpy(ny, y, cap * sizeof(int32_t));
+                free(y);
+                y = ny;
+                cap = nc;
+            }
+            if (!st) y[all.n - 1] = (int32_t)k;
+        }
+        strlist_free(&files);
+        sm_free(sub);
+    }
+    if (!st && all.n > INT32_MAX) st = sm_fail(SM_ERR_RANGE, "%s: %zu images are too many", dir, all.n);
+    if (st) goto done;
+    char **p = pack_strings(all.v, all.n), **names = class_names ? pack_strings(classes.v, classes.n) : NULL;
+    if (!p || (class_names && !names)) { free(p); free(names); st = SM_ERR_NOMEM; goto done; }
+    *paths = p;
+    *labels = y;
+    y = NULL;
+    *count = (int64_t)all.n;
+    if (class_names) *class_names = names;
+    if (num_classes) *num_classes = (int)classes.n;
+done:
+    free(y);
+    strlist_free(&all);
+    strlist_free(&classes);
+    return st;
+}
+
 sm_status sm_dataset_load_folder(sm_dataset **out, const char *dir, int h, int w, int c,
                                  char ***class_names, int *num_classes) {
     if (!out) return sm_fail(SM_ERR_INVALID, "sm_dataset_load_folder: out is NULL");
@@ -255,75 +341,35 @@ sm_status sm_dataset_load_folder(sm_dataset **out, const char *dir, int h, int w
     if (!dir) return sm_fail(SM_ERR_INVALID, "sm_dataset_load_folder: folder is NULL");
     if (h < 1 || w < 1 || h > MAX_SIDE || w > MAX_SIDE || (c != 1 && c != 3))
         return sm_fail(SM_ERR_INVALID, "sm_dataset_load_folder: target shape %dx%dx%d (need 1 or 3 channels)", h, w, c);
-    strlist classes = {0}, *files = NULL;
-    sm_dataset *ds = NULL;
-    char *path = NULL;
-    sm_status st = list_dir(dir, 1, &classes);
-    if (st) return st;
-    if (classes.n == 0) { st = sm_fail(SM_ERR_RANGE, "%s: no class sub-folder", dir); goto fail; }
-    if (classes.n > MAX_CLASSES) { st = sm_fail(SM_ERR_RANGE, "%s: more than %d classes", dir, MAX_CLASSES); goto fail; }
-    files = sm_calloc(classes.n, sizeof(strlist)); /* (classes) sorted image names */
-    if (!files) { st = SM_ERR_NOMEM; goto fail; }
+    char **paths = NULL, **names = NULL;
+    int32_t *labels = NULL;
     int64_t n = 0;
-    size_t longest = 0;
-    for (size_t k = 0; k < classes.n; k++) {
-        size_t len = strlen(dir) + strlen(classes.v[k]) + 2;
-        char *sub = sm_alloc(len, 1);
-        if (!sub) { st = SM_ERR_NOMEM; goto fail; }
-        snprintf(sub, len, "%s/%s", dir, classes.v[k]);
-        st = list_dir(sub, 0, &files[k]);
-        if (!st && files[k].n == 0)
-            st = sm_fail(SM_ERR_RANGE, "%s: class folder '%s' has no image (png, jpg, jpeg, pgm, ppm, bmp)", sub, classes.v[k]);
-        sm_free(sub);
-        if (st) goto fail;
-        n += (int64_t)files[k].n;
-        for (size_t i = 0; i < files[k].n; i++) {
-            size_t l = len + strlen(files[k].v[i]) + 1;
-            if (l > longest) longest = l;
-        }
-    }
+    int nc = 0;
+    sm_dataset *ds = NULL;
+    sm_status st = sm_folder_list(dir, &paths, &labels, &n, class_names ? &names : NULL, &nc);
+    if (st) return st;
     int64_t per = (int64_t)h * w * c;
-    if (n > INT32_MAX || n * per > ((int64_t)1 << 34)) { st = sm_fail(SM_ERR_RANGE, "%s: %lld images are too many", dir, (long long)n); goto fail; }
+    if (n * per > ((int64_t)1 << 34)) { st = sm_fail(SM_ERR_RANGE, "%s: %lld images are too many", dir, (long long)n); goto fail; }
     ds = sm_calloc(1, sizeof *ds);
-    path = sm_alloc(longest, 1);
-    if (!ds || !path) { st = SM_ERR_NOMEM; goto fail; }
+    if (!ds) { st = SM_ERR_NOMEM; goto fail; }
     ds->n = n; ds->h = h; ds->w = w; ds->c = c;
     ds->x = sm_alloc((size_t)(n * per), sizeof(float)); /* (n, h, w, c) */
     ds->y = sm_alloc((size_t)n, sizeof(int32_t));       /* (n) */
     if (!ds->x || !ds->y) { st = SM_ERR_NOMEM; goto fail; }
-    int64_t i = 0;
-    for (size_t k = 0; k < classes.n; k++)
-        for (size_t j = 0; j < files[k].n; j++, i++) {
-            snprintf(path, longest, "%s/%s/%s", dir, classes.v[k], files[k].v[j]);
-            if ((st = sm_image_load(path, h, w, c, ds->x + i * per))) goto fail;
-            ds->y[i] = (int32_t)k;
-        }
-    if (class_names) {
-        size_t bytes = classes.n * sizeof(char *);
-        for (size_t k = 0; k < classes.n; k++) bytes += strlen(classes.v[k]) + 1;
-        char **names = sm_alloc(bytes, 1); /* (classes) pointers, then the strings */
-        if (!names) { st = SM_ERR_NOMEM; goto fail; }
-        char *s = (char *)(names + classes.n);
-        for (size_t k = 0; k < classes.n; k++) {
-            size_t l = strlen(classes.v[k]) + 1;
-            memcpy(s, classes.v[k], l);
-            names[k] = s;
-            s += l;
-        }
-        *class_names = names;
+    for (int64_t i = 0; i < n; i++) {
+        if ((st = sm_image_load(paths[i], h, w, c, ds->x + i * per))) goto fail;
+        ds->y[i] = labels[i];
     }
-    if (num_classes) *num_classes = (int)classes.n;
-    for (size_t k = 0; k < classes.n; k++) strlist_free(&files[k]);
-    sm_free(files);
-    strlist_free(&classes);
-    sm_free(path);
+    if (class_names) *class_names = names;
+    if (num_classes) *num_classes = nc;
+    free(paths);
+    free(labels);
     *out = ds;
     return SM_OK;
 fail:
-    if (files) for (size_t k = 0; k < classes.n; k++) strlist_free(&files[k]);
-    sm_free(files);
-    strlist_free(&classes);
-    sm_free(path);
+    free(paths);
+    free(labels);
+    free(names);
     sm_dataset_free(ds);
     return st;
 }

@@ -27,6 +27,10 @@ int sm_gallery_name_ok(const char *name, size_t len) {
     return 1;
 }
 
+int sm_gallery_source_ok(const char *s, size_t len) {
+    return len <= SM_GALLERY_MAX_SOURCE && memchr(s, 0, len) == NULL;
+}
+
 /* ---- lifetime ----------------------------------------------------------------------------- */
 sm_status sm_gallery_create(sm_gallery **out, int dim, sm_metric metric, uint32_t fingerprint) {
     if (!out) return sm_fail(SM_ERR_INVALID, "sm_gallery_create: out is NULL");
@@ -42,6 +46,7 @@ sm_status sm_gallery_create(sm_gallery **out, int dim, sm_metric metric, uint32_
     g->fingerprint = fingerprint;
     g->threshold = INFINITY;
     g->threshold_rule = SM_RULE_NEAREST;
+    g->calib_items = -1;
     *out = g;
     return SM_OK;
 }
@@ -56,6 +61,8 @@ void sm_gallery_free(sm_gallery *g) {
     sm_free(g->cls);
     sm_free(g->ids);
     sm_free(g->dead);
+    if (g->src) for (int64_t i = 0; i < g->n; i++) sm_free(g->src[i]);
+    sm_free(g->src);
     sm_free(g);
 }
 
@@ -105,9 +112,11 @@ sm_status sm_gallery_reserve(sm_gallery *g, int classes, int64_t items) {
         int32_t *c = grown(g->cls, o * sizeof(int32_t), (size_t)cap * sizeof(int32_t));
         int64_t *id = grown(g->ids, o * sizeof(int64_t), (size_t)cap * sizeof(int64_t));
         uint8_t *dd = grown(g->dead, o, (size_t)cap);
-        if (!e || !c || !id || !dd) { sm_free(e); sm_free(c); sm_free(id); sm_free(dd); return SM_ERR_NOMEM; }
-        sm_free(g->emb); sm_free(g->cls); sm_free(g->ids); sm_free(g->dead);
-        g->emb = e; g->cls = c; g->ids = id; g->dead = dd;
+        char **sr = grown(g->src, o * sizeof(char *), (size_t)cap * sizeof(char *));
+        if (!e || !c || !id || !dd || !sr) { sm_free(e); sm_free(c); sm_free(id); sm_free(dd); sm_free(sr); return SM_ERR_NOMEM; }
+        sm_free(g->emb); sm_free(g->cls); sm_free(g->ids); sm_free(g->dead); sm_free(g->src);
+        memset(sr + o, 0, ((size_t)cap - o) * sizeof(char *)); /* no source until one is stored */
+        g->emb = e; g->cls = c; g->ids = id; g->dead = dd; g->src = sr;
         g->cap = cap;
     }
     return SM_OK;
@@ -149,6 +158,11 @@ static sm_status check_ids(const sm_gallery *g, const int64_t *ids, int64_t n) {
 
 sm_status sm_gallery_add(sm_gallery *g, const float *emb, int64_t n, int d, const char *name,
                          const int64_t *ids, int64_t *assigned) {
+    return sm_gallery_add_sourced(g, emb, n, d, name, ids, NULL, assigned);
+}
+
+sm_status sm_gallery_add_sourced(sm_gallery *g, const float *emb, int64_t n, int d, const char *name,
+                                 const int64_t *ids, const char *const *sources, int64_t *assigned) {
     if (!g) return sm_fail(SM_ERR_INVALID, "sm_gallery_add: gallery is NULL");
     if (!emb || !name) return gret(g, sm_fail(SM_ERR_INVALID, "gallery add: NULL embeddings or class name"));
     if (n < 1) return gret(g, sm_fail(SM_ERR_INVALID, "gallery add: %lld embeddings (need at least 1)", (long long)n));
@@ -168,9 +182,24 @@ sm_status sm_gallery_add(sm_gallery *g, const float *emb, int64_t n, int d, cons
     int c = sm_gallery_find_class(g, name);
     if (c < 0 && g->nclasses >= SM_GALLERY_MAX_CLASSES)
         return gret(g, sm_fail(SM_ERR_RANGE, "gallery add: more than %d classes", SM_GALLERY_MAX_CLASSES));
+    if (sources)
+        for (int64_t i = 0; i < n; i++)
+            if (sources[i] && !sm_gallery_source_ok(sources[i], strlen(sources[i])))
+                return gret(g, sm_fail(SM_ERR_INVALID, "gallery add: source name of item %lld is longer than %d bytes",
+                                       (long long)i, SM_GALLERY_MAX_SOURCE));
     char *copy = NULL;
     if (c < 0 && !(copy = sm_strdup(name))) return gret(g, SM_ERR_NOMEM);
-    if ((st = sm_gallery_reserve(g, g->nclasses + (c < 0), g->n + n))) { sm_free(copy); return gret(g, st); }
+    char **srcs = sm_calloc((size_t)n, sizeof(char *)); /* (n) copies of the source names */
+    int nomem = !srcs;
+    for (int64_t i = 0; !nomem && sources && i < n; i++)
+        if (sources[i] && *sources[i] && !(srcs[i] = sm_strdup(sources[i]))) nomem = 1;
+    if (!nomem && (st = sm_gallery_reserve(g, g->nclasses + (c < 0), g->n + n))) nomem = 1;
+    if (nomem) {
+        for (int64_t i = 0; srcs && i < n; i++) sm_free(srcs[i]);
+        sm_free(srcs);
+        sm_free(copy);
+        return gret(g, SM_ERR_NOMEM);
+    }
     /* nothing can fail from here on */
     if (c < 0) {
         c = g->nclasses++;
@@ -184,8 +213,11 @@ sm_status sm_gallery_add(sm_gallery *g, const float *emb, int64_t n, int d, cons
         g->cls[g->n + i] = c;
         g->ids[g->n + i] = id;
         g->dead[g->n + i] = 0;
+        g->src[g->n + i] = srcs[i];
         if (assigned) assigned[i] = id;
     }
+    sm_free(srcs);
+    g->generation++;
     if (ids) { for (int64_t i = 0; i < n; i++) if (ids[i] >= g->next_id) g->next_id = ids[i] + 1; }
     else g->next_id += n;
     g->n += n;
@@ -203,6 +235,7 @@ sm_status sm_gallery_remove_class(sm_gallery *g, const char *name, int64_t *remo
     g->ndead += k;
     g->class_live[c] = 0;
     g->class_removed[c] = 1;
+    g->generation++;
     if (removed) *removed = k;
     return SM_OK;
 }
@@ -215,6 +248,7 @@ sm_status sm_gallery_remove_item(sm_gallery *g, int64_t id) {
         g->dead[i] = 1;
         g->ndead++;
         g->class_live[g->cls[i]]--;
+        g->generation++;
         return SM_OK;
     }
     return gret(g, sm_fail(SM_ERR_NOTFOUND, "no item with id %lld in the gallery", (long long)id));
@@ -235,8 +269,9 @@ sm_status sm_gallery_compact(sm_gallery *g) {
     int32_t *c = sm_alloc((size_t)cap, sizeof(int32_t));
     int64_t *id = sm_alloc((size_t)cap, sizeof(int64_t));
     uint8_t *dd = sm_calloc((size_t)cap, 1);
-    if (!nm || !rm || !lv || !map || !e || !c || !id || !dd) {
-        sm_free(nm); sm_free(rm); sm_free(lv); sm_free(map); sm_free(e); sm_free(c); sm_free(id); sm_free(dd);
+    char **sr = sm_calloc((size_t)cap, sizeof(char *));
+    if (!nm || !rm || !lv || !map || !e || !c || !id || !dd || !sr) {
+        sm_free(nm); sm_free(rm); sm_free(lv); sm_free(map); sm_free(e); sm_free(c); sm_free(id); sm_free(dd); sm_free(sr);
         return gret(g, SM_ERR_NOMEM);
     }
     int k = 0;
@@ -253,17 +288,18 @@ sm_status sm_gallery_compact(sm_gallery *g) {
     }
     int64_t j = 0;
     for (int64_t i = 0; i < g->n; i++) {
-        if (g->dead[i]) continue;
+        if (g->dead[i]) { sm_free(g->src[i]); continue; }
         memcpy(e + j * d, g->emb + i * d, (size_t)d * sizeof(float));
         c[j] = map[g->cls[i]];
         id[j] = g->ids[i];
+        sr[j] = g->src[i];
         j++;
     }
     sm_free(map);
     sm_free(g->names); sm_free(g->class_removed); sm_free(g->class_live);
-    sm_free(g->emb); sm_free(g->cls); sm_free(g->ids); sm_free(g->dead);
+    sm_free(g->emb); sm_free(g->cls); sm_free(g->ids); sm_free(g->dead); sm_free(g->src);
     g->names = nm; g->class_removed = rm; g->class_live = lv; g->nclasses = keepc; g->cap_classes = capc;
-    g->emb = e; g->cls = c; g->ids = id; g->dead = dd; g->n = keep; g->cap = cap; g->ndead = 0;
+    g->emb = e; g->cls = c; g->ids = id; g->dead = dd; g->src = sr; g->n = keep; g->cap = cap; g->ndead = 0;
     return SM_OK;
 }
 
@@ -289,6 +325,25 @@ void sm_gallery_items(const sm_gallery *g, int64_t *ids, int32_t *classes, float
     }
 }
 
+void sm_gallery_item_sources(const sm_gallery *g, const char **sources) {
+    if (!g || !sources) return;
+    int64_t j = 0;
+    for (int64_t i = 0; i < g->n; i++)
+        if (!g->dead[i]) sources[j++] = g->src[i] ? g->src[i] : "";
+}
+
+void sm_gallery_calibration(const sm_gallery *g, sm_gallery_calibration_info *info) {
+    if (!info) return;
+    memset(info, 0, sizeof *info);
+    info->items_at_calibration = -1;
+    if (!g) return;
+    info->calibrated = !(isinf(g->threshold) && g->threshold > 0);
+    info->generation = g->generation;
+    info->calibrated_generation = g->calib_generation;
+    info->items_at_calibration = g->calib_items;
+    info->changed = info->calibrated && g->generation != g->calib_generation;
+}
+
 float sm_gallery_threshold(const sm_gallery *g, sm_decision_rule *rule) {
     if (rule) *rule = g ? g->threshold_rule : SM_RULE_NEAREST;
     return g ? g->threshold : INFINITY;
@@ -301,6 +356,8 @@ sm_status sm_gallery_set_threshold(sm_gallery *g, float t, sm_decision_rule rule
         return gret(g, sm_fail(SM_ERR_INVALID, "gallery threshold: unknown rule %d", (int)rule));
     g->threshold = t;
     g->threshold_rule = rule;
+    g->calib_generation = g->generation;
+    g->calib_items = g->n - g->ndead;
     return SM_OK;
 }
 

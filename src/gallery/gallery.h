@@ -8,6 +8,7 @@
 #define SM_GALLERY_MAX_NAME 255
 #define SM_GALLERY_MAX_CLASSES (1 << 24)
 #define SM_GALLERY_MAX_ITEMS ((int64_t)1 << 31)
+#define SM_GALLERY_MAX_SOURCE 4096
 
 struct sm_gallery {
     int dim;
@@ -26,7 +27,11 @@ struct sm_gallery {
     int32_t *cls;                /* (cap) class slot */
     int64_t *ids;                /* (cap) item ids */
     uint8_t *dead;               /* (cap) 1 = removed */
+    char **src;                  /* (cap) owned item source names, NULL = none */
     int64_t next_id;             /* greater than every id ever stored */
+    uint64_t generation;         /* counts the changes to the live items (add, remove) */
+    uint64_t calib_generation;   /* generation when the threshold was set */
+    int64_t calib_items;         /* live items then; -1 unknown (a version-1 file) */
     char errmsg[SM_ERRMSG_MAX];
 };
 
@@ -34,5 +39,7 @@ struct sm_gallery {
 sm_status sm_gallery_reserve(sm_gallery *g, int classes, int64_t items);
 /* 1 if name is a valid class name (1..255 bytes, no control characters). */
 int sm_gallery_name_ok(const char *name, size_t len);
+/* 1 if s (len bytes) is a valid item source name (0..4096 bytes, no NUL byte). */
+int sm_gallery_source_ok(const char *s, size_t len);
 
 #endif

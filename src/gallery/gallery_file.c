@@ -1,10 +1,14 @@
 /* gallery_file.c - the gallery file format and the writer lock.  Little-endian:
- *   "SMILEGAL" (8 bytes) | u32 version (1) | u32 dim | u32 metric | u32 model fingerprint
+ *   "SMILEGAL" (8 bytes) | u32 version (2) | u32 dim | u32 metric | u32 model fingerprint
  *   | f32 threshold | u32 threshold rule | u32 nclasses | u64 nitems | u64 next_id
  *   | nclasses x (u32 flags (1 = removed), u32 name length, name bytes)
  *   | nitems x (u32 class slot, u32 flags (1 = removed), i64 item id)
  *   | nitems x dim f32 embeddings
+ *   | version 2 only: u64 generation | u64 generation at calibration | i64 live items at
+ *     calibration (-1 unknown) | nitems x (u32 source length (0..4096), source bytes)
  *   | u32 CRC-32 of every preceding byte
+ * Version 1 (no calibration record, no source names) is still read: its items have no source
+ * and its calibration is of unknown size (generation 0).  Saving always writes version 2.
  * Written through sm_afile (temporary file, fsync, rename, directory fsync): a crash leaves the
  * old or the new file.  Reading checks the magic and the CRC first, then every count against
  * the bytes left before allocating, then names, classes, ids and values. */
@@ -20,7 +24,8 @@
 #include <unistd.h>
 
 #define MAGIC "SMILEGAL"
-#define FORMAT_VERSION 1u
+#define FORMAT_VERSION 2u
+#define OLDEST_VERSION 1u
 #define HEADER_BYTES (8 + 4 * 7 + 8 * 2)
 #define MAX_FILE_BYTES ((size_t)1 << 36)
 
@@ -58,6 +63,10 @@ sm_status sm_gallery_save(sm_gallery *g, const char *path) {
     }
     /* x86-64 / arm64: floats are little-endian in memory */
     if (!st && g->n) st = sm_afile_write(&f, g->emb, (size_t)(g->n * g->dim) * sizeof(float));
+    if (!st) st = sm_afile_u64(&f, g->generation);
+    if (!st) st = sm_afile_u64(&f, g->calib_generation);
+    if (!st) st = sm_afile_u64(&f, (uint64_t)g->calib_items);
+    for (int64_t i = 0; i < g->n && !st; i++) st = sm_afile_str(&f, g->src[i] ? g->src[i] : "");
     if (!st) st = sm_afile_u32(&f, f.crc);
     if (st) { sm_afile_abort(&f); sm_errmsg_copy(g->errmsg); return st; }
     st = sm_afile_commit(&f);
@@ -91,8 +100,9 @@ static sm_status parse_gallery(sm_reader *r, sm_gallery **out) {
     uint64_t nitems, next_id;
     sm_status st;
     if ((st = sm_reader_u32(r, &version, "version"))) return st;
-    if (version != FORMAT_VERSION)
-        return sm_fail(SM_ERR_FORMAT, "%s: gallery format version %u, this build reads version %u", path, version, FORMAT_VERSION);
+    if (version < OLDEST_VERSION || version > FORMAT_VERSION)
+        return sm_fail(SM_ERR_FORMAT, "%s: gallery format version %u, this build reads versions %u to %u", path, version,
+                       OLDEST_VERSION, FORMAT_VERSION);
     if ((st = sm_reader_u32(r, &dim, "dimension")) || (st = sm_reader_u32(r, &metric, "metric")) || (st = sm_reader_u32(r, &fp, "model fingerprint")) ||
         (st = sm_reader_u32(r, &thr_bits, "threshold")) || (st = sm_reader_u32(r, &rule, "threshold rule")) ||
         (st = sm_reader_u32(r, &nclasses, "class count")) || (st = sm_reader_u64(r, &nitems, "item count")) ||
@@ -138,9 +148,12 @@ static sm_status parse_gallery(sm_reader *r, sm_gallery **out) {
         g->class_live[c] = 0;
         g->nclasses++;
     }
-    if ((uint64_t)(r->end - r->p) != nitems * (16 + 4ull * dim)) {
-        st = sm_fail(SM_ERR_FORMAT, "%s: %lld bytes of items, expected %llu for %llu items of dimension %u", path,
-                     (long long)(r->end - r->p), (unsigned long long)(nitems * (16 + 4ull * dim)),
+    /* version 2: after the items, 24 bytes of calibration record and >= 4 bytes a source */
+    uint64_t item_bytes = nitems * (16 + 4ull * dim), left_now = (uint64_t)(r->end - r->p);
+    if (version == 1 ? left_now != item_bytes : left_now < item_bytes + 24 + 4 * nitems) {
+        st = sm_fail(SM_ERR_FORMAT, "%s: %lld bytes of items, expected %s%llu for %llu items of dimension %u", path,
+                     (long long)left_now, version == 1 ? "" : "at least ",
+                     (unsigned long long)(version == 1 ? item_bytes : item_bytes + 24 + 4 * nitems),
                      (unsigned long long)nitems, dim);
         goto fail;
     }
@@ -172,6 +185,39 @@ static sm_status parse_gallery(sm_reader *r, sm_gallery **out) {
             st = sm_fail(SM_ERR_FORMAT, "%s: item %llu holds NaN or Inf", path, (unsigned long long)i);
             goto fail;
         }
+    if (version >= 2) {
+        uint64_t gen, cgen, citems;
+        if ((st = sm_reader_u64(r, &gen, "generation")) || (st = sm_reader_u64(r, &cgen, "calibration generation")) ||
+            (st = sm_reader_u64(r, &citems, "calibration item count")))
+            goto fail;
+        if (cgen > gen || (citems != UINT64_MAX && citems > (uint64_t)SM_GALLERY_MAX_ITEMS)) {
+            st = sm_fail(SM_ERR_FORMAT, "%s: bad calibration record (generation %llu of %llu, %lld items)", path,
+                         (unsigned long long)cgen, (unsigned long long)gen, (long long)citems);
+            goto fail;
+        }
+        g->generation = gen;
+        g->calib_generation = cgen;
+        g->calib_items = (int64_t)citems;
+        for (uint64_t i = 0; i < nitems; i++) {
+            const char *sp;
+            uint32_t n;
+            if ((st = sm_reader_str(r, &sp, &n, "item source name"))) goto fail;
+            if (!sm_gallery_source_ok(sp, n)) {
+                st = sm_fail(SM_ERR_FORMAT, "%s: item %llu has an invalid source name (longer than %d bytes or with a NUL "
+                             "byte)", path, (unsigned long long)i, SM_GALLERY_MAX_SOURCE);
+                goto fail;
+            }
+            if (n) {
+                if (!(g->src[i] = sm_alloc(n + 1, 1))) { st = SM_ERR_NOMEM; goto fail; }
+                memcpy(g->src[i], sp, n);
+                g->src[i][n] = 0;
+            }
+        }
+        if (r->p != r->end) {
+            st = sm_fail(SM_ERR_FORMAT, "%s: %lld bytes after the item source names", path, (long long)(r->end - r->p));
+            goto fail;
+        }
+    }
     /* unique ids over all items; unique names over live classes */
     ids = sm_alloc((size_t)(nitems ? nitems : 1), sizeof(int64_t));
     sorted = sm_alloc((size_t)(nclasses ? nclasses : 1), sizeof(char *));
