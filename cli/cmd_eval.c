@@ -91,7 +91,7 @@ int cmd_eval(int argc, char **argv) {
     cli_data data;
     cli_data_defaults(&data, "test");
     optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, CLI_SHORTOPTS, opts, NULL)) != -1) {
         int r = cli_data_option(cmd, &data, c, optarg);
         if (r < 0) return EXIT_USAGE;
         if (r) continue;
@@ -149,8 +149,8 @@ done:
 }
 
 int cmd_info(int argc, char **argv) {
-    if (argc != 2 || !strcmp(argv[1], "--help")) {
-        printf("usage: simile info MODEL_FILE\nShow the layers, loss and parameter count of a model file.\n");
+    if (argc != 2 || cli_is_help(argv[1])) {
+        fprintf(argc == 2 ? stdout : stderr, "usage: simile info MODEL_FILE\nShow the layers, loss and parameter count of a model file.\n");
         return argc == 2 ? EXIT_OK : EXIT_USAGE;
     }
     sm_model *m;
@@ -164,8 +164,8 @@ int cmd_info(int argc, char **argv) {
 }
 
 int cmd_losses(int argc, char **argv) {
-    if (argc > 1 && strcmp(argv[1], "--help")) return cli_usage_error("losses", "takes no arguments");
-    printf("usage: simile train --loss NAME --loss-opts key=value,...\n\nlosses:\n");
+    if (argc > 1 && !cli_is_help(argv[1])) return cli_usage_error("losses", "takes no arguments");
+    printf("usage: simile losses\nThe losses of simile train --loss NAME --loss-opts key=value,... and compare --losses.\n\nlosses:\n");
     const char *name, *text;
     for (int i = 0; sm_loss_describe(i, &name, &text) == SM_OK; i++) printf("  %-16s %s\n", name, text);
     return EXIT_OK;

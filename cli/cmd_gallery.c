@@ -31,7 +31,7 @@ static int gal_create(int argc, char **argv) {
     int dim = 0, force = 0, c;
     sm_metric metric = SM_METRIC_L2;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, CLI_SHORTOPTS, opts, NULL)) != -1) {
         switch (c) {
         case 'o': out = optarg; break;
         case 'm': model = optarg; break;
@@ -79,7 +79,7 @@ static int gal_enrol(int argc, char **argv) {
     cli_inputs_defaults(&in, "train");
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, CLI_SHORTOPTS, opts, NULL)) != -1) {
         int r = cli_inputs_option(cmd, &in, c, optarg);
         if (r < 0) return EXIT_USAGE;
         if (r) continue;
@@ -170,7 +170,7 @@ static int gal_remove(int argc, char **argv) {
     const char *cmd = "gallery remove", *gpath = NULL, *cls = NULL, *item = NULL;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, CLI_SHORTOPTS, opts, NULL)) != -1) {
         switch (c) {
         case 'g': gpath = optarg; break;
         case 'c': cls = optarg; break;
@@ -210,7 +210,7 @@ static int gal_remove(int argc, char **argv) {
 
 static int gal_compact(int argc, char **argv) {
     const char *cmd = "gallery compact";
-    if (argc == 2 && !strcmp(argv[1], "--help")) {
+    if (argc == 2 && cli_is_help(argv[1])) {
         printf("usage: simile gallery compact --gallery FILE\nDrop removed items and classes (and classes "
                "left empty) from the file.\n");
         return EXIT_OK;
@@ -238,7 +238,7 @@ static int gal_list(int argc, char **argv) {
     const char *cmd = "gallery list", *gpath = NULL;
     int items = 0, c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, CLI_SHORTOPTS, opts, NULL)) != -1) {
         switch (c) {
         case 'g': gpath = optarg; break;
         case 'i': items = 1; break;
@@ -305,7 +305,7 @@ static int gal_calibrate(int argc, char **argv) {
     cli_inputs in;
     cli_inputs_defaults(&in, "train");
     optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, CLI_SHORTOPTS, opts, NULL)) != -1) {
         int r = cli_inputs_option(cmd, &in, c, optarg);
         if (r < 0) return EXIT_USAGE;
         if (r) continue;
@@ -416,7 +416,7 @@ done:
 int cmd_gallery(int argc, char **argv) {
     if (argc < 2) { fprintf(stderr, "%s", help_main); return EXIT_USAGE; }
     const char *sub = argv[1];
-    if (!strcmp(sub, "--help") || !strcmp(sub, "-h") || !strcmp(sub, "help")) { printf("%s", help_main); return EXIT_OK; }
+    if (cli_is_help(sub) || !strcmp(sub, "help")) { printf("%s", help_main); return EXIT_OK; }
     if (!strcmp(sub, "create")) return gal_create(argc - 1, argv + 1);
     if (!strcmp(sub, "enrol") || !strcmp(sub, "enroll") || !strcmp(sub, "add")) return gal_enrol(argc - 1, argv + 1);
     if (!strcmp(sub, "remove")) return gal_remove(argc - 1, argv + 1);

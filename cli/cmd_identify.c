@@ -45,7 +45,7 @@ int cmd_identify(int argc, char **argv) {
     cli_inputs in;
     cli_inputs_defaults(&in, "test");
     optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, CLI_SHORTOPTS, opts, NULL)) != -1) {
         int r = cli_inputs_option(cmd, &in, c, optarg);
         if (r < 0) return EXIT_USAGE;
         if (r) continue;
@@ -170,7 +170,7 @@ int cmd_verify(int argc, char **argv) {
     cli_inputs in;
     cli_inputs_defaults(&in, "test");
     optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, CLI_SHORTOPTS, opts, NULL)) != -1) {
         int r = cli_inputs_option(cmd, &in, c, optarg);
         if (r < 0) return EXIT_USAGE;
         if (r) continue;
@@ -259,7 +259,7 @@ int cmd_classify(int argc, char **argv) {
     cli_inputs in;
     cli_inputs_defaults(&in, "test");
     optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, CLI_SHORTOPTS, opts, NULL)) != -1) {
         int r = cli_inputs_option(cmd, &in, c, optarg);
         if (r < 0) return EXIT_USAGE;
         if (r) continue;
@@ -338,7 +338,7 @@ int cmd_embed(int argc, char **argv) {
     cli_inputs in;
     cli_inputs_defaults(&in, "test");
     optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, CLI_SHORTOPTS, opts, NULL)) != -1) {
         int r = cli_inputs_option(cmd, &in, c, optarg);
         if (r < 0) return EXIT_USAGE;
         if (r) continue;

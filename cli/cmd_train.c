@@ -97,7 +97,7 @@ int cmd_train(int argc, char **argv) {
     sm_train_config_default(&cfg);
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, CLI_SHORTOPTS, opts, NULL)) != -1) {
         int r = cli_data_option(cmd, &data, c, optarg);
         if (r < 0) return EXIT_USAGE;
         if (r) continue;
@@ -137,6 +137,7 @@ int cmd_train(int argc, char **argv) {
         case O_QUIET: quiet = 1; break;
         case O_VALSPLIT: val_split = optarg; break;
         case O_VALCLASSES: val_classes = optarg; break;
+        case 'h':
         case O_HELP: printf("%s%s", help, cli_data_help); return EXIT_OK;
         default: return cli_usage_error(cmd, "unknown option");
         }
@@ -150,6 +151,7 @@ int cmd_train(int argc, char **argv) {
     if (val_classes && !val_split) return cli_usage_error(cmd, "--val-classes needs --val-split");
     if (val_split && (data.images || data.labels))
         return cli_usage_error(cmd, "--val-split reads from --data; it cannot be used with --images/--labels");
+    if (cli_check_loss(cmd, loss_name, loss_opts, is_classifier(loss_name))) return EXIT_USAGE;
     sm_set_num_threads(threads);
 
     sm_dataset *ds = NULL;

@@ -91,6 +91,36 @@ int cli_schedule(const char *cmd, const char *val, int allow_step, sm_schedule *
     return 0;
 }
 
+int cli_is_help(const char *arg) { return !strcmp(arg, "-h") || !strcmp(arg, "--help"); }
+
+int cli_check_loss(const char *cmd, const char *name, const char *options, int caller_adds_classes) {
+    const char *n, *text;
+    int known = 0;
+    for (int i = 0; sm_loss_describe(i, &n, &text) == SM_OK; i++)
+        if (!strcmp(n, name)) { known = 1; break; }
+    if (!known) {
+        char list[1024] = "";
+        for (int i = 0; sm_loss_describe(i, &n, NULL) == SM_OK; i++) {
+            size_t l = strlen(list);
+            snprintf(list + l, sizeof list - l, "%s%s", i ? ", " : "", n);
+        }
+        return cli_usage_error(cmd, "unknown loss '%s' (valid: %s)", name, list);
+    }
+    sm_loss *l = NULL;
+    sm_status st = sm_loss_create(&l, name, options, 64, 1);
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", sm_errmsg());
+    if (st && st != SM_ERR_NOMEM && caller_adds_classes && !strstr(options, "classes=")) {
+        char with[1024];
+        snprintf(with, sizeof with, "classes=2%s%s", *options ? "," : "", options);
+        st = sm_loss_create(&l, name, with, 64, 1); /* on failure, the first message is the one to show */
+    }
+    sm_loss_free(l);
+    if (st == SM_ERR_NOMEM) return cli_report(cmd, st, NULL);
+    if (st) return cli_usage_error(cmd, "--loss-opts '%s': %s\n(options of %s: %s)", options, msg, name, text);
+    return 0;
+}
+
 const char *const cli_data_help =
     "data:\n"
     "  --data DIR        folder with Fashion-MNIST-named IDX files (default " SM_DEFAULT_DATA_DIR ")\n"

@@ -694,7 +694,9 @@ typedef struct sm_report sm_report;
  * one, nearest neighbour and centroid over a gallery of train images); the embedding structure
  * (intra/inter-class distances, fraction of triplets satisfying the margin); a 2-D PCA picture;
  * then the few-samples experiment.  Both datasets must hold the seen and unseen classes, already
- * normalised.  Same config, data and thread count give the same figures.
+ * normalised.  Same config, data and thread count give the same figures.  The model spec and
+ * every loss with its options are built (and freed) before the first run trains anything, so a
+ * bad one is refused before any work and nothing is written to model_dir.
  * Errors: SM_ERR_INVALID (bad config), SM_ERR_RANGE (a class with too few images), and those of
  * sm_model_create, sm_loss_create, sm_train (SM_ERR_NUMERIC if training diverges), sm_model_save. */
 sm_status sm_compare_run(sm_report **out, const sm_compare_config *cfg, const sm_dataset *train,
