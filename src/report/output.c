@@ -384,7 +384,7 @@ sm_status sm_report_build_json(const sm_report *r, sm_sbuf *b) {
         for (int i = 0; i < r->nmodels; i++)
             if (!r->models[i].few) sm_sbuf_printf(b, "%s\"%s_%d\"", k++ ? ", " : "", kinds[t], i);
     sm_sbuf_printf(b, "%s\"roc\"]\n}\n", k ? ", " : "");
-    return b->failed ? SM_ERR_NOMEM : SM_OK;
+    return b->failed ? sm_fail(SM_ERR_NOMEM, "out of memory writing the report") : SM_OK;
 }
 
 /* ---- HTML ------------------------------------------------------------------------------- */
@@ -750,7 +750,7 @@ sm_status sm_report_build_html(const sm_report *r, sm_sbuf *b) {
 #undef ROW
     sm_sbuf_puts(b, "</table>\n<p class=\"note\">The same seed, settings and thread count give the same figures; the "
                     "numbers behind every chart are in report.json.</p>\n</body></html>\n");
-    return b->failed ? SM_ERR_NOMEM : SM_OK;
+    return b->failed ? sm_fail(SM_ERR_NOMEM, "out of memory writing the report") : SM_OK;
 }
 
 /* ---- files ------------------------------------------------------------------------------- */

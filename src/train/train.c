@@ -118,7 +118,7 @@ sm_status sm_train(sm_model *m, sm_loss *loss, const sm_dataset *ds, const sm_tr
     memset(&t, 0, sizeof t);
     sm_epoch_plan plan;
     memset(&plan, 0, sizeof plan);
-    if (!loss || !ds || !cfg) return sm_fail(SM_ERR_INVALID, "sm_train: NULL loss, dataset or config");
+    if (!loss || !ds || !cfg) FAIL(sm_fail(SM_ERR_INVALID, "sm_train: NULL loss, dataset or config"));
     if ((st = check_config(cfg))) FAIL(st);
     if (ds->h != m->in_h || ds->w != m->in_w || ds->c != m->in_c)
         FAIL(sm_fail(SM_ERR_MISMATCH, "data of shape %dx%dx%d, model input %dx%dx%d", ds->h, ds->w, ds->c,
