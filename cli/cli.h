@@ -36,6 +36,9 @@ int cli_is_help(const char *arg);
  * valid ones and returns EXIT_USAGE. */
 int cli_check_loss(const char *cmd, const char *name, const char *options, int caller_adds_classes);
 
+/* "image" or "images" for a count: printf("%lld %s", n, cli_pl(n, "image", "images")). */
+const char *cli_pl(long long n, const char *one, const char *many);
+
 /* Number parsing for option values; return 0 on success, print an error otherwise. */
 int cli_int(const char *cmd, const char *opt, const char *val, int lo, int hi, int *out);
 int cli_float(const char *cmd, const char *opt, const char *val, double lo, double hi, float *out);

@@ -35,10 +35,11 @@ static int eval_classify(sm_model *m, sm_dataset *ds, FILE *json) {
         else unknown++;
     }
     double acc = n ? (double)correct / (double)n : 0;
-    printf("classification: %lld images, accuracy %.4f (%lld correct)\n", (long long)n, acc, (long long)correct);
+    printf("classification: %lld %s, accuracy %.4f (%lld correct)\n", (long long)n, cli_pl(n, "image", "images"), acc,
+           (long long)correct);
     if (unknown)
-        printf("  %lld images have a class the head has no output for (it cannot predict a new class)\n",
-               (long long)unknown);
+        printf("  %lld %s a class the head has no output for (it cannot predict a new class)\n", (long long)unknown,
+               cli_pl(unknown, "image has", "images have"));
     printf("confusion matrix (rows: true class, columns: predicted):\n      ");
     for (int j = 0; j < C; j++) printf("%6d", j);
     printf("\n");
@@ -70,7 +71,8 @@ static int eval_retrieval(sm_model *m, sm_dataset *ds, FILE *json) {
     if (!st) st = sm_intra_inter_distances(emb, sm_dataset_labels(ds), n, d, &intra, &inter);
     free(emb);
     if (st) return cli_report("eval", st, NULL);
-    printf("retrieval: %lld queries, %d classes (L2 on normalised embeddings)\n", (long long)r.num_queries, r.num_classes);
+    printf("retrieval: %lld %s, %d %s (L2 on normalised embeddings)\n", (long long)r.num_queries,
+           cli_pl(r.num_queries, "query", "queries"), r.num_classes, cli_pl(r.num_classes, "class", "classes"));
     printf("  precision@1   %.4f\n  R-precision   %.4f\n  MAP@R         %.4f\n", r.precision_at_1, r.r_precision, r.map_at_r);
     printf("  recall@1,2,4,8  %.4f %.4f %.4f %.4f\n", r.recall_at_k[0], r.recall_at_k[1], r.recall_at_k[2], r.recall_at_k[3]);
     printf("  NMI           %.4f\n", r.nmi);

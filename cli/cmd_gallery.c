@@ -153,8 +153,9 @@ static int gal_enrol(int argc, char **argv) {
     sm_lock_release(lock);
     if (st) rc = cli_report(cmd, st, NULL);
     else {
-        printf("enrolled %lld items in %d classes (%d new) into %s: %lld items, item ids %lld..%lld\n", (long long)added,
-               nclasses, newclasses, gpath, (long long)(before + added), (long long)ids[0], (long long)ids[added - 1]);
+        printf("enrolled %lld %s in %d %s (%d new) into %s: %lld %s, item ids %lld..%lld\n", (long long)added,
+               cli_pl(added, "item", "items"), nclasses, cli_pl(nclasses, "class", "classes"), newclasses, gpath,
+               (long long)(before + added), cli_pl(before + added, "item", "items"), (long long)ids[0], (long long)ids[added - 1]);
     }
     free(ids);
     sm_gallery_free(g);
@@ -202,8 +203,9 @@ static int gal_remove(int argc, char **argv) {
     sm_lock_release(lock);
     int rc = EXIT_OK;
     if (st) rc = cli_report(cmd, st, NULL);
-    else if (cls) printf("removed class '%s' (%lld items); %lld items left\n", cls, (long long)removed, (long long)sm_gallery_size(g));
-    else printf("removed item %lld; %lld items left\n", id, (long long)sm_gallery_size(g));
+    else if (cls) printf("removed class '%s' (%lld %s); %lld %s left\n", cls, (long long)removed, cli_pl(removed, "item", "items"),
+                         (long long)sm_gallery_size(g), cli_pl(sm_gallery_size(g), "item", "items"));
+    else printf("removed item %lld; %lld %s left\n", id, (long long)sm_gallery_size(g), cli_pl(sm_gallery_size(g), "item", "items"));
     sm_gallery_free(g);
     return rc;
 }
@@ -227,8 +229,10 @@ static int gal_compact(int argc, char **argv) {
     sm_lock_release(lock);
     int rc = EXIT_OK;
     if (st) rc = cli_report(cmd, st, NULL);
-    else printf("compacted %s: %lld items, %d classes (%d class slots dropped)\n", gpath, (long long)sm_gallery_size(g),
-                sm_gallery_num_classes(g), before - sm_gallery_num_classes(g));
+    else printf("compacted %s: %lld %s, %d %s (%d class %s dropped)\n", gpath, (long long)sm_gallery_size(g),
+                cli_pl(sm_gallery_size(g), "item", "items"), sm_gallery_num_classes(g),
+                cli_pl(sm_gallery_num_classes(g), "class", "classes"), before - sm_gallery_num_classes(g),
+                cli_pl(before - sm_gallery_num_classes(g), "slot", "slots"));
     sm_gallery_free(g);
     return rc;
 }
@@ -267,8 +271,9 @@ static int gal_list(int argc, char **argv) {
            cli_metric_name(sm_gallery_metric(g)), sm_gallery_model_fingerprint(g));
     if (isinf(thr) && thr > 0) printf("  threshold: none (every query is accepted)\n");
     else printf("  threshold %.6g (calibrated for rule %s)\n", (double)thr, cli_rule_name(rule));
-    printf("  %lld items in %d classes", (long long)sm_gallery_size(g), live);
-    if (removed) printf(" (%d removed classes kept until compaction)", removed);
+    printf("  %lld %s in %d %s", (long long)sm_gallery_size(g), cli_pl(sm_gallery_size(g), "item", "items"), live,
+           cli_pl(live, "class", "classes"));
+    if (removed) printf(" (%d removed %s kept until compaction)", removed, cli_pl(removed, "class", "classes"));
     printf("\n  class                              items\n");
     for (int i = 0; i < sm_gallery_num_classes(g); i++) {
         sm_gallery_class ci;
@@ -387,8 +392,9 @@ static int gal_calibrate(int argc, char **argv) {
     }
     int64_t gpairs = 0;
     for (int64_t i = 0; i < np; i++) gpairs += gen[i];
-    printf("calibration on %lld inputs (%lld of enrolled classes): %lld genuine and %lld impostor pairs, rule %s\n",
-           (long long)b.n, (long long)known, (long long)gpairs, (long long)(np - gpairs), cli_rule_name(rule));
+    printf("calibration on %lld %s (%lld of enrolled classes): %lld genuine and %lld impostor %s, rule %s\n",
+           (long long)b.n, cli_pl(b.n, "input", "inputs"), (long long)known, (long long)gpairs, (long long)(np - gpairs),
+           cli_pl(np - gpairs, "pair", "pairs"), cli_rule_name(rule));
     printf("  ROC AUC %.4f, EER %.4f\n  TAR at FAR 1e-2 %.4f, 1e-3 %.4f, 1e-4 %.4f\n", auc, eer, tars[0], tars[1], tars[2]);
     if (f1) printf("  best-F1 threshold %.6g: TAR %.4f, FAR %.4f on these pairs\n", (double)thr, tar, far);
     else printf("  threshold for FAR <= %g: %.6g (TAR %.4f, FAR %.4f on these pairs)\n", (double)target, (double)thr, tar, far);

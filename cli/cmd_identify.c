@@ -118,8 +118,9 @@ int cmd_identify(int argc, char **argv) {
         }
         printf("\n");
     }
-    printf("%lld queries, gallery %lld items in %d classes, rule %s%s, threshold %s", (long long)b.n,
-           (long long)sm_gallery_size(g), sm_gallery_num_classes(g), cli_rule_name(rule), rule == SM_RULE_VOTE ? " (k-NN)" : "",
+    printf("%lld %s, gallery %lld %s in %d %s, rule %s%s, threshold %s", (long long)b.n, cli_pl(b.n, "query", "queries"),
+           (long long)sm_gallery_size(g), cli_pl(sm_gallery_size(g), "item", "items"), sm_gallery_num_classes(g),
+           cli_pl(sm_gallery_num_classes(g), "class", "classes"), cli_rule_name(rule), rule == SM_RULE_VOTE ? " (k-NN)" : "",
            isinf(used) && used > 0 ? "none" : "");
     if (!(isinf(used) && used > 0)) printf("%.6g", (double)used);
     printf("\n");
@@ -373,7 +374,7 @@ int cmd_embed(int argc, char **argv) {
     if (!st) st = sm_npy_write(out, SM_NPY_F32, b.emb ? (const void *)b.emb : (const void *)"", shape, 2);
     if (!st && lout) st = sm_npy_write(lout, SM_NPY_I32, b.labels, shape, 1);
     if (st) rc = cli_report(cmd, st, NULL);
-    else printf("embedded %lld inputs to %s (%lld x %d)%s%s in %.2f s (%.0f images/s)\n", (long long)b.n, out, (long long)b.n, b.d,
+    else printf("embedded %lld %s to %s (%lld x %d)%s%s in %.2f s (%.0f images/s)\n", (long long)b.n, cli_pl(b.n, "input", "inputs"), out, (long long)b.n, b.d,
                 lout ? ", labels to " : "", lout ? lout : "", t, t > 0 ? (double)b.n / t : 0.0);
     cli_batch_free(&b);
     sm_model_free(m);

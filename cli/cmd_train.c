@@ -67,8 +67,8 @@ static int train_progress(const sm_train_progress *p, void *user) {
         return 1;
     }
     if (r.map_at_r > v->best_mapr || !v->best_epoch) { v->best_mapr = r.map_at_r; v->best_epoch = p->epoch; }
-    printf("epoch %d/%d  val  P@1 %.4f  R-precision %.4f  MAP@R %.4f  (%lld images)\n", p->epoch, p->epochs,
-           r.precision_at_1, r.r_precision, r.map_at_r, (long long)n);
+    printf("epoch %d/%d  val  P@1 %.4f  R-precision %.4f  MAP@R %.4f  (%lld %s)\n", p->epoch, p->epochs,
+           r.precision_at_1, r.r_precision, r.map_at_r, (long long)n, cli_pl(n, "image", "images"));
     fflush(stdout);
     return 0;
 }
@@ -194,11 +194,13 @@ int cmd_train(int argc, char **argv) {
         cfg.user = &val;
     }
     if (!quiet) {
-        printf("train: %lld images %dx%dx%d, %d classes, model %lld parameters, embedding %d, loss %s%s%s\n",
-               (long long)sm_dataset_size(ds), h, w, ch, sm_dataset_num_classes(ds), (long long)sm_model_num_params(m),
-               sm_model_embedding_dim(m), loss_name, *lopts ? " " : "", lopts);
-        printf("       batch %d%s, %d epochs, lr %g, %d threads\n", cfg.batch_size,
-               cfg.per_class ? " (P x K sampling)" : " (shuffled)", cfg.epochs, (double)cfg.lr, sm_get_num_threads());
+        long long nimg = (long long)sm_dataset_size(ds);
+        int ncls = sm_dataset_num_classes(ds), nthr = sm_get_num_threads();
+        printf("train: %lld %s %dx%dx%d, %d %s, model %lld parameters, embedding %d, loss %s%s%s\n", nimg,
+               cli_pl(nimg, "image", "images"), h, w, ch, ncls, cli_pl(ncls, "class", "classes"),
+               (long long)sm_model_num_params(m), sm_model_embedding_dim(m), loss_name, *lopts ? " " : "", lopts);
+        printf("       batch %d%s, %d %s, lr %g, %d %s\n", cfg.batch_size, cfg.per_class ? " (P x K sampling)" : " (shuffled)",
+               cfg.epochs, cli_pl(cfg.epochs, "epoch", "epochs"), (double)cfg.lr, nthr, cli_pl(nthr, "thread", "threads"));
     }
     if ((st = sm_train(m, loss, ds, &cfg))) { rc = cli_report(cmd, st, sm_model_errmsg(m)); goto done; }
     if (val.failed) { rc = EXIT_FAIL; goto done; }

@@ -91,6 +91,8 @@ int cli_schedule(const char *cmd, const char *val, int allow_step, sm_schedule *
     return 0;
 }
 
+const char *cli_pl(long long n, const char *one, const char *many) { return n == 1 ? one : many; }
+
 int cli_is_help(const char *arg) { return !strcmp(arg, "-h") || !strcmp(arg, "--help"); }
 
 int cli_check_loss(const char *cmd, const char *name, const char *options, int caller_adds_classes) {
@@ -204,22 +206,33 @@ const char *cli_spec_arg(const char *arg, char **owned, sm_status *st) {
     return buf;
 }
 
+/* m:ss, or h:mm:ss from an hour */
+static const char *hms(double s, char *buf, size_t cap) {
+    long t = s > 0 && s < 1e9 ? (long)(s + 0.5) : 0;
+    if (t >= 3600) snprintf(buf, cap, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+    else snprintf(buf, cap, "%ld:%02ld", t / 60, t % 60);
+    return buf;
+}
+
 int cli_train_progress(const sm_train_progress *p, void *user) {
     static int tty = -1;
+    char el[32], eta[32];
+    hms(p->elapsed_seconds, el, sizeof el);
+    hms(p->eta_seconds, eta, sizeof eta);
     if (tty < 0) tty = isatty(2);
     if (tty) {
         int width = 30, fill = (int)(width * p->step / (p->steps_per_epoch ? p->steps_per_epoch : 1));
         char bar[64];
         for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';
         bar[width] = 0;
-        fprintf(stderr, "\repoch %d/%d [%s] %lld/%lld loss %.4f %.0f img/s ", p->epoch, p->epochs, bar,
-                (long long)p->step, (long long)p->steps_per_epoch, p->loss, p->images_per_sec);
+        fprintf(stderr, "\repoch %d/%d [%s] %lld/%lld loss %.4f %.0f img/s elapsed %s ETA %s ", p->epoch, p->epochs, bar,
+                (long long)p->step, (long long)p->steps_per_epoch, p->loss, p->images_per_sec, el, eta);
         if (p->epoch_done) fputc('\n', stderr);
         fflush(stderr);
     }
     if (p->epoch_done) {
-        printf("epoch %d/%d  loss %.4f  %.0f images/s  %.1f s  lr %.3g\n", p->epoch, p->epochs, p->loss,
-               p->images_per_sec, p->seconds, (double)p->lr);
+        printf("epoch %d/%d  loss %.4f  %.0f images/s  %.1f s  lr %.3g  elapsed %s  ETA %s\n", p->epoch, p->epochs, p->loss,
+               p->images_per_sec, p->seconds, (double)p->lr, el, eta);
         fflush(stdout);
     }
     return 0;

@@ -738,6 +738,8 @@ typedef struct sm_train_progress {
     double seconds;             /* elapsed in this epoch */
     float lr;                   /* current learning rate */
     int epoch_done;             /* 1 on the final call of an epoch */
+    double elapsed_seconds;     /* since sm_train began (callbacks included) */
+    double eta_seconds;         /* estimated time left: elapsed x steps left / steps done */
 } sm_train_progress;
 
 typedef struct sm_train_config {

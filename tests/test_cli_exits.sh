@@ -91,8 +91,9 @@ run "train a bad spec" 2 "$SIMILE" "${TR[@]}" --model "conv 4 k=3; blorp" && exp
 run "train softmax (classes= supplied by train)" 0 "$SIMILE" "${TR[@]}" --loss softmax --epochs 1
 
 # compare: every loss checked before any work; nothing written; quick
-CMP=(compare --data "$D" --model "$SPEC" --quick --quiet --few-per-class 0 --train-per-class 0 --test-per-class 0
-     --shots 2 --calib-per-class 5 --gallery-per-class 5 --pairs-per-class 5 --scatter-per-class 5 --triplets 100)
+CMP0=(compare --data "$D" --model "$SPEC" --quick --few-per-class 0 --train-per-class 0 --test-per-class 0
+      --shots 2 --calib-per-class 5 --gallery-per-class 5 --pairs-per-class 5 --scatter-per-class 5 --triplets 100)
+CMP=("${CMP0[@]}" --quiet)
 t0=$(date +%s)
 run "compare --losses softmax,foo" 2 "$SIMILE" "${CMP[@]}" --losses softmax,foo --out "$TMP/c1" &&
     expect "foo named with the valid losses" "$ERR" "unknown loss 'foo' \(valid: "
@@ -106,6 +107,31 @@ run "compare --loss-opts with a bad option" 2 "$SIMILE" "${CMP[@]}" --losses sof
 run "compare with a spec too large for the images" 2 "$SIMILE" "${CMP[@]}" --losses softmax,triplet --model "conv 4 k=9; gap" --out "$TMP/c3"
 [ -e "$TMP/c3" ] && fail "compare with a bad spec left its output folder" || pass "compare with a bad spec wrote nothing"
 expect_not "compare with a bad spec trained nothing" "$OUT" "training softmax"
+
+# ---- progress: elapsed time and ETA, singular and plural -------------------------------------------
+run "train --epochs 1 on one class" 0 "$SIMILE" train --images "$D/one-img" --labels "$D/one-lab" --model "$SPEC" \
+    --epochs 1 --batch 16 --threads 1 --out "$TMP/one.smm"
+expect "\"1 epoch\" in the header" "$OUT" ", 1 epoch, "
+expect_not "no \"1 epochs\"" "$OUT" "1 epochs"
+expect "\"1 class\" in the header" "$OUT" "40 images 8x8x1, 1 class, "
+expect_not "no \"1 classes\"" "$OUT" "1 classes"
+expect "\"1 thread\" in the header" "$OUT" ", 1 thread$"
+expect "the epoch line shows elapsed time and an ETA" "$OUT" "^epoch 1/1 .* elapsed [0-9]+:[0-9]{2}  ETA [0-9]+:[0-9]{2}$"
+run "train --epochs 3" 0 "$SIMILE" train --images "$D/train-images-idx3-ubyte.gz" --labels "$D/train-labels-idx1-ubyte.gz" \
+    --model "$SPEC" --epochs 3 --batch 32 --out "$TMP/three.smm"
+expect "\"3 epochs\" and \"10 classes\" in the header" "$OUT" "300 images 8x8x1, 10 classes, .*"
+expect "\"3 epochs\"" "$OUT" ", 3 epochs, "
+[ "$(grep -Ec '^epoch [123]/3 .* elapsed [0-9]+:[0-9]{2}  ETA [0-9]+:[0-9]{2}$' "$OUT")" -eq 3 ] &&
+    pass "every epoch line has elapsed and ETA" || fail "epoch lines without elapsed/ETA"
+run "eval on one class" 0 "$SIMILE" eval --model "$TMP/one.smm" --images "$D/one-img" --labels "$D/one-lab" --task classify
+expect "eval: \"40 images\"" "$OUT" "classification: 40 images"
+run "compare --epochs 1" 0 "$SIMILE" "${CMP0[@]}" --losses softmax,contrastive --threads 1 --no-save --out "$TMP/c4"
+expect "compare: \"1 epoch\" in the run log" "$OUT" "images x 1 epoch in"
+expect_not "compare: no \"1 epochs\"" "$OUT" "1 epochs"
+expect "compare: \"1 thread\"" "$OUT" "wall time [0-9.]+ s, 1 thread$"
+expect "compare: epoch lines show elapsed and ETA" "$OUT" "^epoch 1/1 .* elapsed [0-9]+:[0-9]{2}  ETA [0-9]+:[0-9]{2}$"
+[ -s "$TMP/c4/report.html" ] && ! grep -q "1 epochs\|1 threads" "$TMP/c4/report.html" && pass "report.html: no \"1 epochs\", \"1 threads\"" || fail "report.html missing or says 1 epochs / 1 threads"
+grep -q ">training</th><td class=\"l\">1 epoch, " "$TMP/c4/report.html" && pass "report.html settings: \"1 epoch\"" || fail "report.html settings: no \"1 epoch\""
 
 echo "$FAILS failed"
 [ "$FAILS" -eq 0 ]

@@ -146,7 +146,7 @@ expect 0 "remove a class" -- "$S" gallery remove --gallery g.smg --class quad2
 has "2 items"
 expect 1 "remove a missing class" -- "$S" gallery remove --gallery g.smg --class quad2
 expect 0 "compact" -- "$S" gallery compact --gallery g.smg
-has "1 class slots dropped"
+has "1 class slot dropped"
 expect 0 "list after compaction" -- "$S" gallery list --gallery g.smg
 has "22 items in 5 classes"
 

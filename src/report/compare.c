@@ -699,14 +699,16 @@ sm_status sm_compare_run(sm_report **out, const sm_compare_config *cfg, const sm
             epochs = cfg->few_epochs;
             if (per_class > cfg->few_per_class) per_class = cfg->few_per_class;
         }
-        logf_(cfg, "[%d/%d] training %s%s on %lld images of classes %s, %d epochs", run + 1, nruns,
-              cfg->losses[li], few ? " (few samples)" : "", (long long)sm_dataset_size(ds), cfg->seen_classes, epochs);
+        logf_(cfg, "[%d/%d] training %s%s on %lld images of classes %s, %d %s", run + 1, nruns,
+              cfg->losses[li], few ? " (few samples)" : "", (long long)sm_dataset_size(ds), cfg->seen_classes, epochs,
+              sm_pl(epochs, "epoch", "epochs"));
         sm_model *m = NULL;
         st = train_one(&c, li, ds, epochs, per_class, R, &m);
         r->nmodels = run + 1;
         if (st) { sm_dataset_free(fewds); goto fail; }
-        logf_(cfg, "%s%s: %lld images x %d epochs in %.1f s, %.0f images/s, final loss %.4f", R->loss,
-              few ? " (few samples)" : "", (long long)R->train_images, R->epochs, R->train_seconds, R->images_per_sec,
+        logf_(cfg, "%s%s: %lld images x %d %s in %.1f s, %.0f images/s, final loss %.4f", R->loss,
+              few ? " (few samples)" : "", (long long)R->train_images, R->epochs, sm_pl(R->epochs, "epoch", "epochs"),
+              R->train_seconds, R->images_per_sec,
               R->final_loss);
         if (cfg->model_dir) {
             char base[64];
