@@ -17,7 +17,7 @@ static const struct { const char *name; int (*fn)(int, char **); const char *hel
 };
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: simile <command> [options]   (simile <command> --help for details)\n\ncommands:\n");
+    fprintf(f, "usage: simile <command> [options]   (simile <command> --help, or simile help <command>, for details)\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].help);
     fprintf(f, "\nexit codes: 0 success, 1 failure, 2 usage error, 3 bad or unreadable input file,\n"
