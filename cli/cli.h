@@ -32,6 +32,22 @@ sm_status cli_fail(sm_status st, const char *fmt, ...) __attribute__((format(pri
 /* Print a usage error and return EXIT_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...);
 
+/* The short options every command's getopt_long takes: "-h" (returned as 'h'), the same as
+ * --help.  Commands print their help on stdout and exit 0 for either. */
+#define CLI_SHORTOPTS "h"
+/* 1 if arg is -h or --help (for the commands that parse their arguments by hand). */
+int cli_is_help(const char *arg);
+
+/* Check a loss name and its options before any work, by creating the loss (embedding dimension
+ * 64) and freeing it.  With caller_adds_classes set, a missing classes= is taken as supplied by
+ * the caller (as train does for softmax and focal, compare for every loss that needs it).
+ * Returns 0 if the loss can be built, else prints a usage error naming the bad value and the
+ * valid ones and returns EXIT_USAGE. */
+int cli_check_loss(const char *cmd, const char *name, const char *options, int caller_adds_classes);
+
+/* "image" or "images" for a count: printf("%lld %s", n, cli_pl(n, "image", "images")). */
+const char *cli_pl(long long n, const char *one, const char *many);
+
 /* Number parsing for option values; return 0 on success, print an error otherwise. */
 int cli_int(const char *cmd, const char *opt, const char *val, int lo, int hi, int *out);
 int cli_float(const char *cmd, const char *opt, const char *val, double lo, double hi, float *out);

@@ -36,10 +36,11 @@ static int eval_classify(sm_model *m, sm_dataset *ds, cj *json) {
         else unknown++;
     }
     double acc = n ? (double)correct / (double)n : 0;
-    fprintf(cli_text(), "classification: %lld images, accuracy %.4f (%lld correct)\n", (long long)n, acc, (long long)correct);
+    fprintf(cli_text(), "classification: %lld %s, accuracy %.4f (%lld correct)\n", (long long)n,
+            cli_pl(n, "image", "images"), acc, (long long)correct);
     if (unknown)
-        fprintf(cli_text(), "  %lld images have a class the head has no output for (it cannot predict a new class)\n",
-               (long long)unknown);
+        fprintf(cli_text(), "  %lld %s a class the head has no output for (it cannot predict a new class)\n",
+                (long long)unknown, cli_pl(unknown, "image has", "images have"));
     fprintf(cli_text(), "confusion matrix (rows: true class, columns: predicted):\n      ");
     for (int j = 0; j < C; j++) fprintf(cli_text(), "%6d", j);
     fputc('\n', cli_text());
@@ -83,7 +84,8 @@ static int eval_retrieval(sm_model *m, sm_dataset *ds, cj *json) {
     if (!st) st = sm_intra_inter_distances(emb, sm_dataset_labels(ds), n, d, &intra, &inter);
     free(emb);
     if (st) return cli_report("eval", st, NULL);
-    fprintf(cli_text(), "retrieval: %lld queries, %d classes (L2 on normalised embeddings)\n", (long long)r.num_queries, r.num_classes);
+    fprintf(cli_text(), "retrieval: %lld %s, %d %s (L2 on normalised embeddings)\n", (long long)r.num_queries,
+            cli_pl(r.num_queries, "query", "queries"), r.num_classes, cli_pl(r.num_classes, "class", "classes"));
     fprintf(cli_text(), "  precision@1   %.4f\n  R-precision   %.4f\n  MAP@R         %.4f\n", r.precision_at_1, r.r_precision, r.map_at_r);
     fprintf(cli_text(), "  recall@1,2,4,8  %.4f %.4f %.4f %.4f\n", r.recall_at_k[0], r.recall_at_k[1], r.recall_at_k[2], r.recall_at_k[3]);
     fprintf(cli_text(), "  NMI           %.4f\n", r.nmi);
@@ -112,7 +114,7 @@ int cmd_eval(int argc, char **argv) {
     cli_data data;
     cli_data_defaults(&data, "test");
     optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, CLI_SHORTOPTS, opts, NULL)) != -1) {
         int r = cli_data_option(cmd, &data, c, optarg);
         if (r < 0) return EXIT_USAGE;
         if (r) continue;
@@ -180,8 +182,8 @@ done:
 }
 
 int cmd_info(int argc, char **argv) {
-    if (argc != 2 || !strcmp(argv[1], "--help")) {
-        printf("usage: simile info MODEL_FILE\nShow the layers, loss and parameter count of a model file.\n");
+    if (argc != 2 || cli_is_help(argv[1])) {
+        fprintf(argc == 2 ? stdout : stderr, "usage: simile info MODEL_FILE\nShow the layers, loss and parameter count of a model file.\n");
         return argc == 2 ? EXIT_OK : EXIT_USAGE;
     }
     sm_model *m;
@@ -195,8 +197,8 @@ int cmd_info(int argc, char **argv) {
 }
 
 int cmd_losses(int argc, char **argv) {
-    if (argc > 1 && strcmp(argv[1], "--help")) return cli_usage_error("losses", "takes no arguments");
-    printf("usage: simile train --loss NAME --loss-opts key=value,...\n\nlosses:\n");
+    if (argc > 1 && !cli_is_help(argv[1])) return cli_usage_error("losses", "takes no arguments");
+    printf("usage: simile losses\nThe losses of simile train --loss NAME --loss-opts key=value,... and compare --losses.\n\nlosses:\n");
     const char *name, *text;
     for (int i = 0; sm_loss_describe(i, &name, &text) == SM_OK; i++) printf("  %-16s %s\n", name, text);
     return EXIT_OK;

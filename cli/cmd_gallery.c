@@ -31,7 +31,7 @@ static int gal_create(int argc, char **argv) {
     int dim = 0, force = 0, c;
     sm_metric metric = SM_METRIC_L2;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, CLI_SHORTOPTS, opts, NULL)) != -1) {
         switch (c) {
         case 'o': out = optarg; break;
         case 'm': model = optarg; break;
@@ -169,7 +169,7 @@ static int gal_enrol(int argc, char **argv) {
     cli_inputs_defaults(&in, "train");
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, CLI_SHORTOPTS, opts, NULL)) != -1) {
         int r = cli_inputs_option(cmd, &in, c, optarg);
         if (r < 0) return EXIT_USAGE;
         if (r) continue;
@@ -253,8 +253,9 @@ static int gal_enrol(int argc, char **argv) {
     sm_lock_release(lock);
     if (st) rc = cli_report(cmd, st, NULL);
     else {
-        printf("enrolled %lld items in %d classes (%d new) into %s: %lld items, item ids %lld..%lld\n", (long long)added,
-               nclasses, newclasses, gpath, (long long)(before + added), (long long)ids[0], (long long)ids[added - 1]);
+        printf("enrolled %lld %s in %d %s (%d new) into %s: %lld %s, item ids %lld..%lld\n", (long long)added,
+               cli_pl(added, "item", "items"), nclasses, cli_pl(nclasses, "class", "classes"), newclasses, gpath,
+               (long long)(before + added), cli_pl(before + added, "item", "items"), (long long)ids[0], (long long)ids[added - 1]);
     }
     free(ids);
     sm_gallery_free(g);
@@ -270,7 +271,7 @@ static int gal_remove(int argc, char **argv) {
     const char *cmd = "gallery remove", *gpath = NULL, *cls = NULL, *item = NULL;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, CLI_SHORTOPTS, opts, NULL)) != -1) {
         switch (c) {
         case 'g': gpath = optarg; break;
         case 'c': cls = optarg; break;
@@ -302,15 +303,16 @@ static int gal_remove(int argc, char **argv) {
     sm_lock_release(lock);
     int rc = EXIT_OK;
     if (st) rc = cli_report(cmd, st, NULL);
-    else if (cls) printf("removed class '%s' (%lld items); %lld items left\n", cls, (long long)removed, (long long)sm_gallery_size(g));
-    else printf("removed item %lld; %lld items left\n", id, (long long)sm_gallery_size(g));
+    else if (cls) printf("removed class '%s' (%lld %s); %lld %s left\n", cls, (long long)removed, cli_pl(removed, "item", "items"),
+                         (long long)sm_gallery_size(g), cli_pl(sm_gallery_size(g), "item", "items"));
+    else printf("removed item %lld; %lld %s left\n", id, (long long)sm_gallery_size(g), cli_pl(sm_gallery_size(g), "item", "items"));
     sm_gallery_free(g);
     return rc;
 }
 
 static int gal_compact(int argc, char **argv) {
     const char *cmd = "gallery compact";
-    if (argc == 2 && !strcmp(argv[1], "--help")) {
+    if (argc == 2 && cli_is_help(argv[1])) {
         printf("usage: simile gallery compact --gallery FILE\nDrop removed items and classes (and classes "
                "left empty) from the file.\n");
         return EXIT_OK;
@@ -327,8 +329,10 @@ static int gal_compact(int argc, char **argv) {
     sm_lock_release(lock);
     int rc = EXIT_OK;
     if (st) rc = cli_report(cmd, st, NULL);
-    else printf("compacted %s: %lld items, %d classes (%d class slots dropped)\n", gpath, (long long)sm_gallery_size(g),
-                sm_gallery_num_classes(g), before - sm_gallery_num_classes(g));
+    else printf("compacted %s: %lld %s, %d %s (%d class %s dropped)\n", gpath, (long long)sm_gallery_size(g),
+                cli_pl(sm_gallery_size(g), "item", "items"), sm_gallery_num_classes(g),
+                cli_pl(sm_gallery_num_classes(g), "class", "classes"), before - sm_gallery_num_classes(g),
+                cli_pl(before - sm_gallery_num_classes(g), "slot", "slots"));
     sm_gallery_free(g);
     return rc;
 }
@@ -339,7 +343,7 @@ static int gal_list(int argc, char **argv) {
     const char *cmd = "gallery list", *gpath = NULL;
     int items = 0, json = 0, c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, CLI_SHORTOPTS, opts, NULL)) != -1) {
         switch (c) {
         case 'g': gpath = optarg; break;
         case 'i': items = 1; break;
@@ -436,11 +440,12 @@ static int gal_list(int argc, char **argv) {
         if (!has_thr) printf("  threshold: none (every query is accepted)\n");
         else {
             printf("  threshold %.6g (calibrated for rule %s", (double)thr, cli_rule_name(rule));
-            if (cal.items_at_calibration >= 0) printf(" on %lld items", (long long)cal.items_at_calibration);
+            if (cal.items_at_calibration >= 0)
+                printf(" on %lld %s", (long long)cal.items_at_calibration, cli_pl(cal.items_at_calibration, "item", "items"));
             printf(")%s\n", cal.changed ? "; the gallery has changed since: calibrate again" : "");
         }
-        printf("  %lld items in %d classes", (long long)n, live);
-        if (removed) printf(" (%d removed classes kept until compaction)", removed);
+        printf("  %lld %s in %d %s", (long long)n, cli_pl(n, "item", "items"), live, cli_pl(live, "class", "classes"));
+        if (removed) printf(" (%d removed %s kept until compaction)", removed, cli_pl(removed, "class", "classes"));
         printf("\n  class                              items\n");
         for (int i = 0; i < sm_gallery_num_classes(g); i++) {
             sm_gallery_class ci;
@@ -473,7 +478,7 @@ static int gal_calibrate(int argc, char **argv) {
     cli_inputs in;
     cli_inputs_defaults(&in, "train");
     optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, CLI_SHORTOPTS, opts, NULL)) != -1) {
         int r = cli_inputs_option(cmd, &in, c, optarg);
         if (r < 0) return EXIT_USAGE;
         if (r) continue;
@@ -566,8 +571,9 @@ static int gal_calibrate(int argc, char **argv) {
     int far_ok[3];
     for (int i = 0; i < 3; i++) far_ok[i] = fars[i] * (double)impostors >= 1.0;
     int target_ok = f1 || (double)target * (double)impostors >= 1.0;
-    fprintf(out, "calibration on %lld inputs (%lld of enrolled classes): %lld genuine and %lld impostor pairs, rule %s\n",
-            (long long)b.n, (long long)known, (long long)gpairs, (long long)impostors, cli_rule_name(rule));
+    fprintf(out, "calibration on %lld %s (%lld of enrolled classes): %lld genuine and %lld impostor %s, rule %s\n",
+            (long long)b.n, cli_pl(b.n, "input", "inputs"), (long long)known, (long long)gpairs, (long long)impostors,
+            cli_pl(impostors, "pair", "pairs"), cli_rule_name(rule));
     fprintf(out, "  ROC AUC %.4f, EER %.4f\n  TAR at FAR", auc, eer);
     static const char *const far_names[3] = {"1e-2", "1e-3", "1e-4"};
     for (int i = 0; i < 3; i++) {
@@ -642,7 +648,7 @@ done:
 int cmd_gallery(int argc, char **argv) {
     if (argc < 2) { fprintf(stderr, "%s", help_main); return EXIT_USAGE; }
     const char *sub = argv[1];
-    if (!strcmp(sub, "--help") || !strcmp(sub, "-h") || !strcmp(sub, "help")) { printf("%s", help_main); return EXIT_OK; }
+    if (cli_is_help(sub) || !strcmp(sub, "help")) { printf("%s", help_main); return EXIT_OK; }
     if (!strcmp(sub, "create")) return gal_create(argc - 1, argv + 1);
     if (!strcmp(sub, "enrol") || !strcmp(sub, "enroll") || !strcmp(sub, "add")) return gal_enrol(argc - 1, argv + 1);
     if (!strcmp(sub, "remove")) return gal_remove(argc - 1, argv + 1);

@@ -47,7 +47,7 @@ int cmd_identify(int argc, char **argv) {
     cli_inputs in;
     cli_inputs_defaults(&in, "test");
     optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, CLI_SHORTOPTS, opts, NULL)) != -1) {
         int r = cli_inputs_option(cmd, &in, c, optarg);
         if (r < 0) return EXIT_USAGE;
         if (r) continue;
@@ -201,9 +201,10 @@ int cmd_identify(int argc, char **argv) {
             }
             printf("\n");
         }
-        printf("%lld queries, gallery %lld items in %d classes, rule %s%s, threshold %s", (long long)b.n,
-               (long long)sm_gallery_size(g), sm_gallery_num_classes(g), cli_rule_name(rule), rule == SM_RULE_VOTE ? " (k-NN)" : "",
-               has_thr ? "" : "none");
+        printf("%lld %s, gallery %lld %s in %d %s, rule %s%s, threshold %s", (long long)b.n,
+               cli_pl(b.n, "query", "queries"), (long long)sm_gallery_size(g), cli_pl(sm_gallery_size(g), "item", "items"),
+               sm_gallery_num_classes(g), cli_pl(sm_gallery_num_classes(g), "class", "classes"), cli_rule_name(rule),
+               rule == SM_RULE_VOTE ? " (k-NN)" : "", has_thr ? "" : "none");
         if (has_thr) printf("%.6g", (double)used);
         printf("\n");
         if (nk) {
@@ -257,7 +258,7 @@ int cmd_verify(int argc, char **argv) {
     cli_inputs in;
     cli_inputs_defaults(&in, "test");
     optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, CLI_SHORTOPTS, opts, NULL)) != -1) {
         int r = cli_inputs_option(cmd, &in, c, optarg);
         if (r < 0) return EXIT_USAGE;
         if (r) continue;
@@ -380,7 +381,7 @@ int cmd_classify(int argc, char **argv) {
     cli_inputs in;
     cli_inputs_defaults(&in, "test");
     optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, CLI_SHORTOPTS, opts, NULL)) != -1) {
         int r = cli_inputs_option(cmd, &in, c, optarg);
         if (r < 0) return EXIT_USAGE;
         if (r) continue;
@@ -497,7 +498,8 @@ int cmd_classify(int argc, char **argv) {
         }
         cj_obj_end(&j);
     } else if (scored)
-        printf("%lld inputs: top-1 accuracy %.4f, top-%d accuracy %.4f\n", (long long)b.n, (double)c1 / (double)b.n, top,
+        printf("%lld %s: top-1 accuracy %.4f, top-%d accuracy %.4f\n", (long long)b.n, cli_pl(b.n, "input", "inputs"),
+               (double)c1 / (double)b.n, top,
                (double)ck / (double)b.n);
 done:
     free(z);
@@ -515,7 +517,7 @@ int cmd_embed(int argc, char **argv) {
     cli_inputs in;
     cli_inputs_defaults(&in, "test");
     optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, CLI_SHORTOPTS, opts, NULL)) != -1) {
         int r = cli_inputs_option(cmd, &in, c, optarg);
         if (r < 0) return EXIT_USAGE;
         if (r) continue;
@@ -579,7 +581,8 @@ int cmd_embed(int argc, char **argv) {
     }
     if (st) rc = cli_report(cmd, st, NULL);
     else {
-        printf("embedded %lld inputs to %s (%lld x %d)%s%s in %.2f s (%.0f images/s)\n", (long long)b.n, out, (long long)b.n, b.d,
+        printf("embedded %lld %s to %s (%lld x %d)%s%s in %.2f s (%.0f images/s)\n", (long long)b.n,
+               cli_pl(b.n, "input", "inputs"), out, (long long)b.n, b.d,
                lout ? ", labels to " : "", lout ? lout : "", t, t > 0 ? (double)b.n / t : 0.0);
         if (*map) printf("label numbers -> folder names (and each row's file) in %s\n", map);
     }

@@ -80,8 +80,8 @@ static int train_progress(const sm_train_progress *p, void *user) {
         epoch_log *e = &v->log[p->epoch - 1];
         e->val = 1; e->p1 = r.precision_at_1; e->rp = r.r_precision; e->mapr = r.map_at_r;
     }
-    fprintf(cli_text(), "epoch %d/%d  val  P@1 %.4f  R-precision %.4f  MAP@R %.4f  (%lld images)\n", p->epoch, p->epochs,
-           r.precision_at_1, r.r_precision, r.map_at_r, (long long)n);
+    fprintf(cli_text(), "epoch %d/%d  val  P@1 %.4f  R-precision %.4f  MAP@R %.4f  (%lld %s)\n", p->epoch, p->epochs,
+            r.precision_at_1, r.r_precision, r.map_at_r, (long long)n, cli_pl(n, "image", "images"));
     fflush(cli_text());
     return 0;
 }
@@ -110,7 +110,7 @@ int cmd_train(int argc, char **argv) {
     sm_train_config_default(&cfg);
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, CLI_SHORTOPTS, opts, NULL)) != -1) {
         int r = cli_data_option(cmd, &data, c, optarg);
         if (r < 0) return EXIT_USAGE;
         if (r) continue;
@@ -151,6 +151,7 @@ int cmd_train(int argc, char **argv) {
         case O_VALSPLIT: val_split = optarg; break;
         case O_VALCLASSES: val_classes = optarg; break;
         case O_JSON: json = 1; cli_set_json(1); break;
+        case 'h':
         case O_HELP: printf("%s%s", help, cli_data_help); return EXIT_OK;
         default: return cli_usage_error(cmd, "unknown option");
         }
@@ -164,6 +165,7 @@ int cmd_train(int argc, char **argv) {
     if (val_classes && !val_split) return cli_usage_error(cmd, "--val-classes needs --val-split");
     if (val_split && (data.images || data.labels))
         return cli_usage_error(cmd, "--val-split reads from --data; it cannot be used with --images/--labels");
+    if (cli_check_loss(cmd, loss_name, loss_opts, is_classifier(loss_name))) return EXIT_USAGE;
     sm_set_num_threads(threads);
 
     sm_dataset *ds = NULL;
@@ -208,11 +210,13 @@ int cmd_train(int argc, char **argv) {
         cfg.user = &val;
     }
     if (!quiet) {
-        fprintf(cli_text(), "train: %lld images %dx%dx%d, %d classes, model %lld parameters, embedding %d, loss %s%s%s\n",
-               (long long)sm_dataset_size(ds), h, w, ch, sm_dataset_num_classes(ds), (long long)sm_model_num_params(m),
-               sm_model_embedding_dim(m), loss_name, *lopts ? " " : "", lopts);
-        fprintf(cli_text(), "       batch %d%s, %d epochs, lr %g, %d threads\n", cfg.batch_size,
-               cfg.per_class ? " (P x K sampling)" : " (shuffled)", cfg.epochs, (double)cfg.lr, sm_get_num_threads());
+        long long nimg = (long long)sm_dataset_size(ds);
+        int ncls = sm_dataset_num_classes(ds), nthr = sm_get_num_threads();
+        fprintf(cli_text(), "train: %lld %s %dx%dx%d, %d %s, model %lld parameters, embedding %d, loss %s%s%s\n", nimg,
+               cli_pl(nimg, "image", "images"), h, w, ch, ncls, cli_pl(ncls, "class", "classes"),
+               (long long)sm_model_num_params(m), sm_model_embedding_dim(m), loss_name, *lopts ? " " : "", lopts);
+        fprintf(cli_text(), "       batch %d%s, %d %s, lr %g, %d %s\n", cfg.batch_size, cfg.per_class ? " (P x K sampling)" : " (shuffled)",
+               cfg.epochs, cli_pl(cfg.epochs, "epoch", "epochs"), (double)cfg.lr, nthr, cli_pl(nthr, "thread", "threads"));
         char comp[512];
         cli_compute_line(comp, sizeof comp);
         fprintf(cli_text(), "       %s\n", comp);

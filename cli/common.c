@@ -96,6 +96,38 @@ int cli_schedule(const char *cmd, const char *val, int allow_step, sm_schedule *
     return 0;
 }
 
+const char *cli_pl(long long n, const char *one, const char *many) { return n == 1 ? one : many; }
+
+int cli_is_help(const char *arg) { return !strcmp(arg, "-h") || !strcmp(arg, "--help"); }
+
+int cli_check_loss(const char *cmd, const char *name, const char *options, int caller_adds_classes) {
+    const char *n, *text;
+    int known = 0;
+    for (int i = 0; sm_loss_describe(i, &n, &text) == SM_OK; i++)
+        if (!strcmp(n, name)) { known = 1; break; }
+    if (!known) {
+        char list[1024] = "";
+        for (int i = 0; sm_loss_describe(i, &n, NULL) == SM_OK; i++) {
+            size_t l = strlen(list);
+            snprintf(list + l, sizeof list - l, "%s%s", i ? ", " : "", n);
+        }
+        return cli_usage_error(cmd, "unknown loss '%s' (valid: %s)", name, list);
+    }
+    sm_loss *l = NULL;
+    sm_status st = sm_loss_create(&l, name, options, 64, 1);
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", sm_errmsg());
+    if (st && st != SM_ERR_NOMEM && caller_adds_classes && !strstr(options, "classes=")) {
+        char with[1024];
+        snprintf(with, sizeof with, "classes=2%s%s", *options ? "," : "", options);
+        st = sm_loss_create(&l, name, with, 64, 1); /* on failure, the first message is the one to show */
+    }
+    sm_loss_free(l);
+    if (st == SM_ERR_NOMEM) return cli_report(cmd, st, NULL);
+    if (st) return cli_usage_error(cmd, "--loss-opts '%s': %s\n(options of %s: %s)", options, msg, name, text);
+    return 0;
+}
+
 const char *const cli_data_help =
     "data:\n"
     "  --data DIR        folder with Fashion-MNIST-named IDX files (default " SM_DEFAULT_DATA_DIR ")\n"
@@ -202,22 +234,33 @@ const char *cli_spec_arg(const char *arg, char **owned, sm_status *st) {
     return buf;
 }
 
+/* m:ss, or h:mm:ss from an hour */
+static const char *hms(double s, char *buf, size_t cap) {
+    long t = s > 0 && s < 1e9 ? (long)(s + 0.5) : 0;
+    if (t >= 3600) snprintf(buf, cap, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+    else snprintf(buf, cap, "%ld:%02ld", t / 60, t % 60);
+    return buf;
+}
+
 int cli_train_progress(const sm_train_progress *p, void *user) {
     static int tty = -1;
+    char el[32], eta[32];
+    hms(p->elapsed_seconds, el, sizeof el);
+    hms(p->eta_seconds, eta, sizeof eta);
     if (tty < 0) tty = isatty(2);
     if (tty) {
         int width = 30, fill = (int)(width * p->step / (p->steps_per_epoch ? p->steps_per_epoch : 1));
         char bar[64];
         for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';
         bar[width] = 0;
-        fprintf(stderr, "\repoch %d/%d [%s] %lld/%lld loss %.4f %.0f img/s ", p->epoch, p->epochs, bar,
-                (long long)p->step, (long long)p->steps_per_epoch, p->loss, p->images_per_sec);
+        fprintf(stderr, "\repoch %d/%d [%s] %lld/%lld loss %.4f %.0f img/s elapsed %s ETA %s ", p->epoch, p->epochs, bar,
+                (long long)p->step, (long long)p->steps_per_epoch, p->loss, p->images_per_sec, el, eta);
         if (p->epoch_done) fputc('\n', stderr);
         fflush(stderr);
     }
     if (p->epoch_done) {
-        fprintf(cli_text(), "epoch %d/%d  loss %.4f  %.0f images/s  %.1f s  lr %.3g\n", p->epoch, p->epochs, p->loss,
-               p->images_per_sec, p->seconds, (double)p->lr);
+        fprintf(cli_text(), "epoch %d/%d  loss %.4f  %.0f images/s  %.1f s  lr %.3g  elapsed %s  ETA %s\n", p->epoch,
+                p->epochs, p->loss, p->images_per_sec, p->seconds, (double)p->lr, el, eta);
         fflush(cli_text());
     }
     return 0;

@@ -247,11 +247,14 @@ static sm_status decode_images(const char *cmd, const cli_inputs *in, const char
         keep[k++] = i;
     }
     *m = k;
-    if (skipped) fprintf(stderr, "simile %s: skipped %lld of %lld images that could not be read\n", cmd, (long long)skipped, (long long)n);
+    if (skipped)
+        fprintf(stderr, "simile %s: skipped %lld of %lld %s that could not be read\n", cmd, (long long)skipped, (long long)n,
+                cli_pl(n, "image", "images"));
+    if (n == 1 && !k) return cli_fail(SM_ERR_FORMAT, "the one image given could not be read");
     if (n && !k) return cli_fail(SM_ERR_FORMAT, "none of the %lld images could be read", (long long)n);
     if (resized)
-        fprintf(stderr, "simile %s: note: %lld of %lld images were resized to the model's %dx%d (e.g. %s is %dx%d)\n", cmd,
-                (long long)resized, (long long)k, w, h, paths[example], ew, eh);
+        fprintf(stderr, "simile %s: note: %lld of %lld %s resized to the model's %dx%d (e.g. %s is %dx%d)\n", cmd,
+                (long long)resized, (long long)k, cli_pl(k, "image was", "images were"), w, h, paths[example], ew, eh);
     return SM_OK;
 }
 

@@ -17,7 +17,7 @@ static const struct { const char *name; int (*fn)(int, char **); const char *hel
 };
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: simile <command> [options]   (simile <command> --help for details)\n\ncommands:\n");
+    fprintf(f, "usage: simile <command> [options]   (simile <command> --help, or simile help <command>, for details)\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].help);
     fprintf(f, "\nexit codes: 0 success, 1 failure, 2 usage error, 3 bad or unreadable input file,\n"
@@ -26,7 +26,20 @@ static void usage(FILE *f) {
 
 int main(int argc, char **argv) {
     if (argc < 2) { usage(stderr); return EXIT_USAGE; }
-    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) { usage(stdout); return EXIT_OK; }
+    if (!strcmp(argv[1], "help") && argc >= 3 && argc < 16) {
+        /* simile help CMD [SUB]: run CMD [SUB] --help */
+        static char *hargv[16], help_opt[] = "--help";
+        int n = 0;
+        hargv[n++] = argv[0];
+        for (int i = 2; i < argc; i++) hargv[n++] = argv[i];
+        hargv[n++] = help_opt;
+        hargv[n] = NULL;
+        argc = n;
+        argv = hargv;
+    } else if (cli_is_help(argv[1]) || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return EXIT_OK;
+    }
     if (!strcmp(argv[1], "--version")) {
         sm_compute_info ci;
         sm_compute_info_get(&ci);

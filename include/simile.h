@@ -1,10 +1,14 @@
 /* simile.h - the one public header of simile, a C library for deep metric learning.
  *
  * Conventions (read once, they hold for every function below):
- *  - Every fallible function returns an sm_status; SM_OK (0) is success.  On failure a
- *    human-readable message is available from sm_errmsg() (per thread) and, for functions that
- *    take a handle, from that handle's *_errmsg() as well.  Out-parameters are left untouched
- *    (constructors set *out to NULL) on failure.
+ *  - Every fallible function returns an sm_status; SM_OK (0) is success.  Errors, one rule:
+ *    whenever a function returns a status other than SM_OK, sm_errmsg() (per thread) holds a
+ *    non-empty message for it, and when its first argument is a non-NULL handle (sm_model_*,
+ *    sm_train's model, sm_loss_compute, sm_gallery_*), that handle's *_errmsg() holds the same
+ *    message.  A handle's message stays until the next failure on that handle (a success does
+ *    not clear it); sm_errmsg() until the next failure in the thread.  A constructor that fails
+ *    leaves no handle: read sm_errmsg().  Out-parameters are left untouched (constructors set
+ *    *out to NULL) on failure.
  *  - The library never calls exit() or abort() on user input; bad input is an error status.
  *  - Handles are opaque; constructors take an out-parameter; every sm_*_free(NULL) is a no-op.
  *  - Arrays are row-major float32.  Images are (n, h, w, c) "NHWC"; embeddings are (n, d);
@@ -150,7 +154,8 @@ sm_status sm_model_create(sm_model **out, const char *spec, int h, int w, int c,
 
 void sm_model_free(sm_model *m);
 
-/* Last error message on this model handle ("" if none).  Valid until the next call on m. */
+/* Message of the last failed call on m ("" if none failed; the error rule at the top of this
+ * file).  Valid until the next call on m. */
 const char *sm_model_errmsg(const sm_model *m);
 
 /* The expanded layer spec text (owned by m). */
@@ -255,6 +260,7 @@ typedef struct sm_loss sm_loss;
 sm_status sm_loss_create(sm_loss **out, const char *name, const char *options, int dim,
                          uint64_t seed);
 void sm_loss_free(sm_loss *loss);
+/* Message of the last failed sm_loss_compute on loss ("" if none failed). */
 const char *sm_loss_errmsg(const sm_loss *loss);
 const char *sm_loss_name(const sm_loss *loss);
 
@@ -513,7 +519,8 @@ sm_status sm_gallery_save(sm_gallery *g, const char *path);
 
 void sm_gallery_free(sm_gallery *g);
 
-/* Last error message on this gallery ("" if none).  Valid until the next call on g. */
+/* Message of the last failed call on g ("" if none failed; the error rule at the top of this
+ * file).  Valid until the next call on g. */
 const char *sm_gallery_errmsg(const sm_gallery *g);
 
 int sm_gallery_dim(const sm_gallery *g);
@@ -770,7 +777,9 @@ typedef struct sm_report sm_report;
  * one, nearest neighbour and centroid over a gallery of train images); the embedding structure
  * (intra/inter-class distances, fraction of triplets satisfying the margin); a 2-D PCA picture;
  * then the few-samples experiment.  Both datasets must hold the seen and unseen classes, already
- * normalised.  Same config, data and thread count give the same figures.
+ * normalised.  Same config, data and thread count give the same figures.  The model spec and
+ * every loss with its options are built (and freed) before the first run trains anything, so a
+ * bad one is refused before any work and nothing is written to model_dir.
  * Errors: SM_ERR_INVALID (bad config), SM_ERR_RANGE (a class with too few images), and those of
  * sm_model_create, sm_loss_create, sm_train (SM_ERR_NUMERIC if training diverges), sm_model_save. */
 sm_status sm_compare_run(sm_report **out, const sm_compare_config *cfg, const sm_dataset *train,
@@ -805,6 +814,8 @@ typedef struct sm_train_progress {
     double seconds;             /* elapsed in this epoch */
     float lr;                   /* current learning rate */
     int epoch_done;             /* 1 on the final call of an epoch */
+    double elapsed_seconds;     /* since sm_train began (callbacks included) */
+    double eta_seconds;         /* estimated time left: elapsed x steps left / steps done */
 } sm_train_progress;
 
 typedef struct sm_train_config {

@@ -115,7 +115,8 @@ expect "size mismatch is explained" "$ERR" "6x6x1"
 run "bad spec" 2 "$SIMILE" train --images "$TMP/img" --labels "$TMP/lab" --model "conv 4; foo" --out "$TMP/x.smm"
 expect "bad spec names the line" "$ERR" "line 1"
 run "spec too large for the input" 2 "$SIMILE" train --images "$TMP/img" --labels "$TMP/lab" --model "conv 4 k=9; gap" --out "$TMP/x.smm"
-run "unknown loss" 1 "$SIMILE" train --images "$TMP/img" --labels "$TMP/lab" --model "$SPEC" --loss nosuchloss --out "$TMP/x.smm"
+run "unknown loss is a usage error" 2 "$SIMILE" train --images "$TMP/img" --labels "$TMP/lab" --model "$SPEC" --loss nosuchloss --out "$TMP/x.smm"
+expect "unknown loss names the valid ones" "$ERR" "nosuchloss.*valid: .*triplet"
 
 # ---- labels the head cannot predict, empty classes ---------------------------------------------------
 run "eval with a label outside the head" 0 "$SIMILE" eval --model "$M" --images "$TMP/img" --labels "$TMP/lab7" --no-normalize

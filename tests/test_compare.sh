@@ -55,7 +55,7 @@ rc=$?
 if [ $rc -eq 0 ]; then pass "compare runs (exit 0)"; else fail "compare exit $rc"; sed 's/^/     | /' "$TMP/a.err" | tail -5; exit 1; fi
 grep -Eq '^multisimilarity +\| +[0-9.]+ ' "$TMP/a.out" && grep -q "embedding structure" "$TMP/a.out" &&
     grep -q "few samples" "$TMP/a.out" && pass "the table is printed" || fail "no table on stdout"
-grep -Eq 'softmax: [0-9]+ images x 1 epochs in [0-9.]+ s, [0-9]+ images/s' "$TMP/a.out" &&
+grep -Eq 'softmax: [0-9]+ images x 1 epoch in [0-9.]+ s, [0-9]+ images/s' "$TMP/a.out" &&
     pass "a time and throughput line per run" || fail "no time and throughput line"
 for f in report.html report.json report.txt softmax.smm multisimilarity.smm triplet.smm few_softmax.smm; do
     [ -s "$TMP/a/$f" ] || fail "missing $f"

@@ -219,7 +219,7 @@ has "skipped: badfolder/a/1.png"
 has "skipped 1 of 3 images that could not be read"
 has "enrolled 2 items in 2 classes (2 new)"
 expect 3 "--skip-bad with nothing readable" -- "$S" identify --gallery g.smg --model m.smm --skip-bad broken.png
-has "none of the 1 images could be read"
+has "the one image given could not be read"
 # images of another size are resized, and a note says so once
 expect 0 "identify a 1x1 and a 100x64 image" -- "$S" identify --gallery g.smg --model m.smm tiny.pgm wide.pgm q0.png
 [ "$(grep -c "resized" out.txt)" = 1 ] && ok "one note about resizing" || { bad "resize note count"; cat out.txt; }
@@ -229,7 +229,7 @@ grep -q resized out.txt && bad "a resize note for an 8x8 image" || ok "no resize
 
 # ---- an old-version (1) gallery file still loads, and is upgraded when written ------------------
 expect 0 "list a version-1 gallery" -- "$S" gallery list --gallery v1.smg --items
-has "2 items in 1 classes"
+has "2 items in 1 class"
 has "^ *1   old  *-$"
 expect 0 "enrol into a version-1 gallery" -- "$S" gallery enrol --gallery v1.smg --npy two8.npy --class new
 expect 0 "list it again (now version 2)" -- "$S" gallery list --gallery v1.smg --items
@@ -258,7 +258,7 @@ expect 0 "remove a class" -- "$S" gallery remove --gallery g.smg --class quad2
 has "2 items"
 expect 1 "remove a missing class" -- "$S" gallery remove --gallery g.smg --class quad2
 expect 0 "compact" -- "$S" gallery compact --gallery g.smg
-has "1 class slots dropped"
+has "1 class slot dropped"
 expect 0 "list after compaction" -- "$S" gallery list --gallery g.smg
 has "22 items in 5 classes"
 

@@ -9,7 +9,12 @@
  *   - numeric guards: a diverging run returns SM_ERR_NUMERIC naming the step, with the model
  *     restored to the state after the last good step (all finite);
  *   - argument checks: wrong data shape -> SM_ERR_MISMATCH, a label outside the head ->
- *     SM_ERR_RANGE, bad configurations -> SM_ERR_INVALID (model untouched). */
+ *     SM_ERR_RANGE, bad configurations -> SM_ERR_INVALID (model untouched);
+ *   - the error rule of simile.h: every failure leaves a non-empty sm_errmsg() and, on the
+ *     handle it was called on, the same message in *_errmsg() (sm_train with a NULL dataset or
+ *     loss, sm_model_save to an empty path or a missing folder, sm_gallery_class_info out of
+ *     range), kept across a later success; a missing data, model or gallery file gives a
+ *     message naming the file. */
 #include "core/core.h"
 #include "model/model.h"
 #include "simile.h"
@@ -482,6 +487,56 @@ out:
     sm_dataset_free(ds); sm_dataset_free(ds5);
 }
 
+/* The error rule of simile.h: failure -> non-empty sm_errmsg() and the same text on the handle. */
+static void test_error_messages(void) {
+    sm_dataset *ds = random_dataset(12, 3, 2, 1.0f), *none = NULL;
+    sm_model *m = NULL, *ml = NULL;
+    sm_loss *loss = NULL;
+    sm_gallery *g = NULL, *gl = NULL;
+    CHECK_OK(sm_model_create(&m, TINY, 6, 6, 1, 1));
+    CHECK_OK(sm_loss_create(&loss, "softmax", "classes=3", 4, 1));
+    CHECK_OK(sm_gallery_create(&g, 4, SM_METRIC_L2, 0));
+    if (!ds || !m || !loss || !g) goto out;
+    CHECK(sm_model_errmsg(m)[0] == 0); /* nothing failed on m yet */
+    sm_train_config c;
+    sm_train_config_default(&c);
+    c.epochs = 1; c.batch_size = 4;
+    CHECK_STATUS(sm_train(m, loss, NULL, &c), SM_ERR_INVALID);
+    CHECK_MSG(sm_model_errmsg(m)[0] != 0, "sm_train with a NULL dataset left the model's message empty");
+    CHECK(strstr(sm_model_errmsg(m), "NULL") != NULL);
+    CHECK(strcmp(sm_model_errmsg(m), sm_errmsg()) == 0);
+    CHECK_STATUS(sm_train(m, NULL, ds, &c), SM_ERR_INVALID);
+    CHECK(strstr(sm_model_errmsg(m), "NULL") != NULL);
+    /* a later success keeps the handle's message */
+    float x[36] = {0}, e[4];
+    CHECK_OK(sm_model_embed(m, x, 1, e));
+    CHECK(strstr(sm_model_errmsg(m), "NULL") != NULL);
+    /* saving: an empty path, a folder that does not exist */
+    CHECK_STATUS(sm_model_save(m, ""), SM_ERR_INVALID);
+    CHECK(strstr(sm_model_errmsg(m), "empty path") != NULL);
+    CHECK_STATUS(sm_model_save(m, "/nonexistent-simile-dir/m.smm"), SM_ERR_IO);
+    CHECK(strstr(sm_model_errmsg(m), "nonexistent-simile-dir") != NULL);
+    CHECK(strcmp(sm_model_errmsg(m), sm_errmsg()) == 0);
+    /* a gallery query out of range, on a const handle */
+    sm_gallery_class info;
+    CHECK_STATUS(sm_gallery_class_info(g, 5, &info), SM_ERR_RANGE);
+    CHECK(strstr(sm_gallery_errmsg(g), "class slot 5") != NULL);
+    CHECK(strcmp(sm_gallery_errmsg(g), sm_errmsg()) == 0);
+    /* missing files: no handle comes back, sm_errmsg() names the file */
+    CHECK_STATUS(sm_dataset_load_idx(&none, "/nonexistent-simile-dir/img.gz", "/nonexistent-simile-dir/lab.gz"), SM_ERR_IO);
+    CHECK(none == NULL);
+    CHECK_MSG(strstr(sm_errmsg(), "nonexistent-simile-dir/img.gz") != NULL, "message '%s'", sm_errmsg());
+    CHECK(sm_model_load(&ml, "/nonexistent-simile-dir/m.smm") != SM_OK && ml == NULL);
+    CHECK_MSG(strstr(sm_errmsg(), "nonexistent-simile-dir/m.smm") != NULL, "message '%s'", sm_errmsg());
+    CHECK(sm_gallery_open(&gl, "/nonexistent-simile-dir/g.smg") != SM_OK && gl == NULL);
+    CHECK_MSG(strstr(sm_errmsg(), "nonexistent-simile-dir/g.smg") != NULL, "message '%s'", sm_errmsg());
+out:
+    sm_gallery_free(g);
+    sm_loss_free(loss);
+    sm_model_free(m);
+    sm_dataset_free(ds);
+}
+
 int main(void) {
     test_samples_per_epoch();
     sm_set_num_threads(2);
@@ -493,5 +548,6 @@ int main(void) {
     test_learns();
     test_numeric_guard();
     test_bad_arguments();
+    test_error_messages();
     TEST_MAIN_END();
 }

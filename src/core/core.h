@@ -19,6 +19,8 @@ void sm_errmsg_clear(void);
 /* Copy the thread's last message into a handle's buffer (size SM_ERRMSG_MAX). */
 #define SM_ERRMSG_MAX 512
 void sm_errmsg_copy(char *dst);
+/* one or many for a count in text: "%d %s", n, sm_pl(n, "epoch", "epochs") */
+static inline const char *sm_pl(long long n, const char *one, const char *many) { return n == 1 ? one : many; }
 
 /* ---- memory ---------------------------------------------------------------------------- */
 /* Allocation helpers that record SM_ERR_NOMEM messages; return NULL on failure (or overflow of

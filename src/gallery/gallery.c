@@ -306,7 +306,8 @@ sm_status sm_gallery_compact(sm_gallery *g) {
 sm_status sm_gallery_class_info(const sm_gallery *g, int i, sm_gallery_class *info) {
     if (!g || !info) return sm_fail(SM_ERR_INVALID, "sm_gallery_class_info: NULL argument");
     if (i < 0 || i >= g->nclasses)
-        return sm_fail(SM_ERR_RANGE, "class slot %d outside 0..%d", i, g->nclasses - 1);
+        /* the message buffer is the one part of a const handle that a failing call writes */
+        return gret((sm_gallery *)g, sm_fail(SM_ERR_RANGE, "class slot %d outside 0..%d", i, g->nclasses - 1));
     info->name = g->names[i];
     info->items = g->class_live[i];
     info->removed = g->class_removed[i];

@@ -568,7 +568,7 @@ sm_status sm_knn_search_ex(const float *db, int64_t n, const float *q, int64_t n
         sm_free(fs);
         sm_free(qn);
         sm_free(dn);
-        return ok ? SM_OK : SM_ERR_NOMEM;
+        return ok ? SM_OK : sm_fail(SM_ERR_NOMEM, "out of memory for the search buffers");
     }
 
     /* ---- allocations (before any output is touched) ---- */

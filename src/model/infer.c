@@ -181,5 +181,5 @@ sm_status sm_model_infer(sm_model *m, const float *x, int64_t n, float *emb) {
     }
     sm_free(S);
     sm_free(folded);
-    return nomem ? SM_ERR_NOMEM : SM_OK;
+    return nomem ? sm_fail(SM_ERR_NOMEM, "out of memory for the inference buffers") : SM_OK;
 }

@@ -70,7 +70,11 @@ static sm_status write_fn(void *ctx, const char *name, int ndim, const int *dims
 
 sm_status sm_model_save(sm_model *m, const char *path) {
     if (!m) return sm_fail(SM_ERR_INVALID, "sm_model_save: model is NULL");
-    if (!path || !*path) return sm_fail(SM_ERR_INVALID, "sm_model_save: empty path");
+    if (!path || !*path) {
+        sm_status st = sm_fail(SM_ERR_INVALID, "sm_model_save: empty path");
+        sm_errmsg_copy(m->errmsg);
+        return st;
+    }
     if (!sm_all_finite(m->params, m->nparams) || !sm_all_finite(m->buffers, m->nbuffers) ||
         (m->head && !sm_all_finite(m->head, m->nhead))) {
         sm_status st = sm_fail(SM_ERR_NUMERIC, "%s: refusing to save a model with NaN/Inf parameters", path);

@@ -414,6 +414,29 @@ static void per_image_distances(const float *e, const int32_t *y, int64_t n, int
     }
 }
 
+/* Build the model and every loss as train_one will, and free them: a bad spec, loss name or loss
+ * option is refused before anything is trained or written. */
+static sm_status check_models(const sm_compare_config *cfg, const sm_dataset *ds) {
+    int h, w, ch;
+    sm_dataset_shape(ds, &h, &w, &ch);
+    sm_model *m = NULL;
+    sm_status st = sm_model_create(&m, cfg->model_spec, h, w, ch, cfg->seed);
+    if (st) return st;
+    for (int i = 0; i < cfg->num_losses && !st; i++) {
+        const char *opts = cfg->loss_options[i] ? cfg->loss_options[i] : "";
+        char o[sizeof ((sm_rep_model *)0)->options];
+        if (needs_classes(cfg->losses[i]) && !strstr(opts, "classes="))
+            snprintf(o, sizeof o, "classes=%d%s%s", sm_dataset_num_classes(ds), *opts ? "," : "", opts);
+        else
+            snprintf(o, sizeof o, "%s", opts);
+        sm_loss *loss = NULL;
+        st = sm_loss_create(&loss, cfg->losses[i], o, sm_model_embedding_dim(m), cfg->seed + 1);
+        sm_loss_free(loss);
+    }
+    sm_model_free(m);
+    return st;
+}
+
 /* Evaluate model m into R; full = 0 for the few-samples runs (no open set, ROC, PCA). */
 static sm_status evaluate(ctx *c, sm_model *m, sm_rep_model *R, const sm_dataset *gallery, int full) {
     const sm_compare_config *cfg = c->cfg;
@@ -702,6 +725,7 @@ sm_status sm_compare_run(sm_report **out, const sm_compare_config *cfg, const sm
     r->n_test_unseen = sm_dataset_size(c.test_unseen);
     r->n_gallery = sm_dataset_size(c.gallery);
     r->n_calib = sm_dataset_size(c.calib);
+    if ((st = check_models(cfg, c.train_seen))) goto fail;
     int used[2 * SM_COMPARE_MAX_LOSSES] = {0};
     int nruns = cfg->num_losses * (cfg->few_per_class > 0 ? 2 : 1);
     for (int run = 0; run < nruns; run++) {
@@ -717,14 +741,16 @@ sm_status sm_compare_run(sm_report **out, const sm_compare_config *cfg, const sm
             epochs = cfg->few_epochs;
             if (per_class > cfg->few_per_class) per_class = cfg->few_per_class;
         }
-        logf_(cfg, "[%d/%d] training %s%s on %lld images of classes %s, %d epochs", run + 1, nruns,
-              cfg->losses[li], few ? " (few samples)" : "", (long long)sm_dataset_size(ds), cfg->seen_classes, epochs);
+        logf_(cfg, "[%d/%d] training %s%s on %lld images of classes %s, %d %s", run + 1, nruns,
+              cfg->losses[li], few ? " (few samples)" : "", (long long)sm_dataset_size(ds), cfg->seen_classes, epochs,
+              sm_pl(epochs, "epoch", "epochs"));
         sm_model *m = NULL;
         st = train_one(&c, li, ds, epochs, per_class, R, &m);
         r->nmodels = run + 1;
         if (st) { sm_dataset_free(fewds); goto fail; }
-        logf_(cfg, "%s%s: %lld images x %d epochs in %.1f s, %.0f images/s, final loss %.4f", R->loss,
-              few ? " (few samples)" : "", (long long)R->train_images, R->epochs, R->train_seconds, R->images_per_sec,
+        logf_(cfg, "%s%s: %lld images x %d %s in %.1f s, %.0f images/s, final loss %.4f", R->loss,
+              few ? " (few samples)" : "", (long long)R->train_images, R->epochs, sm_pl(R->epochs, "epoch", "epochs"),
+              R->train_seconds, R->images_per_sec,
               R->final_loss);
         if (cfg->model_dir) {
             char base[64];

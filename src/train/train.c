@@ -118,7 +118,7 @@ sm_status sm_train(sm_model *m, sm_loss *loss, const sm_dataset *ds, const sm_tr
     memset(&t, 0, sizeof t);
     sm_epoch_plan plan;
     memset(&plan, 0, sizeof plan);
-    if (!loss || !ds || !cfg) return sm_fail(SM_ERR_INVALID, "sm_train: NULL loss, dataset or config");
+    if (!loss || !ds || !cfg) FAIL(sm_fail(SM_ERR_INVALID, "sm_train: NULL loss, dataset or config"));
     if ((st = check_config(cfg))) FAIL(st);
     if (ds->h != m->in_h || ds->w != m->in_w || ds->c != m->in_c)
         FAIL(sm_fail(SM_ERR_MISMATCH, "data of shape %dx%dx%d, model input %dx%dx%d", ds->h, ds->w, ds->c,
@@ -153,6 +153,7 @@ sm_status sm_train(sm_model *m, sm_loss *loss, const sm_dataset *ds, const sm_tr
 
     sm_rng rng;
     sm_rng_seed(&rng, cfg->seed);
+    const double t_train = sm_now();
     for (int epoch = 0; epoch < cfg->epochs; epoch++) {
         double t0 = sm_now(), sum_loss = 0;
         int64_t seen = 0, pb = 0; /* samples done this epoch; next batch of the current pass */
@@ -221,10 +222,12 @@ sm_status sm_train(sm_model *m, sm_loss *loss, const sm_dataset *ds, const sm_tr
             sum_loss += value * n;
             seen += n;
             if (cfg->progress) {
-                double el = sm_now() - t0;
+                double now = sm_now(), el = now - t0, total = now - t_train;
                 int last = target < 0 ? pb >= plan.nbatches : seen >= target;
+                double done = (double)epoch * (double)steps + (double)(b + 1), all = (double)cfg->epochs * (double)steps;
                 sm_train_progress pr = {epoch + 1, cfg->epochs, b + 1, steps, sum_loss / (double)seen,
-                                        el > 0 ? (double)seen / el : 0, el, lr, last};
+                                        el > 0 ? (double)seen / el : 0, el, lr, last, total,
+                                        all > done ? total * (all - done) / done : 0};
                 /* at an epoch's end the callback sees the averaged model when there is one */
                 if (last && t.ema) ema_swap(&t, m, loss);
                 int stop = cfg->progress(&pr, cfg->user);
