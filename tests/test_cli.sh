@@ -11,29 +11,9 @@ SIMILE=${1:?usage: test_cli.sh path/to/simile}
 PY=/usr/bin/python3
 TMP=$(mktemp -d /tmp/sm_test_cli.XXXXXX)
 trap 'rm -rf "$TMP"' EXIT
-FAILS=0
-CHECKS=0
-
-pass() { CHECKS=$((CHECKS + 1)); echo "ok   $1"; }
-fail() { CHECKS=$((CHECKS + 1)); FAILS=$((FAILS + 1)); echo "FAIL $1"; }
-
-# run NAME WANT_RC CMD...: run the command, capture stdout/stderr, compare the exit code.
+. "$(dirname "$0")/checks.sh"
 OUT="$TMP/out.txt"
 ERR="$TMP/err.txt"
-run() {
-    local name=$1 want=$2
-    shift 2
-    "$@" >"$OUT" 2>"$ERR"
-    local rc=$?
-    if [ "$rc" -eq "$want" ]; then pass "$name (exit $rc)"; return 0; fi
-    fail "$name: exit $rc, want $want"
-    sed 's/^/     | /' "$ERR" | head -5
-    return 1
-}
-# expect NAME FILE REGEX: the file (stdout or stderr capture) matches the extended regex.
-expect() {
-    if grep -Eq -- "$3" "$2"; then pass "$1"; else fail "$1: no match for /$3/"; sed 's/^/     | /' "$2" | head -5; fi
-}
 
 # ---- data -------------------------------------------------------------------------------------
 # 200 random 8x8 images with labels 0..3 (class 0 brighter, so that there is something to learn),
@@ -160,5 +140,4 @@ else
     echo "note: no 'contrastive' loss registered; metric-loss checks skipped"
 fi
 
-echo "test_cli.sh: $CHECKS checks, $FAILS failed"
-[ "$FAILS" -eq 0 ]
+checks_end test_cli.sh

@@ -11,29 +11,9 @@ SIMILE=${1:?usage: test_cli_exits.sh path/to/simile}
 PY=/usr/bin/python3
 TMP=$(mktemp -d /tmp/sm_test_cli_exits.XXXXXX)
 trap 'rm -rf "$TMP"' EXIT
-FAILS=0
-pass() { echo "ok   $1"; }
-fail() { FAILS=$((FAILS + 1)); echo "FAIL $1"; }
+. "$(dirname "$0")/checks.sh"
 OUT="$TMP/out.txt"
 ERR="$TMP/err.txt"
-# run NAME WANT_RC CMD...: run the command, capture stdout/stderr, compare the exit code.
-run() {
-    local name=$1 want=$2
-    shift 2
-    "$@" >"$OUT" 2>"$ERR"
-    local rc=$?
-    if [ "$rc" -eq "$want" ]; then pass "$name (exit $rc)"; return 0; fi
-    fail "$name: exit $rc, want $want"
-    sed 's/^/     | /' "$ERR" | head -5
-    return 1
-}
-# expect NAME FILE REGEX / expect_not NAME FILE REGEX
-expect() {
-    if grep -Eq -- "$3" "$2"; then pass "$1"; else fail "$1: no match for /$3/"; sed 's/^/     | /' "$2" | head -5; fi
-}
-expect_not() {
-    if grep -Eq -- "$3" "$2"; then fail "$1: unexpected /$3/"; sed 's/^/     | /' "$2" | head -5; else pass "$1"; fi
-}
 
 # ---- data: Fashion-MNIST-named IDX files of 8x8 random images, 10 classes --------------------
 "$PY" - "$TMP/data" <<'PYEOF' || { echo "FAIL could not write the IDX files"; exit 1; }
@@ -133,5 +113,4 @@ expect "compare: epoch lines show elapsed and ETA" "$OUT" "^epoch 1/1 .* elapsed
 [ -s "$TMP/c4/report.html" ] && ! grep -q "1 epochs\|1 threads" "$TMP/c4/report.html" && pass "report.html: no \"1 epochs\", \"1 threads\"" || fail "report.html missing or says 1 epochs / 1 threads"
 grep -q ">training</th><td class=\"l\">1 epoch, " "$TMP/c4/report.html" && pass "report.html settings: \"1 epoch\"" || fail "report.html settings: no \"1 epoch\""
 
-echo "$FAILS failed"
-[ "$FAILS" -eq 0 ]
+checks_end test_cli_exits.sh

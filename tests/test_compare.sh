@@ -14,9 +14,7 @@ SIMILE=${1:?usage: test_compare.sh path/to/simile}
 PY=/usr/bin/python3
 TMP=$(mktemp -d /tmp/sm_test_compare.XXXXXX)
 trap 'rm -rf "$TMP"' EXIT
-FAILS=0
-pass() { echo "ok   $1"; }
-fail() { FAILS=$((FAILS + 1)); echo "FAIL $1"; }
+. "$(dirname "$0")/checks.sh"
 
 # ---- data: a slice of Fashion-MNIST in IDX files with Fashion-MNIST names -------------------
 $PY - "$TMP/data" <<'EOF'
@@ -168,5 +166,4 @@ else pass "--schedule cosine recorded and used"; fi
 [ $rc -eq 3 ] && pass "missing data: exit 3" || fail "missing data: exit $rc, want 3"
 "$SIMILE" compare --help | grep -q -- "--quick" && pass "--help" || fail "--help"
 
-if [ $FAILS -gt 0 ]; then echo "$FAILS check(s) failed"; exit 1; fi
-echo "all checks passed"
+checks_end test_compare.sh

@@ -9,10 +9,7 @@ set -u
 SIMILE=${1:?usage: test_compute_info.sh path/to/simile}
 TMP=$(mktemp -d /tmp/sm_test_compute.XXXXXX)
 trap 'rm -rf "$TMP"' EXIT
-FAILS=0
-CHECKS=0
-pass() { CHECKS=$((CHECKS + 1)); echo "ok   $1"; }
-fail() { CHECKS=$((CHECKS + 1)); FAILS=$((FAILS + 1)); echo "FAIL $1"; }
+. "$(dirname "$0")/checks.sh"
 
 /usr/bin/python3 - "$TMP" <<'PYEOF' || { echo "FAIL: could not write the data"; exit 1; }
 import random, struct, sys
@@ -45,5 +42,4 @@ for c in train embed; do
     elif [ "$warns" = 0 ] && [ "$n" = 0 ]; then pass "$c does not warn, nor does --version (kernel $core)"
     else fail "$c printed $n warning lines, --version warning=$warns"; fi
 done
-echo "$CHECKS checks, $FAILS failed"
-[ "$FAILS" = 0 ]
+checks_end test_compute_info.sh

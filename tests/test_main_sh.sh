@@ -12,24 +12,9 @@ SIMILE=${1:?usage: test_main_sh.sh path/to/simile}
 MAIN="$(cd "$(dirname "$0")/.." && pwd)/scripts/main.sh"
 TMP=$(mktemp -d /tmp/sm_test_main_sh.XXXXXX)
 trap 'rm -rf "$TMP"' EXIT
-FAILS=0
-pass() { echo "ok   $1"; }
-fail() { FAILS=$((FAILS + 1)); echo "FAIL $1"; }
+. "$(dirname "$0")/checks.sh"
 OUT="$TMP/out.txt"
 ERR="$TMP/err.txt"
-run() {
-    local name=$1 want=$2
-    shift 2
-    "$@" >"$OUT" 2>"$ERR"
-    local rc=$?
-    if [ "$rc" -eq "$want" ]; then pass "$name (exit $rc)"; return 0; fi
-    fail "$name: exit $rc, want $want"
-    sed 's/^/     | /' "$ERR" | head -5
-    return 1
-}
-expect() {
-    if grep -Eq -- "$3" "$2"; then pass "$1"; else fail "$1: no match for /$3/"; sed 's/^/     | /' "$2" | head -5; fi
-}
 
 run "main.sh -h" 0 "$MAIN" -h && expect "-h prints the options" "$OUT" "^usage: scripts/main.sh .*--threads N"
 run "main.sh --help" 0 "$MAIN" --help && expect "--help names --out" "$OUT" "--out DIR +output folder, relative to the current directory"
@@ -71,5 +56,4 @@ expect "simile compare names it" "$ERR" "bogus-option"
 expect "the bad loss named" "$ERR" "unknown loss 'foo'"
 [ ! -e "$TMP/user/r1" ] && [ ! -e "$TMP/user/r2" ] && pass "nothing written" || fail "a refused run left an output folder"
 
-echo "$FAILS failed"
-[ "$FAILS" -eq 0 ]
+checks_end test_main_sh.sh
