@@ -13,7 +13,11 @@
  * The micro-batch partition does not depend on the thread count, and every sgemm runs whole on
  * one thread, so the embeddings are the same bits for any number of threads, whichever kernel
  * OpenBLAS picks.  They equal the layer-by-layer path (sm_model_forward
- * with train = 0) up to float rounding of the folded weights (tests/test_infer.c). */
+ * with train = 0) up to float rounding of the folded weights (tests/test_infer.c).
+ * What a layer does here comes from its kind's table (src/nn/layer.h): `linear` (conv, fc: the
+ * plan adds the bias and activation after the product, and folds an `affine` layer, bn, into
+ * it), `commutes_bias_act` (maxpool: taken before that bias and activation) and `infer`, its
+ * single-threaded forward for a micro-batch; the plan itself knows no layer type. */
 #include "model/model.h"
 #include "backend/backend.h"
 #include <string.h>

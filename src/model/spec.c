@@ -1,5 +1,6 @@
 /* spec.c - the layer spec language: one layer per line (or ';'-separated), '#' comments,
- * "type [units] [key=value ...]".  Built-in names expand to their text. */
+ * "type [units] [key=value ...]".  Built-in names expand to their text.  The types, their
+ * options and canonical text come from the layer table (src/nn/layer.h). */
 #include "model/model.h"
 #include <ctype.h>
 #include <string.h>
