@@ -2,7 +2,7 @@
  * layer-by-layer reference (sm_model_forward with train = 0): the same embeddings within float
  * rounding, for several model shapes (cnn-s, bn after fc, a bn not after a conv, unfused relu,
  * a bias conv, stride 2, 1x1 conv, the pool taken before bias and ReLU, a model ending in a
- * pool), batch sizes around the micro-batch size, non-trivial running
+ * pool, average pools), batch sizes around the micro-batch size, non-trivial running
  * statistics; the same bits for 1 and 2 threads and for any split of the batch into calls;
  * sm_model_update_bn (population statistics of given data). */
 #include "core/core.h"
@@ -124,6 +124,10 @@ int main(void) {
     check_spec("bn; conv 3 k=3 p=0; maxpool k=3 s=2; gap; fc 4", 8, 8, 3, 0); /* bn first, pool 3/2 */
     check_spec("fc 16; bn; relu; fc 8; bn", 6, 6, 1, 0); /* ends with a folded bn */
     check_spec("conv 4 k=2 p=0; bn; relu; maxpool k=2", 3, 3, 2, 0); /* ends with a pool (1x1x4) */
+    /* avgpool after a folded bn + relu, after a bias conv, overlapping, and ending a model */
+    check_spec("conv 4 k=3 p=1; bn; relu; avgpool k=2; conv 3 k=1; avgpool k=3 s=2; gap; fc 3", 10, 9, 2, 0);
+    check_spec("conv 4 k=3 p=1; bn; relu; avgpool k=2; conv 3 k=1; avgpool k=3 s=2; gap; fc 3", 10, 9, 2, 1);
+    check_spec("conv 4 k=2 p=0; bn; relu; avgpool k=2", 3, 3, 2, 0); /* ends with an avgpool (1x1x4) */
     check_update_bn();
     TEST_MAIN_END();
 }

@@ -13,10 +13,13 @@
  * The micro-batch partition does not depend on the thread count, and every sgemm runs whole on
  * one thread, so the embeddings are the same bits for any number of threads, whichever kernel
  * OpenBLAS picks.  They equal the layer-by-layer path (sm_model_forward
- * with train = 0) up to float rounding of the folded weights (tests/test_infer.c). */
+ * with train = 0) up to float rounding of the folded weights (tests/test_infer.c).
+ * What a layer does here comes from its kind's table (src/nn/layer.h): `linear` (conv, fc: the
+ * plan adds the bias and activation after the product, and folds an `affine` layer, bn, into
+ * it), `commutes_bias_act` (maxpool: taken before that bias and activation) and `infer`, its
+ * single-threaded forward for a micro-batch; the plan itself knows no layer type. */
 #include "model/model.h"
 #include "backend/backend.h"
-#include <math.h>
 #include <string.h>
 #ifdef _OPENMP
 #include <omp.h>
@@ -28,17 +31,17 @@
 
 typedef struct stage {
     const sm_layer *L;
-    const float *W, *b; /* weights and bias to use (folded copies for conv/fc + bn) */
-    int relu;           /* apply max(., 0) after the bias */
+    const sm_layer_kind *K;
+    const float *W, *b; /* weights and bias to use (folded copies for a linear layer + bn) */
+    int relu;           /* apply max(., 0) after the bias (a linear layer) */
     int skip;           /* a bn folded into the previous layer, or a fused relu */
 } stage;
 
-/* Whether layer i is a conv/fc whose output goes to a bn that can be folded into it (its output
- * is only read by the bn: layers are a chain). */
+/* Whether layer i is a linear layer (conv, fc) whose output goes to an affine one (bn) that can
+ * be folded into it (its output is only read by the bn: layers are a chain). */
 static int folds_next_bn(const sm_model *m, int i) {
-    const sm_layer *L = &m->layers[i];
-    return (L->type == SM_LAYER_CONV || L->type == SM_LAYER_FC) && i + 1 < m->nlayers &&
-           m->layers[i + 1].type == SM_LAYER_BN;
+    return i + 1 < m->nlayers && sm_layer_kind_of(&m->layers[i])->linear &&
+           sm_layer_kind_of(&m->layers[i + 1])->affine;
 }
 
 /* Build the stages, folding each bn into its conv/fc.  folded receives the copies; it has room
@@ -46,8 +49,7 @@ static int folds_next_bn(const sm_model *m, int i) {
 static void plan_stages(const sm_model *m, stage *S, float *folded) {
     for (int i = 0; i < m->nlayers; i++) {
         const sm_layer *L = &m->layers[i];
-        S[i] = (stage){L, L->W, L->b, 0, 0};
-        if (L->type == SM_LAYER_RELU && L->fused) S[i].skip = 1;
+        S[i] = (stage){L, sm_layer_kind_of(L), L->W, L->b, 0, L->fused};
     }
     for (int i = 0; i + 1 < m->nlayers; i++) {
         if (!folds_next_bn(m, i)) continue;
@@ -57,9 +59,10 @@ static void plan_stages(const sm_model *m, stage *S, float *folded) {
         float *W = folded, *b = folded + per;
         folded += per + L->oc;
         for (int o = 0; o < L->oc; o++) {
-            float sc = N->gamma[o] / sqrtf(N->run_var[o] + N->eps);
+            float sub, sc, add; /* N's channel o: (x - sub) * sc + add */
+            S[i + 1].K->affine(N, o, &sub, &sc, &add);
             for (int64_t k = 0; k < K; k++) W[o * K + k] = L->W[o * K + k] * sc;
-            b[o] = ((L->b ? L->b[o] : 0.0f) - N->run_mean[o]) * sc + N->beta[o];
+            b[o] = ((L->b ? L->b[o] : 0.0f) - sub) * sc + add;
         }
         S[i].W = W;
         S[i].b = b;
@@ -70,7 +73,7 @@ static void plan_stages(const sm_model *m, stage *S, float *folded) {
 
 /* Run micro-batch x (n <= MICRO samples) through the stages; the output goes to out (n, d). */
 static void run_micro(const sm_model *m, const stage *S, const float *x, int n, float *bufA, float *bufB,
-                      float *col, float *out) {
+                      float *scratch, float *out) {
     const float *in = x;
     float *bufs[2] = {bufA, bufB};
     int which = 0;
@@ -81,57 +84,23 @@ static void run_micro(const sm_model *m, const stage *S, const float *x, int n, 
         if (st->skip) continue;
         const sm_layer *L = st->L;
         float *y = i == last ? out : bufs[which];
-        const int64_t rows = (int64_t)n * L->oh * L->ow;
-        switch (L->type) {
-        case SM_LAYER_CONV: {
-            int K = L->k * L->k * L->ic;
-            const float *c = in;
-            if (!sm_conv_is_direct(L)) {
-                sm_k1_im2col(in, n, L->ih, L->iw, L->ic, L->k, L->stride, L->pad, L->oh, L->ow, col);
-                c = col;
-            }
-            sm_k_gemm(0, 1, (int)rows, L->oc, K, 1.0f, c, K, st->W, K, 0.0f, y, L->oc);
-            /* conv -> (bias, relu) -> maxpool: pool first, then the bias and relu on the pooled
+        st->K->infer(L, st->W, in, n, y, scratch);
+        if (st->K->linear) {
+            /* linear -> (bias, relu) -> maxpool: pool first, then the bias and relu on the pooled
              * values (a per-channel constant and a monotone function commute with max, to the
              * bit), a quarter of the work for a 2x2 pool */
             int j = i + 1;
             while (j < m->nlayers && S[j].skip) j++;
-            if (j < m->nlayers && S[j].L->type == SM_LAYER_MAXPOOL) {
+            if (j < m->nlayers && S[j].K->commutes_bias_act) {
                 const sm_layer *P = S[j].L;
                 float *z = j == last ? out : bufs[which ^ 1];
-                sm_k1_maxpool(y, n, P->ih, P->iw, P->ic, P->k, P->stride, P->oh, P->ow, z);
+                S[j].K->infer(P, S[j].W, y, n, z, scratch);
                 sm_k1_bias_act(z, st->b, (int64_t)n * P->oh * P->ow, P->oc, st->relu);
                 in = z;
-                i = j; /* `which` stays: the next stage writes over the conv output */
+                i = j; /* `which` stays: the next stage writes over the linear layer's output */
                 continue;
             }
-            sm_k1_bias_act(y, st->b, rows, L->oc, st->relu);
-            break;
-        }
-        case SM_LAYER_FC: {
-            int inz = (int)sm_layer_in_size(L);
-            sm_k_gemm(0, 1, n, L->oc, inz, 1.0f, in, inz, st->W, inz, 0.0f, y, L->oc);
-            sm_k1_bias_act(y, st->b, n, L->oc, st->relu);
-            break;
-        }
-        case SM_LAYER_BN: /* not after a conv/fc: apply the running statistics */
-            sm_k_bn_forward_infer(in, rows, L->oc, L->gamma, L->beta, L->eps, L->run_mean, L->run_var, L->relu, y);
-            break;
-        case SM_LAYER_RELU:
-            memcpy(y, in, sizeof(float) * (size_t)(rows * L->oc));
-            sm_k1_bias_act(y, NULL, rows, L->oc, 1);
-            break;
-        case SM_LAYER_MAXPOOL:
-            sm_k1_maxpool(in, n, L->ih, L->iw, L->ic, L->k, L->stride, L->oh, L->ow, y);
-            break;
-        case SM_LAYER_GAP:
-            sm_k1_gap(in, n, L->ih * L->iw, L->ic, y);
-            break;
-        case SM_LAYER_L2NORM: {
-            float norm[MICRO];
-            sm_k_l2norm_forward(in, n, (int)sm_layer_in_size(L), y, norm);
-            break;
-        }
+            sm_k1_bias_act(y, st->b, (int64_t)n * L->oh * L->ow, L->oc, st->relu);
         }
         in = y;
         which ^= 1;
@@ -146,8 +115,8 @@ sm_status sm_model_infer(sm_model *m, const float *x, int64_t n, float *emb) {
         const sm_layer *L = &m->layers[i];
         if (folds_next_bn(m, i)) nfold += L->nparams + L->oc;
         if (sm_layer_out_size(L) > max_act) max_act = sm_layer_out_size(L);
-        if (L->type == SM_LAYER_CONV && (int64_t)L->oh * L->ow * L->k * L->k * L->ic > max_col)
-            max_col = (int64_t)L->oh * L->ow * L->k * L->k * L->ic;
+        const sm_layer_kind *K = sm_layer_kind_of(L);
+        if (K->infer_scratch && K->infer_scratch(L) > max_col) max_col = K->infer_scratch(L);
     }
     stage *S = sm_alloc((size_t)m->nlayers, sizeof *S);
     float *folded = sm_alloc((size_t)(nfold + 1), sizeof(float));

@@ -62,11 +62,10 @@ sm_status sm_model_create_bounded(sm_model **out, const char *spec, int h, int w
      * off, for testing that both paths agree */
     const char *nofuse = getenv("SIMILE_NO_FUSE");
     if (!(nofuse && *nofuse && *nofuse != '0'))
-        for (int i = 0; i + 1 < m->nlayers; i++)
-            if (m->layers[i].type == SM_LAYER_BN && m->layers[i + 1].type == SM_LAYER_RELU) {
-                m->layers[i].relu = 1;
-                m->layers[i + 1].fused = 1;
-            }
+        for (int i = 0; i + 1 < m->nlayers; i++) {
+            const sm_layer_kind *K = sm_layer_kind_of(&m->layers[i]);
+            if (K->fuse_next) K->fuse_next(&m->layers[i], &m->layers[i + 1]);
+        }
     m->params = sm_calloc((size_t)(m->nparams ? m->nparams : 1), sizeof(float));
     m->grads = sm_calloc((size_t)(m->nparams ? m->nparams : 1), sizeof(float));
     m->buffers = sm_calloc((size_t)(m->nbuffers ? m->nbuffers : 1), sizeof(float));
@@ -75,16 +74,7 @@ sm_status sm_model_create_bounded(sm_model **out, const char *spec, int h, int w
     sm_rng_seed(&rng, seed);
     for (int i = 0; i < m->nlayers; i++) {
         sm_layer *L = &m->layers[i];
-        float *p = m->params + L->param_offset, *g = m->grads + L->param_offset;
-        float *bf = m->buffers + L->buffer_offset;
-        if (L->type == SM_LAYER_CONV || L->type == SM_LAYER_FC) {
-            int64_t nw = L->nparams - (L->bias ? L->oc : 0);
-            L->W = p; L->dW = g;
-            if (L->bias) { L->b = p + nw; L->db = g + nw; }
-        } else if (L->type == SM_LAYER_BN) {
-            L->gamma = p; L->beta = p + L->oc; L->dgamma = g; L->dbeta = g + L->oc;
-            L->run_mean = bf; L->run_var = bf + L->oc;
-        }
+        sm_layer_bind(L, m->params + L->param_offset, m->grads + L->param_offset, m->buffers + L->buffer_offset);
         sm_layer_init_params(L, &rng);
     }
     *out = m;
@@ -265,8 +255,8 @@ sm_status sm_model_update_bn(sm_model *m, const float *x, int64_t n, int batch) 
     for (int i = 0; i < m->nlayers; i++) {
         sm_layer *L = &m->layers[i];
         moms[i] = L->momentum;
-        if (L->type != SM_LAYER_BN) continue;
-        for (int j = 0; j < L->oc; j++) { L->run_mean[j] = 0; L->run_var[j] = 1; }
+        const sm_layer_kind *K = sm_layer_kind_of(L);
+        if (K->reset_stats) K->reset_stats(L);
     }
     /* a cumulative average: batch k (0-based) enters with weight 1/(k+1); a last batch of fewer
      * than 2 inputs is skipped (its variance is undefined) */
@@ -274,7 +264,7 @@ sm_status sm_model_update_bn(sm_model *m, const float *x, int64_t n, int batch) 
     for (int64_t s = 0; s + 1 < n; s += batch, k++) {
         int b = (int)(n - s < batch ? n - s : batch);
         for (int i = 0; i < m->nlayers; i++)
-            if (m->layers[i].type == SM_LAYER_BN) m->layers[i].momentum = 1.0f / (float)(k + 1);
+            if (sm_layer_kind_of(&m->layers[i])->reset_stats) m->layers[i].momentum = 1.0f / (float)(k + 1);
         sm_model_forward(m, x + s * in, b, 1);
     }
     for (int i = 0; i < m->nlayers; i++) m->layers[i].momentum = moms[i];

@@ -24,35 +24,12 @@ static sm_status w_tensor(sm_afile *f, const char *name, int ndim, const int *di
     return st;
 }
 
-/* Enumerate the tensors of a model: calls fn for each (name, dims, pointer). */
-typedef sm_status (*tensor_fn)(void *ctx, const char *name, int ndim, const int *dims, float *data);
+/* Enumerate the tensors of a model: calls fn for each (name, dims, pointer): each layer's
+ * (src/nn/layer_<name>.c), then the head. */
+typedef sm_tensor_fn tensor_fn;
 static sm_status each_tensor(sm_model *m, tensor_fn fn, void *ctx) {
-    char name[64];
     sm_status st = SM_OK;
-    for (int i = 0; i < m->nlayers && !st; i++) {
-        sm_layer *L = &m->layers[i];
-        const char *t = sm_layer_type_name(L->type);
-        if (L->type == SM_LAYER_CONV) {
-            int d[4] = {L->oc, L->k, L->k, L->ic};
-            snprintf(name, sizeof name, "%d.%s.weight", i + 1, t);
-            st = fn(ctx, name, 4, d, L->W);
-        } else if (L->type == SM_LAYER_FC) {
-            int d[2] = {L->oc, (int)sm_layer_in_size(L)};
-            snprintf(name, sizeof name, "%d.%s.weight", i + 1, t);
-            st = fn(ctx, name, 2, d, L->W);
-        } else if (L->type == SM_LAYER_BN) {
-            const char *nm[4] = {"weight", "bias", "running_mean", "running_var"};
-            float *p[4] = {L->gamma, L->beta, L->run_mean, L->run_var};
-            for (int j = 0; j < 4 && !st; j++) {
-                snprintf(name, sizeof name, "%d.bn.%s", i + 1, nm[j]);
-                st = fn(ctx, name, 1, &L->oc, p[j]);
-            }
-        }
-        if (!st && L->b) {
-            snprintf(name, sizeof name, "%d.%s.bias", i + 1, t);
-            st = fn(ctx, name, 1, &L->oc, L->b);
-        }
-    }
+    for (int i = 0; i < m->nlayers && !st; i++) st = sm_layer_tensors(&m->layers[i], i, fn, ctx);
     if (!st && m->nhead > 0) {
         int d = (int)m->nhead;
         st = fn(ctx, "head.params", 1, &d, m->head);

@@ -1,9 +1,8 @@
 /* spec.c - the layer spec language: one layer per line (or ';'-separated), '#' comments,
- * "type [units] [key=value ...]".  Built-in names expand to their text. */
+ * "type [units] [key=value ...]".  Built-in names expand to their text.  The types, their
+ * options and canonical text come from the layer table (src/nn/layer.h). */
 #include "model/model.h"
 #include <ctype.h>
-#include <errno.h>
-#include <stdlib.h>
 #include <string.h>
 
 static const struct { const char *name, *text; } builtins[] = {
@@ -28,49 +27,33 @@ const char *sm_spec_builtin(const char *name) {
     return NULL;
 }
 
-static int parse_int(const char *s, int *out) {
-    char *end;
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (end == s || *end || errno || v < 0 || v > 1000000) return 0;
-    *out = (int)v;
-    return 1;
-}
-
-static int parse_float(const char *s, float *out) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (end == s || *end || errno || !(v >= 0 && v <= 1e6)) return 0;
-    *out = (float)v;
-    return 1;
-}
-
-/* Parse one layer's tokens. */
+/* Parse one layer's tokens: the kind named by the first, its size if it takes one, then its
+ * key=value options (src/nn/layer_<name>.c). */
 static sm_status parse_layer(char **tok, int ntok, sm_layer *L, int lineno) {
-    static const struct { const char *name; sm_layer_type type; } types[] = {
-        {"conv", SM_LAYER_CONV}, {"bn", SM_LAYER_BN}, {"relu", SM_LAYER_RELU},
-        {"maxpool", SM_LAYER_MAXPOOL}, {"gap", SM_LAYER_GAP}, {"fc", SM_LAYER_FC},
-        {"l2norm", SM_LAYER_L2NORM}};
     memset(L, 0, sizeof *L);
     L->line = lineno;
-    int found = 0;
-    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
-        if (strcmp(tok[0], types[i].name) == 0) { L->type = types[i].type; found = 1; }
-    if (!found)
-        return sm_fail(SM_ERR_SPEC, "spec line %d: unknown layer '%s' (known: conv bn relu maxpool gap fc l2norm)",
-                       lineno, tok[0]);
-    /* defaults */
-    L->k = L->type == SM_LAYER_MAXPOOL ? 2 : 3;
-    L->stride = L->type == SM_LAYER_MAXPOOL ? 0 : 1; /* maxpool stride defaults to k */
+    const sm_layer_kind *K = NULL;
+    for (int i = 0; i < SM_LAYER_NKINDS && !K; i++)
+        if (strcmp(tok[0], sm_layer_kinds[i]->name) == 0) { K = sm_layer_kinds[i]; L->type = i; }
+    if (!K) {
+        char known[256] = "";
+        for (int i = 0; i < SM_LAYER_NKINDS; i++) {
+            size_t n = strlen(known);
+            snprintf(known + n, sizeof known - n, "%s%s", i ? " " : "", sm_layer_kinds[i]->name);
+        }
+        return sm_fail(SM_ERR_SPEC, "spec line %d: unknown layer '%s' (known: %s)", lineno, tok[0], known);
+    }
+    /* defaults common to all kinds, then the kind's own */
+    L->k = 3;
+    L->stride = 1;
     L->pad = 0;
     L->bias = 1;
     L->eps = 1e-5f;
     L->momentum = 0.1f;
-    int has_units = L->type == SM_LAYER_CONV || L->type == SM_LAYER_FC;
+    if (K->defaults) K->defaults(L);
     int i = 1;
-    if (has_units) {
-        if (ntok < 2 || !parse_int(tok[1], &L->units) || L->units < 1)
+    if (K->takes_size) {
+        if (ntok < 2 || sm_layer_opt_int(tok[1], &L->units, 1, 1000000) != SM_OPT_OK)
             return sm_fail(SM_ERR_SPEC, "spec line %d: %s needs a positive size, e.g. '%s 64'", lineno,
                            tok[0], tok[0]);
         i = 2;
@@ -80,39 +63,28 @@ static sm_status parse_layer(char **tok, int ntok, sm_layer *L, int lineno) {
         if (!eq) return sm_fail(SM_ERR_SPEC, "spec line %d: '%s' is not key=value", lineno, tok[i]);
         *eq = 0;
         const char *key = tok[i], *val = eq + 1;
-        int ok = 0;
-        int is_win = L->type == SM_LAYER_CONV || L->type == SM_LAYER_MAXPOOL;
-        if (is_win && strcmp(key, "k") == 0) ok = parse_int(val, &L->k) && L->k >= 1;
-        else if (is_win && strcmp(key, "s") == 0) ok = parse_int(val, &L->stride) && L->stride >= 1;
-        else if (L->type == SM_LAYER_CONV && strcmp(key, "p") == 0) ok = parse_int(val, &L->pad);
-        else if (has_units && strcmp(key, "bias") == 0) ok = parse_int(val, &L->bias) && L->bias <= 1;
-        else if (L->type == SM_LAYER_BN && strcmp(key, "eps") == 0) ok = parse_float(val, &L->eps) && L->eps > 0;
-        else if (L->type == SM_LAYER_BN && strcmp(key, "momentum") == 0)
-            ok = parse_float(val, &L->momentum) && L->momentum <= 1;
-        else {
+        int r = K->option ? K->option(L, key, val) : SM_OPT_UNKNOWN;
+        if (r == SM_OPT_UNKNOWN) {
             sm_status st = sm_fail(SM_ERR_SPEC, "spec line %d: %s has no option '%s'", lineno, tok[0], key);
             *eq = '=';
             return st;
         }
         *eq = '=';
-        if (!ok) return sm_fail(SM_ERR_SPEC, "spec line %d: bad value in '%s'", lineno, tok[i]);
+        if (r != SM_OPT_OK) return sm_fail(SM_ERR_SPEC, "spec line %d: bad value in '%s'", lineno, tok[i]);
     }
-    if (L->type == SM_LAYER_MAXPOOL && L->stride == 0) L->stride = L->k;
+    if (K->parsed) K->parsed(L);
     return SM_OK;
 }
 
-/* Append the canonical text of L to buf. */
+/* Append the canonical text of L to buf: its name, its arguments, a newline. */
 static void layer_text(const sm_layer *L, char *buf, size_t cap) {
+    const sm_layer_kind *K = sm_layer_kind_of(L);
     size_t n = strlen(buf);
-    switch (L->type) {
-    case SM_LAYER_CONV:
-        snprintf(buf + n, cap - n, "conv %d k=%d s=%d p=%d bias=%d\n", L->units, L->k, L->stride, L->pad, L->bias);
-        break;
-    case SM_LAYER_FC: snprintf(buf + n, cap - n, "fc %d bias=%d\n", L->units, L->bias); break;
-    case SM_LAYER_MAXPOOL: snprintf(buf + n, cap - n, "maxpool k=%d s=%d\n", L->k, L->stride); break;
-    case SM_LAYER_BN: snprintf(buf + n, cap - n, "bn eps=%g momentum=%g\n", L->eps, L->momentum); break;
-    default: snprintf(buf + n, cap - n, "%s\n", sm_layer_type_name(L->type)); break;
-    }
+    snprintf(buf + n, cap - n, "%s", K->name);
+    n = strlen(buf);
+    if (K->text) K->text(L, buf + n, cap - n);
+    n = strlen(buf);
+    snprintf(buf + n, cap - n, "\n");
 }
 
 sm_status sm_spec_parse(const char *spec, sm_layer **layers, int *nout, char **expanded) {

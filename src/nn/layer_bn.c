@@ -1,0 +1,110 @@
+/* layer_bn.c - batch normalisation, "bn [eps=E] [momentum=M]": per channel over the batch and
+ * the spatial positions; batch statistics in training (running statistics updated PyTorch's
+ * way), running statistics at inference.  A following relu is fused into it (one pass forward
+ * and backward), and at inference it folds into a preceding conv or fc. */
+#include "nn/layer.h"
+#include "backend/backend.h"
+#include <math.h>
+#include <string.h>
+
+static int bn_option(sm_layer *L, const char *key, const char *value) {
+    int r;
+    if (strcmp(key, "eps") == 0)
+        return (r = sm_layer_opt_float(value, &L->eps)) != SM_OPT_OK ? r : L->eps > 0 ? SM_OPT_OK : SM_OPT_BAD_VALUE;
+    if (strcmp(key, "momentum") == 0)
+        return (r = sm_layer_opt_float(value, &L->momentum)) != SM_OPT_OK ? r
+               : L->momentum <= 1 ? SM_OPT_OK : SM_OPT_BAD_VALUE;
+    return SM_OPT_UNKNOWN;
+}
+
+static void bn_text(const sm_layer *L, char *buf, size_t cap) {
+    snprintf(buf, cap, " eps=%g momentum=%g", L->eps, L->momentum);
+}
+
+static sm_status bn_setup(sm_layer *L, int index) {
+    L->nparams = 2 * (int64_t)L->ic;  /* gamma, beta */
+    L->nbuffers = 2 * (int64_t)L->ic; /* running mean, running variance */
+    return SM_OK;
+}
+
+static void bn_bind(sm_layer *L, float *params, float *grads, float *buffers) {
+    L->gamma = params; L->beta = params + L->oc; L->dgamma = grads; L->dbeta = grads + L->oc;
+    L->run_mean = buffers; L->run_var = buffers + L->oc;
+}
+
+static sm_status bn_tensors(sm_layer *L, int index, sm_tensor_fn fn, void *ctx) {
+    const char *nm[4] = {"weight", "bias", "running_mean", "running_var"};
+    float *p[4] = {L->gamma, L->beta, L->run_mean, L->run_var};
+    sm_status st = SM_OK;
+    for (int j = 0; j < 4 && !st; j++) st = sm_layer_tensor(fn, ctx, L, index, nm[j], 1, &L->oc, p[j]);
+    return st;
+}
+
+static void bn_init(sm_layer *L, sm_rng *rng) {
+    for (int j = 0; j < L->oc; j++) {
+        L->gamma[j] = 1; L->beta[j] = 0; L->run_mean[j] = 0; L->run_var[j] = 1;
+    }
+}
+
+static void bn_reset_stats(sm_layer *L) {
+    for (int j = 0; j < L->oc; j++) { L->run_mean[j] = 0; L->run_var[j] = 1; }
+}
+
+static int bn_fuse_next(sm_layer *L, sm_layer *next) {
+    if (next->type != SM_LAYER_RELU) return 0;
+    L->relu = 1;
+    next->fused = 1;
+    return 1;
+}
+
+static sm_status bn_alloc_cache(sm_layer *L, int cap) {
+    L->mean = sm_alloc((size_t)L->oc, sizeof(float));
+    L->rstd = sm_alloc((size_t)L->oc, sizeof(float));
+    return L->mean && L->rstd ? SM_OK : SM_ERR_NOMEM;
+}
+
+static void bn_forward(sm_layer *L, const float *x, float *y, int n, int train) {
+    const int64_t rows = (int64_t)n * L->oh * L->ow;
+    if (train)
+        sm_k_bn_forward_train(x, rows, L->oc, L->gamma, L->beta, L->eps, L->momentum,
+                              L->run_mean, L->run_var, L->mean, L->rstd, L->relu, y);
+    else
+        sm_k_bn_forward_infer(x, rows, L->oc, L->gamma, L->beta, L->eps, L->run_mean,
+                              L->run_var, L->relu, y);
+}
+
+static void bn_backward(sm_layer *L, const float *x, const float *y, const float *dy, float *dx, int n) {
+    const int64_t rows = (int64_t)n * L->oh * L->ow;
+    sm_k_bn_backward(x, dy, L->relu ? y : NULL, rows, L->oc, L->gamma, L->mean, L->rstd, L->dgamma,
+                     L->dbeta, dx);
+}
+
+/* at inference: y = (x - mean) * gamma / sqrt(var + eps) + beta */
+static void bn_affine(const sm_layer *L, int c, float *sub, float *scale, float *add) {
+    *sub = L->run_mean[c];
+    *scale = L->gamma[c] / sqrtf(L->run_var[c] + L->eps);
+    *add = L->beta[c];
+}
+
+/* a bn not folded into a preceding layer: the running statistics */
+static void bn_infer(const sm_layer *L, const float *W, const float *x, int n, float *y, float *scratch) {
+    const int64_t rows = (int64_t)n * L->oh * L->ow;
+    sm_k_bn_forward_infer(x, rows, L->oc, L->gamma, L->beta, L->eps, L->run_mean, L->run_var, L->relu, y);
+}
+
+const sm_layer_kind sm_layer_kind_bn = {
+    .name = "bn",
+    .option = bn_option,
+    .text = bn_text,
+    .setup = bn_setup,
+    .bind = bn_bind,
+    .tensors = bn_tensors,
+    .init = bn_init,
+    .reset_stats = bn_reset_stats,
+    .fuse_next = bn_fuse_next,
+    .alloc_cache = bn_alloc_cache,
+    .forward = bn_forward,
+    .backward = bn_backward,
+    .affine = bn_affine,
+    .infer = bn_infer,
+};

@@ -1,0 +1,127 @@
+/* layer_conv.c - the convolution layer, "conv N [k=K] [s=S] [p=P] [bias=0|1]": NHWC input,
+ * N output channels, zero padding; forward as im2col + one sgemm (a 1x1 stride-1 unpadded conv
+ * reads its input as the im2col matrix), backward as two products and col2im. */
+#include "nn/layer.h"
+#include "backend/backend.h"
+#include <string.h>
+
+static int conv_option(sm_layer *L, const char *key, const char *value) {
+    if (strcmp(key, "k") == 0) return sm_layer_opt_int(value, &L->k, 1, 1000000);
+    if (strcmp(key, "s") == 0) return sm_layer_opt_int(value, &L->stride, 1, 1000000);
+    if (strcmp(key, "p") == 0) return sm_layer_opt_int(value, &L->pad, 0, 1000000);
+    if (strcmp(key, "bias") == 0) return sm_layer_opt_int(value, &L->bias, 0, 1);
+    return SM_OPT_UNKNOWN;
+}
+
+static void conv_text(const sm_layer *L, char *buf, size_t cap) {
+    snprintf(buf, cap, " %d k=%d s=%d p=%d bias=%d", L->units, L->k, L->stride, L->pad, L->bias);
+}
+
+static sm_status conv_setup(sm_layer *L, int index) {
+    const int ih = L->ih, iw = L->iw, ic = L->ic;
+    if (L->k < 1 || L->stride < 1 || L->pad < 0 || L->units < 1)
+        return sm_fail(SM_ERR_SPEC, "layer %d (conv): bad kernel/stride/padding/channels", index + 1);
+    if (ih + 2 * L->pad < L->k || iw + 2 * L->pad < L->k)
+        return sm_fail(SM_ERR_SPEC, "layer %d (conv): kernel %d larger than padded input %dx%d",
+                       index + 1, L->k, ih + 2 * L->pad, iw + 2 * L->pad);
+    L->oh = (ih + 2 * L->pad - L->k) / L->stride + 1;
+    L->ow = (iw + 2 * L->pad - L->k) / L->stride + 1;
+    L->oc = L->units;
+    L->nparams = (int64_t)L->oc * L->k * L->k * ic + (L->bias ? L->oc : 0);
+    return SM_OK;
+}
+
+/* After the parameter limit (so k*k*ic fits): the unfolded input per sample. */
+static sm_status conv_check(const sm_layer *L, int index) {
+    if ((int64_t)L->oh * L->ow > SM_MAX_LAYER_OUTPUT / ((int64_t)L->k * L->k * L->ic))
+        return sm_fail(SM_ERR_SPEC, "layer %d (conv): unfolded input of %dx%d positions x %dx%dx%d exceeds "
+                       "the limit of %lld values", index + 1, L->oh, L->ow, L->k, L->k, L->ic,
+                       (long long)SM_MAX_LAYER_OUTPUT);
+    return SM_OK;
+}
+
+static void conv_bind(sm_layer *L, float *params, float *grads, float *buffers) {
+    sm_layer_bind_wb(L, params, grads);
+}
+
+static sm_status conv_tensors(sm_layer *L, int index, sm_tensor_fn fn, void *ctx) {
+    int d[4] = {L->oc, L->k, L->k, L->ic};
+    return sm_layer_tensors_wb(L, index, 4, d, fn, ctx);
+}
+
+static void conv_init(sm_layer *L, sm_rng *rng) {
+    sm_layer_init_wb(L, (int64_t)L->k * L->k * L->ic, rng);
+}
+
+static sm_status conv_alloc_cache(sm_layer *L, int cap) {
+    int64_t rows = (int64_t)cap * L->oh * L->ow, K = (int64_t)L->k * L->k * L->ic;
+    L->col = sm_alloc((size_t)rows, (size_t)K * sizeof(float));
+    return L->col ? SM_OK : SM_ERR_NOMEM;
+}
+
+static void conv_forward(sm_layer *L, const float *x, float *y, int n, int train) {
+    /* y (n*oh*ow, oc) = im2col(x) (n*oh*ow, k*k*ic) W^T (k*k*ic, oc) + b */
+    const int64_t rows = (int64_t)n * L->oh * L->ow;
+    int K = L->k * L->k * L->ic;
+    const float *col = x;
+    if (!sm_conv_is_direct(L)) {
+        sm_k_im2col(x, n, L->ih, L->iw, L->ic, L->k, L->stride, L->pad, L->oh, L->ow, L->col);
+        col = L->col;
+    }
+    sm_k_gemm(0, 1, (int)rows, L->oc, K, 1.0f, col, K, L->W, K, 0.0f, y, L->oc);
+    if (L->b) sm_k_add_bias(y, L->b, rows, L->oc);
+}
+
+static void conv_backward(sm_layer *L, const float *x, const float *y, const float *dy, float *dx, int n) {
+    const int64_t rows = (int64_t)n * L->oh * L->ow;
+    int K = L->k * L->k * L->ic;
+    int direct = sm_conv_is_direct(L);
+    const float *col = direct ? x : L->col;
+    /* dW (oc, K) = dy^T (oc, rows) col (rows, K);  db = sum_rows dy */
+    sm_k_gemm_at_b(L->oc, K, rows, dy, L->oc, col, K, L->dW, K);
+    if (L->b) sm_k_sum_rows(dy, rows, L->oc, L->db);
+    if (dx) {
+        /* dcol (rows, K) = dy (rows, oc) W (oc, K); dx = col2im(dcol) */
+        if (direct) {
+            sm_k_gemm(0, 0, (int)rows, K, L->oc, 1.0f, dy, L->oc, L->W, K, 0.0f, dx, K);
+        } else {
+            sm_k_gemm(0, 0, (int)rows, K, L->oc, 1.0f, dy, L->oc, L->W, K, 0.0f, L->col, K);
+            sm_k_col2im(L->col, n, L->ih, L->iw, L->ic, L->k, L->stride, L->pad, L->oh, L->ow, dx);
+        }
+    }
+}
+
+/* the unfolded input of one sample: (oh*ow, k*k*ic) */
+static int64_t conv_infer_scratch(const sm_layer *L) {
+    return (int64_t)L->oh * L->ow * L->k * L->k * L->ic;
+}
+
+/* y (n*oh*ow, oc) = im2col(x) W^T, without the bias (the plan adds it) */
+static void conv_infer(const sm_layer *L, const float *W, const float *x, int n, float *y, float *scratch) {
+    const int64_t rows = (int64_t)n * L->oh * L->ow;
+    int K = L->k * L->k * L->ic;
+    const float *c = x;
+    if (!sm_conv_is_direct(L)) {
+        sm_k1_im2col(x, n, L->ih, L->iw, L->ic, L->k, L->stride, L->pad, L->oh, L->ow, scratch);
+        c = scratch;
+    }
+    sm_k_gemm(0, 1, (int)rows, L->oc, K, 1.0f, c, K, W, K, 0.0f, y, L->oc);
+}
+
+const sm_layer_kind sm_layer_kind_conv = {
+    .name = "conv",
+    .takes_size = 1,
+    .option = conv_option,
+    .text = conv_text,
+    .setup = conv_setup,
+    .check = conv_check,
+    .bind = conv_bind,
+    .tensors = conv_tensors,
+    .init = conv_init,
+    .alloc_cache = conv_alloc_cache,
+    .forward = conv_forward,
+    .backward = conv_backward,
+    .linear = 1,
+    .infer_scratch = conv_infer_scratch,
+    .infer = conv_infer,
+};
