@@ -130,7 +130,7 @@ static void probe_x86(sm_compute_info *info) {
         if ((c7 >> 11) & 1) append(f, cap, "avx512_vnni");
         if ((a71 >> 5) & 1) append(f, cap, "avx512_bf16");
     }
-    if (__get_cpuid_max(0x80000000u, NULL) >= 0x80000004u) {
+    if ((unsigned)__get_cpuid_max(0x80000000u, NULL) >= 0x80000004u) {
         unsigned r[12];
         for (unsigned i = 0; i < 3; i++) __cpuid(0x80000002u + i, r[4 * i], r[4 * i + 1], r[4 * i + 2], r[4 * i + 3]);
         char brand[49];
