@@ -23,6 +23,12 @@ static float *randf(int64_t n, float scale) {
     return p;
 }
 static double *dzeros(int64_t n) { return calloc((size_t)(n > 0 ? n : 1), sizeof(double)); }
+/* A workspace of exactly the bytes a kernel asks for (NULL base for 0), so that ASan catches a
+ * kernel that uses more. */
+static sm_ws ws_of(size_t bytes) {
+    sm_ws w = {bytes ? malloc(bytes) : NULL, bytes};
+    return w;
+}
 static int irand(int lo, int hi) { return lo + (int)(sm_rng_uniform(&R) * (hi - lo + 1)) % (hi - lo + 1); }
 
 /* normalised squared error of out (n) against ref (n) */
@@ -115,10 +121,12 @@ static void check_gemm(void) {
               *C2 = malloc(sizeof(float) * (size_t)m * n);
         double *ref = dzeros((int64_t)m * n);
         ref_gemm(1, 0, m, n, (int)k, 1.0, A, m, B, n, 0.0, NULL, n, ref);
+        sm_ws w = ws_of(sm_k_gemm_at_b_ws(m, n, k));
         sm_set_num_threads(1);
-        sm_k_gemm_at_b(m, n, k, A, m, B, n, C1, n);
+        sm_k_gemm_at_b(m, n, k, A, m, B, n, C1, n, &w);
         sm_set_num_threads(2);
-        sm_k_gemm_at_b(m, n, k, A, m, B, n, C2, n);
+        sm_k_gemm_at_b(m, n, k, A, m, B, n, C2, n, &w);
+        free(w.base);
         CHECK_MSG(nmse(C2, ref, (int64_t)m * n) <= TOL, "sm_k_gemm_at_b %dx%d k=%lld: nmse %g", m, n, (long long)k,
                   nmse(C2, ref, (int64_t)m * n));
         CHECK_MSG(!memcmp(C1, C2, sizeof(float) * (size_t)m * n), "sm_k_gemm_at_b k=%lld: 1 and 2 threads differ",
@@ -223,10 +231,12 @@ static void check_rows(void) {
             float *s1 = malloc(sizeof(float) * (size_t)c), *s2 = malloc(sizeof(float) * (size_t)c);
             double *rs = dzeros(c);
             for (int64_t i = 0; i < nv; i++) rs[i % c] += dy[i];
+            sm_ws w = ws_of(sm_k_sum_rows_ws(m, c));
             sm_set_num_threads(1);
-            sm_k_sum_rows(dy, m, c, s1);
+            sm_k_sum_rows(dy, m, c, s1, &w);
             sm_set_num_threads(2);
-            sm_k_sum_rows(dy, m, c, s2);
+            sm_k_sum_rows(dy, m, c, s2, &w);
+            free(w.base);
             CHECK_MSG(nmse(s2, rs, c) <= TOL, "sm_k_sum_rows m=%lld c=%d: nmse %g", (long long)m, c, nmse(s2, rs, c));
             CHECK_MSG(!memcmp(s1, s2, sizeof(float) * (size_t)c), "sm_k_sum_rows: 1 and 2 threads differ");
             free(y0); free(b); free(y); free(y1); free(ref); free(refr); free(dy); free(dx); free(s1); free(s2); free(rs);
@@ -236,9 +246,9 @@ static void check_rows(void) {
 /* batch norm over rows: training statistics, inference, backward (also fused with relu) */
 static void check_bn(void) {
     const int64_t ms[] = {1, 2, 7, 513, 1500};
-    const int cs[] = {1, 3, 32};
+    const int cs[] = {1, 3, 32, 1100}; /* 1100: more than one block of the inference kernel */
     for (int mi = 0; mi < 5; mi++)
-        for (int ci = 0; ci < 3; ci++)
+        for (int ci = 0; ci < 4; ci++)
             for (int relu = 0; relu < 2; relu++) {
                 int64_t m = ms[mi];
                 int c = cs[ci];
@@ -246,6 +256,7 @@ static void check_bn(void) {
                 float *x = randf(nv, 2), *gamma = randf(c, 1), *beta = randf(c, 1);
                 for (int64_t i = 0; i < nv; i++) x[i] += 0.5f * (float)(i % c); /* channel offsets */
                 float eps = 1e-5f, mom = 0.1f;
+                sm_ws w = ws_of(sm_k_bn_ws(m, c));
                 float *rm[2], *rv[2], *mean[2], *rstd[2], *y[2];
                 for (int t = 0; t < 2; t++) {
                     rm[t] = malloc(sizeof(float) * (size_t)c); rv[t] = malloc(sizeof(float) * (size_t)c);
@@ -253,7 +264,7 @@ static void check_bn(void) {
                     y[t] = malloc(sizeof(float) * (size_t)nv);
                     for (int j = 0; j < c; j++) { rm[t][j] = 0.1f * (float)j; rv[t][j] = 1.0f + 0.1f * (float)j; }
                     sm_set_num_threads(t + 1);
-                    sm_k_bn_forward_train(x, m, c, gamma, beta, eps, mom, rm[t], rv[t], mean[t], rstd[t], relu, y[t]);
+                    sm_k_bn_forward_train(x, m, c, gamma, beta, eps, mom, rm[t], rv[t], mean[t], rstd[t], relu, y[t], &w);
                 }
                 CHECK_MSG(!memcmp(y[0], y[1], sizeof(float) * (size_t)nv) && !memcmp(rv[0], rv[1], sizeof(float) * (size_t)c),
                           "bn forward m=%lld c=%d: 1 and 2 threads differ", (long long)m, c);
@@ -277,12 +288,14 @@ static void check_bn(void) {
                     CHECK_MSG(nmse(mean[1], rmu, c) <= TOL, "bn mean m=%lld c=%d", (long long)m, c);
                     CHECK_MSG(nmse(rstd[1], rrstd, c) <= 1e-9, "bn rstd m=%lld c=%d: %g", (long long)m, c, nmse(rstd[1], rrstd, c));
                     CHECK_MSG(nmse(rv[1], rrv, c) <= 1e-9, "bn running var m=%lld c=%d", (long long)m, c);
-                    CHECK_MSG(nmse(y[1], ry, nv) <= 1e-8, "bn y m=%lld c=%d relu=%d: nmse %g", (long long)m, c, relu,
+                    CHECK_MSG(nmse(y[1], ry, nv) <= 1e-7, "bn y m=%lld c=%d relu=%d: nmse %g", (long long)m, c, relu,
                               nmse(y[1], ry, nv));
                 }
                 /* inference with the running statistics */
-                float *yi = malloc(sizeof(float) * (size_t)nv);
+                float *yi = malloc(sizeof(float) * (size_t)nv), *yi1 = malloc(sizeof(float) * (size_t)nv);
                 sm_k_bn_forward_infer(x, m, c, gamma, beta, eps, rm[1], rv[1], relu, yi);
+                sm_k1_bn_infer(x, m, c, gamma, beta, eps, rm[1], rv[1], relu, yi1);
+                CHECK_MSG(!memcmp(yi, yi1, sizeof(float) * (size_t)nv), "sm_k1_bn_infer differs from sm_k_bn_forward_infer");
                 double *ryi = dzeros(nv);
                 for (int64_t i = 0; i < nv; i++) {
                     int j = (int)(i % c);
@@ -299,7 +312,7 @@ static void check_bn(void) {
                         dx[t] = malloc(sizeof(float) * (size_t)nv);
                         dg[t] = malloc(sizeof(float) * (size_t)c); db[t] = malloc(sizeof(float) * (size_t)c);
                         sm_set_num_threads(t + 1);
-                        sm_k_bn_backward(x, dy, relu ? y[1] : NULL, m, c, gamma, mean[1], rstd[1], dg[t], db[t], dx[t]);
+                        sm_k_bn_backward(x, dy, relu ? y[1] : NULL, m, c, gamma, mean[1], rstd[1], dg[t], db[t], dx[t], &w);
                     }
                     CHECK_MSG(!memcmp(dx[0], dx[1], sizeof(float) * (size_t)nv) && !memcmp(dg[0], dg[1], sizeof(float) * (size_t)c),
                               "bn backward m=%lld c=%d: 1 and 2 threads differ", (long long)m, c);
@@ -333,7 +346,8 @@ static void check_bn(void) {
                     free(dy); free(rdb); free(rdg); free(rdx);
                 }
                 for (int t = 0; t < 2; t++) { free(rm[t]); free(rv[t]); free(mean[t]); free(rstd[t]); free(y[t]); }
-                free(x); free(gamma); free(beta); free(rmu); free(rvar); free(ry); free(rrstd); free(rrv); free(yi); free(ryi);
+                free(x); free(gamma); free(beta); free(rmu); free(rvar); free(ry); free(rrstd); free(rrv); free(yi); free(yi1); free(ryi);
+                free(w.base);
             }
 }
 

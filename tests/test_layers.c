@@ -235,6 +235,8 @@ static void run_case(const tcase *tc) {
     L.b = nb ? b : NULL; L.db = nb ? db : NULL;
     if (nc) { L.gamma = gam; L.beta = bet; L.dgamma = dgam; L.dbeta = dbet; L.run_mean = rm; L.run_var = rv; }
     CHECK_OK(sm_layer_alloc_cache(&L, n));
+    sm_ws ws = {malloc(sm_layer_workspace(&L, n) + 1), sm_layer_workspace(&L, n)}; /* the kernels' scratch */
+    L.ws = &ws;
 
     to_d(x, xd, in_cnt); to_d(W, Wd, nw); to_d(b, bd, nb); to_d(gam, gd, nc); to_d(bet, betd, nc);
     to_d(rm, rmd, nc); to_d(rv, rvd, nc);
@@ -309,6 +311,7 @@ static void run_case(const tcase *tc) {
     }
 
     sm_layer_free_cache(&L);
+    free(ws.base);
     free(W); free(dW); free(b); free(db); free(gam); free(bet); free(dgam); free(dbet); free(rm); free(rv);
     free(x); free(y); free(dy); free(dx); free(xd); free(yd); free(R); free(ybuf);
     free(Wd); free(bd); free(gd); free(betd); free(rmd); free(rvd);

@@ -4,7 +4,17 @@
  * All tensors are row-major float32; images are NHWC. */
 #ifndef SM_BACKEND_H
 #define SM_BACKEND_H
+#include <stddef.h>
 #include <stdint.h>
+
+/* Scratch memory a caller lends a kernel: kernels never allocate.  A kernel that needs scratch
+ * has a *_ws() function that says how many bytes (0: none) for its shapes; the caller sizes the
+ * workspace once (the model does it for its batch capacity in sm_model_reserve) and passes it
+ * on every call.  base is aligned for double. */
+typedef struct sm_ws {
+    void *base;
+    size_t bytes;
+} sm_ws;
 
 /* C (m, n) = alpha * op(A) op(B) + beta * C, op = transpose if ta/tb. Row-major, BLAS semantics. */
 void sm_k_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *A, int lda,
@@ -18,8 +28,9 @@ void sm_k_gemv(int ta, int m, int n, float alpha, const float *A, int lda, const
  * batch).  k is split into a fixed number of chunks (independent of the thread count), each a
  * single-threaded sgemm on its own thread, and the partial products are summed in order, so the
  * result is deterministic.  lda, ldb, ldc as in BLAS. */
+size_t sm_k_gemm_at_b_ws(int m, int n, int64_t k);
 void sm_k_gemm_at_b(int m, int n, int64_t k, const float *A, int lda, const float *B, int ldb,
-                    float *C, int ldc);
+                    float *C, int ldc, const sm_ws *ws);
 
 /* im2col for NHWC: x (n, h, w, c) -> col (n*oh*ow, kh*kw*c), zero padding. */
 void sm_k_im2col(const float *x, int n, int h, int w, int c, int k, int stride, int pad,
@@ -31,7 +42,8 @@ void sm_k_col2im(const float *dcol, int n, int h, int w, int c, int k, int strid
 /* y (m, c) += b (c) on every row. */
 void sm_k_add_bias(float *y, const float *b, int64_t m, int c);
 /* db (c) = sum over rows of dy (m, c). Deterministic for any thread count. */
-void sm_k_sum_rows(const float *dy, int64_t m, int c, float *db);
+size_t sm_k_sum_rows_ws(int64_t m, int c);
+void sm_k_sum_rows(const float *dy, int64_t m, int c, float *db, const sm_ws *ws);
 
 /* Batch norm over rows of x (m, c) per channel.  Training: batch mean/var (biased), writes
  * mean (c), rstd (c) = 1/sqrt(var + eps) and updates running stats with momentum (unbiased
@@ -39,7 +51,7 @@ void sm_k_sum_rows(const float *dy, int64_t m, int c, float *db);
  * by max(y, 0) when relu is set (a fused bn + relu). */
 void sm_k_bn_forward_train(const float *x, int64_t m, int c, const float *gamma,
                            const float *beta, float eps, float momentum, float *run_mean,
-                           float *run_var, float *mean, float *rstd, int relu, float *y);
+                           float *run_var, float *mean, float *rstd, int relu, float *y, const sm_ws *ws);
 void sm_k_bn_forward_infer(const float *x, int64_t m, int c, const float *gamma,
                            const float *beta, float eps, const float *run_mean,
                            const float *run_var, int relu, float *y);
@@ -47,7 +59,9 @@ void sm_k_bn_forward_infer(const float *x, int64_t m, int c, const float *gamma,
  * not NULL it is the output of a fused bn + relu, and dy is first masked by y_relu > 0. */
 void sm_k_bn_backward(const float *x, const float *dy, const float *y_relu, int64_t m, int c,
                       const float *gamma, const float *mean, const float *rstd, float *dgamma,
-                      float *dbeta, float *dx);
+                      float *dbeta, float *dx, const sm_ws *ws);
+/* Workspace of sm_k_bn_forward_train and sm_k_bn_backward for m rows of c channels. */
+size_t sm_k_bn_ws(int64_t m, int c);
 
 /* ReLU: y = max(x, 0); backward dx = dy * (y > 0).  y may alias x; dx may alias dy. */
 void sm_k_relu_forward(const float *x, float *y, int64_t m);
@@ -79,6 +93,9 @@ void sm_k1_im2col(const float *x, int n, int h, int w, int c, int k, int stride,
                   int ow, float *col);
 /* y (m, c) = act(y + b) with b (c) or NULL, act = max(., 0) when relu is set, else identity. */
 void sm_k1_bias_act(float *y, const float *b, int64_t m, int c, int relu);
+/* Inference batch norm as sm_k_bn_forward_infer, on the calling thread only. */
+void sm_k1_bn_infer(const float *x, int64_t m, int c, const float *gamma, const float *beta, float eps,
+                    const float *run_mean, const float *run_var, int relu, float *y);
 /* Max pool NHWC (window k, stride s, no padding) without the argmax indices. */
 void sm_k1_maxpool(const float *x, int n, int h, int w, int c, int k, int s, int oh, int ow,
                    float *y);

@@ -124,31 +124,39 @@ sm_status sm_model_infer(sm_model *m, const float *x, int64_t n, float *emb) {
     plan_stages(m, S, folded);
     const int64_t in = (int64_t)m->in_h * m->in_w * m->in_c;
     const int64_t nmicro = (n + MICRO - 1) / MICRO;
-    int nomem = 0;
+    /* every thread's buffers in one block, allocated here: nothing is allocated inside the
+     * parallel region, and a failure is reported before any work */
+    int nthreads = 1;
+#ifdef _OPENMP
+    nthreads = omp_get_max_threads();
+#endif
+    const int64_t per_thread = 2 * (int64_t)MICRO * max_act + (int64_t)MICRO * max_col; /* bufA, bufB, col */
+    float *bufs = sm_alloc((size_t)nthreads * (size_t)per_thread, sizeof(float));   /* (nthreads, per_thread) */
+    if (!bufs) {
+        sm_free(S);
+        sm_free(folded);
+        return sm_fail(SM_ERR_NOMEM, "out of memory for the inference buffers");
+    }
     /* Always an active parallel region, also for a single micro-batch: inside one, OpenBLAS's
      * OpenMP build runs every sgemm on one thread, so no product is ever split across threads.
      * How a split rounds depends on the kernel OpenBLAS picks (its Prescott, Haswell and Zen
      * kernels round a tile's edge differently from its middle), and a region opened only when
      * there are two micro-batches or more made a batch of 1-8 differ between 1 and 2 threads. */
-#pragma omp parallel
+#pragma omp parallel num_threads(nthreads)
     {
-        float *bufA = sm_alloc((size_t)MICRO * (size_t)max_act, sizeof(float));
-        float *bufB = sm_alloc((size_t)MICRO * (size_t)max_act, sizeof(float));
-        float *col = sm_alloc((size_t)MICRO * (size_t)max_col, sizeof(float));
-        int ok = bufA && bufB && col;
-        if (!ok) {
-#pragma omp atomic write
-            nomem = 1;
-        }
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        float *bufA = bufs + (int64_t)tid * per_thread, *bufB = bufA + MICRO * max_act, *col = bufB + MICRO * max_act;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t mb = 0; mb < nmicro; mb++) {
-            if (!ok) continue;
             int cnt = (int)(n - mb * MICRO < MICRO ? n - mb * MICRO : MICRO);
             run_micro(m, S, x + mb * MICRO * in, cnt, bufA, bufB, col, emb + mb * MICRO * m->emb_dim);
         }
-        sm_free(bufA); sm_free(bufB); sm_free(col);
     }
+    sm_free(bufs);
     sm_free(S);
     sm_free(folded);
-    return nomem ? sm_fail(SM_ERR_NOMEM, "out of memory for the inference buffers") : SM_OK;
+    return SM_OK;
 }

@@ -100,7 +100,7 @@ void sm_model_free(sm_model *m) {
         for (int i = 0; i < m->nlayers; i++) sm_layer_free_cache(&m->layers[i]);
     sm_loss_free(m->head_loss);
     sm_free(m->layers); sm_free(m->spec); sm_free(m->params); sm_free(m->grads);
-    sm_free(m->buffers); sm_free(m->head); sm_free(m->summary);
+    sm_free(m->buffers); sm_free(m->head); sm_free(m->summary); sm_free(m->ws.base);
     sm_free(m);
 }
 
@@ -122,6 +122,20 @@ sm_status sm_model_reserve(sm_model *m, int n) {
         m->dact[i] = sm_alloc(sz, sizeof(float));
         if (!m->act[i] || !m->dact[i] || sm_layer_alloc_cache(L, n)) { free_acts(m); return SM_ERR_NOMEM; }
     }
+    /* one workspace for the kernels of every layer (they run one after another) */
+    size_t ws = 0;
+    for (int i = 0; i < m->nlayers; i++) {
+        size_t need = sm_layer_workspace(&m->layers[i], n);
+        if (need > ws) ws = need;
+    }
+    if (ws > m->ws.bytes) {
+        void *p = sm_alloc(ws, 1);
+        if (!p) { free_acts(m); return SM_ERR_NOMEM; }
+        sm_free(m->ws.base);
+        m->ws.base = p;
+        m->ws.bytes = ws;
+    }
+    for (int i = 0; i < m->nlayers; i++) m->layers[i].ws = &m->ws;
     m->cap = n;
     return SM_OK;
 }

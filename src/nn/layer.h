@@ -11,6 +11,7 @@
  * only go through the table (layers.c holds the dispatch and helpers shared by kinds). */
 #ifndef SM_LAYER_H
 #define SM_LAYER_H
+#include "backend/backend.h"
 #include "core/core.h"
 
 /* A kind's id: its index in sm_layer_kinds (kinds in name order), SM_LAYER_<NAME>.  An int, not
@@ -48,6 +49,7 @@ typedef struct sm_layer {
     float *mean, *rstd; /* bn: batch statistics (oc) */
     int32_t *arg;       /* maxpool: argmax indices (cap*oh*ow*oc) */
     float *norm;        /* l2norm: row norms (cap) */
+    const sm_ws *ws;    /* the kernels' scratch (the model's, sized for its capacity) */
     double t_fwd, t_bwd;/* seconds spent in forward/backward (when profiling is on) */
 } sm_layer;
 
@@ -95,6 +97,8 @@ typedef struct sm_layer_kind {
     /* ---- training path ---- */
     /* The caches for a batch of cap samples (in the sm_layer fields sm_layer_free_cache frees). */
     sm_status (*alloc_cache)(sm_layer *L, int cap);
+    /* Bytes of kernel scratch (sm_ws) forward and backward need for a batch of cap (NULL: none). */
+    size_t (*workspace)(const sm_layer *L, int cap);
     /* y (n, out) = layer(x (n, in)); train selects batch statistics (bn). */
     void (*forward)(sm_layer *L, const float *x, float *y, int n, int train);
     /* Given x, y, dy: parameter gradients (overwritten) and dx (overwritten, if not NULL). */
@@ -146,6 +150,9 @@ void sm_layer_bind(sm_layer *L, float *params, float *grads, float *buffers);
 /* Call fn for each tensor L stores in the model file (layer index from 0). */
 sm_status sm_layer_tensors(sm_layer *L, int index, sm_tensor_fn fn, void *ctx);
 /* Allocate this layer's caches for a batch of cap samples (frees old ones). */
+/* Bytes of kernel scratch L's forward and backward need for a batch of cap; the caller points
+ * L->ws at a workspace of at least that size before running them (a model shares one). */
+size_t sm_layer_workspace(const sm_layer *L, int cap);
 sm_status sm_layer_alloc_cache(sm_layer *L, int cap);
 void sm_layer_free_cache(sm_layer *L);
 /* Initialise parameters as PyTorch does by default (conv/fc weights and biases uniform in

@@ -72,14 +72,21 @@ static void conv_forward(sm_layer *L, const float *x, float *y, int n, int train
     if (L->b) sm_k_add_bias(y, L->b, rows, L->oc);
 }
 
+/* the weight gradient's chunked A^T B, then the bias's column sums, in the same scratch */
+static size_t conv_workspace(const sm_layer *L, int cap) {
+    const int64_t rows = (int64_t)cap * L->oh * L->ow;
+    size_t a = sm_k_gemm_at_b_ws(L->oc, L->k * L->k * L->ic, rows), b = L->bias ? sm_k_sum_rows_ws(rows, L->oc) : 0;
+    return a > b ? a : b;
+}
+
 static void conv_backward(sm_layer *L, const float *x, const float *y, const float *dy, float *dx, int n) {
     const int64_t rows = (int64_t)n * L->oh * L->ow;
     int K = L->k * L->k * L->ic;
     int direct = sm_conv_is_direct(L);
     const float *col = direct ? x : L->col;
     /* dW (oc, K) = dy^T (oc, rows) col (rows, K);  db = sum_rows dy */
-    sm_k_gemm_at_b(L->oc, K, rows, dy, L->oc, col, K, L->dW, K);
-    if (L->b) sm_k_sum_rows(dy, rows, L->oc, L->db);
+    sm_k_gemm_at_b(L->oc, K, rows, dy, L->oc, col, K, L->dW, K, L->ws);
+    if (L->b) sm_k_sum_rows(dy, rows, L->oc, L->db, L->ws);
     if (dx) {
         /* dcol (rows, K) = dy (rows, oc) W (oc, K); dx = col2im(dcol) */
         if (direct) {
@@ -119,6 +126,7 @@ const sm_layer_kind sm_layer_kind_conv = {
     .tensors = conv_tensors,
     .init = conv_init,
     .alloc_cache = conv_alloc_cache,
+    .workspace = conv_workspace,
     .forward = conv_forward,
     .backward = conv_backward,
     .linear = 1,

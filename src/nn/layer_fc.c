@@ -39,11 +39,16 @@ static void fc_forward(sm_layer *L, const float *x, float *y, int n, int train) 
     if (L->b) sm_k_add_bias(y, L->b, n, L->oc);
 }
 
+static size_t fc_workspace(const sm_layer *L, int cap) {
+    size_t a = sm_k_gemm_at_b_ws(L->oc, (int)sm_layer_in_size(L), cap), b = L->bias ? sm_k_sum_rows_ws(cap, L->oc) : 0;
+    return a > b ? a : b;
+}
+
 static void fc_backward(sm_layer *L, const float *x, const float *y, const float *dy, float *dx, int n) {
     int in = (int)sm_layer_in_size(L);
     /* dW (oc, in) = dy^T (oc, n) x (n, in); db = sum_rows dy; dx (n, in) = dy (n, oc) W (oc, in) */
-    sm_k_gemm_at_b(L->oc, in, n, dy, L->oc, x, in, L->dW, in);
-    if (L->b) sm_k_sum_rows(dy, n, L->oc, L->db);
+    sm_k_gemm_at_b(L->oc, in, n, dy, L->oc, x, in, L->dW, in, L->ws);
+    if (L->b) sm_k_sum_rows(dy, n, L->oc, L->db, L->ws);
     if (dx) sm_k_gemm(0, 0, n, in, L->oc, 1.0f, dy, L->oc, L->W, in, 0.0f, dx, in);
 }
 
@@ -64,6 +69,7 @@ const sm_layer_kind sm_layer_kind_fc = {
     .init = fc_init,
     .forward = fc_forward,
     .backward = fc_backward,
+    .workspace = fc_workspace,
     .linear = 1,
     .infer = fc_infer,
 };

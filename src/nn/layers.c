@@ -61,6 +61,11 @@ void sm_layer_free_cache(sm_layer *L) {
     L->arg = NULL;
 }
 
+size_t sm_layer_workspace(const sm_layer *L, int cap) {
+    const sm_layer_kind *K = sm_layer_kind_of(L);
+    return K->workspace ? K->workspace(L, cap) : 0;
+}
+
 sm_status sm_layer_alloc_cache(sm_layer *L, int cap) {
     sm_layer_free_cache(L);
     const sm_layer_kind *K = sm_layer_kind_of(L);

@@ -1,8 +1,10 @@
 /* ops_cpu.c - CPU implementation of the compute kernels in backend.h: OpenBLAS for matrix
  * products, OpenMP loops for the rest.  Reductions use fixed-size row chunks summed in a fixed
- * order, so results do not depend on the thread count or scheduling. */
+ * order, so results do not depend on the thread count or scheduling.  No kernel allocates: the
+ * ones that need scratch take it from the caller's workspace (sm_ws), sized by their *_ws(). */
 #include "backend/backend.h"
 #include "core/core.h"
+#include <assert.h>
 #include <cblas.h>
 #include <math.h>
 #include <string.h>
@@ -27,15 +29,26 @@ void sm_k_gemv(int ta, int m, int n, float alpha, const float *A, int lda, const
     cblas_sgemv(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, m, n, alpha, A, lda, x, incx, beta, y, incy);
 }
 
-void sm_k_gemm_at_b(int m, int n, int64_t k, const float *A, int lda, const float *B, int ldb,
-                    float *C, int ldc) {
+/* Chunks of the long k of A^T B: a fixed number, independent of the thread count. */
+static int64_t at_b_chunks(int64_t k) {
     int64_t nch = k / 2048;
-    if (nch > 16) nch = 16;
-    float *part = nch > 1 ? sm_alloc((size_t)nch * (size_t)m * (size_t)n, sizeof(float)) : NULL;
-    if (!part) { /* short k (or no memory): one threaded sgemm */
+    return nch > 16 ? 16 : nch;
+}
+
+size_t sm_k_gemm_at_b_ws(int m, int n, int64_t k) {
+    int64_t nch = at_b_chunks(k);
+    return nch > 1 ? (size_t)nch * (size_t)m * (size_t)n * sizeof(float) : 0;
+}
+
+void sm_k_gemm_at_b(int m, int n, int64_t k, const float *A, int lda, const float *B, int ldb,
+                    float *C, int ldc, const sm_ws *ws) {
+    const int64_t nch = at_b_chunks(k);
+    if (nch <= 1) { /* short k: one threaded sgemm */
         sm_k_gemm(1, 0, m, n, (int)k, 1.0f, A, lda, B, ldb, 0.0f, C, ldc);
         return;
     }
+    assert(ws && ws->bytes >= sm_k_gemm_at_b_ws(m, n, k));
+    float *part = ws->base; /* (nch, m, n) */
     const int64_t per = (k + nch - 1) / nch;
 #pragma omp parallel for schedule(static)
     for (int64_t ch = 0; ch < nch; ch++) {
@@ -53,7 +66,6 @@ void sm_k_gemm_at_b(int m, int n, int64_t k, const float *A, int lda, const floa
             for (int64_t ch = 0; ch < nch; ch++) acc += part[(ch * m + i) * n + j];
             C[(int64_t)i * ldc + j] = acc;
         }
-    sm_free(part);
 }
 
 void sm_k_im2col(const float *x, int n, int h, int w, int c, int k, int stride, int pad,
@@ -96,23 +108,15 @@ void sm_k_add_bias(float *y, const float *b, int64_t m, int c) {
 }
 
 /* Per-chunk partial column sums of f(row) into part (nchunks, c) in double, then an ordered sum. */
-void sm_k_sum_rows(const float *dy, int64_t m, int c, float *db) {
-    int64_t nch = (m + CHUNK - 1) / CHUNK;
-    double *part = sm_calloc((size_t)(nch > 0 ? nch : 1) * (size_t)c, sizeof(double));
-    if (!part) { /* fall back to a serial sum in the same order, so the result is the same bits
-                  * (tests/test_faults.c: a float sum here made training differ under low memory) */
-        for (int j = 0; j < c; j++) {
-            double s = 0;
-            for (int64_t ch = 0; ch < nch; ch++) {
-                double p = 0;
-                int64_t end = (ch + 1) * CHUNK < m ? (ch + 1) * CHUNK : m;
-                for (int64_t i = ch * CHUNK; i < end; i++) p += dy[i * c + j];
-                s += p;
-            }
-            db[j] = (float)s;
-        }
-        return;
-    }
+static int64_t row_chunks(int64_t m) { return m > 0 ? (m + CHUNK - 1) / CHUNK : 1; }
+
+size_t sm_k_sum_rows_ws(int64_t m, int c) { return (size_t)row_chunks(m) * (size_t)c * sizeof(double); }
+
+void sm_k_sum_rows(const float *dy, int64_t m, int c, float *db, const sm_ws *ws) {
+    const int64_t nch = row_chunks(m);
+    assert(ws && ws->bytes >= sm_k_sum_rows_ws(m, c));
+    double *part = ws->base; /* (nch, c) */
+    memset(part, 0, sizeof(double) * (size_t)nch * (size_t)c);
 #pragma omp parallel for schedule(static)
     for (int64_t ch = 0; ch < nch; ch++) {
         double *p = part + ch * c;
@@ -125,58 +129,37 @@ void sm_k_sum_rows(const float *dy, int64_t m, int c, float *db) {
         for (int64_t ch = 0; ch < nch; ch++) s += part[ch * c + j];
         db[j] = (float)s;
     }
-    sm_free(part);
 }
+
+size_t sm_k_bn_ws(int64_t m, int c) { return 2 * (size_t)row_chunks(m) * (size_t)c * sizeof(double); }
 
 /* One pass of per-chunk sums and sums of squares in double (var = E[x^2] - mean^2 is exact
  * enough in double for activations), summed over chunks in a fixed order. */
 void sm_k_bn_forward_train(const float *x, int64_t m, int c, const float *gamma,
                            const float *beta, float eps, float momentum, float *run_mean,
-                           float *run_var, float *mean, float *rstd, int relu, float *y) {
-    int64_t nch = (m + CHUNK - 1) / CHUNK;
-    double *part = sm_calloc((size_t)(nch > 0 ? nch : 1) * (size_t)c * 2, sizeof(double));
-    double sum_small[2 * 512];
-    int serial = part == NULL;
-    if (serial) { /* allocation failed: one chunk, on the stack if c is small enough */
-        nch = 1;
-        part = c <= 512 ? sum_small : NULL;
-        if (part) memset(part, 0, sizeof(double) * 2 * (size_t)c);
+                           float *run_var, float *mean, float *rstd, int relu, float *y, const sm_ws *ws) {
+    const int64_t nch = row_chunks(m);
+    assert(ws && ws->bytes >= sm_k_bn_ws(m, c));
+    double *ps = ws->base, *pq = ps + nch * c; /* (nch, c) sums and sums of squares */
+    memset(ps, 0, sizeof(double) * 2 * (size_t)nch * (size_t)c);
+#pragma omp parallel for schedule(static)
+    for (int64_t ch = 0; ch < nch; ch++) {
+        double *s1 = ps + ch * c, *s2 = pq + ch * c;
+        int64_t end = (ch + 1) * CHUNK < m ? (ch + 1) * CHUNK : m;
+        for (int64_t i = ch * CHUNK; i < end; i++) {
+            const float *xi = x + i * c;
+            for (int j = 0; j < c; j++) { double v = xi[j]; s1[j] += v; s2[j] += v * v; }
+        }
     }
-    if (part) {
-        double *ps = part, *pq = part + nch * c;
-        const int64_t rows_per = serial ? m : CHUNK;
-#pragma omp parallel for schedule(static) if (!serial)
-        for (int64_t ch = 0; ch < nch; ch++) {
-            double *s1 = ps + ch * c, *s2 = pq + ch * c;
-            int64_t end = (ch + 1) * rows_per < m ? (ch + 1) * rows_per : m;
-            for (int64_t i = ch * rows_per; i < end; i++) {
-                const float *xi = x + i * c;
-                for (int j = 0; j < c; j++) { double v = xi[j]; s1[j] += v; s2[j] += v * v; }
-            }
-        }
-        for (int j = 0; j < c; j++) {
-            double s = 0, q = 0;
-            for (int64_t ch = 0; ch < nch; ch++) { s += ps[ch * c + j]; q += pq[ch * c + j]; }
-            double mu = s / (double)m, var = q / (double)m - mu * mu;
-            if (var < 0) var = 0;
-            mean[j] = (float)mu;
-            rstd[j] = (float)(1.0 / sqrt(var + eps));
-            run_mean[j] = (1 - momentum) * run_mean[j] + momentum * (float)mu;
-            run_var[j] = (1 - momentum) * run_var[j] + momentum * (float)(m > 1 ? var * (double)m / (double)(m - 1) : var);
-        }
-        if (!serial) sm_free(part);
-    } else { /* no memory at all: two passes per channel */
-        for (int j = 0; j < c; j++) {
-            double s = 0, q = 0;
-            for (int64_t i = 0; i < m; i++) s += x[i * c + j];
-            double mu = s / (double)m;
-            for (int64_t i = 0; i < m; i++) { double d = x[i * c + j] - mu; q += d * d; }
-            double var = q / (double)m;
-            mean[j] = (float)mu;
-            rstd[j] = (float)(1.0 / sqrt(var + eps));
-            run_mean[j] = (1 - momentum) * run_mean[j] + momentum * (float)mu;
-            run_var[j] = (1 - momentum) * run_var[j] + momentum * (float)(m > 1 ? q / (double)(m - 1) : var);
-        }
+    for (int j = 0; j < c; j++) {
+        double s = 0, q = 0;
+        for (int64_t ch = 0; ch < nch; ch++) { s += ps[ch * c + j]; q += pq[ch * c + j]; }
+        double mu = s / (double)m, var = q / (double)m - mu * mu;
+        if (var < 0) var = 0;
+        mean[j] = (float)mu;
+        rstd[j] = (float)(1.0 / sqrt(var + eps));
+        run_mean[j] = (1 - momentum) * run_mean[j] + momentum * (float)mu;
+        run_var[j] = (1 - momentum) * run_var[j] + momentum * (float)(m > 1 ? var * (double)m / (double)(m - 1) : var);
     }
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < m; i++) {
@@ -189,68 +172,63 @@ void sm_k_bn_forward_train(const float *x, int64_t m, int c, const float *gamma,
     }
 }
 
+/* Rows r0..r1 of the inference batch norm, channels in blocks of BN_BLOCK whose scale and shift
+ * live on the stack (no allocation for any channel count). */
+#define BN_BLOCK 1024
+static void bn_infer_rows(const float *x, int64_t r0, int64_t r1, int c, const float *gamma, const float *beta,
+                          float eps, const float *run_mean, const float *run_var, int relu, float *y) {
+    float sc[BN_BLOCK], sh[BN_BLOCK];
+    for (int j0 = 0; j0 < c; j0 += BN_BLOCK) {
+        int nb = c - j0 < BN_BLOCK ? c - j0 : BN_BLOCK;
+        for (int j = 0; j < nb; j++) {
+            sc[j] = gamma[j0 + j] / sqrtf(run_var[j0 + j] + eps);
+            sh[j] = beta[j0 + j] - run_mean[j0 + j] * sc[j];
+        }
+        for (int64_t i = r0; i < r1; i++)
+            for (int j = 0; j < nb; j++) {
+                float v = x[i * c + j0 + j] * sc[j] + sh[j];
+                y[i * c + j0 + j] = relu && v < 0 ? 0 : v;
+            }
+    }
+}
+
 void sm_k_bn_forward_infer(const float *x, int64_t m, int c, const float *gamma,
                            const float *beta, float eps, const float *run_mean,
                            const float *run_var, int relu, float *y) {
-    float scale[4096], shift[4096];
-    float *sc = scale, *sh = shift;
-    if (c > 4096) { sc = sm_alloc((size_t)c, sizeof(float)); sh = sm_alloc((size_t)c, sizeof(float)); }
-    if (!sc || !sh) { /* direct formula without the precomputed scale */
-        for (int64_t i = 0; i < m; i++)
-            for (int j = 0; j < c; j++) {
-                float v = gamma[j] * (x[i * c + j] - run_mean[j]) / sqrtf(run_var[j] + eps) + beta[j];
-                y[i * c + j] = relu && v < 0 ? 0 : v;
-            }
-    } else {
-        for (int j = 0; j < c; j++) {
-            sc[j] = gamma[j] / sqrtf(run_var[j] + eps);
-            sh[j] = beta[j] - run_mean[j] * sc[j];
-        }
+    const int64_t nb = (m + 255) / 256; /* blocks of 256 rows */
 #pragma omp parallel for schedule(static)
-        for (int64_t i = 0; i < m; i++)
-            for (int j = 0; j < c; j++) {
-                float v = x[i * c + j] * sc[j] + sh[j];
-                y[i * c + j] = relu && v < 0 ? 0 : v;
-            }
-    }
-    if (c > 4096) { sm_free(sc); sm_free(sh); }
+    for (int64_t b = 0; b < nb; b++)
+        bn_infer_rows(x, b * 256, (b + 1) * 256 < m ? (b + 1) * 256 : m, c, gamma, beta, eps, run_mean, run_var, relu, y);
+}
+
+void sm_k1_bn_infer(const float *x, int64_t m, int c, const float *gamma, const float *beta, float eps,
+                    const float *run_mean, const float *run_var, int relu, float *y) {
+    bn_infer_rows(x, 0, m, c, gamma, beta, eps, run_mean, run_var, relu, y);
 }
 
 void sm_k_bn_backward(const float *x, const float *dy, const float *y_relu, int64_t m, int c,
                       const float *gamma, const float *mean, const float *rstd, float *dgamma,
-                      float *dbeta, float *dx) {
+                      float *dbeta, float *dx, const sm_ws *ws) {
 #define DY(i, j) (y_relu && y_relu[(i) * c + (j)] <= 0 ? 0.0f : dy[(i) * c + (j)])
-    int64_t nch = (m + CHUNK - 1) / CHUNK;
-    double *part = sm_calloc((size_t)(nch > 0 ? nch : 1) * (size_t)c * 2, sizeof(double));
-    if (!part) {
-        for (int j = 0; j < c; j++) {
-            double sb = 0, sg = 0;
-            for (int64_t i = 0; i < m; i++) {
-                float d = DY(i, j);
-                sb += d;
-                sg += d * (x[i * c + j] - mean[j]) * rstd[j];
-            }
-            dbeta[j] = (float)sb; dgamma[j] = (float)sg;
-        }
-    } else {
-        double *pb = part, *pg = part + nch * c;
+    const int64_t nch = row_chunks(m);
+    assert(ws && ws->bytes >= sm_k_bn_ws(m, c));
+    double *pb = ws->base, *pg = pb + nch * c; /* (nch, c) partial dbeta and dgamma */
+    memset(pb, 0, sizeof(double) * 2 * (size_t)nch * (size_t)c);
 #pragma omp parallel for schedule(static)
-        for (int64_t ch = 0; ch < nch; ch++) {
-            double *b = pb + ch * c, *g = pg + ch * c;
-            int64_t end = (ch + 1) * CHUNK < m ? (ch + 1) * CHUNK : m;
-            for (int64_t i = ch * CHUNK; i < end; i++)
-                for (int j = 0; j < c; j++) {
-                    float d = DY(i, j);
-                    b[j] += d;
-                    g[j] += d * (x[i * c + j] - mean[j]) * rstd[j];
-                }
-        }
-        for (int j = 0; j < c; j++) {
-            double sb = 0, sg = 0;
-            for (int64_t ch = 0; ch < nch; ch++) { sb += pb[ch * c + j]; sg += pg[ch * c + j]; }
-            dbeta[j] = (float)sb; dgamma[j] = (float)sg;
-        }
-        sm_free(part);
+    for (int64_t ch = 0; ch < nch; ch++) {
+        double *b = pb + ch * c, *g = pg + ch * c;
+        int64_t end = (ch + 1) * CHUNK < m ? (ch + 1) * CHUNK : m;
+        for (int64_t i = ch * CHUNK; i < end; i++)
+            for (int j = 0; j < c; j++) {
+                float d = DY(i, j);
+                b[j] += d;
+                g[j] += d * (x[i * c + j] - mean[j]) * rstd[j];
+            }
+    }
+    for (int j = 0; j < c; j++) {
+        double sb = 0, sg = 0;
+        for (int64_t ch = 0; ch < nch; ch++) { sb += pb[ch * c + j]; sg += pg[ch * c + j]; }
+        dbeta[j] = (float)sb; dgamma[j] = (float)sg;
     }
     if (!dx) return;
     const float inv_m = 1.0f / (float)m;
