@@ -2,6 +2,7 @@
  * Parses options into an sm_compare_config, loads the train and test splits, runs
  * sm_compare_run, and writes report.html, report.json, report.txt and the models to --out. */
 #include "cli.h"
+#include "simile_report.h"
 #include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>

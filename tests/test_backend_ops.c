@@ -8,7 +8,10 @@
  * Operations whose reduction order the backend fixes (all but the BLAS products) are also run
  * on 1 and 2 threads and must give the same bits.  Backward operations are checked against
  * the reference formulas of their gradients (col2im as the exact adjoint of im2col); those
- * formulas are checked by finite differences through the layers in test_layers.c. */
+ * formulas are checked by finite differences through the layers in test_layers.c.  The distance
+ * tile is checked against the true squared distances, inner products and cosines in double
+ * (every kind, sgemv / sgemm / plain loops, self tiles with the cancellation recomputed,
+ * overflow to NaN or +inf), its row norms exactly. */
 #include "backend/backend.h"
 #include "core/core.h"
 #include "simile.h"
@@ -437,6 +440,163 @@ static void check_pool(void) {
     }
 }
 
+/* ---- distance tiles ----------------------------------------------------------------------- */
+/* Reference entry (i, j) of sm_k_dist_tile in double: the true squared distance for SQL2, alpha
+ * times the inner product or the cosine (0 against a zero row). */
+static double ref_dist(int kind, double alpha, const float *q, const float *x, int d) {
+    double dot = 0, nq = 0, nx = 0, l2 = 0;
+    for (int t = 0; t < d; t++) {
+        dot += (double)q[t] * x[t];
+        nq += (double)q[t] * q[t];
+        nx += (double)x[t] * x[t];
+        l2 += ((double)q[t] - x[t]) * ((double)q[t] - x[t]);
+    }
+    if (kind == SM_K_DIST_SQL2) return l2;
+    if (kind == SM_K_DIST_DOT) return alpha * dot;
+    return nq > 0 && nx > 0 ? alpha * dot / sqrt(nq * nx) : 0.0;
+}
+
+static void check_dist(void) {
+    /* row norms: the double sums rounded (exact), inverse 1/sqrt (0 for a zero row), threaded
+     * (n d > 2^21) with the same bits as one thread */
+    const int64_t ns[] = {1, 5, 40000};
+    const int nds[] = {1, 3, 64};
+    for (int ni = 0; ni < 3; ni++) {
+        int64_t n = ns[ni];
+        int d = nds[ni];
+        float *x = randf(n * d, 1), *o1 = malloc(sizeof(float) * (size_t)n), *o2 = malloc(sizeof(float) * (size_t)n);
+        for (int j = 0; j < d; j++) x[(n - 1) * d + j] = 0; /* the last row is zero */
+        for (int inv = 0; inv < 2; inv++) {
+            sm_set_num_threads(1);
+            sm_k_row_norms(x, n, d, inv, o1);
+            sm_set_num_threads(2);
+            sm_k_row_norms(x, n, d, inv, o2);
+            int bad = 0;
+            for (int64_t i = 0; i < n; i++) {
+                double s = 0;
+                for (int j = 0; j < d; j++) s += (double)x[i * d + j] * x[i * d + j];
+                float want = inv ? (s > 0 ? (float)(1.0 / sqrt(s)) : 0.0f) : (float)s;
+                bad += o1[i] != want;
+            }
+            CHECK_MSG(bad == 0, "sm_k_row_norms n=%lld d=%d inverse=%d: %d wrong", (long long)n, d, inv, bad);
+            CHECK_MSG(!memcmp(o1, o2, sizeof(float) * (size_t)n), "sm_k_row_norms n=%lld: 1 and 2 threads differ", (long long)n);
+        }
+        free(x); free(o1); free(o2);
+    }
+
+    /* tiles: every kind, BLAS (sgemv for one query, sgemm) and plain loops, leading dimension
+     * wider than the rows (the pad untouched), a zero row, a threaded elementwise pass */
+    const int shapes[][3] = {{1, 1, 1}, {1, 7, 3}, {2, 1, 5}, {7, 33, 64}, {33, 130, 17}, {300, 257, 8}};
+    const int kinds[] = {SM_K_DIST_SQL2, SM_K_DIST_DOT, SM_K_DIST_DOT, SM_K_DIST_COS};
+    const float alphas[] = {0.0f, 1.0f, -1.0f, -1.0f};
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++) {
+        int mq = shapes[si][0], md = shapes[si][1], d = shapes[si][2];
+        int64_t ldo = md + 3;
+        float *Q = randf((int64_t)mq * d, 1), *D = randf((int64_t)md * d, 1);
+        if (md > 1) for (int t = 0; t < d; t++) D[(int64_t)(md - 1) * d + t] = 0; /* a zero row */
+        float *qn = malloc(sizeof(float) * mq), *dn = malloc(sizeof(float) * md);
+        float *out = malloc(sizeof(float) * (size_t)(mq * ldo)), *out2 = malloc(sizeof(float) * (size_t)(mq * ldo));
+        double *ref = dzeros((int64_t)mq * md);
+        float *got = malloc(sizeof(float) * (size_t)mq * md);
+        for (int ki = 0; ki < 4; ki++) {
+            int kind = kinds[ki];
+            sm_k_row_norms(Q, mq, d, kind == SM_K_DIST_COS, qn);
+            sm_k_row_norms(D, md, d, kind == SM_K_DIST_COS, dn);
+            for (int i = 0; i < mq; i++)
+                for (int j = 0; j < md; j++)
+                    ref[(int64_t)i * md + j] = ref_dist(kind, alphas[ki], Q + (int64_t)i * d, D + (int64_t)j * d, d);
+            for (int small = 0; small < 2; small++) {
+                for (int64_t t = 0; t < mq * ldo; t++) out[t] = 777.0f;
+                sm_k_dist_tile(kind, small ? SM_K_DIST_SMALL : 0u, mq, md, d, alphas[ki], Q, qn, D, dn, out, ldo);
+                int pads = 1, neg = 0;
+                for (int i = 0; i < mq; i++) {
+                    for (int j = 0; j < md; j++) {
+                        got[(int64_t)i * md + j] = out[i * ldo + j];
+                        neg += kind == SM_K_DIST_SQL2 && !(out[i * ldo + j] >= 0);
+                    }
+                    for (int64_t j = md; j < ldo; j++) pads &= out[i * ldo + j] == 777.0f;
+                }
+                double e = nmse(got, ref, (int64_t)mq * md);
+                CHECK_MSG(e <= TOL, "sm_k_dist_tile kind %d alpha %g %dx%dx%d small=%d: nmse %g", kind, alphas[ki], mq, md, d,
+                          small, e);
+                CHECK_MSG(pads, "sm_k_dist_tile wrote beyond md");
+                CHECK_MSG(neg == 0, "sm_k_dist_tile SQL2: %d entries below 0 or NaN", neg);
+                if (md > 1 && kind != SM_K_DIST_SQL2)
+                    CHECK_MSG(out[md - 1] == 0.0f, "sm_k_dist_tile kind %d: %g against a zero row", kind, out[md - 1]);
+                /* the elementwise pass gives the same bits on 1 and 2 threads (plain products) */
+                if (small) {
+                    sm_set_num_threads(1);
+                    sm_k_dist_tile(kind, SM_K_DIST_SMALL, mq, md, d, alphas[ki], Q, qn, D, dn, out2, ldo);
+                    sm_set_num_threads(2);
+                    int same = 1;
+                    for (int i = 0; i < mq; i++) same &= !memcmp(out + i * ldo, out2 + i * ldo, sizeof(float) * (size_t)md);
+                    CHECK_MSG(same, "sm_k_dist_tile kind %d %dx%d: 1 and 2 threads differ", kind, mq, md);
+                }
+            }
+        }
+        free(Q); free(D); free(qn); free(dn); free(out); free(out2); free(ref); free(got);
+    }
+
+    /* a set against itself: norms from the diagonal, a zero diagonal, and with RECOMPUTE the
+     * near-duplicate pairs that the Gram form cancels to noise come out right */
+    const int sn[] = {1, 2, 9, 130};
+    for (int si = 0; si < 4; si++) {
+        int n = sn[si], d = 48;
+        float *X = randf((int64_t)n * d, 3);
+        if (n > 2)
+            for (int t = 0; t < d; t++) X[d + t] = X[t] + 1e-3f * (float)((t % 3) - 1); /* row 1 ~ row 0 */
+        float *sq = malloc(sizeof(float) * n), *want = malloc(sizeof(float) * n);
+        float *o = malloc(sizeof(float) * (size_t)n * n);
+        double *ref = dzeros((int64_t)n * n);
+        float *got = malloc(sizeof(float) * (size_t)n * n);
+        sm_k_row_norms(X, n, d, 0, want);
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < n; j++)
+                ref[(int64_t)i * n + j] = ref_dist(SM_K_DIST_SQL2, 0, X + (int64_t)i * d, X + (int64_t)j * d, d);
+        for (int rc = 0; rc < 2; rc++) {
+            sm_k_dist_tile(SM_K_DIST_SQL2, SM_K_DIST_SELF | (rc ? SM_K_DIST_RECOMPUTE : 0u), n, n, d, 0.0f, X, sq, X, NULL, o, n);
+            int diag = 1;
+            for (int i = 0; i < n; i++) diag &= o[(int64_t)i * n + i] == 0.0f;
+            CHECK_MSG(diag, "sm_k_dist_tile SELF n=%d: diagonal not 0", n);
+            double se = 0, ss = 0;
+            for (int i = 0; i < n; i++) { se += ((double)sq[i] - want[i]) * ((double)sq[i] - want[i]); ss += (double)want[i] * want[i]; }
+            CHECK_MSG(se <= TOL * ss, "sm_k_dist_tile SELF n=%d: norms from the diagonal off (%g)", n, se / ss);
+            for (int64_t t = 0; t < (int64_t)n * n; t++) got[t] = o[t];
+            CHECK_MSG(nmse(got, ref, (int64_t)n * n) <= TOL, "sm_k_dist_tile SELF n=%d rc=%d: nmse %g", n, rc,
+                      nmse(got, ref, (int64_t)n * n));
+            if (rc && n > 2) {
+                double r01 = ref[1];
+                CHECK_MSG(fabs(o[1] - r01) <= 1e-5 * r01 && fabs(o[n] - r01) <= 1e-5 * r01,
+                          "sm_k_dist_tile RECOMPUTE: near pair %g %g, want %g", o[1], o[n], r01);
+            }
+        }
+        free(X); free(sq); free(want); free(o); free(ref); free(got);
+    }
+
+    /* overflow: |x|^2 and <x, y> both inf give inf - inf = NaN; it stays NaN, or is +inf with
+     * NAN_INF (plain loops and BLAS alike); entries against ordinary rows are +inf either way */
+    {
+        int d = 4, m = 3;
+        float *A = randf((int64_t)m * d, 1), n2[3], o[9];
+        for (int t = 0; t < d; t++) A[t] = 1e20f;
+        sm_k_row_norms(A, m, d, 0, n2);
+        for (int small = 0; small < 2; small++) {
+            unsigned f = small ? SM_K_DIST_SMALL : 0u;
+            sm_k_dist_tile(SM_K_DIST_SQL2, f, m, m, d, 0.0f, A, n2, A, n2, o, m);
+            CHECK_MSG(isnan(o[0]) && isinf(o[1]) && o[1] > 0 && isinf(o[3]) && isfinite(o[4]), "overflow kept: %g %g %g %g",
+                      o[0], o[1], o[3], o[4]);
+            sm_k_dist_tile(SM_K_DIST_SQL2, f | SM_K_DIST_NAN_INF, m, m, d, 0.0f, A, n2, A, n2, o, m);
+            CHECK_MSG(isinf(o[0]) && o[0] > 0 && isfinite(o[4]), "overflow with NAN_INF: %g", o[0]);
+        }
+        free(A);
+    }
+    /* empty tiles write nothing */
+    float sentinel = 5.0f;
+    sm_k_dist_tile(SM_K_DIST_SQL2, 0, 0, 3, 4, 0.0f, NULL, NULL, NULL, NULL, &sentinel, 3);
+    sm_k_dist_tile(SM_K_DIST_DOT, 0, 2, 0, 4, 1.0f, NULL, NULL, NULL, NULL, &sentinel, 1);
+    CHECK(sentinel == 5.0f);
+}
+
 int main(void) {
     sm_rng_seed(&R, 20261201);
     check_gemm();
@@ -444,5 +604,6 @@ int main(void) {
     check_rows();
     check_bn();
     check_pool();
+    check_dist();
     TEST_MAIN_END();
 }

@@ -9,7 +9,7 @@ cd "$ROOT" || exit 1
 FAILS=0
 pass() { echo "ok   $1"; }
 fail() { FAILS=$((FAILS + 1)); echo "FAIL $1"; }
-FILES=$(ls README.md docs/*.md; find src include cli bench scripts tests -type f \
+FILES=$(ls README.md docs/*.md; find src include report cli bench scripts tests -type f \
         \( -name '*.c' -o -name '*.h' -o -name '*.py' -o -name '*.sh' -o -name '*.txt' \) ! -name test_docs_refs.sh)
 if grep -n -E 'PROTOCOL|shared/docs' $FILES >/tmp/sm_docs_refs.$$ 2>/dev/null; then
     fail "references to a file outside the repository:"; sed 's/^/     | /' /tmp/sm_docs_refs.$$ | head -10

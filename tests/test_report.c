@@ -3,10 +3,12 @@
  * escaping; every SVG primitive well-formed (balanced tags, finite numbers, coordinates inside the
  * viewBox) even with NaN and out-of-range data; and sm_compare_run end to end on a small
  * synthetic dataset: figures in range, HTML with the expected number of well-formed charts,
- * balanced JSON, and the same figures from a second run with the same seed. */
+ * balanced JSON, and the same figures from a second run with the same seed; and the report's
+ * own helpers (errors through sm_errmsg_set, allocation, RNG, atomic writes). */
 #include "report/report.h"
 #include "testing.h"
 #include <string.h>
+#include <unistd.h>
 
 /* ---- a small SVG/XML checker -------------------------------------------------------------- */
 
@@ -627,8 +629,57 @@ static void test_compare(void) {
     sm_dataset_free(test);
 }
 
+/* The report's own helpers (report/util.c): messages through the public sm_errmsg_set reach
+ * sm_errmsg() (also from sm_compare_run's checks), allocation failures are named, the RNG draws
+ * in range and repeats for a seed, and the atomic write names what failed and leaves the file
+ * intact on success. */
+static void test_helpers(void) {
+    CHECK_STATUS(sm_errmsg_set(SM_ERR_RANGE, "value %d of %s", 7, "x"), SM_ERR_RANGE);
+    CHECK(!strcmp(sm_errmsg(), "value 7 of x"));
+    CHECK_STATUS(sm_errmsg_set(SM_ERR_IO, NULL), SM_ERR_IO);
+    CHECK(!strcmp(sm_errmsg(), ""));
+    CHECK(rep_alloc((size_t)-1 / 2, 4) == NULL && strstr(sm_errmsg(), "overflows") != NULL);
+    float *p = rep_calloc(3, sizeof(float)); /* (3) */
+    CHECK(p && ((uintptr_t)p & 63) == 0 && p[0] == 0 && p[2] == 0);
+    rep_free(p);
+    rep_rng a, b;
+    rep_rng_seed(&a, 5); rep_rng_seed(&b, 5);
+    int same = 1, inrange = 1;
+    for (int i = 0; i < 1000; i++) {
+        uint64_t x = rep_rng_below(&a, 7), y = rep_rng_below(&b, 7);
+        same &= x == y;
+        inrange &= x < 7;
+    }
+    CHECK(same && inrange && rep_rng_below(&a, 1) == 0);
+    CHECK(rep_now() > 0);
+    CHECK_STATUS(rep_write_file("/nonexistent-dir/x/out.txt", "abc", 3), SM_ERR_IO);
+    CHECK(strstr(sm_errmsg(), "/nonexistent-dir/x/out.txt.tmp.") && strstr(sm_errmsg(), "cannot create"));
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/sm_test_report_%ld.txt", (long)getpid());
+    CHECK_OK(rep_write_file(path, "hello\n", 6));
+    FILE *f = fopen(path, "rb");
+    char got[16] = {0};
+    CHECK(f && fread(got, 1, sizeof got, f) == 6 && !strcmp(got, "hello\n"));
+    if (f) fclose(f);
+    remove(path);
+    sm_compare_config cfg;
+    sm_compare_config_default(&cfg);
+    cfg.num_losses = 0;
+    sm_errmsg_set(SM_ERR_IO, "stale");
+    sm_report *r = NULL;
+    sm_dataset *ds = NULL;
+    float x[4] = {0};
+    int32_t y[4] = {0, 1, 2, 3};
+    CHECK_OK(sm_dataset_from_arrays(&ds, x, y, 4, 1, 1, 1)); /* x (4, 1, 1, 1) */
+    CHECK_STATUS(sm_compare_run(&r, &cfg, ds, ds), SM_ERR_INVALID);
+    CHECK_MSG(strstr(sm_errmsg(), "compare: between 1 and 8 losses") != NULL, "message: %s", sm_errmsg());
+    CHECK(r == NULL);
+    sm_dataset_free(ds);
+}
+
 int main(void) {
     sm_set_num_threads(2);
+    test_helpers();
     test_pca();
     test_ticks_and_text();
     test_svg();

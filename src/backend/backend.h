@@ -4,6 +4,7 @@
  * All tensors are row-major float32; images are NHWC. */
 #ifndef SM_BACKEND_H
 #define SM_BACKEND_H
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -101,5 +102,56 @@ void sm_k1_maxpool(const float *x, int n, int h, int w, int c, int k, int s, int
                    float *y);
 /* Global average pool x (n, hw, c) -> y (n, c). */
 void sm_k1_gap(const float *x, int n, int hw, int c, float *y);
+
+/* ---- distance tiles (src/backend/cpu/dist_cpu.c): the one place that turns inner products
+ * into distances, for the metric losses, k-NN search, galleries and the evaluation metrics ---- */
+
+/* out (n) = squared row norms sum_k x_ik^2 of x (n, d), accumulated in double and rounded to
+ * float; with inverse set, 1 / sqrt of it instead (0 for a zero row).  Deterministic. */
+void sm_k_row_norms(const float *x, int64_t n, int d, int inverse, float *out);
+
+/* What sm_k_dist_tile writes for query row i and database row j, with P = alpha <q_i, d_j>
+ * (alpha folded into the sgemm, or sgemv when mq == 1):
+ *   SM_K_DIST_SQL2: max(qn_i + dn_j + P, 0) with alpha = -2 (the alpha argument is ignored),
+ *                   qn / dn squared norms (sm_k_row_norms): |q_i|^2 + |d_j|^2 - 2 <q_i, d_j>
+ *                   clamped at 0; a NaN (inf - inf on overflowing inputs) stays NaN.
+ *   SM_K_DIST_DOT:  P (qn, dn unused: may be NULL).  alpha = -1 gives "smaller is closer".
+ *   SM_K_DIST_COS:  P * (qn_i * dn_j), qn / dn inverse norms (sm_k_row_norms with inverse):
+ *                   alpha times the cosine; 0 for a zero row. */
+enum { SM_K_DIST_SQL2 = 0, SM_K_DIST_DOT = 1, SM_K_DIST_COS = 2 };
+/* Flags of sm_k_dist_tile (or-ed): */
+#define SM_K_DIST_NAN_INF 1u   /* a NaN result becomes +inf (search keys: NaN is never closest) */
+#define SM_K_DIST_SELF 2u      /* SQL2 of a set against itself (D == Q, md == mq): the squared
+                                * norms are not read but written into qn (mq), taken from the
+                                * product's diagonal (-P_ii / 2), and out's diagonal is 0; dn is
+                                * unused */
+#define SM_K_DIST_RECOMPUTE 4u /* SQL2: where the Gram form cancels, qn_i + dn_j + P below
+                                * 1e-2 (qn_i + dn_j), the entry is recomputed as
+                                * sum_k (q_ik - d_jk)^2 in double (then clamped, as above) */
+#define SM_K_DIST_SMALL 8u     /* plain float loops instead of BLAS (tiny problems, where the
+                                * call costs more than the work) */
+/* One entry of the tile from its product p = alpha <q_i, d_j> and the norms a = qn_i, b = dn_j:
+ * the elementwise pass of sm_k_dist_tile (without SELF and RECOMPUTE), for a consumer that
+ * fuses it into its own pass over a tile of products (SM_K_DIST_DOT with alpha -2 for SQL2, -1
+ * or 1 for COS), as the search's selection does instead of writing the tile twice. */
+static inline float sm_k_dist_entry(int kind, unsigned flags, float p, float a, float b) {
+    float v = p;
+    if (kind == SM_K_DIST_SQL2) {
+        v = (a + b) + p;
+        v = v > 0.0f ? v : (v != v ? v : 0.0f); /* clamp at 0 (-0 too), NaN kept */
+    } else if (kind == SM_K_DIST_COS) {
+        v = p * (a * b);
+    }
+    return (flags & SM_K_DIST_NAN_INF) && v != v ? INFINITY : v;
+}
+
+/* out (mq, ldo) <- the tile of `kind` (above) between the rows of Q (mq, d) and D (md, d), both
+ * with row stride d; qn (mq) and dn (md) their norms as the kind needs.  ldo >= md; entries
+ * beyond md in a row are not touched.  Nothing is allocated; the elementwise pass runs on
+ * several threads for large tiles (inactive inside a parallel region) and each entry depends
+ * only on its inputs, so results do not depend on the thread count. */
+void sm_k_dist_tile(int kind, unsigned flags, int64_t mq, int64_t md, int d, float alpha,
+                    const float *Q, float *qn, const float *D, const float *dn, float *out,
+                    int64_t ldo);
 
 #endif

@@ -47,3 +47,12 @@ void sm_errmsg_prefix(const char *prefix) {
 
 void sm_errmsg_clear(void) { tls_msg[0] = 0; }
 void sm_errmsg_copy(char *dst) { memcpy(dst, tls_msg, SM_ERRMSG_MAX); }
+
+sm_status sm_errmsg_set(sm_status status, const char *fmt, ...) {
+    if (!fmt) { tls_msg[0] = 0; return status; }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(tls_msg, sizeof tls_msg, fmt, ap);
+    va_end(ap);
+    return status;
+}

@@ -5,10 +5,10 @@
  * Neighbours come from the exact search (gallery/search.c) in blocks of queries, each query
  * keeping only its top max(R_max, 8) by partial selection, so memory stays bounded. */
 #include "core/core.h"
+#include "backend/backend.h"
 #include "gallery/search.h"
 #include "mine/distance.h"
 
-#include <cblas.h>
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
@@ -137,9 +137,8 @@ static sm_status kmeans(const float *x, int64_t n, int d, int64_t k, int32_t *as
     float *xn2 = sm_alloc((size_t)n, sizeof(float));        /* (n) squared norms */
     float *P = sm_alloc((size_t)KMEANS_MAX_TRIALS * (size_t)d, sizeof(float)); /* (trials, d) */
     float *Dc = sm_alloc((size_t)n * KMEANS_MAX_TRIALS, sizeof(float)); /* (n, trials) */
-    float *zero = sm_calloc((size_t)d, sizeof(float));      /* (d) origin */
     sm_status st = SM_OK;
-    if (!C || !S || !cnt || !D2 || !dd || !ai || !xn2 || !P || !Dc || !zero) {
+    if (!C || !S || !cnt || !D2 || !dd || !ai || !xn2 || !P || !Dc) {
         st = SM_ERR_NOMEM;
         goto done;
     }
@@ -153,14 +152,16 @@ static sm_status kmeans(const float *x, int64_t n, int d, int64_t k, int32_t *as
     for (int64_t i = 0; i < n; i++) D2[i] = sqdist(x + i * d, C, d);
     /* greedy k-means++ (as scikit-learn): draw 2 + ln k candidates, keep the one that lowers
      * the potential sum D2 the most.  The candidates' squared distances to every point come from
-     * one sgemm, |x|^2 + |c|^2 - 2<x, c> clamped at 0 (sums in fixed order: deterministic). */
-    for (int64_t i = 0; i < n; i++) xn2[i] = (float)sqdist(x + i * d, zero, d);
+     * one distance tile, |x|^2 + |c|^2 - 2<x, c> clamped at 0 (sums in fixed order:
+     * deterministic; a NaN from overflowing inputs is +inf, so it never lowers the potential). */
+    sm_k_row_norms(x, n, d, 0, xn2);
     int trials = 2 + (int)log((double)k);
     if (trials > KMEANS_MAX_TRIALS) trials = KMEANS_MAX_TRIALS;
     for (int64_t c = 1; c < k; c++) {
         double total = 0;
         for (int64_t i = 0; i < n; i++) total += D2[i];
         int64_t pick[KMEANS_MAX_TRIALS];
+        float pn[KMEANS_MAX_TRIALS]; /* (trials) the candidates' squared norms */
         for (int tr = 0; tr < trials; tr++) {
             pick[tr] = n - 1;
             if (total > 0) {
@@ -173,26 +174,22 @@ static sm_status kmeans(const float *x, int64_t n, int d, int64_t k, int32_t *as
                 pick[tr] = (int64_t)sm_rng_below(&rng, (uint64_t)n);
             }
             memcpy(P + (int64_t)tr * d, x + pick[tr] * d, (size_t)d * sizeof(float));
+            pn[tr] = xn2[pick[tr]];
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, trials, d, -2.0f, x, d, P, d,
-                    0.0f, Dc, trials);
+        sm_k_dist_tile(SM_K_DIST_SQL2, SM_K_DIST_NAN_INF, n, trials, d, 0.0f, x, xn2, P, pn, Dc, trials);
         int best = 0;
         double best_pot = 0;
         for (int tr = 0; tr < trials; tr++) {
-            float cn = xn2[pick[tr]];
             double pot = 0;
             for (int64_t i = 0; i < n; i++) {
-                float v = xn2[i] + cn + Dc[i * trials + tr];
-                double dv = v > 0.0f ? (double)v : 0.0;
+                double dv = Dc[i * trials + tr];
                 pot += dv < D2[i] ? dv : D2[i];
             }
             if (tr == 0 || pot < best_pot) { best = tr; best_pot = pot; }
         }
         memcpy(C + c * d, x + pick[best] * d, (size_t)d * sizeof(float));
-        float cn = xn2[pick[best]];
         for (int64_t i = 0; i < n; i++) {
-            float v = xn2[i] + cn + Dc[i * trials + best];
-            double dv = v > 0.0f ? (double)v : 0.0;
+            double dv = Dc[i * trials + best];
             if (dv < D2[i]) D2[i] = dv;
         }
     }
@@ -237,7 +234,6 @@ done:
     sm_free(xn2);
     sm_free(P);
     sm_free(Dc);
-    sm_free(zero);
     return st;
 }
 

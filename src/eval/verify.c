@@ -1,7 +1,7 @@
 /* verify.c - verification metrics from pair scores (higher = more similar, accepted when
  * score >= threshold): the ROC curve (scikit-learn's roc_curve with drop_intermediate=False),
  * its AUC, the equal error rate and TAR at a FAR target; and the exact mean intra-class and
- * inter-class Euclidean distances of a set of embeddings via blocked sgemm. */
+ * inter-class Euclidean distances of a set of embeddings via blocked distance tiles. */
 #include "core/core.h"
 
 #include "backend/backend.h"
@@ -156,23 +156,18 @@ sm_status sm_intra_inter_distances(const float *emb, const int32_t *labels, int6
     if (!sm_all_finite(emb, n * (int64_t)d))
         return sm_fail(SM_ERR_NUMERIC, "intra/inter distances: NaN or Inf in the embeddings");
     const int64_t bt = n < DIST_TILE ? n : DIST_TILE;
-    double *nrm = sm_alloc((size_t)n, sizeof(double));       /* (n) squared norms */
-    float *G = sm_alloc((size_t)(bt * bt), sizeof(float));    /* (bt, bt) Gram tile */
+    float *nrm = sm_alloc((size_t)n, sizeof(float));         /* (n) squared norms */
+    float *G = sm_alloc((size_t)(bt * bt), sizeof(float));    /* (bt, bt) squared-distance tile */
     double *part = sm_alloc((size_t)(4 * bt), sizeof(double)); /* (bt, 4) per-row sums */
     if (!nrm || !G || !part) { sm_free(nrm); sm_free(G); sm_free(part); return SM_ERR_NOMEM; }
-#pragma omp parallel for schedule(static) if (n * (int64_t)d > 65536)
-    for (int64_t i = 0; i < n; i++) {
-        double s = 0;
-        for (int t = 0; t < d; t++) s += (double)emb[i * d + t] * emb[i * d + t];
-        nrm[i] = s;
-    }
+    sm_k_row_norms(emb, n, d, 0, nrm);
     double sum_in = 0, sum_out = 0, cnt_in = 0, cnt_out = 0;
     for (int64_t i0 = 0; i0 < n; i0 += bt) {
         int64_t mi = n - i0 < bt ? n - i0 : bt;
         for (int64_t j0 = i0; j0 < n; j0 += bt) {
             int64_t mj = n - j0 < bt ? n - j0 : bt;
-            sm_k_gemm(0, 1, (int)mi, (int)mj, d, 1.0f,
-                        emb + i0 * d, d, emb + j0 * d, d, 0.0f, G, (int)bt);
+            sm_k_dist_tile(SM_K_DIST_SQL2, 0, mi, mj, d, 0.0f, emb + i0 * d, nrm + i0, emb + j0 * d,
+                           nrm + j0, G, bt);
 #pragma omp parallel for schedule(dynamic, 8) if (mi * mj > 16384)
             for (int64_t a = 0; a < mi; a++) {
                 int64_t i = i0 + a;
@@ -180,8 +175,7 @@ sm_status sm_intra_inter_distances(const float *emb, const int32_t *labels, int6
                 int64_t b0 = j0 == i0 ? a + 1 : 0; /* pairs i < j only */
                 for (int64_t b = b0; b < mj; b++) {
                     int64_t j = j0 + b;
-                    double v = nrm[i] + nrm[j] - 2.0 * (double)G[a * bt + b];
-                    double dist = v > 0 ? sqrt(v) : 0.0;
+                    double dist = sqrt((double)G[a * bt + b]); /* clamped at 0 (NaN only on overflow) */
                     if (labels[i] == labels[j]) { si += dist; ci += 1; }
                     else { so += dist; co += 1; }
                 }

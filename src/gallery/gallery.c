@@ -1,11 +1,11 @@
 /* gallery.c - galleries of enrolled embeddings: creation, enrolment (all or nothing), removal by
  * tombstone, compaction, listing, exact k-NN search over the live items (sm_knn_search),
- * per-class distances (nearest item or centroid, blocked sgemm), open-set decisions (nearest,
+ * per-class distances (nearest item or centroid, blocked distance tiles), open-set decisions (nearest,
  * k-NN vote, centroid) and threshold calibration from labelled pair distances.  The file
  * format and the writer lock are in gallery_file.c. */
 #include "gallery/gallery.h"
+#include "backend/backend.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -441,7 +441,9 @@ sm_status sm_gallery_search(sm_gallery *g, const float *q, int64_t nq, int d, in
 
 /* Minimum distance of each query q (nq, d) to each set of rows of X (nx, d): row j belongs to
  * set[j] (set NULL: set j), rows with skip[j] set are ignored; out (nq, nsets), +inf where a set
- * has no row.  Blocked: G = Qb X^T by sgemm, block x nx floats at a time. */
+ * has no row.  Blocked: the backend's distance tile of bq queries against X, bq x nx floats at a
+ * time (L2: sqrt of the clamped squared distance, +inf for a NaN from overflowing inputs; IP:
+ * -<q, x>; cosine: 1 - cos, 1 against a zero vector). */
 static sm_status set_distances(const float *q, int64_t nq, const float *X, int64_t nx, int d,
                                sm_metric metric, const int32_t *set, const uint8_t *skip,
                                int nsets, float *out) {
@@ -449,39 +451,31 @@ static sm_status set_distances(const float *q, int64_t nq, const float *X, int64
     if (bq < 1) bq = 1;
     if (bq > nq) bq = nq;
     if (bq > 4096) bq = 4096;
-    float *G = sm_alloc((size_t)((bq > 0 ? bq : 1) * (nx > 0 ? nx : 1)), sizeof(float)); /* (bq, nx) */
-    float *xn = sm_alloc((size_t)(nx > 0 ? nx : 1), sizeof(float));                      /* (nx) norms^2 */
-    if (!G || !xn) { sm_free(G); sm_free(xn); return SM_ERR_NOMEM; }
-    for (int64_t j = 0; j < nx; j++) {
-        double s = 0;
-        for (int t = 0; t < d; t++) s += (double)X[j * d + t] * X[j * d + t];
-        xn[j] = (float)s;
-    }
+    const int kind = metric == SM_METRIC_L2 ? SM_K_DIST_SQL2 : metric == SM_METRIC_IP ? SM_K_DIST_DOT : SM_K_DIST_COS;
+    const int inverse = metric == SM_METRIC_COSINE; /* cosine takes inverse norms */
+    float *G = sm_alloc((size_t)((bq > 0 ? bq : 1) * (nx > 0 ? nx : 1)), sizeof(float)); /* (bq, nx) tile */
+    float *xn = sm_alloc((size_t)(nx > 0 ? nx : 1), sizeof(float));                      /* (nx) norms */
+    float *qn = sm_alloc((size_t)(bq > 0 ? bq : 1), sizeof(float));                      /* (bq) norms */
+    if (!G || !xn || !qn) { sm_free(G); sm_free(xn); sm_free(qn); return SM_ERR_NOMEM; }
+    if (nx > 0) sm_k_row_norms(X, nx, d, inverse, xn);
     for (int64_t i = 0; i < nq * nsets; i++) out[i] = INFINITY;
     for (int64_t i0 = 0; i0 < nq; i0 += bq) {
         int64_t b = nq - i0 < bq ? nq - i0 : bq;
-        if (nx > 0)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)b, (int)nx, d, 1.0f, q + i0 * d, d,
-                        X, d, 0.0f, G, (int)nx);
+        if (nx == 0) continue;
+        sm_k_row_norms(q + i0 * d, b, d, inverse, qn);
+        sm_k_dist_tile(kind, SM_K_DIST_NAN_INF, b, nx, d, -1.0f, q + i0 * d, qn, X, xn, G, nx);
         for (int64_t r = 0; r < b; r++) {
-            const float *qr = q + (i0 + r) * d;
-            double s = 0;
-            for (int t = 0; t < d; t++) s += (double)qr[t] * qr[t];
-            float qn = (float)s;
             float *o = out + (i0 + r) * nsets;
             const float *gr = G + r * nx;
             for (int64_t j = 0; j < nx; j++) {
                 if (skip && skip[j]) continue;
-                float v;
-                if (metric == SM_METRIC_L2) { v = qn + xn[j] - 2.0f * gr[j]; v = v > 0 ? sqrtf(v) : 0.0f; }
-                else if (metric == SM_METRIC_IP) v = -gr[j];
-                else v = 1.0f - ((qn > 0 && xn[j] > 0) ? gr[j] / sqrtf(qn * xn[j]) : 0.0f);
+                float v = metric == SM_METRIC_L2 ? sqrtf(gr[j]) : metric == SM_METRIC_IP ? gr[j] : 1.0f + gr[j];
                 int c = set ? set[j] : (int)j;
                 if (v < o[c]) o[c] = v;
             }
         }
     }
-    sm_free(G); sm_free(xn);
+    sm_free(G); sm_free(xn); sm_free(qn);
     return SM_OK;
 }
 

@@ -1,5 +1,6 @@
 /* search.c - exact k-nearest-neighbour search after FAISS IndexFlat: precomputed norms, tiled
- * sgemm (query tiles x database tiles), |x|^2 + |y|^2 - 2<x, y> clamped at 0 for L2, a top-1
+ * distance tiles (query tiles x database tiles, the backend's sm_k_dist_tile: one sgemm, then
+ * |x|^2 + |y|^2 - 2<x, y> clamped at 0 for L2), a top-1
  * path for k = 1, per-query max-heaps for small k and a partial selection on whole rows for large k
  * (a sampled threshold, one filtering pass, an exact select and a stable radix sort of the few
  * survivors).  The keys come straight out of sgemm (alpha folds the sign and the factor 2).  The
@@ -166,35 +167,23 @@ static void cand_radix_sort(cand *c, int64_t m, cand *tmp) {
     if (src != c) memcpy(c, src, (size_t)m * sizeof(cand));
 }
 
-/* Key (smaller is better) of a raw tile value (alpha <x, y>, see tile_keys) against database row j:
- * a is the query's squared norm (L2) or inverse norm (cosine), dnj the row's.  NaN -> +inf. */
-static inline float key_of(float raw, sm_metric metric, float a, float dnj) {
-    float v = raw;
-    if (metric == SM_METRIC_L2) {
-        v = a + dnj + raw;
-        v = v > 0.0f ? v : (v != v ? v : 0.0f);
-    } else if (metric == SM_METRIC_COSINE) {
-        v = raw * a * dnj;
-    }
-    return v != v ? INFINITY : v;
-}
-
-/* The best k of one row of raw tile values (md entries, ids 0..md), skipping id `self`, best first
- * into hk/hi (unfilled slots +inf / -1); keys by key_of(row[j], metric, a, dn[j]).  A threshold t
+/* The best k of one row of raw tile products (md entries, ids 0..md; see tile_keys), skipping
+ * id `self`, best first into hk/hi (unfilled slots +inf / -1); the keys are the backend's tile
+ * entries (sm_k_dist_entry of `kind` with the query's norm a and the rows' dn, NaN -> +inf),
+ * computed in the passes below instead of in a separate write pass over the tile.  A threshold t
  * from a strided sample is set so that the row very likely holds at least k keys <= t; one pass
  * collects those in id order (a superset of the best k, ties included).  If too few survive, or
  * the row is short, t is the exact k-th key (float_kth on a copy in f).  If more than k survive,
  * the exact k-th key t2 among them keeps those below t2 and the lowest ids at t2.  A stable radix
  * sort by key then gives (key, id) order.  c has room for md + k, f for md, samp for SAMPLE. */
-static void row_select(const float *row, int64_t md, int64_t self, int64_t k, sm_metric metric,
-                       float a, const float *dn, cand *c, float *samp, float *f, float *hk,
-                       int64_t *hi) {
+static void row_select(const float *row, int64_t md, int64_t self, int64_t k, int kind, float a,
+                       const float *dn, cand *c, float *samp, float *f, float *hk, int64_t *hi) {
     static const float one = 1.0f;
     int64_t m = md - (self >= 0 && self < md), kk = m < k ? m : k, cnt = -1;
     int64_t ns = md / 2 < SAMPLE ? md / 2 : SAMPLE;
     const float *dnv = dn ? dn : &one;
     int64_t dstep = dn ? 1 : 0;
-#define KEY(j) key_of(row[j], metric, a, dnv[(j) * dstep])
+#define KEY(j) sm_k_dist_entry(kind, SM_K_DIST_NAN_INF, row[j], a, dnv[(j) * dstep])
     if (kk > 0 && md >= 2048 && kk * 4 <= m) {
         int64_t stride = md / ns;
         for (int64_t i = 0; i < ns; i++) samp[i] = KEY(i * stride);
@@ -286,59 +275,28 @@ static void scan_top1(const float *row, int64_t md, int64_t d0, int64_t self, fl
     hi[0] = bi;
 }
 
-/* ---- norms --------------------------------------------------------------------------------- */
-/* out (n): squared norms (L2) or inverse norms (cosine; 0 for a zero vector), double accumulated. */
-static void row_norms(const float *x, int64_t n, int d, int inverse, float *out) {
-#pragma omp parallel for schedule(static) if (n * (int64_t)d > PAR_WORK)
-    for (int64_t i = 0; i < n; i++) {
-        const float *r = x + i * (int64_t)d;
-        double s = 0;
-        for (int j = 0; j < d; j++) s += (double)r[j] * r[j];
-        out[i] = inverse ? (s > 0 ? (float)(1.0 / sqrt(s)) : 0.0f) : (float)s;
-    }
+/* ---- tile scores ---------------------------------------------------------------------------- */
+static int tile_kind(sm_metric metric) {
+    return metric == SM_METRIC_L2 ? SM_K_DIST_SQL2 : metric == SM_METRIC_COSINE ? SM_K_DIST_COS : SM_K_DIST_DOT;
 }
 
-/* ---- tile scores ---------------------------------------------------------------------------- */
-/* T (mq, ld) <- keys of queries q[q0..q0+mq) against database rows db[d0..d0+md): sgemm (sgemv
- * for one query) with alpha = -2 (L2: |x|^2 + |y|^2 - 2<x, y>, clamped at 0) or -1 (IP: -<x, y>;
- * cosine: -<x, y> / (|x| |y|)).  NaN stays (the scans treat it as +inf).  With raw, T keeps
- * alpha <x, y> and the caller applies key_of. */
+/* T (mq, ld) <- keys (smaller is better) of queries q[q0..q0+mq) against database rows
+ * db[d0..d0+md), by the backend's distance tile: L2 |x|^2 + |y|^2 - 2<x, y> clamped at 0 (NaN,
+ * from overflowing inputs, +inf), IP -<x, y>, cosine -<x, y> / (|x| |y|) (qn, dn the inverse
+ * norms); IP and cosine keep NaN, which the scans treat as +inf.  With raw (whole-row
+ * selection), T keeps the products alpha <x, y> (alpha -2 for L2, else -1) and row_select turns
+ * them into keys as it reads them. */
 static void tile_keys(const float *db, const float *q, int d, int64_t q0, int64_t mq, int64_t d0,
-                      int64_t md, int64_t ld, sm_metric metric, const float *qn, const float *dn,
+                      int64_t md, int64_t ld, sm_metric metric, float *qn, const float *dn,
                       int tiny, int raw, float *T) {
+    unsigned small = tiny ? SM_K_DIST_SMALL : 0u;
     const float *Q = q + q0 * (int64_t)d, *D = db + d0 * (int64_t)d;
-    const float alpha = metric == SM_METRIC_L2 ? -2.0f : -1.0f;
-    if (tiny) {
-        for (int64_t i = 0; i < mq; i++)
-            for (int64_t j = 0; j < md; j++) {
-                const float *a = Q + i * (int64_t)d, *b = D + j * (int64_t)d;
-                float s = 0;
-                for (int t = 0; t < d; t++) s += a[t] * b[t];
-                T[i * ld + j] = alpha * s;
-            }
-    } else if (mq == 1) {
-        sm_k_gemv(0, (int)md, d, alpha, D, d, Q, 1, 0.0f, T, 1);
-    } else {
-        sm_k_gemm(0, 1, (int)mq, (int)md, d, alpha, Q, d, D,
-                    d, 0.0f, T, (int)ld);
-    }
-    if (metric == SM_METRIC_IP || raw) return;
-#pragma omp parallel for schedule(static) if (mq * md > 65536)
-    for (int64_t i = 0; i < mq; i++) {
-        float *row = T + i * ld;
-        if (metric == SM_METRIC_L2) {
-            float a = qn[q0 + i];
-            const float *dd = dn + d0;
-            for (int64_t j = 0; j < md; j++) { /* NaN: inf - inf on overflowing inputs */
-                float v = a + dd[j] + row[j];
-                row[j] = v > 0.0f ? v : (v != v ? INFINITY : 0.0f);
-            }
-        } else if (metric == SM_METRIC_COSINE) {
-            float a = qn[q0 + i];
-            const float *dd = dn + d0;
-            for (int64_t j = 0; j < md; j++) row[j] *= a * dd[j];
-        }
-    }
+    if (raw)
+        sm_k_dist_tile(SM_K_DIST_DOT, small, mq, md, d, metric == SM_METRIC_L2 ? -2.0f : -1.0f, Q, NULL, D, NULL,
+                       T, ld);
+    else
+        sm_k_dist_tile(tile_kind(metric), small | (metric == SM_METRIC_L2 ? SM_K_DIST_NAN_INF : 0u), mq, md, d, -1.0f,
+                       Q, qn ? qn + q0 : NULL, D, dn ? dn + d0 : NULL, T, ld);
 }
 
 /* ---- a few queries: one fused pass over the database --------------------------------------- */
@@ -462,7 +420,7 @@ sm_status sm_knn_search_ex(const float *db, int64_t n, const float *q, int64_t n
         int64_t *hi = sm_alloc((size_t)nt * (size_t)(nq * k), sizeof(int64_t)); /* (nt, nq, k) */
         float *qn = sm_alloc((size_t)nq, sizeof(float));                         /* (nq) */
         if (!hk || !hi || !qn) { sm_free(hk); sm_free(hi); sm_free(qn); return SM_ERR_NOMEM; }
-        if (metric != SM_METRIC_IP) row_norms(q, nq, d, metric == SM_METRIC_COSINE, qn);
+        if (metric != SM_METRIC_IP) sm_k_row_norms(q, nq, d, metric == SM_METRIC_COSINE, qn);
         few_queries(db, n, q, nq, d, k, metric, qn, self_offset, nt, hk, hi, &bad, dist, idx);
         sm_free(hk);
         sm_free(hi);
@@ -491,8 +449,8 @@ sm_status sm_knn_search_ex(const float *db, int64_t n, const float *q, int64_t n
             qn = sm_alloc((size_t)nq, sizeof(float));
             dn = sm_alloc((size_t)n, sizeof(float));
             if (!qn || !dn) { sm_free(Tt); sm_free(qn); sm_free(dn); return SM_ERR_NOMEM; }
-            row_norms(q, nq, d, metric == SM_METRIC_COSINE, qn);
-            row_norms(db, n, d, metric == SM_METRIC_COSINE, dn);
+            sm_k_row_norms(q, nq, d, metric == SM_METRIC_COSINE, qn);
+            sm_k_row_norms(db, n, d, metric == SM_METRIC_COSINE, dn);
         }
         for (int64_t i = 0; i < nq * (int64_t)k; i++) { dist[i] = INFINITY; idx[i] = -1; }
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)
@@ -540,8 +498,8 @@ sm_status sm_knn_search_ex(const float *db, int64_t n, const float *q, int64_t n
             dn = sm_alloc((size_t)n, sizeof(float));
             ok = qn && dn;
             if (ok) {
-                row_norms(q, nq, d, metric == SM_METRIC_COSINE, qn);
-                row_norms(db, n, d, metric == SM_METRIC_COSINE, dn);
+                sm_k_row_norms(q, nq, d, metric == SM_METRIC_COSINE, qn);
+                sm_k_row_norms(db, n, d, metric == SM_METRIC_COSINE, dn);
             }
         }
         if (ok) {
@@ -556,7 +514,7 @@ sm_status sm_knn_search_ex(const float *db, int64_t n, const float *q, int64_t n
                 tile_keys(db, q, d, q0, mq, 0, n, n, metric, qn, dn, 0, 1, T);
                 for (int64_t i = 0; i < mq; i++) {
                     int64_t qi = q0 + i, self = self_offset >= 0 ? self_offset + qi : -1;
-                    row_select(T + i * n, n, self, k, metric, qn ? qn[qi] : 0.0f, dn,
+                    row_select(T + i * n, n, self, k, tile_kind(metric), qn ? qn[qi] : 0.0f, dn,
                                cs + (int64_t)tid * (n + k), f, f + SAMPLE, dist + qi * (int64_t)k,
                                idx + qi * (int64_t)k);
                 }
@@ -581,8 +539,8 @@ sm_status sm_knn_search_ex(const float *db, int64_t n, const float *q, int64_t n
         qn = sm_alloc((size_t)nq, sizeof(float));
         dn = sm_alloc((size_t)n, sizeof(float));
         if (!qn || !dn) { sm_free(T); sm_free(qn); sm_free(dn); return SM_ERR_NOMEM; }
-        row_norms(q, nq, d, metric == SM_METRIC_COSINE, qn);
-        row_norms(db, n, d, metric == SM_METRIC_COSINE, dn);
+        sm_k_row_norms(q, nq, d, metric == SM_METRIC_COSINE, qn);
+        sm_k_row_norms(db, n, d, metric == SM_METRIC_COSINE, dn);
     }
     if (mode == MODE_SELECT) {
         scratch = sm_alloc((size_t)nthreads * (size_t)(n + k), sizeof(cand));
@@ -626,7 +584,7 @@ sm_status sm_knn_search_ex(const float *db, int64_t n, const float *q, int64_t n
                     tid = omp_get_thread_num();
 #endif
                     float *fs = samples + (int64_t)tid * (SAMPLE + n);
-                    row_select(row, md, self, k, metric, qn ? qn[qi] : 0.0f, dn,
+                    row_select(row, md, self, k, tile_kind(metric), qn ? qn[qi] : 0.0f, dn,
                                scratch + (int64_t)tid * (n + k), fs, fs + SAMPLE, hk, hi);
                 }
             }

@@ -5,10 +5,6 @@
 #include <math.h>
 #include <string.h>
 
-/* Relative size of |a-b|^2 against |a|^2 + |b|^2 below which the Gram-matrix form loses too
- * many digits and the entry is recomputed as sum (a_k - b_k)^2. */
-#define SM_DIST_RECOMPUTE 1e-2f
-
 sm_status sm_dist_parse(const char *name, sm_dist_kind *out) {
     if (!strcmp(name, "sqeuclidean")) *out = SM_DIST_SQEUCLID;
     else if (!strcmp(name, "euclidean")) *out = SM_DIST_EUCLID;
@@ -61,13 +57,17 @@ void sm_l2_normalize_backward(const float *y, const float *norms, const float *d
     }
 }
 
-/* D = x x^T, then D_ij = |x_i|^2 + |x_j|^2 - 2 D_ij for the L2 kinds (and sqrt for L2). */
+/* D = x x^T for dot and cosine (rows already normalised); for the L2 kinds the backend's
+ * distance tile of x against itself, |x_i|^2 + |x_j|^2 - 2 <x_i, x_j> with the norms from the
+ * product's diagonal, a zero diagonal, entries that cancel recomputed directly, clamped at 0
+ * (NaN kept, so that non-finite embeddings reach the loss); then sqrt for L2. */
 void sm_dist_matrix(sm_dist_kind kind, const float *x, int n, int d, float *D) {
     if (n <= 0) return;
-    sm_k_gemm(0, 1, n, n, d, 1.0f, x, d, x, d, 0.0f, D, n);
-    if (kind == SM_DIST_COSINE || kind == SM_DIST_DOT) return;
-    /* Squared norms from the diagonal, before it is overwritten. */
-    float *sq = sm_alloc((size_t)n, sizeof(float)); /* (n) */
+    if (kind == SM_DIST_COSINE || kind == SM_DIST_DOT) {
+        sm_k_dist_tile(SM_K_DIST_DOT, 0, n, n, d, 1.0f, x, NULL, x, NULL, D, n);
+        return;
+    }
+    float *sq = sm_alloc((size_t)n, sizeof(float)); /* (n) squared norms (written by the tile) */
     if (!sq) { /* no memory for the scratch: fall back to the direct form everywhere */
         for (int i = 0; i < n; i++)
             for (int j = 0; j < n; j++) {
@@ -80,28 +80,9 @@ void sm_dist_matrix(sm_dist_kind kind, const float *x, int n, int d, float *D) {
             }
         return;
     }
-    for (int i = 0; i < n; i++) sq[i] = D[(int64_t)i * n + i];
-    #pragma omp parallel for schedule(static) if ((int64_t)n * n * d > (1 << 20))
-    for (int i = 0; i < n; i++) {
-        float *Di = D + (int64_t)i * n;
-        const float *xi = x + (int64_t)i * d;
-        for (int j = 0; j < n; j++) {
-            if (j == i) { Di[j] = 0.0f; continue; }
-            float ref = sq[i] + sq[j];
-            float s = ref - 2.0f * Di[j];
-            if (s < SM_DIST_RECOMPUTE * ref) {
-                const float *xj = x + (int64_t)j * d;
-                double t = 0.0;
-                for (int k = 0; k < d; k++) {
-                    double u = (double)xi[k] - xj[k];
-                    t += u * u;
-                }
-                s = (float)t;
-            }
-            if (s < 0.0f) s = 0.0f;
-            Di[j] = kind == SM_DIST_EUCLID ? sqrtf(s) : s;
-        }
-    }
+    sm_k_dist_tile(SM_K_DIST_SQL2, SM_K_DIST_SELF | SM_K_DIST_RECOMPUTE, n, n, d, 0.0f, x, sq, x, NULL, D, n);
+    if (kind == SM_DIST_EUCLID)
+        for (int64_t k = 0; k < (int64_t)n * n; k++) D[k] = sqrtf(D[k]);
     sm_free(sq);
 }
 

@@ -80,7 +80,7 @@ static sm_status subset(sm_dataset **out, const sm_dataset *ds, const int32_t *c
     const int32_t *y = sm_dataset_labels(ds);
     const float *x = sm_dataset_images(ds);
     int64_t seen[SM_REP_MAX_CLASSES] = {0}, kept[SM_REP_MAX_CLASSES] = {0}, m = 0;
-    int64_t *rows = sm_alloc((size_t)(n ? n : 1), sizeof(int64_t)); /* (n) selected rows */
+    int64_t *rows = rep_alloc((size_t)(n ? n : 1), sizeof(int64_t)); /* (n) selected rows */
     if (!rows) return SM_ERR_NOMEM;
     for (int64_t i = 0; i < n; i++) {
         int k = 0;
@@ -91,12 +91,12 @@ static sm_status subset(sm_dataset **out, const sm_dataset *ds, const int32_t *c
     }
     for (int k = 0; k < ncls; k++)
         if (!kept[k]) {
-            sm_free(rows);
-            return sm_fail(SM_ERR_RANGE, "class %d has no image at positions %lld.. of its class "
+            rep_free(rows);
+            return sm_errmsg_set(SM_ERR_RANGE, "class %d has no image at positions %lld.. of its class "
                            "(it has %lld images)", (int)cls[k], (long long)start, (long long)seen[k]);
         }
-    float *xs = sm_alloc((size_t)m * (size_t)dim, sizeof(float)); /* (m, h, w, c) */
-    int32_t *ys = sm_alloc((size_t)m, sizeof(int32_t));           /* (m) */
+    float *xs = rep_alloc((size_t)m * (size_t)dim, sizeof(float)); /* (m, h, w, c) */
+    int32_t *ys = rep_alloc((size_t)m, sizeof(int32_t));           /* (m) */
     sm_status st = SM_ERR_NOMEM;
     if (xs && ys) {
         for (int64_t i = 0; i < m; i++) {
@@ -105,7 +105,7 @@ static sm_status subset(sm_dataset **out, const sm_dataset *ds, const int32_t *c
         }
         st = sm_dataset_from_arrays(out, xs, ys, m, h, w, c);
     }
-    sm_free(rows); sm_free(xs); sm_free(ys);
+    rep_free(rows); rep_free(xs); rep_free(ys);
     return st;
 }
 
@@ -113,10 +113,10 @@ static sm_status subset(sm_dataset **out, const sm_dataset *ds, const int32_t *c
 static sm_status embed_norm(sm_model *m, const sm_dataset *ds, float **out) {
     int64_t n = sm_dataset_size(ds);
     int d = sm_model_embedding_dim(m);
-    float *e = sm_alloc((size_t)(n ? n : 1) * (size_t)d, sizeof(float)); /* (n, d) */
+    float *e = rep_alloc((size_t)(n ? n : 1) * (size_t)d, sizeof(float)); /* (n, d) */
     if (!e) return SM_ERR_NOMEM;
     sm_status st = sm_model_embed(m, sm_dataset_images(ds), n, e);
-    if (st) { sm_free(e); return st; }
+    if (st) { rep_free(e); return st; }
     sm_embeddings_normalize(e, n, d);
     *out = e;
     return SM_OK;
@@ -132,16 +132,16 @@ static double l2(const float *a, const float *b, int d) {
  * optionally the Euclidean distance to it (dist, nq). */
 static sm_status nn_labels(const float *db, const int32_t *dby, int64_t n, const float *q, int64_t nq, int d,
                            int32_t *pred, double *dist) {
-    float *dd = sm_alloc((size_t)(nq ? nq : 1), sizeof(float));   /* (nq) squared distances */
-    int64_t *ix = sm_alloc((size_t)(nq ? nq : 1), sizeof(int64_t)); /* (nq) */
-    if (!dd || !ix) { sm_free(dd); sm_free(ix); return SM_ERR_NOMEM; }
+    float *dd = rep_alloc((size_t)(nq ? nq : 1), sizeof(float));   /* (nq) squared distances */
+    int64_t *ix = rep_alloc((size_t)(nq ? nq : 1), sizeof(int64_t)); /* (nq) */
+    if (!dd || !ix) { rep_free(dd); rep_free(ix); return SM_ERR_NOMEM; }
     sm_status st = sm_knn_search(db, n, q, nq, d, 1, SM_METRIC_L2, 0, dd, ix);
     if (!st)
         for (int64_t i = 0; i < nq; i++) {
             pred[i] = ix[i] >= 0 ? dby[ix[i]] : -1;
             if (dist) dist[i] = ix[i] >= 0 ? l2(q + i * d, db + ix[i] * d, d) : INFINITY;
         }
-    sm_free(dd); sm_free(ix);
+    rep_free(dd); rep_free(ix);
     return st;
 }
 
@@ -168,11 +168,11 @@ static void centroids(const float *e, const int32_t *y, int64_t n, int d, const 
 static sm_status nn_centroid_acc(const float *g, const int32_t *gy, int64_t ng, const float *q, const int32_t *qy,
                                  int64_t nq, int d, const int32_t *cls, int ncls, double *acc_nn, double *acc_cen,
                                  float *q_nn, float *q_cen) {
-    int32_t *pred = sm_alloc((size_t)(nq ? nq : 1), sizeof(int32_t)); /* (nq) */
-    float *cen = sm_alloc((size_t)ncls * d, sizeof(float));           /* (ncls, d) */
-    double *acc = sm_alloc((size_t)d, sizeof(double));               /* (d) scratch */
+    int32_t *pred = rep_alloc((size_t)(nq ? nq : 1), sizeof(int32_t)); /* (nq) */
+    float *cen = rep_alloc((size_t)ncls * d, sizeof(float));           /* (ncls, d) */
+    double *acc = rep_alloc((size_t)d, sizeof(double));               /* (d) scratch */
     int32_t cy[SM_REP_MAX_CLASSES];
-    if (!pred || !cen || !acc) { sm_free(pred); sm_free(cen); sm_free(acc); return SM_ERR_NOMEM; }
+    if (!pred || !cen || !acc) { rep_free(pred); rep_free(cen); rep_free(acc); return SM_ERR_NOMEM; }
     sm_status st = nn_labels(g, gy, ng, q, nq, d, pred, NULL);
     int64_t ok = 0;
     if (!st) {
@@ -186,7 +186,7 @@ static sm_status nn_centroid_acc(const float *g, const int32_t *gy, int64_t ng, 
         for (int64_t i = 0; i < nq; i++) { ok += pred[i] == qy[i]; if (q_cen) q_cen[i] = pred[i] == qy[i]; }
         *acc_cen = nq ? (double)ok / (double)nq : NAN;
     }
-    sm_free(pred); sm_free(cen); sm_free(acc);
+    rep_free(pred); rep_free(cen); rep_free(acc);
     return st;
 }
 
@@ -201,9 +201,9 @@ static sm_status triplet_fraction(const float *e, const int32_t *y, int64_t n, i
         while (k < nl && labs[k] != y[i]) k++;
         if (k == nl && nl < SM_REP_MAX_CLASSES * 2) labs[nl++] = y[i];
     }
-    int64_t *byc = sm_alloc((size_t)(n ? n : 1), sizeof(int64_t));      /* (n) rows grouped by class */
-    int64_t *start = sm_calloc((size_t)nl + 1, sizeof(int64_t));         /* (nl + 1) group offsets */
-    if (!byc || !start) { sm_free(byc); sm_free(start); return SM_ERR_NOMEM; }
+    int64_t *byc = rep_alloc((size_t)(n ? n : 1), sizeof(int64_t));      /* (n) rows grouped by class */
+    int64_t *start = rep_calloc((size_t)nl + 1, sizeof(int64_t));         /* (nl + 1) group offsets */
+    if (!byc || !start) { rep_free(byc); rep_free(start); return SM_ERR_NOMEM; }
     int64_t pos = 0;
     for (int k = 0; k < nl; k++) {
         start[k] = pos;
@@ -213,27 +213,27 @@ static sm_status triplet_fraction(const float *e, const int32_t *y, int64_t n, i
     int usable = 0;
     for (int k = 0; k < nl; k++) usable += start[k + 1] - start[k] >= 2;
     *out = NAN;
-    if (nl < 2 || !usable || samples <= 0) { sm_free(byc); sm_free(start); return SM_OK; }
-    sm_rng rng;
-    sm_rng_seed(&rng, seed);
+    if (nl < 2 || !usable || samples <= 0) { rep_free(byc); rep_free(start); return SM_OK; }
+    rep_rng rng;
+    rep_rng_seed(&rng, seed);
     int64_t good = 0, done = 0;
     while (done < samples) {
-        int64_t g = (int64_t)sm_rng_below(&rng, (uint64_t)n); /* position in byc */
+        int64_t g = (int64_t)rep_rng_below(&rng, (uint64_t)n); /* position in byc */
         int k = 0;
         while (start[k + 1] <= g) k++;
         int64_t cs = start[k + 1] - start[k];
         if (cs < 2) continue;
         int64_t a = byc[g];
-        int64_t p = byc[start[k] + (int64_t)sm_rng_below(&rng, (uint64_t)(cs - 1))];
+        int64_t p = byc[start[k] + (int64_t)rep_rng_below(&rng, (uint64_t)(cs - 1))];
         if (p == a) p = byc[start[k + 1] - 1];
-        int64_t r = (int64_t)sm_rng_below(&rng, (uint64_t)(n - cs)); /* a row outside class k */
+        int64_t r = (int64_t)rep_rng_below(&rng, (uint64_t)(n - cs)); /* a row outside class k */
         int64_t ng = r < start[k] ? byc[r] : byc[r + cs];
         double dap = l2(e + a * d, e + p * d, d), dan = l2(e + a * d, e + ng * d, d);
         good += dan - dap > margin;
         done++;
     }
     *out = (double)good / (double)samples;
-    sm_free(byc); sm_free(start);
+    rep_free(byc); rep_free(start);
     return SM_OK;
 }
 
@@ -242,8 +242,8 @@ static sm_status triplet_fraction(const float *e, const int32_t *y, int64_t n, i
 static sm_status verification(const float *e, const int32_t *y, const int64_t *sel, int64_t m, int d,
                               sm_rep_model *R) {
     int64_t np = m * (m - 1) / 2;
-    float *score = sm_alloc((size_t)(np ? np : 1), sizeof(float));   /* (np) minus distance */
-    int8_t *gen = sm_alloc((size_t)(np ? np : 1), sizeof(int8_t));   /* (np) same class */
+    float *score = rep_alloc((size_t)(np ? np : 1), sizeof(float));   /* (np) minus distance */
+    int8_t *gen = rep_alloc((size_t)(np ? np : 1), sizeof(int8_t));   /* (np) same class */
     double *far = NULL, *tar = NULL;
     float *thr = NULL;
     sm_status st = SM_ERR_NOMEM;
@@ -266,13 +266,13 @@ static sm_status verification(const float *e, const int32_t *y, const int64_t *s
         R->hist_gen[i] = ngen ? hg[i] / ((double)ngen * bw) : 0;
         R->hist_imp[i] = np > ngen ? hi[i] / ((double)(np - ngen) * bw) : 0;
     }
-    if (!ngen || ngen == np) { st = sm_fail(SM_ERR_RANGE, "verification pairs need two classes with two images each"); goto done; }
+    if (!ngen || ngen == np) { st = sm_errmsg_set(SM_ERR_RANGE, "verification pairs need two classes with two images each"); goto done; }
     int64_t cnt;
     if ((st = sm_roc(score, gen, np, NULL, NULL, NULL, 0, &cnt))) goto done;
     st = SM_ERR_NOMEM;
-    far = sm_alloc((size_t)cnt, sizeof(double)); /* (cnt) */
-    tar = sm_alloc((size_t)cnt, sizeof(double)); /* (cnt) */
-    thr = sm_alloc((size_t)cnt, sizeof(float));  /* (cnt) */
+    far = rep_alloc((size_t)cnt, sizeof(double)); /* (cnt) */
+    tar = rep_alloc((size_t)cnt, sizeof(double)); /* (cnt) */
+    thr = rep_alloc((size_t)cnt, sizeof(float));  /* (cnt) */
     if (!far || !tar || !thr) goto done;
     if ((st = sm_roc(score, gen, np, far, tar, thr, cnt, &cnt))) goto done;
     int64_t j = 0;
@@ -288,7 +288,7 @@ static sm_status verification(const float *e, const int32_t *y, const int64_t *s
     if ((st = sm_tar_at_far(score, gen, np, 1e-2, &R->ver_tar_1e2, NULL))) goto done;
     st = sm_tar_at_far(score, gen, np, 1e-3, &R->ver_tar_1e3, NULL);
 done:
-    sm_free(score); sm_free(gen); sm_free(far); sm_free(tar); sm_free(thr);
+    rep_free(score); rep_free(gen); rep_free(far); rep_free(tar); rep_free(thr);
     return st;
 }
 
@@ -361,16 +361,16 @@ static sm_status train_one(ctx *c, int li, const sm_dataset *ds, int epochs, int
     c->prev_mean = 0;
     R->train_images = sm_dataset_size(ds);
     R->epochs = epochs;
-    double t0 = sm_now();
+    double t0 = rep_now();
     st = sm_train(m, loss, ds, &tc);
-    R->train_seconds = sm_now() - t0;
+    R->train_seconds = rep_now() - t0;
     R->images_per_sec = R->train_seconds > 0 ? (double)R->train_images * epochs / R->train_seconds : 0;
     sm_loss_free(loss);
     if (st) {
-        char msg[SM_ERRMSG_MAX + 64];
+        char msg[SM_REP_ERRMSG_MAX + 64];
         snprintf(msg, sizeof msg, "training %s: %s", loss_name, sm_model_errmsg(m));
         sm_model_free(m);
-        return sm_fail(st, "%s", msg);
+        return sm_errmsg_set(st, "%s", msg);
     }
     *out = m;
     return SM_OK;
@@ -378,7 +378,7 @@ static sm_status train_one(ctx *c, int li, const sm_dataset *ds, int epochs, int
 
 /* Allocate R's per-query array k of n floats, all NaN; NULL without memory. */
 static float *qalloc(sm_rep_model *R, int k, int64_t n) {
-    R->q[k] = sm_alloc((size_t)(n ? n : 1), sizeof(float));
+    R->q[k] = rep_alloc((size_t)(n ? n : 1), sizeof(float));
     R->qn[k] = R->q[k] ? n : 0;
     for (int64_t i = 0; R->q[k] && i < n; i++) R->q[k][i] = NAN;
     return R->q[k];
@@ -388,12 +388,12 @@ static float *qalloc(sm_rep_model *R, int k, int64_t n) {
  * k0+2 (AP@R) of R. */
 static sm_status retrieval(sm_rep_model *R, int k0, const float *e, const int32_t *y, int64_t n, int d,
                            sm_retrieval_result *res) {
-    double *buf = sm_alloc((size_t)(3 * (n ? n : 1)), sizeof(double)); /* (3, n) */
-    if (!buf || !qalloc(R, k0, n) || !qalloc(R, k0 + 1, n) || !qalloc(R, k0 + 2, n)) { sm_free(buf); return SM_ERR_NOMEM; }
+    double *buf = rep_alloc((size_t)(3 * (n ? n : 1)), sizeof(double)); /* (3, n) */
+    if (!buf || !qalloc(R, k0, n) || !qalloc(R, k0 + 1, n) || !qalloc(R, k0 + 2, n)) { rep_free(buf); return SM_ERR_NOMEM; }
     sm_status st = sm_retrieval_metrics_per_query(e, y, n, d, SM_METRIC_L2, res, buf + 2 * n, buf + n, buf);
     for (int64_t i = 0; !st && i < n; i++)
         for (int j = 0; j < 3; j++) R->q[k0 + j][i] = (float)buf[j * n + i];
-    sm_free(buf);
+    rep_free(buf);
     return st;
 }
 
@@ -483,9 +483,9 @@ static sm_status evaluate(ctx *c, sm_model *m, sm_rep_model *R, const sm_dataset
         int C = R->head_classes;
         int64_t nmax = nu > ns ? nu : ns;
         st = SM_ERR_NOMEM;
-        logits = sm_alloc((size_t)nmax * C, sizeof(float)); /* (max(ns, nu), C) */
-        R->unseen_pred = sm_calloc((size_t)r->nunseen * C, sizeof(int64_t));
-        R->unseen_conf = sm_calloc((size_t)r->nunseen, sizeof(double));
+        logits = rep_alloc((size_t)nmax * C, sizeof(float)); /* (max(ns, nu), C) */
+        R->unseen_pred = rep_calloc((size_t)r->nunseen * C, sizeof(int64_t));
+        R->unseen_conf = rep_calloc((size_t)r->nunseen, sizeof(double));
         if (!logits || !R->unseen_pred || !R->unseen_conf || !qalloc(R, SM_REP_Q_ARG_S, ns)) goto done;
         if ((st = sm_model_logits(m, sm_dataset_images(ts), ns, logits))) goto done;
         int64_t ok = 0;
@@ -520,16 +520,16 @@ static sm_status evaluate(ctx *c, sm_model *m, sm_rep_model *R, const sm_dataset
         const int32_t *known = r->unseen;
         int64_t ngk = 0;
         st = SM_ERR_NOMEM;
-        float *gk = sm_alloc((size_t)nsh * d, sizeof(float)); /* (ngk, d) enrolled items */
-        int32_t *gky = sm_alloc((size_t)nsh, sizeof(int32_t));  /* (ngk) */
-        if (!gk || !gky) { sm_free(gk); sm_free(gky); goto done; }
+        float *gk = rep_alloc((size_t)nsh * d, sizeof(float)); /* (ngk, d) enrolled items */
+        int32_t *gky = rep_alloc((size_t)nsh, sizeof(int32_t));  /* (ngk) */
+        if (!gk || !gky) { rep_free(gk); rep_free(gky); goto done; }
         for (int64_t i = 0; i < nsh; i++)
             if (in_list(ysh[i], known, nk)) { memcpy(gk + ngk * d, esh + i * d, (size_t)d * sizeof(float)); gky[ngk++] = ysh[i]; }
         /* threshold: FAR on pairs (held-out probe, enrolled item) */
         int64_t ncal = sm_dataset_size(c->calib), npair = ncal * ngk;
         const int32_t *ycal = sm_dataset_labels(c->calib);
-        float *sc = sm_alloc((size_t)npair, sizeof(float));   /* (npair) minus distance */
-        int8_t *gn = sm_alloc((size_t)npair, sizeof(int8_t)); /* (npair) */
+        float *sc = rep_alloc((size_t)npair, sizeof(float));   /* (npair) minus distance */
+        int8_t *gn = rep_alloc((size_t)npair, sizeof(int8_t)); /* (npair) */
         st = SM_ERR_NOMEM;
         if (sc && gn && !(st = embed_norm(m, c->calib, &ec))) {
             for (int64_t i = 0; i < ncal; i++)
@@ -549,8 +549,8 @@ static sm_status evaluate(ctx *c, sm_model *m, sm_rep_model *R, const sm_dataset
         }
         if (!st) {
             st = SM_ERR_NOMEM;
-            pred = sm_alloc((size_t)nu, sizeof(int32_t));
-            dist = sm_alloc((size_t)nu, sizeof(double));
+            pred = rep_alloc((size_t)nu, sizeof(int32_t));
+            dist = rep_alloc((size_t)nu, sizeof(double));
             if (pred && dist && qalloc(R, SM_REP_Q_OPEN_TAR, nu) && qalloc(R, SM_REP_Q_OPEN_REJ, nu) &&
                 !(st = nn_labels(gk, gky, ngk, eu, nu, d, pred, dist))) {
                 int64_t kn = 0, kok = 0, un = 0, urej = 0;
@@ -568,13 +568,13 @@ static sm_status evaluate(ctx *c, sm_model *m, sm_rep_model *R, const sm_dataset
                 R->open_reject = un ? (double)urej / (double)un : NAN;
             }
         }
-        sm_free(gk); sm_free(gky); sm_free(sc); sm_free(gn);
+        rep_free(gk); rep_free(gky); rep_free(sc); rep_free(gn);
         if (st) goto done;
     }
     /* verification pairs and histograms on the first pairs_per_class of each unseen class */
     {
         st = SM_ERR_NOMEM;
-        sel = sm_alloc((size_t)nu, sizeof(int64_t)); /* (m) selected rows */
+        sel = rep_alloc((size_t)nu, sizeof(int64_t)); /* (m) selected rows */
         if (!sel) goto done;
         int64_t cnt[SM_REP_MAX_CLASSES] = {0}, msel = 0;
         for (int64_t i = 0; i < nu; i++) {
@@ -586,13 +586,13 @@ static sm_status evaluate(ctx *c, sm_model *m, sm_rep_model *R, const sm_dataset
         if ((st = verification(eu, yu, sel, msel, d, R))) goto done;
         /* PCA of all unseen embeddings; keep the first scatter_per_class points a class */
         st = SM_ERR_NOMEM;
-        proj = sm_alloc((size_t)nu * 2, sizeof(float)); /* (nu, 2) */
+        proj = rep_alloc((size_t)nu * 2, sizeof(float)); /* (nu, 2) */
         if (!proj) goto done;
         if ((st = sm_pca(eu, nu, d, 2, proj, NULL, R->pca_var))) goto done;
         memset(cnt, 0, sizeof cnt);
         st = SM_ERR_NOMEM;
-        R->pca = sm_alloc((size_t)nu * 2, sizeof(float));
-        R->pca_y = sm_alloc((size_t)nu, sizeof(int32_t));
+        R->pca = rep_alloc((size_t)nu * 2, sizeof(float));
+        R->pca_y = rep_alloc((size_t)nu, sizeof(int32_t));
         if (!R->pca || !R->pca_y) goto done;
         for (int64_t i = 0; i < nu; i++) {
             int k = 0;
@@ -606,38 +606,38 @@ static sm_status evaluate(ctx *c, sm_model *m, sm_rep_model *R, const sm_dataset
         st = SM_OK;
     }
 done:
-    sm_free(eu); sm_free(es); sm_free(eg); sm_free(esh); sm_free(ec); sm_free(logits); sm_free(proj);
-    sm_free(pred); sm_free(dist); sm_free(sel);
+    rep_free(eu); rep_free(es); rep_free(eg); rep_free(esh); rep_free(ec); rep_free(logits); rep_free(proj);
+    rep_free(pred); rep_free(dist); rep_free(sel);
     return st;
 }
 
 static sm_status check_config(const sm_compare_config *c) {
     if (c->num_losses < 1 || c->num_losses > SM_COMPARE_MAX_LOSSES)
-        return sm_fail(SM_ERR_INVALID, "compare: between 1 and %d losses (got %d)", SM_COMPARE_MAX_LOSSES, c->num_losses);
+        return sm_errmsg_set(SM_ERR_INVALID, "compare: between 1 and %d losses (got %d)", SM_COMPARE_MAX_LOSSES, c->num_losses);
     for (int i = 0; i < c->num_losses; i++)
-        if (!c->losses[i] || !*c->losses[i]) return sm_fail(SM_ERR_INVALID, "compare: loss %d has no name", i + 1);
+        if (!c->losses[i] || !*c->losses[i]) return sm_errmsg_set(SM_ERR_INVALID, "compare: loss %d has no name", i + 1);
     if (!c->model_spec || !c->seen_classes || !c->unseen_classes)
-        return sm_fail(SM_ERR_INVALID, "compare: model spec and class lists are required");
-    if (c->epochs < 1 || c->few_epochs < 1) return sm_fail(SM_ERR_INVALID, "compare: epochs must be >= 1");
+        return sm_errmsg_set(SM_ERR_INVALID, "compare: model spec and class lists are required");
+    if (c->epochs < 1 || c->few_epochs < 1) return sm_errmsg_set(SM_ERR_INVALID, "compare: epochs must be >= 1");
     if (c->schedule != SM_SCHED_CONSTANT && c->schedule != SM_SCHED_COSINE)
-        return sm_fail(SM_ERR_INVALID, "compare: schedule must be constant or cosine (got %d)", c->schedule);
+        return sm_errmsg_set(SM_ERR_INVALID, "compare: schedule must be constant or cosine (got %d)", c->schedule);
     if (c->per_class < 1 || c->per_class > c->batch_size)
-        return sm_fail(SM_ERR_INVALID, "compare: per-class %d must be in 1..batch size %d", c->per_class, c->batch_size);
+        return sm_errmsg_set(SM_ERR_INVALID, "compare: per-class %d must be in 1..batch size %d", c->per_class, c->batch_size);
     if (c->shots < 1 || c->gallery_per_class < 1 || c->calib_per_class < 1 || c->scatter_per_class < 1)
-        return sm_fail(SM_ERR_INVALID, "compare: shots, gallery, calibration and scatter counts must be >= 1");
+        return sm_errmsg_set(SM_ERR_INVALID, "compare: shots, gallery, calibration and scatter counts must be >= 1");
     if (c->pairs_per_class < 2 || c->pairs_per_class > 500)
-        return sm_fail(SM_ERR_INVALID, "compare: pairs per class must be in 2..500 (got %d)", c->pairs_per_class);
-    if (!(c->far > 0 && c->far < 1)) return sm_fail(SM_ERR_INVALID, "compare: FAR must be in (0, 1)");
+        return sm_errmsg_set(SM_ERR_INVALID, "compare: pairs per class must be in 2..500 (got %d)", c->pairs_per_class);
+    if (!(c->far > 0 && c->far < 1)) return sm_errmsg_set(SM_ERR_INVALID, "compare: FAR must be in (0, 1)");
     if (c->train_per_class < 0 || c->test_per_class < 0 || c->few_per_class < 0 || c->triplet_samples < 0 ||
         !(c->triplet_margin >= 0))
-        return sm_fail(SM_ERR_INVALID, "compare: negative count or margin");
+        return sm_errmsg_set(SM_ERR_INVALID, "compare: negative count or margin");
     return SM_OK;
 }
 
 static const char *own(sm_report *r, const char *s) {
     if (!s) return NULL;
     if (r->nowned >= (int)(sizeof r->owned / sizeof r->owned[0])) return "";
-    char *copy = sm_strdup(s);
+    char *copy = rep_strdup(s);
     if (!copy) return "";
     r->owned[r->nowned++] = copy;
     return copy;
@@ -663,13 +663,13 @@ static void machine_info(sm_report *r) {
 
 sm_status sm_compare_run(sm_report **out, const sm_compare_config *cfg, const sm_dataset *train,
                          const sm_dataset *test) {
-    if (!out) return sm_fail(SM_ERR_INVALID, "sm_compare_run: out is NULL");
+    if (!out) return sm_errmsg_set(SM_ERR_INVALID, "sm_compare_run: out is NULL");
     *out = NULL;
-    if (!cfg || !train || !test) return sm_fail(SM_ERR_INVALID, "sm_compare_run: NULL argument");
+    if (!cfg || !train || !test) return sm_errmsg_set(SM_ERR_INVALID, "sm_compare_run: NULL argument");
     sm_status st = check_config(cfg);
     if (st) return st;
-    double t_start = sm_now();
-    sm_report *r = sm_calloc(1, sizeof *r);
+    double t_start = rep_now();
+    sm_report *r = rep_calloc(1, sizeof *r);
     if (!r) return SM_ERR_NOMEM;
     ctx c = {0};
     c.cfg = cfg;
@@ -694,15 +694,15 @@ sm_status sm_compare_run(sm_report **out, const sm_compare_config *cfg, const sm
         goto fail;
     for (int i = 0; i < r->nseen + r->nunseen; i++) {
         int32_t y = i < r->nseen ? r->seen[i] : r->unseen[i - r->nseen];
-        if (y >= SM_REP_MAX_CLASSES * 2) { st = sm_fail(SM_ERR_RANGE, "compare: class %d above 127", (int)y); goto fail; }
+        if (y >= SM_REP_MAX_CLASSES * 2) { st = sm_errmsg_set(SM_ERR_RANGE, "compare: class %d above 127", (int)y); goto fail; }
         if (i >= r->nseen && in_list(y, r->seen, r->nseen)) {
-            st = sm_fail(SM_ERR_INVALID, "compare: class %d is both seen and unseen", (int)y);
+            st = sm_errmsg_set(SM_ERR_INVALID, "compare: class %d is both seen and unseen", (int)y);
             goto fail;
         }
     }
-    if (r->nseen < 2 || r->nunseen < 2) { st = sm_fail(SM_ERR_INVALID, "compare: need at least 2 seen and 2 unseen classes"); goto fail; }
+    if (r->nseen < 2 || r->nunseen < 2) { st = sm_errmsg_set(SM_ERR_INVALID, "compare: need at least 2 seen and 2 unseen classes"); goto fail; }
     if (cfg->open_known < 1 || cfg->open_known >= r->nunseen) {
-        st = sm_fail(SM_ERR_INVALID, "compare: open-set known classes must be in 1..%d (got %d)", r->nunseen - 1, cfg->open_known);
+        st = sm_errmsg_set(SM_ERR_INVALID, "compare: open-set known classes must be in 1..%d (got %d)", r->nunseen - 1, cfg->open_known);
         goto fail;
     }
     for (int y = 0; y < SM_REP_MAX_CLASSES * 2; y++) {
@@ -743,13 +743,13 @@ sm_status sm_compare_run(sm_report **out, const sm_compare_config *cfg, const sm
         }
         logf_(cfg, "[%d/%d] training %s%s on %lld images of classes %s, %d %s", run + 1, nruns,
               cfg->losses[li], few ? " (few samples)" : "", (long long)sm_dataset_size(ds), cfg->seen_classes, epochs,
-              sm_pl(epochs, "epoch", "epochs"));
+              rep_pl(epochs, "epoch", "epochs"));
         sm_model *m = NULL;
         st = train_one(&c, li, ds, epochs, per_class, R, &m);
         r->nmodels = run + 1;
         if (st) { sm_dataset_free(fewds); goto fail; }
         logf_(cfg, "%s%s: %lld images x %d %s in %.1f s, %.0f images/s, final loss %.4f", R->loss,
-              few ? " (few samples)" : "", (long long)R->train_images, R->epochs, sm_pl(R->epochs, "epoch", "epochs"),
+              few ? " (few samples)" : "", (long long)R->train_images, R->epochs, rep_pl(R->epochs, "epoch", "epochs"),
               R->train_seconds, R->images_per_sec,
               R->final_loss);
         if (cfg->model_dir) {
@@ -761,22 +761,22 @@ sm_status sm_compare_run(sm_report **out, const sm_compare_config *cfg, const sm
             else snprintf(base, sizeof base, "%s%s", few ? "few_" : "", R->loss);
             snprintf(R->file, sizeof R->file, "%s/%s.smm", cfg->model_dir, base);
             if ((st = sm_model_save(m, R->file))) {
-                sm_fail(st, "%s", sm_model_errmsg(m));
+                sm_errmsg_set(st, "%s", sm_model_errmsg(m));
                 sm_model_free(m); sm_dataset_free(fewds);
                 goto fail;
             }
         }
-        double t0 = sm_now();
+        double t0 = rep_now();
         st = evaluate(&c, m, R, gal, !few);
         sm_model_free(m);
         sm_dataset_free(fewds);
         if (st) goto fail;
         logf_(cfg, "%s%s: evaluated in %.1f s: unseen P@1 %.4f, MAP@R %.4f; seen accuracy (1-NN) %.4f",
-              R->loss, few ? " (few samples)" : "", sm_now() - t0, R->unseen.precision_at_1, R->unseen.map_at_r,
+              R->loss, few ? " (few samples)" : "", rep_now() - t0, R->unseen.precision_at_1, R->unseen.map_at_r,
               R->acc_nn);
     }
     (void)used;
-    r->wall_seconds = sm_now() - t_start;
+    r->wall_seconds = rep_now() - t_start;
     sm_dataset_free(c.train_seen); sm_dataset_free(c.test_seen); sm_dataset_free(c.test_unseen);
     sm_dataset_free(c.shots); sm_dataset_free(c.calib); sm_dataset_free(c.gallery);
     *out = r;
@@ -794,13 +794,13 @@ void sm_report_free(sm_report *r) {
     if (!r) return;
     for (int i = 0; i < 2 * SM_COMPARE_MAX_LOSSES; i++) {
         free(r->models[i].curve);
-        sm_free(r->models[i].unseen_pred);
-        sm_free(r->models[i].unseen_conf);
-        sm_free(r->models[i].pca);
-        sm_free(r->models[i].pca_y);
-        for (int k = 0; k < SM_REP_NQ; k++) sm_free(r->models[i].q[k]);
+        rep_free(r->models[i].unseen_pred);
+        rep_free(r->models[i].unseen_conf);
+        rep_free(r->models[i].pca);
+        rep_free(r->models[i].pca_y);
+        for (int k = 0; k < SM_REP_NQ; k++) rep_free(r->models[i].q[k]);
     }
-    for (int i = 0; i < r->nowned; i++) sm_free(r->owned[i]);
+    for (int i = 0; i < r->nowned; i++) rep_free(r->owned[i]);
     free(r->text);
-    sm_free(r);
+    rep_free(r);
 }

@@ -1,6 +1,7 @@
-/* pca.c - principal component analysis for the report's 2-D pictures: centre, covariance in
- * double precision, cyclic Jacobi eigen-decomposition (deterministic: a fixed sweep order, no
- * random start), components sorted by variance with a fixed sign, projection. */
+/* pca.c - principal component analysis for 2-D pictures of embeddings (the report's, in
+ * report/, among them): centre, covariance in double precision, cyclic Jacobi
+ * eigen-decomposition (deterministic: a fixed sweep order, no random start), components sorted
+ * by variance with a fixed sign, projection. */
 #include "core/core.h"
 #include <math.h>
 #include <string.h>

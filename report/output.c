@@ -146,7 +146,7 @@ static int verdicts(const sm_report *r, verdict *v) {
     n++;
     snprintf(v[n].claim, sizeof v[n].claim, "Verification and open-set recognition need distances that mean similarity");
     snprintf(v[n].test, sizeof v[n].test, "open set: %d %s enrolled, the others rejected, threshold at FAR %g",
-             r->cfg.open_known, sm_pl(r->cfg.open_known, "class", "classes"), r->cfg.far);
+             r->cfg.open_known, rep_pl(r->cfg.open_known, "class", "classes"), r->cfg.far);
     judge(r, &v[n], c, best_of(r, 0, 1, f_open), f_open, SM_REP_Q_OPEN_TAR, "identified and accepted", "test images");
     n++;
     snprintf(v[n].claim, sizeof v[n].claim, "Metric learning organises the space: same class close, different classes far");
@@ -174,12 +174,12 @@ static int verdicts(const sm_report *r, verdict *v) {
     if (cf >= 0 || best_of(r, 1, 1, f_nn) >= 0) {
         snprintf(v[n].claim, sizeof v[n].claim, "Few samples a class: metric learning does better than softmax");
         snprintf(v[n].test, sizeof v[n].test, "%d train %s a seen class: best closed-set accuracy (argmax or 1-NN)", r->cfg.few_per_class,
-                 sm_pl(r->cfg.few_per_class, "image", "images"));
+                 rep_pl(r->cfg.few_per_class, "image", "images"));
         judge(r, &v[n], cf, best_of(r, 1, 1, f_best_closed), f_best_closed, Q_BEST_CLOSED, "closed-set accuracy", "test images");
         n++;
         snprintf(v[n].claim, sizeof v[n].claim, "Few samples a class: retrieval");
         snprintf(v[n].test, sizeof v[n].test, "%d train %s a seen class: MAP@R on the seen test classes", r->cfg.few_per_class,
-                 sm_pl(r->cfg.few_per_class, "image", "images"));
+                 rep_pl(r->cfg.few_per_class, "image", "images"));
         judge(r, &v[n], cf, best_of(r, 1, 1, f_seen_map), f_seen_map, SM_REP_Q_MAP_S, "MAP@R", "queries");
         n++;
     }
@@ -228,7 +228,7 @@ void sm_report_build_text(const sm_report *r, sm_sbuf *b) {
     }
     if (n_main(r) < r->nmodels) {
         sm_sbuf_printf(b, "\nfew samples: %d train %s a seen class, %d %s\n", r->cfg.few_per_class,
-                       sm_pl(r->cfg.few_per_class, "image", "images"), r->cfg.few_epochs, sm_pl(r->cfg.few_epochs, "epoch", "epochs"));
+                       rep_pl(r->cfg.few_per_class, "image", "images"), r->cfg.few_epochs, rep_pl(r->cfg.few_epochs, "epoch", "epochs"));
         sm_sbuf_printf(b, "%-16s | %-34s | %-22s | %s\n", "", "seen classes", "unseen classes", "");
         sm_sbuf_printf(b, "%-16s | %6s %6s %6s %6s %6s | %6s %6s %8s | %6s\n", "loss", "argmax", "1-NN", "centr.", "P@1",
                        "MAP@R", "P@1", "MAP@R", "few-shot", "s");
@@ -246,7 +246,7 @@ void sm_report_build_text(const sm_report *r, sm_sbuf *b) {
     int nv = verdicts(r, v);
     sm_sbuf_puts(b, "\nwhat the comparison tests (outcomes decided only beyond the 95% bootstrap interval):\n");
     for (int i = 0; i < nv; i++) sm_sbuf_printf(b, "  %-28s %s\n  %28s %s\n", v[i].outcome, v[i].claim, "", v[i].result);
-    sm_sbuf_printf(b, "\nwall time %.1f s, %d %s\n", r->wall_seconds, r->threads, sm_pl(r->threads, "thread", "threads"));
+    sm_sbuf_printf(b, "\nwall time %.1f s, %d %s\n", r->wall_seconds, r->threads, rep_pl(r->threads, "thread", "threads"));
 }
 
 const char *sm_report_text(sm_report *r) {
@@ -500,7 +500,7 @@ sm_status sm_report_build_json(const sm_report *r, sm_sbuf *b) {
         for (int i = 0; i < r->nmodels; i++)
             if (!r->models[i].few) sm_sbuf_printf(b, "%s\"%s_%d\"", k++ ? ", " : "", kinds[t], i);
     sm_sbuf_printf(b, "%s\"roc\"]\n}\n", k ? ", " : "");
-    return b->failed ? sm_fail(SM_ERR_NOMEM, "out of memory writing the report") : SM_OK;
+    return b->failed ? sm_errmsg_set(SM_ERR_NOMEM, "out of memory writing the report") : SM_OK;
 }
 
 /* ---- HTML ------------------------------------------------------------------------------- */
@@ -797,8 +797,8 @@ sm_status sm_report_build_html(const sm_report *r, sm_sbuf *b) {
                       "and nearest neighbour / centroid over a gallery of %lld train images. Bold: the column's best. "
                       "&#177;: half the 95%% bootstrap interval over the test queries (verification and AUC, computed "
                       "on pairs, have none).</p>\n",
-                   (long long)r->n_test_unseen, c->shots, sm_pl(c->shots, "image", "images"), c->open_known,
-                   sm_pl(c->open_known, "class is", "classes are"), c->far, (long long)r->n_calib,
+                   (long long)r->n_test_unseen, c->shots, rep_pl(c->shots, "image", "images"), c->open_known,
+                   rep_pl(c->open_known, "class is", "classes are"), c->far, (long long)r->n_calib,
                    (long long)r->n_pairs, c->pairs_per_class, (long long)r->n_gallery);
 
     /* what the softmax head does with a new class */
@@ -887,8 +887,8 @@ sm_status sm_report_build_html(const sm_report *r, sm_sbuf *b) {
                           "each seen class (%d %s). Closed set on the seen classes (gallery: those same %d %s a "
                           "class), and retrieval.</p>\n<table><tr><th rowspan=\"2\" class=\"l\">loss</th><th colspan=\"5\">seen "
                           "classes %s</th><th colspan=\"3\">unseen classes %s</th><th rowspan=\"2\">seconds</th></tr><tr>",
-                       c->few_per_class, sm_pl(c->few_per_class, "image", "images"), c->few_epochs,
-                       sm_pl(c->few_epochs, "epoch", "epochs"), c->few_per_class, sm_pl(c->few_per_class, "image", "images"),
+                       c->few_per_class, rep_pl(c->few_per_class, "image", "images"), c->few_epochs,
+                       rep_pl(c->few_epochs, "epoch", "epochs"), c->few_per_class, rep_pl(c->few_per_class, "image", "images"),
                        c->seen_classes, c->unseen_classes);
         char shot[32];
         snprintf(shot, sizeof shot, "%d-shot NN", c->shots);
@@ -945,7 +945,7 @@ sm_status sm_report_build_html(const sm_report *r, sm_sbuf *b) {
     for (int i = 0; i < r->nmodels; i++)
         if (!r->models[i].few) ROW("loss", "%s %s", r->models[i].loss, r->models[i].options);
     ROW("training", "%d %s, batch %d, %s lr %g%s, P x K with K = %d for metric losses (classifiers: shuffled), seed %llu",
-        c->epochs, sm_pl(c->epochs, "epoch", "epochs"), c->batch_size, c->optimizer == SM_OPT_SGD ? "SGD" : c->optimizer == SM_OPT_ADAMW ? "AdamW" : "Adam",
+        c->epochs, rep_pl(c->epochs, "epoch", "epochs"), c->batch_size, c->optimizer == SM_OPT_SGD ? "SGD" : c->optimizer == SM_OPT_ADAMW ? "AdamW" : "Adam",
         (double)c->lr, c->schedule == SM_SCHED_COSINE ? " (cosine decay)" : "", c->per_class,
         (unsigned long long)c->seed);
     ROW("data", "%s", c->data_description ? c->data_description : "caller's datasets");
@@ -953,36 +953,30 @@ sm_status sm_report_build_html(const sm_report *r, sm_sbuf *b) {
         c->train_per_class ? "capped" : "all", (long long)r->n_test_seen, (long long)r->n_test_unseen,
         c->test_per_class ? "capped" : "all");
     ROW("evaluation", "%d %s, open set %d known %s, %d calibration %s a class, FAR %g, %d pair images a class, "
-        "%lld triplets (margin %g), gallery %d a seen class", c->shots, sm_pl(c->shots, "shot", "shots"), c->open_known,
-        sm_pl(c->open_known, "class", "classes"), c->calib_per_class, sm_pl(c->calib_per_class, "image", "images"), c->far,
+        "%lld triplets (margin %g), gallery %d a seen class", c->shots, rep_pl(c->shots, "shot", "shots"), c->open_known,
+        rep_pl(c->open_known, "class", "classes"), c->calib_per_class, rep_pl(c->calib_per_class, "image", "images"), c->far,
         c->pairs_per_class, (long long)c->triplet_samples, (double)c->triplet_margin, c->gallery_per_class);
-    ROW("few samples", "%d %s a class, %d %s", c->few_per_class, sm_pl(c->few_per_class, "image", "images"), c->few_epochs,
-        sm_pl(c->few_epochs, "epoch", "epochs"));
+    ROW("few samples", "%d %s a class, %d %s", c->few_per_class, rep_pl(c->few_per_class, "image", "images"), c->few_epochs,
+        rep_pl(c->few_epochs, "epoch", "epochs"));
     ROW("simile", "%s", sm_version());
     ROW("BLAS", "%s (kernel %s)%s%s", r->blas, r->compute.blas_core, r->compute.warning[0] ? "; warning: " : "",
         r->compute.warning);
     ROW("compiler", "%s", r->compiler);
-    ROW("machine", "%s, %s, %d %s", r->machine, r->cpu, r->threads, sm_pl(r->threads, "thread", "threads"));
+    ROW("machine", "%s, %s, %d %s", r->machine, r->cpu, r->threads, rep_pl(r->threads, "thread", "threads"));
     ROW("date", "%s", r->date);
     ROW("wall time", "%.1f s", r->wall_seconds);
 #undef ROW
     sm_sbuf_puts(b, "</table>\n<p class=\"note\">The same seed, settings and thread count give the same figures; the "
                     "numbers behind every chart are in report.json.</p>\n</body></html>\n");
-    return b->failed ? sm_fail(SM_ERR_NOMEM, "out of memory writing the report") : SM_OK;
+    return b->failed ? sm_errmsg_set(SM_ERR_NOMEM, "out of memory writing the report") : SM_OK;
 }
 
 /* ---- files ------------------------------------------------------------------------------- */
 
-static sm_status write_atomic(const char *path, const sm_sbuf *b) {
-    sm_afile af;
-    sm_status st = sm_afile_open(&af, path);
-    if (st) return st;
-    if ((st = sm_afile_write(&af, b->s, b->len))) { sm_afile_abort(&af); return st; }
-    return sm_afile_commit(&af);
-}
+static sm_status write_atomic(const char *path, const sm_sbuf *b) { return rep_write_file(path, b->s, b->len); }
 
 sm_status sm_report_write_html(const sm_report *r, const char *path) {
-    if (!r || !path) return sm_fail(SM_ERR_INVALID, "sm_report_write_html: NULL argument");
+    if (!r || !path) return sm_errmsg_set(SM_ERR_INVALID, "sm_report_write_html: NULL argument");
     sm_sbuf b = {0};
     sm_status st = sm_report_build_html(r, &b);
     if (!st) st = write_atomic(path, &b);
@@ -991,7 +985,7 @@ sm_status sm_report_write_html(const sm_report *r, const char *path) {
 }
 
 sm_status sm_report_write_json(const sm_report *r, const char *path) {
-    if (!r || !path) return sm_fail(SM_ERR_INVALID, "sm_report_write_json: NULL argument");
+    if (!r || !path) return sm_errmsg_set(SM_ERR_INVALID, "sm_report_write_json: NULL argument");
     sm_sbuf b = {0};
     sm_status st = sm_report_build_json(r, &b);
     if (!st) st = write_atomic(path, &b);

@@ -1,11 +1,40 @@
-/* report.h - internal pieces of the softmax-versus-metric-learning report: a growable text
- * buffer, inline-SVG plot primitives (axes with ticks, scatter, lines, histograms, legend), and
- * the result structures that compare.c fills and output.c writes as HTML, JSON and text.
- * Not part of the public API (tests/test_report.c includes it). */
+/* report.h - internal pieces of the softmax-versus-metric-learning report (report/, built as the
+ * static library simile_report on top of the public API alone): its own small helpers (errors,
+ * allocation, RNG, clock, atomic file writing), a growable text buffer, inline-SVG plot
+ * primitives (axes with ticks, scatter, lines, histograms, legend), and the result structures
+ * that compare.c fills and output.c writes as HTML, JSON and text.  Not installed; the public
+ * side is include/simile_report.h (tests/test_report.c includes this header). */
 #ifndef SM_REPORT_H
 #define SM_REPORT_H
 
-#include "core/core.h"
+#include "simile_report.h"
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* ---- helpers (util.c): the report's own, since it sees only include/simile.h --------------- */
+/* Errors go through the public sm_errmsg_set(), so sm_errmsg() returns the report's messages
+ * exactly as it returns the library's. */
+#define SM_REP_ERRMSG_MAX 512    /* the length of sm_errmsg() messages (sm_errmsg_set) */
+/* 64-byte aligned allocation (as the library's own buffers) that records an SM_ERR_NOMEM
+ * message on failure (or on overflow of count * size); NULL then.  Release with rep_free. */
+void *rep_alloc(size_t count, size_t size);   /* uninitialised */
+void *rep_calloc(size_t count, size_t size);  /* zeroed */
+void rep_free(void *p);
+char *rep_strdup(const char *s);
+/* one or many for a count in text: "%d %s", n, rep_pl(n, "epoch", "epochs") */
+static inline const char *rep_pl(long long n, const char *one, const char *many) { return n == 1 ? one : many; }
+/* Monotonic seconds. */
+double rep_now(void);
+/* Deterministic random numbers: xoshiro256** seeded through splitmix64 (the same sequence as
+ * the library's training RNG for the same seed). */
+typedef struct rep_rng { uint64_t s[4]; } rep_rng;
+void rep_rng_seed(rep_rng *r, uint64_t seed);
+uint64_t rep_rng_below(rep_rng *r, uint64_t n); /* [0, n), unbiased */
+/* Write len bytes to path atomically: "<path>.tmp.<pid>", fsync, rename over path, fsync of
+ * the folder.  Errors: SM_ERR_IO (named), SM_ERR_NOMEM. */
+sm_status rep_write_file(const char *path, const char *data, size_t len);
 
 /* ---- text buffer ------------------------------------------------------------------------ */
 /* A growable NUL-terminated string; an allocation failure sets failed and drops later writes,
