@@ -75,6 +75,13 @@ struct sm_trainer {
     char errmsg[SM_ERRMSG_MAX];
 };
 
+/* A refused call: the message on the trainer, which stays usable. */
+static sm_status trainer_refuse(sm_trainer *t, sm_status st) {
+    if (st && t) sm_errmsg_copy(t->errmsg);
+    return st;
+}
+
+/* A failed step: the message, and the trainer takes no more steps. */
 static sm_status trainer_fail(sm_trainer *t, sm_status st) {
     if (st && t) { sm_errmsg_copy(t->errmsg); t->failed = 1; }
     return st;
@@ -138,8 +145,8 @@ fail:
  * logits, else none. */
 sm_status sm_trainer_finish(sm_trainer *t) {
     if (!t) return sm_fail(SM_ERR_INVALID, "sm_trainer_finish: trainer is NULL");
-    if (t->failed) return trainer_fail(t, sm_fail(SM_ERR_INVALID, "sm_trainer_finish: an earlier step failed"));
-    if (t->finished) return trainer_fail(t, sm_fail(SM_ERR_INVALID, "sm_trainer_finish: already finished"));
+    if (t->failed) return trainer_refuse(t, sm_fail(SM_ERR_INVALID, "sm_trainer_finish: an earlier step failed"));
+    if (t->finished) return trainer_refuse(t, sm_fail(SM_ERR_INVALID, "sm_trainer_finish: already finished"));
     sm_model *m = t->m;
     sm_loss *loss = t->loss;
     if (t->ema) sm_params_ema_swap(&m->store, t->ema); /* the model keeps the average */
@@ -190,8 +197,8 @@ static void start_epoch(sm_trainer *t) {
 
 sm_status sm_trainer_step(sm_trainer *t, sm_train_step_info *info) {
     if (!t) return sm_fail(SM_ERR_INVALID, "sm_trainer_step: trainer is NULL");
-    if (t->failed) return trainer_fail(t, sm_fail(SM_ERR_INVALID, "sm_trainer_step: an earlier step failed"));
-    if (t->done) return trainer_fail(t, sm_fail(SM_ERR_INVALID, "sm_trainer_step: training is done (%d epochs)", t->cfg.epochs));
+    if (t->failed) return trainer_refuse(t, sm_fail(SM_ERR_INVALID, "sm_trainer_step: an earlier step failed"));
+    if (t->done) return trainer_refuse(t, sm_fail(SM_ERR_INVALID, "sm_trainer_step: training is done (%d epochs)", t->cfg.epochs));
     sm_model *m = t->m;
     sm_loss *loss = t->loss;
     const sm_dataset *ds = t->ds;
