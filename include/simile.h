@@ -171,6 +171,10 @@ const char *sm_model_loss_name(const sm_model *m);
 uint32_t sm_model_fingerprint(const sm_model *m);
 /* A printable summary of the layers with output shapes and parameter counts (owned by m). */
 const char *sm_model_summary(sm_model *m);
+/* With SIMILE_PROFILE=1 in the environment when m was created: a table of the per-layer
+ * forward and backward seconds accumulated since the last call (then reset), for the caller to
+ * print (the library prints nothing).  "" otherwise.  Owned by m, valid until the next call. */
+const char *sm_model_profile(sm_model *m);
 
 /* Embeddings of n inputs x (n, h, w, c) into emb (n, d), in inference mode (batch norm uses its
  * running statistics).  Batched internally; threads as set by sm_set_num_threads.

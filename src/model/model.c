@@ -124,7 +124,7 @@ void sm_model_free(sm_model *m) {
     if (m->layers)
         for (int i = 0; i < m->nlayers; i++) sm_layer_free_cache(&m->layers[i]);
     sm_params_free(&m->store);
-    sm_free(m->layers); sm_free(m->spec); sm_free(m->summary);
+    sm_free(m->layers); sm_free(m->spec); sm_free(m->summary); sm_free(m->profile_text);
     sm_free(m);
 }
 
@@ -173,18 +173,25 @@ void sm_model_backward(sm_model *m, const float *x, const float *dout, int n) {
     }
 }
 
-void sm_model_print_profile(sm_model *m, FILE *f) {
-    if (!m->profile) return;
+const char *sm_model_profile(sm_model *m) {
+    if (!m || !m->profile) return "";
+    sm_free(m->profile_text);
+    size_t cap = (size_t)(m->nlayers + 2) * 80, n = 0;
+    m->profile_text = sm_alloc(cap, 1);
+    if (!m->profile_text) return "";
     double tf = 0, tb = 0;
     for (int i = 0; i < m->nlayers; i++) { tf += m->layers[i].t_fwd; tb += m->layers[i].t_bwd; }
-    fprintf(f, "profile: layer        forward s  backward s   share\n");
+    n += (size_t)snprintf(m->profile_text, cap, "profile: layer        forward s  backward s   share\n");
     for (int i = 0; i < m->nlayers; i++) {
         sm_layer *L = &m->layers[i];
-        fprintf(f, "profile: %3d %-8s %9.3f  %9.3f  %5.1f%%\n", i + 1, sm_layer_type_name(L->type), L->t_fwd, L->t_bwd,
-                100.0 * (L->t_fwd + L->t_bwd) / (tf + tb > 0 ? tf + tb : 1));
+        if (n < cap)
+            n += (size_t)snprintf(m->profile_text + n, cap - n, "profile: %3d %-8s %9.3f  %9.3f  %5.1f%%\n", i + 1,
+                                  sm_layer_type_name(L->type), L->t_fwd, L->t_bwd,
+                                  100.0 * (L->t_fwd + L->t_bwd) / (tf + tb > 0 ? tf + tb : 1));
         L->t_fwd = L->t_bwd = 0;
     }
-    fprintf(f, "profile: total        %9.3f  %9.3f\n", tf, tb);
+    if (n < cap) snprintf(m->profile_text + n, cap - n, "profile: total        %9.3f  %9.3f\n", tf, tb);
+    return m->profile_text;
 }
 
 const char *sm_model_errmsg(const sm_model *m) { return m ? m->errmsg : ""; }

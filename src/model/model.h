@@ -33,6 +33,7 @@ struct sm_model {
     float **act, **dact;
     char *summary;
     int profile;                /* accumulate per-layer times (SIMILE_PROFILE=1) */
+    char *profile_text;         /* sm_model_profile's table */
     char errmsg[SM_ERRMSG_MAX];
 };
 
@@ -58,8 +59,6 @@ const float *sm_model_forward(sm_model *m, const float *x, int n, int train);
 sm_status sm_model_infer(sm_model *m, const float *x, int64_t n, float *emb);
 /* Backward from dout (n, emb_dim): fills m->grads (overwritten). Input gradient not computed. */
 void sm_model_backward(sm_model *m, const float *x, const float *dout, int n);
-/* Print per-layer forward/backward times to f (when m->profile is set) and reset them. */
-void sm_model_print_profile(sm_model *m, FILE *f);
 /* Point the views (params, grads, buffers, head) and every layer's tensors into the store;
  * called after any change of the store's layout. */
 void sm_model_bind(sm_model *m);

@@ -150,7 +150,6 @@ sm_status sm_trainer_finish(sm_trainer *t) {
     sm_model *m = t->m;
     sm_loss *loss = t->loss;
     if (t->ema) sm_params_ema_swap(&m->store, t->ema); /* the model keeps the average */
-    sm_model_print_profile(m, stderr);
     sm_status st;
     sm_loss_unbind(loss); /* the loss keeps its trained parameters too */
     if (loss->classes > 0 && loss->kind->logits)
