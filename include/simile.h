@@ -259,7 +259,8 @@ typedef struct sm_loss sm_loss;
  *   "focal"     the same head with the focal loss; classes=C, alpha=1, gamma=2
  *   (metric losses are added by the metric-learning module; see docs/losses.md)
  * Losses with parameters (a classifier head, class weights, proxies) own them; they are trained
- * alongside the network by sm_train and stored in the model file.
+ * alongside the network by sm_train (in the model's parameter store while it trains) and
+ * stored in the model file.
  * Errors: SM_ERR_NOTFOUND (unknown name), SM_ERR_INVALID (bad option). */
 sm_status sm_loss_create(sm_loss **out, const char *name, const char *options, int dim,
                          uint64_t seed);
@@ -281,7 +282,9 @@ sm_status sm_loss_compute(sm_loss *loss, const float *emb, const int32_t *labels
 sm_status sm_loss_describe(int i, const char **name, const char **help);
 
 /* The loss's trainable parameters as one flat block and its gradient block (both owned by the
- * loss, length *count; NULL and 0 if it has none).  Valid until the loss is freed. */
+ * loss, length *count; NULL and 0 if it has none).  Valid until the loss is freed; while an
+ * sm_trainer holds the loss they are the model store's head segment instead (ask again after
+ * sm_trainer_free). */
 void sm_loss_params(sm_loss *loss, float **params, float **grads, int64_t *count);
 
 /* ======================================================================================== */
@@ -872,8 +875,10 @@ typedef struct sm_train_config {
 /* Fill cfg with the defaults above. */
 void sm_train_config_default(sm_train_config *cfg);
 
-/* Train model m on ds with loss.  The loss's parameters (a classifier head) are trained too and
- * copied into the model at the end, so that sm_model_logits and sm_model_save include them.
+/* Train model m on ds with loss.  The loss's parameters (a classifier head) are trained too, in
+ * the model's parameter store, and stay there as the model's head at the end (the loss keeps a
+ * copy), so that sm_model_logits and sm_model_save include them.  A loop over sm_trainer_step
+ * (below); the library prints nothing, progress goes through cfg->progress.
  * Same seed, data, config and thread count give bit-identical results.
  * Errors: SM_ERR_INVALID (bad config), SM_ERR_MISMATCH (data shape differs from the model's
  * input), SM_ERR_NUMERIC (loss became NaN/Inf: the step is named in the message and the model
