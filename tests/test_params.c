@@ -40,6 +40,9 @@ static void test_segments(void) {
     int zero = p.t == 0;
     for (int64_t i = 0; i < p.ntrain; i++) zero &= p.m[i] == 0 && p.v[i] == 0 && p.grad[i] == 0;
     CHECK_MSG(zero, "fresh moments and gradients are not zero");
+    sm_params_drop_moments(&p);
+    CHECK(p.m == NULL && p.v == NULL);
+    CHECK_OK(sm_params_reset_moments(&p));
     /* resize the head: the others keep their values, the head its first ones */
     for (int64_t i = 0; i < p.n; i++) p.val[i] = (float)(i + 1);
     for (int64_t i = 0; i < p.ntrain; i++) p.grad[i] = (float)(-i - 1);

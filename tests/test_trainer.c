@@ -92,7 +92,9 @@ static void test_steps_equal_train(void) {
         CHECK(k == 12 && s.global_step == 12 && s.epoch == 2 && s.step == 6 && s.steps_per_epoch == 6);
         CHECK(s.batch == 4 && s.epoch_done && !s.stopped); /* 44 = 5 x 8 + 4 */
         CHECK_OK(sm_trainer_finish(t));
+        CHECK(b->store.m != NULL);
         sm_trainer_free(t);
+        CHECK(b->store.m == NULL && b->store.v == NULL); /* the moments go with the trainer */
         CHECK(a->nhead == b->nhead && a->nhead == la->nparams && sm_model_num_classes(b) == 4);
         CHECK_MSG(memcmp(a->store.val, b->store.val, sizeof(float) * (size_t)n) == 0, "ema %d: finished model differs", ema);
         CHECK(memcmp(la->params, lb->params, sizeof(float) * (size_t)la->nparams) == 0);

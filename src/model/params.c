@@ -80,6 +80,12 @@ sm_status sm_params_reset_moments(sm_params *p) {
     return SM_OK;
 }
 
+void sm_params_drop_moments(sm_params *p) {
+    sm_free(p->m); sm_free(p->v);
+    p->m = p->v = NULL;
+    p->t = 0;
+}
+
 void sm_params_zero_grad(sm_params *p) {
     if (p->ntrain) memset(p->grad, 0, sizeof(float) * (size_t)p->ntrain);
 }

@@ -41,6 +41,8 @@ float *sm_params_val(const sm_params *p, int seg);
 float *sm_params_grad(const sm_params *p, int seg);
 /* Allocate (or zero) the moments and set t = 0: a fresh optimiser. */
 sm_status sm_params_reset_moments(sm_params *p);
+/* Free the moments (training is over; the values and gradients stay). */
+void sm_params_drop_moments(sm_params *p);
 void sm_params_zero_grad(sm_params *p);
 /* One optimiser update (SGD, Adam, AdamW as cfg says) of every trainable value from its
  * gradient at learning rate lr: one loop over the trainable prefix. */

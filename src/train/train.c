@@ -9,7 +9,6 @@
 #include "model/model.h"
 #include "optim/optim.h"
 #include "train/sampler.h"
-#include <stdlib.h>
 #include <string.h>
 
 void sm_train_config_default(sm_train_config *c) {
@@ -164,6 +163,7 @@ sm_status sm_trainer_finish(sm_trainer *t) {
 void sm_trainer_free(sm_trainer *t) {
     if (!t) return;
     if (t->loss) sm_loss_unbind(t->loss);
+    if (t->m) sm_params_drop_moments(&t->m->store); /* as the optimiser state sm_train used to free */
     if (!t->finished && t->m && t->old_head) { /* put the model's previous head back */
         if (t->m->nhead != t->old_nhead) (void)sm_model_resize_head(t->m, t->old_nhead);
         if (t->m->nhead == t->old_nhead && t->old_nhead)
