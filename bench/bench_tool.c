@@ -54,7 +54,7 @@ static int bench_embed(int argc, char **argv) {
         check(sm_model_embed(m, x + s * in, b, emb + s * d), "embed");
     }
     double dt = now() - t0;
-    sm_model_print_profile(m, stderr);
+    fputs(sm_model_profile(m), stderr);
     printf("{\"mode\": \"embed\", \"images\": %lld, \"batch\": %d, \"threads\": %d, \"seconds\": %.4f, "
            "\"images_per_sec\": %.1f}\n", (long long)n, batch, threads, dt, (double)n / dt);
     free(emb);

@@ -223,6 +223,7 @@ int cmd_train(int argc, char **argv) {
     }
     cli_compute_warning(cmd);
     if ((st = sm_train(m, loss, ds, &cfg))) { rc = cli_report(cmd, st, sm_model_errmsg(m)); goto done; }
+    fputs(sm_model_profile(m), stderr); /* SIMILE_PROFILE=1: per-layer times */
     if (val.failed) { rc = EXIT_FAIL; goto done; }
     if (val.ds)
         fprintf(cli_text(), "best validation MAP@R %.4f at epoch %d (the model saved is the last epoch's)\n", val.best_mapr,

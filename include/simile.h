@@ -4,8 +4,8 @@
  *  - Every fallible function returns an sm_status; SM_OK (0) is success.  Errors, one rule:
  *    whenever a function returns a status other than SM_OK, sm_errmsg() (per thread) holds a
  *    non-empty message for it, and when its first argument is a non-NULL handle (sm_model_*,
- *    sm_train's model, sm_loss_compute, sm_gallery_*), that handle's *_errmsg() holds the same
- *    message.  A handle's message stays until the next failure on that handle (a success does
+ *    sm_train's model, sm_loss_compute, sm_gallery_*, sm_trainer_*), that handle's *_errmsg()
+ *    holds the same message.  A handle's message stays until the next failure on that handle (a success does
  *    not clear it); sm_errmsg() until the next failure in the thread.  A constructor that fails
  *    leaves no handle: read sm_errmsg().  Out-parameters are left untouched (constructors set
  *    *out to NULL) on failure.
@@ -182,6 +182,10 @@ const char *sm_model_loss_name(const sm_model *m);
 uint32_t sm_model_fingerprint(const sm_model *m);
 /* A printable summary of the layers with output shapes and parameter counts (owned by m). */
 const char *sm_model_summary(sm_model *m);
+/* With SIMILE_PROFILE=1 in the environment when m was created: a table of the per-layer
+ * forward and backward seconds accumulated since the last call (then reset), for the caller to
+ * print (the library prints nothing).  "" otherwise.  Owned by m, valid until the next call. */
+const char *sm_model_profile(sm_model *m);
 
 /* Embeddings of n inputs x (n, h, w, c) into emb (n, d), in inference mode (batch norm uses its
  * running statistics).  Batched internally; threads as set by sm_set_num_threads.
@@ -266,7 +270,8 @@ typedef struct sm_loss sm_loss;
  *   "focal"     the same head with the focal loss; classes=C, alpha=1, gamma=2
  *   (metric losses are added by the metric-learning module; see docs/losses.md)
  * Losses with parameters (a classifier head, class weights, proxies) own them; they are trained
- * alongside the network by sm_train and stored in the model file.
+ * alongside the network by sm_train (in the model's parameter store while it trains) and
+ * stored in the model file.
  * Errors: SM_ERR_NOTFOUND (unknown name), SM_ERR_INVALID (bad option). */
 sm_status sm_loss_create(sm_loss **out, const char *name, const char *options, int dim,
                          uint64_t seed);
@@ -288,7 +293,9 @@ sm_status sm_loss_compute(sm_loss *loss, const float *emb, const int32_t *labels
 sm_status sm_loss_describe(int i, const char **name, const char **help);
 
 /* The loss's trainable parameters as one flat block and its gradient block (both owned by the
- * loss, length *count; NULL and 0 if it has none).  Valid until the loss is freed. */
+ * loss, length *count; NULL and 0 if it has none).  Valid until the loss is freed; while an
+ * sm_trainer holds the loss they are the model store's head segment instead (ask again after
+ * sm_trainer_free). */
 void sm_loss_params(sm_loss *loss, float **params, float **grads, int64_t *count);
 
 /* ======================================================================================== */
@@ -778,19 +785,82 @@ typedef struct sm_train_config {
     /* Called after every batch; return non-zero to stop training (sm_train then returns
      * SM_OK with the epochs done so far).  May be NULL. */
     int (*progress)(const sm_train_progress *p, void *user);
-    void *user;
+    void *user;              /* passed to progress and grad_hook */
+    /* The gradient hook, called once in every step after the backward pass and before the
+     * optimiser with every trainable gradient of the model in one block: grads (count) holds
+     * the layers' gradients then the loss's (head, proxies, class weights), in the model's
+     * parameter store.  The hook may change them in place: it is the place for a future
+     * all-reduce (average the gradients of data-parallel workers).  Return 0 to go on; non-zero
+     * stops training with SM_ERR_INVALID and the step undone.  May be NULL. */
+    int (*grad_hook)(float *grads, int64_t count, void *user);
 } sm_train_config;
 
 /* Fill cfg with the defaults above. */
 void sm_train_config_default(sm_train_config *cfg);
 
-/* Train model m on ds with loss.  The loss's parameters (a classifier head) are trained too and
- * copied into the model at the end, so that sm_model_logits and sm_model_save include them.
+/* Train model m on ds with loss.  The loss's parameters (a classifier head) are trained too, in
+ * the model's parameter store, and stay there as the model's head at the end (the loss keeps a
+ * copy), so that sm_model_logits and sm_model_save include them.  A loop over sm_trainer_step
+ * (below); the library prints nothing, progress goes through cfg->progress.
  * Same seed, data, config and thread count give bit-identical results.
  * Errors: SM_ERR_INVALID (bad config), SM_ERR_MISMATCH (data shape differs from the model's
  * input), SM_ERR_NUMERIC (loss became NaN/Inf: the step is named in the message and the model
  * is left as it was after the last good step), SM_ERR_NOMEM. */
 sm_status sm_train(sm_model *m, sm_loss *loss, const sm_dataset *ds, const sm_train_config *cfg);
+
+/* ---- Training step by step (docs/training.md) ------------------------------------------
+ * sm_train is a loop over this API:
+ *     sm_trainer *t;  sm_train_step_info s = {0};
+ *     st = sm_trainer_create(&t, m, loss, ds, &cfg);
+ *     while (!st && !s.done) st = sm_trainer_step(t, &s);
+ *     if (!st) st = sm_trainer_finish(t);
+ *     sm_trainer_free(t);
+ * The trainer borrows m, loss and ds (and copies cfg) until sm_trainer_free: do not use or
+ * free them meanwhile except from the callbacks.  While it lives, the loss's parameters live
+ * in the model's parameter store (the loss computes with them there); sm_trainer_free gives
+ * the loss its trained parameters back. */
+typedef struct sm_trainer sm_trainer;
+
+/* What one step did (filled by sm_trainer_step). */
+typedef struct sm_train_step_info {
+    int epoch, epochs;             /* 1-based epoch of this step */
+    int64_t step, steps_per_epoch; /* 1-based step within the epoch */
+    int64_t global_step;           /* optimiser steps taken so far, this one included */
+    int batch;                     /* samples in this step's batch */
+    float loss;                    /* loss of this batch */
+    double epoch_loss;             /* running mean loss of this epoch so far */
+    float lr;                      /* learning rate of this step */
+    int epoch_done;                /* 1 if this step ended its epoch */
+    int done;                      /* 1 if training is over (last epoch done, or progress
+                                    * returned non-zero): call sm_trainer_finish */
+    int stopped;                   /* 1 if the progress callback asked to stop */
+} sm_train_step_info;
+
+/* Check everything sm_train checks (config, shapes, labels against the loss's head) and
+ * prepare: batch buffers, the loss bound to the model's store, fresh optimiser moments, the
+ * weight average if cfg->ema_decay > 0, the sampler seeded with cfg->seed.  Nothing is trained.
+ * Errors: as sm_train (SM_ERR_INVALID for NULL arguments or a bad config, SM_ERR_MISMATCH,
+ * SM_ERR_RANGE, SM_ERR_NOMEM); no trainer is left. */
+sm_status sm_trainer_create(sm_trainer **out, sm_model *m, sm_loss *loss, const sm_dataset *ds,
+                            const sm_train_config *cfg);
+/* One step: draw the next batch (a new epoch starts when the last ended), augment it, forward,
+ * loss and its gradient, backward, cfg.grad_hook, the optimiser over the whole store, the
+ * weight average, then cfg.progress (with the averaged model at an epoch's end).  info may be
+ * NULL.  Bit-identical to the same step of sm_train.  Errors: SM_ERR_INVALID (NULL trainer,
+ * training done, an earlier step failed, the gradient hook refused), SM_ERR_NUMERIC (diverged:
+ * the store is put back as it was before the step), and the loss's errors.  After an error
+ * only sm_trainer_free is useful. */
+sm_status sm_trainer_step(sm_trainer *t, sm_train_step_info *info);
+/* End training as sm_train does: the model takes the weight average (if any) and keeps the
+ * loss's parameters as its classifier head (when the loss gives class logits), with the loss's
+ * name and options.  May be called before the last epoch (the steps so far count).  Errors:
+ * SM_ERR_INVALID (NULL, already finished, an earlier step failed), SM_ERR_NOMEM. */
+sm_status sm_trainer_finish(sm_trainer *t);
+/* Free the trainer; the loss gets its trained parameters back into its own block.  Without
+ * sm_trainer_finish the model keeps the trained layers but its previous head.  NULL: no-op. */
+void sm_trainer_free(sm_trainer *t);
+/* Message of the last failed call on t ("" if none). */
+const char *sm_trainer_errmsg(const sm_trainer *t);
 
 #ifdef __cplusplus
 }

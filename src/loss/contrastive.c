@@ -104,5 +104,5 @@ const sm_loss_kind sm_loss_contrastive = {
     "on L2 distance of normalised embeddings; pos_margin=0, neg_margin=1, squared=0 (1: q=2, the seed's "
     "d^2 and max(0,m-d)^2), normalize=1, distance=euclidean|sqeuclidean|cosine|dot, "
     "miner=all|pairmargin (mine_pos=0.2, mine_neg=0.8)",
-    contrastive_init, contrastive_compute, NULL, contrastive_destroy,
+    contrastive_init, contrastive_compute, NULL, contrastive_destroy, NULL, NULL,
 };

@@ -145,9 +145,52 @@ sm_status sm_loss_create(sm_loss **out, const char *name, const char *options, i
 void sm_loss_free(sm_loss *l) {
     if (!l) return;
     if (l->kind && l->kind->destroy) l->kind->destroy(l);
-    sm_free(l->params);
-    sm_free(l->grads);
+    sm_free(l->own_params ? l->own_params : l->params);
+    sm_free(l->own_grads ? l->own_grads : l->grads);
     sm_free(l);
+}
+
+void sm_loss_bind(sm_loss *l, float *params, float *grads) {
+    sm_loss_unbind(l);
+    if (!l->nparams) return;
+    if (params != l->params) memcpy(params, l->params, sizeof(float) * (size_t)l->nparams);
+    l->own_params = l->params; l->own_grads = l->grads;
+    l->params = params; l->grads = grads;
+}
+
+void sm_loss_unbind(sm_loss *l) {
+    if (!l->own_params) return;
+    memcpy(l->own_params, l->params, sizeof(float) * (size_t)l->nparams);
+    l->params = l->own_params; l->grads = l->own_grads;
+    l->own_params = l->own_grads = NULL;
+}
+
+sm_head sm_loss_head(const sm_loss *l) {
+    sm_head h = {l->kind, l->params, l->nparams, l->dim, l->classes, l->options};
+    return h;
+}
+
+sm_status sm_head_open(sm_head *h, const char *loss_name, const char *options, int dim,
+                       const float *params, int64_t nparams, int classes) {
+    const sm_loss_kind *k = sm_loss_kind_find(loss_name);
+    if (!k || !k->head_logits || !k->head_params)
+        return sm_fail(SM_ERR_UNSUPPORTED, "loss '%s' gives no class logits", loss_name);
+    int oc = 0;
+    sm_status st = sm_opt_int(options, "classes", 0, &oc);
+    if (st) { sm_errmsg_prefix(loss_name); return st; }
+    /* logits has room for `classes` columns (sm_model_num_classes): a file whose loss options
+     * name another class count must not write past it (found by fuzz_model) */
+    if (oc != classes)
+        return sm_fail(SM_ERR_FORMAT, "the model has %d classes, its loss options '%s' say %d", classes,
+                       options, oc);
+    if (classes < 1 || dim < 1) return sm_fail(SM_ERR_FORMAT, "head of %d classes on dimension %d", classes, dim);
+    int64_t want = k->head_params(dim, classes);
+    if (want != nparams)
+        return sm_fail(SM_ERR_FORMAT, "head of %lld values, loss '%s' expects %lld", (long long)nparams,
+                       loss_name, (long long)want);
+    sm_head r = {k, params, nparams, dim, classes, options};
+    *h = r;
+    return SM_OK;
 }
 
 const char *sm_loss_errmsg(const sm_loss *l) { return l ? l->errmsg : ""; }

@@ -55,6 +55,8 @@ static sm_status margin_init(sm_loss *l, const char *options, int arc) {
 static sm_status arcface_init(sm_loss *l, const char *options) { return margin_init(l, options, 1); }
 static sm_status cosface_init(sm_loss *l, const char *options) { return margin_init(l, options, 0); }
 static void margin_destroy(sm_loss *l) { sm_free(l->state); l->state = NULL; }
+/* W (d, C). */
+static int64_t margin_size(int dim, int classes) { return (int64_t)classes * dim; }
 
 /* Wn (d, C) = W with unit columns; cn (C) = column norms. */
 static void normalize_columns(const float *W, int d, int C, float *Wn, float *cn) {
@@ -68,33 +70,40 @@ static void normalize_columns(const float *W, int d, int C, float *Wn, float *cn
 }
 
 /* cos (n, C) = normalise(emb) (n, d) x Wn (d, C); fills fn (n, d), fnorm (n), Wn, cn too. */
-static void margin_cosine(const sm_loss *l, const float *emb, int n, float *fn, float *fnorm,
+static void margin_cosine(const float *W, int d, int C, const float *emb, int n, float *fn, float *fnorm,
                           float *Wn, float *cn, float *cos) {
-    const int d = l->dim, C = l->classes;
     sm_l2_normalize_rows(emb, n, d, fn, fnorm);
-    normalize_columns(l->params, d, C, Wn, cn);
+    normalize_columns(W, d, C, Wn, cn);
     sm_k_gemm(0, 0, n, C, d, 1.0f, fn, d, Wn, C, 0.0f, cos, C);
 }
 
 /* logits (n, C) = s cos(f_i, W_c), without the margin. */
-static sm_status margin_logits(const sm_loss *l, const float *emb, int n, float *out) {
-    if (!l || !emb || !out || n < 0)
-        return sm_fail(SM_ERR_INVALID, "%s logits: NULL argument or negative n", l ? l->kind->name : "loss");
+static sm_status margin_head_logits(const sm_head *h, const float *emb, int n, float *out) {
+    if (!h || !emb || !out || n < 0)
+        return sm_fail(SM_ERR_INVALID, "%s logits: NULL argument or negative n", h ? h->kind->name : "loss");
     if (n == 0) return SM_OK;
-    const margin_state *s = l->state;
-    const int d = l->dim, C = l->classes;
+    float fscale = 0.0f; /* as margin_init reads it */
+    sm_status st = sm_opt_float(h->options, "scale", 64.0f, &fscale);
+    if (st) return st;
+    const double scale = fscale;
+    const int d = h->dim, C = h->classes;
     float *fn = sm_alloc((size_t)n * d, sizeof(float));   /* (n, d) */
     float *fnorm = sm_alloc((size_t)n, sizeof(float));    /* (n) */
     float *Wn = sm_alloc((size_t)d * C, sizeof(float));   /* (d, C) */
     float *cn = sm_alloc((size_t)C, sizeof(float));       /* (C) */
-    sm_status st = SM_OK;
     if (!fn || !fnorm || !Wn || !cn) st = SM_ERR_NOMEM;
     else {
-        margin_cosine(l, emb, n, fn, fnorm, Wn, cn, out);
-        for (int64_t k = 0; k < (int64_t)n * C; k++) out[k] = (float)(out[k] * s->scale);
+        margin_cosine(h->params, d, C, emb, n, fn, fnorm, Wn, cn, out);
+        for (int64_t k = 0; k < (int64_t)n * C; k++) out[k] = (float)(out[k] * scale);
     }
     sm_free(fn); sm_free(fnorm); sm_free(Wn); sm_free(cn);
     return st;
+}
+
+static sm_status margin_logits(const sm_loss *l, const float *emb, int n, float *out) {
+    if (!l) return margin_head_logits(NULL, emb, n, out);
+    sm_head h = sm_loss_head(l);
+    return margin_head_logits(&h, emb, n, out);
 }
 
 /* phi(c) and dphi/dc for the target class. */
@@ -133,7 +142,7 @@ static sm_status margin_compute(sm_loss *l, const float *emb, const int32_t *lab
     double *z = sm_alloc((size_t)C, sizeof(double));       /* (C) one row of logits */
     sm_status st = SM_OK;
     if (!fn || !fnorm || !Wn || !cn || !cos || !dWn || !z) { st = SM_ERR_NOMEM; goto out; }
-    margin_cosine(l, emb, n, fn, fnorm, Wn, cn, cos);
+    margin_cosine(l->params, d, C, emb, n, fn, fnorm, Wn, cn, cos);
     double L = 0.0;
     for (int i = 0; i < n; i++) {
         float *ci = cos + (int64_t)i * C;
@@ -177,12 +186,12 @@ const sm_loss_kind sm_loss_arcface = {
     "arcface",
     "PML ArcFaceLoss: mean CE of s cos(theta_y + m) (cos theta - m sin m past pi - m) vs s cos theta_c, "
     "weights W (d, C) trained; classes=C (required), margin=28.6 (degrees, = 0.5 rad), scale=64",
-    arcface_init, margin_compute, margin_logits, margin_destroy,
+    arcface_init, margin_compute, margin_logits, margin_destroy, margin_head_logits, margin_size,
 };
 
 const sm_loss_kind sm_loss_cosface = {
     "cosface",
     "PML CosFaceLoss: mean CE of s (cos theta_y - m) vs s cos theta_c, weights W (d, C) trained; "
     "classes=C (required), margin=0.35, scale=64",
-    cosface_init, margin_compute, margin_logits, margin_destroy,
+    cosface_init, margin_compute, margin_logits, margin_destroy, margin_head_logits, margin_size,
 };

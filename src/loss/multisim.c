@@ -100,5 +100,5 @@ const sm_loss_kind sm_loss_multisimilarity = {
     "PML MultiSimilarityLoss on cosine similarity: mean_i 1/alpha log(1+sum_P exp(-alpha(S-base))) + "
     "1/beta log(1+sum_N exp(beta(S-base))); alpha=2, beta=50, base=0.5, miner=ms|none (MultiSimilarityMiner, "
     "epsilon=0.1)",
-    ms_init, ms_compute, NULL, ms_destroy,
+    ms_init, ms_compute, NULL, ms_destroy, NULL, NULL,
 };

@@ -97,5 +97,5 @@ const sm_loss_kind sm_loss_npair = {
     "PML NPairsLoss: one (anchor, positive) pair per class (first two samples), mean CE of the "
     "similarity matrix M_kj = f_a_k . f_p_j against the diagonal = mean log(1+sum_j exp(M_kj - M_kk)); "
     "normalize=1 (0: raw dot product)",
-    npair_init, npair_compute, NULL, npair_destroy,
+    npair_init, npair_compute, NULL, npair_destroy, NULL, NULL,
 };

@@ -41,29 +41,36 @@ static sm_status proxy_init(sm_loss *l, const char *options) {
 }
 
 static void proxy_destroy(sm_loss *l) { sm_free(l->state); l->state = NULL; }
+/* P (C, d). */
+static int64_t proxy_size(int dim, int classes) { return (int64_t)classes * dim; }
 
 /* cos (n, C) = normalise(emb) normalise(P)^T; also returns the normalised rows and norms. */
-static void proxy_cosine(const sm_loss *l, const float *emb, int n, float *fn, float *fnorm,
+static void proxy_cosine(const float *P, int d, int C, const float *emb, int n, float *fn, float *fnorm,
                          float *Pn, float *pnorm, float *cos) {
-    const int d = l->dim, C = l->classes;
     sm_l2_normalize_rows(emb, n, d, fn, fnorm);
-    sm_l2_normalize_rows(l->params, C, d, Pn, pnorm);
+    sm_l2_normalize_rows(P, C, d, Pn, pnorm);
     sm_k_gemm(0, 1, n, C, d, 1.0f, fn, d, Pn, d, 0.0f, cos, C);
 }
 
 /* logits (n, C) = cosine to each proxy (nearest-proxy classification). */
-static sm_status proxy_logits(const sm_loss *l, const float *emb, int n, float *out) {
-    if (!l || !emb || !out || n < 0)
+static sm_status proxy_head_logits(const sm_head *h, const float *emb, int n, float *out) {
+    if (!h || !emb || !out || n < 0)
         return sm_fail(SM_ERR_INVALID, "proxyanchor logits: NULL argument or negative n");
     if (n == 0) return SM_OK;
-    const int d = l->dim, C = l->classes;
+    const int d = h->dim, C = h->classes;
     float *fn = sm_alloc((size_t)n * d, sizeof(float)), *fnorm = sm_alloc((size_t)n, sizeof(float));
     float *Pn = sm_alloc((size_t)C * d, sizeof(float)), *pnorm = sm_alloc((size_t)C, sizeof(float));
     sm_status st = SM_OK;
     if (!fn || !fnorm || !Pn || !pnorm) st = SM_ERR_NOMEM;
-    else proxy_cosine(l, emb, n, fn, fnorm, Pn, pnorm, out);
+    else proxy_cosine(h->params, d, C, emb, n, fn, fnorm, Pn, pnorm, out);
     sm_free(fn); sm_free(fnorm); sm_free(Pn); sm_free(pnorm);
     return st;
+}
+
+static sm_status proxy_logits(const sm_loss *l, const float *emb, int n, float *out) {
+    if (!l) return proxy_head_logits(NULL, emb, n, out);
+    sm_head h = sm_loss_head(l);
+    return proxy_head_logits(&h, emb, n, out);
 }
 
 /* L as above; dL/dcos_ic = -w_ic / |C+| (positives), +w_ic / C (negatives); then through the
@@ -89,7 +96,7 @@ static sm_status proxy_compute(sm_loss *l, const float *emb, const int32_t *labe
     int32_t *idx = sm_alloc((size_t)n, sizeof(int32_t));    /* (n) their rows */
     sm_status st = SM_OK;
     if (!fn || !fnorm || !Pn || !pnorm || !cos || !dPn || !x || !w || !idx) { st = SM_ERR_NOMEM; goto out; }
-    proxy_cosine(l, emb, n, fn, fnorm, Pn, pnorm, cos);
+    proxy_cosine(l->params, d, C, emb, n, fn, fnorm, Pn, pnorm, cos);
     int npos_proxies = 0;
     for (int c = 0; c < C; c++) {
         for (int i = 0; i < n; i++) if (labels[i] == c) { npos_proxies++; break; }
@@ -136,5 +143,5 @@ const sm_loss_kind sm_loss_proxyanchor = {
     "proxyanchor",
     "PML ProxyAnchorLoss: 1/|C+| sum_c log(1+sum_pos exp(-alpha(cos-margin))) + 1/C sum_c "
     "log(1+sum_neg exp(alpha(cos+margin))), proxies (C, d) trained; classes=C (required), alpha=32, margin=0.1",
-    proxy_init, proxy_compute, proxy_logits, proxy_destroy,
+    proxy_init, proxy_compute, proxy_logits, proxy_destroy, proxy_head_logits, proxy_size,
 };

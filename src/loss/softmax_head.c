@@ -80,10 +80,9 @@ static void head_destroy(sm_loss *l) {
     l->state = NULL;
 }
 
-/* out = emb W^T + b:  emb (n, d), W (C, d), b (C), out (n, C). */
-static void head_linear(const sm_loss *l, const float *emb, int n, float *out) {
-    const int d = l->dim, C = l->classes;
-    const float *W = l->params, *b = l->params + (int64_t)C * d;
+/* out = emb W^T + b:  emb (n, d), params = W (C, d) then b (C), out (n, C). */
+static void head_linear(const float *params, int d, int C, const float *emb, int n, float *out) {
+    const float *W = params, *b = params + (int64_t)C * d;
     if ((int64_t)n * C * d >= SM_HEAD_GEMM_MIN) {
         for (int i = 0; i < n; i++) memcpy(out + (int64_t)i * C, b, (size_t)C * sizeof(float));
         sm_k_gemm(0, 1, n, C, d, 1.0f, emb, d, W, d, 1.0f,
@@ -100,13 +99,22 @@ static void head_linear(const sm_loss *l, const float *emb, int n, float *out) {
 }
 
 /* logits = emb W^T + b, (n, C). */
-static sm_status head_logits(const sm_loss *l, const float *emb, int n, float *out) {
-    if (!l || !emb || !out || n < 0)
+static sm_status head_logits_of(const sm_head *h, const float *emb, int n, float *out) {
+    if (!h || !emb || !out || n < 0)
         return sm_fail(SM_ERR_INVALID, "%s logits: NULL argument or negative n",
-                       l ? l->kind->name : "loss");
-    if (n > 0) head_linear(l, emb, n, out);
+                       h ? h->kind->name : "loss");
+    if (n > 0) head_linear(h->params, h->dim, h->classes, emb, n, out);
     return SM_OK;
 }
+
+static sm_status head_logits(const sm_loss *l, const float *emb, int n, float *out) {
+    if (!l) return head_logits_of(NULL, emb, n, out);
+    sm_head h = sm_loss_head(l);
+    return head_logits_of(&h, emb, n, out);
+}
+
+/* W (C, d) and b (C). */
+static int64_t head_size(int dim, int classes) { return (int64_t)classes * (dim + 1); }
 
 /* With G = dL/dz (n, C):  grad = G W (n, d) if grad != NULL;  dW += G^T emb;  db += sum_i G_i. */
 static void head_backward(sm_loss *l, const float *G, const float *emb, int n, float *grad) {
@@ -169,7 +177,7 @@ static sm_status head_compute(sm_loss *l, const float *emb, const int32_t *label
         sm_free(G);
         return SM_ERR_NOMEM;
     }
-    head_linear(l, emb, n, z);
+    head_linear(l->params, l->dim, l->classes, emb, n, z);
     float loss = 0.0f;
     sm_status st = s->focal ? sm_focal_loss(z, labels, n, C, s->alpha, s->gamma, &loss, G)
                             : sm_softmax_cross_entropy(z, labels, n, C, s->smoothing, &loss, G);
@@ -187,11 +195,11 @@ static sm_status head_compute(sm_loss *l, const float *emb, const int32_t *label
 const sm_loss_kind sm_loss_softmax = {
     "softmax",
     "linear head z = W e + b, mean cross-entropy of softmax(z); classes=C (required), smoothing=0",
-    softmax_init, head_compute, head_logits, head_destroy,
+    softmax_init, head_compute, head_logits, head_destroy, head_logits_of, head_size,
 };
 
 const sm_loss_kind sm_loss_focal = {
     "focal",
     "linear head z = W e + b, mean -alpha (1-p_y)^gamma log p_y; classes=C (required), alpha=1, gamma=2",
-    focal_init, head_compute, head_logits, head_destroy,
+    focal_init, head_compute, head_logits, head_destroy, head_logits_of, head_size,
 };

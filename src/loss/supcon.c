@@ -90,5 +90,5 @@ const sm_loss_kind sm_loss_supcon = {
     "supcon",
     "PML SupConLoss on cosine similarity: mean over anchors with positives of "
     "-1/|P| sum_P log softmax_{k!=i}(S_ik/T)_p; temperature=0.1",
-    supcon_init, supcon_compute, NULL, supcon_destroy,
+    supcon_init, supcon_compute, NULL, supcon_destroy, NULL, NULL,
 };

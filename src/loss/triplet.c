@@ -169,5 +169,5 @@ const sm_loss_kind sm_loss_triplet = {
     "PML TripletMarginLoss: [d_ap - d_an + margin]_+ over all valid triplets (or a miner's), L2 distance "
     "of normalised embeddings; margin=0.05, distance=euclidean|sqeuclidean|cosine|dot, normalize=1, "
     "miner=all|hard|semihard|easy (mine_margin=0.2), reducer=nonzero|mean|sum",
-    triplet_init, triplet_compute, NULL, triplet_destroy,
+    triplet_init, triplet_compute, NULL, triplet_destroy, NULL, NULL,
 };

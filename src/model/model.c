@@ -1,5 +1,5 @@
-/* model.c - building a network from a spec, its parameter/gradient/buffer blocks, batched
- * forward and backward over the layers, and inference (embed, logits). */
+/* model.c - building a network from a spec, its parameter store (params.h), batched forward
+ * and backward over the layers, and inference (embed, logits from the stored head). */
 #include "model/model.h"
 #include "loss/loss.h"
 #include <stdlib.h>
@@ -66,18 +66,33 @@ sm_status sm_model_create_bounded(sm_model **out, const char *spec, int h, int w
             const sm_layer_kind *K = sm_layer_kind_of(&m->layers[i]);
             if (K->fuse_next) K->fuse_next(&m->layers[i], &m->layers[i + 1]);
         }
-    m->params = sm_calloc((size_t)(m->nparams ? m->nparams : 1), sizeof(float));
-    m->grads = sm_calloc((size_t)(m->nparams ? m->nparams : 1), sizeof(float));
-    m->buffers = sm_calloc((size_t)(m->nbuffers ? m->nbuffers : 1), sizeof(float));
-    if (!m->params || !m->grads || !m->buffers) { sm_model_free(m); return SM_ERR_NOMEM; }
+    int64_t np = m->nparams, nb = m->nbuffers;
+    if (sm_params_create(&m->store, np, 0, nb)) { sm_model_free(m); return SM_ERR_NOMEM; }
+    sm_model_bind(m);
     sm_rng rng;
     sm_rng_seed(&rng, seed);
+    for (int i = 0; i < m->nlayers; i++) sm_layer_init_params(&m->layers[i], &rng);
+    *out = m;
+    return SM_OK;
+}
+
+void sm_model_bind(sm_model *m) {
+    m->params = sm_params_val(&m->store, SM_SEG_LAYERS);
+    m->grads = sm_params_grad(&m->store, SM_SEG_LAYERS);
+    m->buffers = sm_params_val(&m->store, SM_SEG_BN);
+    m->nhead = m->store.seg[SM_SEG_HEAD].n;
+    m->head = m->nhead ? sm_params_val(&m->store, SM_SEG_HEAD) : NULL;
     for (int i = 0; i < m->nlayers; i++) {
         sm_layer *L = &m->layers[i];
         sm_layer_bind(L, m->params + L->param_offset, m->grads + L->param_offset, m->buffers + L->buffer_offset);
-        sm_layer_init_params(L, &rng);
     }
-    *out = m;
+}
+
+sm_status sm_model_resize_head(sm_model *m, int64_t n) {
+    if (n == m->store.seg[SM_SEG_HEAD].n) return SM_OK;
+    sm_status st = sm_params_resize(&m->store, SM_SEG_HEAD, n);
+    if (st) return st;
+    sm_model_bind(m);
     return SM_OK;
 }
 
@@ -98,9 +113,8 @@ void sm_model_free(sm_model *m) {
     free_acts(m);
     if (m->layers)
         for (int i = 0; i < m->nlayers; i++) sm_layer_free_cache(&m->layers[i]);
-    sm_loss_free(m->head_loss);
-    sm_free(m->layers); sm_free(m->spec); sm_free(m->params); sm_free(m->grads);
-    sm_free(m->buffers); sm_free(m->head); sm_free(m->summary); sm_free(m->ws.base);
+    sm_params_free(&m->store);
+    sm_free(m->layers); sm_free(m->spec); sm_free(m->summary); sm_free(m->profile_text); sm_free(m->ws.base);
     sm_free(m);
 }
 
@@ -163,18 +177,25 @@ void sm_model_backward(sm_model *m, const float *x, const float *dout, int n) {
     }
 }
 
-void sm_model_print_profile(sm_model *m, FILE *f) {
-    if (!m->profile) return;
+const char *sm_model_profile(sm_model *m) {
+    if (!m || !m->profile) return "";
+    sm_free(m->profile_text);
+    size_t cap = (size_t)(m->nlayers + 2) * 80, n = 0;
+    m->profile_text = sm_alloc(cap, 1);
+    if (!m->profile_text) return "";
     double tf = 0, tb = 0;
     for (int i = 0; i < m->nlayers; i++) { tf += m->layers[i].t_fwd; tb += m->layers[i].t_bwd; }
-    fprintf(f, "profile: layer        forward s  backward s   share\n");
+    n += (size_t)snprintf(m->profile_text, cap, "profile: layer        forward s  backward s   share\n");
     for (int i = 0; i < m->nlayers; i++) {
         sm_layer *L = &m->layers[i];
-        fprintf(f, "profile: %3d %-8s %9.3f  %9.3f  %5.1f%%\n", i + 1, sm_layer_type_name(L->type), L->t_fwd, L->t_bwd,
-                100.0 * (L->t_fwd + L->t_bwd) / (tf + tb > 0 ? tf + tb : 1));
+        if (n < cap)
+            n += (size_t)snprintf(m->profile_text + n, cap - n, "profile: %3d %-8s %9.3f  %9.3f  %5.1f%%\n", i + 1,
+                                  sm_layer_type_name(L->type), L->t_fwd, L->t_bwd,
+                                  100.0 * (L->t_fwd + L->t_bwd) / (tf + tb > 0 ? tf + tb : 1));
         L->t_fwd = L->t_bwd = 0;
     }
-    fprintf(f, "profile: total        %9.3f  %9.3f\n", tf, tb);
+    if (n < cap) snprintf(m->profile_text + n, cap - n, "profile: total        %9.3f  %9.3f\n", tf, tb);
+    return m->profile_text;
 }
 
 const char *sm_model_errmsg(const sm_model *m) { return m ? m->errmsg : ""; }
@@ -221,17 +242,9 @@ sm_status sm_model_set_head(sm_model *m, const char *loss_name, const char *loss
                             const float *params, int64_t n, int classes) {
     if (strlen(loss_name) >= sizeof m->loss_name || strlen(loss_options) >= sizeof m->loss_options)
         return sm_fail(SM_ERR_INVALID, "loss name or options too long");
-    float *h = NULL;
-    if (n > 0) {
-        h = sm_alloc((size_t)n, sizeof(float));
-        if (!h) return SM_ERR_NOMEM;
-        memcpy(h, params, (size_t)n * sizeof(float));
-    }
-    sm_free(m->head);
-    sm_loss_free(m->head_loss);
-    m->head_loss = NULL;
-    m->head = h;
-    m->nhead = n;
+    sm_status st = sm_model_resize_head(m, n > 0 ? n : 0);
+    if (st) return st;
+    if (n > 0 && m->head != params) memcpy(m->head, params, (size_t)n * sizeof(float));
     m->classes = classes;
     strcpy(m->loss_name, loss_name);
     strcpy(m->loss_options, loss_options);
@@ -316,34 +329,14 @@ sm_status sm_model_logits(sm_model *m, const float *x, int64_t n, float *logits)
     if (!m->classes || !m->head)
         return model_fail(m, sm_fail(SM_ERR_UNSUPPORTED, "the model has no classifier head (trained with loss '%s')",
                                      m->loss_name[0] ? m->loss_name : "none"));
-    const sm_loss_kind *k = sm_loss_kind_find(m->loss_name);
-    if (!k || !k->logits)
-        return model_fail(m, sm_fail(SM_ERR_UNSUPPORTED, "loss '%s' gives no class logits", m->loss_name));
-    if (!m->head_loss) {
-        sm_status st = sm_loss_create(&m->head_loss, m->loss_name, m->loss_options, m->emb_dim, 0);
-        if (st) return model_fail(m, st);
-        if (m->head_loss->nparams != m->nhead) {
-            long long want = (long long)m->head_loss->nparams;
-            sm_loss_free(m->head_loss);
-            m->head_loss = NULL;
-            return model_fail(m, sm_fail(SM_ERR_FORMAT, "head of %lld values, loss '%s' expects %lld",
-                                         (long long)m->nhead, m->loss_name, want));
-        }
-        /* logits has room for m->classes columns (sm_model_num_classes): a file whose loss
-         * options name another class count must not write past it (found by fuzz_model) */
-        if (m->head_loss->classes != m->classes) {
-            int want = m->head_loss->classes;
-            sm_loss_free(m->head_loss);
-            m->head_loss = NULL;
-            return model_fail(m, sm_fail(SM_ERR_FORMAT, "the model has %d classes, its loss options '%s' say %d",
-                                         m->classes, m->loss_options, want));
-        }
-        memcpy(m->head_loss->params, m->head, sizeof(float) * (size_t)m->nhead);
-    }
+    /* the kind's forward on the store's head segment, no loss object */
+    sm_head head;
+    sm_status st = sm_head_open(&head, m->loss_name, m->loss_options, m->emb_dim, m->head, m->nhead, m->classes);
+    if (st) return model_fail(m, st);
     float *emb = sm_alloc((size_t)(n > 0 ? n : 1), sizeof(float) * (size_t)m->emb_dim);
     if (!emb) return model_fail(m, SM_ERR_NOMEM);
-    sm_status st = sm_model_embed(m, x, n, emb);
-    if (!st && n > 0) st = k->logits(m->head_loss, emb, (int)n, logits);
+    st = sm_model_embed(m, x, n, emb);
+    if (!st && n > 0) st = head.kind->head_logits(&head, emb, (int)n, logits);
     sm_free(emb);
     return model_fail(m, st);
 }

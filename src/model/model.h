@@ -1,9 +1,11 @@
-/* model.h - the struct behind sm_model: layers parsed from a spec, one parameter block with a
- * gradient block mirroring it (llm.c style), a buffer block for batch-norm running statistics,
- * activations sized for a batch capacity, and the classifier head a loss left behind. */
+/* model.h - the struct behind sm_model: layers parsed from a spec, the parameter store
+ * (params.h: layer parameters, the classifier head a loss trains, batch-norm running statistics;
+ * values, gradients and optimiser moments in parallel blocks), and activations sized for a
+ * batch capacity. */
 #ifndef SM_MODEL_H
 #define SM_MODEL_H
 #include "nn/layer.h"
+#include "model/params.h"
 
 #define SM_MAX_LAYERS 256
 #define SM_MAX_SPEC_BYTES 65536
@@ -13,24 +15,26 @@ struct sm_model {
     int in_h, in_w, in_c;
     int nlayers;
     sm_layer *layers;           /* (nlayers) */
-    float *params, *grads;      /* (nparams) one block each */
+    sm_params store;            /* every parameter, gradient, moment and statistic */
+    /* views of the store's segments, set by sm_model_bind (they move when the head is resized) */
+    float *params, *grads;      /* (nparams) segment "layers" */
     int64_t nparams;
-    float *buffers;             /* (nbuffers) bn running statistics */
+    float *buffers;             /* (nbuffers) segment "bn_buffers": bn running statistics */
     int64_t nbuffers;
     int emb_dim;
     /* classifier head stored with the model (from the loss it was trained with) */
     char loss_name[32];
     char loss_options[256];
-    float *head;                /* (nhead) the loss's parameter block */
+    float *head;                /* (nhead) segment "head": the loss's parameters; NULL if none */
     int64_t nhead;
     int classes;
-    struct sm_loss *head_loss;  /* built lazily for sm_model_logits */
     /* activations: act[i] (cap, out_size of layer i), dact likewise */
     int cap;
     float **act, **dact;
     sm_ws ws;                   /* the kernels' scratch for a batch of cap (every layer shares it) */
     char *summary;
     int profile;                /* accumulate per-layer times (SIMILE_PROFILE=1) */
+    char *profile_text;         /* sm_model_profile's table */
     char errmsg[SM_ERRMSG_MAX];
 };
 
@@ -56,8 +60,12 @@ const float *sm_model_forward(sm_model *m, const float *x, int n, int train);
 sm_status sm_model_infer(sm_model *m, const float *x, int64_t n, float *emb);
 /* Backward from dout (n, emb_dim): fills m->grads (overwritten). Input gradient not computed. */
 void sm_model_backward(sm_model *m, const float *x, const float *dout, int n);
-/* Print per-layer forward/backward times to f (when m->profile is set) and reset them. */
-void sm_model_print_profile(sm_model *m, FILE *f);
+/* Point the views (params, grads, buffers, head) and every layer's tensors into the store;
+ * called after any change of the store's layout. */
+void sm_model_bind(sm_model *m);
+/* Resize the store's head segment to n floats (values kept up to min(old, n), the rest zero)
+ * and bind again.  The loss name, options and classes are left as they are. */
+sm_status sm_model_resize_head(sm_model *m, int64_t n);
 /* Store a copy of the loss's parameters as the model's head. */
 sm_status sm_model_set_head(sm_model *m, const char *loss_name, const char *loss_options,
                             const float *params, int64_t n, int classes);

@@ -52,8 +52,7 @@ sm_status sm_model_save(sm_model *m, const char *path) {
         sm_errmsg_copy(m->errmsg);
         return st;
     }
-    if (!sm_all_finite(m->params, m->nparams) || !sm_all_finite(m->buffers, m->nbuffers) ||
-        (m->head && !sm_all_finite(m->head, m->nhead))) {
+    if (!sm_all_finite(m->store.val, m->store.n)) { /* the whole store: layers, head, statistics */
         sm_status st = sm_fail(SM_ERR_NUMERIC, "%s: refusing to save a model with NaN/Inf parameters", path);
         sm_errmsg_copy(m->errmsg);
         return st;

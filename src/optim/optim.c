@@ -18,22 +18,25 @@ void sm_optim_free(sm_optim_state *s) {
 
 void sm_optim_step(const sm_train_config *cfg, sm_optim_state *s, float *p, const float *g, float lr) {
     s->t++;
-    const int64_t n = s->n;
+    sm_optim_update(cfg, s->t, s->n, p, g, s->m, s->v, lr);
+}
+
+void sm_optim_update(const sm_train_config *cfg, int64_t t, int64_t n, float *p, const float *g,
+                     float *m, float *v, float lr) {
     const float wd = cfg->weight_decay;
-    float *m = s->m, *v = s->v;
     if (cfg->optimizer == SM_OPT_SGD) {
         /* v = mu v + (g + wd p);  p -= lr v  (PyTorch SGD, dampening 0) */
         const float mu = cfg->momentum;
         for (int64_t i = 0; i < n; i++) {
             float gi = g[i] + wd * p[i];
-            m[i] = s->t == 1 ? gi : mu * m[i] + gi;
+            m[i] = t == 1 ? gi : mu * m[i] + gi;
             p[i] -= lr * m[i];
         }
         return;
     }
     /* Adam: m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; p -= lr mhat / (sqrt(vhat) + eps) */
     const float b1 = cfg->beta1, b2 = cfg->beta2, eps = cfg->eps;
-    const float c1 = 1.0f - powf(b1, (float)s->t), c2 = 1.0f - powf(b2, (float)s->t);
+    const float c1 = 1.0f - powf(b1, (float)t), c2 = 1.0f - powf(b2, (float)t);
     const float step = lr / c1, rc2 = 1.0f / sqrtf(c2);
     const int decoupled = cfg->optimizer == SM_OPT_ADAMW;
     for (int64_t i = 0; i < n; i++) {
