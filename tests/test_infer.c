@@ -116,7 +116,36 @@ static void check_update_bn(void) {
     sm_model_free(m);
 }
 
+/* SIMILE_PROFILE times the inference plan itself: the same bits, and per-layer times. */
+static void check_profile(void) {
+    sm_model *m = NULL, *p = NULL;
+    CHECK_OK(sm_model_create(&m, "cnn-s", 28, 28, 1, 11));
+    setenv("SIMILE_PROFILE", "1", 1);
+    CHECK_OK(sm_model_create(&p, "cnn-s", 28, 28, 1, 11));
+    unsetenv("SIMILE_PROFILE");
+    if (!m || !p) { sm_model_free(m); sm_model_free(p); return; }
+    const int n = 20;
+    const int64_t in = 28 * 28;
+    float *x = malloc(sizeof(float) * (size_t)(n * in)), *e1 = malloc(sizeof(float) * (size_t)n * 64),
+          *e2 = malloc(sizeof(float) * (size_t)n * 64);
+    sm_rng r;
+    sm_rng_seed(&r, 9);
+    for (int64_t i = 0; i < n * in; i++) x[i] = sm_rng_normal(&r);
+    CHECK_OK(sm_model_embed(m, x, n, e1));
+    CHECK_OK(sm_model_embed(p, x, n, e2));
+    CHECK_MSG(!memcmp(e1, e2, sizeof(float) * (size_t)n * 64), "profiled embedding differs");
+    double t = 0;
+    for (int i = 0; i < p->nlayers; i++) t += p->layers[i].t_fwd;
+    CHECK_MSG(t > 0 && p->layers[0].t_fwd > 0, "no forward time recorded (%g)", t);
+    CHECK(strstr(sm_model_profile(p), "profile: total") != NULL);
+    CHECK(!strcmp(sm_model_profile(m), "")); /* not profiled: no table */
+    free(x); free(e1); free(e2);
+    sm_model_free(m);
+    sm_model_free(p);
+}
+
 int main(void) {
+    check_profile();
     check_spec("cnn-s", 28, 28, 1, 0);
     check_spec("cnn-s", 28, 28, 1, 1); /* separate relu layers */
     check_spec("conv 4 k=3 p=1 bias=1; bn; relu; maxpool k=2; conv 6 k=3 s=2 p=1; relu; conv 5 k=1; bn; "

@@ -73,7 +73,7 @@ static void plan_stages(const sm_model *m, stage *S, float *folded) {
 
 /* Run micro-batch x (n <= MICRO samples) through the stages; the output goes to out (n, d). */
 static void run_micro(const sm_model *m, const stage *S, const float *x, int n, float *bufA, float *bufB,
-                      float *scratch, float *out) {
+                      float *scratch, float *out, double *times) {
     const float *in = x;
     float *bufs[2] = {bufA, bufB};
     int which = 0;
@@ -84,6 +84,7 @@ static void run_micro(const sm_model *m, const stage *S, const float *x, int n, 
         if (st->skip) continue;
         const sm_layer *L = st->L;
         float *y = i == last ? out : bufs[which];
+        double t0 = times ? sm_now() : 0; /* SIMILE_PROFILE: this thread's seconds in each stage */
         st->K->infer(L, st->W, in, n, y, scratch);
         if (st->K->linear) {
             /* linear -> (bias, relu) -> maxpool: pool first, then the bias and relu on the pooled
@@ -96,12 +97,14 @@ static void run_micro(const sm_model *m, const stage *S, const float *x, int n, 
                 float *z = j == last ? out : bufs[which ^ 1];
                 S[j].K->infer(P, S[j].W, y, n, z, scratch);
                 sm_k1_bias_act(z, st->b, (int64_t)n * P->oh * P->ow, P->oc, st->relu);
+                if (times) times[i] += sm_now() - t0; /* the pool's time is counted with its linear layer */
                 in = z;
                 i = j; /* `which` stays: the next stage writes over the linear layer's output */
                 continue;
             }
             sm_k1_bias_act(y, st->b, (int64_t)n * L->oh * L->ow, L->oc, st->relu);
         }
+        if (times) times[i] += sm_now() - t0;
         in = y;
         which ^= 1;
     }
@@ -132,7 +135,10 @@ sm_status sm_model_infer(sm_model *m, const float *x, int64_t n, float *emb) {
 #endif
     const int64_t per_thread = 2 * (int64_t)MICRO * max_act + (int64_t)MICRO * max_col; /* bufA, bufB, col */
     float *bufs = sm_alloc((size_t)nthreads * (size_t)per_thread, sizeof(float));   /* (nthreads, per_thread) */
-    if (!bufs) {
+    double *times = m->profile ? sm_calloc((size_t)nthreads * (size_t)m->nlayers, sizeof(double)) : NULL; /* (nthreads, nlayers) */
+    if (!bufs || (m->profile && !times)) {
+        sm_free(bufs);
+        sm_free(times);
         sm_free(S);
         sm_free(folded);
         return sm_fail(SM_ERR_NOMEM, "out of memory for the inference buffers");
@@ -152,10 +158,16 @@ sm_status sm_model_infer(sm_model *m, const float *x, int64_t n, float *emb) {
 #pragma omp for schedule(dynamic, 1)
         for (int64_t mb = 0; mb < nmicro; mb++) {
             int cnt = (int)(n - mb * MICRO < MICRO ? n - mb * MICRO : MICRO);
-            run_micro(m, S, x + mb * MICRO * in, cnt, bufA, bufB, col, emb + mb * MICRO * m->emb_dim);
+            run_micro(m, S, x + mb * MICRO * in, cnt, bufA, bufB, col, emb + mb * MICRO * m->emb_dim,
+                      times ? times + (int64_t)tid * m->nlayers : NULL);
         }
     }
     sm_free(bufs);
+    if (times) { /* thread seconds per layer, into the same profile as training's */
+        for (int t = 0; t < nthreads; t++)
+            for (int i = 0; i < m->nlayers; i++) m->layers[i].t_fwd += times[(int64_t)t * m->nlayers + i];
+        sm_free(times);
+    }
     sm_free(S);
     sm_free(folded);
     return SM_OK;

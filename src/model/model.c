@@ -310,18 +310,8 @@ sm_status sm_model_embed(sm_model *m, const float *x, int64_t n, float *emb) {
     if (!x || !emb || n < 0) return model_fail(m, sm_fail(SM_ERR_INVALID, "sm_model_embed: NULL buffer or negative n"));
     sm_status st = check_inputs(m, x, n);
     if (st) return st;
-    /* the fast path; SIMILE_PROFILE times the layer-by-layer one */
-    if (!m->profile) return model_fail(m, sm_model_infer(m, x, n, emb));
-    int64_t in = (int64_t)m->in_h * m->in_w * m->in_c;
-    for (int64_t s = 0; s < n; s += SM_INFER_BATCH) {
-        int b = (int)(n - s < SM_INFER_BATCH ? n - s : SM_INFER_BATCH);
-        const float *xb = x + s * in;
-        st = sm_model_reserve(m, b < SM_INFER_BATCH && n > SM_INFER_BATCH ? SM_INFER_BATCH : b);
-        if (st) return model_fail(m, st);
-        const float *out = sm_model_forward(m, xb, b, 0);
-        memcpy(emb + s * m->emb_dim, out, sizeof(float) * (size_t)b * (size_t)m->emb_dim);
-    }
-    return SM_OK;
+    /* the inference plan, also under SIMILE_PROFILE (which times its stages) */
+    return model_fail(m, sm_model_infer(m, x, n, emb));
 }
 
 sm_status sm_model_logits(sm_model *m, const float *x, int64_t n, float *logits) {
