@@ -4,13 +4,11 @@
  * Every reduction is accumulated in double; results are stored as float.  Inputs are validated
  * completely before any output is written, so outputs are untouched on failure. */
 #include "core/core.h"
+#include "loss/loss.h"
 #include "backend/backend.h"
 #include <math.h>
 #include <string.h>
 
-/* Above this many multiply-adds (n * c * d) the head uses sgemm (sm_k_gemm), below it plain loops
- * with double accumulation. */
-#define SM_HEAD_GEMM_MIN ((int64_t)1 << 15)
 
 /* Index of the first non-finite value of x (n), or -1. */
 static int64_t first_nonfinite(const float *x, int64_t n) {
@@ -130,69 +128,6 @@ sm_status sm_softmax_cross_entropy_soft(const float *z, const float *t, int n, i
     return SM_OK;
 }
 
-/* z = f W^T + b:  z (n, c), f (n, d), W (c, d), b (c) or NULL. */
-static void head_forward(const float *f, const float *W, const float *b, int n, int d, int c,
-                         float *z) {
-    if ((int64_t)n * c * d >= SM_HEAD_GEMM_MIN) {
-        for (int i = 0; i < n; i++) {
-            float *zi = z + (int64_t)i * c;
-            if (b) memcpy(zi, b, (size_t)c * sizeof(float));
-            else memset(zi, 0, (size_t)c * sizeof(float));
-        }
-        sm_k_gemm(0, 1, n, c, d, 1.0f, f, d, W, d, 1.0f, z, c);
-        return;
-    }
-    for (int i = 0; i < n; i++)
-        for (int j = 0; j < c; j++) {
-            const float *fi = f + (int64_t)i * d, *wj = W + (int64_t)j * d;
-            double acc = b ? b[j] : 0.0;
-            for (int k = 0; k < d; k++) acc += (double)fi[k] * wj[k];
-            z[(int64_t)i * c + j] = (float)acc;
-        }
-}
-
-/* Given G = dL/dz (n, c):  df = G W (n, d),  dW = G^T f (c, d),  db = sum_i G_i (c); each
- * overwritten, each may be NULL. */
-static void head_backward(const float *G, const float *f, const float *W, int n, int d, int c,
-                          float *df, float *dW, float *db) {
-    int big = (int64_t)n * c * d >= SM_HEAD_GEMM_MIN;
-    if (df) {
-        if (big) {
-            sm_k_gemm(0, 0, n, d, c, 1.0f, G, c, W, d,
-                        0.0f, df, d);
-        } else {
-            for (int i = 0; i < n; i++)
-                for (int k = 0; k < d; k++) {
-                    double acc = 0.0;
-                    for (int j = 0; j < c; j++)
-                        acc += (double)G[(int64_t)i * c + j] * W[(int64_t)j * d + k];
-                    df[(int64_t)i * d + k] = (float)acc;
-                }
-        }
-    }
-    if (dW) {
-        if (big) {
-            sm_k_gemm(1, 0, c, d, n, 1.0f, G, c, f, d,
-                        0.0f, dW, d);
-        } else {
-            for (int j = 0; j < c; j++)
-                for (int k = 0; k < d; k++) {
-                    double acc = 0.0;
-                    for (int i = 0; i < n; i++)
-                        acc += (double)G[(int64_t)i * c + j] * f[(int64_t)i * d + k];
-                    dW[(int64_t)j * d + k] = (float)acc;
-                }
-        }
-    }
-    if (db) {
-        for (int j = 0; j < c; j++) {
-            double acc = 0.0;
-            for (int i = 0; i < n; i++) acc += G[(int64_t)i * c + j];
-            db[j] = (float)acc;
-        }
-    }
-}
-
 /* z = f W^T + b, L = CE(z, y);  dL/df_i = (sum_j p_ij W_j - W_y)/n,
  * dL/dW_j = sum_i (p_ij - y_ij) f_i / n,  dL/db_j = sum_i (p_ij - y_ij) / n. */
 sm_status sm_softmax_head(const float *f, const float *W, const float *b, const int32_t *labels,
@@ -214,11 +149,11 @@ sm_status sm_softmax_head(const float *f, const float *W, const float *b, const 
         sm_free(G);
         return SM_ERR_NOMEM;
     }
-    head_forward(f, W, b, n, d, c, z);
+    sm_linear_head_forward(f, W, b, n, d, c, z);
     float value;
     st = sm_softmax_cross_entropy(z, labels, n, c, 0.0f, &value, G);
     if (st == SM_OK) {
-        head_backward(G, f, W, n, d, c, df, dW, db);
+        sm_linear_head_backward(G, f, W, n, d, c, df, dW, db, 0);
         *loss = value;
     } else {
         sm_errmsg_prefix(fn);

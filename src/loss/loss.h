@@ -61,6 +61,13 @@ const sm_loss_kind *sm_loss_kind_at(int i);
 
 /* Options: "key=value,key=value".  Each returns SM_ERR_INVALID for a malformed value; a missing
  * key leaves *out = def.  sm_opt_check rejects keys not in the NULL-terminated `known` list. */
+/* The linear classifier head (linear_head.c): z (n, c) = f (n, d) W^T (W (c, d)) + b (c, or NULL).
+ * Backward with G = dL/dz (n, c): df (n, d) = G W (overwritten), dW (c, d) = G^T f and db (c) =
+ * sum_i G_i, overwritten or, with accumulate, added; each output may be NULL. */
+void sm_linear_head_forward(const float *f, const float *W, const float *b, int n, int d, int c, float *z);
+void sm_linear_head_backward(const float *G, const float *f, const float *W, int n, int d, int c, float *df,
+                             float *dW, float *db, int accumulate);
+
 sm_status sm_opt_float(const char *options, const char *key, float def, float *out);
 sm_status sm_opt_int(const char *options, const char *key, int def, int *out);
 sm_status sm_opt_str(const char *options, const char *key, const char *def, char *out, size_t cap);

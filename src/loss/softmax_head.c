@@ -6,8 +6,6 @@
 #include <math.h>
 #include <string.h>
 
-/* Above this many multiply-adds (n * C * d) use sgemm (sm_k_gemm), below it plain loops. */
-#define SM_HEAD_GEMM_MIN ((int64_t)1 << 15)
 /* Largest head: C * (d + 1) parameters. */
 #define SM_HEAD_MAX_PARAMS ((int64_t)1 << 28)
 
@@ -82,20 +80,7 @@ static void head_destroy(sm_loss *l) {
 
 /* out = emb W^T + b:  emb (n, d), params = W (C, d) then b (C), out (n, C). */
 static void head_linear(const float *params, int d, int C, const float *emb, int n, float *out) {
-    const float *W = params, *b = params + (int64_t)C * d;
-    if ((int64_t)n * C * d >= SM_HEAD_GEMM_MIN) {
-        for (int i = 0; i < n; i++) memcpy(out + (int64_t)i * C, b, (size_t)C * sizeof(float));
-        sm_k_gemm(0, 1, n, C, d, 1.0f, emb, d, W, d, 1.0f,
-                    out, C);
-        return;
-    }
-    for (int i = 0; i < n; i++)
-        for (int j = 0; j < C; j++) {
-            const float *ei = emb + (int64_t)i * d, *wj = W + (int64_t)j * d;
-            double acc = b[j];
-            for (int k = 0; k < d; k++) acc += (double)ei[k] * wj[k];
-            out[(int64_t)i * C + j] = (float)acc;
-        }
+    sm_linear_head_forward(emb, params, params + (int64_t)C * d, n, d, C, out);
 }
 
 /* logits = emb W^T + b, (n, C). */
@@ -119,40 +104,7 @@ static int64_t head_size(int dim, int classes) { return (int64_t)classes * (dim 
 /* With G = dL/dz (n, C):  grad = G W (n, d) if grad != NULL;  dW += G^T emb;  db += sum_i G_i. */
 static void head_backward(sm_loss *l, const float *G, const float *emb, int n, float *grad) {
     const int d = l->dim, C = l->classes;
-    const float *W = l->params;
-    float *dW = l->grads, *db = l->grads + (int64_t)C * d; /* (C, d), (C) */
-    int big = (int64_t)n * C * d >= SM_HEAD_GEMM_MIN;
-    if (grad) {
-        if (big) {
-            sm_k_gemm(0, 0, n, d, C, 1.0f, G, C, W, d,
-                        0.0f, grad, d);
-        } else {
-            for (int i = 0; i < n; i++)
-                for (int k = 0; k < d; k++) {
-                    double acc = 0.0;
-                    for (int j = 0; j < C; j++)
-                        acc += (double)G[(int64_t)i * C + j] * W[(int64_t)j * d + k];
-                    grad[(int64_t)i * d + k] = (float)acc;
-                }
-        }
-    }
-    if (big) {
-        sm_k_gemm(1, 0, C, d, n, 1.0f, G, C, emb, d, 1.0f,
-                    dW, d);
-    } else {
-        for (int j = 0; j < C; j++)
-            for (int k = 0; k < d; k++) {
-                double acc = 0.0;
-                for (int i = 0; i < n; i++)
-                    acc += (double)G[(int64_t)i * C + j] * emb[(int64_t)i * d + k];
-                dW[(int64_t)j * d + k] += (float)acc;
-            }
-    }
-    for (int j = 0; j < C; j++) {
-        double acc = 0.0;
-        for (int i = 0; i < n; i++) acc += G[(int64_t)i * C + j];
-        db[j] += (float)acc;
-    }
+    sm_linear_head_backward(G, emb, l->params, n, d, C, grad, l->grads, l->grads + (int64_t)C * d, 1);
 }
 
 /* L = mean_i CE(emb_i W^T + b, y_i) (or focal);  grad = dL/demb, l->grads += (dL/dW, dL/db). */
