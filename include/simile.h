@@ -578,6 +578,11 @@ sm_status sm_gallery_add_sourced(sm_gallery *g, const float *emb, int64_t n, int
  * is stored in *removed (may be NULL).  Errors: SM_ERR_NOTFOUND. */
 sm_status sm_gallery_remove_class(sm_gallery *g, const char *class_name, int64_t *removed);
 
+/* Rename the live class `class_name` to new_name (a valid name, see sm_gallery_add); its slot
+ * and items are kept.  Errors: SM_ERR_NOTFOUND, SM_ERR_INVALID (bad name), SM_ERR_RANGE
+ * (a live class already has that name), SM_ERR_NOMEM. */
+sm_status sm_gallery_rename_class(sm_gallery *g, const char *class_name, const char *new_name);
+
 /* Remove one live item by id (tombstone).  Errors: SM_ERR_NOTFOUND. */
 sm_status sm_gallery_remove_item(sm_gallery *g, int64_t item_id);
 
@@ -701,6 +706,10 @@ sm_status sm_image_load(const char *path, int h, int w, int c, float *x);
 /* As sm_image_load; *src_h and *src_w (either may be NULL) receive the size of the image in
  * the file (0 on failure), e.g. to tell that it was resized. */
 sm_status sm_image_load_ex(const char *path, int h, int w, int c, float *x, int *src_h, int *src_w);
+/* As sm_image_load_ex on the len bytes of an image file held in memory (e.g. received over the
+ * network); name (may be NULL) is used in the messages.  Same checks and limits. */
+sm_status sm_image_decode(const char *name, const void *data, size_t len, int h, int w, int c, float *x,
+                          int *src_h, int *src_w);
 
 /* NumPy .npy arrays (format 1.0 / 2.0 / 3.0 headers, C order, little-endian). */
 typedef enum sm_npy_dtype { SM_NPY_F32 = 0, SM_NPY_I32 = 1 } sm_npy_dtype;

@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #define D 6
-#define NOPS 6
+#define NOPS 7
 
 static char dir[256], gpath[300], jpath[320];
 
@@ -37,7 +37,8 @@ static sm_status op(sm_gallery *g, int k) {
     case 2: return sm_gallery_remove_item(g, 1);
     case 3: return sm_gallery_set_threshold(g, 0.75f, SM_RULE_CENTROID);
     case 4: return sm_gallery_remove_class(g, "bob", NULL);
-    default: return sm_gallery_add(g, e, 1, D, "carol", NULL, NULL);
+    case 5: return sm_gallery_add(g, e, 1, D, "carol", NULL, NULL);
+    default: return sm_gallery_rename_class(g, "alice", "alicia");
     }
 }
 

@@ -248,6 +248,25 @@ sm_status sm_gallery_remove_class(sm_gallery *g, const char *name, int64_t *remo
     return SM_OK;
 }
 
+sm_status sm_gallery_rename_class(sm_gallery *g, const char *name, const char *new_name) {
+    if (!g || !name || !new_name) return sm_fail(SM_ERR_INVALID, "sm_gallery_rename_class: NULL argument");
+    int c = sm_gallery_find_class(g, name);
+    if (c < 0) return gret(g, sm_fail(SM_ERR_NOTFOUND, "no class '%.64s' in the gallery", name));
+    if (!sm_gallery_name_ok(new_name, strlen(new_name)))
+        return gret(g, sm_fail(SM_ERR_INVALID, "class name '%.64s' must have 1 to %d bytes and no control characters",
+                               new_name, SM_GALLERY_MAX_NAME));
+    if (!strcmp(name, new_name)) return SM_OK;
+    if (sm_gallery_find_class(g, new_name) >= 0)
+        return gret(g, sm_fail(SM_ERR_RANGE, "a class '%.64s' is already in the gallery", new_name));
+    char *copy = sm_strdup(new_name);
+    if (!copy) return gret(g, SM_ERR_NOMEM);
+    sm_status st = sm_journal_rename_class(g, name, new_name);
+    if (st) { sm_free(copy); return st; }
+    sm_free(g->names[c]);
+    g->names[c] = copy;
+    return SM_OK;
+}
+
 sm_status sm_gallery_remove_item(sm_gallery *g, int64_t id) {
     if (!g) return sm_fail(SM_ERR_INVALID, "sm_gallery_remove_item: gallery is NULL");
     for (int64_t i = 0; i < g->n; i++) {

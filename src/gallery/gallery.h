@@ -58,6 +58,7 @@ sm_status sm_journal_add(sm_gallery *g, const char *name, int64_t n, const int64
                          const float *emb, const char *const *src);
 sm_status sm_journal_remove_class(sm_gallery *g, const char *name);
 sm_status sm_journal_remove_item(sm_gallery *g, int64_t id);
+sm_status sm_journal_rename_class(sm_gallery *g, const char *name, const char *new_name);
 sm_status sm_journal_threshold(sm_gallery *g, float t, sm_decision_rule rule);
 sm_status sm_journal_compact(sm_gallery *g);
 /* Replay "<path>.journal" (if any) into g, read from path; sets jlen / jrecords. */

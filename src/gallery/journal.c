@@ -14,6 +14,7 @@
  *     3 remove item:  i64 id
  *     4 threshold:    f32 threshold | u32 rule
  *     5 compact:      (empty)
+ *     6 rename class: u32 name length, name | u32 new name length, new name
  * Replay (sm_gallery_open): records are applied in order.  An incomplete last record (a crash
  * while appending), or a last record whose CRC fails, is ignored and cut off before the next
  * append; a bad CRC followed by more records, or a record that cannot be applied, is
@@ -35,7 +36,7 @@
 #define JVERSION 1u
 #define JHEADER 28
 #define MAX_JOURNAL_BYTES ((size_t)1 << 36)
-enum { REC_ADD = 1, REC_REMOVE_CLASS = 2, REC_REMOVE_ITEM = 3, REC_THRESHOLD = 4, REC_COMPACT = 5 };
+enum { REC_ADD = 1, REC_REMOVE_CLASS = 2, REC_REMOVE_ITEM = 3, REC_THRESHOLD = 4, REC_COMPACT = 5, REC_RENAME_CLASS = 6 };
 
 static void put32(unsigned char *p, uint32_t v) {
     p[0] = (unsigned char)v; p[1] = (unsigned char)(v >> 8); p[2] = (unsigned char)(v >> 16); p[3] = (unsigned char)(v >> 24);
@@ -153,6 +154,20 @@ sm_status sm_journal_remove_class(sm_gallery *g, const char *name) {
     return st;
 }
 
+sm_status sm_journal_rename_class(sm_gallery *g, const char *name, const char *new_name) {
+    if (!active(g)) return SM_OK;
+    size_t a = strlen(name), b = strlen(new_name);
+    unsigned char *buf = sm_alloc(a + b + 20, 1);
+    if (!buf) return jret(g, SM_ERR_NOMEM);
+    put32(buf + 8, (uint32_t)a);
+    memcpy(buf + 12, name, a);
+    put32(buf + 12 + a, (uint32_t)b);
+    memcpy(buf + 16 + a, new_name, b);
+    sm_status st = append(g, REC_RENAME_CLASS, buf, a + b + 8);
+    sm_free(buf);
+    return st;
+}
+
 sm_status sm_journal_remove_item(sm_gallery *g, int64_t id) {
     if (!active(g)) return SM_OK;
     unsigned char buf[20];
@@ -226,6 +241,14 @@ static sm_status apply(sm_gallery *g, uint32_t type, const unsigned char *p, siz
         st = sm_gallery_remove_class(g, name, NULL);
         sm_free(name);
         if (st) return sm_fail(SM_ERR_FORMAT, "%s: record %lld (remove class) cannot be applied: %s", jp, (long long)k, g->errmsg);
+        return SM_OK;
+    }
+    case REC_RENAME_CLASS: {
+        char *name = take_str(&p, &n, SM_GALLERY_MAX_NAME), *to = name ? take_str(&p, &n, SM_GALLERY_MAX_NAME) : NULL;
+        if (!name || !to || n) { sm_free(name); sm_free(to); break; }
+        st = sm_gallery_rename_class(g, name, to);
+        sm_free(name); sm_free(to);
+        if (st) return sm_fail(SM_ERR_FORMAT, "%s: record %lld (rename class) cannot be applied: %s", jp, (long long)k, g->errmsg);
         return SM_OK;
     }
     case REC_REMOVE_ITEM:
