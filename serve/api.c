@@ -557,7 +557,13 @@ static void identify(srv *s, const cJSON *body, srv_response *r) {
     if (!rule_set && !isinf(gthr)) rule = cal_rule;
     sm_gallery_decision d;
     sm_status st = sm_gallery_size(s->g) == 0 ? SM_ERR_NOTFOUND : sm_gallery_search(s->g, q, 1, s->dim, k, m);
-    if (!st) st = sm_gallery_decide(s->g, q, 1, s->dim, rule, k, &d);
+    if (!st && rule == SM_RULE_NEAREST) { /* the decision of sm_gallery_decide, from the nearest match: no second pass */
+        d.best_class = m[0].class_index;
+        d.distance = m[0].distance;
+        d.class_index = d.distance <= gthr ? d.best_class : -1;
+        d.class_name = d.class_index >= 0 ? m[0].class_name : NULL;
+        d.votes = 1;
+    } else if (!st) st = sm_gallery_decide(s->g, q, 1, s->dim, rule, k, &d);
     cJSON *j = NULL;
     if (!st) {
         j = cJSON_CreateObject();
