@@ -298,6 +298,7 @@ static void serve_seeds(void) {
         {0x11, "/api/v1/verify", "{\"a\": {\"embedding\": [1,0,0,0,0,0,0,0]}, \"b\": {\"embedding\": [0,1,0,0,0,0,0,0]}, \"threshold\": 1}"},
         {0x10, "/api/v1/metrics", NULL},
         {0x19, "/api/v1/subjects/a/items", "{\"images\": [\"@@\"]}"},
+        {0x09, "/api/v1/calibrate", "{\"embeddings\": [[1,0,0,0,0,0,0,0], [0,0,0,0,0,0,0,1]], \"labels\": [\"a\", \"b c\"], \"far\": 0.5}"},
     };
     for (size_t i = 0; i < sizeof reqs / sizeof reqs[0]; i++) {
         char buf[1024], name[32];

@@ -18,7 +18,8 @@
 static const int codes[SRV_NCODES] = {200, 201, 400, 401, 403, 404, 405, 408, 409, 413, 415, 500, 503, 0};
 static const double bucket_le[SRV_NBUCKETS] = {0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, INFINITY};
 static const char *const route_names[R_COUNT] = {"health", "metrics", "subjects", "subject", "subject_items",
-                                                  "items", "item", "identify", "verify", "other"};
+                                                  "items", "item", "identify", "verify", "calibrate",
+                                                  "other"};
 
 /* ---- responses ---------------------------------------------------------------------------- */
 static void json_response(srv_response *r, int status, cJSON *j) {
@@ -179,6 +180,7 @@ int srv_route_of(const char *path) {
     if (n == 3 && !strcmp(a, "metrics")) return R_METRICS;
     if (n == 3 && !strcmp(a, "identify")) return R_IDENTIFY;
     if (n == 3 && !strcmp(a, "verify")) return R_VERIFY;
+    if (n == 3 && !strcmp(a, "calibrate")) return R_CALIBRATE;
     if (!strcmp(a, "subjects")) return n == 3 ? R_SUBJECTS : n == 4 ? R_SUBJECT : n == 5 && !strcmp(seg[4], "items") ? R_SUBJECT_ITEMS : R_OTHER;
     if (!strcmp(a, "items")) return n == 3 ? R_ITEMS : n == 4 ? R_ITEM : R_OTHER;
     return R_OTHER;
@@ -653,6 +655,91 @@ static void verify(srv *s, const cJSON *body, srv_response *r) {
     json_response(r, 200, j);
 }
 
+/* calibrate: labelled queries {"images"|"embeddings": [...], "labels": [subject names]}, "far"
+ * (default 0.01) or "f1": true, "rule" (nearest or centroid), "dry_run".  As simile gallery
+ * calibrate: the distance of each query to each live subject (nearest item or centroid) is a
+ * pair, genuine when the subject is the query's label; the threshold is the largest distance
+ * whose false-accept rate is <= far (or the best-F1 one), stored unless dry_run. */
+static void calibrate(srv *s, const cJSON *body, srv_response *r, int may_write) {
+    const cJSON *imgs = cJSON_GetObjectItemCaseSensitive(body, "images"), *embs = cJSON_GetObjectItemCaseSensitive(body, "embeddings");
+    const cJSON *labels = cJSON_GetObjectItemCaseSensitive(body, "labels"), *farj = cJSON_GetObjectItemCaseSensitive(body, "far");
+    const cJSON *f1j = cJSON_GetObjectItemCaseSensitive(body, "f1"), *dry = cJSON_GetObjectItemCaseSensitive(body, "dry_run");
+    if (!imgs == !embs) { srv_error(r, 400, "give \"images\" or \"embeddings\" (one of them) with \"labels\""); return; }
+    const cJSON *list = imgs ? imgs : embs;
+    int n = cJSON_IsArray(list) ? cJSON_GetArraySize(list) : -1;
+    if (n < 1 || n > s->max_batch) { srv_error(r, n > s->max_batch ? 413 : 400, "1 to %d labelled queries are needed", s->max_batch); return; }
+    if (!cJSON_IsArray(labels) || cJSON_GetArraySize(labels) != n) { srv_error(r, 400, "\"labels\" must be an array of %d subject names", n); return; }
+    if ((f1j && !cJSON_IsBool(f1j)) || (dry && !cJSON_IsBool(dry))) { srv_error(r, 400, "\"f1\" and \"dry_run\" are true or false"); return; }
+    int f1 = cJSON_IsTrue(f1j), dry_run = cJSON_IsTrue(dry);
+    double target = 0.01;
+    if (farj && (!cJSON_IsNumber(farj) || !(farj->valuedouble >= 0 && farj->valuedouble <= 1))) { srv_error(r, 400, "\"far\" must be a number in [0, 1]"); return; }
+    if (farj) target = farj->valuedouble;
+    sm_decision_rule rule = SM_RULE_NEAREST;
+    if (opt_rule(body, &rule, 0, r) < 0) return;
+    if (!dry_run && !may_write) { srv_error(r, 403, "this API key may only read: storing a threshold needs a write key (or \"dry_run\": true)"); return; }
+    float *q = malloc((size_t)n * (size_t)s->dim * sizeof(float));
+    if (!q) { srv_error(r, 503, "out of memory"); return; }
+    int i = 0;
+    const cJSON *v;
+    char what[64];
+    cJSON_ArrayForEach(v, list) {
+        snprintf(what, sizeof what, "%s[%d]", imgs ? "images" : "embeddings", i);
+        const cJSON *lab = cJSON_GetArrayItem(labels, i);
+        int bad = !cJSON_IsString(lab) ? (srv_error(r, 400, "labels[%d] must be a string", i), -1)
+                  : imgs ? (!cJSON_IsString(v) ? (srv_error(r, 400, "%s must be a base64 string", what), -1)
+                                               : embed_image(s, v->valuestring, what, q + (size_t)i * s->dim, r))
+                         : parse_embedding(s, v, what, q + (size_t)i * s->dim, r);
+        if (bad) { free(q); return; }
+        i++;
+    }
+    pthread_rwlock_wrlock(&s->lock);
+    int C = sm_gallery_num_classes(s->g);
+    if ((int64_t)n * C > ((int64_t)1 << 26)) {
+        pthread_rwlock_unlock(&s->lock);
+        free(q);
+        srv_error(r, 413, "%d queries x %d subjects: too many pairs in one request (at most 2^26)", n, C);
+        return;
+    }
+    float *cd = malloc((size_t)n * (size_t)(C ? C : 1) * sizeof(float));
+    float *pd = malloc((size_t)n * (size_t)(C ? C : 1) * sizeof(float));
+    int8_t *gen = malloc((size_t)n * (size_t)(C ? C : 1));
+    sm_status st = !cd || !pd || !gen ? SM_ERR_NOMEM : sm_gallery_size(s->g) == 0 ? SM_ERR_NOTFOUND
+                                                     : sm_gallery_class_distances(s->g, q, n, s->dim, rule, cd);
+    int64_t np = 0, genuine = 0;
+    for (int j = 0; !st && j < n; j++) {
+        int want = sm_gallery_find_class(s->g, cJSON_GetArrayItem(labels, j)->valuestring);
+        for (int c = 0; c < C; c++) {
+            if (isinf(cd[(size_t)j * C + c])) continue; /* removed or empty subject */
+            pd[np] = cd[(size_t)j * C + c];
+            gen[np] = (int8_t)(c == want);
+            genuine += gen[np];
+            np++;
+        }
+    }
+    float thr = 0;
+    double tar = 0, far = 0;
+    char msg[300] = "";
+    if (!st) st = sm_calibrate_threshold(pd, gen, np, f1 ? SM_CALIBRATE_F1 : SM_CALIBRATE_FAR, target, &thr, &tar, &far);
+    if (st && st != SM_ERR_NOTFOUND) snprintf(msg, sizeof msg, "%s", sm_errmsg());
+    if (!st && !dry_run && (st = sm_gallery_set_threshold(s->g, thr, rule))) snprintf(msg, sizeof msg, "%s", sm_gallery_errmsg(s->g));
+    if (!st && !dry_run) maybe_checkpoint(s);
+    pthread_rwlock_unlock(&s->lock);
+    free(q); free(cd); free(pd); free(gen);
+    if (st == SM_ERR_NOTFOUND) { srv_error(r, 409, "the gallery is empty: enrol subjects first"); return; }
+    if (st) { lib_error(r, st, msg); return; }
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddNumberToObject(j, "threshold", thr);
+    cJSON_AddStringToObject(j, "rule", rule_name(rule));
+    cJSON_AddStringToObject(j, "mode", f1 ? "f1" : "far");
+    if (!f1) cJSON_AddNumberToObject(j, "target_far", target);
+    cJSON_AddNumberToObject(j, "tar", tar);
+    cJSON_AddNumberToObject(j, "far", far);
+    cJSON_AddNumberToObject(j, "genuine_pairs", (double)genuine);
+    cJSON_AddNumberToObject(j, "impostor_pairs", (double)(np - genuine));
+    cJSON_AddBoolToObject(j, "stored", !dry_run);
+    json_response(r, 200, j);
+}
+
 /* ---- dispatch ----------------------------------------------------------------------------- */
 void srv_handle(srv *s, const char *method, const char *path, const char *body, size_t len, const char *api_key,
                 srv_response *r) {
@@ -670,7 +757,7 @@ void srv_handle(srv *s, const char *method, const char *path, const char *body, 
     case R_SUBJECT: ok = get || del || patch; write = del || patch; break;
     case R_SUBJECT_ITEMS: ok = get || post; write = post; break;
     case R_ITEM: ok = del; write = 1; break;
-    default: ok = post; break; /* identify, verify */
+    default: ok = post; break; /* identify, verify, calibrate (its role is checked there) */
     }
     if (!ok) { srv_error(r, 405, "method %.16s is not allowed on this route", method); return; }
     if (s->keys.n && route != R_HEALTH) {
@@ -681,6 +768,7 @@ void srv_handle(srv *s, const char *method, const char *path, const char *body, 
         }
         if (write && role != SRV_ROLE_WRITE) { srv_error(r, 403, "this API key may only read"); return; }
     }
+    int may_write = !s->keys.n || srv_keys_role(&s->keys, api_key) == SRV_ROLE_WRITE;
     cJSON *json = NULL;
     if (post || patch) {
         if (len > s->max_body) { srv_error(r, 413, "the request body is larger than %zu bytes (--max-body)", s->max_body); return; }
@@ -705,6 +793,7 @@ void srv_handle(srv *s, const char *method, const char *path, const char *body, 
     case R_ITEM: delete_item(s, seg[3], r); break;
     case R_IDENTIFY: identify(s, json, r); break;
     case R_VERIFY: verify(s, json, r); break;
+    case R_CALIBRATE: calibrate(s, json, r, may_write); break;
     default: srv_error(r, 404, "no such route"); break;
     }
     cJSON_Delete(json);

@@ -23,7 +23,7 @@ static const char *help =
     "                    [--timeout S] [--checkpoint-every N] [--mean X --std Y | --no-normalize] [--raw]\n"
     "An HTTP/1.1 JSON API over one gallery (docs/serve.md): subjects and items (list, rename,\n"
     "delete), enrolment of images (base64) or embeddings, identification (top-k and the open-set\n"
-    "decision), verification, health and Prometheus metrics, under /api/v1.\n"
+    "decision), verification, calibration, health and Prometheus metrics, under /api/v1.\n"
     "  --gallery FILE      the gallery (simile gallery create); opened for writing: changes go to\n"
     "                      FILE.journal, fsynced before the response; another writer is refused\n"
     "  --model FILE        the model that built the gallery (needed for images)\n"

@@ -21,7 +21,8 @@ typedef struct srv_keys {
 } srv_keys;
 
 /* Routes, for the metrics (label "route"). */
-enum { R_HEALTH, R_METRICS, R_SUBJECTS, R_SUBJECT, R_SUBJECT_ITEMS, R_ITEMS, R_ITEM, R_IDENTIFY, R_VERIFY, R_OTHER, R_COUNT };
+enum { R_HEALTH, R_METRICS, R_SUBJECTS, R_SUBJECT, R_SUBJECT_ITEMS, R_ITEMS, R_ITEM, R_IDENTIFY, R_VERIFY, R_CALIBRATE, R_OTHER,
+       R_COUNT };
 #define SRV_NCODES 14
 #define SRV_NBUCKETS 12
 

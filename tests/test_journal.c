@@ -192,6 +192,13 @@ int main(void) {
     CHECK_OK(sm_gallery_open(&h, gpath));
     CHECK(h && same(h, want_all));
     sm_gallery_free(h);
+    /* opening it for writing empties the stale journal at once */
+    {
+        sm_gallery *w;
+        CHECK_OK(sm_gallery_open_journaled(&w, gpath));
+        CHECK(w && sm_gallery_journal_records(w) == 0 && fsize(jpath) == 0);
+        sm_gallery_free(w);
+    }
     /* ... and the next append starts a fresh journal on the new base */
     CHECK_OK(sm_gallery_add(g, (float[D]){1, 2, 3, 4, 5, 6}, 1, D, "dave", NULL, NULL));
     sm_gallery_free(g);

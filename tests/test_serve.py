@@ -4,7 +4,8 @@ creates a gallery, starts the server on a free loopback port (--listen 127.0.0.1
 keys, and drives every route (health, subjects list/get/rename/delete, items list/delete, enrol
 of PNG images and of raw embeddings, identify, verify pair and subject, metrics) and every error
 path (no key, bad key, read key writing, oversize body, oversize image, malformed JSON, corrupt
-image, bad base64, unknown subject/item, bad names, wrong method, unknown route), parallel
+image, bad base64, unknown subject/item, bad names, wrong method, unknown route), calibration
+(dry run, stored, then used by identify and subject verify), parallel
 identifications, a second writer refused, a CLI reader seeing the journaled changes, SIGTERM
 (exit 0, checkpoint), and a restart that finds every change.
 Usage: test_serve.py SIMILE_BINARY BUILD_DIR"""
@@ -242,6 +243,31 @@ def main():
         check(is_error(st, doc, 404), "verify against an unknown subject: 404")
         st, doc = c.req("POST", "/api/v1/verify", {"a": {"image": b64(png(img(0)))}}, key=RK)
         check(is_error(st, doc, 400), "verify with one query: 400")
+        # ---- calibrate
+        cal = {"images": [b64(png(img(k))) for k in (0, 0, 1, 1, 2, 2, 3, 3)],
+               "labels": ["q0", "q0", "q1", "q1", "q2", "q2", "q3", "q3"], "far": 0.1, "dry_run": True}
+        st, doc = c.req("POST", "/api/v1/calibrate", cal, key=RK)
+        check(st == 200 and doc["stored"] is False and doc["genuine_pairs"] == 4 and doc["impostor_pairs"] == 20
+              and doc["far"] <= 0.1 and doc["rule"] == "nearest", "calibrate, dry run with a read key: 4 genuine, 20 impostor pairs")
+        cal["dry_run"] = False
+        st, doc = c.req("POST", "/api/v1/calibrate", cal, key=RK)
+        check(is_error(st, doc, 403), "storing a threshold needs a write key: 403")
+        st, doc = c.req("POST", "/api/v1/calibrate", dict(cal, labels=["q0"]), key=WK)
+        check(is_error(st, doc, 400), "labels of the wrong length: 400")
+        st, doc = c.req("POST", "/api/v1/calibrate", dict(cal, far=2), key=WK)
+        check(is_error(st, doc, 400), "far outside [0, 1]: 400")
+        st, doc = c.req("POST", "/api/v1/calibrate", cal, key=WK)
+        check(st == 200 and doc["stored"] is True, "calibrate and store the threshold")
+        thr = doc["threshold"]
+        st, doc = c.req("POST", "/api/v1/identify", {"image": b64(png(img(0)))}, key=RK)
+        check(st == 200 and doc["decision"]["threshold_source"] == "gallery" and abs(doc["decision"]["threshold"] - thr) < 1e-6
+              and doc["decision"]["result"] == ("match" if doc["decision"]["distance"] <= thr else "unknown"),
+              "identify uses the calibrated threshold")
+        st, doc = c.req("POST", "/api/v1/verify", {"a": {"image": b64(png(img(1)))}, "subject": "q1"}, key=RK)
+        check(st == 200 and doc["threshold_source"] == "gallery" and doc["decision"] == ("same" if doc["distance"] <= thr else "different"),
+              "verify against a subject uses the calibrated threshold")
+        st, doc = c.req("POST", "/api/v1/verify", {"a": {"image": b64(png(img(1)))}, "b": {"image": b64(png(img(1)))}}, key=RK)
+        check(st == 200 and doc["decision"] is None, "verify of a pair does not use it")
         # ---- parallel identifications
         res = []
 

@@ -361,6 +361,16 @@ sm_status sm_gallery_open_journaled(sm_gallery **out, const char *path) {
     g->jpath = sm_alloc(pl, 1);
     if (!g->gpath || !g->jpath) { sm_gallery_free(g); *out = NULL; return SM_ERR_NOMEM; }
     snprintf(g->jpath, pl, "%s.journal", path);
+    /* a stale journal (already folded in) or one with only a torn header: empty it now (the
+     * caller holds the writer lock) */
+    struct stat sb;
+    if (g->jlen == 0 && stat(g->jpath, &sb) == 0 && sb.st_size > 0) {
+        int fd = open(g->jpath, O_RDWR | O_CLOEXEC);
+        if (fd >= 0) {
+            if (ftruncate(fd, 0) == 0) fdatasync(fd);
+            close(fd);
+        }
+    }
     return SM_OK;
 }
 
