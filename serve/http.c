@@ -21,6 +21,7 @@ static const char *help =
     "usage: simile serve --gallery FILE [--model FILE] [--listen 127.0.0.1:8080] [--threads N]\n"
     "                    [--keys FILE] [--max-body BYTES] [--max-image BYTES] [--max-batch N]\n"
     "                    [--timeout S] [--checkpoint-every N] [--mean X --std Y | --no-normalize] [--raw]\n"
+    "                    [--tls-cert FILE --tls-key FILE]\n"
     "An HTTP/1.1 JSON API over one gallery (docs/serve.md): subjects and items (list, rename,\n"
     "delete), enrolment of images (base64) or embeddings, identification (top-k and the open-set\n"
     "decision), verification, calibration, health and Prometheus metrics, under /api/v1.\n"
@@ -39,6 +40,7 @@ static const char *help =
     "                      0: only at shutdown)\n"
     "  --mean X --std Y, --no-normalize   image normalisation as for training (default 0.2860 / 0.3530)\n"
     "  --raw               do not L2-normalise embeddings\n"
+    "  --tls-cert FILE --tls-key FILE   serve HTTPS (PEM certificate and private key)\n"
     "SIGTERM or SIGINT: finish the requests in flight, checkpoint, exit.\n";
 
 typedef struct conn {
@@ -108,6 +110,28 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *connection, con
     return ret;
 }
 
+/* A whole text file, NUL-terminated (malloc'ed), or NULL. */
+static char *read_text(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    char *b = NULL;
+    size_t n = 0, cap = 0;
+    for (;;) {
+        if (n + 4096 + 1 > cap) {
+            cap = cap ? 2 * cap : 8192;
+            char *p = cap <= (1u << 20) ? realloc(b, cap) : NULL; /* PEM files are small */
+            if (!p) { free(b); fclose(f); return NULL; }
+            b = p;
+        }
+        size_t k = fread(b + n, 1, 4096, f);
+        n += k;
+        if (k < 4096) break;
+    }
+    fclose(f);
+    b[n] = 0;
+    return b;
+}
+
 static int parse_listen(const char *a, struct sockaddr_in *sa) {
     char host[64];
     const char *colon = strrchr(a, ':');
@@ -140,8 +164,9 @@ int cmd_serve(int argc, char **argv) {
         {"gallery", 1, 0, 'g'}, {"model", 1, 0, 'm'}, {"listen", 1, 0, 'l'}, {"threads", 1, 0, 't'},
         {"keys", 1, 0, 'K'}, {"max-body", 1, 0, 'B'}, {"max-image", 1, 0, 'I'}, {"max-batch", 1, 0, 'N'},
         {"timeout", 1, 0, 'T'}, {"checkpoint-every", 1, 0, 'C'}, {"mean", 1, 0, 'a'}, {"std", 1, 0, 'b'},
-        {"no-normalize", 0, 0, 'n'}, {"raw", 0, 0, 'r'}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
-    const char *gpath = NULL, *mpath = NULL, *listen = "127.0.0.1:8080", *keys = NULL;
+        {"no-normalize", 0, 0, 'n'}, {"raw", 0, 0, 'r'}, {"tls-cert", 1, 0, 'c'}, {"tls-key", 1, 0, 'k'},
+        {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    const char *gpath = NULL, *mpath = NULL, *listen = "127.0.0.1:8080", *keys = NULL, *cert = NULL, *tkey = NULL;
     long long threads = 2, max_body = 16 << 20, max_image = 4 << 20, max_batch = 10000, timeout = 30, ckpt = 1000;
     double mean = 0.2860, stdv = 0.3530;
     int normalize = 1, raw = 0, c;
@@ -164,6 +189,8 @@ int cmd_serve(int argc, char **argv) {
         case 'b': stdv = strtod(optarg, &end); bad = *end != 0 || !*optarg || !(stdv > 0); break;
         case 'n': normalize = 0; break;
         case 'r': raw = 1; break;
+        case 'c': cert = optarg; break;
+        case 'k': tkey = optarg; break;
         case 'h': printf("%s", help); return 0;
         default: fprintf(stderr, "simile serve: unknown option (simile serve --help)\n"); return 2;
         }
@@ -174,6 +201,7 @@ int cmd_serve(int argc, char **argv) {
     }
     if (optind < argc) { fprintf(stderr, "simile serve: unexpected argument '%s'\n", argv[optind]); return 2; }
     if (!gpath) { fprintf(stderr, "simile serve: --gallery FILE is required\n"); return 2; }
+    if (!cert != !tkey) { fprintf(stderr, "simile serve: give --tls-cert and --tls-key together\n"); return 2; }
     struct sockaddr_in sa;
     if (parse_listen(listen, &sa)) { fprintf(stderr, "simile serve: --listen must be IPV4:PORT, e.g. 127.0.0.1:8080\n"); return 2; }
 
@@ -193,10 +221,20 @@ int cmd_serve(int argc, char **argv) {
     pthread_cond_init(&s->model_cv, NULL);
     int rc = 1;
     sm_lock *lock = NULL;
+    char *cert_pem = NULL, *key_pem = NULL; /* NUL-terminated PEM files for --tls-* */
     char err[512];
     struct MHD_Daemon *d = NULL;
     sm_set_num_threads(1); /* parallelism comes from the worker threads */
     if (keys && srv_keys_load(&s->keys, keys, err, sizeof err)) { fprintf(stderr, "simile serve: %s\n", err); rc = 3; goto done; }
+    if (cert && (!(cert_pem = read_text(cert)) || !(key_pem = read_text(tkey)))) {
+        fprintf(stderr, "simile serve: cannot read %s\n", cert_pem ? tkey : cert);
+        rc = 3;
+        goto done;
+    }
+    if (cert && MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+        fprintf(stderr, "simile serve: this libmicrohttpd has no TLS support\n");
+        goto done;
+    }
     if (sm_gallery_trylock(&lock, gpath)) { fprintf(stderr, "simile serve: %s\n", sm_errmsg()); goto done; }
     if (sm_gallery_open_journaled(&s->g, gpath)) { fprintf(stderr, "simile serve: %s\n", sm_errmsg()); rc = 3; goto done; }
     s->dim = sm_gallery_dim(s->g);
@@ -222,19 +260,23 @@ int cmd_serve(int argc, char **argv) {
     sigaddset(&set, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
-    d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL, handler, s,
+    d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | (cert ? MHD_USE_TLS : 0), 0, NULL, NULL,
+                         handler, s,
                          MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
                          MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)threads,
                          MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)timeout,
                          MHD_OPTION_CONNECTION_LIMIT, (unsigned int)256,
                          MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
                          MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL,
+                         /* without TLS these two are ignored by the terminator below */
+                         cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, cert_pem,
+                         MHD_OPTION_HTTPS_MEM_KEY, key_pem,
                          MHD_OPTION_END);
     if (!d) { fprintf(stderr, "simile serve: cannot listen on %s: %s\n", listen, strerror(errno)); goto done; }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
     char host[INET_ADDRSTRLEN];
     inet_ntop(AF_INET, &sa.sin_addr, host, sizeof host);
-    printf("simile serve: listening on http://%s:%u (gallery %s: %lld items, %d threads)\n", host,
+    printf("simile serve: listening on %s://%s:%u (gallery %s: %lld items, %d threads)\n", cert ? "https" : "http", host,
            info ? (unsigned)info->port : (unsigned)ntohs(sa.sin_port), gpath, (long long)sm_gallery_size(s->g), (int)threads);
     fflush(stdout);
     int sig = 0;
@@ -262,5 +304,7 @@ done:
     pthread_mutex_destroy(&s->model_mu);
     pthread_cond_destroy(&s->model_cv);
     free(s);
+    free(cert_pem);
+    free(key_pem);
     return rc;
 }

@@ -7,9 +7,10 @@ path (no key, bad key, read key writing, oversize body, oversize image, malforme
 image, bad base64, unknown subject/item, bad names, wrong method, unknown route), calibration
 (dry run, stored, then used by identify and subject verify), parallel
 identifications, a second writer refused, a CLI reader seeing the journaled changes, SIGTERM
-(exit 0, checkpoint), and a restart that finds every change.
+(exit 0, checkpoint), a restart that finds every change, and HTTPS (--tls-cert/--tls-key with a
+self-signed certificate made by openssl, verified by the client).
 Usage: test_serve.py SIMILE_BINARY BUILD_DIR"""
-import base64, hashlib, json, os, random, shutil, signal, struct, subprocess, sys, tempfile, threading, time, zlib
+import base64, hashlib, json, os, random, shutil, signal, ssl, struct, subprocess, sys, tempfile, threading, time, zlib
 import urllib.request, urllib.error
 
 S = os.path.abspath(sys.argv[1])
@@ -76,7 +77,7 @@ def start(gallery, *extra):
     t = threading.Thread(target=reader, daemon=True)
     t.start()
     t.join(20)
-    if not line[0] or "listening on http://127.0.0.1:" not in line[0]:
+    if not line[0] or not ("listening on http://127.0.0.1:" in line[0] or "listening on https://127.0.0.1:" in line[0]):
         p.kill()
         p.wait(10)
         raise SystemExit("the server did not start: %r %s" % (line[0], p.stderr.read()))
@@ -85,8 +86,9 @@ def start(gallery, *extra):
 
 
 class Client:
-    def __init__(self, port):
-        self.base = "http://127.0.0.1:%d" % port
+    def __init__(self, port, tls=None):
+        self.base = "%s://127.0.0.1:%d" % ("https" if tls else "http", port)
+        self.tls = tls
 
     def req(self, method, path, body=None, key=None, raw=None, headers=None):
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
@@ -98,7 +100,7 @@ class Client:
         for k, v in (headers or {}).items():
             r.add_header(k, v)
         try:
-            with urllib.request.urlopen(r, timeout=30) as resp:
+            with urllib.request.urlopen(r, timeout=30, context=self.tls) as resp:
                 text = resp.read().decode()
                 status, ctype = resp.status, resp.headers.get("Content-Type", "")
         except urllib.error.HTTPError as e:
@@ -346,6 +348,31 @@ def main():
         p.send_signal(signal.SIGINT)
         rc = p.wait(30)
     check(rc == 0, "SIGINT: exit 0")
+    # HTTPS: a self-signed certificate for 127.0.0.1, verified by the client
+    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "key.pem", "-out", "cert.pem",
+                        "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                       capture_output=True, text=True, timeout=60)
+    check(r.returncode == 0, "make a self-signed certificate (openssl)")
+    p, port = start("g.smg", "--tls-cert", "cert.pem", "--tls-key", "key.pem")
+    try:
+        ctx = ssl.create_default_context(cafile="cert.pem")
+        c = Client(port, ctx)
+        st, doc = c.req("POST", "/api/v1/subjects/tls/items", {"embeddings": [[0, 0, 0, 0, 0, 1, 0, 0]]})
+        check(st == 201, "HTTPS: enrol")
+        st, doc = c.req("POST", "/api/v1/identify", {"embedding": [0, 0, 0, 0, 0, 1, 0, 0], "k": 1})
+        check(st == 200 and doc["matches"][0]["subject"] == "tls", "HTTPS: identify")
+        try:
+            urllib.request.urlopen("http://127.0.0.1:%d/api/v1/health" % port, timeout=10)
+            plain = "answered"
+        except Exception as e:  # the server speaks TLS only
+            plain = type(e).__name__
+        check(plain != "answered", "plain HTTP to the HTTPS port is not answered (%s)" % plain)
+    finally:
+        p.send_signal(signal.SIGTERM)
+        rc = p.wait(30)
+    check(rc == 0, "HTTPS server: SIGTERM, exit 0")
+    r = run("serve", "--gallery", "g.smg", "--tls-cert", "cert.pem")
+    check(r.returncode == 2, "--tls-cert without --tls-key: usage error")
     r = run("serve", "--gallery", "g.smg", "--listen", "0.0.0.0")
     check(r.returncode == 2, "a --listen without a port: usage error")
     r = run("serve", "--gallery", "missing.smg", "--listen", "127.0.0.1:0")
