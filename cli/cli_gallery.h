@@ -79,6 +79,13 @@ int cli_load_model(const char *cmd, const char *path, sm_model **m);
 /* Open a gallery and, when m is not NULL, check that it was built with that model; on a
  * mismatch *g is NULL and the message names the file. */
 sm_status cli_gallery_open_checked(const char *path, sm_model *m, sm_gallery **g);
+/* For a change: as cli_gallery_open_checked, journaled (sm_gallery_open_journaled): each change
+ * is appended to "<path>.journal" and fsynced, not a rewrite of the gallery file. */
+sm_status cli_gallery_open_write(const char *path, sm_model *m, sm_gallery **g);
+/* After the changes: fold the journal into the gallery file once it holds
+ * CLI_CHECKPOINT_RECORDS records (the changes are durable either way). */
+#define CLI_CHECKPOINT_RECORDS 256
+sm_status cli_gallery_commit(sm_gallery *g);
 /* Warn on stderr (once per call) when g's threshold was calibrated and items were enrolled or
  * removed since: the threshold may no longer fit. */
 void cli_gallery_warn_changed(const char *cmd, const char *path, const sm_gallery *g);

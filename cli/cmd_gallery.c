@@ -1,7 +1,9 @@
 /* cmd_gallery.c - `simile gallery create|enrol|remove|list|compact|calibrate`: a persistent
- * gallery of labelled embeddings.  Every change is a locked read-modify-write: take the
- * writer lock (<gallery>.lock), open the file, change it, save it atomically (temporary file,
- * fsync, rename), release the lock.  Readers (identify, verify, list) need no lock. */
+ * gallery of labelled embeddings.  Every change is made under the writer lock
+ * (<gallery>.lock): enrol, remove and calibrate open the gallery journaled and append their
+ * change to <gallery>.journal (fsynced; folded into the file every CLI_CHECKPOINT_RECORDS
+ * changes); create and compact save the whole file atomically (temporary file, fsync,
+ * rename).  Readers (identify, verify, list) need no lock. */
 #include "cli_gallery.h"
 
 #include <getopt.h>
@@ -181,8 +183,9 @@ static int gal_enrol(int argc, char **argv) {
             printf("usage: simile gallery enrol --gallery FILE --model FILE [inputs] [--class NAME]\n"
                    "Embed the inputs and add them to the gallery, each under the class of its label\n"
                    "(a folder name, or the label number for IDX and .npy inputs), or all under\n"
-                   "--class NAME.  Classes are created as needed.  The gallery is rewritten\n"
-                   "atomically under a lock: when the command returns the enrolment is on disk.\n"
+                   "--class NAME.  Classes are created as needed.  The enrolment is appended to\n"
+                   "the gallery's journal (FILE.journal, fsynced) under a lock: when the command\n"
+                   "returns it is on disk; the journal is folded into FILE every 256 changes.\n"
                    "Each item keeps its source (the image file, or <file>#<index>: gallery list\n"
                    "--items); an input with the same embedding or source as an item of its class is\n"
                    "named in a warning (and still enrolled).\n"
@@ -212,7 +215,7 @@ static int gal_enrol(int argc, char **argv) {
     if (!st && !cls && !b.labels) st = cli_fail(SM_ERR_INVALID, "the inputs have no labels: give --class NAME");
     /* the lock is held only for open + add + save */
     if (!st) st = sm_gallery_lock(&lock, gpath);
-    if (!st) st = cli_gallery_open_checked(gpath, m, &g);
+    if (!st) st = cli_gallery_open_write(gpath, m, &g);
     if (!st && b.d != sm_gallery_dim(g))
         st = cli_fail(SM_ERR_MISMATCH, "%s: the inputs have dimension %d, the gallery holds dimension %d", gpath, b.d,
                        sm_gallery_dim(g));
@@ -249,7 +252,7 @@ static int gal_enrol(int argc, char **argv) {
         free(rows);
         free((void *)srcs);
     }
-    if (!st) st = sm_gallery_save(g, gpath);
+    if (!st) st = cli_gallery_commit(g);
     sm_lock_release(lock);
     if (st) rc = cli_report(cmd, st, NULL);
     else {
@@ -297,9 +300,9 @@ static int gal_remove(int argc, char **argv) {
     sm_gallery *g = NULL;
     int64_t removed = 1;
     sm_status st = sm_gallery_lock(&lock, gpath);
-    if (!st) st = sm_gallery_open(&g, gpath);
+    if (!st) st = sm_gallery_open_journaled(&g, gpath);
     if (!st) st = cls ? sm_gallery_remove_class(g, cls, &removed) : sm_gallery_remove_item(g, (int64_t)id);
-    if (!st) st = sm_gallery_save(g, gpath);
+    if (!st) st = cli_gallery_commit(g);
     sm_lock_release(lock);
     int rc = EXIT_OK;
     if (st) rc = cli_report(cmd, st, NULL);
@@ -323,7 +326,7 @@ static int gal_compact(int argc, char **argv) {
     sm_gallery *g = NULL;
     sm_status st = sm_gallery_lock(&lock, gpath);
     int before = 0;
-    if (!st) st = sm_gallery_open(&g, gpath);
+    if (!st) st = sm_gallery_open(&g, gpath); /* compact rewrites the whole file (journal included) */
     if (!st) { before = sm_gallery_num_classes(g); st = sm_gallery_compact(g); }
     if (!st) st = sm_gallery_save(g, gpath);
     sm_lock_release(lock);
@@ -593,14 +596,14 @@ static int gal_calibrate(int argc, char **argv) {
         sm_lock *lock = NULL;
         sm_gallery *cur = NULL;
         st = sm_gallery_lock(&lock, gpath);
-        if (!st) st = cli_gallery_open_checked(gpath, m, &cur);
+        if (!st) st = cli_gallery_open_write(gpath, m, &cur);
         sm_gallery_calibration_info was, now;
         sm_gallery_calibration(g, &was);
         sm_gallery_calibration(cur, &now);
         if (!st && now.generation != was.generation)
             st = cli_fail(SM_ERR_INVALID, "%s changed while calibrating (items enrolled or removed): run calibrate again", gpath);
         if (!st) st = sm_gallery_set_threshold(cur, thr, rule);
-        if (!st) st = sm_gallery_save(cur, gpath);
+        if (!st) st = cli_gallery_commit(cur);
         sm_lock_release(lock);
         sm_gallery_free(cur);
         if (st) rc = cli_report(cmd, st, NULL);

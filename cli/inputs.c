@@ -102,6 +102,23 @@ sm_status cli_gallery_open_checked(const char *path, sm_model *m, sm_gallery **g
     return st;
 }
 
+sm_status cli_gallery_open_write(const char *path, sm_model *m, sm_gallery **g) {
+    sm_status st = sm_gallery_open_journaled(g, path);
+    if (st) return st;
+    if (m && (st = sm_gallery_check_model(*g, sm_model_fingerprint(m)))) {
+        cli_fail(st, "%s: %s", path, sm_gallery_errmsg(*g));
+        sm_gallery_free(*g);
+        *g = NULL;
+    }
+    return st;
+}
+
+sm_status cli_gallery_commit(sm_gallery *g) {
+    if (sm_gallery_journal_records(g) < CLI_CHECKPOINT_RECORDS) return SM_OK;
+    sm_status st = sm_gallery_checkpoint(g);
+    return st ? cli_fail(st, "%s", sm_gallery_errmsg(g)) : SM_OK;
+}
+
 void cli_gallery_warn_changed(const char *cmd, const char *path, const sm_gallery *g) {
     sm_gallery_calibration_info ci;
     sm_gallery_calibration(g, &ci);

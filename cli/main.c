@@ -1,6 +1,7 @@
 /* main.c - `simile <command>`: dispatch to the subcommands. */
 #include "cli.h"
 #include "cli_gallery.h"
+#include "serve.h"
 #include <string.h>
 
 static const struct { const char *name; int (*fn)(int, char **); const char *help; } commands[] = {
@@ -14,6 +15,7 @@ static const struct { const char *name; int (*fn)(int, char **); const char *hel
     {"identify", cmd_identify, "identify queries against a gallery, with open-set rejection"},
     {"verify", cmd_verify, "same or different: two images, or an image and an enrolled class"},
     {"classify", cmd_classify, "top-k classes with probabilities from a softmax model"},
+    {"serve", cmd_serve, "an HTTP/JSON API over a gallery: enrol, identify, verify (docs/serve.md)"},
 };
 
 static void usage(FILE *f) {

@@ -275,6 +275,40 @@ static void cli_seeds(void) {
     }
 }
 
+/* simile serve requests: byte 0 = method (low 3 bits: GET POST PATCH DELETE PUT) and key (next
+ * 2 bits: none, write, read, wrong), then the path, '\n', the body (fuzz_serve.c) */
+static void serve_seeds(void) {
+    static const char png8[] = "iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAAAAADhZOFXAAAAU0lEQVR4nAFIALf/AAAECAwQFBgcACAkKCwwNDg8AEBESExQVFhcAGBkaGxwdHh8AICEiIyQlJicAKCkqKywtLi8AMDEyMzQ1NjcAODk6Ozw9Pj87yYfgYolgTcAAAAASUVORK5CYII=";
+    char pngreq[512];
+    snprintf(pngreq, sizeof pngreq, "{\"image\": \"%s\", \"k\": 2}", png8);
+    struct { unsigned char b0; const char *path, *body; } reqs[] = {
+        {0x00, "/api/v1/health", NULL},
+        {0x08, "/api/v1/subjects", NULL},
+        {0x10, "/api/v1/items", NULL},
+        {0x08, "/api/v1/subjects/a", NULL},
+        {0x08, "/api/v1/subjects/b%20c/items", NULL},
+        {0x09, "/api/v1/subjects/new/items", "{\"embeddings\": [[1,2,3,4,5,6,7,8]], \"sources\": [\"x\"]}"},
+        {0x09, "/api/v1/subjects/img/items", NULL},
+        {0x0a, "/api/v1/subjects/a", "{\"name\": \"z\"}"},
+        {0x0b, "/api/v1/subjects/a", NULL},
+        {0x0b, "/api/v1/items/1", NULL},
+        {0x11, "/api/v1/identify", "{\"embedding\": [1,0,0,0,0,0,0,0], \"k\": 3, \"threshold\": 0.5, \"rule\": \"vote\"}"},
+        {0x11, "/api/v1/identify", NULL},
+        {0x11, "/api/v1/verify", "{\"a\": {\"embedding\": [1,0,0,0,0,0,0,0]}, \"subject\": \"a\", \"rule\": \"centroid\"}"},
+        {0x11, "/api/v1/verify", "{\"a\": {\"embedding\": [1,0,0,0,0,0,0,0]}, \"b\": {\"embedding\": [0,1,0,0,0,0,0,0]}, \"threshold\": 1}"},
+        {0x10, "/api/v1/metrics", NULL},
+        {0x19, "/api/v1/subjects/a/items", "{\"images\": [\"@@\"]}"},
+        {0x09, "/api/v1/calibrate", "{\"embeddings\": [[1,0,0,0,0,0,0,0], [0,0,0,0,0,0,0,1]], \"labels\": [\"a\", \"b c\"], \"far\": 0.5}"},
+    };
+    for (size_t i = 0; i < sizeof reqs / sizeof reqs[0]; i++) {
+        char buf[1024], name[32];
+        const char *body = reqs[i].body ? reqs[i].body : (strstr(reqs[i].path, "img") || strstr(reqs[i].path, "identify")) ? pngreq : "";
+        int n = snprintf(buf, sizeof buf, "%c%s\n%s", reqs[i].b0, reqs[i].path, body);
+        snprintf(name, sizeof name, "req%02zu", i);
+        seed("serve", name, NULL, 0, buf, (size_t)n);
+    }
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) { fprintf(stderr, "usage: make_corpus DIR\n"); return 2; }
     snprintf(root, sizeof root, "%s", argv[1]);
@@ -287,6 +321,7 @@ int main(int argc, char **argv) {
     spec_seeds();
     image_seeds();
     cli_seeds();
+    serve_seeds();
     printf("make_corpus: seeds written under %s\n", root);
     return 0;
 }

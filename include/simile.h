@@ -532,10 +532,30 @@ sm_status sm_gallery_open(sm_gallery **out, const char *path);
 
 /* Write g to path atomically (temporary file, fsync, rename, directory fsync): when it returns
  * SM_OK the gallery is on disk; on failure or a crash the previous file is intact.  Tombstones
- * are kept (see sm_gallery_compact).  Errors: SM_ERR_INVALID, SM_ERR_IO, SM_ERR_NOMEM. */
+ * are kept (see sm_gallery_compact).  The file then holds g's whole state, so the journal
+ * "<path>.journal", if any, is emptied.  Errors: SM_ERR_INVALID, SM_ERR_IO, SM_ERR_NOMEM. */
 sm_status sm_gallery_save(sm_gallery *g, const char *path);
 
 void sm_gallery_free(sm_gallery *g);
+
+/* Journaled galleries (docs/gallery.md "Journal").  sm_gallery_open also replays the gallery's
+ * write-ahead journal "<path>.journal" when there is one, so every reader sees every change
+ * acknowledged by a journaled writer.  sm_gallery_open_journaled opens the same way and then
+ * records every later change (sm_gallery_add[_sourced], remove_class, remove_item,
+ * set_threshold, compact) as one record appended to the journal and fsynced before the call
+ * returns SM_OK: the cost of a change is that of its own bytes, not a rewrite of the gallery.
+ * If the append fails (SM_ERR_IO) the gallery is unchanged.  Hold sm_gallery_lock while a
+ * journaled gallery is open for writing.  An incomplete or torn last record (a crash while
+ * appending) is ignored and cut off by the next append; a corrupt record before the last one
+ * makes the open fail with SM_ERR_FORMAT.  sm_gallery_checkpoint (also sm_gallery_save to the
+ * same path) folds the journal into the gallery file (temporary file, fsync, rename) and
+ * empties it.  Errors: as sm_gallery_open, SM_ERR_NOMEM. */
+sm_status sm_gallery_open_journaled(sm_gallery **out, const char *path);
+/* Write a journaled gallery to its file and empty its journal.  Errors: SM_ERR_INVALID (not
+ * journaled), as sm_gallery_save. */
+sm_status sm_gallery_checkpoint(sm_gallery *g);
+/* Records in the journal not yet folded into the gallery file (0 for an unjournaled one). */
+int64_t sm_gallery_journal_records(const sm_gallery *g);
 
 /* Message of the last failed call on g ("" if none failed; the error rule at the top of this
  * file).  Valid until the next call on g. */
@@ -575,6 +595,11 @@ sm_status sm_gallery_add_sourced(sm_gallery *g, const float *emb, int64_t n, int
 /* Remove the live class of that name and all its items (tombstones).  The removed items count
  * is stored in *removed (may be NULL).  Errors: SM_ERR_NOTFOUND. */
 sm_status sm_gallery_remove_class(sm_gallery *g, const char *class_name, int64_t *removed);
+
+/* Rename the live class `class_name` to new_name (a valid name, see sm_gallery_add); its slot
+ * and items are kept.  Errors: SM_ERR_NOTFOUND, SM_ERR_INVALID (bad name), SM_ERR_RANGE
+ * (a live class already has that name), SM_ERR_NOMEM. */
+sm_status sm_gallery_rename_class(sm_gallery *g, const char *class_name, const char *new_name);
 
 /* Remove one live item by id (tombstone).  Errors: SM_ERR_NOTFOUND. */
 sm_status sm_gallery_remove_item(sm_gallery *g, int64_t item_id);
@@ -662,6 +687,9 @@ sm_status sm_calibrate_threshold(const float *dist, const int8_t *genuine, int64
  * sm_lock_release (also released if the process dies).  Errors: SM_ERR_IO. */
 typedef struct sm_lock sm_lock;
 sm_status sm_gallery_lock(sm_lock **out, const char *path);
+/* As sm_gallery_lock without waiting: SM_ERR_IO at once ("locked by another process") when
+ * another writer holds the lock. */
+sm_status sm_gallery_trylock(sm_lock **out, const char *path);
 void sm_lock_release(sm_lock *lock);
 
 /* ======================================================================================== */
@@ -696,6 +724,10 @@ sm_status sm_image_load(const char *path, int h, int w, int c, float *x);
 /* As sm_image_load; *src_h and *src_w (either may be NULL) receive the size of the image in
  * the file (0 on failure), e.g. to tell that it was resized. */
 sm_status sm_image_load_ex(const char *path, int h, int w, int c, float *x, int *src_h, int *src_w);
+/* As sm_image_load_ex on the len bytes of an image file held in memory (e.g. received over the
+ * network); name (may be NULL) is used in the messages.  Same checks and limits. */
+sm_status sm_image_decode(const char *name, const void *data, size_t len, int h, int w, int c, float *x,
+                          int *src_h, int *src_w);
 
 /* NumPy .npy arrays (format 1.0 / 2.0 / 3.0 headers, C order, little-endian). */
 typedef enum sm_npy_dtype { SM_NPY_F32 = 0, SM_NPY_I32 = 1 } sm_npy_dtype;

@@ -235,7 +235,14 @@ expect 0 "enrol into a version-1 gallery" -- "$S" gallery enrol --gallery v1.smg
 expect 0 "list it again (now version 2)" -- "$S" gallery list --gallery v1.smg --items
 has "4 items in 2 classes"
 has "two8.npy#1$"
+# the enrolment went to the journal (the file is not rewritten); compact writes the whole file
+python3 -c "import struct,sys; sys.exit(struct.unpack('<I', open('v1.smg','rb').read()[8:12])[0] != 1)" && ok "the enrolment did not rewrite the file" || bad "the file was rewritten"
+[ -s v1.smg.journal ] && ok "the enrolment is in v1.smg.journal" || bad "no journal"
+expect 0 "compact the version-1 gallery" -- "$S" gallery compact --gallery v1.smg
 python3 -c "import struct,sys; sys.exit(struct.unpack('<I', open('v1.smg','rb').read()[8:12])[0] != 2)" && ok "written back as version 2" || bad "not version 2"
+[ ! -s v1.smg.journal ] && ok "the journal is empty after a full write" || bad "journal left"
+expect 0 "list it after compaction" -- "$S" gallery list --gallery v1.smg --items
+has "4 items in 2 classes"
 
 # ---- embed --folder writes the label map -------------------------------------------------------
 expect 0 "embed a folder" -- "$S" embed --model m.smm --folder folder --out fe.npy --labels-out fl.npy

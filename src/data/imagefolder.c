@@ -154,39 +154,40 @@ sm_status sm_image_load_ex(const char *path, int h, int w, int c, float *x, int 
     size_t len;
     sm_status st = sm_read_file(path, MAX_FILE_BYTES, &buf, &len);
     if (st) return st == SM_ERR_RANGE ? sm_fail(SM_ERR_FORMAT, "%s: image file too large", path) : st;
+    st = sm_image_decode(path, buf, len, h, w, c, x, src_h, src_w);
+    sm_free(buf);
+    return st;
+}
+
+sm_status sm_image_decode(const char *name, const void *data, size_t len, int h, int w, int c, float *x,
+                          int *src_h, int *src_w) {
+    if (src_h) *src_h = 0;
+    if (src_w) *src_w = 0;
+    if (!name) name = "image";
+    if (!data || !x) return sm_fail(SM_ERR_INVALID, "sm_image_decode: NULL argument");
+    if (h < 1 || w < 1 || h > MAX_SIDE || w > MAX_SIDE || (c != 1 && c != 3))
+        return sm_fail(SM_ERR_INVALID, "sm_image_decode: target shape %dx%dx%d (need 1 or 3 channels)", h, w, c);
+    const unsigned char *buf = data;
+    if (len > MAX_FILE_BYTES) return sm_fail(SM_ERR_FORMAT, "%s: image file too large", name);
     const char *kind = image_kind(buf, len);
     int iw = 0, ih = 0, comp = 0;
-    if (!kind) {
-        sm_free(buf);
-        return sm_fail(SM_ERR_FORMAT, "%s: not a PNG, JPEG, BMP or binary PGM/PPM image", path);
-    }
-    if (!strcmp(kind, "jpeg") && !jpeg_tables_ok(buf, len)) {
-        sm_free(buf);
-        return sm_fail(SM_ERR_FORMAT, "%s: corrupt JPEG (a Huffman table of more than 256 codes)", path);
-    }
-    if (!strcmp(kind, "png") && !png_chunks_ok(buf, len)) {
-        sm_free(buf);
-        return sm_fail(SM_ERR_FORMAT, "%s: truncated or corrupt PNG (a chunk longer than the file)", path);
-    }
-    if (!strcmp(kind, "pnm") && !pnm_header_ok(buf, len)) {
-        sm_free(buf);
-        return sm_fail(SM_ERR_FORMAT, "%s: bad or 16-bit PGM/PPM header (8-bit binary P5/P6 only)", path);
-    }
-    if (len > INT32_MAX || !stbi_info_from_memory(buf, (int)len, &iw, &ih, &comp)) {
-        sm_free(buf);
-        return sm_fail(SM_ERR_FORMAT, "%s: not a readable image (%s)", path, stbi_failure_reason());
-    }
-    if (iw < 1 || ih < 1 || (int64_t)iw * ih > MAX_SOURCE_PIXELS) {
-        sm_free(buf);
-        return sm_fail(SM_ERR_FORMAT, "%s: image of %dx%d pixels is too large or empty", path, iw, ih);
-    }
+    if (!kind) return sm_fail(SM_ERR_FORMAT, "%s: not a PNG, JPEG, BMP or binary PGM/PPM image", name);
+    if (!strcmp(kind, "jpeg") && !jpeg_tables_ok(buf, len))
+        return sm_fail(SM_ERR_FORMAT, "%s: corrupt JPEG (a Huffman table of more than 256 codes)", name);
+    if (!strcmp(kind, "png") && !png_chunks_ok(buf, len))
+        return sm_fail(SM_ERR_FORMAT, "%s: truncated or corrupt PNG (a chunk longer than the file)", name);
+    if (!strcmp(kind, "pnm") && !pnm_header_ok(buf, len))
+        return sm_fail(SM_ERR_FORMAT, "%s: bad or 16-bit PGM/PPM header (8-bit binary P5/P6 only)", name);
+    if (len > INT32_MAX || !stbi_info_from_memory(buf, (int)len, &iw, &ih, &comp))
+        return sm_fail(SM_ERR_FORMAT, "%s: not a readable image (%s)", name, stbi_failure_reason());
+    if (iw < 1 || ih < 1 || (int64_t)iw * ih > MAX_SOURCE_PIXELS)
+        return sm_fail(SM_ERR_FORMAT, "%s: image of %dx%d pixels is too large or empty", name, iw, ih);
     unsigned char *px = stbi_load_from_memory(buf, (int)len, &iw, &ih, &comp, c);
-    sm_free(buf);
-    if (!px) return sm_fail(SM_ERR_FORMAT, "%s: cannot decode the image (%s)", path, stbi_failure_reason());
+    if (!px) return sm_fail(SM_ERR_FORMAT, "%s: cannot decode the image (%s)", name, stbi_failure_reason());
     /* stb_image 2.27 returns a 0-pixel-wide (or -high) image for some PNM headers (fuzz_image) */
     if (iw < 1 || ih < 1 || (int64_t)iw * ih > MAX_SOURCE_PIXELS) {
         stbi_image_free(px);
-        return sm_fail(SM_ERR_FORMAT, "%s: image of %dx%d pixels", path, iw, ih);
+        return sm_fail(SM_ERR_FORMAT, "%s: image of %dx%d pixels", name, iw, ih);
     }
     resize_bilinear(px, ih, iw, c, x, h, w);
     stbi_image_free(px);

@@ -47,12 +47,14 @@ sm_status sm_gallery_create(sm_gallery **out, int dim, sm_metric metric, uint32_
     g->threshold = INFINITY;
     g->threshold_rule = SM_RULE_NEAREST;
     g->calib_items = -1;
+    g->jfd = -1;
     *out = g;
     return SM_OK;
 }
 
 void sm_gallery_free(sm_gallery *g) {
     if (!g) return;
+    sm_journal_close(g);
     for (int i = 0; i < g->nclasses; i++) sm_free(g->names[i]);
     sm_free(g->names);
     sm_free(g->class_removed);
@@ -177,7 +179,10 @@ sm_status sm_gallery_add_sourced(sm_gallery *g, const float *emb, int64_t n, int
         if (!sm_all_finite(emb + i * d, d))
             return gret(g, sm_fail(SM_ERR_NUMERIC, "gallery add: embedding %lld holds NaN or Inf", (long long)i));
     sm_status st;
-    if (ids && (st = check_ids(g, ids, n))) return gret(g, st);
+    /* a journal replays ids it assigned itself (increasing from next_id): no sort needed */
+    int fresh = ids && ids[0] >= g->next_id && ids[0] < MAX_ID - n;
+    for (int64_t i = 1; fresh && i < n; i++) fresh = ids[i] > ids[i - 1] && ids[i] < MAX_ID;
+    if (ids && !fresh && (st = check_ids(g, ids, n))) return gret(g, st);
     if (!ids && g->next_id > MAX_ID - n) return gret(g, sm_fail(SM_ERR_RANGE, "gallery add: item ids exhausted"));
     int c = sm_gallery_find_class(g, name);
     if (c < 0 && g->nclasses >= SM_GALLERY_MAX_CLASSES)
@@ -194,11 +199,12 @@ sm_status sm_gallery_add_sourced(sm_gallery *g, const float *emb, int64_t n, int
     for (int64_t i = 0; !nomem && sources && i < n; i++)
         if (sources[i] && *sources[i] && !(srcs[i] = sm_strdup(sources[i]))) nomem = 1;
     if (!nomem && (st = sm_gallery_reserve(g, g->nclasses + (c < 0), g->n + n))) nomem = 1;
-    if (nomem) {
+    st = nomem ? SM_ERR_NOMEM : sm_journal_add(g, name, n, ids, emb, sources);
+    if (st) {
         for (int64_t i = 0; srcs && i < n; i++) sm_free(srcs[i]);
         sm_free(srcs);
         sm_free(copy);
-        return gret(g, SM_ERR_NOMEM);
+        return gret(g, st);
     }
     /* nothing can fail from here on */
     if (c < 0) {
@@ -229,6 +235,8 @@ sm_status sm_gallery_remove_class(sm_gallery *g, const char *name, int64_t *remo
     if (!g || !name) return sm_fail(SM_ERR_INVALID, "sm_gallery_remove_class: NULL argument");
     int c = sm_gallery_find_class(g, name);
     if (c < 0) return gret(g, sm_fail(SM_ERR_NOTFOUND, "no class '%.64s' in the gallery", name));
+    sm_status st = sm_journal_remove_class(g, name);
+    if (st) return st;
     int64_t k = 0;
     for (int64_t i = 0; i < g->n; i++)
         if (g->cls[i] == c && !g->dead[i]) { g->dead[i] = 1; k++; }
@@ -240,11 +248,32 @@ sm_status sm_gallery_remove_class(sm_gallery *g, const char *name, int64_t *remo
     return SM_OK;
 }
 
+sm_status sm_gallery_rename_class(sm_gallery *g, const char *name, const char *new_name) {
+    if (!g || !name || !new_name) return sm_fail(SM_ERR_INVALID, "sm_gallery_rename_class: NULL argument");
+    int c = sm_gallery_find_class(g, name);
+    if (c < 0) return gret(g, sm_fail(SM_ERR_NOTFOUND, "no class '%.64s' in the gallery", name));
+    if (!sm_gallery_name_ok(new_name, strlen(new_name)))
+        return gret(g, sm_fail(SM_ERR_INVALID, "class name '%.64s' must have 1 to %d bytes and no control characters",
+                               new_name, SM_GALLERY_MAX_NAME));
+    if (!strcmp(name, new_name)) return SM_OK;
+    if (sm_gallery_find_class(g, new_name) >= 0)
+        return gret(g, sm_fail(SM_ERR_RANGE, "a class '%.64s' is already in the gallery", new_name));
+    char *copy = sm_strdup(new_name);
+    if (!copy) return gret(g, SM_ERR_NOMEM);
+    sm_status st = sm_journal_rename_class(g, name, new_name);
+    if (st) { sm_free(copy); return st; }
+    sm_free(g->names[c]);
+    g->names[c] = copy;
+    return SM_OK;
+}
+
 sm_status sm_gallery_remove_item(sm_gallery *g, int64_t id) {
     if (!g) return sm_fail(SM_ERR_INVALID, "sm_gallery_remove_item: gallery is NULL");
     for (int64_t i = 0; i < g->n; i++) {
         if (g->ids[i] != id) continue;
         if (g->dead[i]) return gret(g, sm_fail(SM_ERR_NOTFOUND, "item %lld was already removed", (long long)id));
+        sm_status st = sm_journal_remove_item(g, id);
+        if (st) return st;
         g->dead[i] = 1;
         g->ndead++;
         g->class_live[g->cls[i]]--;
@@ -273,6 +302,11 @@ sm_status sm_gallery_compact(sm_gallery *g) {
     if (!nm || !rm || !lv || !map || !e || !c || !id || !dd || !sr) {
         sm_free(nm); sm_free(rm); sm_free(lv); sm_free(map); sm_free(e); sm_free(c); sm_free(id); sm_free(dd); sm_free(sr);
         return gret(g, SM_ERR_NOMEM);
+    }
+    sm_status st = sm_journal_compact(g);
+    if (st) {
+        sm_free(nm); sm_free(rm); sm_free(lv); sm_free(map); sm_free(e); sm_free(c); sm_free(id); sm_free(dd); sm_free(sr);
+        return st;
     }
     int k = 0;
     for (int i = 0; i < g->nclasses; i++) {
@@ -355,6 +389,8 @@ sm_status sm_gallery_set_threshold(sm_gallery *g, float t, sm_decision_rule rule
     if (t != t) return gret(g, sm_fail(SM_ERR_INVALID, "gallery threshold: NaN"));
     if (rule != SM_RULE_NEAREST && rule != SM_RULE_VOTE && rule != SM_RULE_CENTROID)
         return gret(g, sm_fail(SM_ERR_INVALID, "gallery threshold: unknown rule %d", (int)rule));
+    sm_status st = sm_journal_threshold(g, t, rule);
+    if (st) return st;
     g->threshold = t;
     g->threshold_rule = rule;
     g->calib_generation = g->generation;

@@ -32,6 +32,15 @@ struct sm_gallery {
     uint64_t generation;         /* counts the changes to the live items (add, remove) */
     uint64_t calib_generation;   /* generation when the threshold was set */
     int64_t calib_items;         /* live items then; -1 unknown (a version-1 file) */
+    /* journal (journal.c) */
+    uint32_t file_crc;           /* CRC-32 stored in the gallery file this state was read from /
+                                    last saved to (the journal's base) */
+    char *jpath;                 /* "<gallery>.journal" when journaled (sm_gallery_open_journaled) */
+    char *gpath;                 /* the gallery file then */
+    int jfd;                     /* journal file descriptor, -1 = not open yet */
+    int64_t jlen;                /* bytes of valid journal (header + complete records); 0 = none */
+    int64_t jrecords;            /* complete records in it */
+    int replaying;               /* 1 while records are applied: no new records */
     char errmsg[SM_ERRMSG_MAX];
 };
 
@@ -41,5 +50,22 @@ sm_status sm_gallery_reserve(sm_gallery *g, int classes, int64_t items);
 int sm_gallery_name_ok(const char *name, size_t len);
 /* 1 if s (len bytes) is a valid item source name (0..4096 bytes, no NUL byte). */
 int sm_gallery_source_ok(const char *s, size_t len);
+
+/* journal.c: append one change record to the journal and fsync it, before the change is
+ * applied (write-ahead).  SM_OK without writing anything when g is not journaled or is
+ * replaying.  On failure the journal is as before and the caller leaves g unchanged. */
+sm_status sm_journal_add(sm_gallery *g, const char *name, int64_t n, const int64_t *ids,
+                         const float *emb, const char *const *src);
+sm_status sm_journal_remove_class(sm_gallery *g, const char *name);
+sm_status sm_journal_remove_item(sm_gallery *g, int64_t id);
+sm_status sm_journal_rename_class(sm_gallery *g, const char *name, const char *new_name);
+sm_status sm_journal_threshold(sm_gallery *g, float t, sm_decision_rule rule);
+sm_status sm_journal_compact(sm_gallery *g);
+/* Replay "<path>.journal" (if any) into g, read from path; sets jlen / jrecords. */
+sm_status sm_journal_replay(sm_gallery *g, const char *path);
+/* g was just saved to path with stored CRC crc: the journal's base changed (truncate it when
+ * path is g's journaled gallery). */
+void sm_journal_saved(sm_gallery *g, const char *path, uint32_t crc);
+void sm_journal_close(sm_gallery *g);
 
 #endif

@@ -67,10 +67,12 @@ sm_status sm_gallery_save(sm_gallery *g, const char *path) {
     if (!st) st = sm_afile_u64(&f, g->calib_generation);
     if (!st) st = sm_afile_u64(&f, (uint64_t)g->calib_items);
     for (int64_t i = 0; i < g->n && !st; i++) st = sm_afile_str(&f, g->src[i] ? g->src[i] : "");
-    if (!st) st = sm_afile_u32(&f, f.crc);
+    uint32_t crc = f.crc;
+    if (!st) st = sm_afile_u32(&f, crc);
     if (st) { sm_afile_abort(&f); sm_errmsg_copy(g->errmsg); return st; }
     st = sm_afile_commit(&f);
     if (st) sm_errmsg_copy(g->errmsg);
+    else sm_journal_saved(g, path, crc);
     return st;
 }
 
@@ -94,6 +96,7 @@ static sm_status parse_gallery(sm_reader *r, sm_gallery **out) {
     const unsigned char *crc_at = r->end - 4;
     if (sm_crc32(0, r->p, (size_t)(crc_at - r->p)) != sm_get_u32le(crc_at))
         return sm_fail(SM_ERR_FORMAT, "%s: checksum mismatch (the file is corrupt or truncated)", path);
+    uint32_t file_crc = sm_get_u32le(crc_at);
     r->end = crc_at;
     r->p += 8;
     uint32_t version, dim, metric, fp, thr_bits, rule, nclasses;
@@ -233,6 +236,7 @@ static sm_status parse_gallery(sm_reader *r, sm_gallery **out) {
         if (!strcmp(sorted[i], sorted[i - 1])) { st = sm_fail(SM_ERR_FORMAT, "%s: class '%s' appears twice", path, sorted[i]); goto fail; }
     sm_free(ids);
     sm_free(sorted);
+    g->file_crc = file_crc;
     *out = g;
     return SM_OK;
 fail:
@@ -253,13 +257,14 @@ sm_status sm_gallery_open(sm_gallery **out, const char *path) {
     sm_reader r = {data, data + len, path};
     st = parse_gallery(&r, out);
     sm_free(data);
+    if (!st && (st = sm_journal_replay(*out, path))) { sm_gallery_free(*out); *out = NULL; }
     return st;
 }
 
 /* ---- writer lock -------------------------------------------------------------------------- */
 struct sm_lock { int fd; };
 
-sm_status sm_gallery_lock(sm_lock **out, const char *path) {
+static sm_status lock_file(sm_lock **out, const char *path, int wait) {
     if (!out) return sm_fail(SM_ERR_INVALID, "sm_gallery_lock: out is NULL");
     *out = NULL;
     if (!path || !*path) return sm_fail(SM_ERR_INVALID, "sm_gallery_lock: empty path");
@@ -275,9 +280,10 @@ sm_status sm_gallery_lock(sm_lock **out, const char *path) {
         return st;
     }
     int rc;
-    while ((rc = flock(fd, LOCK_EX)) != 0 && errno == EINTR) {}
+    while ((rc = flock(fd, wait ? LOCK_EX : LOCK_EX | LOCK_NB)) != 0 && errno == EINTR) {}
     if (rc != 0) {
-        sm_status st = sm_fail(SM_ERR_IO, "%s: cannot lock: %s", lp, strerror(errno));
+        sm_status st = errno == EWOULDBLOCK ? sm_fail(SM_ERR_IO, "%s: locked by another process (a writer has the gallery open)", lp)
+                                            : sm_fail(SM_ERR_IO, "%s: cannot lock: %s", lp, strerror(errno));
         close(fd); sm_free(lp); sm_free(l);
         return st;
     }
@@ -286,6 +292,9 @@ sm_status sm_gallery_lock(sm_lock **out, const char *path) {
     *out = l;
     return SM_OK;
 }
+
+sm_status sm_gallery_lock(sm_lock **out, const char *path) { return lock_file(out, path, 1); }
+sm_status sm_gallery_trylock(sm_lock **out, const char *path) { return lock_file(out, path, 0); }
 
 void sm_lock_release(sm_lock *l) {
     if (!l) return;

@@ -1,0 +1,76 @@
+/* fuzz_serve.c - libFuzzer target for simile serve's request handling (srv_handle: routing,
+ * percent-decoding, API-key roles, JSON bodies, base64 images, the gallery operations).
+ * Input: byte 0 picks the method (low 3 bits: GET POST PATCH DELETE PUT) and the API key (next
+ * 2 bits: none, the write key, a read key, a wrong key); then the path up to '\n'; the rest is
+ * the body.  Each input runs on a fresh in-memory gallery (dimension 8, two subjects) with a
+ * small 8x8 model, so that image requests are embedded.  Every response must have a status in
+ * 200..599 and a body; JSON bodies must parse, and errors must be {"error": {"status",
+ * "message"}} with the same status. */
+#include "fuzz_common.h"
+#include "serve.h"
+
+#include <cjson/cJSON.h>
+
+static srv S;
+static sm_model *model;
+
+static void setup(void) {
+    fz_scratch();
+    if (sm_model_create(&model, "fc 16 ; relu ; fc 8 ; l2norm", 8, 8, 1, 7)) abort();
+    S.models = &model;
+    S.nmodels = 1;
+    S.model_busy = calloc(1, 1);
+    pthread_mutex_init(&S.model_mu, NULL);
+    pthread_cond_init(&S.model_cv, NULL);
+    pthread_rwlock_init(&S.lock, NULL);
+    S.h = 8; S.w = 8; S.c = 1; S.dim = 8;
+    S.normalize = 1; S.mean = 0.5f; S.std = 0.25f;
+    S.max_body = 1 << 16;
+    S.max_image = 1 << 12;
+    S.max_batch = 16;
+    /* keys: "w" may write, "r" may read */
+    S.keys.n = 2;
+    S.keys.hash = calloc(2, 32);
+    S.keys.role = calloc(2, sizeof(int));
+    srv_sha256("w", 1, S.keys.hash[0]);
+    srv_sha256("r", 1, S.keys.hash[1]);
+    S.keys.role[0] = SRV_ROLE_WRITE;
+    S.keys.role[1] = SRV_ROLE_READ;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    if (!model) setup();
+    if (size < 1) return 0;
+    static const char *const methods[8] = {"GET", "POST", "PATCH", "DELETE", "PUT", "GET", "POST", "DELETE"};
+    static const char *const keys[4] = {NULL, "w", "r", "nope"};
+    const char *method = methods[data[0] & 7], *key = keys[(data[0] >> 3) & 3];
+    const uint8_t *nl = memchr(data + 1, '\n', size - 1);
+    size_t plen = nl ? (size_t)(nl - data - 1) : size - 1;
+    char *path = malloc(plen + 1);
+    memcpy(path, data + 1, plen);
+    path[plen] = 0;
+    const char *body = nl ? (const char *)nl + 1 : NULL;
+    size_t blen = nl ? size - (size_t)(nl + 1 - data) : 0;
+    /* a fresh gallery: subjects "a" (2 items) and "b c" (1 item) */
+    if (sm_gallery_create(&S.g, 8, SM_METRIC_L2, 0)) abort();
+    float e[24] = {1, 0, 0, 0, 0, 0, 0, 0, 0.9f, 0.1f, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    if (sm_gallery_add(S.g, e, 2, 8, "a", NULL, NULL) || sm_gallery_add(S.g, e + 16, 1, 8, "b c", NULL, NULL)) abort();
+    srv_response r;
+    srv_handle(&S, method, path, body, blen, key, &r);
+    FZ_ASSERT(r.status >= 200 && r.status <= 599 && r.body);
+    if (r.content_type && !strcmp(r.content_type, "application/json")) {
+        cJSON *j = cJSON_Parse(r.body);
+        FZ_ASSERT(j != NULL);
+        if (r.status >= 400) {
+            cJSON *er = cJSON_GetObjectItemCaseSensitive(j, "error");
+            cJSON *st = cJSON_GetObjectItemCaseSensitive(er, "status"), *msg = cJSON_GetObjectItemCaseSensitive(er, "message");
+            FZ_ASSERT(cJSON_IsNumber(st) && (int)st->valuedouble == r.status && cJSON_IsString(msg));
+        }
+        cJSON_Delete(j);
+    }
+    free(r.body);
+    free(path);
+    sm_gallery_free(S.g);
+    S.g = NULL;
+    return 0;
+}
