@@ -5,22 +5,12 @@ that round-trip (class names with spaces, '/', quotes, backslashes and UTF-8; fi
 control characters and DEL; bytes that are not UTF-8 replaced by U+FFFD), numbers where the text output has them, null where no value applies;
 and verify's distance, decision and exit status (0 same, 10 different, 0 without a threshold).
 Usage: test_cli_json.py SIMILE [BUILD_DIR]"""
-import json, os, random, shutil, struct, subprocess, sys, tempfile, zlib
+import json, os, random, shutil, subprocess, sys, tempfile
+import simtest
+from simtest import check, img, write_idx
 
 S = os.path.realpath(sys.argv[1])
 T = tempfile.mkdtemp(prefix="simile_json_")
-fails = 0
-
-
-def check(cond, what, detail=""):
-    global fails
-    if cond:
-        print("ok: " + what)
-    else:
-        fails += 1
-        print("FAIL: " + what + ("\n" + detail if detail else ""))
-
-
 def run(*args, want=0):
     p = subprocess.run([S] + list(args), cwd=T, capture_output=True)
     check(p.returncode == want, "%s: exit %d (want %d)" % (" ".join(args[:3]), p.returncode, want),
@@ -44,34 +34,13 @@ def doc(*args, want=0):
 random.seed(11)
 
 
-def img(k):
-    px = [random.randint(0, 40) for _ in range(64)]
-    r0, c0 = (k // 2) * 4, (k % 2) * 4
-    for r in range(r0, r0 + 4):
-        for c in range(c0, c0 + 4):
-            px[r * 8 + c] = random.randint(180, 255)
-    return px
-
-
-def idx(name, n_per, classes):
-    ims, labs = [], []
-    for _ in range(n_per):
-        for k in classes:
-            ims.append(img(k))
-            labs.append(k)
-    with open(os.path.join(T, name + "-img"), "wb") as f:
-        f.write(struct.pack(">IIII", 0x803, len(ims), 8, 8) + bytes(sum(ims, [])))
-    with open(os.path.join(T, name + "-lab"), "wb") as f:
-        f.write(struct.pack(">II", 0x801, len(labs)) + bytes(labs))
-
-
 def pgm(path, px):
     with open(os.path.join(T, path), "wb") as f:
         f.write(b"P5\n8 8\n255\n" + bytes(px))
 
 
-idx("train", 30, range(4))
-idx("test", 10, range(4))
+write_idx(os.path.join(T, "train"), 30, range(4))
+write_idx(os.path.join(T, "test"), 10, range(4))
 NAMES = ["Zoë Ångström", "a/b", 'quo"te \\ back', "日本"]
 os.makedirs(os.path.join(T, "faces"))
 for k, name in ((0, NAMES[0]), (2, NAMES[2])):  # "a/b" cannot be a folder name: --class below
@@ -250,5 +219,5 @@ try:
 finally:
     shutil.rmtree(T, ignore_errors=True)
 
-print("test_cli_json: %d failures" % fails)
-sys.exit(1 if fails else 0)
+print("test_cli_json: %d failures" % simtest.fails)
+sys.exit(1 if simtest.fails else 0)

@@ -10,32 +10,13 @@ identifications, a second writer refused, a CLI reader seeing the journaled chan
 (exit 0, checkpoint), a restart that finds every change, and HTTPS (--tls-cert/--tls-key with a
 self-signed certificate made by openssl, verified by the client).
 Usage: test_serve.py SIMILE_BINARY BUILD_DIR"""
-import base64, hashlib, json, os, random, shutil, signal, ssl, struct, subprocess, sys, tempfile, threading, time, zlib
+import base64, hashlib, json, os, random, shutil, signal, ssl, struct, subprocess, sys, tempfile, threading, zlib
 import urllib.request, urllib.error
+import simtest
+from simtest import check, img, start_serve, write_idx
 
 S = os.path.abspath(sys.argv[1])
-fails = 0
-
-
-def check(cond, what):
-    global fails
-    if cond:
-        print("ok:", what)
-    else:
-        fails += 1
-        print("FAIL:", what)
-
-
 random.seed(11)
-
-
-def img(k):
-    px = [random.randint(0, 40) for _ in range(64)]
-    r0, c0 = (k // 2) * 4, (k % 2) * 4
-    for r in range(r0, r0 + 4):
-        for c in range(c0, c0 + 4):
-            px[r * 8 + c] = random.randint(180, 255)
-    return px
 
 
 def png(px, w=8, h=8):
@@ -51,37 +32,14 @@ def b64(data):
     return base64.b64encode(data).decode()
 
 
-def write_idx(prefix, n_per, classes):
-    ims, labs = [], []
-    for _ in range(n_per):
-        for k in classes:
-            ims.append(img(k))
-            labs.append(k)
-    with open(prefix + "-img", "wb") as f:
-        f.write(struct.pack(">IIII", 0x803, len(ims), 8, 8) + bytes(sum(ims, [])))
-    with open(prefix + "-lab", "wb") as f:
-        f.write(struct.pack(">II", 0x801, len(labs)) + bytes(labs))
-
-
 def run(*args):
     return subprocess.run([S] + list(args), capture_output=True, text=True, timeout=120)
 
 
 def start(gallery, *extra):
-    p = subprocess.Popen([S, "serve", "--gallery", gallery, "--listen", "127.0.0.1:0"] + list(extra),
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    line = [None]
-
-    def reader():
-        line[0] = p.stdout.readline()
-    t = threading.Thread(target=reader, daemon=True)
-    t.start()
-    t.join(20)
-    if not line[0] or not ("listening on http://127.0.0.1:" in line[0] or "listening on https://127.0.0.1:" in line[0]):
-        p.kill()
-        p.wait(10)
-        raise SystemExit("the server did not start: %r %s" % (line[0], p.stderr.read()))
-    port = int(line[0].split("127.0.0.1:")[1].split()[0])
+    p, port = start_serve(S, gallery, *extra)
+    if not p:
+        raise SystemExit("the server did not start: %s" % port)
     return p, port
 
 
@@ -379,8 +337,8 @@ def main():
     check(r.returncode != 0 and "missing.smg" in r.stderr, "a missing gallery is refused")
     os.chdir("/")
     shutil.rmtree(tmp, ignore_errors=True)
-    print("test_serve: %d failures" % fails)
-    return 1 if fails else 0
+    print("test_serve: %d failures" % simtest.fails)
+    return 1 if simtest.fails else 0
 
 
 if __name__ == "__main__":

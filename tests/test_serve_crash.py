@@ -9,36 +9,14 @@ rounds of at most 0.5 s of streaming each, about 20-40 s in all.
 Usage: test_serve_crash.py SIMILE_BINARY BUILD_DIR"""
 import json, os, random, shutil, signal, subprocess, sys, tempfile, threading, time
 import urllib.request, urllib.error
+import simtest
+from simtest import check, start_serve
 
 S = os.path.abspath(sys.argv[1])
 ROUNDS = 20
-fails = 0
-
-
-def check(cond, what):
-    global fails
-    if cond:
-        print("ok:", what)
-    else:
-        fails += 1
-        print("FAIL:", what)
-
-
 def start(gallery):
-    p = subprocess.Popen([S, "serve", "--gallery", gallery, "--listen", "127.0.0.1:0", "--checkpoint-every", "7",
-                          "--threads", "2"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    line = [None]
-
-    def reader():
-        line[0] = p.stdout.readline()
-    t = threading.Thread(target=reader, daemon=True)
-    t.start()
-    t.join(20)
-    if not line[0] or "127.0.0.1:" not in line[0]:
-        p.kill()
-        p.wait(10)
-        return None, 0
-    return p, int(line[0].split("127.0.0.1:")[1].split()[0])
+    p, port = start_serve(S, gallery, "--checkpoint-every", "7", "--threads", "2", stderr=subprocess.DEVNULL)
+    return (p, port) if p else (None, 0)
 
 
 def post(port, path, body):
@@ -132,10 +110,10 @@ def main():
         if missing:
             print("  missing:", missing[:5], r.stderr)
     print("test_serve_crash: %d rounds in %.1f s, %d acknowledged items, %d failures"
-          % (ROUNDS, time.time() - t_start, len(acked), fails))
+          % (ROUNDS, time.time() - t_start, len(acked), simtest.fails))
     os.chdir("/")
     shutil.rmtree(tmp, ignore_errors=True)
-    return 1 if fails else 0
+    return 1 if simtest.fails else 0
 
 
 if __name__ == "__main__":
