@@ -81,7 +81,7 @@ static void check_gemm(void) {
                     memcpy(C0, C, sizeof(float) * (size_t)m * ldc);
                     double *ref = dzeros((int64_t)m * ldc);
                     ref_gemm(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C0, ldc, ref);
-                    sm_k_gemm(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+                    sm_be_gemm(sm_backend_default(), ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
                     double e = 0, s = 0; /* over the m x n block only: the padding is not C's */
                     for (int i = 0; i < m; i++)
                         for (int j = 0; j < n; j++) {
@@ -89,12 +89,12 @@ static void check_gemm(void) {
                             e += d * d;
                             s += ref[(int64_t)i * ldc + j] * ref[(int64_t)i * ldc + j];
                         }
-                    CHECK_MSG(e <= TOL * (s > 0 ? s : 1), "sm_k_gemm ta=%d tb=%d %dx%dx%d: nmse %g", ta, tb, m, n, k,
+                    CHECK_MSG(e <= TOL * (s > 0 ? s : 1), "gemm ta=%d tb=%d %dx%dx%d: nmse %g", ta, tb, m, n, k,
                               s > 0 ? e / s : e);
                     int pads_kept = 1;
                     for (int i = 0; i < m; i++)
                         for (int j = n; j < ldc; j++) pads_kept &= C[(int64_t)i * ldc + j] == C0[(int64_t)i * ldc + j];
-                    CHECK_MSG(pads_kept, "sm_k_gemm wrote outside C's m x n block");
+                    CHECK_MSG(pads_kept, "gemm wrote outside C's m x n block");
                     cases++;
                     free(A); free(B); free(C); free(C0); free(ref);
                 }
@@ -111,8 +111,8 @@ static void check_gemm(void) {
                     s += (double)(ta ? A[(int64_t)t * lda + i] : A[(int64_t)i * lda + t]) * x[t];
                 ref[i] = -2.0 * s + 0.5 * y[i];
             }
-            sm_k_gemv(ta, m, n, -2.0f, A, lda, x, 1, 0.5f, y, 1);
-            CHECK_MSG(nmse(y, ref, ny) <= TOL, "sm_k_gemv ta=%d %dx%d: nmse %g", ta, m, n, nmse(y, ref, ny));
+            sm_be_gemv(sm_backend_default(), ta, m, n, -2.0f, A, lda, x, 1, 0.5f, y, 1);
+            CHECK_MSG(nmse(y, ref, ny) <= TOL, "gemv ta=%d %dx%d: nmse %g", ta, m, n, nmse(y, ref, ny));
             free(A); free(x); free(y); free(ref);
         }
     /* A^T B with a long k: chunked (k >= 4096) and not; deterministic for any thread count */
@@ -124,15 +124,15 @@ static void check_gemm(void) {
               *C2 = malloc(sizeof(float) * (size_t)m * n);
         double *ref = dzeros((int64_t)m * n);
         ref_gemm(1, 0, m, n, (int)k, 1.0, A, m, B, n, 0.0, NULL, n, ref);
-        sm_ws w = ws_of(sm_k_gemm_at_b_ws(m, n, k));
+        sm_ws w = ws_of(sm_be_gemm_at_b_ws(sm_backend_default(), m, n, k));
         sm_set_num_threads(1);
-        sm_k_gemm_at_b(m, n, k, A, m, B, n, C1, n, &w);
+        sm_be_gemm_at_b(sm_backend_default(), m, n, k, A, m, B, n, C1, n, &w);
         sm_set_num_threads(2);
-        sm_k_gemm_at_b(m, n, k, A, m, B, n, C2, n, &w);
+        sm_be_gemm_at_b(sm_backend_default(), m, n, k, A, m, B, n, C2, n, &w);
         free(w.base);
-        CHECK_MSG(nmse(C2, ref, (int64_t)m * n) <= TOL, "sm_k_gemm_at_b %dx%d k=%lld: nmse %g", m, n, (long long)k,
+        CHECK_MSG(nmse(C2, ref, (int64_t)m * n) <= TOL, "gemm_at_b %dx%d k=%lld: nmse %g", m, n, (long long)k,
                   nmse(C2, ref, (int64_t)m * n));
-        CHECK_MSG(!memcmp(C1, C2, sizeof(float) * (size_t)m * n), "sm_k_gemm_at_b k=%lld: 1 and 2 threads differ",
+        CHECK_MSG(!memcmp(C1, C2, sizeof(float) * (size_t)m * n), "gemm_at_b k=%lld: 1 and 2 threads differ",
                   (long long)k);
         free(A); free(B); free(C1); free(C2); free(ref);
     }
@@ -169,13 +169,13 @@ static void check_unfold(void) {
         float *x = randf(nx, 1), *col = malloc(sizeof(float) * (size_t)ncol), *col1 = malloc(sizeof(float) * (size_t)ncol);
         double *ref = dzeros(ncol);
         ref_im2col(x, S, oh, ow, ref);
-        sm_k_im2col(x, S->n, S->h, S->w, S->c, S->k, S->s, S->p, oh, ow, col);
-        sm_k1_im2col(x, S->n, S->h, S->w, S->c, S->k, S->s, S->p, oh, ow, col1);
-        CHECK_MSG(exact(col, ref, ncol), "sm_k_im2col shape %zu differs from the reference", i);
-        CHECK_MSG(exact(col1, ref, ncol), "sm_k1_im2col shape %zu differs from the reference", i);
+        sm_be_im2col(sm_backend_default(), x, S->n, S->h, S->w, S->c, S->k, S->s, S->p, oh, ow, col);
+        sm_be_im2col1(sm_backend_default(), x, S->n, S->h, S->w, S->c, S->k, S->s, S->p, oh, ow, col1);
+        CHECK_MSG(exact(col, ref, ncol), "im2col shape %zu differs from the reference", i);
+        CHECK_MSG(exact(col1, ref, ncol), "im (single-threaded)2col shape %zu differs from the reference", i);
         /* col2im is im2col's adjoint: <im2col(x), g> = <x, col2im(g)> */
         float *g = randf(ncol, 1), *dx = randf(nx, 1);
-        sm_k_col2im(g, S->n, S->h, S->w, S->c, S->k, S->s, S->p, oh, ow, dx);
+        sm_be_col2im(sm_backend_default(), g, S->n, S->h, S->w, S->c, S->k, S->s, S->p, oh, ow, dx);
         double *rdx = dzeros(nx);
         {
             int64_t K = (int64_t)S->k * S->k * S->c, r = 0;
@@ -191,7 +191,7 @@ static void check_unfold(void) {
                                             g[r * K + ((int64_t)ky * S->k + kx) * S->c + ch];
                                 }
         }
-        CHECK_MSG(nmse(dx, rdx, nx) <= TOL, "sm_k_col2im shape %zu: nmse %g", i, nmse(dx, rdx, nx));
+        CHECK_MSG(nmse(dx, rdx, nx) <= TOL, "col2im shape %zu: nmse %g", i, nmse(dx, rdx, nx));
         double lhs = 0, rhs = 0;
         for (int64_t t = 0; t < ncol; t++) lhs += (double)col[t] * g[t];
         for (int64_t t = 0; t < nx; t++) rhs += (double)x[t] * dx[t];
@@ -214,34 +214,34 @@ static void check_rows(void) {
             double *ref = dzeros(nv), *refr = dzeros(nv);
             for (int64_t i = 0; i < nv; i++) { ref[i] = (double)(y0[i] + b[i % c]); refr[i] = ref[i] > 0 ? ref[i] : 0; }
             memcpy(y, y0, sizeof(float) * (size_t)nv);
-            sm_k_add_bias(y, b, m, c);
-            CHECK_MSG(exact(y, ref, nv), "sm_k_add_bias m=%lld c=%d", (long long)m, c);
+            sm_be_add_bias(sm_backend_default(), y, b, m, c);
+            CHECK_MSG(exact(y, ref, nv), "add_bias m=%lld c=%d", (long long)m, c);
             memcpy(y1, y0, sizeof(float) * (size_t)nv);
-            sm_k1_bias_act(y1, b, m, c, 0);
-            CHECK_MSG(exact(y1, ref, nv), "sm_k1_bias_act m=%lld c=%d", (long long)m, c);
+            sm_be_bias_act1(sm_backend_default(), y1, b, m, c, 0);
+            CHECK_MSG(exact(y1, ref, nv), "bias_act (single-threaded) m=%lld c=%d", (long long)m, c);
             memcpy(y1, y0, sizeof(float) * (size_t)nv);
-            sm_k1_bias_act(y1, b, m, c, 1);
-            CHECK_MSG(exact(y1, refr, nv), "sm_k1_bias_act relu m=%lld c=%d", (long long)m, c);
+            sm_be_bias_act1(sm_backend_default(), y1, b, m, c, 1);
+            CHECK_MSG(exact(y1, refr, nv), "bias_act (single-threaded) relu m=%lld c=%d", (long long)m, c);
             /* relu forward / backward */
             float *dy = randf(nv, 1), *dx = malloc(sizeof(float) * (size_t)nv);
-            sm_k_relu_forward(y0, y, nv);
+            sm_be_relu_forward(sm_backend_default(), y0, y, nv);
             for (int64_t i = 0; i < nv; i++) ref[i] = y0[i] > 0 ? y0[i] : 0;
             CHECK(exact(y, ref, nv));
-            sm_k_relu_backward(y, dy, dx, nv);
+            sm_be_relu_backward(sm_backend_default(), y, dy, dx, nv);
             for (int64_t i = 0; i < nv; i++) ref[i] = y[i] > 0 ? dy[i] : 0;
             CHECK(exact(dx, ref, nv));
             /* column sums: reference, and the same bits on 1 and 2 threads */
             float *s1 = malloc(sizeof(float) * (size_t)c), *s2 = malloc(sizeof(float) * (size_t)c);
             double *rs = dzeros(c);
             for (int64_t i = 0; i < nv; i++) rs[i % c] += dy[i];
-            sm_ws w = ws_of(sm_k_sum_rows_ws(m, c));
+            sm_ws w = ws_of(sm_be_sum_rows_ws(sm_backend_default(), m, c));
             sm_set_num_threads(1);
-            sm_k_sum_rows(dy, m, c, s1, &w);
+            sm_be_sum_rows(sm_backend_default(), dy, m, c, s1, &w);
             sm_set_num_threads(2);
-            sm_k_sum_rows(dy, m, c, s2, &w);
+            sm_be_sum_rows(sm_backend_default(), dy, m, c, s2, &w);
             free(w.base);
-            CHECK_MSG(nmse(s2, rs, c) <= TOL, "sm_k_sum_rows m=%lld c=%d: nmse %g", (long long)m, c, nmse(s2, rs, c));
-            CHECK_MSG(!memcmp(s1, s2, sizeof(float) * (size_t)c), "sm_k_sum_rows: 1 and 2 threads differ");
+            CHECK_MSG(nmse(s2, rs, c) <= TOL, "sum_rows m=%lld c=%d: nmse %g", (long long)m, c, nmse(s2, rs, c));
+            CHECK_MSG(!memcmp(s1, s2, sizeof(float) * (size_t)c), "sum_rows: 1 and 2 threads differ");
             free(y0); free(b); free(y); free(y1); free(ref); free(refr); free(dy); free(dx); free(s1); free(s2); free(rs);
         }
 }
@@ -259,7 +259,7 @@ static void check_bn(void) {
                 float *x = randf(nv, 2), *gamma = randf(c, 1), *beta = randf(c, 1);
                 for (int64_t i = 0; i < nv; i++) x[i] += 0.5f * (float)(i % c); /* channel offsets */
                 float eps = 1e-5f, mom = 0.1f;
-                sm_ws w = ws_of(sm_k_bn_ws(m, c));
+                sm_ws w = ws_of(sm_be_bn_ws(sm_backend_default(), m, c));
                 float *rm[2], *rv[2], *mean[2], *rstd[2], *y[2];
                 for (int t = 0; t < 2; t++) {
                     rm[t] = malloc(sizeof(float) * (size_t)c); rv[t] = malloc(sizeof(float) * (size_t)c);
@@ -267,7 +267,7 @@ static void check_bn(void) {
                     y[t] = malloc(sizeof(float) * (size_t)nv);
                     for (int j = 0; j < c; j++) { rm[t][j] = 0.1f * (float)j; rv[t][j] = 1.0f + 0.1f * (float)j; }
                     sm_set_num_threads(t + 1);
-                    sm_k_bn_forward_train(x, m, c, gamma, beta, eps, mom, rm[t], rv[t], mean[t], rstd[t], relu, y[t], &w);
+                    sm_be_bn_forward_train(sm_backend_default(), x, m, c, gamma, beta, eps, mom, rm[t], rv[t], mean[t], rstd[t], relu, y[t], &w);
                 }
                 CHECK_MSG(!memcmp(y[0], y[1], sizeof(float) * (size_t)nv) && !memcmp(rv[0], rv[1], sizeof(float) * (size_t)c),
                           "bn forward m=%lld c=%d: 1 and 2 threads differ", (long long)m, c);
@@ -296,9 +296,9 @@ static void check_bn(void) {
                 }
                 /* inference with the running statistics */
                 float *yi = malloc(sizeof(float) * (size_t)nv), *yi1 = malloc(sizeof(float) * (size_t)nv);
-                sm_k_bn_forward_infer(x, m, c, gamma, beta, eps, rm[1], rv[1], relu, yi);
-                sm_k1_bn_infer(x, m, c, gamma, beta, eps, rm[1], rv[1], relu, yi1);
-                CHECK_MSG(!memcmp(yi, yi1, sizeof(float) * (size_t)nv), "sm_k1_bn_infer differs from sm_k_bn_forward_infer");
+                sm_be_bn_forward_infer(sm_backend_default(), x, m, c, gamma, beta, eps, rm[1], rv[1], relu, yi);
+                sm_be_bn_infer1(sm_backend_default(), x, m, c, gamma, beta, eps, rm[1], rv[1], relu, yi1);
+                CHECK_MSG(!memcmp(yi, yi1, sizeof(float) * (size_t)nv), "bn_infer (single-threaded) differs from bn_forward_infer");
                 double *ryi = dzeros(nv);
                 for (int64_t i = 0; i < nv; i++) {
                     int j = (int)(i % c);
@@ -315,7 +315,7 @@ static void check_bn(void) {
                         dx[t] = malloc(sizeof(float) * (size_t)nv);
                         dg[t] = malloc(sizeof(float) * (size_t)c); db[t] = malloc(sizeof(float) * (size_t)c);
                         sm_set_num_threads(t + 1);
-                        sm_k_bn_backward(x, dy, relu ? y[1] : NULL, m, c, gamma, mean[1], rstd[1], dg[t], db[t], dx[t], &w);
+                        sm_be_bn_backward(sm_backend_default(), x, dy, relu ? y[1] : NULL, m, c, gamma, mean[1], rstd[1], dg[t], db[t], dx[t], &w);
                     }
                     CHECK_MSG(!memcmp(dx[0], dx[1], sizeof(float) * (size_t)nv) && !memcmp(dg[0], dg[1], sizeof(float) * (size_t)c),
                               "bn backward m=%lld c=%d: 1 and 2 threads differ", (long long)m, c);
@@ -379,18 +379,18 @@ static void check_pool(void) {
                         ref[o] = x[best];
                         rarg[o] = best;
                     }
-        sm_k_maxpool_forward(x, n, h, w, c, k, s, oh, ow, y, arg);
-        sm_k1_maxpool(x, n, h, w, c, k, s, oh, ow, y1);
-        CHECK_MSG(exact(y, ref, ny), "sm_k_maxpool_forward case %zu", pi);
-        CHECK_MSG(exact(y1, ref, ny), "sm_k1_maxpool case %zu", pi);
+        sm_be_maxpool_forward(sm_backend_default(), x, n, h, w, c, k, s, oh, ow, y, arg);
+        sm_be_maxpool1(sm_backend_default(), x, n, h, w, c, k, s, oh, ow, y1);
+        CHECK_MSG(exact(y, ref, ny), "maxpool_forward case %zu", pi);
+        CHECK_MSG(exact(y1, ref, ny), "maxpool (single-threaded) case %zu", pi);
         int args_ok = 1;
         for (int64_t o = 0; o < ny; o++) args_ok &= arg[o] == rarg[o];
         CHECK_MSG(args_ok, "maxpool argmax case %zu", pi);
         float *dy = randf(ny, 1), *dx = randf(nx, 1);
         double *rdx = dzeros(nx);
         for (int64_t o = 0; o < ny; o++) rdx[rarg[o]] += dy[o];
-        sm_k_maxpool_backward(dy, arg, n, h, w, c, oh, ow, dx);
-        CHECK_MSG(nmse(dx, rdx, nx) <= TOL, "sm_k_maxpool_backward case %zu", pi);
+        sm_be_maxpool_backward(sm_backend_default(), dy, arg, n, h, w, c, oh, ow, dx);
+        CHECK_MSG(nmse(dx, rdx, nx) <= TOL, "maxpool_backward case %zu", pi);
         /* global average pool, both implementations, and its backward */
         int hw = h * w;
         float *g = malloc(sizeof(float) * (size_t)n * c), *g1 = malloc(sizeof(float) * (size_t)n * c);
@@ -398,14 +398,14 @@ static void check_pool(void) {
         for (int b = 0; b < n; b++)
             for (int p = 0; p < hw; p++)
                 for (int ch = 0; ch < c; ch++) rg[b * c + ch] += x[((int64_t)b * hw + p) * c + ch] / (double)hw;
-        sm_k_gap_forward(x, n, hw, c, g);
-        sm_k1_gap(x, n, hw, c, g1);
+        sm_be_gap_forward(sm_backend_default(), x, n, hw, c, g);
+        sm_be_gap1(sm_backend_default(), x, n, hw, c, g1);
         CHECK_MSG(nmse(g, rg, (int64_t)n * c) <= TOL && nmse(g1, rg, (int64_t)n * c) <= TOL, "gap case %zu", pi);
         CHECK(!memcmp(g, g1, sizeof(float) * (size_t)n * c)); /* the same code image by image */
         float *gdy = randf((int64_t)n * c, 1);
-        sm_k_gap_backward(gdy, n, hw, c, dx);
+        sm_be_gap_backward(sm_backend_default(), gdy, n, hw, c, dx);
         for (int64_t i = 0; i < nx; i++) rdx[i] = gdy[(i / ((int64_t)hw * c)) * c + i % c] / (double)hw;
-        CHECK_MSG(nmse(dx, rdx, nx) <= TOL, "sm_k_gap_backward case %zu", pi);
+        CHECK_MSG(nmse(dx, rdx, nx) <= TOL, "gap_backward case %zu", pi);
         free(x); free(y); free(y1); free(arg); free(ref); free(rarg); free(dy); free(dx); free(rdx);
         free(g); free(g1); free(rg); free(gdy);
     }
@@ -415,7 +415,7 @@ static void check_pool(void) {
         int n = 5, d = ds[di];
         float *x = randf((int64_t)n * d, 1), *y = malloc(sizeof(float) * (size_t)n * d), *norm = malloc(sizeof(float) * n);
         for (int j = 0; j < d; j++) x[2 * d + j] = 0; /* row 2 is zero */
-        sm_k_l2norm_forward(x, n, d, y, norm);
+        sm_be_l2norm_forward(sm_backend_default(), x, n, d, y, norm);
         double *ry = dzeros((int64_t)n * d);
         for (int i = 0; i < n; i++) {
             double s = 0;
@@ -425,7 +425,7 @@ static void check_pool(void) {
         }
         CHECK_MSG(nmse(y, ry, (int64_t)n * d) <= TOL, "l2norm forward d=%d", d);
         float *dy = randf((int64_t)n * d, 1), *dx = malloc(sizeof(float) * (size_t)n * d);
-        sm_k_l2norm_backward(y, norm, dy, n, d, dx);
+        sm_be_l2norm_backward(sm_backend_default(), y, norm, dy, n, d, dx);
         double *rdx = dzeros((int64_t)n * d);
         for (int i = 0; i < n; i++) {
             double s = 0, dot = 0;
@@ -441,7 +441,7 @@ static void check_pool(void) {
 }
 
 /* ---- distance tiles ----------------------------------------------------------------------- */
-/* Reference entry (i, j) of sm_k_dist_tile in double: the true squared distance for SQL2, alpha
+/* Reference entry (i, j) of dist_tile in double: the true squared distance for SQL2, alpha
  * times the inner product or the cosine (0 against a zero row). */
 static double ref_dist(int kind, double alpha, const float *q, const float *x, int d) {
     double dot = 0, nq = 0, nx = 0, l2 = 0;
@@ -468,9 +468,9 @@ static void check_dist(void) {
         for (int j = 0; j < d; j++) x[(n - 1) * d + j] = 0; /* the last row is zero */
         for (int inv = 0; inv < 2; inv++) {
             sm_set_num_threads(1);
-            sm_k_row_norms(x, n, d, inv, o1);
+            sm_be_row_norms(sm_backend_default(), x, n, d, inv, o1);
             sm_set_num_threads(2);
-            sm_k_row_norms(x, n, d, inv, o2);
+            sm_be_row_norms(sm_backend_default(), x, n, d, inv, o2);
             int bad = 0;
             for (int64_t i = 0; i < n; i++) {
                 double s = 0;
@@ -478,8 +478,8 @@ static void check_dist(void) {
                 float want = inv ? (s > 0 ? (float)(1.0 / sqrt(s)) : 0.0f) : (float)s;
                 bad += o1[i] != want;
             }
-            CHECK_MSG(bad == 0, "sm_k_row_norms n=%lld d=%d inverse=%d: %d wrong", (long long)n, d, inv, bad);
-            CHECK_MSG(!memcmp(o1, o2, sizeof(float) * (size_t)n), "sm_k_row_norms n=%lld: 1 and 2 threads differ", (long long)n);
+            CHECK_MSG(bad == 0, "row_norms n=%lld d=%d inverse=%d: %d wrong", (long long)n, d, inv, bad);
+            CHECK_MSG(!memcmp(o1, o2, sizeof(float) * (size_t)n), "row_norms n=%lld: 1 and 2 threads differ", (long long)n);
         }
         free(x); free(o1); free(o2);
     }
@@ -500,14 +500,14 @@ static void check_dist(void) {
         float *got = malloc(sizeof(float) * (size_t)mq * md);
         for (int ki = 0; ki < 4; ki++) {
             int kind = kinds[ki];
-            sm_k_row_norms(Q, mq, d, kind == SM_K_DIST_COS, qn);
-            sm_k_row_norms(D, md, d, kind == SM_K_DIST_COS, dn);
+            sm_be_row_norms(sm_backend_default(), Q, mq, d, kind == SM_K_DIST_COS, qn);
+            sm_be_row_norms(sm_backend_default(), D, md, d, kind == SM_K_DIST_COS, dn);
             for (int i = 0; i < mq; i++)
                 for (int j = 0; j < md; j++)
                     ref[(int64_t)i * md + j] = ref_dist(kind, alphas[ki], Q + (int64_t)i * d, D + (int64_t)j * d, d);
             for (int small = 0; small < 2; small++) {
                 for (int64_t t = 0; t < mq * ldo; t++) out[t] = 777.0f;
-                sm_k_dist_tile(kind, small ? SM_K_DIST_SMALL : 0u, mq, md, d, alphas[ki], Q, qn, D, dn, out, ldo);
+                sm_be_dist_tile(sm_backend_default(), kind, small ? SM_K_DIST_SMALL : 0u, mq, md, d, alphas[ki], Q, qn, D, dn, out, ldo);
                 int pads = 1, neg = 0;
                 for (int i = 0; i < mq; i++) {
                     for (int j = 0; j < md; j++) {
@@ -517,20 +517,20 @@ static void check_dist(void) {
                     for (int64_t j = md; j < ldo; j++) pads &= out[i * ldo + j] == 777.0f;
                 }
                 double e = nmse(got, ref, (int64_t)mq * md);
-                CHECK_MSG(e <= TOL, "sm_k_dist_tile kind %d alpha %g %dx%dx%d small=%d: nmse %g", kind, alphas[ki], mq, md, d,
+                CHECK_MSG(e <= TOL, "dist_tile kind %d alpha %g %dx%dx%d small=%d: nmse %g", kind, alphas[ki], mq, md, d,
                           small, e);
-                CHECK_MSG(pads, "sm_k_dist_tile wrote beyond md");
-                CHECK_MSG(neg == 0, "sm_k_dist_tile SQL2: %d entries below 0 or NaN", neg);
+                CHECK_MSG(pads, "dist_tile wrote beyond md");
+                CHECK_MSG(neg == 0, "dist_tile SQL2: %d entries below 0 or NaN", neg);
                 if (md > 1 && kind != SM_K_DIST_SQL2)
-                    CHECK_MSG(out[md - 1] == 0.0f, "sm_k_dist_tile kind %d: %g against a zero row", kind, out[md - 1]);
+                    CHECK_MSG(out[md - 1] == 0.0f, "dist_tile kind %d: %g against a zero row", kind, out[md - 1]);
                 /* the elementwise pass gives the same bits on 1 and 2 threads (plain products) */
                 if (small) {
                     sm_set_num_threads(1);
-                    sm_k_dist_tile(kind, SM_K_DIST_SMALL, mq, md, d, alphas[ki], Q, qn, D, dn, out2, ldo);
+                    sm_be_dist_tile(sm_backend_default(), kind, SM_K_DIST_SMALL, mq, md, d, alphas[ki], Q, qn, D, dn, out2, ldo);
                     sm_set_num_threads(2);
                     int same = 1;
                     for (int i = 0; i < mq; i++) same &= !memcmp(out + i * ldo, out2 + i * ldo, sizeof(float) * (size_t)md);
-                    CHECK_MSG(same, "sm_k_dist_tile kind %d %dx%d: 1 and 2 threads differ", kind, mq, md);
+                    CHECK_MSG(same, "dist_tile kind %d %dx%d: 1 and 2 threads differ", kind, mq, md);
                 }
             }
         }
@@ -549,25 +549,25 @@ static void check_dist(void) {
         float *o = malloc(sizeof(float) * (size_t)n * n);
         double *ref = dzeros((int64_t)n * n);
         float *got = malloc(sizeof(float) * (size_t)n * n);
-        sm_k_row_norms(X, n, d, 0, want);
+        sm_be_row_norms(sm_backend_default(), X, n, d, 0, want);
         for (int i = 0; i < n; i++)
             for (int j = 0; j < n; j++)
                 ref[(int64_t)i * n + j] = ref_dist(SM_K_DIST_SQL2, 0, X + (int64_t)i * d, X + (int64_t)j * d, d);
         for (int rc = 0; rc < 2; rc++) {
-            sm_k_dist_tile(SM_K_DIST_SQL2, SM_K_DIST_SELF | (rc ? SM_K_DIST_RECOMPUTE : 0u), n, n, d, 0.0f, X, sq, X, NULL, o, n);
+            sm_be_dist_tile(sm_backend_default(), SM_K_DIST_SQL2, SM_K_DIST_SELF | (rc ? SM_K_DIST_RECOMPUTE : 0u), n, n, d, 0.0f, X, sq, X, NULL, o, n);
             int diag = 1;
             for (int i = 0; i < n; i++) diag &= o[(int64_t)i * n + i] == 0.0f;
-            CHECK_MSG(diag, "sm_k_dist_tile SELF n=%d: diagonal not 0", n);
+            CHECK_MSG(diag, "dist_tile SELF n=%d: diagonal not 0", n);
             double se = 0, ss = 0;
             for (int i = 0; i < n; i++) { se += ((double)sq[i] - want[i]) * ((double)sq[i] - want[i]); ss += (double)want[i] * want[i]; }
-            CHECK_MSG(se <= TOL * ss, "sm_k_dist_tile SELF n=%d: norms from the diagonal off (%g)", n, se / ss);
+            CHECK_MSG(se <= TOL * ss, "dist_tile SELF n=%d: norms from the diagonal off (%g)", n, se / ss);
             for (int64_t t = 0; t < (int64_t)n * n; t++) got[t] = o[t];
-            CHECK_MSG(nmse(got, ref, (int64_t)n * n) <= TOL, "sm_k_dist_tile SELF n=%d rc=%d: nmse %g", n, rc,
+            CHECK_MSG(nmse(got, ref, (int64_t)n * n) <= TOL, "dist_tile SELF n=%d rc=%d: nmse %g", n, rc,
                       nmse(got, ref, (int64_t)n * n));
             if (rc && n > 2) {
                 double r01 = ref[1];
                 CHECK_MSG(fabs(o[1] - r01) <= 1e-5 * r01 && fabs(o[n] - r01) <= 1e-5 * r01,
-                          "sm_k_dist_tile RECOMPUTE: near pair %g %g, want %g", o[1], o[n], r01);
+                          "dist_tile RECOMPUTE: near pair %g %g, want %g", o[1], o[n], r01);
             }
         }
         free(X); free(sq); free(want); free(o); free(ref); free(got);
@@ -579,21 +579,21 @@ static void check_dist(void) {
         int d = 4, m = 3;
         float *A = randf((int64_t)m * d, 1), n2[3], o[9];
         for (int t = 0; t < d; t++) A[t] = 1e20f;
-        sm_k_row_norms(A, m, d, 0, n2);
+        sm_be_row_norms(sm_backend_default(), A, m, d, 0, n2);
         for (int small = 0; small < 2; small++) {
             unsigned f = small ? SM_K_DIST_SMALL : 0u;
-            sm_k_dist_tile(SM_K_DIST_SQL2, f, m, m, d, 0.0f, A, n2, A, n2, o, m);
+            sm_be_dist_tile(sm_backend_default(), SM_K_DIST_SQL2, f, m, m, d, 0.0f, A, n2, A, n2, o, m);
             CHECK_MSG(isnan(o[0]) && isinf(o[1]) && o[1] > 0 && isinf(o[3]) && isfinite(o[4]), "overflow kept: %g %g %g %g",
                       o[0], o[1], o[3], o[4]);
-            sm_k_dist_tile(SM_K_DIST_SQL2, f | SM_K_DIST_NAN_INF, m, m, d, 0.0f, A, n2, A, n2, o, m);
+            sm_be_dist_tile(sm_backend_default(), SM_K_DIST_SQL2, f | SM_K_DIST_NAN_INF, m, m, d, 0.0f, A, n2, A, n2, o, m);
             CHECK_MSG(isinf(o[0]) && o[0] > 0 && isfinite(o[4]), "overflow with NAN_INF: %g", o[0]);
         }
         free(A);
     }
     /* empty tiles write nothing */
     float sentinel = 5.0f;
-    sm_k_dist_tile(SM_K_DIST_SQL2, 0, 0, 3, 4, 0.0f, NULL, NULL, NULL, NULL, &sentinel, 3);
-    sm_k_dist_tile(SM_K_DIST_DOT, 0, 2, 0, 4, 1.0f, NULL, NULL, NULL, NULL, &sentinel, 1);
+    sm_be_dist_tile(sm_backend_default(), SM_K_DIST_SQL2, 0, 0, 3, 4, 0.0f, NULL, NULL, NULL, NULL, &sentinel, 3);
+    sm_be_dist_tile(sm_backend_default(), SM_K_DIST_DOT, 0, 2, 0, 4, 1.0f, NULL, NULL, NULL, NULL, &sentinel, 1);
     CHECK(sentinel == 5.0f);
 }
 

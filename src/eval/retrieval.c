@@ -154,7 +154,7 @@ static sm_status kmeans(const float *x, int64_t n, int d, int64_t k, int32_t *as
      * the potential sum D2 the most.  The candidates' squared distances to every point come from
      * one distance tile, |x|^2 + |c|^2 - 2<x, c> clamped at 0 (sums in fixed order:
      * deterministic; a NaN from overflowing inputs is +inf, so it never lowers the potential). */
-    sm_k_row_norms(x, n, d, 0, xn2);
+    sm_be_row_norms(sm_backend_default(), x, n, d, 0, xn2);
     int trials = 2 + (int)log((double)k);
     if (trials > KMEANS_MAX_TRIALS) trials = KMEANS_MAX_TRIALS;
     for (int64_t c = 1; c < k; c++) {
@@ -176,7 +176,7 @@ static sm_status kmeans(const float *x, int64_t n, int d, int64_t k, int32_t *as
             memcpy(P + (int64_t)tr * d, x + pick[tr] * d, (size_t)d * sizeof(float));
             pn[tr] = xn2[pick[tr]];
         }
-        sm_k_dist_tile(SM_K_DIST_SQL2, SM_K_DIST_NAN_INF, n, trials, d, 0.0f, x, xn2, P, pn, Dc, trials);
+        sm_be_dist_tile(sm_backend_default(), SM_K_DIST_SQL2, SM_K_DIST_NAN_INF, n, trials, d, 0.0f, x, xn2, P, pn, Dc, trials);
         int best = 0;
         double best_pot = 0;
         for (int tr = 0; tr < trials; tr++) {

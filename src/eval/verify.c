@@ -160,13 +160,13 @@ sm_status sm_intra_inter_distances(const float *emb, const int32_t *labels, int6
     float *G = sm_alloc((size_t)(bt * bt), sizeof(float));    /* (bt, bt) squared-distance tile */
     double *part = sm_alloc((size_t)(4 * bt), sizeof(double)); /* (bt, 4) per-row sums */
     if (!nrm || !G || !part) { sm_free(nrm); sm_free(G); sm_free(part); return SM_ERR_NOMEM; }
-    sm_k_row_norms(emb, n, d, 0, nrm);
+    sm_be_row_norms(sm_backend_default(), emb, n, d, 0, nrm);
     double sum_in = 0, sum_out = 0, cnt_in = 0, cnt_out = 0;
     for (int64_t i0 = 0; i0 < n; i0 += bt) {
         int64_t mi = n - i0 < bt ? n - i0 : bt;
         for (int64_t j0 = i0; j0 < n; j0 += bt) {
             int64_t mj = n - j0 < bt ? n - j0 : bt;
-            sm_k_dist_tile(SM_K_DIST_SQL2, 0, mi, mj, d, 0.0f, emb + i0 * d, nrm + i0, emb + j0 * d,
+            sm_be_dist_tile(sm_backend_default(), SM_K_DIST_SQL2, 0, mi, mj, d, 0.0f, emb + i0 * d, nrm + i0, emb + j0 * d,
                            nrm + j0, G, bt);
 #pragma omp parallel for schedule(dynamic, 8) if (mi * mj > 16384)
             for (int64_t a = 0; a < mi; a++) {

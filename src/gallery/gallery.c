@@ -493,13 +493,13 @@ static sm_status set_distances(const float *q, int64_t nq, const float *X, int64
     float *xn = sm_alloc((size_t)(nx > 0 ? nx : 1), sizeof(float));                      /* (nx) norms */
     float *qn = sm_alloc((size_t)(bq > 0 ? bq : 1), sizeof(float));                      /* (bq) norms */
     if (!G || !xn || !qn) { sm_free(G); sm_free(xn); sm_free(qn); return SM_ERR_NOMEM; }
-    if (nx > 0) sm_k_row_norms(X, nx, d, inverse, xn);
+    if (nx > 0) sm_be_row_norms(sm_backend_default(), X, nx, d, inverse, xn);
     for (int64_t i = 0; i < nq * nsets; i++) out[i] = INFINITY;
     for (int64_t i0 = 0; i0 < nq; i0 += bq) {
         int64_t b = nq - i0 < bq ? nq - i0 : bq;
         if (nx == 0) continue;
-        sm_k_row_norms(q + i0 * d, b, d, inverse, qn);
-        sm_k_dist_tile(kind, SM_K_DIST_NAN_INF, b, nx, d, -1.0f, q + i0 * d, qn, X, xn, G, nx);
+        sm_be_row_norms(sm_backend_default(), q + i0 * d, b, d, inverse, qn);
+        sm_be_dist_tile(sm_backend_default(), kind, SM_K_DIST_NAN_INF, b, nx, d, -1.0f, q + i0 * d, qn, X, xn, G, nx);
         for (int64_t r = 0; r < b; r++) {
             float *o = out + (i0 + r) * nsets;
             const float *gr = G + r * nx;

@@ -1,7 +1,7 @@
 /* linear_head.c - the linear classifier head z = f W^T + b and its backward, shared by the
  * softmax / focal loss objects (softmax_head.c) and the standalone sm_softmax_head
  * (classify.c).  Above SM_HEAD_GEMM_MIN multiply-adds (n * c * d) the products are sgemm calls
- * (sm_k_gemm); below it plain loops that accumulate in double. */
+ * (gemm); below it plain loops that accumulate in double. */
 #include "loss/loss.h"
 #include "backend/backend.h"
 #include <string.h>
@@ -15,7 +15,7 @@ void sm_linear_head_forward(const float *f, const float *W, const float *b, int 
             if (b) memcpy(zi, b, (size_t)c * sizeof(float));
             else memset(zi, 0, (size_t)c * sizeof(float));
         }
-        sm_k_gemm(0, 1, n, c, d, 1.0f, f, d, W, d, 1.0f, z, c);
+        sm_be_gemm(sm_backend_default(), 0, 1, n, c, d, 1.0f, f, d, W, d, 1.0f, z, c);
         return;
     }
     for (int i = 0; i < n; i++)
@@ -32,7 +32,7 @@ void sm_linear_head_backward(const float *G, const float *f, const float *W, int
     const int big = (int64_t)n * c * d >= SM_HEAD_GEMM_MIN;
     if (df) {
         if (big) {
-            sm_k_gemm(0, 0, n, d, c, 1.0f, G, c, W, d, 0.0f, df, d);
+            sm_be_gemm(sm_backend_default(), 0, 0, n, d, c, 1.0f, G, c, W, d, 0.0f, df, d);
         } else {
             for (int i = 0; i < n; i++)
                 for (int k = 0; k < d; k++) {
@@ -44,7 +44,7 @@ void sm_linear_head_backward(const float *G, const float *f, const float *W, int
     }
     if (dW) {
         if (big) {
-            sm_k_gemm(1, 0, c, d, n, 1.0f, G, c, f, d, accumulate ? 1.0f : 0.0f, dW, d);
+            sm_be_gemm(sm_backend_default(), 1, 0, c, d, n, 1.0f, G, c, f, d, accumulate ? 1.0f : 0.0f, dW, d);
         } else {
             for (int j = 0; j < c; j++)
                 for (int k = 0; k < d; k++) {

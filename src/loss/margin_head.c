@@ -74,7 +74,7 @@ static void margin_cosine(const float *W, int d, int C, const float *emb, int n,
                           float *Wn, float *cn, float *cos) {
     sm_l2_normalize_rows(emb, n, d, fn, fnorm);
     normalize_columns(W, d, C, Wn, cn);
-    sm_k_gemm(0, 0, n, C, d, 1.0f, fn, d, Wn, C, 0.0f, cos, C);
+    sm_be_gemm(sm_backend_default(), 0, 0, n, C, d, 1.0f, fn, d, Wn, C, 0.0f, cos, C);
 }
 
 /* logits (n, C) = s cos(f_i, W_c), without the margin. */
@@ -165,10 +165,10 @@ static sm_status margin_compute(sm_loss *l, const float *emb, const int32_t *lab
     *value = (float)(L / n);
     /* dFn = dcos Wn^T (n, d);  dWn = Fn^T dcos (d, C). */
     if (grad) {
-        sm_k_gemm(0, 1, n, d, C, 1.0f, cos, C, Wn, C, 0.0f, grad, d);
+        sm_be_gemm(sm_backend_default(), 0, 1, n, d, C, 1.0f, cos, C, Wn, C, 0.0f, grad, d);
         sm_l2_normalize_backward(fn, fnorm, grad, n, d, grad);
     }
-    sm_k_gemm(1, 0, d, C, n, 1.0f, fn, d, cos, C, 0.0f, dWn, C);
+    sm_be_gemm(sm_backend_default(), 1, 0, d, C, n, 1.0f, fn, d, cos, C, 0.0f, dWn, C);
     for (int c = 0; c < C; c++) {
         if (!(cn[c] > SM_NORM_EPS)) continue;
         double dot = 0.0;

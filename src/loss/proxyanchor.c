@@ -49,7 +49,7 @@ static void proxy_cosine(const float *P, int d, int C, const float *emb, int n, 
                          float *Pn, float *pnorm, float *cos) {
     sm_l2_normalize_rows(emb, n, d, fn, fnorm);
     sm_l2_normalize_rows(P, C, d, Pn, pnorm);
-    sm_k_gemm(0, 1, n, C, d, 1.0f, fn, d, Pn, d, 0.0f, cos, C);
+    sm_be_gemm(sm_backend_default(), 0, 1, n, C, d, 1.0f, fn, d, Pn, d, 0.0f, cos, C);
 }
 
 /* logits (n, C) = cosine to each proxy (nearest-proxy classification). */
@@ -127,10 +127,10 @@ static sm_status proxy_compute(sm_loss *l, const float *emb, const int32_t *labe
     *value = (float)L;
     /* Every (i, c) belongs to exactly one part, so cos now holds dL/dcos entirely. */
     if (grad) {
-        sm_k_gemm(0, 0, n, d, C, 1.0f, cos, C, Pn, d, 0.0f, grad, d);
+        sm_be_gemm(sm_backend_default(), 0, 0, n, d, C, 1.0f, cos, C, Pn, d, 0.0f, grad, d);
         sm_l2_normalize_backward(fn, fnorm, grad, n, d, grad);
     }
-    sm_k_gemm(1, 0, C, d, n, 1.0f, cos, C, fn, d, 0.0f, dPn, d);
+    sm_be_gemm(sm_backend_default(), 1, 0, C, d, n, 1.0f, cos, C, fn, d, 0.0f, dPn, d);
     sm_l2_normalize_backward(Pn, pnorm, dPn, C, d, dPn);
     for (int64_t k = 0; k < (int64_t)C * d; k++) l->grads[k] += dPn[k];
 out:

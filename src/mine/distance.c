@@ -64,7 +64,7 @@ void sm_l2_normalize_backward(const float *y, const float *norms, const float *d
 void sm_dist_matrix(sm_dist_kind kind, const float *x, int n, int d, float *D) {
     if (n <= 0) return;
     if (kind == SM_DIST_COSINE || kind == SM_DIST_DOT) {
-        sm_k_dist_tile(SM_K_DIST_DOT, 0, n, n, d, 1.0f, x, NULL, x, NULL, D, n);
+        sm_be_dist_tile(sm_backend_default(), SM_K_DIST_DOT, 0, n, n, d, 1.0f, x, NULL, x, NULL, D, n);
         return;
     }
     float *sq = sm_alloc((size_t)n, sizeof(float)); /* (n) squared norms (written by the tile) */
@@ -80,7 +80,7 @@ void sm_dist_matrix(sm_dist_kind kind, const float *x, int n, int d, float *D) {
             }
         return;
     }
-    sm_k_dist_tile(SM_K_DIST_SQL2, SM_K_DIST_SELF | SM_K_DIST_RECOMPUTE, n, n, d, 0.0f, x, sq, x, NULL, D, n);
+    sm_be_dist_tile(sm_backend_default(), SM_K_DIST_SQL2, SM_K_DIST_SELF | SM_K_DIST_RECOMPUTE, n, n, d, 0.0f, x, sq, x, NULL, D, n);
     if (kind == SM_DIST_EUCLID)
         for (int64_t k = 0; k < (int64_t)n * n; k++) D[k] = sqrtf(D[k]);
     sm_free(sq);
@@ -129,7 +129,7 @@ sm_status sm_distws_backward(sm_distws *w, float *G, float *grad) {
             G[(int64_t)i * n + j] = G[(int64_t)j * n + i] = s;
         }
     }
-    sm_k_gemm(0, 0, n, d, n, 1.0f, G, n, w->y, d, 0.0f,
+    sm_be_gemm(sm_backend_default(), 0, 0, n, d, n, 1.0f, G, n, w->y, d, 0.0f,
                 grad, d);
     if (w->kind == SM_DIST_SQEUCLID || w->kind == SM_DIST_EUCLID) {
         for (int i = 0; i < n; i++) {

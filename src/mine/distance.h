@@ -33,7 +33,7 @@ void sm_l2_normalize_rows(const float *x, int64_t n, int d, float *y, float *nor
 void sm_l2_normalize_backward(const float *y, const float *norms, const float *dy, int64_t n,
                               int d, float *dx);
 
-/* D_ij = dist(x_i, x_j) for x (n, d) into D (n, n), by one sgemm (sm_k_gemm) plus the norms; the
+/* D_ij = dist(x_i, x_j) for x (n, d) into D (n, n), by one sgemm (gemm) plus the norms; the
  * diagonal of L2 distances is exactly 0, and entries where |x_i|^2 + |x_j|^2 - 2 x_i.x_j
  * cancels badly (small relative to the norms) are recomputed directly. */
 void sm_dist_matrix(sm_dist_kind kind, const float *x, int n, int d, float *D);

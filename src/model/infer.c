@@ -96,13 +96,13 @@ static void run_micro(const sm_model *m, const stage *S, const float *x, int n, 
                 const sm_layer *P = S[j].L;
                 float *z = j == last ? out : bufs[which ^ 1];
                 S[j].K->infer(P, S[j].W, y, n, z, scratch);
-                sm_k1_bias_act(z, st->b, (int64_t)n * P->oh * P->ow, P->oc, st->relu);
+                sm_be_bias_act1(sm_backend_default(), z, st->b, (int64_t)n * P->oh * P->ow, P->oc, st->relu);
                 if (times) times[i] += sm_now() - t0; /* the pool's time is counted with its linear layer */
                 in = z;
                 i = j; /* `which` stays: the next stage writes over the linear layer's output */
                 continue;
             }
-            sm_k1_bias_act(y, st->b, (int64_t)n * L->oh * L->ow, L->oc, st->relu);
+            sm_be_bias_act1(sm_backend_default(), y, st->b, (int64_t)n * L->oh * L->ow, L->oc, st->relu);
         }
         if (times) times[i] += sm_now() - t0;
         in = y;

@@ -27,8 +27,10 @@ sm_status sm_model_create_bounded(sm_model **out, const char *spec, int h, int w
     m->in_h = h; m->in_w = w; m->in_c = c;
     const char *prof = getenv("SIMILE_PROFILE");
     m->profile = prof && *prof && *prof != '0';
+    m->be = sm_backend_default();
     sm_status st = sm_spec_parse(spec, &m->layers, &m->nlayers, &m->spec);
     if (st) { sm_model_free(m); return st; }
+    for (int i = 0; i < m->nlayers; i++) m->layers[i].be = m->be;
     /* shapes and block sizes */
     int ih = h, iw = w, ic = c;
     for (int i = 0; i < m->nlayers; i++) {
@@ -100,8 +102,8 @@ static void free_acts(sm_model *m) {
     /* either array may be missing after a failed allocation (found by tests/test_faults.c) */
     for (int i = 0; i < m->nlayers; i++)
         if (!m->layers[i].fused) {
-            if (m->act) sm_free(m->act[i]);
-            if (m->dact) sm_free(m->dact[i]);
+            if (m->act) sm_be_free(m->be, m->act[i]);
+            if (m->dact) sm_be_free(m->be, m->dact[i]);
         }
     sm_free(m->act); sm_free(m->dact);
     m->act = m->dact = NULL;
@@ -114,7 +116,8 @@ void sm_model_free(sm_model *m) {
     if (m->layers)
         for (int i = 0; i < m->nlayers; i++) sm_layer_free_cache(&m->layers[i]);
     sm_params_free(&m->store);
-    sm_free(m->layers); sm_free(m->spec); sm_free(m->summary); sm_free(m->profile_text); sm_free(m->ws.base);
+    sm_free(m->layers); sm_free(m->spec); sm_free(m->summary); sm_free(m->profile_text);
+    if (m->be) sm_be_free(m->be, m->ws.base);
     sm_free(m);
 }
 
@@ -132,9 +135,11 @@ sm_status sm_model_reserve(sm_model *m, int n) {
             continue;
         }
         size_t sz = (size_t)n * (size_t)sm_layer_out_size(L);
-        m->act[i] = sm_alloc(sz, sizeof(float));
-        m->dact[i] = sm_alloc(sz, sizeof(float));
-        if (!m->act[i] || !m->dact[i] || sm_layer_alloc_cache(L, n)) { free_acts(m); return SM_ERR_NOMEM; }
+        if (sm_be_alloc(m->be, sz * sizeof(float), (void **)&m->act[i]) ||
+            sm_be_alloc(m->be, sz * sizeof(float), (void **)&m->dact[i]) || sm_layer_alloc_cache(L, n)) {
+            free_acts(m);
+            return SM_ERR_NOMEM;
+        }
     }
     /* one workspace for the kernels of every layer (they run one after another) */
     size_t ws = 0;
@@ -143,9 +148,9 @@ sm_status sm_model_reserve(sm_model *m, int n) {
         if (need > ws) ws = need;
     }
     if (ws > m->ws.bytes) {
-        void *p = sm_alloc(ws, 1);
-        if (!p) { free_acts(m); return SM_ERR_NOMEM; }
-        sm_free(m->ws.base);
+        void *p = NULL;
+        if (sm_be_alloc(m->be, ws, &p)) { free_acts(m); return SM_ERR_NOMEM; }
+        sm_be_free(m->be, m->ws.base);
         m->ws.base = p;
         m->ws.bytes = ws;
     }

@@ -31,6 +31,7 @@ struct sm_model {
     /* activations: act[i] (cap, out_size of layer i), dact likewise */
     int cap;
     float **act, **dact;
+    sm_backend *be;             /* the backend it computes on (sm_backend_default() today) */
     sm_ws ws;                   /* the kernels' scratch for a batch of cap (every layer shares it) */
     char *summary;
     int profile;                /* accumulate per-layer times (SIMILE_PROFILE=1) */

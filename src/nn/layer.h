@@ -49,6 +49,7 @@ typedef struct sm_layer {
     float *mean, *rstd; /* bn: batch statistics (oc) */
     int32_t *arg;       /* maxpool: argmax indices (cap*oh*ow*oc) */
     float *norm;        /* l2norm: row norms (cap) */
+    sm_backend *be;     /* the backend the layer computes on (the model's) */
     const sm_ws *ws;    /* the kernels' scratch (the model's, sized for its capacity) */
     double t_fwd, t_bwd;/* seconds spent in forward/backward (when profiling is on) */
 } sm_layer;
@@ -107,7 +108,7 @@ typedef struct sm_layer_kind {
     /* ---- inference plan (src/model/infer.c): single-threaded micro-batches ---- */
     /* The output channel o is W[o, :] applied to the (unfolded) input plus b[o], W being oc rows
      * of (nparams - bias) / oc: infer computes only W x; the plan adds the bias and activation
-     * after it (sm_k1_bias_act), can fold a following affine layer into W and b, and can take
+     * after it (bias_act (single-threaded)), can fold a following affine layer into W and b, and can take
      * a following commuting layer before the bias and activation. */
     int linear;
     /* This layer commutes with a per-channel bias and a monotone activation, to the bit (max

@@ -63,21 +63,21 @@ static sm_status bn_alloc_cache(sm_layer *L, int cap) {
     return L->mean && L->rstd ? SM_OK : SM_ERR_NOMEM;
 }
 
-static size_t bn_workspace(const sm_layer *L, int cap) { return sm_k_bn_ws((int64_t)cap * L->oh * L->ow, L->oc); }
+static size_t bn_workspace(const sm_layer *L, int cap) { return sm_be_bn_ws(L->be, (int64_t)cap * L->oh * L->ow, L->oc); }
 
 static void bn_forward(sm_layer *L, const float *x, float *y, int n, int train) {
     const int64_t rows = (int64_t)n * L->oh * L->ow;
     if (train)
-        sm_k_bn_forward_train(x, rows, L->oc, L->gamma, L->beta, L->eps, L->momentum,
+        sm_be_bn_forward_train(L->be, x, rows, L->oc, L->gamma, L->beta, L->eps, L->momentum,
                               L->run_mean, L->run_var, L->mean, L->rstd, L->relu, y, L->ws);
     else
-        sm_k_bn_forward_infer(x, rows, L->oc, L->gamma, L->beta, L->eps, L->run_mean,
+        sm_be_bn_forward_infer(L->be, x, rows, L->oc, L->gamma, L->beta, L->eps, L->run_mean,
                               L->run_var, L->relu, y);
 }
 
 static void bn_backward(sm_layer *L, const float *x, const float *y, const float *dy, float *dx, int n) {
     const int64_t rows = (int64_t)n * L->oh * L->ow;
-    sm_k_bn_backward(x, dy, L->relu ? y : NULL, rows, L->oc, L->gamma, L->mean, L->rstd, L->dgamma,
+    sm_be_bn_backward(L->be, x, dy, L->relu ? y : NULL, rows, L->oc, L->gamma, L->mean, L->rstd, L->dgamma,
                      L->dbeta, dx, L->ws);
 }
 
@@ -91,7 +91,7 @@ static void bn_affine(const sm_layer *L, int c, float *sub, float *scale, float 
 /* a bn not folded into a preceding layer: the running statistics */
 static void bn_infer(const sm_layer *L, const float *W, const float *x, int n, float *y, float *scratch) {
     const int64_t rows = (int64_t)n * L->oh * L->ow;
-    sm_k1_bn_infer(x, rows, L->oc, L->gamma, L->beta, L->eps, L->run_mean, L->run_var, L->relu, y);
+    sm_be_bn_infer1(L->be, x, rows, L->oc, L->gamma, L->beta, L->eps, L->run_mean, L->run_var, L->relu, y);
 }
 
 const sm_layer_kind sm_layer_kind_bn = {

@@ -65,17 +65,17 @@ static void conv_forward(sm_layer *L, const float *x, float *y, int n, int train
     int K = L->k * L->k * L->ic;
     const float *col = x;
     if (!sm_conv_is_direct(L)) {
-        sm_k_im2col(x, n, L->ih, L->iw, L->ic, L->k, L->stride, L->pad, L->oh, L->ow, L->col);
+        sm_be_im2col(L->be, x, n, L->ih, L->iw, L->ic, L->k, L->stride, L->pad, L->oh, L->ow, L->col);
         col = L->col;
     }
-    sm_k_gemm(0, 1, (int)rows, L->oc, K, 1.0f, col, K, L->W, K, 0.0f, y, L->oc);
-    if (L->b) sm_k_add_bias(y, L->b, rows, L->oc);
+    sm_be_gemm(L->be, 0, 1, (int)rows, L->oc, K, 1.0f, col, K, L->W, K, 0.0f, y, L->oc);
+    if (L->b) sm_be_add_bias(L->be, y, L->b, rows, L->oc);
 }
 
 /* the weight gradient's chunked A^T B, then the bias's column sums, in the same scratch */
 static size_t conv_workspace(const sm_layer *L, int cap) {
     const int64_t rows = (int64_t)cap * L->oh * L->ow;
-    size_t a = sm_k_gemm_at_b_ws(L->oc, L->k * L->k * L->ic, rows), b = L->bias ? sm_k_sum_rows_ws(rows, L->oc) : 0;
+    size_t a = sm_be_gemm_at_b_ws(L->be, L->oc, L->k * L->k * L->ic, rows), b = L->bias ? sm_be_sum_rows_ws(L->be, rows, L->oc) : 0;
     return a > b ? a : b;
 }
 
@@ -85,15 +85,15 @@ static void conv_backward(sm_layer *L, const float *x, const float *y, const flo
     int direct = sm_conv_is_direct(L);
     const float *col = direct ? x : L->col;
     /* dW (oc, K) = dy^T (oc, rows) col (rows, K);  db = sum_rows dy */
-    sm_k_gemm_at_b(L->oc, K, rows, dy, L->oc, col, K, L->dW, K, L->ws);
-    if (L->b) sm_k_sum_rows(dy, rows, L->oc, L->db, L->ws);
+    sm_be_gemm_at_b(L->be, L->oc, K, rows, dy, L->oc, col, K, L->dW, K, L->ws);
+    if (L->b) sm_be_sum_rows(L->be, dy, rows, L->oc, L->db, L->ws);
     if (dx) {
         /* dcol (rows, K) = dy (rows, oc) W (oc, K); dx = col2im(dcol) */
         if (direct) {
-            sm_k_gemm(0, 0, (int)rows, K, L->oc, 1.0f, dy, L->oc, L->W, K, 0.0f, dx, K);
+            sm_be_gemm(L->be, 0, 0, (int)rows, K, L->oc, 1.0f, dy, L->oc, L->W, K, 0.0f, dx, K);
         } else {
-            sm_k_gemm(0, 0, (int)rows, K, L->oc, 1.0f, dy, L->oc, L->W, K, 0.0f, L->col, K);
-            sm_k_col2im(L->col, n, L->ih, L->iw, L->ic, L->k, L->stride, L->pad, L->oh, L->ow, dx);
+            sm_be_gemm(L->be, 0, 0, (int)rows, K, L->oc, 1.0f, dy, L->oc, L->W, K, 0.0f, L->col, K);
+            sm_be_col2im(L->be, L->col, n, L->ih, L->iw, L->ic, L->k, L->stride, L->pad, L->oh, L->ow, dx);
         }
     }
 }
@@ -109,10 +109,10 @@ static void conv_infer(const sm_layer *L, const float *W, const float *x, int n,
     int K = L->k * L->k * L->ic;
     const float *c = x;
     if (!sm_conv_is_direct(L)) {
-        sm_k1_im2col(x, n, L->ih, L->iw, L->ic, L->k, L->stride, L->pad, L->oh, L->ow, scratch);
+        sm_be_im2col1(L->be, x, n, L->ih, L->iw, L->ic, L->k, L->stride, L->pad, L->oh, L->ow, scratch);
         c = scratch;
     }
-    sm_k_gemm(0, 1, (int)rows, L->oc, K, 1.0f, c, K, W, K, 0.0f, y, L->oc);
+    sm_be_gemm(L->be, 0, 1, (int)rows, L->oc, K, 1.0f, c, K, W, K, 0.0f, y, L->oc);
 }
 
 const sm_layer_kind sm_layer_kind_conv = {

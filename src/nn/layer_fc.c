@@ -35,27 +35,27 @@ static void fc_init(sm_layer *L, sm_rng *rng) { sm_layer_init_wb(L, sm_layer_in_
 static void fc_forward(sm_layer *L, const float *x, float *y, int n, int train) {
     /* y (n, oc) = x (n, in) W^T (in, oc) + b */
     int in = (int)sm_layer_in_size(L);
-    sm_k_gemm(0, 1, n, L->oc, in, 1.0f, x, in, L->W, in, 0.0f, y, L->oc);
-    if (L->b) sm_k_add_bias(y, L->b, n, L->oc);
+    sm_be_gemm(L->be, 0, 1, n, L->oc, in, 1.0f, x, in, L->W, in, 0.0f, y, L->oc);
+    if (L->b) sm_be_add_bias(L->be, y, L->b, n, L->oc);
 }
 
 static size_t fc_workspace(const sm_layer *L, int cap) {
-    size_t a = sm_k_gemm_at_b_ws(L->oc, (int)sm_layer_in_size(L), cap), b = L->bias ? sm_k_sum_rows_ws(cap, L->oc) : 0;
+    size_t a = sm_be_gemm_at_b_ws(L->be, L->oc, (int)sm_layer_in_size(L), cap), b = L->bias ? sm_be_sum_rows_ws(L->be, cap, L->oc) : 0;
     return a > b ? a : b;
 }
 
 static void fc_backward(sm_layer *L, const float *x, const float *y, const float *dy, float *dx, int n) {
     int in = (int)sm_layer_in_size(L);
     /* dW (oc, in) = dy^T (oc, n) x (n, in); db = sum_rows dy; dx (n, in) = dy (n, oc) W (oc, in) */
-    sm_k_gemm_at_b(L->oc, in, n, dy, L->oc, x, in, L->dW, in, L->ws);
-    if (L->b) sm_k_sum_rows(dy, n, L->oc, L->db, L->ws);
-    if (dx) sm_k_gemm(0, 0, n, in, L->oc, 1.0f, dy, L->oc, L->W, in, 0.0f, dx, in);
+    sm_be_gemm_at_b(L->be, L->oc, in, n, dy, L->oc, x, in, L->dW, in, L->ws);
+    if (L->b) sm_be_sum_rows(L->be, dy, n, L->oc, L->db, L->ws);
+    if (dx) sm_be_gemm(L->be, 0, 0, n, in, L->oc, 1.0f, dy, L->oc, L->W, in, 0.0f, dx, in);
 }
 
 /* y (n, oc) = x W^T, without the bias (the plan adds it) */
 static void fc_infer(const sm_layer *L, const float *W, const float *x, int n, float *y, float *scratch) {
     int in = (int)sm_layer_in_size(L);
-    sm_k_gemm(0, 1, n, L->oc, in, 1.0f, x, in, W, in, 0.0f, y, L->oc);
+    sm_be_gemm(L->be, 0, 1, n, L->oc, in, 1.0f, x, in, W, in, 0.0f, y, L->oc);
 }
 
 const sm_layer_kind sm_layer_kind_fc = {

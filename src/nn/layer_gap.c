@@ -8,15 +8,15 @@ static sm_status gap_setup(sm_layer *L, int index) {
 }
 
 static void gap_forward(sm_layer *L, const float *x, float *y, int n, int train) {
-    sm_k_gap_forward(x, n, L->ih * L->iw, L->ic, y);
+    sm_be_gap_forward(L->be, x, n, L->ih * L->iw, L->ic, y);
 }
 
 static void gap_backward(sm_layer *L, const float *x, const float *y, const float *dy, float *dx, int n) {
-    if (dx) sm_k_gap_backward(dy, n, L->ih * L->iw, L->ic, dx);
+    if (dx) sm_be_gap_backward(L->be, dy, n, L->ih * L->iw, L->ic, dx);
 }
 
 static void gap_infer(const sm_layer *L, const float *W, const float *x, int n, float *y, float *scratch) {
-    sm_k1_gap(x, n, L->ih * L->iw, L->ic, y);
+    sm_be_gap1(L->be, x, n, L->ih * L->iw, L->ic, y);
 }
 
 const sm_layer_kind sm_layer_kind_gap = {

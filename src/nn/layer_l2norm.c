@@ -9,18 +9,18 @@ static sm_status l2norm_alloc_cache(sm_layer *L, int cap) {
 }
 
 static void l2norm_forward(sm_layer *L, const float *x, float *y, int n, int train) {
-    sm_k_l2norm_forward(x, n, (int)sm_layer_in_size(L), y, L->norm);
+    sm_be_l2norm_forward(L->be, x, n, (int)sm_layer_in_size(L), y, L->norm);
 }
 
 static void l2norm_backward(sm_layer *L, const float *x, const float *y, const float *dy, float *dx, int n) {
-    if (dx) sm_k_l2norm_backward(y, L->norm, dy, n, (int)sm_layer_in_size(L), dx);
+    if (dx) sm_be_l2norm_backward(L->be, y, L->norm, dy, n, (int)sm_layer_in_size(L), dx);
 }
 
 /* the row norms (one per sample) go to the scratch */
 static int64_t l2norm_infer_scratch(const sm_layer *L) { return 1; }
 
 static void l2norm_infer(const sm_layer *L, const float *W, const float *x, int n, float *y, float *scratch) {
-    sm_k_l2norm_forward(x, n, (int)sm_layer_in_size(L), y, scratch);
+    sm_be_l2norm_forward(L->be, x, n, (int)sm_layer_in_size(L), y, scratch);
 }
 
 const sm_layer_kind sm_layer_kind_l2norm = {

@@ -39,15 +39,15 @@ static sm_status maxpool_alloc_cache(sm_layer *L, int cap) {
 }
 
 static void maxpool_forward(sm_layer *L, const float *x, float *y, int n, int train) {
-    sm_k_maxpool_forward(x, n, L->ih, L->iw, L->ic, L->k, L->stride, L->oh, L->ow, y, L->arg);
+    sm_be_maxpool_forward(L->be, x, n, L->ih, L->iw, L->ic, L->k, L->stride, L->oh, L->ow, y, L->arg);
 }
 
 static void maxpool_backward(sm_layer *L, const float *x, const float *y, const float *dy, float *dx, int n) {
-    if (dx) sm_k_maxpool_backward(dy, L->arg, n, L->ih, L->iw, L->ic, L->oh, L->ow, dx);
+    if (dx) sm_be_maxpool_backward(L->be, dy, L->arg, n, L->ih, L->iw, L->ic, L->oh, L->ow, dx);
 }
 
 static void maxpool_infer(const sm_layer *L, const float *W, const float *x, int n, float *y, float *scratch) {
-    sm_k1_maxpool(x, n, L->ih, L->iw, L->ic, L->k, L->stride, L->oh, L->ow, y);
+    sm_be_maxpool1(L->be, x, n, L->ih, L->iw, L->ic, L->k, L->stride, L->oh, L->ow, y);
 }
 
 const sm_layer_kind sm_layer_kind_maxpool = {

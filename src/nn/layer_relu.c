@@ -10,7 +10,7 @@ static void relu_forward(sm_layer *L, const float *x, float *y, int n, int train
         if (y != x) memcpy(y, x, sizeof(float) * (size_t)n * (size_t)sm_layer_out_size(L));
         return;
     }
-    sm_k_relu_forward(x, y, (int64_t)n * sm_layer_out_size(L));
+    sm_be_relu_forward(L->be, x, y, (int64_t)n * sm_layer_out_size(L));
 }
 
 static void relu_backward(sm_layer *L, const float *x, const float *y, const float *dy, float *dx, int n) {
@@ -18,14 +18,14 @@ static void relu_backward(sm_layer *L, const float *x, const float *y, const flo
         if (dx != dy) memcpy(dx, dy, sizeof(float) * (size_t)n * (size_t)sm_layer_out_size(L));
         return;
     }
-    if (dx) sm_k_relu_backward(y, dy, dx, (int64_t)n * sm_layer_out_size(L));
+    if (dx) sm_be_relu_backward(L->be, y, dy, dx, (int64_t)n * sm_layer_out_size(L));
 }
 
 /* an unfused relu: a copy, then max(., 0) */
 static void relu_infer(const sm_layer *L, const float *W, const float *x, int n, float *y, float *scratch) {
     const int64_t rows = (int64_t)n * L->oh * L->ow;
     memcpy(y, x, sizeof(float) * (size_t)(rows * L->oc));
-    sm_k1_bias_act(y, NULL, rows, L->oc, 1);
+    sm_be_bias_act1(L->be, y, NULL, rows, L->oc, 1);
 }
 
 const sm_layer_kind sm_layer_kind_relu = {

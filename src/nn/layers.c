@@ -27,6 +27,7 @@ sm_status sm_layer_setup(sm_layer *L, int ih, int iw, int ic, int index) {
     L->ih = ih; L->iw = iw; L->ic = ic;
     L->oh = ih; L->ow = iw; L->oc = ic;
     L->nparams = 0; L->nbuffers = 0;
+    if (!L->be) L->be = sm_backend_default(); /* a layer made outside a model (tests) */
     if ((unsigned)L->type >= SM_LAYER_NKINDS)
         return sm_fail(SM_ERR_SPEC, "layer %d: unknown layer type %d", index + 1, L->type);
     const sm_layer_kind *K = sm_layer_kind_of(L);

@@ -1,6 +1,7 @@
 /* optim.c - SGD (momentum, L2 weight decay), Adam (L2 weight decay, PyTorch semantics) and AdamW
  * (decoupled weight decay), plus constant, step and cosine learning-rate schedules. */
 #include "optim/optim.h"
+#include "backend/backend.h"
 #include <math.h>
 
 sm_status sm_optim_init(sm_optim_state *s, int64_t n) {
@@ -23,29 +24,9 @@ void sm_optim_step(const sm_train_config *cfg, sm_optim_state *s, float *p, cons
 
 void sm_optim_update(const sm_train_config *cfg, int64_t t, int64_t n, float *p, const float *g,
                      float *m, float *v, float lr) {
-    const float wd = cfg->weight_decay;
-    if (cfg->optimizer == SM_OPT_SGD) {
-        /* v = mu v + (g + wd p);  p -= lr v  (PyTorch SGD, dampening 0) */
-        const float mu = cfg->momentum;
-        for (int64_t i = 0; i < n; i++) {
-            float gi = g[i] + wd * p[i];
-            m[i] = t == 1 ? gi : mu * m[i] + gi;
-            p[i] -= lr * m[i];
-        }
-        return;
-    }
-    /* Adam: m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; p -= lr mhat / (sqrt(vhat) + eps) */
-    const float b1 = cfg->beta1, b2 = cfg->beta2, eps = cfg->eps;
-    const float c1 = 1.0f - powf(b1, (float)t), c2 = 1.0f - powf(b2, (float)t);
-    const float step = lr / c1, rc2 = 1.0f / sqrtf(c2);
-    const int decoupled = cfg->optimizer == SM_OPT_ADAMW;
-    for (int64_t i = 0; i < n; i++) {
-        float gi = decoupled ? g[i] : g[i] + wd * p[i];
-        if (decoupled) p[i] -= lr * wd * p[i];
-        m[i] = b1 * m[i] + (1 - b1) * gi;
-        v[i] = b2 * v[i] + (1 - b2) * gi * gi;
-        p[i] -= step * m[i] / (sqrtf(v[i]) * rc2 + eps);
-    }
+    sm_optim_hyper h = {.kind = cfg->optimizer, .momentum = cfg->momentum, .beta1 = cfg->beta1,
+                        .beta2 = cfg->beta2, .eps = cfg->eps, .weight_decay = cfg->weight_decay};
+    (void)sm_be_optim_update(sm_backend_default(), &h, t, n, p, g, m, v, lr); /* cannot fail on the CPU */
 }
 
 float sm_schedule_lr(const sm_train_config *cfg, int epoch, int64_t step, int64_t steps_per_epoch) {

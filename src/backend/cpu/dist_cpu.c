@@ -3,7 +3,7 @@
  * factor folded into alpha, then one elementwise pass that turns inner products into squared
  * L2 distances (|x|^2 + |y|^2 - 2<x, y>, clamped at 0) or cosines.  Self-contained: the other
  * kernels live in ops_cpu.c. */
-#include "backend/backend.h"
+#include "backend/cpu/kernels.h"
 #include <math.h>
 
 /* Relative size of |q-d|^2 against |q|^2 + |d|^2 below which the Gram form has lost too many

@@ -2,7 +2,7 @@
  * products, OpenMP loops for the rest.  Reductions use fixed-size row chunks summed in a fixed
  * order, so results do not depend on the thread count or scheduling.  No kernel allocates: the
  * ones that need scratch take it from the caller's workspace (sm_ws), sized by their *_ws(). */
-#include "backend/backend.h"
+#include "backend/cpu/kernels.h"
 #include "core/core.h"
 #include <assert.h>
 #include <cblas.h>
@@ -72,8 +72,8 @@ void sm_k_im2col(const float *x, int n, int h, int w, int c, int k, int stride, 
                  int oh, int ow, float *col) {
     const int64_t per_img = (int64_t)oh * ow * k * k * c; /* col values of one image */
 #pragma omp parallel for schedule(static)
-    for (int b = 0; b < n; b++) /* each image unfolded by sm_k1_im2col on one thread */
-        sm_k1_im2col(x + (int64_t)b * h * w * c, 1, h, w, c, k, stride, pad, oh, ow, col + b * per_img);
+    for (int b = 0; b < n; b++) /* each image unfolded by sm_k_im2col1 on one thread */
+        sm_k_im2col1(x + (int64_t)b * h * w * c, 1, h, w, c, k, stride, pad, oh, ow, col + b * per_img);
 }
 
 void sm_k_col2im(const float *dcol, int n, int h, int w, int c, int k, int stride, int pad,
@@ -201,7 +201,7 @@ void sm_k_bn_forward_infer(const float *x, int64_t m, int c, const float *gamma,
         bn_infer_rows(x, b * 256, (b + 1) * 256 < m ? (b + 1) * 256 : m, c, gamma, beta, eps, run_mean, run_var, relu, y);
 }
 
-void sm_k1_bn_infer(const float *x, int64_t m, int c, const float *gamma, const float *beta, float eps,
+void sm_k_bn_infer1(const float *x, int64_t m, int c, const float *gamma, const float *beta, float eps,
                     const float *run_mean, const float *run_var, int relu, float *y) {
     bn_infer_rows(x, 0, m, c, gamma, beta, eps, run_mean, run_var, relu, y);
 }
@@ -288,7 +288,7 @@ void sm_k_maxpool_backward(const float *dy, const int32_t *arg, int n, int h, in
 
 void sm_k_gap_forward(const float *x, int n, int hw, int c, float *y) {
 #pragma omp parallel for schedule(static)
-    for (int b = 0; b < n; b++) sm_k1_gap(x + (int64_t)b * hw * c, 1, hw, c, y + (int64_t)b * c);
+    for (int b = 0; b < n; b++) sm_k_gap1(x + (int64_t)b * hw * c, 1, hw, c, y + (int64_t)b * c);
 }
 
 void sm_k_gap_backward(const float *dy, int n, int hw, int c, float *dx) {
@@ -325,7 +325,7 @@ void sm_k_l2norm_backward(const float *y, const float *norm, const float *dy, in
 
 /* ---- single-threaded kernels for batch-parallel inference ---- */
 
-void sm_k1_im2col(const float *x, int n, int h, int w, int c, int k, int stride, int pad, int oh,
+void sm_k_im2col1(const float *x, int n, int h, int w, int c, int k, int stride, int pad, int oh,
                   int ow, float *col) {
     const int64_t K = (int64_t)k * k * c;
     float *dst = col;
@@ -352,7 +352,7 @@ void sm_k1_im2col(const float *x, int n, int h, int w, int c, int k, int stride,
     }
 }
 
-void sm_k1_bias_act(float *y, const float *b, int64_t m, int c, int relu) {
+void sm_k_bias_act1(float *y, const float *b, int64_t m, int c, int relu) {
     for (int64_t i = 0; i < m; i++) {
         float *yi = y + i * c;
         if (b && relu) {
@@ -368,7 +368,7 @@ void sm_k1_bias_act(float *y, const float *b, int64_t m, int c, int relu) {
     }
 }
 
-void sm_k1_maxpool(const float *x, int n, int h, int w, int c, int k, int s, int oh, int ow,
+void sm_k_maxpool1(const float *x, int n, int h, int w, int c, int k, int s, int oh, int ow,
                    float *y) {
     for (int b = 0; b < n; b++)
         for (int oy = 0; oy < oh; oy++)
@@ -386,7 +386,7 @@ void sm_k1_maxpool(const float *x, int n, int h, int w, int c, int k, int s, int
             }
 }
 
-void sm_k1_gap(const float *x, int n, int hw, int c, float *y) {
+void sm_k_gap1(const float *x, int n, int hw, int c, float *y) {
     for (int b = 0; b < n; b++) {
         float *yb = y + (int64_t)b * c;
         const float *xb = x + (int64_t)b * hw * c;

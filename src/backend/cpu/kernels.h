@@ -1,0 +1,119 @@
+/* kernels.h - the CPU backend's kernels: what each operation of ops.def computes, and its CPU
+ * implementation (ops_cpu.c, dist_cpu.c, knn_cpu.c, optim_cpu.c).  Only src/backend/ includes
+ * this; the rest of the library calls the operations through backend.h (sm_be_<op>). */
+#ifndef SM_BACKEND_CPU_KERNELS_H
+#define SM_BACKEND_CPU_KERNELS_H
+#include "backend/backend.h"
+
+/* C (m, n) = alpha * op(A) op(B) + beta * C, op = transpose if ta/tb. Row-major, BLAS semantics. */
+void sm_k_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *A, int lda,
+               const float *B, int ldb, float beta, float *C, int ldc);
+/* y (m or n) = alpha * op(A) x + beta * y for A (m, n), op = transpose if ta.  Row-major, BLAS
+ * semantics (incx, incy strides). */
+void sm_k_gemv(int ta, int m, int n, float alpha, const float *A, int lda, const float *x, int incx,
+               float beta, float *y, int incy);
+
+/* C (m, n) = A^T B for A (k, m) and B (k, n) with a long k (weight gradients: k = rows of a
+ * batch).  k is split into a fixed number of chunks (independent of the thread count), each a
+ * single-threaded sgemm on its own thread, and the partial products are summed in order, so the
+ * result is deterministic.  lda, ldb, ldc as in BLAS. */
+size_t sm_k_gemm_at_b_ws(int m, int n, int64_t k);
+void sm_k_gemm_at_b(int m, int n, int64_t k, const float *A, int lda, const float *B, int ldb,
+                    float *C, int ldc, const sm_ws *ws);
+
+/* im2col for NHWC: x (n, h, w, c) -> col (n*oh*ow, kh*kw*c), zero padding. */
+void sm_k_im2col(const float *x, int n, int h, int w, int c, int k, int stride, int pad,
+                 int oh, int ow, float *col);
+/* col2im: dx (n, h, w, c) = scatter-add of dcol (n*oh*ow, k*k*c); dx is overwritten. */
+void sm_k_col2im(const float *dcol, int n, int h, int w, int c, int k, int stride, int pad,
+                 int oh, int ow, float *dx);
+
+/* y (m, c) += b (c) on every row. */
+void sm_k_add_bias(float *y, const float *b, int64_t m, int c);
+/* db (c) = sum over rows of dy (m, c). Deterministic for any thread count. */
+size_t sm_k_sum_rows_ws(int64_t m, int c);
+void sm_k_sum_rows(const float *dy, int64_t m, int c, float *db, const sm_ws *ws);
+
+/* Batch norm over rows of x (m, c) per channel.  Training: batch mean/var (biased), writes
+ * mean (c), rstd (c) = 1/sqrt(var + eps) and updates running stats with momentum (unbiased
+ * var, PyTorch semantics).  Inference: uses running stats.  y = gamma * xhat + beta, followed
+ * by max(y, 0) when relu is set (a fused bn + relu). */
+void sm_k_bn_forward_train(const float *x, int64_t m, int c, const float *gamma,
+                           const float *beta, float eps, float momentum, float *run_mean,
+                           float *run_var, float *mean, float *rstd, int relu, float *y, const sm_ws *ws);
+void sm_k_bn_forward_infer(const float *x, int64_t m, int c, const float *gamma,
+                           const float *beta, float eps, const float *run_mean,
+                           const float *run_var, int relu, float *y);
+/* Given x, mean, rstd, dy: dgamma, dbeta (c) and dx (m, c) (dx may be NULL).  If y_relu is
+ * not NULL it is the output of a fused bn + relu, and dy is first masked by y_relu > 0. */
+void sm_k_bn_backward(const float *x, const float *dy, const float *y_relu, int64_t m, int c,
+                      const float *gamma, const float *mean, const float *rstd, float *dgamma,
+                      float *dbeta, float *dx, const sm_ws *ws);
+/* Workspace of sm_k_bn_forward_train and sm_k_bn_backward for m rows of c channels. */
+size_t sm_k_bn_ws(int64_t m, int c);
+
+/* ReLU: y = max(x, 0); backward dx = dy * (y > 0).  y may alias x; dx may alias dy. */
+void sm_k_relu_forward(const float *x, float *y, int64_t m);
+void sm_k_relu_backward(const float *y, const float *dy, float *dx, int64_t m);
+
+/* Max pool NHWC, window k, stride s, no padding: y (n, oh, ow, c), arg (n, oh, ow, c) holds
+ * the flat input index of each max.  Backward scatters dy into dx (overwritten). */
+void sm_k_maxpool_forward(const float *x, int n, int h, int w, int c, int k, int s, int oh,
+                          int ow, float *y, int32_t *arg);
+void sm_k_maxpool_backward(const float *dy, const int32_t *arg, int n, int h, int w, int c,
+                           int oh, int ow, float *dx);
+
+/* Global average pool: x (n, h*w, c) -> y (n, c); backward dx = dy / (h*w). */
+void sm_k_gap_forward(const float *x, int n, int hw, int c, float *y);
+void sm_k_gap_backward(const float *dy, int n, int hw, int c, float *dx);
+
+/* Row-wise L2 normalisation y = x / max(|x|, 1e-12): norm (n) cached; backward
+ * dx = (dy - y (y . dy)) / max(|x|, 1e-12). */
+void sm_k_l2norm_forward(const float *x, int n, int d, float *y, float *norm);
+void sm_k_l2norm_backward(const float *y, const float *norm, const float *dy, int n, int d,
+                          float *dx);
+
+/* ---- single-threaded kernels for the batch-parallel inference path (src/model/infer.c):
+ * each thread runs its own slice of the batch through every layer, so these never open an
+ * OpenMP region.  sm_k_im2col and sm_k_gap_forward run the same code image by image. */
+
+/* im2col as sm_k_im2col, on the calling thread only. */
+void sm_k_im2col1(const float *x, int n, int h, int w, int c, int k, int stride, int pad, int oh,
+                  int ow, float *col);
+/* y (m, c) = act(y + b) with b (c) or NULL, act = max(., 0) when relu is set, else identity. */
+void sm_k_bias_act1(float *y, const float *b, int64_t m, int c, int relu);
+/* Inference batch norm as sm_k_bn_forward_infer, on the calling thread only. */
+void sm_k_bn_infer1(const float *x, int64_t m, int c, const float *gamma, const float *beta, float eps,
+                    const float *run_mean, const float *run_var, int relu, float *y);
+/* Max pool NHWC (window k, stride s, no padding) without the argmax indices. */
+void sm_k_maxpool1(const float *x, int n, int h, int w, int c, int k, int s, int oh, int ow,
+                   float *y);
+/* Global average pool x (n, hw, c) -> y (n, c). */
+void sm_k_gap1(const float *x, int n, int hw, int c, float *y);
+
+/* out (n) = squared row norms sum_k x_ik^2 of x (n, d), accumulated in double and rounded to
+ * float; with inverse set, 1 / sqrt of it instead (0 for a zero row).  Deterministic. */
+void sm_k_row_norms(const float *x, int64_t n, int d, int inverse, float *out);
+
+/* out (mq, ldo) <- the tile of `kind` (above) between the rows of Q (mq, d) and D (md, d), both
+ * with row stride d; qn (mq) and dn (md) their norms as the kind needs.  ldo >= md; entries
+ * beyond md in a row are not touched.  Nothing is allocated; the elementwise pass runs on
+ * several threads for large tiles (inactive inside a parallel region) and each entry depends
+ * only on its inputs, so results do not depend on the thread count. */
+void sm_k_dist_tile(int kind, unsigned flags, int64_t mq, int64_t md, int d, float alpha,
+                    const float *Q, float *qn, const float *D, const float *dn, float *out,
+                    int64_t ldo);
+
+/* ---- k-NN selection (knn_cpu.c): the knn operation of backend.h.  The workspace is sized by
+ * sm_k_knn_ws for the calling thread's OpenMP thread count; a smaller one gives SM_ERR_INVALID. */
+size_t sm_k_knn_ws(int64_t n, int64_t nq, int d, int k, int kind);
+sm_status sm_k_knn(int kind, const float *db, int64_t n, const float *q, int64_t nq, int d, int k,
+                   int64_t self_offset, float *dist, int64_t *idx, const sm_ws *ws);
+
+/* ---- optimiser (optim_cpu.c): one update of n parameters p from their gradients g with the
+ * moments m (and v for Adam), step t >= 1 (bias correction; SGD's first step sets the momentum
+ * buffer to the gradient, as PyTorch does), learning rate lr. */
+void sm_k_optim_update(const sm_optim_hyper *h, int64_t t, int64_t n, float *p, const float *g, float *m,
+                       float *v, float lr);
+
+#endif
