@@ -11,14 +11,20 @@
  * formulas are checked by finite differences through the layers in test_layers.c.  The distance
  * tile is checked against the true squared distances, inner products and cosines in double
  * (every kind, sgemv / sgemm / plain loops, self tiles with the cancellation recomputed,
- * overflow to NaN or +inf), its row norms exactly. */
+ * overflow to NaN or +inf), its row norms exactly.  k-NN selection is checked on small-integer
+ * data (exact products) against a full sort by (key, index), for every path of the CPU kernel,
+ * every distance kind, self exclusion and k beyond the database; the optimiser's update against
+ * its formulas in double; backend memory, copies and the sticky error through sm_be_sync.  main
+ * runs all of it on every backend built in. */
 #include "backend/backend.h"
 #include "core/core.h"
 #include "simile.h"
 #include "testing.h"
 #include <string.h>
+#include <omp.h>
 
 static sm_rng R;
+static sm_backend *BE; /* the backend under test (main runs every one built in) */
 
 static float *randf(int64_t n, float scale) {
     float *p = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
@@ -81,7 +87,7 @@ static void check_gemm(void) {
                     memcpy(C0, C, sizeof(float) * (size_t)m * ldc);
                     double *ref = dzeros((int64_t)m * ldc);
                     ref_gemm(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C0, ldc, ref);
-                    sm_be_gemm(sm_backend_default(), ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+                    sm_be_gemm(BE, ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
                     double e = 0, s = 0; /* over the m x n block only: the padding is not C's */
                     for (int i = 0; i < m; i++)
                         for (int j = 0; j < n; j++) {
@@ -111,7 +117,7 @@ static void check_gemm(void) {
                     s += (double)(ta ? A[(int64_t)t * lda + i] : A[(int64_t)i * lda + t]) * x[t];
                 ref[i] = -2.0 * s + 0.5 * y[i];
             }
-            sm_be_gemv(sm_backend_default(), ta, m, n, -2.0f, A, lda, x, 1, 0.5f, y, 1);
+            sm_be_gemv(BE, ta, m, n, -2.0f, A, lda, x, 1, 0.5f, y, 1);
             CHECK_MSG(nmse(y, ref, ny) <= TOL, "gemv ta=%d %dx%d: nmse %g", ta, m, n, nmse(y, ref, ny));
             free(A); free(x); free(y); free(ref);
         }
@@ -124,11 +130,11 @@ static void check_gemm(void) {
               *C2 = malloc(sizeof(float) * (size_t)m * n);
         double *ref = dzeros((int64_t)m * n);
         ref_gemm(1, 0, m, n, (int)k, 1.0, A, m, B, n, 0.0, NULL, n, ref);
-        sm_ws w = ws_of(sm_be_gemm_at_b_ws(sm_backend_default(), m, n, k));
+        sm_ws w = ws_of(sm_be_gemm_at_b_ws(BE, m, n, k));
         sm_set_num_threads(1);
-        sm_be_gemm_at_b(sm_backend_default(), m, n, k, A, m, B, n, C1, n, &w);
+        sm_be_gemm_at_b(BE, m, n, k, A, m, B, n, C1, n, &w);
         sm_set_num_threads(2);
-        sm_be_gemm_at_b(sm_backend_default(), m, n, k, A, m, B, n, C2, n, &w);
+        sm_be_gemm_at_b(BE, m, n, k, A, m, B, n, C2, n, &w);
         free(w.base);
         CHECK_MSG(nmse(C2, ref, (int64_t)m * n) <= TOL, "gemm_at_b %dx%d k=%lld: nmse %g", m, n, (long long)k,
                   nmse(C2, ref, (int64_t)m * n));
@@ -169,13 +175,13 @@ static void check_unfold(void) {
         float *x = randf(nx, 1), *col = malloc(sizeof(float) * (size_t)ncol), *col1 = malloc(sizeof(float) * (size_t)ncol);
         double *ref = dzeros(ncol);
         ref_im2col(x, S, oh, ow, ref);
-        sm_be_im2col(sm_backend_default(), x, S->n, S->h, S->w, S->c, S->k, S->s, S->p, oh, ow, col);
-        sm_be_im2col1(sm_backend_default(), x, S->n, S->h, S->w, S->c, S->k, S->s, S->p, oh, ow, col1);
+        sm_be_im2col(BE, x, S->n, S->h, S->w, S->c, S->k, S->s, S->p, oh, ow, col);
+        sm_be_im2col1(BE, x, S->n, S->h, S->w, S->c, S->k, S->s, S->p, oh, ow, col1);
         CHECK_MSG(exact(col, ref, ncol), "im2col shape %zu differs from the reference", i);
         CHECK_MSG(exact(col1, ref, ncol), "im (single-threaded)2col shape %zu differs from the reference", i);
         /* col2im is im2col's adjoint: <im2col(x), g> = <x, col2im(g)> */
         float *g = randf(ncol, 1), *dx = randf(nx, 1);
-        sm_be_col2im(sm_backend_default(), g, S->n, S->h, S->w, S->c, S->k, S->s, S->p, oh, ow, dx);
+        sm_be_col2im(BE, g, S->n, S->h, S->w, S->c, S->k, S->s, S->p, oh, ow, dx);
         double *rdx = dzeros(nx);
         {
             int64_t K = (int64_t)S->k * S->k * S->c, r = 0;
@@ -214,31 +220,31 @@ static void check_rows(void) {
             double *ref = dzeros(nv), *refr = dzeros(nv);
             for (int64_t i = 0; i < nv; i++) { ref[i] = (double)(y0[i] + b[i % c]); refr[i] = ref[i] > 0 ? ref[i] : 0; }
             memcpy(y, y0, sizeof(float) * (size_t)nv);
-            sm_be_add_bias(sm_backend_default(), y, b, m, c);
+            sm_be_add_bias(BE, y, b, m, c);
             CHECK_MSG(exact(y, ref, nv), "add_bias m=%lld c=%d", (long long)m, c);
             memcpy(y1, y0, sizeof(float) * (size_t)nv);
-            sm_be_bias_act1(sm_backend_default(), y1, b, m, c, 0);
+            sm_be_bias_act1(BE, y1, b, m, c, 0);
             CHECK_MSG(exact(y1, ref, nv), "bias_act (single-threaded) m=%lld c=%d", (long long)m, c);
             memcpy(y1, y0, sizeof(float) * (size_t)nv);
-            sm_be_bias_act1(sm_backend_default(), y1, b, m, c, 1);
+            sm_be_bias_act1(BE, y1, b, m, c, 1);
             CHECK_MSG(exact(y1, refr, nv), "bias_act (single-threaded) relu m=%lld c=%d", (long long)m, c);
             /* relu forward / backward */
             float *dy = randf(nv, 1), *dx = malloc(sizeof(float) * (size_t)nv);
-            sm_be_relu_forward(sm_backend_default(), y0, y, nv);
+            sm_be_relu_forward(BE, y0, y, nv);
             for (int64_t i = 0; i < nv; i++) ref[i] = y0[i] > 0 ? y0[i] : 0;
             CHECK(exact(y, ref, nv));
-            sm_be_relu_backward(sm_backend_default(), y, dy, dx, nv);
+            sm_be_relu_backward(BE, y, dy, dx, nv);
             for (int64_t i = 0; i < nv; i++) ref[i] = y[i] > 0 ? dy[i] : 0;
             CHECK(exact(dx, ref, nv));
             /* column sums: reference, and the same bits on 1 and 2 threads */
             float *s1 = malloc(sizeof(float) * (size_t)c), *s2 = malloc(sizeof(float) * (size_t)c);
             double *rs = dzeros(c);
             for (int64_t i = 0; i < nv; i++) rs[i % c] += dy[i];
-            sm_ws w = ws_of(sm_be_sum_rows_ws(sm_backend_default(), m, c));
+            sm_ws w = ws_of(sm_be_sum_rows_ws(BE, m, c));
             sm_set_num_threads(1);
-            sm_be_sum_rows(sm_backend_default(), dy, m, c, s1, &w);
+            sm_be_sum_rows(BE, dy, m, c, s1, &w);
             sm_set_num_threads(2);
-            sm_be_sum_rows(sm_backend_default(), dy, m, c, s2, &w);
+            sm_be_sum_rows(BE, dy, m, c, s2, &w);
             free(w.base);
             CHECK_MSG(nmse(s2, rs, c) <= TOL, "sum_rows m=%lld c=%d: nmse %g", (long long)m, c, nmse(s2, rs, c));
             CHECK_MSG(!memcmp(s1, s2, sizeof(float) * (size_t)c), "sum_rows: 1 and 2 threads differ");
@@ -259,7 +265,7 @@ static void check_bn(void) {
                 float *x = randf(nv, 2), *gamma = randf(c, 1), *beta = randf(c, 1);
                 for (int64_t i = 0; i < nv; i++) x[i] += 0.5f * (float)(i % c); /* channel offsets */
                 float eps = 1e-5f, mom = 0.1f;
-                sm_ws w = ws_of(sm_be_bn_ws(sm_backend_default(), m, c));
+                sm_ws w = ws_of(sm_be_bn_ws(BE, m, c));
                 float *rm[2], *rv[2], *mean[2], *rstd[2], *y[2];
                 for (int t = 0; t < 2; t++) {
                     rm[t] = malloc(sizeof(float) * (size_t)c); rv[t] = malloc(sizeof(float) * (size_t)c);
@@ -267,7 +273,7 @@ static void check_bn(void) {
                     y[t] = malloc(sizeof(float) * (size_t)nv);
                     for (int j = 0; j < c; j++) { rm[t][j] = 0.1f * (float)j; rv[t][j] = 1.0f + 0.1f * (float)j; }
                     sm_set_num_threads(t + 1);
-                    sm_be_bn_forward_train(sm_backend_default(), x, m, c, gamma, beta, eps, mom, rm[t], rv[t], mean[t], rstd[t], relu, y[t], &w);
+                    sm_be_bn_forward_train(BE, x, m, c, gamma, beta, eps, mom, rm[t], rv[t], mean[t], rstd[t], relu, y[t], &w);
                 }
                 CHECK_MSG(!memcmp(y[0], y[1], sizeof(float) * (size_t)nv) && !memcmp(rv[0], rv[1], sizeof(float) * (size_t)c),
                           "bn forward m=%lld c=%d: 1 and 2 threads differ", (long long)m, c);
@@ -296,8 +302,8 @@ static void check_bn(void) {
                 }
                 /* inference with the running statistics */
                 float *yi = malloc(sizeof(float) * (size_t)nv), *yi1 = malloc(sizeof(float) * (size_t)nv);
-                sm_be_bn_forward_infer(sm_backend_default(), x, m, c, gamma, beta, eps, rm[1], rv[1], relu, yi);
-                sm_be_bn_infer1(sm_backend_default(), x, m, c, gamma, beta, eps, rm[1], rv[1], relu, yi1);
+                sm_be_bn_forward_infer(BE, x, m, c, gamma, beta, eps, rm[1], rv[1], relu, yi);
+                sm_be_bn_infer1(BE, x, m, c, gamma, beta, eps, rm[1], rv[1], relu, yi1);
                 CHECK_MSG(!memcmp(yi, yi1, sizeof(float) * (size_t)nv), "bn_infer (single-threaded) differs from bn_forward_infer");
                 double *ryi = dzeros(nv);
                 for (int64_t i = 0; i < nv; i++) {
@@ -315,7 +321,7 @@ static void check_bn(void) {
                         dx[t] = malloc(sizeof(float) * (size_t)nv);
                         dg[t] = malloc(sizeof(float) * (size_t)c); db[t] = malloc(sizeof(float) * (size_t)c);
                         sm_set_num_threads(t + 1);
-                        sm_be_bn_backward(sm_backend_default(), x, dy, relu ? y[1] : NULL, m, c, gamma, mean[1], rstd[1], dg[t], db[t], dx[t], &w);
+                        sm_be_bn_backward(BE, x, dy, relu ? y[1] : NULL, m, c, gamma, mean[1], rstd[1], dg[t], db[t], dx[t], &w);
                     }
                     CHECK_MSG(!memcmp(dx[0], dx[1], sizeof(float) * (size_t)nv) && !memcmp(dg[0], dg[1], sizeof(float) * (size_t)c),
                               "bn backward m=%lld c=%d: 1 and 2 threads differ", (long long)m, c);
@@ -379,8 +385,8 @@ static void check_pool(void) {
                         ref[o] = x[best];
                         rarg[o] = best;
                     }
-        sm_be_maxpool_forward(sm_backend_default(), x, n, h, w, c, k, s, oh, ow, y, arg);
-        sm_be_maxpool1(sm_backend_default(), x, n, h, w, c, k, s, oh, ow, y1);
+        sm_be_maxpool_forward(BE, x, n, h, w, c, k, s, oh, ow, y, arg);
+        sm_be_maxpool1(BE, x, n, h, w, c, k, s, oh, ow, y1);
         CHECK_MSG(exact(y, ref, ny), "maxpool_forward case %zu", pi);
         CHECK_MSG(exact(y1, ref, ny), "maxpool (single-threaded) case %zu", pi);
         int args_ok = 1;
@@ -389,7 +395,7 @@ static void check_pool(void) {
         float *dy = randf(ny, 1), *dx = randf(nx, 1);
         double *rdx = dzeros(nx);
         for (int64_t o = 0; o < ny; o++) rdx[rarg[o]] += dy[o];
-        sm_be_maxpool_backward(sm_backend_default(), dy, arg, n, h, w, c, oh, ow, dx);
+        sm_be_maxpool_backward(BE, dy, arg, n, h, w, c, oh, ow, dx);
         CHECK_MSG(nmse(dx, rdx, nx) <= TOL, "maxpool_backward case %zu", pi);
         /* global average pool, both implementations, and its backward */
         int hw = h * w;
@@ -398,14 +404,40 @@ static void check_pool(void) {
         for (int b = 0; b < n; b++)
             for (int p = 0; p < hw; p++)
                 for (int ch = 0; ch < c; ch++) rg[b * c + ch] += x[((int64_t)b * hw + p) * c + ch] / (double)hw;
-        sm_be_gap_forward(sm_backend_default(), x, n, hw, c, g);
-        sm_be_gap1(sm_backend_default(), x, n, hw, c, g1);
+        sm_be_gap_forward(BE, x, n, hw, c, g);
+        sm_be_gap1(BE, x, n, hw, c, g1);
         CHECK_MSG(nmse(g, rg, (int64_t)n * c) <= TOL && nmse(g1, rg, (int64_t)n * c) <= TOL, "gap case %zu", pi);
         CHECK(!memcmp(g, g1, sizeof(float) * (size_t)n * c)); /* the same code image by image */
         float *gdy = randf((int64_t)n * c, 1);
-        sm_be_gap_backward(sm_backend_default(), gdy, n, hw, c, dx);
+        sm_be_gap_backward(BE, gdy, n, hw, c, dx);
         for (int64_t i = 0; i < nx; i++) rdx[i] = gdy[(i / ((int64_t)hw * c)) * c + i % c] / (double)hw;
         CHECK_MSG(nmse(dx, rdx, nx) <= TOL, "gap_backward case %zu", pi);
+        /* average pool with the same window, both implementations, and its backward */
+        double *ra = dzeros(ny);
+        for (int b = 0; b < n; b++)
+            for (int oy = 0; oy < oh; oy++)
+                for (int ox = 0; ox < ow; ox++)
+                    for (int ch = 0; ch < c; ch++)
+                        for (int ky = 0; ky < k; ky++)
+                            for (int kx = 0; kx < k; kx++)
+                                ra[(((int64_t)b * oh + oy) * ow + ox) * c + ch] +=
+                                    x[(((int64_t)b * h + oy * s + ky) * w + ox * s + kx) * c + ch] / (double)(k * k);
+        sm_be_avgpool_forward(BE, x, n, h, w, c, k, s, oh, ow, y);
+        sm_be_avgpool1(BE, x, n, h, w, c, k, s, oh, ow, y1);
+        CHECK_MSG(nmse(y, ra, ny) <= TOL && nmse(y1, ra, ny) <= TOL, "avgpool case %zu", pi);
+        CHECK(!memcmp(y, y1, sizeof(float) * (size_t)ny));
+        for (int64_t i = 0; i < nx; i++) rdx[i] = 0;
+        for (int b = 0; b < n; b++)
+            for (int oy = 0; oy < oh; oy++)
+                for (int ox = 0; ox < ow; ox++)
+                    for (int ch = 0; ch < c; ch++)
+                        for (int ky = 0; ky < k; ky++)
+                            for (int kx = 0; kx < k; kx++)
+                                rdx[(((int64_t)b * h + oy * s + ky) * w + ox * s + kx) * c + ch] +=
+                                    dy[(((int64_t)b * oh + oy) * ow + ox) * c + ch] / (double)(k * k);
+        sm_be_avgpool_backward(BE, dy, n, h, w, c, k, s, oh, ow, dx);
+        CHECK_MSG(nmse(dx, rdx, nx) <= TOL, "avgpool_backward case %zu", pi);
+        free(ra);
         free(x); free(y); free(y1); free(arg); free(ref); free(rarg); free(dy); free(dx); free(rdx);
         free(g); free(g1); free(rg); free(gdy);
     }
@@ -415,7 +447,7 @@ static void check_pool(void) {
         int n = 5, d = ds[di];
         float *x = randf((int64_t)n * d, 1), *y = malloc(sizeof(float) * (size_t)n * d), *norm = malloc(sizeof(float) * n);
         for (int j = 0; j < d; j++) x[2 * d + j] = 0; /* row 2 is zero */
-        sm_be_l2norm_forward(sm_backend_default(), x, n, d, y, norm);
+        sm_be_l2norm_forward(BE, x, n, d, y, norm);
         double *ry = dzeros((int64_t)n * d);
         for (int i = 0; i < n; i++) {
             double s = 0;
@@ -425,7 +457,7 @@ static void check_pool(void) {
         }
         CHECK_MSG(nmse(y, ry, (int64_t)n * d) <= TOL, "l2norm forward d=%d", d);
         float *dy = randf((int64_t)n * d, 1), *dx = malloc(sizeof(float) * (size_t)n * d);
-        sm_be_l2norm_backward(sm_backend_default(), y, norm, dy, n, d, dx);
+        sm_be_l2norm_backward(BE, y, norm, dy, n, d, dx);
         double *rdx = dzeros((int64_t)n * d);
         for (int i = 0; i < n; i++) {
             double s = 0, dot = 0;
@@ -468,9 +500,9 @@ static void check_dist(void) {
         for (int j = 0; j < d; j++) x[(n - 1) * d + j] = 0; /* the last row is zero */
         for (int inv = 0; inv < 2; inv++) {
             sm_set_num_threads(1);
-            sm_be_row_norms(sm_backend_default(), x, n, d, inv, o1);
+            sm_be_row_norms(BE, x, n, d, inv, o1);
             sm_set_num_threads(2);
-            sm_be_row_norms(sm_backend_default(), x, n, d, inv, o2);
+            sm_be_row_norms(BE, x, n, d, inv, o2);
             int bad = 0;
             for (int64_t i = 0; i < n; i++) {
                 double s = 0;
@@ -500,14 +532,14 @@ static void check_dist(void) {
         float *got = malloc(sizeof(float) * (size_t)mq * md);
         for (int ki = 0; ki < 4; ki++) {
             int kind = kinds[ki];
-            sm_be_row_norms(sm_backend_default(), Q, mq, d, kind == SM_K_DIST_COS, qn);
-            sm_be_row_norms(sm_backend_default(), D, md, d, kind == SM_K_DIST_COS, dn);
+            sm_be_row_norms(BE, Q, mq, d, kind == SM_K_DIST_COS, qn);
+            sm_be_row_norms(BE, D, md, d, kind == SM_K_DIST_COS, dn);
             for (int i = 0; i < mq; i++)
                 for (int j = 0; j < md; j++)
                     ref[(int64_t)i * md + j] = ref_dist(kind, alphas[ki], Q + (int64_t)i * d, D + (int64_t)j * d, d);
             for (int small = 0; small < 2; small++) {
                 for (int64_t t = 0; t < mq * ldo; t++) out[t] = 777.0f;
-                sm_be_dist_tile(sm_backend_default(), kind, small ? SM_K_DIST_SMALL : 0u, mq, md, d, alphas[ki], Q, qn, D, dn, out, ldo);
+                sm_be_dist_tile(BE, kind, small ? SM_K_DIST_SMALL : 0u, mq, md, d, alphas[ki], Q, qn, D, dn, out, ldo);
                 int pads = 1, neg = 0;
                 for (int i = 0; i < mq; i++) {
                     for (int j = 0; j < md; j++) {
@@ -526,7 +558,7 @@ static void check_dist(void) {
                 /* the elementwise pass gives the same bits on 1 and 2 threads (plain products) */
                 if (small) {
                     sm_set_num_threads(1);
-                    sm_be_dist_tile(sm_backend_default(), kind, SM_K_DIST_SMALL, mq, md, d, alphas[ki], Q, qn, D, dn, out2, ldo);
+                    sm_be_dist_tile(BE, kind, SM_K_DIST_SMALL, mq, md, d, alphas[ki], Q, qn, D, dn, out2, ldo);
                     sm_set_num_threads(2);
                     int same = 1;
                     for (int i = 0; i < mq; i++) same &= !memcmp(out + i * ldo, out2 + i * ldo, sizeof(float) * (size_t)md);
@@ -549,12 +581,12 @@ static void check_dist(void) {
         float *o = malloc(sizeof(float) * (size_t)n * n);
         double *ref = dzeros((int64_t)n * n);
         float *got = malloc(sizeof(float) * (size_t)n * n);
-        sm_be_row_norms(sm_backend_default(), X, n, d, 0, want);
+        sm_be_row_norms(BE, X, n, d, 0, want);
         for (int i = 0; i < n; i++)
             for (int j = 0; j < n; j++)
                 ref[(int64_t)i * n + j] = ref_dist(SM_K_DIST_SQL2, 0, X + (int64_t)i * d, X + (int64_t)j * d, d);
         for (int rc = 0; rc < 2; rc++) {
-            sm_be_dist_tile(sm_backend_default(), SM_K_DIST_SQL2, SM_K_DIST_SELF | (rc ? SM_K_DIST_RECOMPUTE : 0u), n, n, d, 0.0f, X, sq, X, NULL, o, n);
+            sm_be_dist_tile(BE, SM_K_DIST_SQL2, SM_K_DIST_SELF | (rc ? SM_K_DIST_RECOMPUTE : 0u), n, n, d, 0.0f, X, sq, X, NULL, o, n);
             int diag = 1;
             for (int i = 0; i < n; i++) diag &= o[(int64_t)i * n + i] == 0.0f;
             CHECK_MSG(diag, "dist_tile SELF n=%d: diagonal not 0", n);
@@ -579,31 +611,235 @@ static void check_dist(void) {
         int d = 4, m = 3;
         float *A = randf((int64_t)m * d, 1), n2[3], o[9];
         for (int t = 0; t < d; t++) A[t] = 1e20f;
-        sm_be_row_norms(sm_backend_default(), A, m, d, 0, n2);
+        sm_be_row_norms(BE, A, m, d, 0, n2);
         for (int small = 0; small < 2; small++) {
             unsigned f = small ? SM_K_DIST_SMALL : 0u;
-            sm_be_dist_tile(sm_backend_default(), SM_K_DIST_SQL2, f, m, m, d, 0.0f, A, n2, A, n2, o, m);
+            sm_be_dist_tile(BE, SM_K_DIST_SQL2, f, m, m, d, 0.0f, A, n2, A, n2, o, m);
             CHECK_MSG(isnan(o[0]) && isinf(o[1]) && o[1] > 0 && isinf(o[3]) && isfinite(o[4]), "overflow kept: %g %g %g %g",
                       o[0], o[1], o[3], o[4]);
-            sm_be_dist_tile(sm_backend_default(), SM_K_DIST_SQL2, f | SM_K_DIST_NAN_INF, m, m, d, 0.0f, A, n2, A, n2, o, m);
+            sm_be_dist_tile(BE, SM_K_DIST_SQL2, f | SM_K_DIST_NAN_INF, m, m, d, 0.0f, A, n2, A, n2, o, m);
             CHECK_MSG(isinf(o[0]) && o[0] > 0 && isfinite(o[4]), "overflow with NAN_INF: %g", o[0]);
         }
         free(A);
     }
     /* empty tiles write nothing */
     float sentinel = 5.0f;
-    sm_be_dist_tile(sm_backend_default(), SM_K_DIST_SQL2, 0, 0, 3, 4, 0.0f, NULL, NULL, NULL, NULL, &sentinel, 3);
-    sm_be_dist_tile(sm_backend_default(), SM_K_DIST_DOT, 0, 2, 0, 4, 1.0f, NULL, NULL, NULL, NULL, &sentinel, 1);
+    sm_be_dist_tile(BE, SM_K_DIST_SQL2, 0, 0, 3, 4, 0.0f, NULL, NULL, NULL, NULL, &sentinel, 3);
+    sm_be_dist_tile(BE, SM_K_DIST_DOT, 0, 2, 0, 4, 1.0f, NULL, NULL, NULL, NULL, &sentinel, 1);
     CHECK(sentinel == 5.0f);
 }
 
+
+/* ---- k-NN selection ----------------------------------------------------------------------- */
+/* Small integers make every inner product and squared distance exact in float, so the exact
+ * top-k (ties to the lower index) is known: the reference sorts all candidates by (key, index). */
+static float *randint(int64_t n, int lo, int hi) {
+    float *p = malloc(sizeof(float) * (size_t)(n > 0 ? n : 1));
+    for (int64_t i = 0; i < n; i++) p[i] = (float)irand(lo, hi);
+    return p;
+}
+typedef struct { double key; int64_t id; } refc;
+static int refc_cmp(const void *a, const void *b) {
+    const refc *x = a, *y = b;
+    if (x->key != y->key) return x->key < y->key ? -1 : 1;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+/* runs knn through the backend with a workspace of exactly its size (under ASan a kernel that
+ * used more would be caught) */
+static sm_status run_knn(int kind, const float *db, int64_t n, const float *q, int64_t nq, int d, int k,
+                         int64_t self, float *dist, int64_t *idx) {
+    sm_ws w = ws_of(sm_be_knn_ws(BE, n, nq, d, k, kind));
+    sm_status st = sm_be_knn(BE, kind, db, n, q, nq, d, k, self, dist, idx, &w);
+    free(w.base);
+    return st;
+}
+static void check_knn(void) {
+    /* shapes that take each path of the CPU kernel: tiny loops, one tile with a lazy database
+     * check, a few queries in one fused pass, many queries in per-thread blocks, whole-row
+     * selection for k > 256 (one thread and several), and k larger than the database */
+    const struct { int64_t n, nq; int d, k; } S[] = {
+        {1, 1, 1, 1},     {7, 3, 5, 3},      {300, 5, 8, 4},    {4096, 4, 16, 1},  {4096, 9, 16, 10},
+        {2000, 1100, 8, 1}, {2000, 1100, 8, 5}, {2500, 6, 4, 300}, {2100, 40, 4, 260}, {5, 2, 3, 9}};
+    const int kinds[] = {SM_K_DIST_SQL2, SM_K_DIST_DOT, SM_K_DIST_COS};
+    for (size_t si = 0; si < sizeof S / sizeof S[0]; si++)
+        for (int ki = 0; ki < 3; ki++)
+            for (int self_on = 0; self_on < 2; self_on++) {
+                int64_t n = S[si].n, nq = S[si].nq;
+                int d = S[si].d, k = S[si].k, kind = kinds[ki];
+                if (self_on && nq > n) continue;
+                float *db = randint(n * d, -2, 2), *q = self_on ? db : randint(nq * d, -2, 2);
+                for (int j = 0; j < d; j++) db[(n / 2) * d + j] = 0; /* a zero row (cosine 0) */
+                float *dist = malloc(sizeof(float) * (size_t)(nq * k));
+                int64_t *idx = malloc(sizeof(int64_t) * (size_t)(nq * k));
+                CHECK_OK(run_knn(kind, db, n, q, nq, d, k, self_on ? 0 : -1, dist, idx));
+                refc *c = malloc(sizeof(refc) * (size_t)n);
+                int bad = 0;
+                for (int64_t i = 0; i < nq && !bad; i++) {
+                    int64_t m = 0;
+                    double qq = 0;
+                    for (int t = 0; t < d; t++) qq += (double)q[i * d + t] * q[i * d + t];
+                    for (int64_t j = 0; j < n; j++) {
+                        if (self_on && j == i) continue;
+                        double dot = 0, xx = 0;
+                        for (int t = 0; t < d; t++) {
+                            dot += (double)q[i * d + t] * db[j * d + t];
+                            xx += (double)db[j * d + t] * db[j * d + t];
+                        }
+                        double key = kind == SM_K_DIST_SQL2 ? qq + xx - 2 * dot
+                                   : kind == SM_K_DIST_DOT ? -dot
+                                   : (qq > 0 && xx > 0 ? -dot / sqrt(qq * xx) : 0.0);
+                        c[m].key = key;
+                        c[m++].id = j;
+                    }
+                    qsort(c, (size_t)m, sizeof *c, refc_cmp);
+                    for (int r = 0; r < k && !bad; r++) {
+                        float got = dist[i * k + r];
+                        int64_t gid = idx[i * k + r];
+                        if (r >= m) { /* unfilled slot */
+                            bad = gid != -1 || got != (kind == SM_K_DIST_SQL2 ? INFINITY : -INFINITY);
+                            continue;
+                        }
+                        double want = kind == SM_K_DIST_SQL2 ? c[r].key : -c[r].key;
+                        if (kind == SM_K_DIST_COS) /* not exact: the value within rounding, the id
+                                                    * exact unless the next candidate is as close */
+                            bad = fabs(got - want) > 1e-5 ||
+                                  (gid != c[r].id && !(fabs(c[r].key - c[r + (r + 1 < m)].key) < 1e-6 ||
+                                                       (r > 0 && fabs(c[r].key - c[r - 1].key) < 1e-6)));
+                        else
+                            bad = gid != c[r].id || got != (float)want;
+                        if (bad)
+                            fprintf(stderr, "knn n=%lld nq=%lld d=%d k=%d kind=%d self=%d: query %lld rank %d "
+                                    "got (%g, %lld) want (%g, %lld)\n", (long long)n, (long long)nq, d, k, kind,
+                                    self_on, (long long)i, r, got, (long long)gid, want, (long long)c[r].id);
+                    }
+                }
+                CHECK_MSG(!bad, "knn shape %zu kind %d self %d", si, kind, self_on);
+                /* the same bits on 1 and 2 threads */
+                float *dist1 = malloc(sizeof(float) * (size_t)(nq * k));
+                int64_t *idx1 = malloc(sizeof(int64_t) * (size_t)(nq * k));
+                omp_set_num_threads(1);
+                CHECK_OK(run_knn(kind, db, n, q, nq, d, k, self_on ? 0 : -1, dist1, idx1));
+                omp_set_num_threads(2);
+                CHECK_MSG(!memcmp(dist, dist1, sizeof(float) * (size_t)(nq * k)) &&
+                              !memcmp(idx, idx1, sizeof(int64_t) * (size_t)(nq * k)),
+                          "knn shape %zu kind %d: 1 and 2 threads differ", si, kind);
+                free(dist1); free(idx1);
+                free(c); free(dist); free(idx); free(db);
+                if (!self_on) free(q);
+            }
+    /* statuses: a non-finite database row is refused with nothing written; a workspace smaller
+     * than the operation asked for is refused */
+    for (int path = 0; path < 2; path++) {
+        int64_t n = path ? 4096 : 50, nq = path ? 3 : 50;
+        int d = 16, k = 2;
+        float *db = randint(n * d, -2, 2), *q = randint(nq * d, -2, 2);
+        db[(n - 1) * d + 3] = NAN;
+        float *dist = malloc(sizeof(float) * (size_t)(nq * k));
+        int64_t *idx = malloc(sizeof(int64_t) * (size_t)(nq * k));
+        for (int64_t i = 0; i < nq * k; i++) { dist[i] = 7.0f; idx[i] = 7; }
+        CHECK_STATUS(run_knn(SM_K_DIST_SQL2, db, n, q, nq, d, k, -1, dist, idx), SM_ERR_NUMERIC);
+        int untouched = 1;
+        for (int64_t i = 0; i < nq * k; i++) untouched &= dist[i] == 7.0f && idx[i] == 7;
+        CHECK_MSG(untouched, "knn wrote its output before refusing a NaN database (path %d)", path);
+        db[(n - 1) * d + 3] = 1;
+        size_t need = sm_be_knn_ws(BE, n, nq, d, k, SM_K_DIST_SQL2);
+        CHECK(need > 0);
+        sm_ws w = ws_of(need - 1);
+        CHECK_STATUS(sm_be_knn(BE, SM_K_DIST_SQL2, db, n, q, nq, d, k, -1, dist, idx, &w), SM_ERR_INVALID);
+        free(w.base); free(db); free(q); free(dist); free(idx);
+    }
+}
+
+/* ---- the optimiser's update ----------------------------------------------------------------- */
+static void check_optim(void) {
+    const sm_optimizer kinds[] = {SM_OPT_SGD, SM_OPT_ADAM, SM_OPT_ADAMW};
+    const int64_t n = 1001;
+    for (int ki = 0; ki < 3; ki++)
+        for (int wdi = 0; wdi < 2; wdi++) {
+            sm_optim_hyper h = {.kind = kinds[ki], .momentum = 0.9f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f,
+                                .weight_decay = wdi ? 0.01f : 0.0f};
+            float *p = randf(n, 1), *m = calloc((size_t)n, sizeof(float)), *v = calloc((size_t)n, sizeof(float));
+            double *rp = dzeros(n), *rm = dzeros(n), *rv = dzeros(n);
+            for (int64_t i = 0; i < n; i++) rp[i] = p[i];
+            const float lr = 0.01f;
+            int ok = 1;
+            for (int64_t t = 1; t <= 3; t++) {
+                float *g = randf(n, 1);
+                CHECK_OK(sm_be_optim_update(BE, &h, t, n, p, g, m, v, lr));
+                for (int64_t i = 0; i < n; i++) {
+                    double wd = h.weight_decay, gi = g[i];
+                    if (h.kind == SM_OPT_SGD) {
+                        gi += wd * rp[i];
+                        rm[i] = t == 1 ? gi : h.momentum * rm[i] + gi;
+                        rp[i] -= lr * rm[i];
+                    } else {
+                        if (h.kind == SM_OPT_ADAMW) rp[i] -= lr * wd * rp[i];
+                        else gi += wd * rp[i];
+                        rm[i] = h.beta1 * rm[i] + (1 - h.beta1) * gi;
+                        rv[i] = h.beta2 * rv[i] + (1 - h.beta2) * gi * gi;
+                        double mh = rm[i] / (1 - pow(h.beta1, (double)t)), vh = rv[i] / (1 - pow(h.beta2, (double)t));
+                        rp[i] -= lr * mh / (sqrt(vh) + h.eps);
+                    }
+                }
+                free(g);
+            }
+            double e = 0;
+            for (int64_t i = 0; i < n; i++) e = fmax(e, fabs(p[i] - rp[i]));
+            ok = e <= 1e-5;
+            CHECK_MSG(ok, "optim_update kind %d wd %d: max |p - ref| = %g after 3 steps", (int)h.kind, wdi, e);
+            free(p); free(m); free(v); free(rp); free(rm); free(rv);
+        }
+}
+
+/* ---- memory and the stream ------------------------------------------------------------------ */
+static void check_memory(void) {
+    const size_t bytes = 4099;
+    unsigned char *host = malloc(bytes), *back = malloc(bytes);
+    for (size_t i = 0; i < bytes; i++) host[i] = (unsigned char)(i * 7);
+    void *dev = NULL, *dev2 = NULL;
+    CHECK_OK(sm_be_alloc(BE, bytes, &dev));
+    CHECK_OK(sm_be_alloc(BE, bytes, &dev2));
+    CHECK(dev && ((uintptr_t)dev & 63) == 0);
+    CHECK_OK(sm_be_upload(BE, dev, host, bytes));
+    CHECK_OK(sm_be_copy(BE, dev2, dev, bytes));
+    CHECK_OK(sm_be_download(BE, back, dev2, bytes));
+    CHECK_OK(sm_be_sync(BE));
+    CHECK(!memcmp(host, back, bytes));
+    CHECK(sm_be_error(BE) == SM_OK);
+    sm_be_free(BE, dev);
+    sm_be_free(BE, dev2);
+    sm_be_free(BE, NULL); /* a no-op */
+    /* a raised error is sticky until the next sync, which returns it once */
+    CHECK_STATUS(sm_be_raise(BE, SM_ERR_INVALID, "test error %d", 42), SM_ERR_INVALID);
+    CHECK_STATUS(sm_be_raise(BE, SM_ERR_NUMERIC, "a second error"), SM_ERR_NUMERIC);
+    CHECK(sm_be_error(BE) == SM_ERR_INVALID && strstr(sm_be_errmsg(BE), "test error 42"));
+    CHECK_STATUS(sm_be_sync(BE), SM_ERR_INVALID);
+    CHECK_OK(sm_be_sync(BE));
+    free(host); free(back);
+}
+
 int main(void) {
-    sm_rng_seed(&R, 20261201);
-    check_gemm();
-    check_unfold();
-    check_rows();
-    check_bn();
-    check_pool();
-    check_dist();
+    CHECK(sm_backend_count() >= 1 && sm_backend_get(0) == sm_backend_cpu());
+    CHECK(sm_backend_get(sm_backend_count()) == NULL);
+    for (int b = 0; b < sm_backend_count(); b++) {
+        BE = sm_backend_get(b);
+        /* the buffers here are host memory; a backend with its own memory needs them staged
+         * through sm_be_upload / sm_be_download, which this test does not do yet */
+        if (!(BE->caps & SM_BE_HOST_MEMORY)) {
+            printf("backend %s: not run (its memory is not host memory)\n", BE->ops->name);
+            continue;
+        }
+        printf("backend %s\n", BE->ops->name);
+        sm_rng_seed(&R, 20261201);
+        check_gemm();
+        check_unfold();
+        check_rows();
+        check_bn();
+        check_pool();
+        check_dist();
+        check_knn();
+        check_optim();
+        check_memory();
+    }
     TEST_MAIN_END();
 }

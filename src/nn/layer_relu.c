@@ -3,11 +3,10 @@
  * plan skips it. */
 #include "nn/layer.h"
 #include "backend/backend.h"
-#include <string.h>
 
 static void relu_forward(sm_layer *L, const float *x, float *y, int n, int train) {
     if (L->fused) {
-        if (y != x) memcpy(y, x, sizeof(float) * (size_t)n * (size_t)sm_layer_out_size(L));
+        sm_be_copy(L->be, y, x, sizeof(float) * (size_t)n * (size_t)sm_layer_out_size(L));
         return;
     }
     sm_be_relu_forward(L->be, x, y, (int64_t)n * sm_layer_out_size(L));
@@ -15,7 +14,7 @@ static void relu_forward(sm_layer *L, const float *x, float *y, int n, int train
 
 static void relu_backward(sm_layer *L, const float *x, const float *y, const float *dy, float *dx, int n) {
     if (dx && L->fused) {
-        if (dx != dy) memcpy(dx, dy, sizeof(float) * (size_t)n * (size_t)sm_layer_out_size(L));
+        sm_be_copy(L->be, dx, dy, sizeof(float) * (size_t)n * (size_t)sm_layer_out_size(L));
         return;
     }
     if (dx) sm_be_relu_backward(L->be, y, dy, dx, (int64_t)n * sm_layer_out_size(L));
@@ -24,7 +23,7 @@ static void relu_backward(sm_layer *L, const float *x, const float *y, const flo
 /* an unfused relu: a copy, then max(., 0) */
 static void relu_infer(const sm_layer *L, const float *W, const float *x, int n, float *y, float *scratch) {
     const int64_t rows = (int64_t)n * L->oh * L->ow;
-    memcpy(y, x, sizeof(float) * (size_t)(rows * L->oc));
+    sm_be_copy(L->be, y, x, sizeof(float) * (size_t)(rows * L->oc));
     sm_be_bias_act1(L->be, y, NULL, rows, L->oc, 1);
 }
 

@@ -17,7 +17,7 @@ static void cpu_free(sm_backend *be, void *ptr) {
     (void)be;
     sm_free(ptr);
 }
-static sm_status cpu_copy(sm_backend *be, void *dst, const void *src, size_t bytes) {
+static sm_status cpu_transfer(sm_backend *be, void *dst, const void *src, size_t bytes) {
     (void)be;
     if (bytes) memmove(dst, src, bytes);
     return SM_OK;
@@ -54,6 +54,10 @@ static sm_status cpu_sync(sm_backend *be) {
 #define SM_K_CALL_relu_backward(A) SM_K_VOID(relu_backward, A)
 #define SM_K_CALL_maxpool_forward(A) SM_K_VOID(maxpool_forward, A)
 #define SM_K_CALL_maxpool_backward(A) SM_K_VOID(maxpool_backward, A)
+#define SM_K_CALL_copy(A) SM_K_VOID(copy, A)
+#define SM_K_CALL_avgpool_forward(A) SM_K_VOID(avgpool_forward, A)
+#define SM_K_CALL_avgpool_backward(A) SM_K_VOID(avgpool_backward, A)
+#define SM_K_CALL_avgpool1(A) SM_K_VOID(avgpool1, A)
 #define SM_K_CALL_gap_forward(A) SM_K_VOID(gap_forward, A)
 #define SM_K_CALL_gap_backward(A) SM_K_VOID(gap_backward, A)
 #define SM_K_CALL_l2norm_forward(A) SM_K_VOID(l2norm_forward, A)
@@ -75,8 +79,8 @@ static const sm_backend_ops cpu_ops = {
     .name = "cpu",
     .alloc = cpu_alloc,
     .free = cpu_free,
-    .upload = cpu_copy,
-    .download = cpu_copy,
+    .upload = cpu_transfer,
+    .download = cpu_transfer,
     .sync = cpu_sync,
 #define SM_BE_OP(name, P, A) .name = cpu_##name,
 #define SM_BE_WS(name, P, A) .name##_ws = cpu_##name##_ws,

@@ -63,6 +63,17 @@ void sm_k_maxpool_forward(const float *x, int n, int h, int w, int c, int k, int
 void sm_k_maxpool_backward(const float *dy, const int32_t *arg, int n, int h, int w, int c,
                            int oh, int ow, float *dx);
 
+/* Average pool NHWC, window k, stride s, no padding: y (n, oh, ow, c) the mean of each window
+ * (window sums in row-major window order, then / k^2); backward overwrites dx with each dy / k^2
+ * added over its window (overlapping windows add up).  Samples are independent: the results do
+ * not depend on the thread count.  sm_k_avgpool1 is the forward on the calling thread only. */
+void sm_k_avgpool_forward(const float *x, int n, int h, int w, int c, int k, int s, int oh, int ow, float *y);
+void sm_k_avgpool_backward(const float *dy, int n, int h, int w, int c, int k, int s, int oh, int ow, float *dx);
+void sm_k_avgpool1(const float *x, int n, int h, int w, int c, int k, int s, int oh, int ow, float *y);
+
+/* dst <- bytes of src (they may overlap). */
+void sm_k_copy(void *dst, const void *src, size_t bytes);
+
 /* Global average pool: x (n, h*w, c) -> y (n, c); backward dx = dy / (h*w). */
 void sm_k_gap_forward(const float *x, int n, int hw, int c, float *y);
 void sm_k_gap_backward(const float *dy, int n, int hw, int c, float *dx);

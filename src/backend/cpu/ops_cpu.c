@@ -286,6 +286,62 @@ void sm_k_maxpool_backward(const float *dy, const int32_t *arg, int n, int h, in
     }
 }
 
+void sm_k_copy(void *dst, const void *src, size_t bytes) {
+    if (bytes && dst != src) memmove(dst, src, bytes);
+}
+
+/* y (oh, ow, c) of one sample x (h, w, c): window sums in row-major window order, / k^2 */
+static void avgpool_sample(const float *x, int w, int c, int k, int s, int oh, int ow, float *y) {
+    const float kk = (float)(k * k);
+    for (int oy = 0; oy < oh; oy++)
+        for (int ox = 0; ox < ow; ox++) {
+            float *yo = y + ((int64_t)oy * ow + ox) * c;
+            for (int ch = 0; ch < c; ch++) yo[ch] = 0;
+            for (int ky = 0; ky < k; ky++)
+                for (int kx = 0; kx < k; kx++) {
+                    const float *xi = x + ((int64_t)(oy * s + ky) * w + ox * s + kx) * c;
+                    for (int ch = 0; ch < c; ch++) yo[ch] += xi[ch];
+                }
+            for (int ch = 0; ch < c; ch++) yo[ch] /= kk;
+        }
+}
+
+/* Enough work per batch to be worth a parallel region. */
+static int avgpool_parallel(int n, int oh, int ow, int c, int k) {
+    return n > 1 && (int64_t)n * oh * ow * c * k * k > 32768;
+}
+
+void sm_k_avgpool_forward(const float *x, int n, int h, int w, int c, int k, int s, int oh, int ow, float *y) {
+    const int64_t in = (int64_t)h * w * c, out = (int64_t)oh * ow * c;
+#pragma omp parallel for schedule(static) if (avgpool_parallel(n, oh, ow, c, k))
+    for (int b = 0; b < n; b++) avgpool_sample(x + b * in, w, c, k, s, oh, ow, y + b * out);
+}
+
+void sm_k_avgpool1(const float *x, int n, int h, int w, int c, int k, int s, int oh, int ow, float *y) {
+    const int64_t in = (int64_t)h * w * c, out = (int64_t)oh * ow * c;
+    for (int b = 0; b < n; b++) avgpool_sample(x + b * in, w, c, k, s, oh, ow, y + b * out);
+}
+
+void sm_k_avgpool_backward(const float *dy, int n, int h, int w, int c, int k, int s, int oh, int ow, float *dx) {
+    const int64_t in = (int64_t)h * w * c, out = (int64_t)oh * ow * c;
+    const float kk = (float)(k * k);
+#pragma omp parallel for schedule(static) if (avgpool_parallel(n, oh, ow, c, k))
+    for (int b = 0; b < n; b++) {
+        const float *g0 = dy + b * out;
+        float *d0 = dx + b * in;
+        memset(d0, 0, sizeof(float) * (size_t)in);
+        for (int oy = 0; oy < oh; oy++)
+            for (int ox = 0; ox < ow; ox++) {
+                const float *g = g0 + ((int64_t)oy * ow + ox) * c;
+                for (int ky = 0; ky < k; ky++)
+                    for (int kx = 0; kx < k; kx++) {
+                        float *d = d0 + ((int64_t)(oy * s + ky) * w + ox * s + kx) * c;
+                        for (int ch = 0; ch < c; ch++) d[ch] += g[ch] / kk;
+                    }
+            }
+    }
+}
+
 void sm_k_gap_forward(const float *x, int n, int hw, int c, float *y) {
 #pragma omp parallel for schedule(static)
     for (int b = 0; b < n; b++) sm_k_gap1(x + (int64_t)b * hw * c, 1, hw, c, y + (int64_t)b * c);
