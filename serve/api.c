@@ -862,7 +862,7 @@ static cJSON *form_to_json(srv *s, int route, const srv_form *f, srv_response *r
                 if (!q || !cJSON_AddItemToObject(q, "image", v)) { cJSON_Delete(v); oom = 1; }
             } else if (!strcmp(k, "images") || (many && !strcmp(k, "image"))) {
                 if (push(o, "images", v)) oom = 1;
-                else if (push(fnames, "x", cJSON_CreateString(p->filename))) oom = 1;
+                else if (!cJSON_AddItemToArray(fnames, cJSON_CreateString(p->filename))) oom = 1;
                 nfiles++;
             } else if (!strcmp(k, "image")) {
                 if (cJSON_GetObjectItemCaseSensitive(o, k)) { cJSON_Delete(v); srv_error(r, 400, "file field 'image' given twice"); goto fail; }
