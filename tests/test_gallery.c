@@ -732,6 +732,22 @@ static void test_packed_rows(void) {
         sm_gallery_free(g);
         sm_gallery_free(f);
     }
+    /* caller ids out of order: removal by id still finds each item (a scan) */
+    sm_gallery *u = NULL;
+    CHECK_OK(sm_gallery_create(&u, d, SM_METRIC_L2, 0));
+    if (u) {
+        int64_t uid[3] = {50, 7, 30}, left[3] = {-1, -1, -1};
+        CHECK_OK(sm_gallery_add(u, e, 3, d, "u", uid, NULL));
+        CHECK_OK(sm_gallery_remove_item(u, 7));
+        CHECK_STATUS(sm_gallery_remove_item(u, 7), SM_ERR_NOTFOUND);
+        CHECK_STATUS(sm_gallery_remove_item(u, 8), SM_ERR_NOTFOUND);
+        sm_gallery_items(u, left, NULL, NULL);
+        CHECK(sm_gallery_size(u) == 2 && left[0] == 50 && left[1] == 30);
+        CHECK_OK(sm_gallery_remove_item(u, 30));
+        CHECK_OK(sm_gallery_remove_item(u, 50));
+        CHECK(sm_gallery_size(u) == 0);
+        sm_gallery_free(u);
+    }
     free(e);
     free(q);
 }

@@ -317,6 +317,7 @@ sm_status sm_gallery_add_timed(sm_gallery *g, const float *emb, int64_t n, int d
         g->class_live[c] = 0;
     }
     int64_t live = g->n - g->ndead;
+    if (ids && !fresh) g->ids_unsorted = 1; /* fresh ids are above every stored one, increasing */
     memcpy(g->emb + live * d, emb, (size_t)(n * d) * sizeof(float));
     for (int64_t i = 0; i < n; i++) {
         int64_t id = ids ? ids[i] : g->next_id + i;
@@ -381,20 +382,33 @@ sm_status sm_gallery_rename_class(sm_gallery *g, const char *name, const char *n
     return SM_OK;
 }
 
+/* Item slot of id, or -1: a binary search while the ids are in increasing order (always, with
+ * automatic ids), else a scan. */
+static int64_t slot_of(const sm_gallery *g, int64_t id) {
+    if (!g->ids_unsorted) {
+        int64_t lo = 0, hi = g->n;
+        while (lo < hi) {
+            int64_t mid = lo + (hi - lo) / 2;
+            if (g->ids[mid] < id) lo = mid + 1; else hi = mid;
+        }
+        return lo < g->n && g->ids[lo] == id ? lo : -1;
+    }
+    for (int64_t i = 0; i < g->n; i++) if (g->ids[i] == id) return i;
+    return -1;
+}
+
 sm_status sm_gallery_remove_item(sm_gallery *g, int64_t id) {
     if (!g) return sm_fail(SM_ERR_INVALID, "sm_gallery_remove_item: gallery is NULL");
-    for (int64_t i = 0; i < g->n; i++) {
-        if (g->ids[i] != id) continue;
-        if (g->dead[i]) return gret(g, sm_fail(SM_ERR_NOTFOUND, "item %lld was already removed", (long long)id));
-        sm_status st = sm_journal_remove_item(g, id);
-        if (st) return st;
-        begin(g);
-        kill_slot(g, i);
-        g->generation++;
-        end(g);
-        return SM_OK;
-    }
-    return gret(g, sm_fail(SM_ERR_NOTFOUND, "no item with id %lld in the gallery", (long long)id));
+    int64_t i = slot_of(g, id);
+    if (i < 0) return gret(g, sm_fail(SM_ERR_NOTFOUND, "no item with id %lld in the gallery", (long long)id));
+    if (g->dead[i]) return gret(g, sm_fail(SM_ERR_NOTFOUND, "item %lld was already removed", (long long)id));
+    sm_status st = sm_journal_remove_item(g, id);
+    if (st) return st;
+    begin(g);
+    kill_slot(g, i);
+    g->generation++;
+    end(g);
+    return SM_OK;
 }
 
 sm_status sm_gallery_compact(sm_gallery *g) {

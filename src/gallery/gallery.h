@@ -29,6 +29,8 @@ struct sm_gallery {
     char **src;                  /* (cap) owned item source names, NULL = none */
     int64_t *tms;                /* (cap) enrolment time, ms since 1970-01-01 UTC; 0 = unknown */
     int64_t *pos;                /* (cap) item slot -> packed row, -1 = removed */
+    int ids_unsorted;            /* 1 once ids[] is not increasing (caller-given ids): removal
+                                    by id scans instead of a binary search */
     /* the packed live rows the search runs over (live = n - ndead of them): a removal moves
      * the last row into the hole (O(dim)); ties are still broken by storage order (search) */
     float *emb;                  /* (cap, dim) live embeddings, row j is item slot prow[j] */

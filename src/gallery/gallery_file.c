@@ -184,6 +184,7 @@ static sm_status parse_gallery(sm_reader *r, sm_gallery **out) {
         g->cls[i] = (int32_t)c;
         g->dead[i] = (uint8_t)flags;
         g->ids[i] = (int64_t)id;
+        if (i && g->ids[i] <= g->ids[i - 1]) g->ids_unsorted = 1;
         if (!flags) g->class_live[c]++; else g->ndead++;
     }
     g->n = (int64_t)nitems;
