@@ -2,8 +2,9 @@
  * lock, so a second server or CLI writer is refused), a model per worker thread, and the
  * HTTP/1.1 server (libmicrohttpd, a pool of --threads threads) that hands each complete request
  * to srv_handle, or, for a multipart/form-data body, parses it with libmicrohttpd's post
- * processor (MHD_create_post_processor) and hands the parts to srv_handle_form.  SIGTERM / SIGINT: stop accepting, let in-flight requests finish, checkpoint
- * the journal into the gallery file, exit 0. */
+ * processor (MHD_create_post_processor) and hands the parts to srv_handle_form.  SIGTERM /
+ * SIGINT: stop accepting, let in-flight requests finish, checkpoint the journal into the
+ * gallery file, exit 0. */
 #define _POSIX_C_SOURCE 200809L
 #include "serve.h"
 
