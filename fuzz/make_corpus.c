@@ -331,6 +331,33 @@ static void serve_seeds(void) {
         snprintf(name, sizeof name, "form%02zu", i);
         seed("serve", name, NULL, 0, buf, (size_t)n);
     }
+    /* raw HTTP through the libmicrohttpd daemon (bit 6): multipart and JSON requests */
+    struct { const char *path, *ctype, *pre, *post; int file; } raw[] = {
+        {"/api/v1/subjects/m/items", "multipart/form-data; boundary=XyZ",
+         "--XyZ\r\nContent-Disposition: form-data; name=\"image\"; filename=\"q.pgm\"\r\nContent-Type: image/x-portable-graymap\r\n\r\n",
+         "\r\n--XyZ\r\nContent-Disposition: form-data; name=\"source\"\r\n\r\ncam 1\r\n--XyZ--\r\n", 1},
+        {"/api/v1/identify", "multipart/form-data; boundary=XyZ",
+         "--XyZ\r\nContent-Disposition: form-data; name=\"image\"; filename=\"q.pgm\"\r\n\r\n",
+         "\r\n--XyZ\r\nContent-Disposition: form-data; name=\"k\"\r\n\r\n2\r\n--XyZ--\r\n", 1},
+        {"/api/v1/verify", "multipart/form-data; boundary=b",
+         "--b\r\nContent-Disposition: form-data; name=\"a\"; filename=\"a.pgm\"\r\n\r\n",
+         "\r\n--b\r\nContent-Disposition: form-data; name=\"subject\"\r\n\r\na\r\n--b--\r\n", 1},
+        {"/api/v1/identify", "application/json", "{\"embedding\": [1,0,0,0,0,0,0,0], \"k\": 2}", "", 0},
+    };
+    for (size_t i = 0; i < sizeof raw / sizeof raw[0]; i++) {
+        char body[1024], buf[2048], name[32];
+        int bn = snprintf(body, sizeof body, "%s", raw[i].pre);
+        if (raw[i].file) { memcpy(body + bn, pgm, npgm); bn += (int)npgm; }
+        bn += snprintf(body + bn, sizeof body - (size_t)bn, "%s", raw[i].post);
+        int n = snprintf(buf, sizeof buf, "%cPOST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer w\r\n"
+                         "Content-Type: %s\r\nContent-Length: %d\r\n\r\n", 0x40, raw[i].path, raw[i].ctype, bn);
+        memcpy(buf + n, body, (size_t)bn);
+        n += bn;
+        snprintf(name, sizeof name, "http%02zu", i);
+        seed("serve", name, NULL, 0, buf, (size_t)n);
+    }
+    const char get[] = "@GET /api/v1/items HTTP/1.1\r\nHost: x\r\nX-API-Key: r\r\n\r\n";
+    seed("serve", "http04", NULL, 0, get, sizeof get - 1);
 }
 
 int main(int argc, char **argv) {

@@ -149,6 +149,24 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *connection, con
     return ret;
 }
 
+/* ---- for the fuzz target: the same handler on a daemon with no listening socket ------------ */
+void *srv_http_start_unlistened(srv *s) {
+    return MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC, 0, NULL, NULL,
+                            handler, s,
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)5,
+                            MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+                            MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL,
+                            MHD_OPTION_END);
+}
+
+int srv_http_add(void *daemon, int fd) {
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    return MHD_add_connection(daemon, fd, (struct sockaddr *)&sa, sizeof sa) == MHD_YES ? 0 : -1;
+}
+
 /* A whole text file, NUL-terminated (malloc'ed), or NULL. */
 static char *read_text(const char *path) {
     FILE *f = fopen(path, "rb");

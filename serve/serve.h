@@ -112,5 +112,10 @@ void srv_sha256(const void *data, size_t n, unsigned char out[32]);
 
 /* http.c: `simile serve` */
 int cmd_serve(int argc, char **argv);
+/* http.c, for the fuzz target: a libmicrohttpd daemon with the server's request handler and
+ * no listening socket (NULL on failure), and srv_http_add to hand it one end of a connected
+ * socket pair (0, or -1). */
+void *srv_http_start_unlistened(srv *s);
+int srv_http_add(void *daemon, int fd);
 
 #endif
