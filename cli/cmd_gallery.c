@@ -7,6 +7,7 @@
 #include "cli_gallery.h"
 
 #include <getopt.h>
+#include <time.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -267,6 +268,19 @@ static int gal_enrol(int argc, char **argv) {
     return rc;
 }
 
+/* An enrolment time (ms since the epoch) as ISO 8601 UTC, "2026-12-01T21:14:13.123Z"; 0 if
+ * unknown (t <= 0). */
+static int iso_time(int64_t t, char *buf, size_t cap) {
+    if (t <= 0) return 0;
+    time_t sec = (time_t)(t / 1000);
+    struct tm tm;
+    if (!gmtime_r(&sec, &tm)) return 0;
+    size_t k = strftime(buf, cap, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (!k) return 0;
+    snprintf(buf + k, cap - k, ".%03dZ", (int)(t % 1000));
+    return 1;
+}
+
 /* ---- remove / compact / list ---------------------------------------------------------------- */
 static int gal_remove(int argc, char **argv) {
     static const struct option opts[] = {{"gallery", 1, 0, 'g'}, {"class", 1, 0, 'c'}, {"item", 1, 0, 'i'},
@@ -377,6 +391,7 @@ static int gal_list(int argc, char **argv) {
     int64_t *ids = NULL;
     int32_t *cls = NULL;
     const char **srcs = NULL; /* (n) item sources, borrowed from g */
+    int64_t *tms = NULL;      /* (n) enrolment times, ms since the epoch (0 unknown) */
     if (items) {
         ids = malloc((size_t)(n ? n : 1) * sizeof(int64_t));
         cls = malloc((size_t)(n ? n : 1) * sizeof(int32_t));
@@ -387,6 +402,11 @@ static int gal_list(int argc, char **argv) {
             return cli_report(cmd, SM_ERR_NOMEM, "out of memory");
         }
         sm_gallery_item_sources(g, srcs);
+        if (!(tms = malloc((size_t)(n ? n : 1) * sizeof(int64_t)))) {
+            free(ids); free(cls); free((void *)srcs); sm_gallery_free(g);
+            return cli_report(cmd, SM_ERR_NOMEM, "out of memory");
+        }
+        sm_gallery_item_times(g, tms);
     }
     int has_thr = !(isinf(thr) && thr > 0);
     sm_gallery_calibration_info cal;
@@ -432,6 +452,11 @@ static int gal_list(int argc, char **argv) {
                 cj_kint(&j, "id", (long long)ids[i]);
                 cj_kstr(&j, "class", ci.name);
                 cj_kstr(&j, "source", srcs[i]);
+                char when[40];
+                cj_key(&j, "enrolled");
+                if (iso_time(tms[i], when, sizeof when)) cj_str(&j, when); else cj_null(&j);
+                cj_key(&j, "enrolled_ms");
+                if (tms[i] > 0) cj_int(&j, (long long)tms[i]); else cj_null(&j);
                 cj_obj_end(&j);
             }
             cj_arr_end(&j);
@@ -456,15 +481,17 @@ static int gal_list(int argc, char **argv) {
             if (!ci.removed) printf("  %-32s %7lld\n", ci.name, (long long)ci.items);
         }
         if (items) {
-            printf("  item id   %-32s source\n", "class");
+            printf("  item id   %-32s %-24s source\n", "class", "enrolled (UTC)");
             for (int64_t i = 0; i < n; i++) {
                 sm_gallery_class ci;
                 sm_gallery_class_info(g, cls[i], &ci);
-                printf("  %7lld   %-32s %s\n", (long long)ids[i], ci.name, *srcs[i] ? srcs[i] : "-");
+                char when[40];
+                if (!iso_time(tms[i], when, sizeof when)) snprintf(when, sizeof when, "-");
+                printf("  %7lld   %-32s %-24s %s\n", (long long)ids[i], ci.name, when, *srcs[i] ? srcs[i] : "-");
             }
         }
     }
-    free(ids); free(cls); free((void *)srcs);
+    free(ids); free(cls); free((void *)srcs); free(tms);
     sm_gallery_free(g);
     return EXIT_OK;
 }

@@ -275,8 +275,9 @@ static void cli_seeds(void) {
     }
 }
 
-/* simile serve requests: byte 0 = method (low 3 bits: GET POST PATCH DELETE PUT) and key (next
- * 2 bits: none, write, read, wrong), then the path, '\n', the body (fuzz_serve.c) */
+/* simile serve requests: byte 0 = method (low 3 bits: GET POST PATCH DELETE PUT), key (next
+ * 2 bits: none, write, read, wrong) and bit 5 for a form body, then the path, '\n', the body
+ * (fuzz_serve.c) */
 static void serve_seeds(void) {
     static const char png8[] = "iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAAAAADhZOFXAAAAU0lEQVR4nAFIALf/AAAECAwQFBgcACAkKCwwNDg8AEBESExQVFhcAGBkaGxwdHh8AICEiIyQlJicAKCkqKywtLi8AMDEyMzQ1NjcAODk6Ozw9Pj87yYfgYolgTcAAAAASUVORK5CYII=";
     char pngreq[512];
@@ -307,6 +308,56 @@ static void serve_seeds(void) {
         snprintf(name, sizeof name, "req%02zu", i);
         seed("serve", name, NULL, 0, buf, (size_t)n);
     }
+    /* multipart forms (parts "NAME\nDATA" or "NAME:FILE\nDATA", separated by "\n--\n"), with an
+     * 8x8 PGM image file */
+    unsigned char pgm[15 + 64];
+    memcpy(pgm, "P5\n8 8\n255\n", 12);
+    for (int i = 0; i < 64; i++) pgm[12 + i] = (unsigned char)(i * 4);
+    const size_t npgm = 12 + 64;
+    struct { unsigned char b0; const char *path, *pre, *post; } forms[] = {
+        {0x29, "/api/v1/subjects/f/items", "image:a.pgm\n", "\n--\nimage:b.pgm\nP5\n8 8\n255\n\n--\nsource\ns1\n--\nsource\ns2"},
+        {0x31, "/api/v1/identify", "image:q.pgm\n", "\n--\nk\n3\n--\nthreshold\n0.5\n--\nrule\nvote"},
+        {0x31, "/api/v1/verify", "a:q.pgm\n", "\n--\nsubject\na\n--\nthreshold\n1"},
+        {0x31, "/api/v1/verify", "a:q.pgm\n", "\n--\nb:r.pgm\nP5 8 8 255"},
+        {0x29, "/api/v1/calibrate", "images:q.pgm\n", "\n--\nlabel\na\n--\nfar\n0.5\n--\ndry_run\ntrue\n--\nf1\nfalse"},
+        {0x31, "/api/v1/identify", "embedding\n[1,0,0,0,0,0,0,0]", "\n--\nk\n1"},
+        {0x2a, "/api/v1/subjects/a", "name\nz", ""},
+    };
+    for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+        char buf[2048], name[32];
+        int n = snprintf(buf, sizeof buf, "%c%s\n%s", forms[i].b0, forms[i].path, forms[i].pre);
+        if (strchr(forms[i].pre, ':')) { memcpy(buf + n, pgm, npgm); n += (int)npgm; }
+        n += snprintf(buf + n, sizeof buf - (size_t)n, "%s", forms[i].post);
+        snprintf(name, sizeof name, "form%02zu", i);
+        seed("serve", name, NULL, 0, buf, (size_t)n);
+    }
+    /* raw HTTP through the libmicrohttpd daemon (bit 6): multipart and JSON requests */
+    struct { const char *path, *ctype, *pre, *post; int file; } raw[] = {
+        {"/api/v1/subjects/m/items", "multipart/form-data; boundary=XyZ",
+         "--XyZ\r\nContent-Disposition: form-data; name=\"image\"; filename=\"q.pgm\"\r\nContent-Type: image/x-portable-graymap\r\n\r\n",
+         "\r\n--XyZ\r\nContent-Disposition: form-data; name=\"source\"\r\n\r\ncam 1\r\n--XyZ--\r\n", 1},
+        {"/api/v1/identify", "multipart/form-data; boundary=XyZ",
+         "--XyZ\r\nContent-Disposition: form-data; name=\"image\"; filename=\"q.pgm\"\r\n\r\n",
+         "\r\n--XyZ\r\nContent-Disposition: form-data; name=\"k\"\r\n\r\n2\r\n--XyZ--\r\n", 1},
+        {"/api/v1/verify", "multipart/form-data; boundary=b",
+         "--b\r\nContent-Disposition: form-data; name=\"a\"; filename=\"a.pgm\"\r\n\r\n",
+         "\r\n--b\r\nContent-Disposition: form-data; name=\"subject\"\r\n\r\na\r\n--b--\r\n", 1},
+        {"/api/v1/identify", "application/json", "{\"embedding\": [1,0,0,0,0,0,0,0], \"k\": 2}", "", 0},
+    };
+    for (size_t i = 0; i < sizeof raw / sizeof raw[0]; i++) {
+        char body[1024], buf[2048], name[32];
+        int bn = snprintf(body, sizeof body, "%s", raw[i].pre);
+        if (raw[i].file) { memcpy(body + bn, pgm, npgm); bn += (int)npgm; }
+        bn += snprintf(body + bn, sizeof body - (size_t)bn, "%s", raw[i].post);
+        int n = snprintf(buf, sizeof buf, "%cPOST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer w\r\n"
+                         "Content-Type: %s\r\nContent-Length: %d\r\n\r\n", 0x40, raw[i].path, raw[i].ctype, bn);
+        memcpy(buf + n, body, (size_t)bn);
+        n += bn;
+        snprintf(name, sizeof name, "http%02zu", i);
+        seed("serve", name, NULL, 0, buf, (size_t)n);
+    }
+    const char get[] = "@GET /api/v1/items HTTP/1.1\r\nHost: x\r\nX-API-Key: r\r\n\r\n";
+    seed("serve", "http04", NULL, 0, get, sizeof get - 1);
 }
 
 int main(int argc, char **argv) {

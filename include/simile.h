@@ -472,8 +472,9 @@ sm_status sm_knn_search(const float *db, int64_t n, const float *q, int64_t nq, 
  * Removing a class or an item leaves a tombstone (automatic item ids are never reused; a
  * removed class keeps its slot, with 0 items) until sm_gallery_compact.  Class indices are
  * slots in the gallery's class table, stable until the gallery is compacted.
- * The file (magic "SMILEGAL", version, header, class names, items, calibration record and item
- * source names, CRC-32; docs/gallery.md; version 1 files are still read) is
+ * The file (magic "SMILEGAL", version, header, class names, items, calibration record, item
+ * source names and enrolment times, CRC-32; docs/gallery.md; version 1 and 2 files are still
+ * read) is
  * written to a temporary file, fsynced and renamed over the old one, so a crash at any point
  * leaves either the old or the new gallery, and readers never see a partial file.  Writers that
  * read-modify-write a gallery serialise with sm_gallery_lock. */
@@ -586,7 +587,8 @@ sm_status sm_gallery_add(sm_gallery *g, const float *emb, int64_t n, int d, cons
 
 /* As sm_gallery_add, and records where each item came from: sources (n), which may be NULL,
  * gives a source name per item (NULL or "" = none; at most 4096 bytes), e.g. the image file's
- * path or "<file>#<index>".  The names are stored in the gallery file (version 2).
+ * path or "<file>#<index>".  The names are stored in the gallery file (version 2).  Both
+ * record each item's enrolment time (sm_gallery_item_times).
  * Errors as sm_gallery_add; SM_ERR_INVALID for a source name longer than 4096 bytes. */
 sm_status sm_gallery_add_sourced(sm_gallery *g, const float *emb, int64_t n, int d,
                                  const char *class_name, const int64_t *ids,
@@ -622,6 +624,23 @@ void sm_gallery_items(const sm_gallery *g, int64_t *ids, int32_t *classes, float
  * the gallery (valid until it is modified); "" for an item enrolled without one (and for
  * every item of a version-1 file). */
 void sm_gallery_item_sources(const sm_gallery *g, const char **sources);
+
+/* The enrolment times of the live items in storage order (as sm_gallery_items): times (n)
+ * receives milliseconds since 1970-01-01 UTC, taken when sm_gallery_add[_sourced] stored the
+ * item (kept in the file from version 3 and in the journal); 0 = unknown (items of a
+ * version-1 or version-2 file). */
+void sm_gallery_item_times(const sm_gallery *g, int64_t *times);
+
+/* Concurrency (docs/gallery.md "Concurrency").  A gallery is one writer's: calls that change
+ * it must not overlap with each other.  Reading calls (search, decide, class distances, items,
+ * info) may run in parallel with each other and, when a publish function is set, with a
+ * change too: every change does its checks, allocations and journal append + fsync first, and
+ * calls fn(ctx, 1) just before it alters what readers see and fn(ctx, 0) right after (a few
+ * row copies and pointer swaps; a compaction rebuilds outside and swaps in).  The caller's fn
+ * takes a lock exclusively on 1 and releases it on 0; readers hold that lock shared.  fn NULL
+ * (the default): no calls.  sm_gallery_save / sm_gallery_checkpoint only read the items. */
+typedef void (*sm_gallery_publish_fn)(void *ctx, int begin);
+void sm_gallery_set_publish(sm_gallery *g, sm_gallery_publish_fn fn, void *ctx);
 
 /* What the stored threshold was calibrated on.  generation counts the changes to the live
  * items (every add and remove; kept in the file); calibrated_generation is its value when the

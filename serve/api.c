@@ -1,7 +1,11 @@
-/* api.c - the request handling of `simile serve`: routing of /api/v1/..., JSON bodies (cJSON),
- * base64 images (nettle), the gallery operations under a read-write lock (searches in
- * parallel, changes one at a time), API-key roles, JSON errors and the Prometheus metrics.
+/* api.c - the request handling of `simile serve`: routing of /api/v1/..., JSON bodies (cJSON)
+ * or multipart forms (parsed by libmicrohttpd in http.c, mapped to the same JSON fields here),
+ * base64 images (nettle), the gallery operations, API-key roles, JSON errors and the
+ * Prometheus metrics.  Locking: readers share s->lock; a change runs under the writer mutex
+ * s->wmu (checks, journal append + fsync, checkpoint) and takes s->lock alone only while the
+ * gallery publishes it (sm_gallery_set_publish), so searches go on during a write's fsync.
  * Every route and error is in docs/serve.md.  Never exits: every failure is a response. */
+#define _POSIX_C_SOURCE 200809L
 #include "serve.h"
 
 #include <cjson/cJSON.h>
@@ -11,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define MAX_K 100
 #define MAX_SEGMENTS 8
@@ -116,6 +121,7 @@ static void metrics_response(srv *s, srv_response *r) {
               (double)atomic_load(&s->metrics.sum_us) / 1e6, (unsigned long long)atomic_load(&s->metrics.count));
     pthread_rwlock_rdlock(&s->lock);
     int live = 0;
+    long long jrec = (long long)atomic_load(&s->journal_records);
     for (int i = 0; i < sm_gallery_num_classes(s->g); i++) {
         sm_gallery_class ci;
         if (!sm_gallery_class_info(s->g, i, &ci) && !ci.removed) live++;
@@ -125,7 +131,7 @@ static void metrics_response(srv *s, srv_response *r) {
                   "# TYPE simile_gallery_subjects gauge\nsimile_gallery_subjects %d\n"
                   "# HELP simile_journal_records Journal records not yet checkpointed.\n# TYPE simile_journal_records gauge\n"
                   "simile_journal_records %lld\n",
-              (long long)sm_gallery_size(s->g), live, (long long)sm_gallery_journal_records(s->g));
+              (long long)sm_gallery_size(s->g), live, jrec);
     pthread_rwlock_unlock(&s->lock);
     if (b.oom) { free(b.p); srv_error(r, 503, "out of memory"); return; }
     r->status = 200;
@@ -368,6 +374,18 @@ static void get_subject(srv *s, const char *name, srv_response *r) {
     else json_response(r, 200, j);
 }
 
+/* An enrolment time (ms since the epoch) as ISO 8601 UTC; 0 if unknown (t <= 0). */
+static int iso_time(int64_t t, char *buf, size_t cap) {
+    if (t <= 0) return 0;
+    time_t sec = (time_t)(t / 1000);
+    struct tm tm;
+    if (!gmtime_r(&sec, &tm)) return 0;
+    size_t k = strftime(buf, cap, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (!k) return 0;
+    snprintf(buf + k, cap - k, ".%03dZ", (int)(t % 1000));
+    return 1;
+}
+
 /* Items, of one subject (name) or all (NULL). */
 static void list_items(srv *s, const char *name, srv_response *r) {
     pthread_rwlock_rdlock(&s->lock);
@@ -381,14 +399,16 @@ static void list_items(srv *s, const char *name, srv_response *r) {
     int64_t *ids = malloc((size_t)(n ? n : 1) * sizeof(int64_t));
     int32_t *cls = malloc((size_t)(n ? n : 1) * sizeof(int32_t));
     const char **src = malloc((size_t)(n ? n : 1) * sizeof(char *));
-    if (!ids || !cls || !src) {
+    int64_t *tms = malloc((size_t)(n ? n : 1) * sizeof(int64_t)); /* (n) ms since the epoch */
+    if (!ids || !cls || !src || !tms) {
         pthread_rwlock_unlock(&s->lock);
-        free(ids); free(cls); free((void *)src);
+        free(ids); free(cls); free((void *)src); free(tms);
         srv_error(r, 503, "out of memory");
         return;
     }
     sm_gallery_items(s->g, ids, cls, NULL);
     sm_gallery_item_sources(s->g, src);
+    sm_gallery_item_times(s->g, tms);
     cJSON *j = cJSON_CreateObject();
     if (name) cJSON_AddStringToObject(j, "subject", name);
     cJSON *a = cJSON_AddArrayToObject(j, "items");
@@ -402,29 +422,55 @@ static void list_items(srv *s, const char *name, srv_response *r) {
             cJSON_AddStringToObject(o, "subject", ci.name);
         }
         cJSON_AddStringToObject(o, "source", src[i]);
+        char when[40];
+        if (iso_time(tms[i], when, sizeof when)) {
+            cJSON_AddStringToObject(o, "enrolled", when);
+            cJSON_AddNumberToObject(o, "enrolled_ms", (double)tms[i]);
+        } else {
+            cJSON_AddNullToObject(o, "enrolled");
+            cJSON_AddNullToObject(o, "enrolled_ms");
+        }
         cJSON_AddItemToArray(a, o);
     }
     pthread_rwlock_unlock(&s->lock);
-    free(ids); free(cls); free((void *)src);
+    free(ids); free(cls); free((void *)src); free(tms);
     json_response(r, 200, j);
 }
 
-/* After a change (write lock held): a checkpoint every checkpoint_every records. */
-static void maybe_checkpoint(srv *s) {
-    if (s->gpath && s->checkpoint_every > 0 && sm_gallery_journal_records(s->g) >= s->checkpoint_every)
+/* The publish hook (sm_gallery_set_publish): s->lock alone while a change is made visible. */
+static void publish(void *ctx, int begin) {
+    srv *s = ctx;
+    if (begin) pthread_rwlock_wrlock(&s->lock); else pthread_rwlock_unlock(&s->lock);
+}
+
+void srv_attach(srv *s, sm_gallery *g) {
+    s->g = g;
+    sm_gallery_set_publish(g, publish, s);
+    atomic_store(&s->journal_records, (int_fast64_t)sm_gallery_journal_records(g));
+}
+
+/* A change: writer_begin, the gallery call (which journals, fsyncs, then publishes under
+ * s->lock), writer_end(st) which keeps the gallery's message in msg on failure, or else
+ * checkpoints every checkpoint_every records (a checkpoint only reads the items: searches go
+ * on), and releases the writer mutex. */
+static void writer_begin(srv *s) { pthread_mutex_lock(&s->wmu); }
+
+static sm_status writer_end(srv *s, sm_status st, char *msg, size_t cap) {
+    snprintf(msg, cap, "%s", st ? sm_gallery_errmsg(s->g) : "");
+    if (!st && s->gpath && s->checkpoint_every > 0 && sm_gallery_journal_records(s->g) >= s->checkpoint_every)
         if (sm_gallery_checkpoint(s->g))
             fprintf(stderr, "simile serve: warning: checkpoint failed (the journal keeps the changes): %s\n",
                     sm_gallery_errmsg(s->g));
+    atomic_store(&s->journal_records, (int_fast64_t)sm_gallery_journal_records(s->g));
+    pthread_mutex_unlock(&s->wmu);
+    return st;
 }
 
 static void delete_subject(srv *s, const char *name, srv_response *r) {
-    pthread_rwlock_wrlock(&s->lock);
     int64_t removed = 0;
-    sm_status st = sm_gallery_remove_class(s->g, name, &removed);
     char msg[300];
-    snprintf(msg, sizeof msg, "%s", st ? sm_gallery_errmsg(s->g) : "");
-    if (!st) maybe_checkpoint(s);
-    pthread_rwlock_unlock(&s->lock);
+    writer_begin(s);
+    sm_status st = writer_end(s, sm_gallery_remove_class(s->g, name, &removed), msg, sizeof msg);
     if (st) { lib_error(r, st, msg); return; }
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "removed", name);
@@ -436,12 +482,9 @@ static void rename_subject(srv *s, const char *name, const cJSON *body, srv_resp
     const cJSON *to = cJSON_GetObjectItemCaseSensitive(body, "name");
     if (!cJSON_IsString(to)) { srv_error(r, 400, "give the new name as {\"name\": \"...\"}"); return; }
     if (!valid_name(to->valuestring)) { srv_error(r, 400, "a subject name has 1 to 255 bytes and no control characters"); return; }
-    pthread_rwlock_wrlock(&s->lock);
-    sm_status st = sm_gallery_rename_class(s->g, name, to->valuestring);
     char msg[300];
-    snprintf(msg, sizeof msg, "%s", st ? sm_gallery_errmsg(s->g) : "");
-    if (!st) maybe_checkpoint(s);
-    pthread_rwlock_unlock(&s->lock);
+    writer_begin(s);
+    sm_status st = writer_end(s, sm_gallery_rename_class(s->g, name, to->valuestring), msg, sizeof msg);
     if (st == SM_ERR_RANGE) { srv_error(r, 409, "%s", msg); return; }
     if (st) { lib_error(r, st, msg); return; }
     cJSON *j = cJSON_CreateObject();
@@ -454,12 +497,9 @@ static void delete_item(srv *s, const char *idtext, srv_response *r) {
     char *end;
     long long id = strtoll(idtext, &end, 10);
     if (!*idtext || *end || id < 0) { srv_error(r, 400, "'%.64s' is not an item id", idtext); return; }
-    pthread_rwlock_wrlock(&s->lock);
-    sm_status st = sm_gallery_remove_item(s->g, (int64_t)id);
     char msg[300];
-    snprintf(msg, sizeof msg, "%s", st ? sm_gallery_errmsg(s->g) : "");
-    if (!st) maybe_checkpoint(s);
-    pthread_rwlock_unlock(&s->lock);
+    writer_begin(s);
+    sm_status st = writer_end(s, sm_gallery_remove_item(s->g, (int64_t)id), msg, sizeof msg);
     if (st) { lib_error(r, st, msg); return; }
     cJSON *j = cJSON_CreateObject();
     cJSON_AddNumberToObject(j, "removed", (double)id);
@@ -503,18 +543,14 @@ static void enrol(srv *s, const char *name, const cJSON *body, srv_response *r) 
         src[i] = sv && cJSON_IsString(sv) ? sv->valuestring : NULL;
         i++;
     }
-    pthread_rwlock_wrlock(&s->lock);
+    char msg[300];
+    writer_begin(s); /* the writer may read the gallery without s->lock: only writers change it */
     int created = sm_gallery_find_class(s->g, name) < 0;
     sm_status st = sm_gallery_add_sourced(s->g, emb, n, s->dim, name, NULL, src, ids);
-    char msg[300];
-    snprintf(msg, sizeof msg, "%s", st ? sm_gallery_errmsg(s->g) : "");
     int64_t total = 0;
-    if (!st) {
-        sm_gallery_class ci;
-        if (!sm_gallery_class_info(s->g, sm_gallery_find_class(s->g, name), &ci)) total = ci.items;
-        maybe_checkpoint(s);
-    }
-    pthread_rwlock_unlock(&s->lock);
+    sm_gallery_class ci;
+    if (!st && !sm_gallery_class_info(s->g, sm_gallery_find_class(s->g, name), &ci)) total = ci.items;
+    st = writer_end(s, st, msg, sizeof msg);
     free(emb);
     free((void *)src);
     if (st) { free(ids); lib_error(r, st, msg); return; }
@@ -692,10 +728,10 @@ static void calibrate(srv *s, const cJSON *body, srv_response *r, int may_write)
         if (bad) { free(q); return; }
         i++;
     }
-    pthread_rwlock_wrlock(&s->lock);
+    writer_begin(s); /* no change can come between the distances and the stored threshold */
     int C = sm_gallery_num_classes(s->g);
     if ((int64_t)n * C > ((int64_t)1 << 26)) {
-        pthread_rwlock_unlock(&s->lock);
+        pthread_mutex_unlock(&s->wmu);
         free(q);
         srv_error(r, 413, "%d queries x %d subjects: too many pairs in one request (at most 2^26)", n, C);
         return;
@@ -721,9 +757,8 @@ static void calibrate(srv *s, const cJSON *body, srv_response *r, int may_write)
     char msg[300] = "";
     if (!st) st = sm_calibrate_threshold(pd, gen, np, f1 ? SM_CALIBRATE_F1 : SM_CALIBRATE_FAR, target, &thr, &tar, &far);
     if (st && st != SM_ERR_NOTFOUND) snprintf(msg, sizeof msg, "%s", sm_errmsg());
-    if (!st && !dry_run && (st = sm_gallery_set_threshold(s->g, thr, rule))) snprintf(msg, sizeof msg, "%s", sm_gallery_errmsg(s->g));
-    if (!st && !dry_run) maybe_checkpoint(s);
-    pthread_rwlock_unlock(&s->lock);
+    if (!st && !dry_run) st = writer_end(s, sm_gallery_set_threshold(s->g, thr, rule), msg, sizeof msg);
+    else pthread_mutex_unlock(&s->wmu);
     free(q); free(cd); free(pd); free(gen);
     if (st == SM_ERR_NOTFOUND) { srv_error(r, 409, "the gallery is empty: enrol subjects first"); return; }
     if (st) { lib_error(r, st, msg); return; }
@@ -740,9 +775,147 @@ static void calibrate(srv *s, const cJSON *body, srv_response *r, int may_write)
     json_response(r, 200, j);
 }
 
+/* ---- multipart forms ---------------------------------------------------------------------- */
+int srv_form_add(srv_form *f, const char *name, const char *filename, const char *data, uint64_t off, size_t size) {
+    if (off == 0 || f->n == 0) { /* a new part */
+        if (f->n >= SRV_MAX_PARTS) { f->too_many = 1; return 0; }
+        if (f->n == f->cap) {
+            int cap = f->cap ? 2 * f->cap : 8;
+            srv_part *p = realloc(f->parts, (size_t)cap * sizeof *p);
+            if (!p) return -1;
+            f->parts = p;
+            f->cap = cap;
+        }
+        srv_part *p = &f->parts[f->n];
+        memset(p, 0, sizeof *p);
+        p->name = strdup(name ? name : "");
+        p->filename = filename ? strdup(filename) : NULL;
+        p->data = malloc(1);
+        if (!p->name || (filename && !p->filename) || !p->data) { free(p->name); free(p->filename); free(p->data); return -1; }
+        p->data[0] = 0;
+        f->n++;
+    }
+    if (f->too_many || !size) return 0;
+    srv_part *p = &f->parts[f->n - 1];
+    char *d = realloc(p->data, p->len + size + 1);
+    if (!d) return -1;
+    memcpy(d + p->len, data, size);
+    p->len += size;
+    d[p->len] = 0;
+    p->data = d;
+    f->bytes += size;
+    return 0;
+}
+
+void srv_form_free(srv_form *f) {
+    for (int i = 0; i < f->n; i++) { free(f->parts[i].name); free(f->parts[i].filename); free(f->parts[i].data); }
+    free(f->parts);
+    memset(f, 0, sizeof *f);
+}
+
+/* A file part's bytes as the base64 string the JSON body would carry (NULL when out of
+ * memory); an image larger than --max-image is refused here (413). */
+static cJSON *b64_of(srv *s, const srv_part *p, srv_response *r) {
+    if (p->len > s->max_image) {
+        srv_error(r, 413, "file field '%.64s': the image is larger than %zu bytes (--max-image)", p->name, s->max_image);
+        return NULL;
+    }
+    char *t = malloc(BASE64_ENCODE_RAW_LENGTH(p->len) + 1);
+    if (!t) { srv_error(r, 503, "out of memory"); return NULL; }
+    base64_encode_raw(t, p->len, (const uint8_t *)p->data);
+    t[BASE64_ENCODE_RAW_LENGTH(p->len)] = 0;
+    cJSON *j = cJSON_CreateString(t);
+    free(t);
+    if (!j) srv_error(r, 503, "out of memory");
+    return j;
+}
+
+/* Append v to the array field key of o (created on first use). */
+static int push(cJSON *o, const char *key, cJSON *v) {
+    cJSON *a = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!a && !(a = cJSON_AddArrayToObject(o, key))) { cJSON_Delete(v); return -1; }
+    return cJSON_AddItemToArray(a, v) ? 0 : -1;
+}
+
+/* The JSON body a multipart form stands for (docs/serve.md "Multipart uploads"), or NULL with r
+ * filled.  File parts: "image" (enrolment and calibration: repeated, one item each; identify:
+ * once), "images" (the same), "a" and "b" (verify).  Fields: "k", "threshold", "far" (numbers),
+ * "f1", "dry_run" (true / false), "rule", "subject", "name" (strings), "source" / "sources"
+ * and "label" / "labels" (repeated: one per image, in order), "embedding" / "embeddings" (JSON
+ * text).  An enrolment without sources takes each file's name as its source. */
+static cJSON *form_to_json(srv *s, int route, const srv_form *f, srv_response *r) {
+    if (f->bad) { srv_error(r, 400, "the multipart/form-data body is malformed"); return NULL; }
+    if (f->too_many) { srv_error(r, 413, "more than %d parts in the form", SRV_MAX_PARTS); return NULL; }
+    int many = route == R_SUBJECT_ITEMS || route == R_CALIBRATE; /* "image" repeats */
+    cJSON *o = cJSON_CreateObject();
+    cJSON *fnames = cJSON_CreateArray(); /* the files' names, the default sources */
+    int nfiles = 0, oom = !o || !fnames;
+    for (int i = 0; !oom && i < f->n; i++) {
+        const srv_part *p = &f->parts[i];
+        const char *k = p->name;
+        if (p->filename) { /* a file */
+            cJSON *v = b64_of(s, p, r);
+            if (!v) goto fail;
+            if (!strcmp(k, "a") || !strcmp(k, "b")) {
+                if (cJSON_GetObjectItemCaseSensitive(o, k)) { cJSON_Delete(v); srv_error(r, 400, "file field '%s' given twice", k); goto fail; }
+                cJSON *q = cJSON_AddObjectToObject(o, k);
+                if (!q || !cJSON_AddItemToObject(q, "image", v)) { cJSON_Delete(v); oom = 1; }
+            } else if (!strcmp(k, "images") || (many && !strcmp(k, "image"))) {
+                if (push(o, "images", v)) oom = 1;
+                else if (!cJSON_AddItemToArray(fnames, cJSON_CreateString(p->filename))) oom = 1;
+                nfiles++;
+            } else if (!strcmp(k, "image")) {
+                if (cJSON_GetObjectItemCaseSensitive(o, k)) { cJSON_Delete(v); srv_error(r, 400, "file field 'image' given twice"); goto fail; }
+                if (!cJSON_AddItemToObject(o, "image", v)) { cJSON_Delete(v); oom = 1; }
+            } else {
+                cJSON_Delete(v);
+                srv_error(r, 400, "unknown file field '%.64s' (image, images, a or b)", k);
+                goto fail;
+            }
+            continue;
+        }
+        /* a field */
+        int rep = !strcmp(k, "source") || !strcmp(k, "sources") || !strcmp(k, "label") || !strcmp(k, "labels");
+        if (!rep && cJSON_GetObjectItemCaseSensitive(o, k)) { srv_error(r, 400, "form field '%.64s' given twice", k); goto fail; }
+        if (!strcmp(k, "k") || !strcmp(k, "threshold") || !strcmp(k, "far")) {
+            char *end;
+            double x = strtod(p->data, &end);
+            if (!p->len || *end || strlen(p->data) != p->len) { srv_error(r, 400, "form field '%s' must be a number, not '%.32s'", k, p->data); goto fail; }
+            if (!cJSON_AddNumberToObject(o, k, x)) oom = 1;
+        } else if (!strcmp(k, "f1") || !strcmp(k, "dry_run")) {
+            if (strcmp(p->data, "true") && strcmp(p->data, "false")) { srv_error(r, 400, "form field '%s' must be true or false", k); goto fail; }
+            if (!cJSON_AddBoolToObject(o, k, !strcmp(p->data, "true"))) oom = 1;
+        } else if (!strcmp(k, "rule") || !strcmp(k, "subject") || !strcmp(k, "name")) {
+            if (strlen(p->data) != p->len) { srv_error(r, 400, "form field '%s' holds a NUL byte", k); goto fail; }
+            if (!cJSON_AddStringToObject(o, k, p->data)) oom = 1;
+        } else if (rep) {
+            if (strlen(p->data) != p->len) { srv_error(r, 400, "form field '%s' holds a NUL byte", k); goto fail; }
+            if (push(o, k[0] == 's' ? "sources" : "labels", cJSON_CreateString(p->data))) oom = 1;
+        } else if (!strcmp(k, "embedding") || !strcmp(k, "embeddings")) {
+            cJSON *v = cJSON_ParseWithLength(p->data, p->len);
+            if (!v) { srv_error(r, 400, "form field '%s' is not valid JSON", k); goto fail; }
+            if (!cJSON_AddItemToObject(o, k, v)) { cJSON_Delete(v); oom = 1; }
+        } else {
+            srv_error(r, 400, "unknown form field '%.64s'", k);
+            goto fail;
+        }
+    }
+    if (!oom && route == R_SUBJECT_ITEMS && nfiles && !cJSON_GetObjectItemCaseSensitive(o, "sources")) {
+        cJSON_AddItemToObject(o, "sources", fnames);
+        fnames = NULL;
+    }
+    if (oom) { srv_error(r, 503, "out of memory"); goto fail; }
+    cJSON_Delete(fnames);
+    return o;
+fail:
+    cJSON_Delete(o);
+    cJSON_Delete(fnames);
+    return NULL;
+}
+
 /* ---- dispatch ----------------------------------------------------------------------------- */
-void srv_handle(srv *s, const char *method, const char *path, const char *body, size_t len, const char *api_key,
-                srv_response *r) {
+static void handle(srv *s, const char *method, const char *path, const char *body, size_t len, const srv_form *form,
+                   const char *api_key, srv_response *r) {
     memset(r, 0, sizeof *r);
     char buf[1024], *seg[MAX_SEGMENTS];
     int n = path && strlen(path) < sizeof buf ? split_path(path, buf, sizeof buf, seg) : -1;
@@ -770,7 +943,10 @@ void srv_handle(srv *s, const char *method, const char *path, const char *body, 
     }
     int may_write = !s->keys.n || srv_keys_role(&s->keys, api_key) == SRV_ROLE_WRITE;
     cJSON *json = NULL;
-    if (post || patch) {
+    if ((post || patch) && form) {
+        if (form->bytes > s->max_body) { srv_error(r, 413, "the request body is larger than %zu bytes (--max-body)", s->max_body); return; }
+        if (!(json = form_to_json(s, route, form, r))) return;
+    } else if (post || patch) {
         if (len > s->max_body) { srv_error(r, 413, "the request body is larger than %zu bytes (--max-body)", s->max_body); return; }
         if (!body || !len) { srv_error(r, 400, "the request needs a JSON body"); return; }
         json = cJSON_ParseWithLength(body, len);
@@ -797,4 +973,14 @@ void srv_handle(srv *s, const char *method, const char *path, const char *body, 
     default: srv_error(r, 404, "no such route"); break;
     }
     cJSON_Delete(json);
+}
+
+void srv_handle(srv *s, const char *method, const char *path, const char *body, size_t len, const char *api_key,
+                srv_response *r) {
+    handle(s, method, path, body, len, NULL, api_key, r);
+}
+
+void srv_handle_form(srv *s, const char *method, const char *path, const srv_form *form, const char *api_key,
+                     srv_response *r) {
+    handle(s, method, path, NULL, 0, form, api_key, r);
 }

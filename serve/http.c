@@ -1,8 +1,10 @@
 /* http.c - `simile serve`: options, the gallery (opened journaled under a non-blocking writer
  * lock, so a second server or CLI writer is refused), a model per worker thread, and the
  * HTTP/1.1 server (libmicrohttpd, a pool of --threads threads) that hands each complete request
- * to srv_handle.  SIGTERM / SIGINT: stop accepting, let in-flight requests finish, checkpoint
- * the journal into the gallery file, exit 0. */
+ * to srv_handle, or, for a multipart/form-data body, parses it with libmicrohttpd's post
+ * processor (MHD_create_post_processor) and hands the parts to srv_handle_form.  SIGTERM /
+ * SIGINT: stop accepting, let in-flight requests finish, checkpoint the journal into the
+ * gallery file, exit 0. */
 #define _POSIX_C_SOURCE 200809L
 #include "serve.h"
 
@@ -15,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 static const char *help =
@@ -46,9 +49,23 @@ static const char *help =
 typedef struct conn {
     char *body;
     size_t len, cap;
+    size_t seen;                  /* body bytes received (JSON or form) */
     int too_big;
+    struct MHD_PostProcessor *pp; /* multipart/form-data: the parser; NULL otherwise */
+    int multipart;
+    srv_form form;
     struct timespec t0;
 } conn;
+
+/* The post processor's callback: each chunk of a part's data in order (off: its offset). */
+static enum MHD_Result form_part(void *cls, enum MHD_ValueKind kind, const char *key, const char *filename,
+                                 const char *content_type, const char *transfer_encoding, const char *data, uint64_t off,
+                                 size_t size) {
+    conn *k = cls;
+    (void)kind; (void)content_type; (void)transfer_encoding;
+    if (srv_form_add(&k->form, key, filename, data, off, size)) { k->form.bad = 1; return MHD_NO; }
+    return k->form.too_many ? MHD_NO : MHD_YES;
+}
 
 static double since(const struct timespec *t0) {
     struct timespec t;
@@ -61,7 +78,12 @@ static size_t no_unescape(void *cls, struct MHD_Connection *c, char *s) { return
 
 static void completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode toe) {
     conn *k = *con_cls;
-    if (k) { free(k->body); free(k); }
+    if (k) {
+        if (k->pp) MHD_destroy_post_processor(k->pp);
+        srv_form_free(&k->form);
+        free(k->body);
+        free(k);
+    }
     *con_cls = NULL;
 }
 
@@ -73,12 +95,24 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *connection, con
         if (!(k = calloc(1, sizeof *k))) return MHD_NO;
         clock_gettime(CLOCK_MONOTONIC, &k->t0);
         *con_cls = k;
+        const char *ct = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+        if (ct && !strncasecmp(ct, "multipart/form-data", 19)) {
+            k->multipart = 1;
+            /* NULL for a multipart type without a boundary: answered 400 at the end */
+            if (!(k->pp = MHD_create_post_processor(connection, 64 * 1024, form_part, k))) k->form.bad = 1;
+        }
         return MHD_YES;
     }
     if (*upload_size) {
         size_t n = *upload_size;
         *upload_size = 0;
-        if (k->too_big || k->len + n > s->max_body) { k->too_big = 1; return MHD_YES; }
+        if (k->too_big || k->seen + n > s->max_body) { k->too_big = 1; return MHD_YES; }
+        k->seen += n;
+        if (k->multipart) {
+            if (k->pp && !k->form.bad && !k->form.too_many && MHD_post_process(k->pp, upload, n) != MHD_YES && !k->form.too_many)
+                k->form.bad = 1;
+            return MHD_YES;
+        }
         if (k->len + n + 1 > k->cap) {
             size_t cap = k->cap ? k->cap : 4096;
             while (cap < k->len + n + 1) cap *= 2;
@@ -98,6 +132,11 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *connection, con
     if (k->too_big) {
         memset(&r, 0, sizeof r);
         srv_error(&r, 413, "the request body is larger than %zu bytes (--max-body)", s->max_body);
+    } else if (k->multipart) {
+        /* the end of the body: the last part is complete once the processor is destroyed */
+        if (k->pp && MHD_destroy_post_processor(k->pp) != MHD_YES) k->form.bad = 1;
+        k->pp = NULL;
+        srv_handle_form(s, method, url, &k->form, key, &r);
     } else srv_handle(s, method, url, k->body, k->len, key, &r);
     size_t blen = r.body ? strlen(r.body) : 0;
     struct MHD_Response *resp = MHD_create_response_from_buffer(blen, r.body ? r.body : (void *)"", r.body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
@@ -108,6 +147,24 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *connection, con
     MHD_destroy_response(resp);
     srv_observe(s, srv_route_of(url), r.status, since(&k->t0));
     return ret;
+}
+
+/* ---- for the fuzz target: the same handler on a daemon with no listening socket ------------ */
+void *srv_http_start_unlistened(srv *s) {
+    return MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC, 0, NULL, NULL,
+                            handler, s,
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)5,
+                            MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+                            MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL,
+                            MHD_OPTION_END);
+}
+
+int srv_http_add(void *daemon, int fd) {
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    return MHD_add_connection(daemon, fd, (struct sockaddr *)&sa, sizeof sa) == MHD_YES ? 0 : -1;
 }
 
 /* A whole text file, NUL-terminated (malloc'ed), or NULL. */
@@ -217,6 +274,7 @@ int cmd_serve(int argc, char **argv) {
     s->std = (float)stdv;
     s->raw = raw;
     pthread_rwlock_init(&s->lock, NULL);
+    pthread_mutex_init(&s->wmu, NULL);
     pthread_mutex_init(&s->model_mu, NULL);
     pthread_cond_init(&s->model_cv, NULL);
     int rc = 1;
@@ -236,7 +294,9 @@ int cmd_serve(int argc, char **argv) {
         goto done;
     }
     if (sm_gallery_trylock(&lock, gpath)) { fprintf(stderr, "simile serve: %s\n", sm_errmsg()); goto done; }
-    if (sm_gallery_open_journaled(&s->g, gpath)) { fprintf(stderr, "simile serve: %s\n", sm_errmsg()); rc = 3; goto done; }
+    sm_gallery *g = NULL;
+    if (sm_gallery_open_journaled(&g, gpath)) { fprintf(stderr, "simile serve: %s\n", sm_errmsg()); rc = 3; goto done; }
+    srv_attach(s, g);
     s->dim = sm_gallery_dim(s->g);
     if (mpath) {
         s->models = calloc((size_t)threads, sizeof(sm_model *));
@@ -301,6 +361,7 @@ done:
     sm_lock_release(lock);
     srv_keys_free(&s->keys);
     pthread_rwlock_destroy(&s->lock);
+    pthread_mutex_destroy(&s->wmu);
     pthread_mutex_destroy(&s->model_mu);
     pthread_cond_destroy(&s->model_cv);
     free(s);

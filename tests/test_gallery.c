@@ -393,10 +393,10 @@ static void test_file(void) {
     CHECK_MSG(wrong == 0, "%d of %zu truncations not detected", wrong, len);
     CHECK(strstr(sm_errmsg(), "bad.smg") != NULL);
     /* crafted fields with a valid checksum */
-    CHECK_STATUS(patched(bad, b, len, 8, 3), SM_ERR_FORMAT);               /* version */
+    CHECK_STATUS(patched(bad, b, len, 8, 4), SM_ERR_FORMAT);               /* version */
     CHECK(strstr(sm_errmsg(), "version") != NULL);
     CHECK_STATUS(patched(bad, b, len, 8, 0), SM_ERR_FORMAT);               /* version 0 */
-    CHECK_STATUS(patched(bad, b, len, 8, 1), SM_ERR_FORMAT);               /* v2 bytes read as v1 */
+    CHECK_STATUS(patched(bad, b, len, 8, 1), SM_ERR_FORMAT);               /* v3 bytes read as v1 */
     CHECK(strstr(sm_errmsg(), "bytes of items") != NULL);
     CHECK_STATUS(patched(bad, b, len, 12, 0), SM_ERR_FORMAT);              /* dim 0 */
     CHECK_STATUS(patched(bad, b, len, 12, 16), SM_ERR_FORMAT);             /* other dim: lengths */
@@ -526,7 +526,7 @@ static void test_old_version(void) {
     sm_gallery_calibration_info ci;
     sm_gallery_calibration(g, &ci);
     CHECK(ci.calibrated == 1 && ci.changed == 0 && ci.items_at_calibration == -1 && ci.generation == 0);
-    /* enrol with sources, save (as version 2), reopen */
+    /* enrol with sources, save (as version 3), reopen */
     const char *ns[2] = {"new/one.png", NULL};
     float add[4] = {0.8f, 0.6f, 0, -1};
     CHECK_OK(sm_gallery_add_sourced(g, add, 2, 2, "new", NULL, ns, NULL));
@@ -536,7 +536,7 @@ static void test_old_version(void) {
     sm_gallery_free(g);
     size_t len = 0;
     unsigned char *b = slurp(p, &len);
-    CHECK(b && len > 12 && sm_get_u32le(b + 8) == 2);
+    CHECK(b && len > 12 && sm_get_u32le(b + 8) == 3);
     free(b);
     g = NULL;
     CHECK_OK(sm_gallery_open(&g, p));
@@ -568,6 +568,188 @@ static void test_old_version(void) {
     CHECK(sm_gallery_size(g) == 2);
     free(longname);
     sm_gallery_free(g);
+}
+
+/* The version-2 writer (before enrolment times; an embedding row for every item, removed ones
+ * included), byte for byte: dim 2, cosine, classes "a" and "b", items 5 (a, source "x.png"),
+ * 6 (b, removed), 7 (a); generation 3, calibrated at 2 on 2 items. */
+static void write_v2(const char *path) {
+    unsigned char b[256];
+    size_t n = 0;
+#define U32(v) (put_u32(b + n, (uint32_t)(v)), n += 4)
+#define U64(v) (U32((uint64_t)(v) & 0xffffffffu), U32((uint64_t)(v) >> 32))
+    memcpy(b, "SMILEGAL", 8);
+    n = 8;
+    float thr = 0.25f, e[6] = {1, 0, 0, 1, 0.6f, 0.8f};
+    uint32_t tb;
+    memcpy(&tb, &thr, 4);
+    U32(2); U32(2); U32(SM_METRIC_COSINE); U32(0); U32(tb); U32(SM_RULE_NEAREST); U32(2); U64(3); U64(8);
+    U32(0); U32(1); b[n++] = 'a';
+    U32(0); U32(1); b[n++] = 'b';
+    U32(0); U32(0); U64(5);
+    U32(1); U32(1); U64(6);
+    U32(0); U32(0); U64(7);
+    for (int i = 0; i < 6; i++) { uint32_t v; memcpy(&v, &e[i], 4); U32(v); }
+    U64(3); U64(2); U64(2);
+    U32(5); memcpy(b + n, "x.png", 5); n += 5;
+    U32(0);
+    U32(0);
+    U32(sm_crc32(0, b, n));
+#undef U64
+#undef U32
+    spit(path, b, n);
+}
+
+/* Version 2 files open (time 0 = unknown), are saved as version 3 with the times, and the
+ * times survive compaction, the journal and a checkpoint. */
+static void test_times(void) {
+    char p[320];
+    snprintf(p, sizeof p, "%s/v2.smg", dir);
+    write_v2(p);
+    sm_gallery *g = NULL;
+    CHECK_OK(sm_gallery_open(&g, p));
+    if (!g) return;
+    CHECK(sm_gallery_size(g) == 2 && sm_gallery_metric(g) == SM_METRIC_COSINE);
+    int64_t ids[4], tm[4] = {-1, -1, -1, -1};
+    float e[8];
+    const char *src[4];
+    sm_gallery_items(g, ids, NULL, e);
+    sm_gallery_item_times(g, tm);
+    sm_gallery_item_sources(g, src);
+    CHECK(ids[0] == 5 && ids[1] == 7 && e[0] == 1 && e[1] == 0 && e[2] == 0.6f && e[3] == 0.8f);
+    CHECK(tm[0] == 0 && tm[1] == 0 && !strcmp(src[0], "x.png") && !strcmp(src[1], ""));
+    sm_gallery_calibration_info ci;
+    sm_gallery_calibration(g, &ci);
+    CHECK(ci.generation == 3 && ci.calibrated_generation == 2 && ci.items_at_calibration == 2);
+    int64_t t0 = (int64_t)time(NULL) * 1000;
+    float add[2] = {0.8f, 0.6f};
+    CHECK_OK(sm_gallery_add(g, add, 1, 2, "b", NULL, NULL));
+    int64_t t1 = ((int64_t)time(NULL) + 1) * 1000;
+    sm_gallery_item_times(g, tm);
+    CHECK_MSG(tm[2] >= t0 && tm[2] <= t1, "enrolment time %lld outside [%lld, %lld]", (long long)tm[2], (long long)t0, (long long)t1);
+    CHECK_OK(sm_gallery_save(g, p));
+    sm_gallery_free(g);
+    size_t len = 0;
+    unsigned char *b = slurp(p, &len);
+    CHECK(b && len > 12 && sm_get_u32le(b + 8) == 3);
+    free(b);
+    g = NULL;
+    CHECK_OK(sm_gallery_open_journaled(&g, p));
+    if (!g) return;
+    int64_t tm2[4];
+    sm_gallery_item_times(g, tm2);
+    CHECK(sm_gallery_size(g) == 3 && tm2[0] == 0 && tm2[1] == 0 && tm2[2] == tm[2]);
+    /* a journaled add keeps its time through a replay, then a checkpoint */
+    CHECK_OK(sm_gallery_add(g, add, 1, 2, "c", NULL, NULL));
+    sm_gallery_item_times(g, tm);
+    sm_gallery_free(g);
+    g = NULL;
+    CHECK_OK(sm_gallery_open(&g, p));
+    if (!g) return;
+    sm_gallery_item_times(g, tm2);
+    CHECK(sm_gallery_size(g) == 4 && tm2[3] == tm[3] && tm[3] >= t0);
+    sm_gallery_free(g);
+    g = NULL;
+    CHECK_OK(sm_gallery_open_journaled(&g, p));
+    if (!g) return;
+    CHECK_OK(sm_gallery_checkpoint(g));
+    CHECK_OK(sm_gallery_remove_item(g, 5));
+    CHECK_OK(sm_gallery_compact(g));
+    sm_gallery_item_times(g, tm2);
+    CHECK(sm_gallery_size(g) == 3 && tm2[0] == 0 && tm2[1] == tm[2] && tm2[2] == tm[3]);
+    sm_gallery_free(g);
+}
+
+/* Searches over the packed live rows: after removals (rows moved into the holes), search,
+ * decisions and class distances equal those of a fresh gallery with the same items in the
+ * same order, ties included (duplicated embeddings: ties go to the item enrolled first). */
+static void test_packed_rows(void) {
+    const int d = 8, n = 300, nq = 20;
+    float *e = malloc((size_t)n * d * sizeof(float)), *q = malloc((size_t)nq * d * sizeof(float));
+    uint64_t seed = 12345;
+    for (int i = 0; i < n * d; i++) { seed = seed * 6364136223846793005ull + 1442695040888963407ull; e[i] = (float)((seed >> 40) % 1000) / 1000.0f - 0.5f; }
+    for (int i = 0; i < 40; i++) memcpy(e + (size_t)(n - 1 - i) * d, e + (size_t)(i * 3) * d, (size_t)d * sizeof(float)); /* duplicates */
+    for (int i = 0; i < nq; i++) memcpy(q + (size_t)i * d, e + (size_t)(i * 7) * d, (size_t)d * sizeof(float));
+    for (int metric = 0; metric <= SM_METRIC_COSINE; metric++) {
+        sm_gallery *g = NULL, *f = NULL;
+        CHECK_OK(sm_gallery_create(&g, d, (sm_metric)metric, 0));
+        CHECK_OK(sm_gallery_create(&f, d, (sm_metric)metric, 0));
+        if (!g || !f) return;
+        char name[16];
+        for (int i = 0; i < n; i++) {
+            snprintf(name, sizeof name, "c%d", i % 7);
+            int64_t id = i;
+            CHECK_OK(sm_gallery_add(g, e + (size_t)i * d, 1, d, name, &id, NULL));
+        }
+        /* remove every third item, then class c3 */
+        for (int i = 0; i < n; i += 3) CHECK_OK(sm_gallery_remove_item(g, i));
+        CHECK_OK(sm_gallery_remove_class(g, "c3", NULL));
+        for (int i = 0; i < n; i++) {
+            if (i % 3 == 0 || i % 7 == 3) continue;
+            snprintf(name, sizeof name, "c%d", i % 7);
+            int64_t id = i;
+            CHECK_OK(sm_gallery_add(f, e + (size_t)i * d, 1, d, name, &id, NULL));
+        }
+        CHECK(sm_gallery_size(g) == sm_gallery_size(f));
+        const int k = 10;
+        sm_gallery_match mg[20 * 10], mf[20 * 10];
+        CHECK_OK(sm_gallery_search(g, q, nq, d, k, mg));
+        CHECK_OK(sm_gallery_search(f, q, nq, d, k, mf));
+        int diff = 0;
+        for (int i = 0; i < nq * k; i++)
+            diff += mg[i].item_id != mf[i].item_id || strcmp(mg[i].class_name, mf[i].class_name) != 0 ||
+                    fabsf(mg[i].distance - mf[i].distance) > 1e-5f;
+        CHECK_MSG(diff == 0, "metric %d: %d of %d matches differ from the fresh gallery", metric, diff, nq * k);
+        /* every live item once in the listing, storage order kept */
+        int64_t ids[300];
+        float le[300 * 8];
+        sm_gallery_items(g, ids, NULL, le);
+        int order = 1;
+        for (int64_t i = 1; i < sm_gallery_size(g); i++) order &= ids[i] > ids[i - 1];
+        for (int64_t i = 0; i < sm_gallery_size(g); i++) order &= !memcmp(le + i * d, e + ids[i] * d, (size_t)d * sizeof(float));
+        CHECK(order);
+        /* class distances by nearest item and by centroid */
+        float cg[20 * 7], cf[20 * 7];
+        for (int rule = 0; rule <= SM_RULE_CENTROID; rule += 2) {
+            CHECK_OK(sm_gallery_class_distances(g, q, nq, d, (sm_decision_rule)rule, cg));
+            CHECK_OK(sm_gallery_class_distances(f, q, nq, d, (sm_decision_rule)rule, cf));
+            /* f has no slot for c3: compare by name */
+            int bad = 0;
+            for (int c = 0; c < 7; c++) {
+                snprintf(name, sizeof name, "c%d", c);
+                int a = sm_gallery_find_class(g, name), b = sm_gallery_find_class(f, name);
+                if ((a < 0) != (b < 0)) bad++;
+                for (int i = 0; a >= 0 && b >= 0 && i < nq; i++) bad += fabsf(cg[i * 7 + a] - cf[i * sm_gallery_num_classes(f) + b]) > 1e-4f;
+            }
+            CHECK_MSG(bad == 0, "metric %d rule %d: %d class distances differ", metric, rule, bad);
+        }
+        /* compaction, then a file round trip: the same results again */
+        CHECK_OK(sm_gallery_compact(g));
+        CHECK_OK(sm_gallery_search(g, q, nq, d, k, mg));
+        diff = 0;
+        for (int i = 0; i < nq * k; i++) diff += mg[i].item_id != mf[i].item_id;
+        CHECK_MSG(diff == 0, "metric %d: after compaction %d matches differ", metric, diff);
+        sm_gallery_free(g);
+        sm_gallery_free(f);
+    }
+    /* caller ids out of order: removal by id still finds each item (a scan) */
+    sm_gallery *u = NULL;
+    CHECK_OK(sm_gallery_create(&u, d, SM_METRIC_L2, 0));
+    if (u) {
+        int64_t uid[3] = {50, 7, 30}, left[3] = {-1, -1, -1};
+        CHECK_OK(sm_gallery_add(u, e, 3, d, "u", uid, NULL));
+        CHECK_OK(sm_gallery_remove_item(u, 7));
+        CHECK_STATUS(sm_gallery_remove_item(u, 7), SM_ERR_NOTFOUND);
+        CHECK_STATUS(sm_gallery_remove_item(u, 8), SM_ERR_NOTFOUND);
+        sm_gallery_items(u, left, NULL, NULL);
+        CHECK(sm_gallery_size(u) == 2 && left[0] == 50 && left[1] == 30);
+        CHECK_OK(sm_gallery_remove_item(u, 30));
+        CHECK_OK(sm_gallery_remove_item(u, 50));
+        CHECK(sm_gallery_size(u) == 0);
+        sm_gallery_free(u);
+    }
+    free(e);
+    free(q);
 }
 
 static void test_crash(void) {
@@ -665,6 +847,8 @@ int main(void) {
     test_calibration();
     test_file();
     test_old_version();
+    test_times();
+    test_packed_rows();
     test_alloc_failures();
     test_crash();
     cleanup();

@@ -201,9 +201,9 @@ cp q0-saved.png q0.png
 expect 0 "list" -- "$S" gallery list --gallery g.smg --items
 
 # provenance: each item keeps its source (image file, or <IDX file>#<index in that file>)
-has " quad3  *folder/quad3/0.pgm$"
-has " 0  *q0.png$"
-awk '$1 == 14 {print $3}' out.txt | grep -qx "train-img#18" && ok "item 14 (5th of class 2) came from train-img#18" || { bad "item 14's source"; cat out.txt; }
+has " quad3  *20[0-9-]*T[0-9:.]*Z  *folder/quad3/0.pgm$"  # class, enrolment time (UTC), source
+has " 0  *20[0-9-]*T[0-9:.]*Z  *q0.png$"
+awk '$1 == 14 {print $4}' out.txt | grep -qx "train-img#18" && ok "item 14 (5th of class 2) came from train-img#18" || { bad "item 14's source"; cat out.txt; }
 has "e.npy#36"
 
 # ---- a corrupt image: the enrolment fails whole, or --skip-bad enrols the rest and names it ----
@@ -230,16 +230,16 @@ grep -q resized out.txt && bad "a resize note for an 8x8 image" || ok "no resize
 # ---- an old-version (1) gallery file still loads, and is upgraded when written ------------------
 expect 0 "list a version-1 gallery" -- "$S" gallery list --gallery v1.smg --items
 has "2 items in 1 class"
-has "^ *1   old  *-$"
+has "^ *1   old  *-  *-$"  # a version-1 item: no enrolment time, no source
 expect 0 "enrol into a version-1 gallery" -- "$S" gallery enrol --gallery v1.smg --npy two8.npy --class new
-expect 0 "list it again (now version 2)" -- "$S" gallery list --gallery v1.smg --items
+expect 0 "list it again (now version 3)" -- "$S" gallery list --gallery v1.smg --items
 has "4 items in 2 classes"
 has "two8.npy#1$"
 # the enrolment went to the journal (the file is not rewritten); compact writes the whole file
 python3 -c "import struct,sys; sys.exit(struct.unpack('<I', open('v1.smg','rb').read()[8:12])[0] != 1)" && ok "the enrolment did not rewrite the file" || bad "the file was rewritten"
 [ -s v1.smg.journal ] && ok "the enrolment is in v1.smg.journal" || bad "no journal"
 expect 0 "compact the version-1 gallery" -- "$S" gallery compact --gallery v1.smg
-python3 -c "import struct,sys; sys.exit(struct.unpack('<I', open('v1.smg','rb').read()[8:12])[0] != 2)" && ok "written back as version 2" || bad "not version 2"
+python3 -c "import struct,sys; sys.exit(struct.unpack('<I', open('v1.smg','rb').read()[8:12])[0] != 3)" && ok "written back as version 3" || bad "not version 3"
 [ ! -s v1.smg.journal ] && ok "the journal is empty after a full write" || bad "journal left"
 expect 0 "list it after compaction" -- "$S" gallery list --gallery v1.smg --items
 has "4 items in 2 classes"

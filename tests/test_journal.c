@@ -97,6 +97,67 @@ static void put(const char *p, const unsigned char *d, size_t n) {
     fclose(f);
 }
 
+/* The publish hook: every change calls it once around making itself visible, after its
+ * journal record is on disk (the file has grown) and before readers can see it. */
+typedef struct pub {
+    sm_gallery *g;
+    const char *jp;
+    int begins, ends, depth;
+    long jlen_at_begin;
+    int64_t size_at_begin, size_at_end;
+} pub;
+
+static void pub_fn(void *ctx, int begin) {
+    pub *p = ctx;
+    if (begin) {
+        p->begins++;
+        p->depth++;
+        p->jlen_at_begin = fsize(p->jp);
+        p->size_at_begin = sm_gallery_size(p->g);
+    } else {
+        p->ends++;
+        p->depth--;
+        p->size_at_end = sm_gallery_size(p->g);
+    }
+}
+
+static void test_publish(void) {
+    char gp[320], jp[340];
+    snprintf(gp, sizeof gp, "%s/p.smg", dir);
+    snprintf(jp, sizeof jp, "%s.journal", gp);
+    sm_gallery *g;
+    CHECK_OK(sm_gallery_create(&g, D, SM_METRIC_L2, 0));
+    CHECK_OK(sm_gallery_save(g, gp));
+    sm_gallery_free(g);
+    CHECK_OK(sm_gallery_open_journaled(&g, gp));
+    if (!g) return;
+    pub p = {g, jp, 0, 0, 0, 0, 0, 0};
+    sm_gallery_set_publish(g, pub_fn, &p);
+    int64_t sizes[NOPS] = {3, 5, 4, 4, 2, 3, 3}; /* live items after each change of op() */
+    for (int k = 0; k < NOPS; k++) {
+        long before = fsize(jp);
+        int64_t was = sm_gallery_size(g);
+        p.begins = p.ends = 0;
+        CHECK_OK(op(g, k));
+        CHECK_MSG(p.begins == 1 && p.ends == 1 && p.depth == 0, "change %d: %d begins, %d ends", k, p.begins, p.ends);
+        CHECK_MSG(p.jlen_at_begin > (before > 0 ? before : 0) && p.jlen_at_begin == fsize(jp),
+                  "change %d: the record was not on disk before the change was published (%ld, then %ld)", k, before, p.jlen_at_begin);
+        CHECK(p.size_at_begin == was && p.size_at_end == sizes[k]);
+    }
+    p.begins = p.ends = 0;
+    CHECK_STATUS(sm_gallery_remove_item(g, 1), SM_ERR_NOTFOUND); /* already removed: nothing published */
+    CHECK(p.begins == 0 && p.ends == 0);
+    CHECK_OK(sm_gallery_compact(g));
+    CHECK(p.begins == 1 && p.ends == 1 && p.size_at_end == 3);
+    p.begins = 0;
+    CHECK_OK(sm_gallery_checkpoint(g)); /* reads only */
+    CHECK(p.begins == 0);
+    sm_gallery_free(g);
+    char lp[400];
+    snprintf(lp, sizeof lp, "%s.tmp", gp); unlink(lp);
+    unlink(jp); unlink(gp);
+}
+
 int main(void) {
     snprintf(dir, sizeof dir, "/tmp/simile_journal_XXXXXX");
     if (!mkdtemp(dir)) { perror("mkdtemp"); return 1; }
@@ -231,6 +292,8 @@ int main(void) {
     sm_lock_release(l1);
     CHECK_OK(sm_gallery_trylock(&l2, gpath));
     sm_lock_release(l2);
+
+    test_publish();
 
     for (int k = 0; k <= NOPS; k++) sm_gallery_free(want[k]);
     sm_gallery_free(want_all);

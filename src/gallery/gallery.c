@@ -1,14 +1,17 @@
-/* gallery.c - galleries of enrolled embeddings: creation, enrolment (all or nothing), removal by
- * tombstone, compaction, listing, exact k-NN search over the live items (sm_knn_search),
+/* gallery.c - galleries of enrolled embeddings: creation, enrolment (all or nothing, with the
+ * enrolment time), removal by tombstone, compaction, listing, exact k-NN search over the packed
+ * live rows (sm_knn_search; no copy, ties broken by storage order),
  * per-class distances (nearest item or centroid, blocked distance tiles), open-set decisions (nearest,
  * k-NN vote, centroid) and threshold calibration from labelled pair distances.  The file
  * format and the writer lock are in gallery_file.c. */
+#define _POSIX_C_SOURCE 200809L
 #include "gallery/gallery.h"
 #include "backend/backend.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define BLOCK_FLOATS ((int64_t)1 << 22) /* (queries x items) distance tile: 16 MiB */
 #define MAX_ID ((int64_t)1 << 62)
@@ -60,6 +63,10 @@ void sm_gallery_free(sm_gallery *g) {
     sm_free(g->class_removed);
     sm_free(g->class_live);
     sm_free(g->emb);
+    sm_free(g->prow);
+    sm_free(g->pcls);
+    sm_free(g->pos);
+    sm_free(g->tms);
     sm_free(g->cls);
     sm_free(g->ids);
     sm_free(g->dead);
@@ -93,36 +100,116 @@ static void *grown(const void *old, size_t old_bytes, size_t new_bytes) {
     return p;
 }
 
-sm_status sm_gallery_reserve(sm_gallery *g, int classes, int64_t items) {
+void sm_gallery_set_publish(sm_gallery *g, sm_gallery_publish_fn fn, void *ctx) {
+    if (!g) return;
+    g->publish = fn;
+    g->publish_ctx = ctx;
+}
+
+/* Around every change to what readers see (sm_gallery_set_publish). */
+static void begin(sm_gallery *g) { if (g->publish) g->publish(g->publish_ctx, 1); }
+static void end(sm_gallery *g) { if (g->publish) g->publish(g->publish_ctx, 0); }
+
+int64_t sm_gallery_now_ms(void) {
+    struct timespec t;
+    if (clock_gettime(CLOCK_REALTIME, &t) != 0) return 0;
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* Grown copies of the class table and item arrays, made before a change (readers may run
+ * meanwhile: this only reads g) and swapped in by grow_commit inside the publish section. */
+typedef struct grow {
+    int cap_classes;
+    char **names; uint8_t *class_removed; int64_t *class_live;
+    int64_t cap;
+    float *emb; int64_t *prow; int32_t *pcls; int64_t *pos, *tms; int32_t *cls; int64_t *ids; uint8_t *dead; char **src;
+} grow;
+
+static void grow_free(grow *w) {
+    sm_free(w->names); sm_free(w->class_removed); sm_free(w->class_live);
+    sm_free(w->emb); sm_free(w->prow); sm_free(w->pcls); sm_free(w->pos); sm_free(w->tms);
+    sm_free(w->cls); sm_free(w->ids); sm_free(w->dead); sm_free(w->src);
+    memset(w, 0, sizeof *w);
+}
+
+static sm_status grow_prepare(const sm_gallery *g, int classes, int64_t items, grow *w) {
+    memset(w, 0, sizeof *w);
     if (classes > g->cap_classes) {
         int cap = g->cap_classes * 2 > classes ? g->cap_classes * 2 : classes;
         if (cap < 8) cap = 8;
         size_t o = (size_t)g->nclasses;
-        char **nm = grown(g->names, o * sizeof(char *), (size_t)cap * sizeof(char *));
-        uint8_t *rm = grown(g->class_removed, o, (size_t)cap);
-        int64_t *lv = grown(g->class_live, o * sizeof(int64_t), (size_t)cap * sizeof(int64_t));
-        if (!nm || !rm || !lv) { sm_free(nm); sm_free(rm); sm_free(lv); return SM_ERR_NOMEM; }
-        sm_free(g->names); sm_free(g->class_removed); sm_free(g->class_live);
-        g->names = nm; g->class_removed = rm; g->class_live = lv;
-        g->cap_classes = cap;
+        w->names = grown(g->names, o * sizeof(char *), (size_t)cap * sizeof(char *));
+        w->class_removed = grown(g->class_removed, o, (size_t)cap);
+        w->class_live = grown(g->class_live, o * sizeof(int64_t), (size_t)cap * sizeof(int64_t));
+        w->cap_classes = cap;
+        if (!w->names || !w->class_removed || !w->class_live) { grow_free(w); return SM_ERR_NOMEM; }
     }
     if (items > g->cap) {
         int64_t cap = g->cap * 2 > items ? g->cap * 2 : items;
         if (cap < 64) cap = 64;
-        size_t o = (size_t)g->n, d = (size_t)g->dim;
-        float *e = grown(g->emb, o * d * sizeof(float), (size_t)cap * d * sizeof(float));
-        int32_t *c = grown(g->cls, o * sizeof(int32_t), (size_t)cap * sizeof(int32_t));
-        int64_t *id = grown(g->ids, o * sizeof(int64_t), (size_t)cap * sizeof(int64_t));
-        uint8_t *dd = grown(g->dead, o, (size_t)cap);
-        char **sr = grown(g->src, o * sizeof(char *), (size_t)cap * sizeof(char *));
-        if (!e || !c || !id || !dd || !sr) { sm_free(e); sm_free(c); sm_free(id); sm_free(dd); sm_free(sr); return SM_ERR_NOMEM; }
-        sm_free(g->emb); sm_free(g->cls); sm_free(g->ids); sm_free(g->dead); sm_free(g->src);
-        memset(sr + o, 0, ((size_t)cap - o) * sizeof(char *)); /* no source until one is stored */
-        g->emb = e; g->cls = c; g->ids = id; g->dead = dd; g->src = sr;
-        g->cap = cap;
+        size_t o = (size_t)g->n, live = (size_t)(g->n - g->ndead), d = (size_t)g->dim;
+        w->cap = cap;
+        w->emb = grown(g->emb, live * d * sizeof(float), (size_t)cap * d * sizeof(float));
+        w->prow = grown(g->prow, live * sizeof(int64_t), (size_t)cap * sizeof(int64_t));
+        w->pcls = grown(g->pcls, live * sizeof(int32_t), (size_t)cap * sizeof(int32_t));
+        w->pos = grown(g->pos, o * sizeof(int64_t), (size_t)cap * sizeof(int64_t));
+        w->tms = grown(g->tms, o * sizeof(int64_t), (size_t)cap * sizeof(int64_t));
+        w->cls = grown(g->cls, o * sizeof(int32_t), (size_t)cap * sizeof(int32_t));
+        w->ids = grown(g->ids, o * sizeof(int64_t), (size_t)cap * sizeof(int64_t));
+        w->dead = grown(g->dead, o, (size_t)cap);
+        w->src = grown(g->src, o * sizeof(char *), (size_t)cap * sizeof(char *));
+        if (!w->emb || !w->prow || !w->pcls || !w->pos || !w->tms || !w->cls || !w->ids || !w->dead || !w->src) {
+            grow_free(w);
+            return SM_ERR_NOMEM;
+        }
+        memset(w->src + o, 0, ((size_t)cap - o) * sizeof(char *)); /* no source until one is stored */
     }
     return SM_OK;
 }
+
+/* Swap the grown arrays in (nothing can fail): w holds the old ones then. */
+static void grow_swap(sm_gallery *g, grow *w) {
+#define SWAP_IN(f) do { void *old_ = g->f; g->f = w->f; w->f = old_; } while (0)
+    if (w->names) {
+        SWAP_IN(names); SWAP_IN(class_removed); SWAP_IN(class_live);
+        g->cap_classes = w->cap_classes;
+    }
+    if (w->emb) {
+        SWAP_IN(emb); SWAP_IN(prow); SWAP_IN(pcls); SWAP_IN(pos); SWAP_IN(tms);
+        SWAP_IN(cls); SWAP_IN(ids); SWAP_IN(dead); SWAP_IN(src);
+        g->cap = w->cap;
+    }
+#undef SWAP_IN
+}
+
+static void grow_commit(sm_gallery *g, grow *w) {
+    grow_swap(g, w);
+    grow_free(w); /* the old arrays */
+}
+
+sm_status sm_gallery_reserve(sm_gallery *g, int classes, int64_t items) {
+    grow w;
+    sm_status st = grow_prepare(g, classes, items, &w);
+    if (!st) grow_commit(g, &w);
+    return st;
+}
+
+/* Mark item slot i removed and move the last packed row into its hole (O(dim)).  Inside the
+ * publish section. */
+static void kill_slot(sm_gallery *g, int64_t i) {
+    int64_t j = g->pos[i], last = g->n - g->ndead - 1, d = g->dim;
+    if (j != last) {
+        memcpy(g->emb + j * d, g->emb + last * d, (size_t)d * sizeof(float));
+        g->prow[j] = g->prow[last];
+        g->pcls[j] = g->pcls[last];
+        g->pos[g->prow[j]] = j;
+    }
+    g->pos[i] = -1;
+    g->dead[i] = 1;
+    g->ndead++;
+    g->class_live[g->cls[i]]--;
+}
+
 
 /* ---- classes and items -------------------------------------------------------------------- */
 int sm_gallery_find_class(const sm_gallery *g, const char *name) {
@@ -165,6 +252,12 @@ sm_status sm_gallery_add(sm_gallery *g, const float *emb, int64_t n, int d, cons
 
 sm_status sm_gallery_add_sourced(sm_gallery *g, const float *emb, int64_t n, int d, const char *name,
                                  const int64_t *ids, const char *const *sources, int64_t *assigned) {
+    return sm_gallery_add_timed(g, emb, n, d, name, ids, sources, NULL, assigned);
+}
+
+sm_status sm_gallery_add_timed(sm_gallery *g, const float *emb, int64_t n, int d, const char *name,
+                               const int64_t *ids, const char *const *sources, const int64_t *times,
+                               int64_t *assigned) {
     if (!g) return sm_fail(SM_ERR_INVALID, "sm_gallery_add: gallery is NULL");
     if (!emb || !name) return gret(g, sm_fail(SM_ERR_INVALID, "gallery add: NULL embeddings or class name"));
     if (n < 1) return gret(g, sm_fail(SM_ERR_INVALID, "gallery add: %lld embeddings (need at least 1)", (long long)n));
@@ -195,39 +288,57 @@ sm_status sm_gallery_add_sourced(sm_gallery *g, const float *emb, int64_t n, int
     char *copy = NULL;
     if (c < 0 && !(copy = sm_strdup(name))) return gret(g, SM_ERR_NOMEM);
     char **srcs = sm_calloc((size_t)n, sizeof(char *)); /* (n) copies of the source names */
-    int nomem = !srcs;
+    int64_t *tm = sm_alloc((size_t)n, sizeof(int64_t)); /* (n) enrolment times */
+    int nomem = !srcs || !tm;
     for (int64_t i = 0; !nomem && sources && i < n; i++)
         if (sources[i] && *sources[i] && !(srcs[i] = sm_strdup(sources[i]))) nomem = 1;
-    if (!nomem && (st = sm_gallery_reserve(g, g->nclasses + (c < 0), g->n + n))) nomem = 1;
-    st = nomem ? SM_ERR_NOMEM : sm_journal_add(g, name, n, ids, emb, sources);
+    if (tm) {
+        int64_t now = times ? 0 : sm_gallery_now_ms();
+        for (int64_t i = 0; i < n; i++) tm[i] = times ? (times[i] > 0 ? times[i] : 0) : now;
+    }
+    grow w;
+    if (!nomem && grow_prepare(g, g->nclasses + (c < 0), g->n + n, &w)) nomem = 1;
+    st = nomem ? SM_ERR_NOMEM : sm_journal_add(g, name, n, ids, emb, sources, tm);
     if (st) {
+        if (!nomem) grow_free(&w);
         for (int64_t i = 0; srcs && i < n; i++) sm_free(srcs[i]);
         sm_free(srcs);
+        sm_free(tm);
         sm_free(copy);
         return gret(g, st);
     }
     /* nothing can fail from here on */
+    begin(g);
+    grow_commit(g, &w);
     if (c < 0) {
         c = g->nclasses++;
         g->names[c] = copy;
         g->class_removed[c] = 0;
         g->class_live[c] = 0;
     }
-    memcpy(g->emb + g->n * d, emb, (size_t)(n * d) * sizeof(float));
+    int64_t live = g->n - g->ndead;
+    if (ids && !fresh) g->ids_unsorted = 1; /* fresh ids are above every stored one, increasing */
+    memcpy(g->emb + live * d, emb, (size_t)(n * d) * sizeof(float));
     for (int64_t i = 0; i < n; i++) {
         int64_t id = ids ? ids[i] : g->next_id + i;
         g->cls[g->n + i] = c;
         g->ids[g->n + i] = id;
         g->dead[g->n + i] = 0;
         g->src[g->n + i] = srcs[i];
+        g->tms[g->n + i] = tm[i];
+        g->pos[g->n + i] = live + i;
+        g->prow[live + i] = g->n + i;
+        g->pcls[live + i] = c;
         if (assigned) assigned[i] = id;
     }
-    sm_free(srcs);
     g->generation++;
     if (ids) { for (int64_t i = 0; i < n; i++) if (ids[i] >= g->next_id) g->next_id = ids[i] + 1; }
     else g->next_id += n;
     g->n += n;
     g->class_live[c] += n;
+    end(g);
+    sm_free(srcs);
+    sm_free(tm);
     return SM_OK;
 }
 
@@ -238,12 +349,13 @@ sm_status sm_gallery_remove_class(sm_gallery *g, const char *name, int64_t *remo
     sm_status st = sm_journal_remove_class(g, name);
     if (st) return st;
     int64_t k = 0;
+    begin(g);
     for (int64_t i = 0; i < g->n; i++)
-        if (g->cls[i] == c && !g->dead[i]) { g->dead[i] = 1; k++; }
-    g->ndead += k;
+        if (g->cls[i] == c && !g->dead[i]) { kill_slot(g, i); k++; }
     g->class_live[c] = 0;
     g->class_removed[c] = 1;
     g->generation++;
+    end(g);
     if (removed) *removed = k;
     return SM_OK;
 }
@@ -262,25 +374,41 @@ sm_status sm_gallery_rename_class(sm_gallery *g, const char *name, const char *n
     if (!copy) return gret(g, SM_ERR_NOMEM);
     sm_status st = sm_journal_rename_class(g, name, new_name);
     if (st) { sm_free(copy); return st; }
-    sm_free(g->names[c]);
+    begin(g);
+    char *old = g->names[c];
     g->names[c] = copy;
+    end(g);
+    sm_free(old);
     return SM_OK;
+}
+
+/* Item slot of id, or -1: a binary search while the ids are in increasing order (always, with
+ * automatic ids), else a scan. */
+static int64_t slot_of(const sm_gallery *g, int64_t id) {
+    if (!g->ids_unsorted) {
+        int64_t lo = 0, hi = g->n;
+        while (lo < hi) {
+            int64_t mid = lo + (hi - lo) / 2;
+            if (g->ids[mid] < id) lo = mid + 1; else hi = mid;
+        }
+        return lo < g->n && g->ids[lo] == id ? lo : -1;
+    }
+    for (int64_t i = 0; i < g->n; i++) if (g->ids[i] == id) return i;
+    return -1;
 }
 
 sm_status sm_gallery_remove_item(sm_gallery *g, int64_t id) {
     if (!g) return sm_fail(SM_ERR_INVALID, "sm_gallery_remove_item: gallery is NULL");
-    for (int64_t i = 0; i < g->n; i++) {
-        if (g->ids[i] != id) continue;
-        if (g->dead[i]) return gret(g, sm_fail(SM_ERR_NOTFOUND, "item %lld was already removed", (long long)id));
-        sm_status st = sm_journal_remove_item(g, id);
-        if (st) return st;
-        g->dead[i] = 1;
-        g->ndead++;
-        g->class_live[g->cls[i]]--;
-        g->generation++;
-        return SM_OK;
-    }
-    return gret(g, sm_fail(SM_ERR_NOTFOUND, "no item with id %lld in the gallery", (long long)id));
+    int64_t i = slot_of(g, id);
+    if (i < 0) return gret(g, sm_fail(SM_ERR_NOTFOUND, "no item with id %lld in the gallery", (long long)id));
+    if (g->dead[i]) return gret(g, sm_fail(SM_ERR_NOTFOUND, "item %lld was already removed", (long long)id));
+    sm_status st = sm_journal_remove_item(g, id);
+    if (st) return st;
+    begin(g);
+    kill_slot(g, i);
+    g->generation++;
+    end(g);
+    return SM_OK;
 }
 
 sm_status sm_gallery_compact(sm_gallery *g) {
@@ -290,50 +418,61 @@ sm_status sm_gallery_compact(sm_gallery *g) {
     int64_t keep = g->n - g->ndead, d = g->dim;
     int capc = keepc > 0 ? keepc : 1;
     int64_t cap = keep > 0 ? keep : 1;
-    char **nm = sm_alloc((size_t)capc, sizeof(char *));
-    uint8_t *rm = sm_calloc((size_t)capc, 1);
-    int64_t *lv = sm_alloc((size_t)capc, sizeof(int64_t));
+    grow w = {0}; /* the compacted arrays, built while readers may still search the old ones */
+    w.cap_classes = capc;
+    w.cap = cap;
+    w.names = sm_alloc((size_t)capc, sizeof(char *));
+    w.class_removed = sm_calloc((size_t)capc, 1);
+    w.class_live = sm_alloc((size_t)capc, sizeof(int64_t));
     int32_t *map = sm_alloc((size_t)(g->nclasses > 0 ? g->nclasses : 1), sizeof(int32_t)); /* (nclasses) old -> new */
-    float *e = sm_alloc((size_t)(cap * d), sizeof(float));
-    int32_t *c = sm_alloc((size_t)cap, sizeof(int32_t));
-    int64_t *id = sm_alloc((size_t)cap, sizeof(int64_t));
-    uint8_t *dd = sm_calloc((size_t)cap, 1);
-    char **sr = sm_calloc((size_t)cap, sizeof(char *));
-    if (!nm || !rm || !lv || !map || !e || !c || !id || !dd || !sr) {
-        sm_free(nm); sm_free(rm); sm_free(lv); sm_free(map); sm_free(e); sm_free(c); sm_free(id); sm_free(dd); sm_free(sr);
+    w.emb = sm_alloc((size_t)(cap * d), sizeof(float));
+    w.prow = sm_alloc((size_t)cap, sizeof(int64_t));
+    w.pcls = sm_alloc((size_t)cap, sizeof(int32_t));
+    w.pos = sm_alloc((size_t)cap, sizeof(int64_t));
+    w.tms = sm_alloc((size_t)cap, sizeof(int64_t));
+    w.cls = sm_alloc((size_t)cap, sizeof(int32_t));
+    w.ids = sm_alloc((size_t)cap, sizeof(int64_t));
+    w.dead = sm_calloc((size_t)cap, 1);
+    w.src = sm_calloc((size_t)cap, sizeof(char *));
+    if (!w.names || !w.class_removed || !w.class_live || !map || !w.emb || !w.prow || !w.pcls || !w.pos || !w.tms ||
+        !w.cls || !w.ids || !w.dead || !w.src) {
+        grow_free(&w); sm_free(map);
         return gret(g, SM_ERR_NOMEM);
     }
     sm_status st = sm_journal_compact(g);
-    if (st) {
-        sm_free(nm); sm_free(rm); sm_free(lv); sm_free(map); sm_free(e); sm_free(c); sm_free(id); sm_free(dd); sm_free(sr);
-        return st;
-    }
+    if (st) { grow_free(&w); sm_free(map); return st; }
     int k = 0;
     for (int i = 0; i < g->nclasses; i++) {
         if (!g->class_removed[i] && g->class_live[i] > 0) {
             map[i] = k;
-            nm[k] = g->names[i];
-            lv[k] = g->class_live[i];
+            w.names[k] = g->names[i];
+            w.class_live[k] = g->class_live[i];
             k++;
-        } else {
-            map[i] = -1;
-            sm_free(g->names[i]);
-        }
+        } else map[i] = -1;
     }
+    /* the packed rows in storage order again */
     int64_t j = 0;
     for (int64_t i = 0; i < g->n; i++) {
-        if (g->dead[i]) { sm_free(g->src[i]); continue; }
-        memcpy(e + j * d, g->emb + i * d, (size_t)d * sizeof(float));
-        c[j] = map[g->cls[i]];
-        id[j] = g->ids[i];
-        sr[j] = g->src[i];
+        if (g->dead[i]) continue;
+        memcpy(w.emb + j * d, g->emb + g->pos[i] * d, (size_t)d * sizeof(float));
+        w.cls[j] = w.pcls[j] = map[g->cls[i]];
+        w.ids[j] = g->ids[i];
+        w.src[j] = g->src[i];
+        w.tms[j] = g->tms[i];
+        w.pos[j] = w.prow[j] = j;
         j++;
     }
+    int old_nclasses = g->nclasses;
+    int64_t old_n = g->n;
+    begin(g);
+    grow_swap(g, &w); /* w holds the old arrays now */
+    g->nclasses = keepc; g->n = keep; g->ndead = 0;
+    end(g);
+    /* the strings of what was dropped (the others moved) */
+    for (int i = 0; i < old_nclasses; i++) if (map[i] < 0) sm_free(w.names[i]);
+    for (int64_t i = 0; i < old_n; i++) if (w.dead[i]) sm_free(w.src[i]);
+    grow_free(&w);
     sm_free(map);
-    sm_free(g->names); sm_free(g->class_removed); sm_free(g->class_live);
-    sm_free(g->emb); sm_free(g->cls); sm_free(g->ids); sm_free(g->dead); sm_free(g->src);
-    g->names = nm; g->class_removed = rm; g->class_live = lv; g->nclasses = keepc; g->cap_classes = capc;
-    g->emb = e; g->cls = c; g->ids = id; g->dead = dd; g->src = sr; g->n = keep; g->cap = cap; g->ndead = 0;
     return SM_OK;
 }
 
@@ -355,7 +494,7 @@ void sm_gallery_items(const sm_gallery *g, int64_t *ids, int32_t *classes, float
         if (g->dead[i]) continue;
         if (ids) ids[j] = g->ids[i];
         if (classes) classes[j] = g->cls[i];
-        if (emb) memcpy(emb + j * d, g->emb + i * d, (size_t)d * sizeof(float));
+        if (emb) memcpy(emb + j * d, g->emb + g->pos[i] * d, (size_t)d * sizeof(float));
         j++;
     }
 }
@@ -365,6 +504,13 @@ void sm_gallery_item_sources(const sm_gallery *g, const char **sources) {
     int64_t j = 0;
     for (int64_t i = 0; i < g->n; i++)
         if (!g->dead[i]) sources[j++] = g->src[i] ? g->src[i] : "";
+}
+
+void sm_gallery_item_times(const sm_gallery *g, int64_t *times) {
+    if (!g || !times) return;
+    int64_t j = 0;
+    for (int64_t i = 0; i < g->n; i++)
+        if (!g->dead[i]) times[j++] = g->tms[i];
 }
 
 void sm_gallery_calibration(const sm_gallery *g, sm_gallery_calibration_info *info) {
@@ -391,10 +537,12 @@ sm_status sm_gallery_set_threshold(sm_gallery *g, float t, sm_decision_rule rule
         return gret(g, sm_fail(SM_ERR_INVALID, "gallery threshold: unknown rule %d", (int)rule));
     sm_status st = sm_journal_threshold(g, t, rule);
     if (st) return st;
+    begin(g);
     g->threshold = t;
     g->threshold_rule = rule;
     g->calib_generation = g->generation;
     g->calib_items = g->n - g->ndead;
+    end(g);
     return SM_OK;
 }
 
@@ -434,6 +582,20 @@ float sm_vector_distance(const float *a, const float *b, int d, sm_metric metric
     return NAN;
 }
 
+/* A candidate of one query: its search key made "smaller = closer" and its item slot. */
+typedef struct cand { float key; int64_t slot; } cand;
+
+static int cmp_cand(const void *pa, const void *pb) {
+    const cand *a = pa, *b = pb;
+    if (a->key != b->key) return a->key > b->key ? 1 : -1;
+    return (a->slot > b->slot) - (a->slot < b->slot);
+}
+
+/* The search runs over the packed live rows as they are (no copy).  Their order is not the
+ * storage order after removals, so the candidates are re-ordered by (key, storage slot): the
+ * result is that of a search over the live items in storage order (ties to the item enrolled
+ * first).  To see every item tied with the k-th, it asks for one more than k; when that one
+ * ties too, it asks again for twice as many (rare: exact ties). */
 sm_status sm_gallery_search(sm_gallery *g, const float *q, int64_t nq, int d, int k, sm_gallery_match *out) {
     if (!g) return sm_fail(SM_ERR_INVALID, "sm_gallery_search: gallery is NULL");
     if (!out && nq > 0) return gret(g, sm_fail(SM_ERR_INVALID, "gallery search: out is NULL"));
@@ -442,36 +604,48 @@ sm_status sm_gallery_search(sm_gallery *g, const float *q, int64_t nq, int d, in
     if (st) return gret(g, st);
     if (nq == 0) return SM_OK;
     int64_t live = g->n - g->ndead;
-    const float *db = g->emb;
-    float *packed = NULL;    /* (live, d) live embeddings when there are tombstones */
-    int64_t *rows = NULL;    /* (live) packed row -> storage row */
-    if (g->ndead) {
-        packed = sm_alloc((size_t)(live * d), sizeof(float));
-        rows = sm_alloc((size_t)live, sizeof(int64_t));
-        if (!packed || !rows) { sm_free(packed); sm_free(rows); return gret(g, SM_ERR_NOMEM); }
-        for (int64_t i = 0, j = 0; i < g->n; i++)
-            if (!g->dead[i]) { memcpy(packed + j * d, g->emb + i * d, (size_t)d * sizeof(float)); rows[j++] = i; }
-        db = packed;
-    }
-    float *dist = sm_alloc((size_t)(nq * k), sizeof(float));    /* (nq, k) */
-    int64_t *idx = sm_alloc((size_t)(nq * k), sizeof(int64_t)); /* (nq, k) */
-    if (!dist || !idx) st = SM_ERR_NOMEM;
-    if (!st) st = sm_knn_search(db, live, q, nq, d, k, g->metric, 0, dist, idx);
-    if (!st) {
-        for (int64_t i = 0; i < nq * k; i++) {
-            sm_gallery_match *m = &out[i];
-            if (idx[i] < 0) {
-                m->class_index = -1; m->class_name = NULL; m->item_id = -1; m->distance = INFINITY;
-                continue;
+    int kk = (int64_t)k < live ? k : (int)live;      /* results to fill */
+    int64_t kx = kk < live ? (int64_t)kk + 1 : kk;   /* candidates asked for */
+    const float sign = g->metric == SM_METRIC_L2 ? 1.0f : -1.0f;
+    float *dist = NULL;  /* (nq, kx) */
+    int64_t *idx = NULL; /* (nq, kx) */
+    cand *c = NULL;      /* (nq, kx) */
+    for (;;) {
+        dist = sm_alloc((size_t)(nq * kx), sizeof(float));
+        idx = sm_alloc((size_t)(nq * kx), sizeof(int64_t));
+        c = sm_alloc((size_t)(nq * kx), sizeof(cand));
+        if (!dist || !idx || !c) { st = SM_ERR_NOMEM; break; }
+        if ((st = sm_knn_search(g->emb, live, q, nq, d, (int)kx, g->metric, 0, dist, idx))) break;
+        int again = 0;
+        for (int64_t i = 0; i < nq; i++) {
+            cand *ci = c + i * kx;
+            for (int64_t j = 0; j < kx; j++) {
+                ci[j].key = sign * dist[i * kx + j];
+                ci[j].slot = g->prow[idx[i * kx + j]];
             }
-            int64_t r = rows ? rows[idx[i]] : idx[i];
-            m->class_index = g->cls[r];
-            m->class_name = g->names[g->cls[r]];
-            m->item_id = g->ids[r];
-            m->distance = key_to_distance(g->metric, dist[i]);
+            qsort(ci, (size_t)kx, sizeof(cand), cmp_cand);
+            if (kx > kk && ci[kx - 1].key == ci[kk - 1].key) again = 1;
         }
+        if (!again || kx == live) break;
+        kx = 2 * kx < live ? 2 * kx : live;
+        sm_free(dist); sm_free(idx); sm_free(c);
     }
-    sm_free(dist); sm_free(idx); sm_free(packed); sm_free(rows);
+    if (!st) {
+        for (int64_t i = 0; i < nq; i++)
+            for (int j = 0; j < k; j++) {
+                sm_gallery_match *m = &out[i * k + j];
+                if (j >= kk) {
+                    m->class_index = -1; m->class_name = NULL; m->item_id = -1; m->distance = INFINITY;
+                    continue;
+                }
+                int64_t r = c[i * kx + j].slot;
+                m->class_index = g->cls[r];
+                m->class_name = g->names[g->cls[r]];
+                m->item_id = g->ids[r];
+                m->distance = key_to_distance(g->metric, sign * c[i * kx + j].key);
+            }
+    }
+    sm_free(dist); sm_free(idx); sm_free(c);
     return gret(g, st);
 }
 
@@ -522,9 +696,8 @@ static sm_status centroids(const sm_gallery *g, float **cent, uint8_t **empty) {
     *cent = sm_alloc((size_t)(C > 0 ? C : 1) * (size_t)d, sizeof(float));
     *empty = sm_alloc((size_t)(C > 0 ? C : 1), 1);
     if (!acc || !*cent || !*empty) { sm_free(acc); sm_free(*cent); sm_free(*empty); *cent = NULL; *empty = NULL; return SM_ERR_NOMEM; }
-    for (int64_t i = 0; i < g->n; i++) {
-        if (g->dead[i]) continue;
-        double *a = acc + (int64_t)g->cls[i] * d;
+    for (int64_t i = 0; i < g->n - g->ndead; i++) {
+        double *a = acc + (int64_t)g->pcls[i] * d;
         const float *e = g->emb + i * d;
         for (int t = 0; t < d; t++) a[t] += e[t];
     }
@@ -546,7 +719,7 @@ sm_status sm_gallery_class_distances(sm_gallery *g, const float *q, int64_t nq, 
     sm_status st = check_queries(g, "gallery class distances", q, nq, d);
     if (st || nq == 0) return gret(g, st);
     if (rule != SM_RULE_CENTROID)
-        return gret(g, set_distances(q, nq, g->emb, g->n, d, g->metric, g->cls, g->dead, g->nclasses, dist));
+        return gret(g, set_distances(q, nq, g->emb, g->n - g->ndead, d, g->metric, g->pcls, NULL, g->nclasses, dist));
     float *cent;
     uint8_t *empty;
     if ((st = centroids(g, &cent, &empty))) return gret(g, st);

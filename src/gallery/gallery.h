@@ -21,13 +21,24 @@ struct sm_gallery {
     char **names;                /* (cap_classes) owned strings */
     uint8_t *class_removed;      /* (cap_classes) 1 = removed */
     int64_t *class_live;         /* (cap_classes) live items per class */
-    /* items */
+    /* items, in storage (enrolment) order: slot i of n, ndead of them removed */
     int64_t n, cap, ndead;
-    float *emb;                  /* (cap, dim) */
     int32_t *cls;                /* (cap) class slot */
     int64_t *ids;                /* (cap) item ids */
     uint8_t *dead;               /* (cap) 1 = removed */
     char **src;                  /* (cap) owned item source names, NULL = none */
+    int64_t *tms;                /* (cap) enrolment time, ms since 1970-01-01 UTC; 0 = unknown */
+    int64_t *pos;                /* (cap) item slot -> packed row, -1 = removed */
+    int ids_unsorted;            /* 1 once ids[] is not increasing (caller-given ids): removal
+                                    by id scans instead of a binary search */
+    /* the packed live rows the search runs over (live = n - ndead of them): a removal moves
+     * the last row into the hole (O(dim)); ties are still broken by storage order (search) */
+    float *emb;                  /* (cap, dim) live embeddings, row j is item slot prow[j] */
+    int64_t *prow;               /* (cap) packed row -> item slot */
+    int32_t *pcls;               /* (cap) packed row -> class slot */
+    /* sm_gallery_set_publish: called around every change to what searches read */
+    sm_gallery_publish_fn publish;
+    void *publish_ctx;
     int64_t next_id;             /* greater than every id ever stored */
     uint64_t generation;         /* counts the changes to the live items (add, remove) */
     uint64_t calib_generation;   /* generation when the threshold was set */
@@ -46,6 +57,12 @@ struct sm_gallery {
 
 /* Grow the class table / item arrays to hold at least the given counts (contents kept). */
 sm_status sm_gallery_reserve(sm_gallery *g, int classes, int64_t items);
+/* sm_gallery_add_sourced with enrolment times (n; NULL = now): the journal replays its own. */
+sm_status sm_gallery_add_timed(sm_gallery *g, const float *emb, int64_t n, int d, const char *name,
+                               const int64_t *ids, const char *const *sources, const int64_t *times,
+                               int64_t *assigned);
+/* The current time in ms since 1970-01-01 UTC. */
+int64_t sm_gallery_now_ms(void);
 /* 1 if name is a valid class name (1..255 bytes, no control characters). */
 int sm_gallery_name_ok(const char *name, size_t len);
 /* 1 if s (len bytes) is a valid item source name (0..4096 bytes, no NUL byte). */
@@ -55,7 +72,7 @@ int sm_gallery_source_ok(const char *s, size_t len);
  * applied (write-ahead).  SM_OK without writing anything when g is not journaled or is
  * replaying.  On failure the journal is as before and the caller leaves g unchanged. */
 sm_status sm_journal_add(sm_gallery *g, const char *name, int64_t n, const int64_t *ids,
-                         const float *emb, const char *const *src);
+                         const float *emb, const char *const *src, const int64_t *times);
 sm_status sm_journal_remove_class(sm_gallery *g, const char *name);
 sm_status sm_journal_remove_item(sm_gallery *g, int64_t id);
 sm_status sm_journal_rename_class(sm_gallery *g, const char *name, const char *new_name);

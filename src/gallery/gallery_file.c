@@ -1,14 +1,17 @@
 /* gallery_file.c - the gallery file format and the writer lock.  Little-endian:
- *   "SMILEGAL" (8 bytes) | u32 version (2) | u32 dim | u32 metric | u32 model fingerprint
+ *   "SMILEGAL" (8 bytes) | u32 version (3) | u32 dim | u32 metric | u32 model fingerprint
  *   | f32 threshold | u32 threshold rule | u32 nclasses | u64 nitems | u64 next_id
  *   | nclasses x (u32 flags (1 = removed), u32 name length, name bytes)
  *   | nitems x (u32 class slot, u32 flags (1 = removed), i64 item id)
- *   | nitems x dim f32 embeddings
- *   | version 2 only: u64 generation | u64 generation at calibration | i64 live items at
+ *   | embeddings: version 3: nlive x dim f32, the live items' in storage order (a removed
+ *     item keeps none); versions 1, 2: nitems x dim f32
+ *   | versions 2, 3: u64 generation | u64 generation at calibration | i64 live items at
  *     calibration (-1 unknown) | nitems x (u32 source length (0..4096), source bytes)
+ *   | version 3: nitems x i64 enrolment time (ms since 1970-01-01 UTC, 0 = unknown)
  *   | u32 CRC-32 of every preceding byte
- * Version 1 (no calibration record, no source names) is still read: its items have no source
- * and its calibration is of unknown size (generation 0).  Saving always writes version 2.
+ * Versions 1 (no calibration record, no source names) and 2 (no enrolment times) are still
+ * read: their items have no source / time 0 and a version-1 calibration is of unknown size
+ * (generation 0).  Saving always writes version 3.
  * Written through sm_afile (temporary file, fsync, rename, directory fsync): a crash leaves the
  * old or the new file.  Reading checks the magic and the CRC first, then every count against
  * the bytes left before allocating, then names, classes, ids and values. */
@@ -24,7 +27,7 @@
 #include <unistd.h>
 
 #define MAGIC "SMILEGAL"
-#define FORMAT_VERSION 2u
+#define FORMAT_VERSION 3u
 #define OLDEST_VERSION 1u
 #define HEADER_BYTES (8 + 4 * 7 + 8 * 2)
 #define MAX_FILE_BYTES ((size_t)1 << 36)
@@ -61,12 +64,14 @@ sm_status sm_gallery_save(sm_gallery *g, const char *path) {
         if (!st) st = sm_afile_u32(&f, g->dead[i] ? 1u : 0u);
         if (!st) st = sm_afile_u64(&f, (uint64_t)g->ids[i]);
     }
-    /* x86-64 / arm64: floats are little-endian in memory */
-    if (!st && g->n) st = sm_afile_write(&f, g->emb, (size_t)(g->n * g->dim) * sizeof(float));
+    /* x86-64 / arm64: floats are little-endian in memory; the live rows in storage order */
+    for (int64_t i = 0; i < g->n && !st; i++)
+        if (!g->dead[i]) st = sm_afile_write(&f, g->emb + g->pos[i] * g->dim, (size_t)g->dim * sizeof(float));
     if (!st) st = sm_afile_u64(&f, g->generation);
     if (!st) st = sm_afile_u64(&f, g->calib_generation);
     if (!st) st = sm_afile_u64(&f, (uint64_t)g->calib_items);
     for (int64_t i = 0; i < g->n && !st; i++) st = sm_afile_str(&f, g->src[i] ? g->src[i] : "");
+    for (int64_t i = 0; i < g->n && !st; i++) st = sm_afile_u64(&f, (uint64_t)g->tms[i]);
     uint32_t crc = f.crc;
     if (!st) st = sm_afile_u32(&f, crc);
     if (st) { sm_afile_abort(&f); sm_errmsg_copy(g->errmsg); return st; }
@@ -120,7 +125,7 @@ static sm_status parse_gallery(sm_reader *r, sm_gallery **out) {
     uint64_t left = (uint64_t)(r->end - r->p);
     if (nclasses > SM_GALLERY_MAX_CLASSES || (uint64_t)nclasses * 8 > left)
         return sm_fail(SM_ERR_FORMAT, "%s: class count %u does not fit in the file", path, nclasses);
-    if (nitems > (uint64_t)SM_GALLERY_MAX_ITEMS || nitems * (16 + 4ull * dim) > left)
+    if (nitems > (uint64_t)SM_GALLERY_MAX_ITEMS || nitems * (version >= 3 ? 16 : 16 + 4ull * dim) > left)
         return sm_fail(SM_ERR_FORMAT, "%s: item count %llu does not fit in the file", path, (unsigned long long)nitems);
     if (next_id > ((uint64_t)1 << 62)) return sm_fail(SM_ERR_FORMAT, "%s: next item id %llu out of range", path, (unsigned long long)next_id);
     sm_gallery *g;
@@ -151,13 +156,14 @@ static sm_status parse_gallery(sm_reader *r, sm_gallery **out) {
         g->class_live[c] = 0;
         g->nclasses++;
     }
-    /* version 2: after the items, 24 bytes of calibration record and >= 4 bytes a source */
-    uint64_t item_bytes = nitems * (16 + 4ull * dim), left_now = (uint64_t)(r->end - r->p);
-    if (version == 1 ? left_now != item_bytes : left_now < item_bytes + 24 + 4 * nitems) {
+    /* version 2: after the items, 24 bytes of calibration record and >= 4 bytes a source;
+     * version 3: embeddings of the live items only (checked below) and 8 bytes a time */
+    uint64_t item_bytes = nitems * (version >= 3 ? 16 : 16 + 4ull * dim), left_now = (uint64_t)(r->end - r->p);
+    uint64_t tail = version == 1 ? 0 : version == 2 ? 24 + 4 * nitems : 24 + 12 * nitems;
+    if (version == 1 ? left_now != item_bytes : left_now < item_bytes + tail) {
         st = sm_fail(SM_ERR_FORMAT, "%s: %lld bytes of items, expected %s%llu for %llu items of dimension %u", path,
                      (long long)left_now, version == 1 ? "" : "at least ",
-                     (unsigned long long)(version == 1 ? item_bytes : item_bytes + 24 + 4 * nitems),
-                     (unsigned long long)nitems, dim);
+                     (unsigned long long)(item_bytes + tail), (unsigned long long)nitems, dim);
         goto fail;
     }
     for (uint64_t i = 0; i < nitems; i++) {
@@ -178,16 +184,35 @@ static sm_status parse_gallery(sm_reader *r, sm_gallery **out) {
         g->cls[i] = (int32_t)c;
         g->dead[i] = (uint8_t)flags;
         g->ids[i] = (int64_t)id;
+        if (i && g->ids[i] <= g->ids[i - 1]) g->ids_unsorted = 1;
         if (!flags) g->class_live[c]++; else g->ndead++;
     }
     g->n = (int64_t)nitems;
-    if (nitems) memcpy(g->emb, r->p, (size_t)(nitems * dim) * sizeof(float));
-    r->p += nitems * dim * sizeof(float);
-    for (uint64_t i = 0; i < nitems; i++)
-        if (!sm_all_finite(g->emb + i * dim, dim)) {
+    uint64_t nlive = nitems - (uint64_t)g->ndead;
+    if (version >= 3 && (uint64_t)(r->end - r->p) < nlive * 4ull * dim + tail) {
+        st = sm_fail(SM_ERR_FORMAT, "%s: %lld bytes after the item table, expected at least %llu for %llu live items of "
+                     "dimension %u", path, (long long)(r->end - r->p), (unsigned long long)(nlive * 4ull * dim + tail),
+                     (unsigned long long)nlive, dim);
+        goto fail;
+    }
+    /* the packed live rows, in storage order (versions 1, 2 hold a row for every item) */
+    for (uint64_t i = 0, j = 0; i < nitems; i++) {
+        if (g->dead[i] && version >= 3) { g->pos[i] = -1; continue; }
+        const unsigned char *row = r->p;
+        r->p += (size_t)dim * sizeof(float);
+        if (g->dead[i]) { g->pos[i] = -1; continue; }
+        float *e = g->emb + j * dim;
+        memcpy(e, row, (size_t)dim * sizeof(float));
+        if (!sm_all_finite(e, dim)) {
             st = sm_fail(SM_ERR_FORMAT, "%s: item %llu holds NaN or Inf", path, (unsigned long long)i);
             goto fail;
         }
+        g->pos[i] = (int64_t)j;
+        g->prow[j] = (int64_t)i;
+        g->pcls[j] = g->cls[i];
+        j++;
+    }
+    for (uint64_t i = 0; i < nitems; i++) g->tms[i] = 0;
     if (version >= 2) {
         uint64_t gen, cgen, citems;
         if ((st = sm_reader_u64(r, &gen, "generation")) || (st = sm_reader_u64(r, &cgen, "calibration generation")) ||
@@ -216,8 +241,19 @@ static sm_status parse_gallery(sm_reader *r, sm_gallery **out) {
                 g->src[i][n] = 0;
             }
         }
+        for (uint64_t i = 0; version >= 3 && i < nitems; i++) {
+            uint64_t t;
+            if ((st = sm_reader_u64(r, &t, "item enrolment time"))) goto fail;
+            if (t > ((uint64_t)1 << 62)) {
+                st = sm_fail(SM_ERR_FORMAT, "%s: item %llu has enrolment time %llu (out of range)", path,
+                             (unsigned long long)i, (unsigned long long)t);
+                goto fail;
+            }
+            g->tms[i] = (int64_t)t;
+        }
         if (r->p != r->end) {
-            st = sm_fail(SM_ERR_FORMAT, "%s: %lld bytes after the item source names", path, (long long)(r->end - r->p));
+            st = sm_fail(SM_ERR_FORMAT, "%s: %lld bytes after the item %s", path, (long long)(r->end - r->p),
+                         version >= 3 ? "enrolment times" : "source names");
             goto fail;
         }
     }

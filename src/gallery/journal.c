@@ -2,7 +2,7 @@
  * gallery (sm_gallery_open_journaled) is appended as one record and fsynced before it is
  * applied, so a write costs O(size of the change), not a rewrite of the gallery file.
  * Little-endian:
- *   header: "SMILEJNL" | u32 version (1) | u32 base CRC | u64 base generation | u32 CRC-32 of
+ *   header: "SMILEJNL" | u32 version (2; 1 still read) | u32 base CRC | u64 base generation | u32 CRC-32 of
  *           the preceding 24 bytes
  *     (base = the CRC-32 stored at the end of the gallery file the records apply to, and its
  *      generation; a journal whose base is not the gallery file on disk is stale, i.e. already
@@ -15,11 +15,15 @@
  *     4 threshold:    f32 threshold | u32 rule
  *     5 compact:      (empty)
  *     6 rename class: u32 name length, name | u32 new name length, new name
+ *     7 add (timed):  as 1, then n x i64 enrolment time (ms since 1970-01-01 UTC); version 2
+ *                     writes adds as 7, type 1 (version 1) replays with time 0
  * Replay (sm_gallery_open): records are applied in order.  An incomplete last record (a crash
  * while appending), or a last record whose CRC fails, is ignored and cut off before the next
  * append; a bad CRC followed by more records, or a record that cannot be applied, is
  * SM_ERR_FORMAT.  sm_gallery_checkpoint folds the journal into the gallery file (temporary
- * file, fsync, rename) and then truncates the journal. */
+ * file, fsync, rename) and then truncates the journal.
+ * Test hook: SIMILE_TEST_SLOW_FSYNC_MS=N (tests only, docs/serve.md) sleeps N ms after each
+ * record's fsync, to hold a write in its fsync while a test checks that searches go on. */
 #define _POSIX_C_SOURCE 200809L
 #include "gallery/gallery.h"
 
@@ -30,13 +34,26 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 #define JMAGIC "SMILEJNL"
-#define JVERSION 1u
+#define JVERSION 2u
+#define JOLDEST 1u
 #define JHEADER 28
 #define MAX_JOURNAL_BYTES ((size_t)1 << 36)
-enum { REC_ADD = 1, REC_REMOVE_CLASS = 2, REC_REMOVE_ITEM = 3, REC_THRESHOLD = 4, REC_COMPACT = 5, REC_RENAME_CLASS = 6 };
+enum { REC_ADD = 1, REC_REMOVE_CLASS = 2, REC_REMOVE_ITEM = 3, REC_THRESHOLD = 4, REC_COMPACT = 5, REC_RENAME_CLASS = 6,
+       REC_ADD_TIMED = 7 };
+
+/* SIMILE_TEST_SLOW_FSYNC_MS (tests only): a pause after each record's fsync. */
+static void test_slow_fsync(void) {
+    const char *v = getenv("SIMILE_TEST_SLOW_FSYNC_MS");
+    long ms = v ? strtol(v, NULL, 10) : 0;
+    if (ms <= 0) return;
+    if (ms > 60000) ms = 60000;
+    struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&t, &t) != 0 && errno == EINTR) {}
+}
 
 static void put32(unsigned char *p, uint32_t v) {
     p[0] = (unsigned char)v; p[1] = (unsigned char)(v >> 8); p[2] = (unsigned char)(v >> 16); p[3] = (unsigned char)(v >> 24);
@@ -111,6 +128,7 @@ static sm_status append(sm_gallery *g, uint32_t type, unsigned char *buf, size_t
         if (ftruncate(g->jfd, g->jlen) != 0) { /* the next append cuts it off */ }
         return jret(g, st);
     }
+    test_slow_fsync();
     g->jlen += (int64_t)(n + 12);
     g->jrecords++;
     return SM_OK;
@@ -119,9 +137,9 @@ static sm_status append(sm_gallery *g, uint32_t type, unsigned char *buf, size_t
 static int active(const sm_gallery *g) { return g->jpath && !g->replaying; }
 
 sm_status sm_journal_add(sm_gallery *g, const char *name, int64_t n, const int64_t *ids, const float *emb,
-                         const char *const *src) {
+                         const char *const *src, const int64_t *times) {
     if (!active(g)) return SM_OK;
-    size_t nl = strlen(name), d = (size_t)g->dim, bytes = 4 + nl + 8 + 4 + (size_t)n * (8 + 4 * d + 4);
+    size_t nl = strlen(name), d = (size_t)g->dim, bytes = 4 + nl + 8 + 4 + (size_t)n * (8 + 4 * d + 4 + 8);
     for (int64_t i = 0; src && i < n; i++) bytes += src[i] ? strlen(src[i]) : 0;
     unsigned char *buf = sm_alloc(bytes + 12, 1);
     if (!buf) return jret(g, SM_ERR_NOMEM);
@@ -137,7 +155,8 @@ sm_status sm_journal_add(sm_gallery *g, const char *name, int64_t n, const int64
         if (sl) memcpy(p + 4, src[i], sl);
         p += 4 + sl;
     }
-    sm_status st = append(g, REC_ADD, buf, bytes);
+    for (int64_t i = 0; i < n; i++, p += 8) put64(p, (uint64_t)times[i]);
+    sm_status st = append(g, REC_ADD_TIMED, buf, bytes);
     sm_free(buf);
     return st;
 }
@@ -209,17 +228,20 @@ static char *take_str(const unsigned char **p, size_t *left, uint32_t max) {
 static sm_status apply(sm_gallery *g, uint32_t type, const unsigned char *p, size_t n, const char *jp, int64_t k) {
     sm_status st = SM_OK;
     switch (type) {
-    case REC_ADD: {
+    case REC_ADD:
+    case REC_ADD_TIMED: {
         char *name = take_str(&p, &n, SM_GALLERY_MAX_NAME);
         if (!name || n < 12) { sm_free(name); break; }
         uint64_t cnt = get64(p);
         uint32_t d = sm_get_u32le(p + 8);
         p += 12; n -= 12;
-        if (d != (uint32_t)g->dim || cnt < 1 || cnt > n / (8 + 4ull * d + 4)) { sm_free(name); break; }
+        uint64_t tb = type == REC_ADD_TIMED ? 8 : 0; /* bytes of time an item */
+        if (d != (uint32_t)g->dim || cnt < 1 || cnt > n / (8 + 4ull * d + 4 + tb)) { sm_free(name); break; }
         int64_t *ids = sm_alloc((size_t)cnt, sizeof(int64_t));
         float *emb = sm_alloc((size_t)cnt * d, sizeof(float));
         char **src = sm_calloc((size_t)cnt, sizeof(char *));
-        int ok = ids && emb && src;
+        int64_t *tms = sm_calloc((size_t)cnt, sizeof(int64_t)); /* (cnt) 0 = unknown (type 1) */
+        int ok = ids && emb && src && tms;
         for (uint64_t i = 0; ok && i < cnt; i++) ids[i] = (int64_t)get64(p + 8 * i);
         if (ok) {
             p += 8 * cnt; n -= 8 * cnt;
@@ -227,10 +249,18 @@ static sm_status apply(sm_gallery *g, uint32_t type, const unsigned char *p, siz
             p += (size_t)cnt * d * sizeof(float); n -= (size_t)cnt * d * sizeof(float);
         }
         for (uint64_t i = 0; ok && i < cnt; i++) ok = (src[i] = take_str(&p, &n, SM_GALLERY_MAX_SOURCE)) != NULL;
-        if (!ok || n) st = !ids || !emb || !src ? SM_ERR_NOMEM : SM_ERR_FORMAT;
-        else st = sm_gallery_add_sourced(g, emb, (int64_t)cnt, (int)d, name, ids, (const char *const *)src, NULL);
+        if (ok && tb) {
+            if (n < cnt * 8) ok = 0;
+            for (uint64_t i = 0; ok && i < cnt; i++) {
+                uint64_t t = get64(p + 8 * i);
+                tms[i] = t > ((uint64_t)1 << 62) ? 0 : (int64_t)t;
+            }
+            if (ok) { p += 8 * cnt; n -= 8 * cnt; }
+        }
+        if (!ok || n) st = !ids || !emb || !src || !tms ? SM_ERR_NOMEM : SM_ERR_FORMAT;
+        else st = sm_gallery_add_timed(g, emb, (int64_t)cnt, (int)d, name, ids, (const char *const *)src, tms, NULL);
         for (uint64_t i = 0; src && i < cnt; i++) sm_free(src[i]);
-        sm_free(src); sm_free(emb); sm_free(ids); sm_free(name);
+        sm_free(src); sm_free(emb); sm_free(ids); sm_free(tms); sm_free(name);
         if (st == SM_ERR_NOMEM) return SM_ERR_NOMEM;
         if (st) return sm_fail(SM_ERR_FORMAT, "%s: record %lld (add) cannot be applied: %s", jp, (long long)k, g->errmsg);
         return SM_OK;
@@ -289,8 +319,9 @@ sm_status sm_journal_replay(sm_gallery *g, const char *path) {
     if (len < JHEADER) goto done; /* none, or a torn header: no record */
     if (memcmp(data, JMAGIC, 8) != 0) { st = sm_fail(SM_ERR_FORMAT, "%s: not a simile gallery journal (bad magic)", jp); goto done; }
     if (sm_crc32(0, data, 24) != sm_get_u32le(data + 24)) { st = sm_fail(SM_ERR_FORMAT, "%s: header checksum mismatch", jp); goto done; }
-    if (sm_get_u32le(data + 8) != JVERSION) {
-        st = sm_fail(SM_ERR_FORMAT, "%s: journal version %u, this build reads version %u", jp, sm_get_u32le(data + 8), JVERSION);
+    if (sm_get_u32le(data + 8) < JOLDEST || sm_get_u32le(data + 8) > JVERSION) {
+        st = sm_fail(SM_ERR_FORMAT, "%s: journal version %u, this build reads versions %u to %u", jp, sm_get_u32le(data + 8),
+                     JOLDEST, JVERSION);
         goto done;
     }
     if (sm_get_u32le(data + 12) != g->file_crc || get64(data + 16) != g->generation) goto done; /* stale */
