@@ -1,0 +1,61 @@
+/* gemm.h - simile's own single-precision matrix products (src/backend/cpu/gemm*.c): the
+ * interface between the driver (gemm.c: packing, blocking, threading, the alpha/beta pass, the
+ * run-time choice of a path) and the micro-kernels of each instruction set (gemm_avx512.c,
+ * gemm_avx2.c, gemm_scalar.c, each compiled with its own target flags).
+ *
+ * The determinism rule every path keeps: an output element is one chain of fused multiply-adds
+ * over k in order 0, 1, ..., k-1, starting from 0 (acc = fma(a_t, b_t, acc)), and only then
+ * alpha * acc + beta * c, computed by the driver's shared C code.  Vector lanes each own
+ * distinct outputs; blocking k only stores the float accumulator and loads it back, which is
+ * exact; threads own whole output blocks.  So every path and every thread count give the same
+ * bits. */
+#ifndef SM_BACKEND_GEMM_H
+#define SM_BACKEND_GEMM_H
+#include <stdint.h>
+
+/* Largest blocking any path uses: the driver's per-thread stack buffers are this size. */
+#define SM_GEMM_MC 96  /* rows of op(A) per packed block (a multiple of every path's mr) */
+#define SM_GEMM_KC 256 /* k per packed block */
+#define SM_GEMM_NC 128 /* columns of op(B) per packed block (a multiple of every path's nr) */
+#define SM_GEMV_L 64   /* outputs per gemv block (every path) */
+
+typedef struct sm_gemm_kernels {
+    const char *name; /* "scalar", "avx2", "avx512" */
+    int mr, nr;       /* micro-tile: mr rows x nr columns of C held in registers */
+    /* acc (mr, nr) = (load ? acc : 0) + sum over t < kc (in order) of Ap[t][r] * Bp[t][c] as a
+     * chain of fmas, for Ap (kc, mr) and Bp (kc, nr) packed (zero-padded), 64-byte aligned. */
+    void (*ukr)(int kc, const float *Ap, const float *Bp, float *acc, int load);
+    /* acc (SM_GEMV_L) = (load ? acc : 0) + fma chain over t < kc of Ap[t][l] * x[t * incx], Ap
+     * (kc, SM_GEMV_L) packed: lanes over the rows of y = A x. */
+    void (*gemv_n)(int kc, const float *Ap, const float *x, int incx, float *acc, int load);
+    /* acc (nb) = fma chain over i < m (in order) of A[i * lda + j] * x[i * incx], nb <= SM_GEMV_L:
+     * lanes over the columns of y = A^T x. */
+    void (*gemv_t)(int m, int nb, const float *A, int lda, const float *x, int incx, float *acc);
+} sm_gemm_kernels;
+
+extern const sm_gemm_kernels sm_gemm_scalar;
+#if defined(__x86_64__)
+extern const sm_gemm_kernels sm_gemm_avx2;
+extern const sm_gemm_kernels sm_gemm_avx512;
+#define SM_GEMM_X86 1
+#endif
+
+/* The widest vector extension this CPU has and the OS enables, from CPUID feature bits and
+ * XGETBV (never from model numbers): 3 AVX-512F, 2 AVX2 + FMA, 1 AVX, 0 otherwise (cpuinfo.c). */
+int sm_cpu_simd_level(void);
+/* Why SIMILE_ISA was not followed (a bad name, or a path the CPU lacks), or "" (gemm.c). */
+const char *sm_gemm_env_note(void);
+
+/* The path in use (chosen on first use: SIMILE_ISA if set and usable, else the widest the CPU
+ * and OS support) and the one for a name. */
+const sm_gemm_kernels *sm_gemm_active(void);
+
+/* The products themselves, on a given path (tests and bench/bench_kernels compare paths).
+ * threaded: 0 runs on the calling thread only. */
+void sm_gemm_run(const sm_gemm_kernels *kr, int threaded, int ta, int tb, int m, int n, int k,
+                 float alpha, const float *A, int lda, const float *B, int ldb, float beta, float *C,
+                 int ldc);
+void sm_gemv_run(const sm_gemm_kernels *kr, int threaded, int ta, int m, int n, float alpha,
+                 const float *A, int lda, const float *x, int incx, float beta, float *y, int incy);
+
+#endif

@@ -1,0 +1,68 @@
+/* gemm_avx2.c - the AVX2 + FMA micro-kernels of simile's GEMM (gemm.h): a 6 x 16 tile of C in
+ * 12 ymm registers, each lane one output element accumulated over k by one chain of fmas.
+ * Compiled with -mavx2 -mfma for this file only (CMakeLists.txt); called only when CPUID and
+ * XGETBV say the CPU and the OS support AVX2 and FMA (gemm.c). */
+#include "backend/cpu/gemm.h"
+#if defined(__x86_64__)
+#include <immintrin.h>
+#include <math.h>
+
+#define MR 6
+#define NR 16
+
+static void ukr(int kc, const float *Ap, const float *Bp, float *acc, int load) {
+    __m256 c[MR][2];
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; r++) {
+        c[r][0] = load ? _mm256_load_ps(acc + r * NR) : _mm256_setzero_ps();
+        c[r][1] = load ? _mm256_load_ps(acc + r * NR + 8) : _mm256_setzero_ps();
+    }
+    for (int t = 0; t < kc; t++) {
+        const __m256 b0 = _mm256_load_ps(Bp + t * NR), b1 = _mm256_load_ps(Bp + t * NR + 8);
+        const float *a = Ap + t * MR;
+#pragma GCC unroll 6
+        for (int r = 0; r < MR; r++) {
+            const __m256 av = _mm256_broadcast_ss(a + r);
+            c[r][0] = _mm256_fmadd_ps(av, b0, c[r][0]);
+            c[r][1] = _mm256_fmadd_ps(av, b1, c[r][1]);
+        }
+    }
+#pragma GCC unroll 6
+    for (int r = 0; r < MR; r++) {
+        _mm256_store_ps(acc + r * NR, c[r][0]);
+        _mm256_store_ps(acc + r * NR + 8, c[r][1]);
+    }
+}
+
+static void gemv_n(int kc, const float *Ap, const float *x, int incx, float *acc, int load) {
+    __m256 c[8];
+#pragma GCC unroll 8
+    for (int v = 0; v < 8; v++) c[v] = load ? _mm256_loadu_ps(acc + 8 * v) : _mm256_setzero_ps();
+    for (int t = 0; t < kc; t++) {
+        const __m256 xv = _mm256_set1_ps(x[(int64_t)t * incx]);
+        const float *a = Ap + t * SM_GEMV_L;
+#pragma GCC unroll 8
+        for (int v = 0; v < 8; v++) c[v] = _mm256_fmadd_ps(_mm256_load_ps(a + 8 * v), xv, c[v]);
+    }
+#pragma GCC unroll 8
+    for (int v = 0; v < 8; v++) _mm256_storeu_ps(acc + 8 * v, c[v]);
+}
+
+static void gemv_t(int m, int nb, const float *A, int lda, const float *x, int incx, float *acc) {
+    const int nv = nb / 8; /* whole vectors; the rest with scalar fmas in the same order */
+    __m256 c[8];
+    for (int v = 0; v < 8; v++) c[v] = _mm256_setzero_ps();
+    float tail[8] = {0};
+    for (int i = 0; i < m; i++) {
+        const float xi = x[(int64_t)i * incx];
+        const __m256 xv = _mm256_set1_ps(xi);
+        const float *a = A + (int64_t)i * lda;
+        for (int v = 0; v < nv; v++) c[v] = _mm256_fmadd_ps(_mm256_loadu_ps(a + 8 * v), xv, c[v]);
+        for (int j = nv * 8; j < nb; j++) tail[j - nv * 8] = fmaf(a[j], xi, tail[j - nv * 8]);
+    }
+    for (int v = 0; v < nv; v++) _mm256_storeu_ps(acc + 8 * v, c[v]);
+    for (int j = nv * 8; j < nb; j++) acc[j] = tail[j - nv * 8];
+}
+
+const sm_gemm_kernels sm_gemm_avx2 = {"avx2", MR, NR, ukr, gemv_n, gemv_t};
+#endif

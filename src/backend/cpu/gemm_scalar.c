@@ -1,0 +1,42 @@
+/* gemm_scalar.c - the portable C micro-kernels of simile's GEMM (gemm.h): a 4 x 8 tile of C,
+ * each element accumulated over k with fmaf in the same order as the vector paths, so that
+ * this path gives their bits on any CPU (it is also the reference the tests force). */
+#include "backend/cpu/gemm.h"
+#include <math.h>
+
+#define MR 4
+#define NR 8
+
+static void ukr(int kc, const float *Ap, const float *Bp, float *acc, int load) {
+    float c[MR][NR];
+    for (int r = 0; r < MR; r++)
+        for (int j = 0; j < NR; j++) c[r][j] = load ? acc[r * NR + j] : 0.0f;
+    for (int t = 0; t < kc; t++) {
+        const float *a = Ap + t * MR, *b = Bp + t * NR;
+        for (int r = 0; r < MR; r++)
+            for (int j = 0; j < NR; j++) c[r][j] = fmaf(a[r], b[j], c[r][j]);
+    }
+    for (int r = 0; r < MR; r++)
+        for (int j = 0; j < NR; j++) acc[r * NR + j] = c[r][j];
+}
+
+static void gemv_n(int kc, const float *Ap, const float *x, int incx, float *acc, int load) {
+    float c[SM_GEMV_L];
+    for (int l = 0; l < SM_GEMV_L; l++) c[l] = load ? acc[l] : 0.0f;
+    for (int t = 0; t < kc; t++) {
+        const float xv = x[(int64_t)t * incx], *a = Ap + t * SM_GEMV_L;
+        for (int l = 0; l < SM_GEMV_L; l++) c[l] = fmaf(a[l], xv, c[l]);
+    }
+    for (int l = 0; l < SM_GEMV_L; l++) acc[l] = c[l];
+}
+
+static void gemv_t(int m, int nb, const float *A, int lda, const float *x, int incx, float *acc) {
+    float c[SM_GEMV_L] = {0};
+    for (int i = 0; i < m; i++) {
+        const float xv = x[(int64_t)i * incx], *a = A + (int64_t)i * lda;
+        for (int j = 0; j < nb; j++) c[j] = fmaf(a[j], xv, c[j]);
+    }
+    for (int j = 0; j < nb; j++) acc[j] = c[j];
+}
+
+const sm_gemm_kernels sm_gemm_scalar = {"scalar", MR, NR, ukr, gemv_n, gemv_t};
