@@ -160,18 +160,70 @@ typedef struct {
     float *C;
 } gemm_args;
 
-/* One block of C: rows i0 .. i0+mc, columns j0 .. j0+nc, all of k. */
-static void gemm_block(const sm_gemm_kernels *kr, const gemm_args *g, int i0, int mc, int j0, int nc, float *Ap,
-                       float *Bp, float *Cb) {
-    const int mr = kr->mr, nr = kr->nr, mp = (mc + mr - 1) / mr, np = (nc + nr - 1) / nr;
+/* Rows i_begin .. i_end (all of them, or a multiple of mr) by columns j0 .. j0+nc of C, with
+ * op(B) packed once per k-block into Bp and op(A) read in place (only a last panel of fewer than
+ * mr rows is packed, into Ep).  Between k-blocks the float accumulators wait in C itself, so
+ * this runs for k <= SM_GEMM_KC or beta == 0. */
+static void gemm_rows(const sm_gemm_kernels *kr, const gemm_args *g, int i_begin, int i_end, int j0, int nc,
+                      float *Bp, float *Ep, float *tile) {
+    const int mr = kr->mr, nr = kr->nr, np = (nc + nr - 1) / nr;
     for (int p0 = 0; p0 < g->k; p0 += SM_GEMM_KC) {
         const int kc = g->k - p0 < SM_GEMM_KC ? g->k - p0 : SM_GEMM_KC;
+        const int first = p0 == 0, last = p0 + kc >= g->k;
+        pack_b(g->tb, g->B, g->ldb, g->n, j0, nc, p0, kc, nr, Bp);
+        for (int i = i_begin; i < i_end; i += mr) {
+            const int rows = i_end - i < mr ? i_end - i : mr;
+            const float *a;
+            int64_t rs, cs;
+            if (rows == mr) {
+                a = g->ta ? g->A + (int64_t)p0 * g->lda + i : g->A + (int64_t)i * g->lda + p0;
+                rs = g->ta ? 1 : g->lda, cs = g->ta ? g->lda : 1;
+            } else {
+                pack_a(g->ta, g->A, g->lda, g->m, i, rows, p0, kc, mr, Ep);
+                a = Ep, rs = 1, cs = mr;
+            }
+            for (int jp = 0; jp < np; jp++) {
+                const int c0 = j0 + jp * nr, cols = nc - jp * nr < nr ? nc - jp * nr : nr;
+                float *C = g->C + (int64_t)i * g->ldc + c0;
+                const float *bp = Bp + (size_t)jp * nr * kc;
+                if (rows == mr && cols == nr) { /* a whole tile: the kernel reads and writes C */
+                    kr->ukr(kc, a, rs, cs, bp, C, g->ldc, (first ? 0 : SM_UKR_LOAD) | (last ? SM_UKR_FINISH : 0),
+                            g->alpha, g->beta);
+                    continue;
+                }
+                if (!first) /* an edge tile: through the tile buffer */
+                    for (int r = 0; r < rows; r++)
+                        for (int j = 0; j < cols; j++) tile[r * nr + j] = C[(int64_t)r * g->ldc + j];
+                kr->ukr(kc, a, rs, cs, bp, tile, nr, first ? 0 : SM_UKR_LOAD, 1.0f, 0.0f);
+                for (int r = 0; r < rows; r++) {
+                    float *c = C + (int64_t)r * g->ldc;
+                    const float *t = tile + r * nr;
+                    if (last)
+                        for (int j = 0; j < cols; j++) c[j] = finish(g->alpha, t[j], g->beta, c[j]);
+                    else
+                        for (int j = 0; j < cols; j++) c[j] = t[j];
+                }
+            }
+        }
+    }
+}
+
+#define KC_BUF 256 /* k per block in gemm_block */
+
+/* One block of C (mc <= SM_GEMM_MC rows, nc columns) for k > SM_GEMM_KC with beta != 0: the
+ * partial sums wait in a buffer (Cb) while C keeps its values for beta; op(A) packed. */
+static void gemm_block(const sm_gemm_kernels *kr, const gemm_args *g, int i0, int mc, int j0, int nc, float *Bp) {
+    _Alignas(64) float Ap[SM_GEMM_MC * KC_BUF]; /* (MC / mr) panels (kc, mr) */
+    _Alignas(64) float Cb[SM_GEMM_MC * SM_GEMM_NC]; /* accumulators, (mr, nr) tiles */
+    const int mr = kr->mr, nr = kr->nr, mp = (mc + mr - 1) / mr, np = (nc + nr - 1) / nr;
+    for (int p0 = 0; p0 < g->k; p0 += KC_BUF) {
+        const int kc = g->k - p0 < KC_BUF ? g->k - p0 : KC_BUF;
         pack_a(g->ta, g->A, g->lda, g->m, i0, mc, p0, kc, mr, Ap);
         pack_b(g->tb, g->B, g->ldb, g->n, j0, nc, p0, kc, nr, Bp);
         for (int ip = 0; ip < mp; ip++)
             for (int jp = 0; jp < np; jp++)
-                kr->ukr(kc, Ap + (size_t)ip * mr * kc, Bp + (size_t)jp * nr * kc, Cb + ((size_t)ip * np + jp) * mr * nr,
-                        p0 > 0);
+                kr->ukr(kc, Ap + (size_t)ip * mr * kc, 1, mr, Bp + (size_t)jp * nr * kc,
+                        Cb + ((size_t)ip * np + jp) * mr * nr, nr, p0 > 0 ? SM_UKR_LOAD : 0, 1.0f, 0.0f);
     }
     for (int ip = 0; ip < mp; ip++)
         for (int jp = 0; jp < np; jp++) {
@@ -204,27 +256,32 @@ void sm_gemm_run(const sm_gemm_kernels *kr, int threaded, int ta, int tb, int m,
     }
     const gemm_args g = {ta, tb, m, n, k, lda, ldb, ldc, alpha, beta, A, B, C};
     const int nth = team_size(threaded, (double)m * n * k);
-    /* blocks of C: NC columns, MC rows, fewer rows when that gives each thread a block */
     const int nbn = (n + SM_GEMM_NC - 1) / SM_GEMM_NC;
-    int mc = SM_GEMM_MC;
-    if (nth > 1 && nbn * ((m + mc - 1) / mc) < 2 * nth) {
-        int want = (2 * nth + nbn - 1) / nbn; /* row blocks wanted */
-        mc = (m + want - 1) / want;
-        mc = (mc + kr->mr - 1) / kr->mr * kr->mr;
-        if (mc > SM_GEMM_MC) mc = SM_GEMM_MC;
+    /* The work: blocks of NC columns times groups of rows, a fixed partition (each output is
+     * computed the same way whichever thread owns it). */
+    const int in_c = k <= SM_GEMM_KC || beta == 0.0f;
+    int rows_per;
+    if (in_c) { /* about two groups a thread */
+        int groups = (2 * nth + nbn - 1) / nbn;
+        rows_per = (m + groups - 1) / groups;
+        rows_per = (rows_per + kr->mr - 1) / kr->mr * kr->mr;
+    } else {
+        rows_per = SM_GEMM_MC;
     }
-    const int nbm = (m + mc - 1) / mc;
-    const int64_t nblocks = (int64_t)nbm * nbn;
+    const int ngroups = (m + rows_per - 1) / rows_per;
+    const int64_t ntasks = (int64_t)ngroups * nbn;
 #pragma omp parallel num_threads(nth) if (nth > 1)
     {
-        _Alignas(64) float Ap[SM_GEMM_MC * SM_GEMM_KC]; /* (MC / mr) panels (kc, mr) */
         _Alignas(64) float Bp[SM_GEMM_NC * SM_GEMM_KC]; /* (NC / nr) panels (kc, nr) */
-        _Alignas(64) float Cb[SM_GEMM_MC * SM_GEMM_NC]; /* accumulators, (mr, nr) tiles */
+        _Alignas(64) float Ep[16 * SM_GEMM_KC];         /* an edge panel of op(A), (kc, mr) */
+        _Alignas(64) float tile[16 * 32];               /* one (mr, nr) tile of accumulators */
 #pragma omp for schedule(static)
-        for (int64_t b = 0; b < nblocks; b++) {
+        for (int64_t b = 0; b < ntasks; b++) {
             const int bi = (int)(b / nbn), bj = (int)(b % nbn);
-            const int i0 = bi * mc, j0 = bj * SM_GEMM_NC;
-            gemm_block(kr, &g, i0, m - i0 < mc ? m - i0 : mc, j0, n - j0 < SM_GEMM_NC ? n - j0 : SM_GEMM_NC, Ap, Bp, Cb);
+            const int i0 = bi * rows_per, i1 = m - i0 < rows_per ? m : i0 + rows_per;
+            const int j0 = bj * SM_GEMM_NC, nc = n - j0 < SM_GEMM_NC ? n - j0 : SM_GEMM_NC;
+            if (in_c) gemm_rows(kr, &g, i0, i1, j0, nc, Bp, Ep, tile);
+            else gemm_block(kr, &g, i0, i1 - i0, j0, nc, Bp);
         }
     }
 }

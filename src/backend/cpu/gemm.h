@@ -14,17 +14,25 @@
 #include <stdint.h>
 
 /* Largest blocking any path uses: the driver's per-thread stack buffers are this size. */
-#define SM_GEMM_MC 96  /* rows of op(A) per packed block (a multiple of every path's mr) */
-#define SM_GEMM_KC 256 /* k per packed block */
+#define SM_GEMM_MC 96  /* rows per block when partial sums wait in a buffer (a multiple of every mr) */
+#define SM_GEMM_KC 640 /* k per packed block of op(B): the layers' k (9 to 576) fit in one */
 #define SM_GEMM_NC 128 /* columns of op(B) per packed block (a multiple of every path's nr) */
 #define SM_GEMV_L 64   /* outputs per gemv block (every path) */
+
+#define SM_UKR_LOAD 1   /* start from the partial sums in C */
+#define SM_UKR_FINISH 2 /* apply alpha and beta (the last k-block) */
 
 typedef struct sm_gemm_kernels {
     const char *name; /* "scalar", "avx2", "avx512" */
     int mr, nr;       /* micro-tile: mr rows x nr columns of C held in registers */
-    /* acc (mr, nr) = (load ? acc : 0) + sum over t < kc (in order) of Ap[t][r] * Bp[t][c] as a
-     * chain of fmas, for Ap (kc, mr) and Bp (kc, nr) packed (zero-padded), 64-byte aligned. */
-    void (*ukr)(int kc, const float *Ap, const float *Bp, float *acc, int load);
+    /* One (mr, nr) tile of C (row stride ldc, any alignment): acc = (flags & SM_UKR_LOAD ? C : 0)
+     * + sum over t < kc (in order) of a[r * rs + t * cs] * Bp[t][c] as a chain of fmas; then
+     * C = acc, or with SM_UKR_FINISH C = alpha * acc (+ beta * C when beta != 0), rounded as the
+     * driver's C does (no contraction).  a is op(A)'s rows in place (rs = lda, cs = 1, or rs = 1,
+     * cs = lda) or a packed, zero-padded edge panel (rs = 1, cs = mr); Bp (kc, nr) packed and
+     * zero-padded, 64-byte aligned. */
+    void (*ukr)(int kc, const float *a, int64_t rs, int64_t cs, const float *Bp, float *C, int64_t ldc, int flags,
+                float alpha, float beta);
     /* acc (SM_GEMV_L) = (load ? acc : 0) + fma chain over t < kc of Ap[t][l] * x[t * incx], Ap
      * (kc, SM_GEMV_L) packed: lanes over the rows of y = A x. */
     void (*gemv_n)(int kc, const float *Ap, const float *x, int incx, float *acc, int load);

@@ -10,28 +10,49 @@
 #define MR 6
 #define NR 16
 
-static void ukr(int kc, const float *Ap, const float *Bp, float *acc, int load) {
+/* The tile, with op(A)'s strides as arguments so that each caller below gets its own copy with
+ * the strides it knows folded in. */
+static inline __attribute__((always_inline)) void tile(int kc, const float *a, int64_t rs, int64_t cs,
+                                                       const float *Bp, float *C, int64_t ldc, int flags,
+                                                       float alpha, float beta) {
     __m256 c[MR][2];
 #pragma GCC unroll 6
     for (int r = 0; r < MR; r++) {
-        c[r][0] = load ? _mm256_load_ps(acc + r * NR) : _mm256_setzero_ps();
-        c[r][1] = load ? _mm256_load_ps(acc + r * NR + 8) : _mm256_setzero_ps();
+        c[r][0] = flags & SM_UKR_LOAD ? _mm256_loadu_ps(C + r * ldc) : _mm256_setzero_ps();
+        c[r][1] = flags & SM_UKR_LOAD ? _mm256_loadu_ps(C + r * ldc + 8) : _mm256_setzero_ps();
     }
-    for (int t = 0; t < kc; t++) {
+    for (int t = 0; t < kc; t++, a += cs) {
         const __m256 b0 = _mm256_load_ps(Bp + t * NR), b1 = _mm256_load_ps(Bp + t * NR + 8);
-        const float *a = Ap + t * MR;
 #pragma GCC unroll 6
         for (int r = 0; r < MR; r++) {
-            const __m256 av = _mm256_broadcast_ss(a + r);
+            const __m256 av = _mm256_broadcast_ss(a + r * rs);
             c[r][0] = _mm256_fmadd_ps(av, b0, c[r][0]);
             c[r][1] = _mm256_fmadd_ps(av, b1, c[r][1]);
         }
     }
+    if (flags & SM_UKR_FINISH) { /* alpha * acc (+ beta * C): a multiply, a multiply, an add */
+        const __m256 al = _mm256_set1_ps(alpha), be = _mm256_set1_ps(beta);
+#pragma GCC unroll 6
+        for (int r = 0; r < MR; r++)
+            for (int h = 0; h < 2; h++) {
+                __m256 v = _mm256_mul_ps(al, c[r][h]);
+                if (beta != 0.0f) v = _mm256_add_ps(v, _mm256_mul_ps(be, _mm256_loadu_ps(C + r * ldc + 8 * h)));
+                c[r][h] = v;
+            }
+    }
 #pragma GCC unroll 6
     for (int r = 0; r < MR; r++) {
-        _mm256_store_ps(acc + r * NR, c[r][0]);
-        _mm256_store_ps(acc + r * NR + 8, c[r][1]);
+        _mm256_storeu_ps(C + r * ldc, c[r][0]);
+        _mm256_storeu_ps(C + r * ldc + 8, c[r][1]);
     }
+}
+
+static void ukr(int kc, const float *a, int64_t rs, int64_t cs, const float *Bp, float *C, int64_t ldc, int flags,
+                float alpha, float beta) {
+    if (rs == 1 && cs == MR) tile(kc, a, 1, MR, Bp, C, ldc, flags, alpha, beta); /* packed edge panel */
+    else if (cs == 1) tile(kc, a, rs, 1, Bp, C, ldc, flags, alpha, beta);       /* rows of A in place */
+    else if (rs == 1) tile(kc, a, 1, cs, Bp, C, ldc, flags, alpha, beta);       /* rows of A^T in place */
+    else tile(kc, a, rs, cs, Bp, C, ldc, flags, alpha, beta);
 }
 
 static void gemv_n(int kc, const float *Ap, const float *x, int incx, float *acc, int load) {

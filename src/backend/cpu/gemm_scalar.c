@@ -7,17 +7,24 @@
 #define MR 4
 #define NR 8
 
-static void ukr(int kc, const float *Ap, const float *Bp, float *acc, int load) {
+static void ukr(int kc, const float *a, int64_t rs, int64_t cs, const float *Bp, float *C, int64_t ldc, int flags,
+                float alpha, float beta) {
     float c[MR][NR];
     for (int r = 0; r < MR; r++)
-        for (int j = 0; j < NR; j++) c[r][j] = load ? acc[r * NR + j] : 0.0f;
+        for (int j = 0; j < NR; j++) c[r][j] = flags & SM_UKR_LOAD ? C[r * ldc + j] : 0.0f;
     for (int t = 0; t < kc; t++) {
-        const float *a = Ap + t * MR, *b = Bp + t * NR;
-        for (int r = 0; r < MR; r++)
-            for (int j = 0; j < NR; j++) c[r][j] = fmaf(a[r], b[j], c[r][j]);
+        const float *b = Bp + t * NR;
+        for (int r = 0; r < MR; r++) {
+            const float av = a[r * rs + t * cs];
+            for (int j = 0; j < NR; j++) c[r][j] = fmaf(av, b[j], c[r][j]);
+        }
     }
     for (int r = 0; r < MR; r++)
-        for (int j = 0; j < NR; j++) acc[r * NR + j] = c[r][j];
+        for (int j = 0; j < NR; j++) {
+            float v = c[r][j];
+            if (flags & SM_UKR_FINISH) v = beta == 0.0f ? alpha * v : alpha * v + beta * C[r * ldc + j];
+            C[r * ldc + j] = v;
+        }
 }
 
 static void gemv_n(int kc, const float *Ap, const float *x, int incx, float *acc, int load) {
