@@ -110,9 +110,8 @@ static void pack_a(int ta, const float *A, int lda, int m, int i0, int mc, int p
                 for (int t = 0; t < kc; t++) Ap[t * mr + r] = 0.0f;
         } else {
             for (int t = 0; t < kc; t++) {
-                const float *src = A + (int64_t)(p0 + t) * lda + r0;
                 float *dst = Ap + t * mr;
-                for (int r = 0; r < rows; r++) dst[r] = src[r];
+                memcpy(dst, A + (int64_t)(p0 + t) * lda + r0, sizeof(float) * (size_t)rows);
                 for (int r = rows; r < mr; r++) dst[r] = 0.0f;
             }
         }
@@ -126,9 +125,8 @@ static void pack_b(int tb, const float *B, int ldb, int n, int j0, int nc, int p
         const int c0 = j0 + jp * nr, cols = n - c0 < nr ? n - c0 : nr;
         if (!tb) {
             for (int t = 0; t < kc; t++) {
-                const float *src = B + (int64_t)(p0 + t) * ldb + c0;
                 float *dst = Bp + t * nr;
-                for (int c = 0; c < cols; c++) dst[c] = src[c];
+                memcpy(dst, B + (int64_t)(p0 + t) * ldb + c0, sizeof(float) * (size_t)cols);
                 for (int c = cols; c < nr; c++) dst[c] = 0.0f;
             }
         } else {
@@ -298,7 +296,6 @@ void sm_gemv_run(const sm_gemm_kernels *kr, int threaded, int ta, int m, int n, 
     const int nth = team_size(threaded, (double)m * n);
 #pragma omp parallel num_threads(nth) if (nth > 1)
     {
-        _Alignas(64) float Ap[SM_GEMV_L * SM_GEMM_KC]; /* (kc, L): rows of A, transposed */
         _Alignas(64) float acc[SM_GEMV_L];
 #pragma omp for schedule(static)
         for (int b = 0; b < nb; b++) {
@@ -306,15 +303,9 @@ void sm_gemv_run(const sm_gemm_kernels *kr, int threaded, int ta, int m, int n, 
             if (ta) {
                 kr->gemv_t(m, len, A + o0, lda, x, incx, acc);
             } else {
-                for (int p0 = 0; p0 < n; p0 += SM_GEMM_KC) {
-                    const int kc = n - p0 < SM_GEMM_KC ? n - p0 : SM_GEMM_KC;
-                    for (int r = 0; r < len; r++) {
-                        const float *src = A + (int64_t)(o0 + r) * lda + p0;
-                        for (int t = 0; t < kc; t++) Ap[t * SM_GEMV_L + r] = src[t];
-                    }
-                    for (int r = len; r < SM_GEMV_L; r++)
-                        for (int t = 0; t < kc; t++) Ap[t * SM_GEMV_L + r] = 0.0f;
-                    kr->gemv_n(kc, Ap, x + (int64_t)p0 * incx, incx, acc, p0 > 0);
+                for (int p0 = 0; p0 < n; p0 += SM_GEMV_KC) {
+                    const int kc = n - p0 < SM_GEMV_KC ? n - p0 : SM_GEMV_KC;
+                    kr->gemv_n(kc, A + (int64_t)o0 * lda + p0, lda, len, x + (int64_t)p0 * incx, incx, acc, p0 > 0);
                 }
             }
             for (int i = 0; i < len; i++) {

@@ -18,6 +18,7 @@
 #define SM_GEMM_KC 640 /* k per packed block of op(B): the layers' k (9 to 576) fit in one */
 #define SM_GEMM_NC 128 /* columns of op(B) per packed block (a multiple of every path's nr) */
 #define SM_GEMV_L 64   /* outputs per gemv block (every path) */
+#define SM_GEMV_KC 256 /* k per gemv block (the row block's cache lines stay in L1) */
 
 #define SM_UKR_LOAD 1   /* start from the partial sums in C */
 #define SM_UKR_FINISH 2 /* apply alpha and beta (the last k-block) */
@@ -33,9 +34,10 @@ typedef struct sm_gemm_kernels {
      * zero-padded, 64-byte aligned. */
     void (*ukr)(int kc, const float *a, int64_t rs, int64_t cs, const float *Bp, float *C, int64_t ldc, int flags,
                 float alpha, float beta);
-    /* acc (SM_GEMV_L) = (load ? acc : 0) + fma chain over t < kc of Ap[t][l] * x[t * incx], Ap
-     * (kc, SM_GEMV_L) packed: lanes over the rows of y = A x. */
-    void (*gemv_n)(int kc, const float *Ap, const float *x, int incx, float *acc, int load);
+    /* acc (rows <= SM_GEMV_L) = (load ? acc : 0) + fma chain over t < kc of A[r * lda + t] *
+     * x[t * incx], A in place (rows of it, gathered a column at a time): lanes over the rows of
+     * y = A x. */
+    void (*gemv_n)(int kc, const float *A, int64_t lda, int rows, const float *x, int incx, float *acc, int load);
     /* acc (nb) = fma chain over i < m (in order) of A[i * lda + j] * x[i * incx], nb <= SM_GEMV_L:
      * lanes over the columns of y = A^T x. */
     void (*gemv_t)(int m, int nb, const float *A, int lda, const float *x, int incx, float *acc);

@@ -55,18 +55,25 @@ static void ukr(int kc, const float *a, int64_t rs, int64_t cs, const float *Bp,
     else tile(kc, a, rs, cs, Bp, C, ldc, flags, alpha, beta);
 }
 
-static void gemv_n(int kc, const float *Ap, const float *x, int incx, float *acc, int load) {
-    __m256 c[8];
-#pragma GCC unroll 8
-    for (int v = 0; v < 8; v++) c[v] = load ? _mm256_loadu_ps(acc + 8 * v) : _mm256_setzero_ps();
+static void gemv_n(int kc, const float *A, int64_t lda, int rows, const float *x, int incx, float *acc, int load) {
+    __m256i idx[8];
+    __m256 msk[8], c[8];
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (int v = 0; v < 8; v++) {
+        const __m256i row = _mm256_add_epi32(lane, _mm256_set1_epi32(8 * v));
+        idx[v] = _mm256_mullo_epi32(row, _mm256_set1_epi32((int)lda));
+        msk[v] = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(rows), row));
+        c[v] = load ? _mm256_maskload_ps(acc + 8 * v, _mm256_castps_si256(msk[v])) : _mm256_setzero_ps();
+    }
+    const int nv = (rows + 7) / 8;
+    const __m256 z = _mm256_setzero_ps();
     for (int t = 0; t < kc; t++) {
         const __m256 xv = _mm256_set1_ps(x[(int64_t)t * incx]);
-        const float *a = Ap + t * SM_GEMV_L;
-#pragma GCC unroll 8
-        for (int v = 0; v < 8; v++) c[v] = _mm256_fmadd_ps(_mm256_load_ps(a + 8 * v), xv, c[v]);
+        const float *a = A + t;
+        for (int v = 0; v < nv; v++)
+            c[v] = _mm256_fmadd_ps(_mm256_mask_i32gather_ps(z, a, idx[v], msk[v], 4), xv, c[v]);
     }
-#pragma GCC unroll 8
-    for (int v = 0; v < 8; v++) _mm256_storeu_ps(acc + 8 * v, c[v]);
+    for (int v = 0; v < nv; v++) _mm256_maskstore_ps(acc + 8 * v, _mm256_castps_si256(msk[v]), c[v]);
 }
 
 static void gemv_t(int m, int nb, const float *A, int lda, const float *x, int incx, float *acc) {

@@ -54,23 +54,34 @@ static void ukr(int kc, const float *a, int64_t rs, int64_t cs, const float *Bp,
     else tile(kc, a, rs, cs, Bp, C, ldc, flags, alpha, beta);
 }
 
-static void gemv_n(int kc, const float *Ap, const float *x, int incx, float *acc, int load) {
-    __m512 c0 = load ? _mm512_loadu_ps(acc) : _mm512_setzero_ps();
-    __m512 c1 = load ? _mm512_loadu_ps(acc + 16) : _mm512_setzero_ps();
-    __m512 c2 = load ? _mm512_loadu_ps(acc + 32) : _mm512_setzero_ps();
-    __m512 c3 = load ? _mm512_loadu_ps(acc + 48) : _mm512_setzero_ps();
+static void gemv_n(int kc, const float *A, int64_t lda, int rows, const float *x, int incx, float *acc, int load) {
+    __mmask16 k[4];
+    for (int v = 0; v < 4; v++) {
+        int left = rows - 16 * v;
+        k[v] = left >= 16 ? (__mmask16)0xFFFF : left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1);
+    }
+    /* lane l of vector v gathers row 16 v + l: offsets in floats */
+    const __m512i step = _mm512_set1_epi32((int)(16 * lda));
+    const __m512i o0 = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                          _mm512_set1_epi32((int)lda));
+    const __m512i o1 = _mm512_add_epi32(o0, step), o2 = _mm512_add_epi32(o1, step), o3 = _mm512_add_epi32(o2, step);
+    __m512 c0 = load ? _mm512_maskz_loadu_ps(k[0], acc) : _mm512_setzero_ps();
+    __m512 c1 = load ? _mm512_maskz_loadu_ps(k[1], acc + 16) : _mm512_setzero_ps();
+    __m512 c2 = load ? _mm512_maskz_loadu_ps(k[2], acc + 32) : _mm512_setzero_ps();
+    __m512 c3 = load ? _mm512_maskz_loadu_ps(k[3], acc + 48) : _mm512_setzero_ps();
+    const __m512 z = _mm512_setzero_ps();
     for (int t = 0; t < kc; t++) {
         const __m512 xv = _mm512_set1_ps(x[(int64_t)t * incx]);
-        const float *a = Ap + t * SM_GEMV_L;
-        c0 = _mm512_fmadd_ps(_mm512_load_ps(a), xv, c0);
-        c1 = _mm512_fmadd_ps(_mm512_load_ps(a + 16), xv, c1);
-        c2 = _mm512_fmadd_ps(_mm512_load_ps(a + 32), xv, c2);
-        c3 = _mm512_fmadd_ps(_mm512_load_ps(a + 48), xv, c3);
+        const float *a = A + t;
+        c0 = _mm512_fmadd_ps(_mm512_mask_i32gather_ps(z, k[0], o0, a, 4), xv, c0);
+        c1 = _mm512_fmadd_ps(_mm512_mask_i32gather_ps(z, k[1], o1, a, 4), xv, c1);
+        c2 = _mm512_fmadd_ps(_mm512_mask_i32gather_ps(z, k[2], o2, a, 4), xv, c2);
+        c3 = _mm512_fmadd_ps(_mm512_mask_i32gather_ps(z, k[3], o3, a, 4), xv, c3);
     }
-    _mm512_storeu_ps(acc, c0);
-    _mm512_storeu_ps(acc + 16, c1);
-    _mm512_storeu_ps(acc + 32, c2);
-    _mm512_storeu_ps(acc + 48, c3);
+    _mm512_mask_storeu_ps(acc, k[0], c0);
+    _mm512_mask_storeu_ps(acc + 16, k[1], c1);
+    _mm512_mask_storeu_ps(acc + 32, k[2], c2);
+    _mm512_mask_storeu_ps(acc + 48, k[3], c3);
 }
 
 static void gemv_t(int m, int nb, const float *A, int lda, const float *x, int incx, float *acc) {

@@ -27,14 +27,13 @@ static void ukr(int kc, const float *a, int64_t rs, int64_t cs, const float *Bp,
         }
 }
 
-static void gemv_n(int kc, const float *Ap, const float *x, int incx, float *acc, int load) {
-    float c[SM_GEMV_L];
-    for (int l = 0; l < SM_GEMV_L; l++) c[l] = load ? acc[l] : 0.0f;
-    for (int t = 0; t < kc; t++) {
-        const float xv = x[(int64_t)t * incx], *a = Ap + t * SM_GEMV_L;
-        for (int l = 0; l < SM_GEMV_L; l++) c[l] = fmaf(a[l], xv, c[l]);
+static void gemv_n(int kc, const float *A, int64_t lda, int rows, const float *x, int incx, float *acc, int load) {
+    for (int r = 0; r < rows; r++) {
+        const float *a = A + r * lda;
+        float c = load ? acc[r] : 0.0f;
+        for (int t = 0; t < kc; t++) c = fmaf(a[t], x[(int64_t)t * incx], c);
+        acc[r] = c;
     }
-    for (int l = 0; l < SM_GEMV_L; l++) acc[l] = c[l];
 }
 
 static void gemv_t(int m, int nb, const float *A, int lda, const float *x, int incx, float *acc) {

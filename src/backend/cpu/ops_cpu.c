@@ -60,7 +60,7 @@ void sm_k_gemm_at_b(int m, int n, int64_t k, const float *A, int lda, const floa
         return;
     }
     assert(ws && ws->bytes >= sm_k_gemm_at_b_ws(m, n, k));
-    float *part = ws->base; /* (nch, m, n) */
+    float *part = ws->base; /* OpenBLAS: (nch, m, n); own kernels: (nch, n, m), transposed */
     const int64_t per = (k + nch - 1) / nch;
 #pragma omp parallel for schedule(static)
     for (int64_t ch = 0; ch < nch; ch++) {
@@ -72,15 +72,21 @@ void sm_k_gemm_at_b(int m, int n, int64_t k, const float *A, int lda, const floa
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, n, (int)len, 1.0f, A + start * lda, lda,
                     B + start * ldb, ldb, 0.0f, P, n);
 #else
-        sm_gemm_run(sm_gemm_active(), 0, 1, 0, m, n, (int)len, 1.0f, A + start * lda, lda, B + start * ldb, ldb,
-                    0.0f, P, n);
+        /* P^T (n, m) = B^T A on this thread: B (the long, wide one: im2col rows) is read in place
+         * and only A (m = output channels wide) is packed */
+        sm_gemm_run(sm_gemm_active(), 0, 1, 0, n, m, (int)len, 1.0f, B + start * ldb, ldb, A + start * lda, lda,
+                    0.0f, P, m);
 #endif
     }
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < m; i++)
         for (int j = 0; j < n; j++) {
             float acc = 0;
+#ifdef SM_BLAS_OPENBLAS
             for (int64_t ch = 0; ch < nch; ch++) acc += part[(ch * m + i) * n + j];
+#else
+            for (int64_t ch = 0; ch < nch; ch++) acc += part[(ch * n + j) * m + i];
+#endif
             C[(int64_t)i * ldc + j] = acc;
         }
 }
