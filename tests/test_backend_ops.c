@@ -5,8 +5,10 @@
  * single-threaded one of the inference path, where both exist), and each is held to the same
  * reference: normalised squared error (sum (out - ref)^2 / sum ref^2) at most 1e-10 where the
  * float result is a rounded sum, exact equality where it is a copy, a max or a masked value.
- * Operations whose reduction order the backend fixes (all but the BLAS products) are also run
- * on 1 and 2 threads and must give the same bits.  Backward operations are checked against
+ * Operations whose reduction order the backend fixes are also run on 1 and 2 threads and must
+ * give the same bits.  Everything runs once on each instruction-set path of simile's own matrix
+ * products that this CPU has (sm_set_isa: scalar, avx2, avx512; test_gemm.c checks their bits
+ * against each other).  Backward operations are checked against
  * the reference formulas of their gradients (col2im as the exact adjoint of im2col); those
  * formulas are checked by finite differences through the layers in test_layers.c.  The distance
  * tile is checked against the true squared distances, inner products and cosines in double
@@ -598,12 +600,24 @@ static void check_dist(void) {
 }
 
 int main(void) {
-    sm_rng_seed(&R, 20261201);
-    check_gemm();
-    check_unfold();
-    check_rows();
-    check_bn();
-    check_pool();
-    check_dist();
+    /* every operation on every instruction-set path of the matrix products this CPU has */
+    const char *paths[] = {"scalar", "avx2", "avx512"};
+    for (int p = 0; p < 3; p++) {
+        sm_status st = sm_set_isa(paths[p]);
+        if (st == SM_ERR_UNSUPPORTED) {
+            printf("path %s: this CPU lacks it, skipped\n", paths[p]);
+            continue;
+        }
+        CHECK_OK(st);
+        printf("path %s:\n", paths[p]);
+        sm_rng_seed(&R, 20261201);
+        check_gemm();
+        check_unfold();
+        check_rows();
+        check_bn();
+        check_pool();
+        check_dist();
+    }
+    CHECK_OK(sm_set_isa("auto"));
     TEST_MAIN_END();
 }
