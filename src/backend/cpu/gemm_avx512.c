@@ -54,34 +54,62 @@ static void ukr(int kc, const float *a, int64_t rs, int64_t cs, const float *Bp,
     else tile(kc, a, rs, cs, Bp, C, ldc, flags, alpha, beta);
 }
 
+/* r[j] (lane l) <- r[l] (lane j): a 16 x 16 transpose in registers. */
+static inline __attribute__((always_inline)) void transpose16(__m512 r[16]) {
+    __m512 t[16], u[16];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+#pragma GCC unroll 4
+    for (int i = 0; i < 4; i++) {
+        u[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        u[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        u[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        u[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+#pragma GCC unroll 2
+    for (int h = 0; h < 2; h++)
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; i++) {
+            t[8 * h + i] = _mm512_shuffle_f32x4(u[8 * h + i], u[8 * h + 4 + i], 0x88);
+            t[8 * h + 4 + i] = _mm512_shuffle_f32x4(u[8 * h + i], u[8 * h + 4 + i], 0xdd);
+        }
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0x88);
+        r[8 + i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0xdd);
+    }
+}
+
 static void gemv_n(int kc, const float *A, int64_t lda, int rows, const float *x, int incx, float *acc, int load) {
-    __mmask16 k[4];
-    for (int v = 0; v < 4; v++) {
-        int left = rows - 16 * v;
-        k[v] = left >= 16 ? (__mmask16)0xFFFF : left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1);
+    const int kv = kc / 16 * 16; /* columns taken 16 at a time and transposed in registers */
+    for (int v = 0; v * 16 < rows; v++) {
+        const int left = rows - 16 * v, nr = left < 16 ? left : 16;
+        const __mmask16 km = nr == 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1);
+        const float *Av = A + (int64_t)16 * v * lda;
+        __m512 c = load ? _mm512_maskz_loadu_ps(km, acc + 16 * v) : _mm512_setzero_ps();
+        for (int t0 = 0; t0 < kv; t0 += 16) {
+            __m512 r[16];
+#pragma GCC unroll 16
+            for (int l = 0; l < 16; l++) r[l] = l < nr ? _mm512_loadu_ps(Av + l * lda + t0) : _mm512_setzero_ps();
+#pragma GCC unroll 16
+            for (int l = 0; l < 16; l++) /* the same lines 32 rows on: a database streams from memory */
+                _mm_prefetch((const char *)(Av + (l + 32) * lda + t0), _MM_HINT_T0);
+            transpose16(r); /* r[j]: column t0 + j, lane l = row l */
+#pragma GCC unroll 16
+            for (int j = 0; j < 16; j++) c = _mm512_fmadd_ps(r[j], _mm512_set1_ps(x[(int64_t)(t0 + j) * incx]), c);
+        }
+        if (kv < kc) { /* the last columns: a row's elements gathered one column at a time */
+            const __m512i off = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                                   _mm512_set1_epi32((int)lda));
+            for (int t = kv; t < kc; t++)
+                c = _mm512_fmadd_ps(_mm512_mask_i32gather_ps(_mm512_setzero_ps(), km, off, Av + t, 4),
+                                    _mm512_set1_ps(x[(int64_t)t * incx]), c);
+        }
+        _mm512_mask_storeu_ps(acc + 16 * v, km, c);
     }
-    /* lane l of vector v gathers row 16 v + l: offsets in floats */
-    const __m512i step = _mm512_set1_epi32((int)(16 * lda));
-    const __m512i o0 = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                                          _mm512_set1_epi32((int)lda));
-    const __m512i o1 = _mm512_add_epi32(o0, step), o2 = _mm512_add_epi32(o1, step), o3 = _mm512_add_epi32(o2, step);
-    __m512 c0 = load ? _mm512_maskz_loadu_ps(k[0], acc) : _mm512_setzero_ps();
-    __m512 c1 = load ? _mm512_maskz_loadu_ps(k[1], acc + 16) : _mm512_setzero_ps();
-    __m512 c2 = load ? _mm512_maskz_loadu_ps(k[2], acc + 32) : _mm512_setzero_ps();
-    __m512 c3 = load ? _mm512_maskz_loadu_ps(k[3], acc + 48) : _mm512_setzero_ps();
-    const __m512 z = _mm512_setzero_ps();
-    for (int t = 0; t < kc; t++) {
-        const __m512 xv = _mm512_set1_ps(x[(int64_t)t * incx]);
-        const float *a = A + t;
-        c0 = _mm512_fmadd_ps(_mm512_mask_i32gather_ps(z, k[0], o0, a, 4), xv, c0);
-        c1 = _mm512_fmadd_ps(_mm512_mask_i32gather_ps(z, k[1], o1, a, 4), xv, c1);
-        c2 = _mm512_fmadd_ps(_mm512_mask_i32gather_ps(z, k[2], o2, a, 4), xv, c2);
-        c3 = _mm512_fmadd_ps(_mm512_mask_i32gather_ps(z, k[3], o3, a, 4), xv, c3);
-    }
-    _mm512_mask_storeu_ps(acc, k[0], c0);
-    _mm512_mask_storeu_ps(acc + 16, k[1], c1);
-    _mm512_mask_storeu_ps(acc + 32, k[2], c2);
-    _mm512_mask_storeu_ps(acc + 48, k[3], c3);
 }
 
 static void gemv_t(int m, int nb, const float *A, int lda, const float *x, int incx, float *acc) {
