@@ -35,6 +35,10 @@ train() { # name threads [SIMILE_ISA]
       --epochs 1 --threads "$2" --seed 1 --out "$TMP/$1.smm" >"$TMP/$1.txt" 2>&1
 }
 flags=$(sed -n 's/^vector  *[^:]*: //p' <("$SIMILE" --version))
+if ! "$SIMILE" --version | grep -q '^blas  *simile-kernels'; then
+  echo "skip: built with OpenBLAS (-DSIMILE_BLAS=openblas): the paths of simile's own kernels are not used"
+  exit 0
+fi
 ref=""
 for isa in scalar avx2 avx512; do
   case $isa in
