@@ -254,10 +254,17 @@ void sm_gemm_run(const sm_gemm_kernels *kr, int threaded, int ta, int tb, int m,
     }
     const gemm_args g = {ta, tb, m, n, k, lda, ldb, ldc, alpha, beta, A, B, C};
     const int nth = team_size(threaded, (double)m * n * k);
-    const int nbn = (n + SM_GEMM_NC - 1) / SM_GEMM_NC;
-    /* The work: blocks of NC columns times groups of rows, a fixed partition (each output is
-     * computed the same way whichever thread owns it). */
     const int in_c = k <= SM_GEMM_KC || beta == 0.0f;
+    /* The work: blocks of nc columns times groups of rows, a fixed partition (each output is
+     * computed the same way whichever thread owns it).  A short k leaves room in Bp for more
+     * columns: fewer passes over op(A). */
+    int ncb = SM_GEMM_NC;
+    if (in_c) {
+        const int kc1 = k < SM_GEMM_KC ? k : SM_GEMM_KC;
+        ncb = SM_GEMM_NC * SM_GEMM_KC / kc1 / 32 * 32; /* a multiple of every nr */
+        if (ncb > 2048) ncb = 2048;
+    }
+    const int nbn = (n + ncb - 1) / ncb;
     int rows_per;
     if (in_c) { /* about two groups a thread */
         int groups = (2 * nth + nbn - 1) / nbn;
@@ -277,7 +284,7 @@ void sm_gemm_run(const sm_gemm_kernels *kr, int threaded, int ta, int tb, int m,
         for (int64_t b = 0; b < ntasks; b++) {
             const int bi = (int)(b / nbn), bj = (int)(b % nbn);
             const int i0 = bi * rows_per, i1 = m - i0 < rows_per ? m : i0 + rows_per;
-            const int j0 = bj * SM_GEMM_NC, nc = n - j0 < SM_GEMM_NC ? n - j0 : SM_GEMM_NC;
+            const int j0 = bj * ncb, nc = n - j0 < ncb ? n - j0 : ncb;
             if (in_c) gemm_rows(kr, &g, i0, i1, j0, nc, Bp, Ep, tile);
             else gemm_block(kr, &g, i0, i1 - i0, j0, nc, Bp);
         }
