@@ -2,6 +2,7 @@
 #include "cli.h"
 #include "cli_gallery.h"
 #include "serve.h"
+#include <stdlib.h>
 #include <string.h>
 
 static const struct { const char *name; int (*fn)(int, char **); const char *help; } commands[] = {
@@ -41,6 +42,13 @@ int main(int argc, char **argv) {
     } else if (cli_is_help(argv[1]) || !strcmp(argv[1], "help")) {
         usage(stdout);
         return EXIT_OK;
+    }
+    /* SIMILE_ISA forces the path of the matrix products; a bad value is a usage error here
+     * (the library alone ignores it and says so in sm_compute_info.warning) */
+    const char *isa = getenv("SIMILE_ISA");
+    if (isa && *isa && sm_set_isa(isa) != SM_OK) {
+        fprintf(stderr, "simile: SIMILE_ISA=%s: %s\n", isa, sm_errmsg());
+        return EXIT_USAGE;
     }
     if (!strcmp(argv[1], "--version")) {
         sm_compute_info ci;

@@ -83,16 +83,33 @@ typedef struct sm_compute_info {
     char vector_isa[16];  /* widest vector extension the CPU has and the OS enables: "AVX-512",  */
                           /*   "AVX2" (with FMA), "AVX", "SSE2" or "none"                        */
     char cpu_flags[192];  /* those extensions, space-separated, named as in /proc/cpuinfo        */
-    char blas[128];       /* the BLAS library and its build (openblas_get_config())              */
-    char blas_core[32];   /* the kernel the BLAS library runs on this CPU, e.g. "SkylakeX"       */
+    char blas[128];       /* what computes matrix products: "simile-kernels 0.1.0 (own GEMM, avx512 */
+                          /*   path)", or with -DSIMILE_BLAS=openblas openblas_get_config()      */
+    char blas_core[32];   /* the kernel it runs on this CPU: the path ("avx512", "avx2",         */
+                          /*   "scalar"), or OpenBLAS's core, e.g. "SkylakeX"                    */
     int threads;          /* sm_get_num_threads()                                                */
-    char warning[512];    /* empty, or one line (no newline) when the BLAS kernel uses a narrower */
-                          /*   vector extension than AVX2 on a CPU that has AVX2 or AVX-512      */
+    char warning[512];    /* empty, or one line (no newline): own kernels: why SIMILE_ISA was not */
+                          /*   followed; OpenBLAS: its kernel uses a narrower vector extension   */
+                          /*   than AVX2 on a CPU that has AVX2 or AVX-512                       */
+    char isa[16];         /* the path of simile's own matrix products, sm_get_isa()              */
 } sm_compute_info;
 
 /* Fill *info for this machine and process (info may be NULL: nothing happens).  Cheap: CPUID
- * and two BLAS queries. */
+ * (and two BLAS queries when built with OpenBLAS). */
 void sm_compute_info_get(sm_compute_info *info);
+
+/* The instruction-set path of simile's own matrix products (every layer, head, loss and search
+ * goes through them).  By default the widest the CPU has and the OS enables, from CPUID feature
+ * bits and XGETBV: "avx512" (AVX-512F), "avx2" (AVX2 + FMA), else "scalar" (portable C).  The
+ * environment variable SIMILE_ISA=scalar|avx2|avx512|auto, read on first use, forces one (a bad
+ * name or a path the CPU lacks is ignored and reported in sm_compute_info.warning).  Every path
+ * gives the same bits, for any thread count: each output is one chain of fused multiply-adds in
+ * a fixed order.  sm_set_isa forces a path for the whole process ("auto" restores the default);
+ * call it before computing, not while another thread computes.  Errors: SM_ERR_INVALID (an
+ * unknown name), SM_ERR_UNSUPPORTED (this CPU or OS lacks the path; the path is unchanged). */
+sm_status sm_set_isa(const char *name);
+/* The path in use: "avx512", "avx2" or "scalar" (a static string). */
+const char *sm_get_isa(void);
 
 /* The decision behind sm_compute_info.warning, made from facts alone so that it can be checked
  * for any machine: blas_core is an OpenBLAS core name ("Prescott", "Haswell", "SkylakeX", ...),

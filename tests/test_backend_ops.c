@@ -5,8 +5,10 @@
  * single-threaded one of the inference path, where both exist), and each is held to the same
  * reference: normalised squared error (sum (out - ref)^2 / sum ref^2) at most 1e-10 where the
  * float result is a rounded sum, exact equality where it is a copy, a max or a masked value.
- * Operations whose reduction order the backend fixes (all but the BLAS products) are also run
- * on 1 and 2 threads and must give the same bits.  Backward operations are checked against
+ * Operations whose reduction order the backend fixes are also run on 1 and 2 threads and must
+ * give the same bits.  Everything runs once on each instruction-set path of simile's own matrix
+ * products that this CPU has (sm_set_isa: scalar, avx2, avx512; test_gemm.c checks their bits
+ * against each other).  Backward operations are checked against
  * the reference formulas of their gradients (col2im as the exact adjoint of im2col); those
  * formulas are checked by finite differences through the layers in test_layers.c.  The distance
  * tile is checked against the true squared distances, inner products and cosines in double
@@ -821,15 +823,25 @@ static void check_memory(void) {
 int main(void) {
     CHECK(sm_backend_count() >= 1 && sm_backend_get(0) == sm_backend_cpu());
     CHECK(sm_backend_get(sm_backend_count()) == NULL);
-    for (int b = 0; b < sm_backend_count(); b++) {
+    /* every operation of every backend, on every instruction-set path of the matrix products
+     * this CPU has */
+    const char *paths[] = {"scalar", "avx2", "avx512"};
+    for (int b = 0; b < sm_backend_count(); b++)
+    for (int p = 0; p < 3; p++) {
         BE = sm_backend_get(b);
         /* the buffers here are host memory; a backend with its own memory needs them staged
          * through sm_be_upload / sm_be_download, which this test does not do yet */
         if (!(BE->caps & SM_BE_HOST_MEMORY)) {
             printf("backend %s: not run (its memory is not host memory)\n", BE->ops->name);
+            break;
+        }
+        sm_status st = sm_set_isa(paths[p]);
+        if (st == SM_ERR_UNSUPPORTED) {
+            printf("backend %s, path %s: this CPU lacks it, skipped\n", BE->ops->name, paths[p]);
             continue;
         }
-        printf("backend %s\n", BE->ops->name);
+        CHECK_OK(st);
+        printf("backend %s, path %s:\n", BE->ops->name, paths[p]);
         sm_rng_seed(&R, 20261201);
         check_gemm();
         check_unfold();
@@ -841,5 +853,6 @@ int main(void) {
         check_optim();
         check_memory();
     }
+    CHECK_OK(sm_set_isa("auto"));
     TEST_MAIN_END();
 }

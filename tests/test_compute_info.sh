@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # test_compute_info.sh - the command line names what it computes with: `simile --version` lists
-# the CPU, its vector extensions, the BLAS library and the kernel it runs; `train` prints the
+# the CPU, its vector extensions, what computes the matrix products and the kernel it runs
+# (simile's own kernels: the instruction-set path; SIMILE_ISA forces one); `train` prints the
 # same kernel in its header; the warning about a generic BLAS kernel appears on stderr of
 # `train` and `embed` exactly when `--version` shows it (whether it should appear for given
 # facts is test_cpuinfo.c's business; this test runs with the environment it is given and never
@@ -42,4 +43,25 @@ for c in train embed; do
     elif [ "$warns" = 0 ] && [ "$n" = 0 ]; then pass "$c does not warn, nor does --version (kernel $core)"
     else fail "$c printed $n warning lines, --version warning=$warns"; fi
 done
+# simile's own kernels (the default build): the kernel is an instruction-set path, the widest
+# the flags allow unless SIMILE_ISA forces one; a path the CPU lacks or a bad name is exit 2
+if grep -q '^blas  *simile-kernels' "$TMP/version.txt"; then
+    flags=" $(sed -n 's/^vector  *[^:]*: //p' "$TMP/version.txt") "
+    widest=scalar
+    case "$flags" in *" avx2 "*) case "$flags" in *" fma "*) widest=avx2 ;; esac ;; esac
+    case "$flags" in *" avx512f "*) widest=avx512 ;; esac
+    if [ -z "${SIMILE_ISA:-}" ]; then
+        [ "$core" = "$widest" ] && pass "the kernel is the widest path, $widest" || fail "kernel '$core', flags allow $widest"
+    fi
+    v=$(SIMILE_ISA=scalar "$SIMILE" --version | sed -n 's/^kernel  *//p')
+    [ "$v" = scalar ] && pass "SIMILE_ISA=scalar: --version names the scalar path" || fail "SIMILE_ISA=scalar: kernel '$v'"
+    SIMILE_ISA=avx3 "$SIMILE" --version >/dev/null 2>"$TMP/isa.err"; rc=$?
+    [ "$rc" = 2 ] && grep -q "avx3" "$TMP/isa.err" && pass "SIMILE_ISA=avx3 is a usage error naming it" \
+        || fail "SIMILE_ISA=avx3: exit $rc: $(cat "$TMP/isa.err")"
+    if [ "$widest" != avx512 ]; then
+        SIMILE_ISA=avx512 "$SIMILE" --version >/dev/null 2>"$TMP/isa.err"; rc=$?
+        [ "$rc" = 2 ] && grep -q "lacks" "$TMP/isa.err" && pass "SIMILE_ISA=avx512 on a CPU without it: exit 2, says so" \
+            || fail "SIMILE_ISA=avx512 without AVX-512: exit $rc: $(cat "$TMP/isa.err")"
+    fi
+fi
 checks_end test_compute_info.sh

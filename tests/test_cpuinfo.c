@@ -1,4 +1,5 @@
-/* test_cpuinfo.c - what simile reports it computes with (sm_compute_info_get) and the decision
+/* test_cpuinfo.c - what simile reports it computes with (sm_compute_info_get: with its own
+ * kernels, the instruction-set path they run, the widest the CPU's flags allow) and the decision
  * to warn about a BLAS kernel that falls short of the CPU (sm_blas_kernel_warning), checked on
  * given core names and flag lists so that every case runs on any machine: the Intel Xeon of
  * family 6 model 207 that OpenBLAS 0.3.21 serves with its Prescott kernel warns, the same CPU
@@ -82,7 +83,27 @@ static void check_this_machine(void) {
     if (ci.warning[0]) printf("warning: %s\n", ci.warning);
     CHECK(ci.cpu[0] && ci.vector_isa[0] && ci.blas[0] && ci.blas_core[0]);
     CHECK(ci.threads == sm_get_num_threads());
-    CHECK(strstr(ci.blas, ci.blas_core) != NULL); /* OpenBLAS's config string names its core */
+    CHECK(strstr(ci.blas, ci.blas_core) != NULL); /* the library's string names its kernel */
+#ifndef SM_BLAS_OPENBLAS
+    /* simile's own kernels: the kernel is the path, by default the widest the flags allow, and
+     * there is no BLAS kernel to warn about */
+    CHECK(!strcmp(ci.blas_core, ci.isa));
+    CHECK(!strcmp(ci.isa, sm_get_isa()));
+    char fl[sizeof ci.cpu_flags + 2];
+    snprintf(fl, sizeof fl, " %s ", ci.cpu_flags);
+    const char *widest = strstr(fl, " avx512f ") ? "avx512" : strstr(fl, " avx2 ") && strstr(fl, " fma ") ? "avx2" : "scalar";
+    if (!getenv("SIMILE_ISA")) {
+        CHECK_MSG(!strcmp(ci.isa, widest), "path %s, the flags allow %s", ci.isa, widest);
+        CHECK(!ci.warning[0]);
+    }
+    CHECK(strstr(ci.blas, "simile-kernels") != NULL);
+    CHECK(sm_set_isa("scalar") == SM_OK);
+    sm_compute_info_get(&ci);
+    CHECK(!strcmp(ci.isa, "scalar") && !strcmp(ci.blas_core, "scalar") && strstr(ci.blas, "scalar path"));
+    CHECK(sm_set_isa("auto") == SM_OK);
+    sm_compute_info_get(&ci);
+    CHECK(!strcmp(ci.isa, widest));
+#endif
     /* the warning is exactly the decision on the reported facts */
     char msg[512];
     int want = sm_blas_kernel_warning(ci.blas_core, ci.cpu_flags, msg, sizeof msg);

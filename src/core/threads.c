@@ -1,11 +1,13 @@
-/* threads.c - one knob for the thread count of OpenMP kernels and OpenBLAS. */
+/* threads.c - one knob for the thread count of OpenMP kernels (and OpenBLAS's, when the build
+ * uses it: -DSIMILE_BLAS=openblas). */
 #include "core.h"
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
+#ifdef SM_BLAS_OPENBLAS
 extern void openblas_set_num_threads(int);
-extern int openblas_get_num_procs(void);
+#endif
 
 static int g_threads = 0;
 
@@ -21,7 +23,9 @@ void sm_set_num_threads(int n) {
 #ifdef _OPENMP
     omp_set_num_threads(n);
 #endif
+#ifdef SM_BLAS_OPENBLAS
     openblas_set_num_threads(n);
+#endif
 }
 
 int sm_get_num_threads(void) {

@@ -8,7 +8,8 @@
  *    beta), and its fused ReLU is applied in the same pass as the bias;
  *  - the batch is cut into fixed micro-batches of MICRO samples; each thread takes whole
  *    micro-batches and runs them through every layer on its own buffers with single-threaded
- *    sgemm (OpenBLAS's OpenMP build runs single-threaded inside a parallel region), so there is
+ *    sgemm (simile's own GEMM, and OpenBLAS's OpenMP build with -DSIMILE_BLAS=openblas, run
+ *    single-threaded inside a parallel region), so there is
  *    one parallel region per call and the activations of a micro-batch stay in cache.
  * The micro-batch partition does not depend on the thread count, and every sgemm runs whole on
  * one thread, so the embeddings are the same bits for any number of threads, whichever kernel
@@ -143,8 +144,9 @@ sm_status sm_model_infer(sm_model *m, const float *x, int64_t n, float *emb) {
         sm_free(folded);
         return sm_fail(SM_ERR_NOMEM, "out of memory for the inference buffers");
     }
-    /* Always an active parallel region, also for a single micro-batch: inside one, OpenBLAS's
-     * OpenMP build runs every sgemm on one thread, so no product is ever split across threads.
+    /* Always an active parallel region, also for a single micro-batch: inside one, every sgemm
+     * runs on one thread, so no product is ever split across threads (simile's own GEMM gives
+     * the same bits either way; this matters for -DSIMILE_BLAS=openblas).
      * How a split rounds depends on the kernel OpenBLAS picks (its Prescott, Haswell and Zen
      * kernels round a tile's edge differently from its middle), and a region opened only when
      * there are two micro-batches or more made a batch of 1-8 differ between 1 and 2 threads. */

@@ -1,11 +1,15 @@
 /* cpuinfo.c - what simile computes with: the CPU (CPUID brand, family, model), the vector
- * extensions that the CPU has and the operating system enables (XGETBV), and the BLAS library
- * with the kernel it picked for this CPU.  Also the decision whether that kernel falls short of
+ * extensions that the CPU has and the operating system enables (XGETBV), and the matrix
+ * products: simile's own kernels with the instruction-set path they run (gemm.c), or, when
+ * built with -DSIMILE_BLAS=openblas, the BLAS library with the kernel it picked for this CPU.  Also the decision whether that kernel falls short of
  * the CPU (OpenBLAS 0.3.21 runs its generic SSE3 "Prescott" kernel on CPUs newer than it knows,
  * such as Intel Xeons of family 6 model 207), made from the core name and the flags alone so
  * that it can be tested on any machine. */
 #include "simile.h"
+#include "backend/cpu/gemm.h"
+#ifdef SM_BLAS_OPENBLAS
 #include <cblas.h>
+#endif
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
@@ -144,6 +148,19 @@ static void probe_x86(sm_compute_info *info) {
 }
 #endif
 
+int sm_cpu_simd_level(void) {
+    static int level = -1; /* the same answer every time: computed once (a race computes it twice) */
+    if (level < 0) {
+        sm_compute_info info;
+        memset(&info, 0, sizeof info);
+#ifdef SM_X86
+        probe_x86(&info);
+#endif
+        level = cpu_level(info.cpu_flags);
+    }
+    return level;
+}
+
 void sm_compute_info_get(sm_compute_info *info) {
     if (!info) return;
     memset(info, 0, sizeof *info);
@@ -154,9 +171,17 @@ void sm_compute_info_get(sm_compute_info *info) {
     int lv = cpu_level(info->cpu_flags);
     snprintf(info->vector_isa, sizeof info->vector_isa, "%s",
              lv > 0 ? level_names[lv] : has_flag(info->cpu_flags, "sse2") ? "SSE2" : "none");
+    snprintf(info->isa, sizeof info->isa, "%s", sm_get_isa());
+    info->threads = sm_get_num_threads();
+#ifdef SM_BLAS_OPENBLAS
     const char *cfg = openblas_get_config(), *core = openblas_get_corename();
     snprintf(info->blas, sizeof info->blas, "%s", cfg ? cfg : "OpenBLAS");
     snprintf(info->blas_core, sizeof info->blas_core, "%s", core ? core : "unknown");
-    info->threads = sm_get_num_threads();
     sm_blas_kernel_warning(info->blas_core, info->cpu_flags, info->warning, sizeof info->warning);
+#else
+    /* no BLAS: the kernel is simile's own path, chosen from the feature bits above */
+    snprintf(info->blas, sizeof info->blas, "simile-kernels %s (own GEMM, %s path)", sm_version(), info->isa);
+    snprintf(info->blas_core, sizeof info->blas_core, "%s", info->isa);
+    snprintf(info->warning, sizeof info->warning, "%s", sm_gemm_env_note());
+#endif
 }

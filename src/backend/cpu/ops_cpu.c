@@ -1,11 +1,15 @@
-/* ops_cpu.c - CPU implementation of the compute kernels in backend.h: OpenBLAS for matrix
- * products, OpenMP loops for the rest.  Reductions use fixed-size row chunks summed in a fixed
+/* ops_cpu.c - CPU implementation of the compute kernels in backend.h: simile's own GEMM
+ * (gemm.c; OpenBLAS instead when built with -DSIMILE_BLAS=openblas) for matrix products,
+ * OpenMP loops for the rest.  Reductions use fixed-size row chunks summed in a fixed
  * order, so results do not depend on the thread count or scheduling.  No kernel allocates: the
  * ones that need scratch take it from the caller's workspace (sm_ws), sized by their *_ws(). */
 #include "backend/cpu/kernels.h"
 #include "core/core.h"
+#include "backend/cpu/gemm.h"
 #include <assert.h>
+#ifdef SM_BLAS_OPENBLAS
 #include <cblas.h>
+#endif
 #include <math.h>
 #include <string.h>
 
@@ -14,6 +18,7 @@
 void sm_k_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *A, int lda,
                const float *B, int ldb, float beta, float *C, int ldc) {
     if (m <= 0 || n <= 0) return;
+#ifdef SM_BLAS_OPENBLAS
     if (k <= 0) { /* BLAS leaves C untouched for k == 0 only when beta == 1 */
         for (int i = 0; i < m; i++)
             for (int j = 0; j < n; j++) C[(int64_t)i * ldc + j] *= beta;
@@ -21,12 +26,19 @@ void sm_k_gemm(int ta, int tb, int m, int n, int k, float alpha, const float *A,
     }
     cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
                 m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+#else
+    sm_gemm_run(sm_gemm_active(), 1, ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+#endif
 }
 
 void sm_k_gemv(int ta, int m, int n, float alpha, const float *A, int lda, const float *x, int incx,
                float beta, float *y, int incy) {
     if (m <= 0 || n <= 0) return;
+#ifdef SM_BLAS_OPENBLAS
     cblas_sgemv(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, m, n, alpha, A, lda, x, incx, beta, y, incy);
+#else
+    sm_gemv_run(sm_gemm_active(), 1, ta, m, n, alpha, A, lda, x, incx, beta, y, incy);
+#endif
 }
 
 /* Chunks of the long k of A^T B: a fixed number, independent of the thread count. */
@@ -48,22 +60,33 @@ void sm_k_gemm_at_b(int m, int n, int64_t k, const float *A, int lda, const floa
         return;
     }
     assert(ws && ws->bytes >= sm_k_gemm_at_b_ws(m, n, k));
-    float *part = ws->base; /* (nch, m, n) */
+    float *part = ws->base; /* OpenBLAS: (nch, m, n); own kernels: (nch, n, m), transposed */
     const int64_t per = (k + nch - 1) / nch;
 #pragma omp parallel for schedule(static)
     for (int64_t ch = 0; ch < nch; ch++) {
         int64_t start = ch * per, len = start + per < k ? per : k - start;
         float *P = part + ch * (int64_t)m * n;
         if (len <= 0) { memset(P, 0, sizeof(float) * (size_t)m * (size_t)n); continue; }
+#ifdef SM_BLAS_OPENBLAS
         /* inside a parallel region the OpenMP build of OpenBLAS runs single-threaded */
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, n, (int)len, 1.0f, A + start * lda, lda,
                     B + start * ldb, ldb, 0.0f, P, n);
+#else
+        /* P^T (n, m) = B^T A on this thread: B (the long, wide one: im2col rows) is read in place
+         * and only A (m = output channels wide) is packed */
+        sm_gemm_run(sm_gemm_active(), 0, 1, 0, n, m, (int)len, 1.0f, B + start * ldb, ldb, A + start * lda, lda,
+                    0.0f, P, m);
+#endif
     }
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < m; i++)
         for (int j = 0; j < n; j++) {
             float acc = 0;
+#ifdef SM_BLAS_OPENBLAS
             for (int64_t ch = 0; ch < nch; ch++) acc += part[(ch * m + i) * n + j];
+#else
+            for (int64_t ch = 0; ch < nch; ch++) acc += part[(ch * n + j) * m + i];
+#endif
             C[(int64_t)i * ldc + j] = acc;
         }
 }

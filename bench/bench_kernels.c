@@ -1,0 +1,179 @@
+/* bench_kernels.c - GFLOP/s of simile's own GEMM (src/backend/cpu/gemm*.c) at the shapes cnn-s
+ * and the search use, on every instruction-set path this CPU has (forced with sm_set_isa),
+ * beside OpenBLAS's sgemm at the same shapes (the peer only: loaded with dlopen, so simile
+ * itself links no BLAS) and beside the CPU's fp32 peak given on the command line.
+ *   bench_kernels [--threads N] [--peak GFLOPS] [--openblas PATH] [--seconds S] [--clock wall|cpu]
+ * (--clock cpu times with the process's CPU seconds: with --threads 1 that leaves out the time
+ * other processes take on a shared machine; with more threads it would count OpenMP's spinning)
+ * Shapes (row-major, C (m, n) = op(A) op(B), as the layers call them; B = batch):
+ *   conv1/2/3 fwd   im2col (B*HW, 9*ic) times W^T (9*ic, oc): 28x28x1->32, 14x14x32->64, 7x7x64->128
+ *   conv2/3 dx      dy (B*HW, oc) times W (oc, 9*ic)
+ *   conv1/2/3 dW    dy^T (oc, B*HW) times col (B*HW, 9*ic), sm_k_gemm_at_b (k-chunked; the peer
+ *                   runs one sgemm over the whole k)
+ *   fc fwd          (B, 128) times W^T (128, 64)
+ *   search tile     4096 queries x 1024 database rows x 128 (one tile of 200k x 128)
+ *   search 1 query  sgemv: 200k x 128 database times one query
+ * Each figure is the best of 3 timings of repeated calls (at least --seconds each). */
+#include "backend/cpu/kernels.h"
+#include "core/core.h"
+#include "simile.h"
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+typedef void (*sgemm_fn)(int, int, int, int, int, int, float, const float *, int, const float *, int, float, float *,
+                         int);
+typedef void (*sgemv_fn)(int, int, int, int, float, const float *, int, const float *, int, float, float *, int);
+static sgemm_fn peer_gemm;
+static sgemv_fn peer_gemv;
+enum { ROW = 101, NOTRANS = 111, TRANS = 112 }; /* CBLAS enum values */
+
+static int cpu_clock; /* --clock cpu: process CPU time (for --threads 1 on a loaded machine) */
+static double now(void) {
+    struct timespec t;
+    clock_gettime(cpu_clock ? CLOCK_PROCESS_CPUTIME_ID : CLOCK_MONOTONIC, &t);
+    return t.tv_sec + 1e-9 * t.tv_nsec;
+}
+
+typedef struct {
+    const char *name;
+    int kind; /* 0 gemm, 1 at_b, 2 gemv */
+    int ta, tb, m, n, k;
+} shape;
+
+static float *A, *B, *C;
+static sm_ws ws;
+static double min_seconds = 0.3;
+
+static void run_own(const shape *s) {
+    if (s->kind == 0)
+        sm_k_gemm(s->ta, s->tb, s->m, s->n, s->k, 1.0f, A, s->ta ? s->m : s->k, B, s->tb ? s->k : s->n, 0.0f, C, s->n);
+    else if (s->kind == 1)
+        sm_k_gemm_at_b(s->m, s->n, s->k, A, s->m, B, s->n, C, s->n, &ws);
+    else
+        sm_k_gemv(0, s->m, s->k, 1.0f, A, s->k, B, 1, 0.0f, C, 1);
+}
+
+static void run_peer(const shape *s) {
+    if (s->kind == 2)
+        peer_gemv(ROW, NOTRANS, s->m, s->k, 1.0f, A, s->k, B, 1, 0.0f, C, 1);
+    else
+        peer_gemm(ROW, s->ta ? TRANS : NOTRANS, s->tb ? TRANS : NOTRANS, s->m, s->n, s->k, 1.0f, A, s->ta ? s->m : s->k,
+                  B, s->tb ? s->k : s->n, 0.0f, C, s->n);
+}
+
+static double gflops(const shape *s, void (*fn)(const shape *)) {
+    double flop = 2.0 * s->m * (s->kind == 2 ? 1 : s->n) * s->k, best = 0;
+    fn(s); /* warm up */
+    for (int rep = 0; rep < 3; rep++) {
+        int calls = 0;
+        double t0 = now(), t;
+        do {
+            fn(s);
+            calls++;
+        } while ((t = now() - t0) < min_seconds);
+        double g = flop * calls / t * 1e-9;
+        if (g > best) best = g;
+    }
+    return best;
+}
+
+int main(int argc, char **argv) {
+    int threads = 0;
+    double peak = 0;
+    const char *blas = "/usr/lib/x86_64-linux-gnu/openblas-openmp/libopenblas.so.0";
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--peak")) peak = atof(argv[i + 1]);
+        else if (!strcmp(argv[i], "--openblas")) blas = argv[i + 1];
+        else if (!strcmp(argv[i], "--seconds")) min_seconds = atof(argv[i + 1]);
+        else if (!strcmp(argv[i], "--clock")) cpu_clock = !strcmp(argv[i + 1], "cpu");
+        else { fprintf(stderr, "bench_kernels: unknown option %s\n", argv[i]); return 2; }
+    }
+    sm_set_num_threads(threads);
+    void *h = dlopen(blas, RTLD_NOW | RTLD_LOCAL);
+    const char *(*corename)(void) = NULL;
+    if (h) {
+        peer_gemm = (sgemm_fn)dlsym(h, "cblas_sgemm");
+        peer_gemv = (sgemv_fn)dlsym(h, "cblas_sgemv");
+        void (*set_threads)(int) = (void (*)(int))dlsym(h, "openblas_set_num_threads");
+        corename = (const char *(*)(void))dlsym(h, "openblas_get_corename");
+        if (set_threads) set_threads(sm_get_num_threads());
+    }
+    if (!peer_gemm || !peer_gemv) fprintf(stderr, "bench_kernels: no OpenBLAS peer (%s): %s\n", blas, dlerror());
+
+    const int batch = 128;
+    const shape shapes[] = {
+        {"conv1 fwd  (B*784, 9) x (9, 32)", 0, 0, 1, batch * 784, 32, 9},
+        {"conv2 fwd  (B*196, 288) x (288, 64)", 0, 0, 1, batch * 196, 64, 288},
+        {"conv3 fwd  (B*49, 576) x (576, 128)", 0, 0, 1, batch * 49, 128, 576},
+        {"conv3 fwd, batch 256", 0, 0, 1, 256 * 49, 128, 576},
+        {"conv2 dx   (B*196, 64) x (64, 288)", 0, 0, 0, batch * 196, 288, 64},
+        {"conv3 dx   (B*49, 128) x (128, 576)", 0, 0, 0, batch * 49, 576, 128},
+        {"conv1 dW   (32, B*784) x (B*784, 9)", 1, 1, 0, 32, 9, batch * 784},
+        {"conv2 dW   (64, B*196) x (B*196, 288)", 1, 1, 0, 64, 288, batch * 196},
+        {"conv3 dW   (128, B*49) x (B*49, 576)", 1, 1, 0, 128, 576, batch * 49},
+        {"fc fwd     (B, 128) x (128, 64)", 0, 0, 1, batch, 64, 128},
+        {"search tile 4096 x 1024 x 128", 0, 0, 1, 4096, 1024, 128},
+        {"search 1 query: 200k x 128 gemv", 2, 0, 0, 200000, 1, 128},
+    };
+    const int ns = sizeof shapes / sizeof shapes[0];
+    size_t na = 0, nb = 0, nc = 0, nws = 0;
+    for (int i = 0; i < ns; i++) {
+        const shape *s = &shapes[i];
+        size_t a = (size_t)s->m * s->k, b = (size_t)s->k * (s->kind == 2 ? 1 : s->n), c = (size_t)s->m * s->n;
+        na = a > na ? a : na, nb = b > nb ? b : nb, nc = c > nc ? c : nc;
+        if (s->kind == 1) {
+            size_t w = sm_k_gemm_at_b_ws(s->m, s->n, s->k);
+            nws = w > nws ? w : nws;
+        }
+    }
+    A = malloc(na * sizeof(float)), B = malloc(nb * sizeof(float)), C = malloc(nc * sizeof(float));
+    ws.base = nws ? malloc(nws) : NULL, ws.bytes = nws;
+    sm_rng r;
+    sm_rng_seed(&r, 1);
+    for (size_t i = 0; i < na; i++) A[i] = sm_rng_normal(&r);
+    for (size_t i = 0; i < nb; i++) B[i] = sm_rng_normal(&r);
+
+    sm_compute_info ci;
+    sm_compute_info_get(&ci);
+    const char *paths[3];
+    int np = 0;
+    const char *all[] = {"avx512", "avx2", "scalar"};
+    for (int i = 0; i < 3; i++)
+        if (sm_set_isa(all[i]) == SM_OK) paths[np++] = all[i];
+    printf("cpu %s (family %d model %d), %d threads, batch %d; OpenBLAS peer core %s; fp32 peak %.0f GFLOP/s; %s clock\n\n",
+           ci.cpu, ci.cpu_family, ci.cpu_model, sm_get_num_threads(), batch, corename ? corename() : "-", peak,
+           cpu_clock ? "CPU-time" : "wall");
+    printf("| shape |");
+    for (int p = 0; p < np; p++) printf(" simile %s |", paths[p]);
+    printf(" OpenBLAS | best simile / OpenBLAS |%s\n", peak > 0 ? " best simile / peak |" : "");
+    printf("|---|");
+    for (int p = 0; p < np; p++) printf("---|");
+    printf("---|---|%s\n", peak > 0 ? "---|" : "");
+    for (int i = 0; i < ns; i++) {
+        const shape *s = &shapes[i];
+        printf("| %s |", s->name);
+        double best = 0;
+        for (int p = 0; p < np; p++) {
+            sm_set_isa(paths[p]);
+            double g = gflops(s, run_own);
+            best = g > best ? g : best;
+            printf(" %.1f |", g);
+            fflush(stdout);
+        }
+        double gp = peer_gemm ? gflops(s, run_peer) : 0;
+        printf(" %.1f | %.2f |", gp, gp > 0 ? best / gp : 0);
+        if (peak > 0) printf(" %.0f%% |", 100 * best / peak);
+        printf("\n");
+        fflush(stdout);
+    }
+    sm_set_isa("auto");
+    free(A), free(B), free(C), free(ws.base);
+    return 0;
+}

@@ -1,0 +1,324 @@
+/* gemm.c - the driver of simile's own matrix products (gemm.h): the run-time choice of an
+ * instruction-set path (CPUID + XGETBV feature bits, or SIMILE_ISA / sm_set_isa), packing of
+ * op(A) and op(B) panels into per-thread stack buffers of fixed size (no allocation), the
+ * blocking (SM_GEMM_MC x SM_GEMM_KC x SM_GEMM_NC), a fixed partition of C's blocks over the
+ * threads, and the alpha / beta pass shared by every path.  See gemm.h for the determinism rule. */
+#include "backend/cpu/gemm.h"
+#include "core/core.h"
+#include "simile.h"
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* ---- the choice of a path ------------------------------------------------------------------ */
+
+static const sm_gemm_kernels *kernels_named(const char *name) {
+#ifdef SM_GEMM_X86
+    if (!strcmp(name, "avx512")) return &sm_gemm_avx512;
+    if (!strcmp(name, "avx2")) return &sm_gemm_avx2;
+#endif
+    if (!strcmp(name, "scalar")) return &sm_gemm_scalar;
+    return NULL;
+}
+
+/* 1 if this CPU and OS can run the path. */
+static int usable(const sm_gemm_kernels *kr) {
+    int lv = sm_cpu_simd_level();
+#ifdef SM_GEMM_X86
+    if (kr == &sm_gemm_avx512) return lv >= 3;
+    if (kr == &sm_gemm_avx2) return lv >= 2;
+#endif
+    (void)lv;
+    return kr == &sm_gemm_scalar;
+}
+
+static const sm_gemm_kernels *widest(void) {
+#ifdef SM_GEMM_X86
+    int lv = sm_cpu_simd_level();
+    if (lv >= 3) return &sm_gemm_avx512;
+    if (lv >= 2) return &sm_gemm_avx2;
+#endif
+    return &sm_gemm_scalar;
+}
+
+static _Atomic(const sm_gemm_kernels *) g_active = NULL;
+static char g_env_note[160]; /* why SIMILE_ISA was not followed ("" if it was, or unset) */
+
+const sm_gemm_kernels *sm_gemm_active(void) {
+    const sm_gemm_kernels *kr = atomic_load(&g_active);
+    if (kr) return kr;
+    const sm_gemm_kernels *pick = widest();
+    const char *env = getenv("SIMILE_ISA");
+    char note[sizeof g_env_note] = "";
+    if (env && *env && strcmp(env, "auto")) {
+        const sm_gemm_kernels *want = kernels_named(env);
+        if (!want)
+            snprintf(note, sizeof note, "SIMILE_ISA=%.40s is not a path (scalar, avx2, avx512 or auto); using %s", env,
+                     pick->name);
+        else if (!usable(want))
+            snprintf(note, sizeof note, "SIMILE_ISA=%s: this CPU or OS lacks %s; using %s", env,
+                     want == &sm_gemm_scalar ? "it" : want->name, pick->name);
+        else
+            pick = want;
+    }
+    const sm_gemm_kernels *expected = NULL;
+    if (atomic_compare_exchange_strong(&g_active, &expected, pick)) snprintf(g_env_note, sizeof g_env_note, "%s", note);
+    return atomic_load(&g_active);
+}
+
+sm_status sm_set_isa(const char *name) {
+    if (!name) return sm_fail(SM_ERR_INVALID, "sm_set_isa: no path name");
+    if (!strcmp(name, "auto")) {
+        atomic_store(&g_active, widest());
+        g_env_note[0] = 0;
+        return SM_OK;
+    }
+    const sm_gemm_kernels *kr = kernels_named(name);
+    if (!kr) return sm_fail(SM_ERR_INVALID, "unknown instruction-set path '%s' (scalar, avx2, avx512 or auto)", name);
+    if (!usable(kr))
+        return sm_fail(SM_ERR_UNSUPPORTED, "instruction-set path '%s' needs %s, which this CPU or OS lacks", name,
+                       kr == &sm_gemm_avx2 ? "AVX2 and FMA" : "AVX-512F");
+    atomic_store(&g_active, kr);
+    g_env_note[0] = 0;
+    return SM_OK;
+}
+
+const char *sm_get_isa(void) { return sm_gemm_active()->name; }
+
+const char *sm_gemm_env_note(void) {
+    sm_gemm_active();
+    return g_env_note;
+}
+
+/* ---- packing ------------------------------------------------------------------------------- */
+
+/* Ap: the rows i0 .. i0+mc of op(A), columns p0 .. p0+kc, as ceil(mc/mr) micro-panels (kc, mr),
+ * rows beyond m zero. */
+static void pack_a(int ta, const float *A, int lda, int m, int i0, int mc, int p0, int kc, int mr, float *Ap) {
+    for (int ip = 0; ip * mr < mc; ip++, Ap += (size_t)mr * kc) {
+        const int r0 = i0 + ip * mr, rows = m - r0 < mr ? m - r0 : mr;
+        if (!ta) {
+            for (int r = 0; r < rows; r++) {
+                const float *src = A + (int64_t)(r0 + r) * lda + p0;
+                for (int t = 0; t < kc; t++) Ap[t * mr + r] = src[t];
+            }
+            for (int r = rows; r < mr; r++)
+                for (int t = 0; t < kc; t++) Ap[t * mr + r] = 0.0f;
+        } else {
+            for (int t = 0; t < kc; t++) {
+                float *dst = Ap + t * mr;
+                memcpy(dst, A + (int64_t)(p0 + t) * lda + r0, sizeof(float) * (size_t)rows);
+                for (int r = rows; r < mr; r++) dst[r] = 0.0f;
+            }
+        }
+    }
+}
+
+/* Bp: the columns j0 .. j0+nc of op(B), rows p0 .. p0+kc, as ceil(nc/nr) micro-panels (kc, nr),
+ * columns beyond n zero. */
+static void pack_b(int tb, const float *B, int ldb, int n, int j0, int nc, int p0, int kc, int nr, float *Bp) {
+    for (int jp = 0; jp * nr < nc; jp++, Bp += (size_t)nr * kc) {
+        const int c0 = j0 + jp * nr, cols = n - c0 < nr ? n - c0 : nr;
+        if (!tb) {
+            for (int t = 0; t < kc; t++) {
+                float *dst = Bp + t * nr;
+                memcpy(dst, B + (int64_t)(p0 + t) * ldb + c0, sizeof(float) * (size_t)cols);
+                for (int c = cols; c < nr; c++) dst[c] = 0.0f;
+            }
+        } else {
+            for (int c = 0; c < cols; c++) {
+                const float *src = B + (int64_t)(c0 + c) * ldb + p0;
+                for (int t = 0; t < kc; t++) Bp[t * nr + c] = src[t];
+            }
+            for (int c = cols; c < nr; c++)
+                for (int t = 0; t < kc; t++) Bp[t * nr + c] = 0.0f;
+        }
+    }
+}
+
+/* The alpha / beta pass, the same code for every path: beta == 0 never reads c (BLAS). */
+static inline float finish(float alpha, float acc, float beta, float c) {
+    return beta == 0.0f ? alpha * acc : alpha * acc + beta * c;
+}
+
+/* C (m, n) = beta * C for k == 0 or alpha == 0 (BLAS: A and B are not read). */
+static void scale_c(int m, int n, float beta, float *C, int ldc) {
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) C[(int64_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(int64_t)i * ldc + j];
+}
+
+typedef struct {
+    int ta, tb, m, n, k, lda, ldb, ldc;
+    float alpha, beta;
+    const float *A, *B;
+    float *C;
+} gemm_args;
+
+/* Rows i_begin .. i_end (all of them, or a multiple of mr) by columns j0 .. j0+nc of C, with
+ * op(B) packed once per k-block into Bp and op(A) read in place (only a last panel of fewer than
+ * mr rows is packed, into Ep).  Between k-blocks the float accumulators wait in C itself, so
+ * this runs for k <= SM_GEMM_KC or beta == 0. */
+static void gemm_rows(const sm_gemm_kernels *kr, const gemm_args *g, int i_begin, int i_end, int j0, int nc,
+                      float *Bp, float *Ep, float *tile) {
+    const int mr = kr->mr, nr = kr->nr, np = (nc + nr - 1) / nr;
+    for (int p0 = 0; p0 < g->k; p0 += SM_GEMM_KC) {
+        const int kc = g->k - p0 < SM_GEMM_KC ? g->k - p0 : SM_GEMM_KC;
+        const int first = p0 == 0, last = p0 + kc >= g->k;
+        pack_b(g->tb, g->B, g->ldb, g->n, j0, nc, p0, kc, nr, Bp);
+        for (int i = i_begin; i < i_end; i += mr) {
+            const int rows = i_end - i < mr ? i_end - i : mr;
+            const float *a;
+            int64_t rs, cs;
+            if (rows == mr) {
+                a = g->ta ? g->A + (int64_t)p0 * g->lda + i : g->A + (int64_t)i * g->lda + p0;
+                rs = g->ta ? 1 : g->lda, cs = g->ta ? g->lda : 1;
+            } else {
+                pack_a(g->ta, g->A, g->lda, g->m, i, rows, p0, kc, mr, Ep);
+                a = Ep, rs = 1, cs = mr;
+            }
+            for (int jp = 0; jp < np; jp++) {
+                const int c0 = j0 + jp * nr, cols = nc - jp * nr < nr ? nc - jp * nr : nr;
+                float *C = g->C + (int64_t)i * g->ldc + c0;
+                const float *bp = Bp + (size_t)jp * nr * kc;
+                if (rows == mr && cols == nr) { /* a whole tile: the kernel reads and writes C */
+                    kr->ukr(kc, a, rs, cs, bp, C, g->ldc, (first ? 0 : SM_UKR_LOAD) | (last ? SM_UKR_FINISH : 0),
+                            g->alpha, g->beta);
+                    continue;
+                }
+                if (!first) /* an edge tile: through the tile buffer */
+                    for (int r = 0; r < rows; r++)
+                        for (int j = 0; j < cols; j++) tile[r * nr + j] = C[(int64_t)r * g->ldc + j];
+                kr->ukr(kc, a, rs, cs, bp, tile, nr, first ? 0 : SM_UKR_LOAD, 1.0f, 0.0f);
+                for (int r = 0; r < rows; r++) {
+                    float *c = C + (int64_t)r * g->ldc;
+                    const float *t = tile + r * nr;
+                    if (last)
+                        for (int j = 0; j < cols; j++) c[j] = finish(g->alpha, t[j], g->beta, c[j]);
+                    else
+                        for (int j = 0; j < cols; j++) c[j] = t[j];
+                }
+            }
+        }
+    }
+}
+
+#define KC_BUF 256 /* k per block in gemm_block */
+
+/* One block of C (mc <= SM_GEMM_MC rows, nc columns) for k > SM_GEMM_KC with beta != 0: the
+ * partial sums wait in a buffer (Cb) while C keeps its values for beta; op(A) packed. */
+static void gemm_block(const sm_gemm_kernels *kr, const gemm_args *g, int i0, int mc, int j0, int nc, float *Bp) {
+    _Alignas(64) float Ap[SM_GEMM_MC * KC_BUF]; /* (MC / mr) panels (kc, mr) */
+    _Alignas(64) float Cb[SM_GEMM_MC * SM_GEMM_NC]; /* accumulators, (mr, nr) tiles */
+    const int mr = kr->mr, nr = kr->nr, mp = (mc + mr - 1) / mr, np = (nc + nr - 1) / nr;
+    for (int p0 = 0; p0 < g->k; p0 += KC_BUF) {
+        const int kc = g->k - p0 < KC_BUF ? g->k - p0 : KC_BUF;
+        pack_a(g->ta, g->A, g->lda, g->m, i0, mc, p0, kc, mr, Ap);
+        pack_b(g->tb, g->B, g->ldb, g->n, j0, nc, p0, kc, nr, Bp);
+        for (int ip = 0; ip < mp; ip++)
+            for (int jp = 0; jp < np; jp++)
+                kr->ukr(kc, Ap + (size_t)ip * mr * kc, 1, mr, Bp + (size_t)jp * nr * kc,
+                        Cb + ((size_t)ip * np + jp) * mr * nr, nr, p0 > 0 ? SM_UKR_LOAD : 0, 1.0f, 0.0f);
+    }
+    for (int ip = 0; ip < mp; ip++)
+        for (int jp = 0; jp < np; jp++) {
+            const float *acc = Cb + ((size_t)ip * np + jp) * mr * nr;
+            const int r0 = i0 + ip * mr, c0 = j0 + jp * nr;
+            const int rows = mc - ip * mr < mr ? mc - ip * mr : mr, cols = nc - jp * nr < nr ? nc - jp * nr : nr;
+            for (int r = 0; r < rows; r++) {
+                float *c = g->C + (int64_t)(r0 + r) * g->ldc + c0;
+                for (int j = 0; j < cols; j++) c[j] = finish(g->alpha, acc[r * nr + j], g->beta, c[j]);
+            }
+        }
+}
+
+static int team_size(int threaded, double work) {
+#ifdef _OPENMP
+    if (!threaded || omp_in_parallel() || work < 2e5) return 1;
+    return omp_get_max_threads();
+#else
+    (void)threaded, (void)work;
+    return 1;
+#endif
+}
+
+void sm_gemm_run(const sm_gemm_kernels *kr, int threaded, int ta, int tb, int m, int n, int k, float alpha,
+                 const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+    if (m <= 0 || n <= 0) return;
+    if (k <= 0 || alpha == 0.0f) {
+        scale_c(m, n, beta, C, ldc);
+        return;
+    }
+    const gemm_args g = {ta, tb, m, n, k, lda, ldb, ldc, alpha, beta, A, B, C};
+    const int nth = team_size(threaded, (double)m * n * k);
+    const int in_c = k <= SM_GEMM_KC || beta == 0.0f;
+    /* The work: blocks of nc columns times groups of rows, a fixed partition (each output is
+     * computed the same way whichever thread owns it).  A short k leaves room in Bp for more
+     * columns: fewer passes over op(A). */
+    int ncb = SM_GEMM_NC;
+    if (in_c) {
+        const int kc1 = k < SM_GEMM_KC ? k : SM_GEMM_KC;
+        ncb = SM_GEMM_NC * SM_GEMM_KC / kc1 / 32 * 32; /* a multiple of every nr */
+        if (ncb > 2048) ncb = 2048;
+    }
+    const int nbn = (n + ncb - 1) / ncb;
+    int rows_per;
+    if (in_c) { /* about two groups a thread */
+        int groups = (2 * nth + nbn - 1) / nbn;
+        rows_per = (m + groups - 1) / groups;
+        rows_per = (rows_per + kr->mr - 1) / kr->mr * kr->mr;
+    } else {
+        rows_per = SM_GEMM_MC;
+    }
+    const int ngroups = (m + rows_per - 1) / rows_per;
+    const int64_t ntasks = (int64_t)ngroups * nbn;
+#pragma omp parallel num_threads(nth) if (nth > 1)
+    {
+        _Alignas(64) float Bp[SM_GEMM_NC * SM_GEMM_KC]; /* (NC / nr) panels (kc, nr) */
+        _Alignas(64) float Ep[16 * SM_GEMM_KC];         /* an edge panel of op(A), (kc, mr) */
+        _Alignas(64) float tile[16 * 32];               /* one (mr, nr) tile of accumulators */
+#pragma omp for schedule(static)
+        for (int64_t b = 0; b < ntasks; b++) {
+            const int bi = (int)(b / nbn), bj = (int)(b % nbn);
+            const int i0 = bi * rows_per, i1 = m - i0 < rows_per ? m : i0 + rows_per;
+            const int j0 = bj * ncb, nc = n - j0 < ncb ? n - j0 : ncb;
+            if (in_c) gemm_rows(kr, &g, i0, i1, j0, nc, Bp, Ep, tile);
+            else gemm_block(kr, &g, i0, i1 - i0, j0, nc, Bp);
+        }
+    }
+}
+
+void sm_gemv_run(const sm_gemm_kernels *kr, int threaded, int ta, int m, int n, float alpha, const float *A, int lda,
+                 const float *x, int incx, float beta, float *y, int incy) {
+    if (m <= 0 || n <= 0) return;
+    const int ny = ta ? n : m; /* outputs; the sum runs over the other dimension */
+    if (alpha == 0.0f) {
+        for (int i = 0; i < ny; i++) y[(int64_t)i * incy] = beta == 0.0f ? 0.0f : beta * y[(int64_t)i * incy];
+        return;
+    }
+    const int nb = (ny + SM_GEMV_L - 1) / SM_GEMV_L;
+    const int nth = team_size(threaded, (double)m * n);
+#pragma omp parallel num_threads(nth) if (nth > 1)
+    {
+        _Alignas(64) float acc[SM_GEMV_L];
+#pragma omp for schedule(static)
+        for (int b = 0; b < nb; b++) {
+            const int o0 = b * SM_GEMV_L, len = ny - o0 < SM_GEMV_L ? ny - o0 : SM_GEMV_L;
+            if (ta) {
+                kr->gemv_t(m, len, A + o0, lda, x, incx, acc);
+            } else {
+                for (int p0 = 0; p0 < n; p0 += SM_GEMV_KC) {
+                    const int kc = n - p0 < SM_GEMV_KC ? n - p0 : SM_GEMV_KC;
+                    kr->gemv_n(kc, A + (int64_t)o0 * lda + p0, lda, len, x + (int64_t)p0 * incx, incx, acc, p0 > 0);
+                }
+            }
+            for (int i = 0; i < len; i++) {
+                float *yi = y + (int64_t)(o0 + i) * incy;
+                *yi = finish(alpha, acc[i], beta, *yi);
+            }
+        }
+    }
+}
