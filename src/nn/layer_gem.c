@@ -5,7 +5,8 @@
  * Backward (m_c = mean z^p, z = max(x, eps)):
  *   dy_c/dx_i = y_c z_i^(p-1) / (hw m_c)   (0 where x_i < eps),
  *   dy_c/dp   = y_c (mean(z^p ln z) / (p m_c) - ln(m_c) / p^2),
- * accumulated in double in sample order, so the bits do not depend on the thread count.
+ * computed in double after dividing by the channel's largest z (no overflow for any p > 0) and
+ * summed in sample order, so the bits do not depend on the thread count.
  * Tensor: "<i>.gem.p" (1). */
 #include "nn/layer.h"
 #include <math.h>
@@ -40,17 +41,30 @@ static sm_status gem_tensors(sm_layer *L, int index, sm_tensor_fn fn, void *ctx)
 
 static void gem_init(sm_layer *L, sm_rng *rng) { L->W[0] = L->eps; }
 
+/* channel ch of one sample x (hw, c): zmax = max z (z = max(x, eps)) and s = mean (z/zmax)^p, so
+ * that y = zmax s^(1/p) with no overflow for any p > 0 (s is in [1/hw, 1]) */
+static void gem_stats(const sm_layer *L, const float *x, int ch, double p, double *zmax, double *s) {
+    const int hw = L->ih * L->iw, c = L->ic;
+    double zm = GEM_EPS, acc = 0;
+    for (int q = 0; q < hw; q++) {
+        double z = x[(int64_t)q * c + ch];
+        if (z > zm) zm = z;
+    }
+    for (int q = 0; q < hw; q++) {
+        double z = x[(int64_t)q * c + ch];
+        acc += pow((z > GEM_EPS ? z : GEM_EPS) / zm, p);
+    }
+    *zmax = zm;
+    *s = acc / hw;
+}
+
 /* one sample: y (c) from x (hw, c) */
 static void gem_sample(const sm_layer *L, const float *x, float *y) {
-    const int hw = L->ih * L->iw, c = L->ic;
     const double p = L->W[0];
-    for (int ch = 0; ch < c; ch++) {
-        double s = 0;
-        for (int q = 0; q < hw; q++) {
-            double z = x[(int64_t)q * c + ch];
-            s += pow(z > GEM_EPS ? z : GEM_EPS, p);
-        }
-        y[ch] = (float)pow(s / hw, 1.0 / p);
+    for (int ch = 0; ch < L->ic; ch++) {
+        double zm, s;
+        gem_stats(L, x, ch, p, &zm, &s);
+        y[ch] = (float)(zm * pow(s, 1.0 / p));
     }
 }
 
@@ -62,27 +76,27 @@ static void gem_forward(sm_layer *L, const float *x, float *y, int n, int train)
     for (int b = 0; b < n; b++) gem_sample(L, x + b * in, y + b * out);
 }
 
-/* one sample: dx (hw, c) overwritten (if dx); returns its part of dL/dp */
+/* one sample: dx (hw, c) overwritten (if dx); returns its part of dL/dp.  With r = z / zmax and
+ * s = mean r^p: dy/dz_i = y r_i^(p-1) / (hw s zmax), dy/dp = (y/p) (mean(r^p ln r) / s - ln(s) / p),
+ * the formulas above rescaled by zmax. */
 static double gem_sample_backward(const sm_layer *L, const float *x, const float *dy, float *dx) {
     const int hw = L->ih * L->iw, c = L->ic;
     const double p = L->W[0];
     double dp = 0;
     for (int ch = 0; ch < c; ch++) {
-        double s = 0, sl = 0;
+        double zm, s, sl = 0;
+        gem_stats(L, x, ch, p, &zm, &s);
         for (int q = 0; q < hw; q++) {
-            double z = x[(int64_t)q * c + ch];
-            z = z > GEM_EPS ? z : GEM_EPS;
-            double zp = pow(z, p);
-            s += zp;
-            sl += zp * log(z);
+            double z = x[(int64_t)q * c + ch], r = (z > GEM_EPS ? z : GEM_EPS) / zm;
+            sl += pow(r, p) * log(r);
         }
-        double m = s / hw, y = pow(m, 1.0 / p);
-        dp += (double)dy[ch] * y * ((sl / hw) / (p * m) - log(m) / (p * p));
+        double y = zm * pow(s, 1.0 / p);
+        dp += (double)dy[ch] * (y / p) * ((sl / hw) / s - log(s) / p);
         if (dx) {
-            double g = (double)dy[ch] * y / (hw * m);
+            double g = (double)dy[ch] * y / (hw * s * zm);
             for (int q = 0; q < hw; q++) {
                 double z = x[(int64_t)q * c + ch];
-                dx[(int64_t)q * c + ch] = z < GEM_EPS ? 0.0f : (float)(g * pow(z, p - 1));
+                dx[(int64_t)q * c + ch] = z < GEM_EPS ? 0.0f : (float)(g * pow(z / zm, p - 1));
             }
         }
     }
