@@ -7,6 +7,13 @@
  *   bench_tool search DB.npy Q.npy K THREADS NSINGLE IDX_OUT.npy
  *                                                          sm_knn_search IP: all queries in one
  *                                                          call, then NSINGLE queries one by one
+ *   bench_tool resnet SPEC SIZE THREADS BATCH STEPS NEMBED
+ *                                                          training steps (forward, backward with a
+ *                                                          fixed random output gradient, plain SGD
+ *                                                          over the parameters) of SPEC at
+ *                                                          SIZE x SIZE x 3 on synthetic images, one
+ *                                                          untimed step first; then sm_model_embed
+ *                                                          of NEMBED images (bench_resnet.py)
  * SIMILE_PROFILE=1 prints per-layer forward times for embed.  Not a test; exits 1 on error. */
 #include "simile.h"
 #include "model/model.h"
@@ -136,14 +143,56 @@ static int bench_search(int argc, char **argv) {
     return 0;
 }
 
+static int bench_resnet(int argc, char **argv) {
+    if (argc < 8) return 2;
+    const char *spec = argv[2];
+    int size = atoi(argv[3]), threads = atoi(argv[4]), batch = atoi(argv[5]), steps = atoi(argv[6]),
+        nembed = atoi(argv[7]);
+    if (size < 1 || batch < 1 || steps < 1 || nembed < 1) return 2;
+    sm_set_num_threads(threads);
+    sm_model *m = NULL;
+    check(sm_model_create(&m, spec, size, size, 3, 1), "create");
+    const int64_t in = (int64_t)size * size * 3;
+    const int d = sm_model_embedding_dim(m);
+    int64_t nx = (batch > nembed ? batch : nembed) * in;
+    float *x = malloc(sizeof(float) * (size_t)nx);           /* (max(batch, nembed), size, size, 3) */
+    float *R = malloc(sizeof(float) * (size_t)batch * d);    /* (batch, d) the output gradient */
+    float *emb = malloc(sizeof(float) * (size_t)nembed * d); /* (nembed, d) */
+    if (!x || !R || !emb) return 1;
+    uint64_t z = 88172645463325252ull;
+    for (int64_t i = 0; i < nx; i++) { z ^= z << 13; z ^= z >> 7; z ^= z << 17; x[i] = (float)((z >> 11) * 0x1.0p-53) - 0.5f; }
+    for (int64_t i = 0; i < (int64_t)batch * d; i++) { z ^= z << 13; z ^= z >> 7; z ^= z << 17; R[i] = (float)((z >> 11) * 0x1.0p-53) - 0.5f; }
+    check(sm_model_reserve(m, batch), "reserve");
+    double t0 = 0;
+    for (int s = 0; s <= steps; s++) {
+        if (s == 1) t0 = now(); /* step 0 is the warm-up */
+        sm_model_forward(m, x, batch, 1);
+        sm_model_backward(m, x, R, batch);
+        for (int64_t i = 0; i < m->nparams; i++) m->params[i] -= 1e-4f * m->grads[i];
+    }
+    double dt_train = now() - t0;
+    check(sm_model_embed(m, x, batch < nembed ? batch : nembed, emb), "embed warm-up");
+    t0 = now();
+    check(sm_model_embed(m, x, nembed, emb), "embed");
+    double dt_embed = now() - t0;
+    printf("{\"mode\": \"resnet\", \"size\": %d, \"batch\": %d, \"steps\": %d, \"params\": %lld, "
+           "\"train_images_per_sec\": %.2f, \"embed_images\": %d, \"embed_images_per_sec\": %.2f}\n",
+           size, batch, steps, (long long)m->nparams, (double)steps * batch / dt_train, nembed, nembed / dt_embed);
+    sm_model_free(m);
+    free(x); free(R); free(emb);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     int rc = 2;
     if (argc >= 2 && !strcmp(argv[1], "embed")) rc = bench_embed(argc, argv);
     else if (argc >= 2 && !strcmp(argv[1], "eval")) rc = bench_eval(argc, argv);
     else if (argc >= 2 && !strcmp(argv[1], "search")) rc = bench_search(argc, argv);
+    else if (argc >= 2 && !strcmp(argv[1], "resnet")) rc = bench_resnet(argc, argv);
     if (rc == 2)
         fprintf(stderr, "usage: bench_tool embed IMAGES LABELS THREADS BATCH [MODEL]\n"
                         "       bench_tool eval EMB.npy LABELS.npy THREADS\n"
-                        "       bench_tool search DB.npy Q.npy K THREADS NSINGLE IDX_OUT.npy\n");
+                        "       bench_tool search DB.npy Q.npy K THREADS NSINGLE IDX_OUT.npy\n"
+                        "       bench_tool resnet SPEC SIZE THREADS BATCH STEPS NEMBED\n");
     return rc;
 }

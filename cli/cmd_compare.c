@@ -24,7 +24,7 @@ static const char *help =
     "                         smaller galleries and pair sets (any option below still applies)\n"
     "  --quiet                no progress bars or per-epoch lines\n"
     "models and training:\n"
-    "  --model SPEC           built-in (cnn-s, cnn-c, cnn-m, mlp), @file or layer text (default cnn-s)\n"
+    "  --model SPEC           built-in (cnn-s, cnn-c, cnn-m, mlp, resnet-s, resnet18), @file or layer text (default cnn-s)\n"
     "  --losses LIST          comma-separated (default softmax,multisimilarity,triplet,contrastive)\n"
     "  --loss-opts NAME:OPTS  options of one loss, e.g. triplet:margin=0.2,miner=hard (repeatable;\n"
     "                         default triplet:margin=0.1,miner=semihard)\n"

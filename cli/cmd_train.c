@@ -9,7 +9,7 @@ static const char *help =
     "usage: simile train [options]\n"
     "Train a model on IDX data (Fashion-MNIST by default) and save it.\n\n"
     "model and loss:\n"
-    "  --model SPEC      built-in (cnn-s, cnn-c, cnn-m, mlp), @file, or layer text (default cnn-s)\n"
+    "  --model SPEC      built-in (cnn-s, cnn-c, cnn-m, mlp, resnet-s, resnet18), @file, or layer text (default cnn-s)\n"
     "  --loss NAME       softmax (default), focal, or a metric loss (see simile losses)\n"
     "  --loss-opts OPTS  loss options key=value,...; a classifier's classes= defaults to the\n"
     "                    largest label + 1\n"

@@ -187,7 +187,11 @@ static void spec_seeds(void) {
     const char *texts[] = {"cnn-s", "cnn-m", "mlp", "fc 4",
                            "conv 4 k=3 s=1 p=1 bias=0 ; bn ; relu ; maxpool k=2 ; gap ; fc 8 ; l2norm",
                            "# a comment; with a semicolon\nconv 2 k=5 p=2\nbn eps=1e-3 momentum=0.2\nrelu\nmaxpool k=3 s=2\ngap\nfc 3 bias=1\n",
-                           "conv 3 k=2 s=2; relu; conv 3 k=1; gap; fc 2 bias=0; l2norm"};
+                           "conv 3 k=2 s=2; relu; conv 3 k=1; gap; fc 2 bias=0; l2norm",
+                           "conv 4 k=3 p=1 bias=0; bn; relu; maxpool k=3 s=2 p=1\n"
+                           "res; conv 4 k=3 p=1 bias=0; bn; relu; conv 4 k=3 p=1 bias=0; bn; end; relu\n"
+                           "res; conv 8 k=3 s=2 p=1 bias=0; bn; shortcut; conv 8 k=1 s=2 bias=0; bn; end\n"
+                           "dropout p=0.2; gem p=3; fc 4; l2norm"};
     unsigned char shape[3] = {27, 27, 0};
     for (size_t i = 0; i < sizeof texts / sizeof texts[0]; i++) {
         char name[32];

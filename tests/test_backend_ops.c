@@ -364,11 +364,14 @@ static void check_bn(void) {
 
 /* ---- pooling and normalisation ------------------------------------------------------------- */
 static void check_pool(void) {
-    const struct { int n, h, w, c, k, s; } P[] = {{1, 1, 1, 1, 1, 1}, {2, 4, 4, 3, 2, 2}, {1, 5, 7, 1, 3, 2},
-                                                   {3, 6, 6, 4, 3, 3}, {1, 9, 5, 3, 2, 1}};
+    /* the last four are padded (padded cells never win): ResNet's stem 3/2 p1 on even and odd
+     * sizes, a 2x2 window with p1, and a 1x1 input under a 3x3 window */
+    const struct { int n, h, w, c, k, s, p; } P[] = {{1, 1, 1, 1, 1, 1, 0}, {2, 4, 4, 3, 2, 2, 0}, {1, 5, 7, 1, 3, 2, 0},
+                                                      {3, 6, 6, 4, 3, 3, 0}, {1, 9, 5, 3, 2, 1, 0}, {2, 8, 8, 3, 3, 2, 1},
+                                                      {1, 7, 5, 2, 3, 2, 1}, {2, 5, 4, 3, 2, 2, 1}, {1, 1, 1, 2, 3, 1, 1}};
     for (size_t pi = 0; pi < sizeof P / sizeof P[0]; pi++) {
-        int n = P[pi].n, h = P[pi].h, w = P[pi].w, c = P[pi].c, k = P[pi].k, s = P[pi].s;
-        int oh = (h - k) / s + 1, ow = (w - k) / s + 1;
+        int n = P[pi].n, h = P[pi].h, w = P[pi].w, c = P[pi].c, k = P[pi].k, s = P[pi].s, pd = P[pi].p;
+        int oh = (h + 2 * pd - k) / s + 1, ow = (w + 2 * pd - k) / s + 1;
         int64_t nx = (int64_t)n * h * w * c, ny = (int64_t)n * oh * ow * c;
         float *x = randf(nx, 1), *y = malloc(sizeof(float) * (size_t)ny), *y1 = malloc(sizeof(float) * (size_t)ny);
         int32_t *arg = malloc(sizeof(int32_t) * (size_t)ny);
@@ -381,14 +384,16 @@ static void check_pool(void) {
                         int64_t o = (((int64_t)b * oh + oy) * ow + ox) * c + ch, best = -1;
                         for (int ky = 0; ky < k; ky++)
                             for (int kx = 0; kx < k; kx++) {
-                                int64_t i = (((int64_t)b * h + oy * s + ky) * w + ox * s + kx) * c + ch;
+                                int iy = oy * s - pd + ky, ix = ox * s - pd + kx;
+                                if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
+                                int64_t i = (((int64_t)b * h + iy) * w + ix) * c + ch;
                                 if (best < 0 || x[i] > x[best]) best = i;
                             }
                         ref[o] = x[best];
                         rarg[o] = best;
                     }
-        sm_be_maxpool_forward(BE, x, n, h, w, c, k, s, oh, ow, y, arg);
-        sm_be_maxpool1(BE, x, n, h, w, c, k, s, oh, ow, y1);
+        sm_be_maxpool_forward(BE, x, n, h, w, c, k, s, pd, oh, ow, y, arg);
+        sm_be_maxpool1(BE, x, n, h, w, c, k, s, pd, oh, ow, y1);
         CHECK_MSG(exact(y, ref, ny), "maxpool_forward case %zu", pi);
         CHECK_MSG(exact(y1, ref, ny), "maxpool (single-threaded) case %zu", pi);
         int args_ok = 1;
@@ -414,7 +419,8 @@ static void check_pool(void) {
         sm_be_gap_backward(BE, gdy, n, hw, c, dx);
         for (int64_t i = 0; i < nx; i++) rdx[i] = gdy[(i / ((int64_t)hw * c)) * c + i % c] / (double)hw;
         CHECK_MSG(nmse(dx, rdx, nx) <= TOL, "gap_backward case %zu", pi);
-        /* average pool with the same window, both implementations, and its backward */
+        /* average pool with the same window (no padding), both implementations, and its backward */
+        if (pd == 0) {
         double *ra = dzeros(ny);
         for (int b = 0; b < n; b++)
             for (int oy = 0; oy < oh; oy++)
@@ -440,6 +446,7 @@ static void check_pool(void) {
         sm_be_avgpool_backward(BE, dy, n, h, w, c, k, s, oh, ow, dx);
         CHECK_MSG(nmse(dx, rdx, nx) <= TOL, "avgpool_backward case %zu", pi);
         free(ra);
+        }
         free(x); free(y); free(y1); free(arg); free(ref); free(rarg); free(dy); free(dx); free(rdx);
         free(g); free(g1); free(rg); free(gdy);
     }

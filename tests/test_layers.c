@@ -328,6 +328,8 @@ int main(void) {
         {"conv k1 bias",            SM_LAYER_CONV,    2, 1, 1, 0, 1,  2, 4, 5, 3,  4, 5, 2},
         {"conv k1 nobias",          SM_LAYER_CONV,    3, 1, 1, 0, 0,  3, 4, 4, 2,  4, 4, 3},
         {"conv k2 p1 s2 bias",      SM_LAYER_CONV,    2, 2, 2, 1, 1,  2, 5, 4, 2,  3, 3, 2},
+        {"conv k3 p1 s2 nobias",    SM_LAYER_CONV,    4, 3, 2, 1, 0,  2, 7, 6, 3,  4, 3, 4}, /* resnet's downsampling conv */
+        {"conv k1 s2 nobias",       SM_LAYER_CONV,    3, 1, 2, 0, 0,  2, 5, 5, 2,  3, 3, 3}, /* its projection shortcut */
         {"bn train",                SM_LAYER_BN,      0, 0, 0, 0, 0,  3, 4, 5, 3,  4, 5, 3},
         {"bn train 2ch",            SM_LAYER_BN,      0, 0, 0, 0, 0,  2, 4, 4, 2,  4, 4, 2},
         {"relu",                    SM_LAYER_RELU,    0, 0, 0, 0, 0,  2, 4, 5, 3,  4, 5, 3},

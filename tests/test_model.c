@@ -125,7 +125,7 @@ static void test_specs(void) {
     expect_spec_error("conv 4 zz=1\ngap", 6, 6, 1, "line 1", "zz");
     expect_spec_error("conv 4\nrelu k=3\ngap", 6, 6, 1, "line 2", "k");     /* option on the wrong layer */
     expect_spec_error("conv 4\ngap\nfc 4 k=3", 6, 6, 1, "line 3", "k");
-    expect_spec_error("maxpool p=1\ngap", 6, 6, 1, "line 1", "p");
+    expect_spec_error("maxpool p=2\ngap", 6, 6, 1, "line 1", "p=2"); /* more than half the window */
     expect_spec_error("conv 4\n\nconv 4 k=7\ngap", 6, 6, 1, "line 3", "kernel"); /* larger than the input */
     expect_spec_error("conv 4 k=3; maxpool k=2; maxpool k=4; gap", 6, 6, 1, "line 1", "maxpool");
     expect_spec_error("conv 4 p=1; relu", 6, 6, 1, "gap", NULL);          /* ends in a 6x6 map */

@@ -41,6 +41,9 @@ uint64_t sm_rng_next(sm_rng *r);
 double sm_rng_uniform(sm_rng *r);            /* [0, 1) */
 float sm_rng_normal(sm_rng *r);              /* standard normal (Box-Muller) */
 uint64_t sm_rng_below(sm_rng *r, uint64_t n); /* [0, n), unbiased */
+/* A stateless 64-bit mix of x (splitmix64's finaliser): counter-based random numbers whose
+ * values do not depend on the order or thread they are drawn on. */
+uint64_t sm_hash64(uint64_t x);
 void sm_rng_shuffle_i64(sm_rng *r, int64_t *a, int64_t n);
 
 /* ---- CRC-32 (zlib polynomial) ------------------------------------------------------------ */

@@ -18,7 +18,11 @@
  * What a layer does here comes from its kind's table (src/nn/layer.h): `linear` (conv, fc: the
  * plan adds the bias and activation after the product, and folds an `affine` layer, bn, into
  * it), `commutes_bias_act` (maxpool: taken before that bias and activation) and `infer`, its
- * single-threaded forward for a micro-batch; the plan itself knows no layer type. */
+ * single-threaded forward for a micro-batch; the plan itself knows no layer type.
+ * Residual blocks (the `branch` kinds res / shortcut / end) keep two more buffers per thread:
+ * res copies the block's input into keepX, shortcut copies the main branch's output into keepM
+ * and continues from keepX, end adds keepM (or keepX) to its input.  Folds and pools work inside
+ * the branches as in a chain (a bn folds into the conv just before it, whichever branch). */
 #include "model/model.h"
 #include "backend/backend.h"
 #include <string.h>
@@ -74,7 +78,7 @@ static void plan_stages(const sm_model *m, stage *S, float *folded) {
 
 /* Run micro-batch x (n <= MICRO samples) through the stages; the output goes to out (n, d). */
 static void run_micro(const sm_model *m, const stage *S, const float *x, int n, float *bufA, float *bufB,
-                      float *scratch, float *out, double *times) {
+                      float *keepX, float *keepM, float *scratch, float *out, double *times) {
     const float *in = x;
     float *bufs[2] = {bufA, bufB};
     int which = 0;
@@ -86,7 +90,22 @@ static void run_micro(const sm_model *m, const stage *S, const float *x, int n, 
         const sm_layer *L = st->L;
         float *y = i == last ? out : bufs[which];
         double t0 = times ? sm_now() : 0; /* SIMILE_PROFILE: this thread's seconds in each stage */
-        st->K->infer(L, st->W, in, n, y, scratch);
+        if (st->K->branch == SM_BRANCH_OPEN || st->K->branch == SM_BRANCH_SPLIT) {
+            /* res: keep the block's input and go on from it; shortcut: keep the main branch's
+             * output and go on from the block's input (never the last stage: end follows) */
+            const size_t bytes = sizeof(float) * (size_t)n * (size_t)sm_layer_in_size(L);
+            if (st->K->branch == SM_BRANCH_OPEN) memcpy(keepX, in, bytes);
+            else memcpy(keepM, in, bytes);
+            in = keepX;
+            if (times) times[i] += sm_now() - t0;
+            continue;
+        }
+        if (st->K->branch == SM_BRANCH_JOIN) {
+            sm_layer E = *L; /* the table's end with the other operand */
+            E.aux = L->blk_split >= 0 ? keepM : keepX;
+            st->K->infer(&E, st->W, in, n, y, scratch);
+        } else
+            st->K->infer(L, st->W, in, n, y, scratch);
         if (st->K->linear) {
             /* linear -> (bias, relu) -> maxpool: pool first, then the bias and relu on the pooled
              * values (a per-channel constant and a monotone function commute with max, to the
@@ -119,6 +138,7 @@ sm_status sm_model_infer(sm_model *m, const float *x, int64_t n, float *emb) {
         const sm_layer *L = &m->layers[i];
         if (folds_next_bn(m, i)) nfold += L->nparams + L->oc;
         if (sm_layer_out_size(L) > max_act) max_act = sm_layer_out_size(L);
+        if (sm_layer_in_size(L) > max_act) max_act = sm_layer_in_size(L); /* res may keep the input */
         const sm_layer_kind *K = sm_layer_kind_of(L);
         if (K->infer_scratch && K->infer_scratch(L) > max_col) max_col = K->infer_scratch(L);
     }
@@ -134,7 +154,10 @@ sm_status sm_model_infer(sm_model *m, const float *x, int64_t n, float *emb) {
 #ifdef _OPENMP
     nthreads = omp_get_max_threads();
 #endif
-    const int64_t per_thread = 2 * (int64_t)MICRO * max_act + (int64_t)MICRO * max_col; /* bufA, bufB, col */
+    int blocks = 0;
+    for (int i = 0; i < m->nlayers; i++) blocks |= sm_layer_kind_of(&m->layers[i])->branch != SM_BRANCH_NONE;
+    const int64_t nbuf = blocks ? 4 : 2; /* bufA, bufB (, keepX, keepM for residual blocks) */
+    const int64_t per_thread = nbuf * (int64_t)MICRO * max_act + (int64_t)MICRO * max_col; /* bufs, col */
     float *bufs = sm_alloc((size_t)nthreads * (size_t)per_thread, sizeof(float));   /* (nthreads, per_thread) */
     double *times = m->profile ? sm_calloc((size_t)nthreads * (size_t)m->nlayers, sizeof(double)) : NULL; /* (nthreads, nlayers) */
     if (!bufs || (m->profile && !times)) {
@@ -156,11 +179,13 @@ sm_status sm_model_infer(sm_model *m, const float *x, int64_t n, float *emb) {
 #ifdef _OPENMP
         tid = omp_get_thread_num();
 #endif
-        float *bufA = bufs + (int64_t)tid * per_thread, *bufB = bufA + MICRO * max_act, *col = bufB + MICRO * max_act;
+        float *bufA = bufs + (int64_t)tid * per_thread, *bufB = bufA + MICRO * max_act;
+        float *keepX = blocks ? bufB + MICRO * max_act : NULL, *keepM = blocks ? keepX + MICRO * max_act : NULL;
+        float *col = bufA + nbuf * MICRO * max_act;
 #pragma omp for schedule(dynamic, 1)
         for (int64_t mb = 0; mb < nmicro; mb++) {
             int cnt = (int)(n - mb * MICRO < MICRO ? n - mb * MICRO : MICRO);
-            run_micro(m, S, x + mb * MICRO * in, cnt, bufA, bufB, col, emb + mb * MICRO * m->emb_dim,
+            run_micro(m, S, x + mb * MICRO * in, cnt, bufA, bufB, keepX, keepM, col, emb + mb * MICRO * m->emb_dim,
                       times ? times + (int64_t)tid * m->nlayers : NULL);
         }
     }

@@ -35,6 +35,17 @@ sm_status sm_model_create_bounded(sm_model **out, const char *spec, int h, int w
     int ih = h, iw = w, ic = c;
     for (int i = 0; i < m->nlayers; i++) {
         sm_layer *L = &m->layers[i];
+        /* a residual block's shortcut / end: the other operand's shape (the block's input, or
+         * the main branch's output, which is the shortcut marker's input) */
+        int br = sm_layer_kind_of(L)->branch;
+        if (br == SM_BRANCH_SPLIT || (br == SM_BRANCH_JOIN && L->blk_split < 0)) {
+            const sm_layer *R = &m->layers[L->blk_res];
+            L->xh = R->ih; L->xw = R->iw; L->xc = R->ic;
+        } else if (br == SM_BRANCH_JOIN) {
+            const sm_layer *S = &m->layers[L->blk_split];
+            L->xh = S->ih; L->xw = S->iw; L->xc = S->ic;
+        }
+        if (sm_layer_kind_of(L)->uses_noise) m->uses_noise = 1;
         if ((st = sm_layer_setup(L, ih, iw, ic, i))) {
             char where[32];
             snprintf(where, sizeof where, "spec line %d", L->line);
@@ -159,11 +170,23 @@ sm_status sm_model_reserve(sm_model *m, int n) {
     return SM_OK;
 }
 
+/* The output of layer i of the last forward (the input x for i < 0). */
+static const float *act_of(const sm_model *m, const float *x, int i) { return i < 0 ? x : m->act[i]; }
+
 const float *sm_model_forward(sm_model *m, const float *x, int n, int train) {
     const float *in = x;
     for (int i = 0; i < m->nlayers; i++) {
+        sm_layer *L = &m->layers[i];
+        const sm_layer_kind *K = sm_layer_kind_of(L);
+        /* a residual block's shortcut reads the block's input (res's output); its end reads the
+         * main branch's output (the shortcut marker's input) or, without a shortcut, the input */
+        if (K->branch == SM_BRANCH_SPLIT) L->aux = m->act[L->blk_res];
+        else if (K->branch == SM_BRANCH_JOIN)
+            L->aux = L->blk_split >= 0 ? act_of(m, x, L->blk_split - 1) : m->act[L->blk_res];
+        /* dropout's mask: a key per step (the trainer's) and layer, so a seeded run repeats */
+        if (K->uses_noise) L->noise = sm_hash64(m->noise ^ sm_hash64((uint64_t)i + 1));
         double t0 = m->profile ? sm_now() : 0;
-        sm_layer_forward(&m->layers[i], in, m->act[i], n, train);
+        sm_layer_forward(L, in, m->act[i], n, train);
         if (m->profile) m->layers[i].t_fwd += sm_now() - t0;
         in = m->act[i];
     }
@@ -175,6 +198,15 @@ void sm_model_backward(sm_model *m, const float *x, const float *dout, int n) {
     for (int i = m->nlayers - 1; i >= 0; i--) {
         const float *in = i > 0 ? m->act[i - 1] : x;
         float *dx = i > 0 ? m->dact[i - 1] : NULL;
+        sm_layer *L = &m->layers[i];
+        const int br = sm_layer_kind_of(L)->branch;
+        if (br == SM_BRANCH_OPEN || br == SM_BRANCH_SPLIT) {
+            /* end's dy (still intact: only layers before end have written since) */
+            const float *dy_end = L->blk_end == m->nlayers - 1 ? dout : m->dact[L->blk_end];
+            /* res adds the shortcut's gradient of x: the shortcut section's input gradient (the
+             * dy its marker received, kept in dact[shortcut]) or, for an identity shortcut, end's dy */
+            L->daux = br == SM_BRANCH_SPLIT || L->blk_split < 0 ? dy_end : m->dact[L->blk_split];
+        }
         double t0 = m->profile ? sm_now() : 0;
         sm_layer_backward(&m->layers[i], in, m->act[i], dy, dx, n);
         if (m->profile) m->layers[i].t_bwd += sm_now() - t0;

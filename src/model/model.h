@@ -34,6 +34,8 @@ struct sm_model {
     sm_backend *be;             /* the backend it computes on (sm_backend_default() today) */
     sm_ws ws;                   /* the kernels' scratch for a batch of cap (every layer shares it) */
     char *summary;
+    int uses_noise;             /* a layer's training forward is random (dropout) */
+    uint64_t noise;             /* its key for the next training forward (the trainer draws one a step) */
     int profile;                /* accumulate per-layer times (SIMILE_PROFILE=1) */
     char *profile_text;         /* sm_model_profile's table */
     char errmsg[SM_ERRMSG_MAX];

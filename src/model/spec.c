@@ -19,6 +19,33 @@ static const struct { const char *name, *text; } builtins[] = {
               "conv 128 k=3 p=1 bias=0; bn; relu; maxpool k=2\n"
               "fc 256 bias=0; bn; relu; fc 128"},
     {"mlp", "fc 256; bn; relu; fc 128; bn; relu; fc 64; l2norm"},
+    /* a stem conv and 2x2 pool, then three stages of one BasicBlock each (32 | 64 /2 | 128 /2,
+     * the last two with projection shortcuts): 28 -> 14 -> 7 -> 4 for 28 px input */
+    {"resnet-s",
+              "conv 32 k=3 p=1 bias=0; bn; relu; maxpool k=2\n"
+              "res; conv 32 k=3 p=1 bias=0; bn; relu; conv 32 k=3 p=1 bias=0; bn; end; relu\n"
+              "res; conv 64 k=3 s=2 p=1 bias=0; bn; relu; conv 64 k=3 p=1 bias=0; bn\n"
+              "  shortcut; conv 64 k=1 s=2 bias=0; bn; end; relu\n"
+              "res; conv 128 k=3 s=2 p=1 bias=0; bn; relu; conv 128 k=3 p=1 bias=0; bn\n"
+              "  shortcut; conv 128 k=1 s=2 bias=0; bn; end; relu\n"
+              "gap; fc 64; l2norm"},
+    /* torchvision's ResNet-18: 7x7/2 stem, bn, relu, 3x3/2 p1 max-pool, four stages of two
+     * BasicBlocks (64, 128, 256, 512; projection shortcuts conv 1x1/2 + bn), gap; then a 128-d
+     * L2-normalised embedding instead of the 1000-class fc */
+    {"resnet18",
+              "conv 64 k=7 s=2 p=3 bias=0; bn; relu; maxpool k=3 s=2 p=1\n"
+              "res; conv 64 k=3 p=1 bias=0; bn; relu; conv 64 k=3 p=1 bias=0; bn; end; relu\n"
+              "res; conv 64 k=3 p=1 bias=0; bn; relu; conv 64 k=3 p=1 bias=0; bn; end; relu\n"
+              "res; conv 128 k=3 s=2 p=1 bias=0; bn; relu; conv 128 k=3 p=1 bias=0; bn\n"
+              "  shortcut; conv 128 k=1 s=2 bias=0; bn; end; relu\n"
+              "res; conv 128 k=3 p=1 bias=0; bn; relu; conv 128 k=3 p=1 bias=0; bn; end; relu\n"
+              "res; conv 256 k=3 s=2 p=1 bias=0; bn; relu; conv 256 k=3 p=1 bias=0; bn\n"
+              "  shortcut; conv 256 k=1 s=2 bias=0; bn; end; relu\n"
+              "res; conv 256 k=3 p=1 bias=0; bn; relu; conv 256 k=3 p=1 bias=0; bn; end; relu\n"
+              "res; conv 512 k=3 s=2 p=1 bias=0; bn; relu; conv 512 k=3 p=1 bias=0; bn\n"
+              "  shortcut; conv 512 k=1 s=2 bias=0; bn; end; relu\n"
+              "res; conv 512 k=3 p=1 bias=0; bn; relu; conv 512 k=3 p=1 bias=0; bn; end; relu\n"
+              "gap; fc 128; l2norm"}
 };
 
 const char *sm_spec_builtin(const char *name) {
@@ -73,6 +100,37 @@ static sm_status parse_layer(char **tok, int ntok, sm_layer *L, int lineno) {
         if (r != SM_OPT_OK) return sm_fail(SM_ERR_SPEC, "spec line %d: bad value in '%s'", lineno, tok[i]);
     }
     if (K->parsed) K->parsed(L);
+    return SM_OK;
+}
+
+/* Link the residual blocks: each res / shortcut / end learns the indices of its block's res,
+ * shortcut (-1: none) and end; other layers get -1.  Nesting, a second shortcut, a shortcut or
+ * end outside a block and a block left open are spec errors naming the line. */
+static sm_status link_blocks(sm_layer *L, int n) {
+    int open = -1, split = -1;
+    for (int i = 0; i < n; i++) {
+        L[i].blk_res = L[i].blk_split = L[i].blk_end = -1;
+        const sm_layer_kind *K = sm_layer_kind_of(&L[i]);
+        if (K->branch == SM_BRANCH_OPEN) {
+            if (open >= 0)
+                return sm_fail(SM_ERR_SPEC, "spec line %d: 'res' inside the block opened on line %d: residual blocks "
+                               "do not nest (close it with 'end' first)", L[i].line, L[open].line);
+            open = i; split = -1;
+        } else if (K->branch == SM_BRANCH_SPLIT) {
+            if (open < 0) return sm_fail(SM_ERR_SPEC, "spec line %d: 'shortcut' outside a residual block (open one with 'res')", L[i].line);
+            if (split >= 0)
+                return sm_fail(SM_ERR_SPEC, "spec line %d: a second 'shortcut' in the block opened on line %d",
+                               L[i].line, L[open].line);
+            split = i;
+        } else if (K->branch == SM_BRANCH_JOIN) {
+            if (open < 0) return sm_fail(SM_ERR_SPEC, "spec line %d: unmatched 'end' (no 'res' opens a block)", L[i].line);
+            const int members[3] = {open, split, i};
+            for (int j = 0; j < 3; j++)
+                if (members[j] >= 0) { L[members[j]].blk_res = open; L[members[j]].blk_split = split; L[members[j]].blk_end = i; }
+            open = split = -1;
+        }
+    }
+    if (open >= 0) return sm_fail(SM_ERR_SPEC, "spec line %d: 'res' has no matching 'end'", L[open].line);
     return SM_OK;
 }
 
@@ -139,6 +197,7 @@ sm_status sm_spec_parse(const char *spec, sm_layer **layers, int *nout, char **e
     }
     sm_free(text);
     if (st == SM_OK && n == 0) st = sm_fail(SM_ERR_SPEC, "spec has no layers");
+    if (st == SM_OK) st = link_blocks(L, n);
     if (st) { sm_free(L); sm_free(out); return st; }
     *layers = L; *nout = n; *expanded = out;
     return SM_OK;

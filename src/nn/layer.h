@@ -33,6 +33,14 @@ typedef struct sm_layer {
     int line;           /* spec line the layer was parsed from (for error messages) */
     int relu;           /* bn: a following relu is fused into this layer */
     int fused;          /* relu: executed by the preceding bn; forward and backward are identity */
+    /* residual blocks (res / shortcut / end, the kinds with a `branch` role; -1 elsewhere), set
+     * by the spec parser: layer indices of the block's `res`, its `shortcut` (-1: none, the
+     * shortcut is the identity) and its `end` */
+    int blk_res, blk_split, blk_end;
+    int xh, xw, xc;     /* shortcut, end: the other operand's shape (set by the model before setup) */
+    const float *aux;   /* forward of shortcut / end: the other operand (set by the model driver) */
+    const float *daux;  /* backward of res / shortcut: the gradient that comes by the other path */
+    uint64_t noise;     /* dropout: the key of this forward's mask (set by the model driver) */
     float eps, momentum;/* bn */
     /* shapes of one sample: input (ih, iw, ic), output (oh, ow, oc) */
     int ih, iw, ic, oh, ow, oc;
@@ -50,12 +58,23 @@ typedef struct sm_layer {
     int32_t *arg;       /* maxpool: argmax indices (cap*oh*ow*oc) */
     float *norm;        /* l2norm: row norms (cap) */
     sm_backend *be;     /* the backend the layer computes on (the model's) */
+    uint8_t *mask;      /* dropout: which values the training forward kept (cap*out) */
     const sm_ws *ws;    /* the kernels' scratch (the model's, sized for its capacity) */
     double t_fwd, t_bwd;/* seconds spent in forward/backward (when profiling is on) */
 } sm_layer;
 
 /* Called for each tensor a layer stores in the model file: name, dims (ndim), data. */
 typedef sm_status (*sm_tensor_fn)(void *ctx, const char *name, int ndim, const int *dims, float *data);
+
+/* A kind's role in a residual block (sm_layer_kind.branch); the model driver and the inference
+ * plan give these kinds the other operand (L->aux) and the other path's gradient (L->daux):
+ *   OPEN (res): y = x, and x is kept; backward dx = dy + daux, daux being the gradient of x by
+ *     the shortcut (the shortcut branch's dx, or end's dy for an identity shortcut);
+ *   SPLIT (shortcut): y = aux, the block's input; its own input, the main branch's output, is
+ *     kept; backward dx = daux (end's dy), while its dy goes on to res as the shortcut's part;
+ *   JOIN (end): y = x + aux, aux being the main branch's output when there is a shortcut
+ *     section, else the block's input; backward dx = dy. */
+enum { SM_BRANCH_NONE, SM_BRANCH_OPEN, SM_BRANCH_SPLIT, SM_BRANCH_JOIN };
 
 /* What an option hook says about one key=value. */
 enum { SM_OPT_OK, SM_OPT_BAD_VALUE, SM_OPT_UNKNOWN };
@@ -64,6 +83,8 @@ enum { SM_OPT_OK, SM_OPT_BAD_VALUE, SM_OPT_UNKNOWN };
 typedef struct sm_layer_kind {
     const char *name;   /* spec keyword; also the tensor names' middle part and the summary */
     int takes_size;     /* the spec gives a positive size after the name ("conv 32"): L->units */
+    int branch;         /* SM_BRANCH_*: a residual block's marker (its hooks read L->aux, L->daux) */
+    int uses_noise;     /* training forward reads L->noise (dropout): the trainer draws a key */
 
     /* ---- spec (src/model/spec.c) ---- */
     /* Defaults beyond the common ones (k 3, stride 1, pad 0, bias 1, eps 1e-5, momentum 0.1). */

@@ -1,5 +1,6 @@
-/* layer_maxpool.c - max pooling, "maxpool [k=K] [s=S]": window K (2), stride S (= K), no
- * padding; the training forward records each maximum's input index (arg) for the backward.  At
+/* layer_maxpool.c - max pooling, "maxpool [k=K] [s=S] [p=P]": window K (2), stride S (= K),
+ * padding P (0, at most K/2 as PyTorch's; padded cells never win, so every window's maximum is
+ * an input value: ResNet's stem is "maxpool k=3 s=2 p=1"); the training forward records each maximum's input index (arg) for the backward.  At
  * inference it commutes with a preceding conv's bias and ReLU, so the plan pools first. */
 #include "nn/layer.h"
 #include "backend/backend.h"
@@ -13,6 +14,7 @@ static void maxpool_defaults(sm_layer *L) {
 static int maxpool_option(sm_layer *L, const char *key, const char *value) {
     if (strcmp(key, "k") == 0) return sm_layer_opt_int(value, &L->k, 1, 1000000);
     if (strcmp(key, "s") == 0) return sm_layer_opt_int(value, &L->stride, 1, 1000000);
+    if (strcmp(key, "p") == 0) return sm_layer_opt_int(value, &L->pad, 0, 1000000);
     return SM_OPT_UNKNOWN;
 }
 
@@ -21,15 +23,20 @@ static void maxpool_parsed(sm_layer *L) {
 }
 
 static void maxpool_text(const sm_layer *L, char *buf, size_t cap) {
-    snprintf(buf, cap, " k=%d s=%d", L->k, L->stride);
+    /* " p=P" only when padded: the text of an unpadded pool is what it was before padding */
+    if (L->pad) snprintf(buf, cap, " k=%d s=%d p=%d", L->k, L->stride, L->pad);
+    else snprintf(buf, cap, " k=%d s=%d", L->k, L->stride);
 }
 
 static sm_status maxpool_setup(sm_layer *L, int index) {
-    if (L->k < 1 || L->stride < 1 || L->ih < L->k || L->iw < L->k)
-        return sm_fail(SM_ERR_SPEC, "layer %d (maxpool): window %d does not fit input %dx%d",
-                       index + 1, L->k, L->ih, L->iw);
-    L->oh = (L->ih - L->k) / L->stride + 1;
-    L->ow = (L->iw - L->k) / L->stride + 1;
+    if (L->pad < 0 || 2 * L->pad > L->k)
+        return sm_fail(SM_ERR_SPEC, "layer %d (maxpool): padding p=%d is more than half the window k=%d",
+                       index + 1, L->pad, L->k);
+    if (L->k < 1 || L->stride < 1 || L->ih + 2 * L->pad < L->k || L->iw + 2 * L->pad < L->k)
+        return sm_fail(SM_ERR_SPEC, "layer %d (maxpool): window %d does not fit input %dx%d (padding %d)",
+                       index + 1, L->k, L->ih, L->iw, L->pad);
+    L->oh = (L->ih + 2 * L->pad - L->k) / L->stride + 1;
+    L->ow = (L->iw + 2 * L->pad - L->k) / L->stride + 1;
     return SM_OK;
 }
 
@@ -39,7 +46,7 @@ static sm_status maxpool_alloc_cache(sm_layer *L, int cap) {
 }
 
 static void maxpool_forward(sm_layer *L, const float *x, float *y, int n, int train) {
-    sm_be_maxpool_forward(L->be, x, n, L->ih, L->iw, L->ic, L->k, L->stride, L->oh, L->ow, y, L->arg);
+    sm_be_maxpool_forward(L->be, x, n, L->ih, L->iw, L->ic, L->k, L->stride, L->pad, L->oh, L->ow, y, L->arg);
 }
 
 static void maxpool_backward(sm_layer *L, const float *x, const float *y, const float *dy, float *dx, int n) {
@@ -47,7 +54,7 @@ static void maxpool_backward(sm_layer *L, const float *x, const float *y, const 
 }
 
 static void maxpool_infer(const sm_layer *L, const float *W, const float *x, int n, float *y, float *scratch) {
-    sm_be_maxpool1(L->be, x, n, L->ih, L->iw, L->ic, L->k, L->stride, L->oh, L->ow, y);
+    sm_be_maxpool1(L->be, x, n, L->ih, L->iw, L->ic, L->k, L->stride, L->pad, L->oh, L->ow, y);
 }
 
 const sm_layer_kind sm_layer_kind_maxpool = {

@@ -57,9 +57,10 @@ sm_status sm_layer_tensors(sm_layer *L, int index, sm_tensor_fn fn, void *ctx) {
 }
 
 void sm_layer_free_cache(sm_layer *L) {
-    sm_free(L->col); sm_free(L->mean); sm_free(L->rstd); sm_free(L->arg); sm_free(L->norm);
+    sm_free(L->col); sm_free(L->mean); sm_free(L->rstd); sm_free(L->arg); sm_free(L->norm); sm_free(L->mask);
     L->col = L->mean = L->rstd = L->norm = NULL;
     L->arg = NULL;
+    L->mask = NULL;
 }
 
 size_t sm_layer_workspace(const sm_layer *L, int cap) {

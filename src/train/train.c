@@ -232,6 +232,9 @@ sm_status sm_trainer_step(sm_trainer *t, sm_train_step_info *info) {
     /* keep the last good state, so that a blow-up can be undone */
     memcpy(t->backup, P->val, sizeof(float) * (size_t)P->n);
 
+    /* a model with dropout: the step's mask key from the training RNG (drawn only then, so the
+     * other models' random streams are as they were) */
+    if (m->uses_noise) m->noise = sm_rng_next(&t->rng);
     const float *emb = sm_model_forward(m, t->xb, n, 1);
     float value = 0;
     sm_params_zero_grad(P);

@@ -56,9 +56,11 @@ size_t sm_k_bn_ws(int64_t m, int c);
 void sm_k_relu_forward(const float *x, float *y, int64_t m);
 void sm_k_relu_backward(const float *y, const float *dy, float *dx, int64_t m);
 
-/* Max pool NHWC, window k, stride s, no padding: y (n, oh, ow, c), arg (n, oh, ow, c) holds
- * the flat input index of each max.  Backward scatters dy into dx (overwritten). */
-void sm_k_maxpool_forward(const float *x, int n, int h, int w, int c, int k, int s, int oh,
+/* Max pool NHWC, window k, stride s, padding pad (cells outside the input never win; every
+ * window must hold at least one input cell, which pad < k guarantees): y (n, oh, ow, c), arg
+ * (n, oh, ow, c) holds the flat input index of each max; ties go to the first input cell in
+ * row-major window order.  Backward scatters dy into dx (overwritten). */
+void sm_k_maxpool_forward(const float *x, int n, int h, int w, int c, int k, int s, int pad, int oh,
                           int ow, float *y, int32_t *arg);
 void sm_k_maxpool_backward(const float *dy, const int32_t *arg, int n, int h, int w, int c,
                            int oh, int ow, float *dx);
@@ -96,8 +98,9 @@ void sm_k_bias_act1(float *y, const float *b, int64_t m, int c, int relu);
 /* Inference batch norm as sm_k_bn_forward_infer, on the calling thread only. */
 void sm_k_bn_infer1(const float *x, int64_t m, int c, const float *gamma, const float *beta, float eps,
                     const float *run_mean, const float *run_var, int relu, float *y);
-/* Max pool NHWC (window k, stride s, no padding) without the argmax indices. */
-void sm_k_maxpool1(const float *x, int n, int h, int w, int c, int k, int s, int oh, int ow,
+/* Max pool NHWC (window k, stride s, padding pad) as sm_k_maxpool_forward, without the argmax
+ * indices. */
+void sm_k_maxpool1(const float *x, int n, int h, int w, int c, int k, int s, int pad, int oh, int ow,
                    float *y);
 /* Global average pool x (n, hw, c) -> y (n, c). */
 void sm_k_gap1(const float *x, int n, int hw, int c, float *y);

@@ -274,21 +274,25 @@ void sm_k_relu_backward(const float *y, const float *dy, float *dx, int64_t m) {
     for (int64_t i = 0; i < m; i++) dx[i] = y[i] > 0 ? dy[i] : 0;
 }
 
-void sm_k_maxpool_forward(const float *x, int n, int h, int w, int c, int k, int s, int oh,
+void sm_k_maxpool_forward(const float *x, int n, int h, int w, int c, int k, int s, int pad, int oh,
                           int ow, float *y, int32_t *arg) {
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < (int64_t)n * oh * ow; r++) {
         int b = (int)(r / (oh * ow)), rem = (int)(r % (oh * ow)), oy = rem / ow, ox = rem % ow;
         float *yr = y + r * c;
         int32_t *ar = arg + r * c;
-        /* first window element initialises; later ones replace on a strictly larger value, so
-         * ties go to the first element in row-major window order */
-        int32_t base = (int32_t)((((int64_t)b * h + oy * s) * w + ox * s) * c);
+        /* the window clipped to the input (padded cells never win); its first cell initialises,
+         * later ones replace on a strictly larger value, so ties go to the first cell in
+         * row-major window order */
+        int y0 = oy * s - pad, x0 = ox * s - pad;
+        int ky0 = y0 < 0 ? -y0 : 0, kx0 = x0 < 0 ? -x0 : 0;
+        int ky1 = y0 + k > h ? h - y0 : k, kx1 = x0 + k > w ? w - x0 : k;
+        int32_t base = (int32_t)((((int64_t)b * h + y0 + ky0) * w + x0 + kx0) * c);
         for (int ch = 0; ch < c; ch++) { yr[ch] = x[base + ch]; ar[ch] = base + ch; }
-        for (int ky = 0; ky < k; ky++)
-            for (int kx = 0; kx < k; kx++) {
-                if (!ky && !kx) continue;
-                int32_t off = (int32_t)((((int64_t)b * h + oy * s + ky) * w + ox * s + kx) * c);
+        for (int ky = ky0; ky < ky1; ky++)
+            for (int kx = kx0; kx < kx1; kx++) {
+                if (ky == ky0 && kx == kx0) continue;
+                int32_t off = (int32_t)((((int64_t)b * h + y0 + ky) * w + x0 + kx) * c);
                 const float *xp = x + off;
                 for (int ch = 0; ch < c; ch++) {
                     int gt = xp[ch] > yr[ch];
@@ -447,18 +451,21 @@ void sm_k_bias_act1(float *y, const float *b, int64_t m, int c, int relu) {
     }
 }
 
-void sm_k_maxpool1(const float *x, int n, int h, int w, int c, int k, int s, int oh, int ow,
+void sm_k_maxpool1(const float *x, int n, int h, int w, int c, int k, int s, int pad, int oh, int ow,
                    float *y) {
     for (int b = 0; b < n; b++)
         for (int oy = 0; oy < oh; oy++)
             for (int ox = 0; ox < ow; ox++) {
                 float *yr = y + (((int64_t)b * oh + oy) * ow + ox) * c;
-                const float *x0 = x + (((int64_t)b * h + oy * s) * w + ox * s) * c;
-                memcpy(yr, x0, sizeof(float) * (size_t)c);
-                for (int ky = 0; ky < k; ky++)
-                    for (int kx = 0; kx < k; kx++) {
-                        if (!ky && !kx) continue;
-                        const float *xp = x0 + ((int64_t)ky * w + kx) * c;
+                int y0 = oy * s - pad, x0 = ox * s - pad;
+                int ky0 = y0 < 0 ? -y0 : 0, kx0 = x0 < 0 ? -x0 : 0;
+                int ky1 = y0 + k > h ? h - y0 : k, kx1 = x0 + k > w ? w - x0 : k;
+                const float *xb = x + (int64_t)b * h * w * c;
+                memcpy(yr, xb + ((int64_t)(y0 + ky0) * w + x0 + kx0) * c, sizeof(float) * (size_t)c);
+                for (int ky = ky0; ky < ky1; ky++)
+                    for (int kx = kx0; kx < kx1; kx++) {
+                        if (ky == ky0 && kx == kx0) continue;
+                        const float *xp = xb + ((int64_t)(y0 + ky) * w + x0 + kx) * c;
 #pragma omp simd
                         for (int ch = 0; ch < c; ch++) yr[ch] = xp[ch] > yr[ch] ? xp[ch] : yr[ch];
                     }
