@@ -33,6 +33,9 @@ typedef struct sm_layer {
     int line;           /* spec line the layer was parsed from (for error messages) */
     int relu;           /* bn: a following relu is fused into this layer */
     int fused;          /* relu: executed by the preceding bn; forward and backward are identity */
+    int frozen_stats;   /* bn, set by a trainer with freeze_bn: a training forward normalises with
+                         * the running statistics and leaves them as they are */
+    int pretrained;     /* some of its tensors came from another model (sm_model_init_from) */
     float eps, momentum;/* bn */
     /* shapes of one sample: input (ih, iw, ic), output (oh, ow, oc) */
     int ih, iw, ic, oh, ow, oc;
