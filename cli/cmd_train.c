@@ -319,9 +319,9 @@ int cmd_train(int argc, char **argv) {
     if (val.failed) { rc = EXIT_FAIL; goto done; }
     double sel_map = 0;
     int sel_best = 0, sel_epoch = sm_model_selection(m, &sel_map, &sel_best);
-    if (val.ds && sel_epoch)
-        fprintf(cli_text(), "model selection: the model saved is epoch %d's (%s), validation MAP@R %.4f\n", sel_epoch,
-                sel_best ? "the best epoch" : "the last epoch", sel_map);
+    if (val.ds && val.best_epoch)
+        fprintf(cli_text(), "best validation MAP@R %.4f at epoch %d (the model saved is %s)\n", val.best_mapr,
+                val.best_epoch, sel_best ? "this epoch's, --keep-best" : "the last epoch's");
     if ((st = sm_model_save(m, out))) { rc = cli_report(cmd, st, sm_model_errmsg(m)); goto done; }
     if (!quiet) fprintf(cli_text(), "saved %s\n", out);
     if (json) {
