@@ -60,7 +60,7 @@ static const char *help =
 
 /* Per-epoch validation (computed by the trainer, cfg.val: embeddings L2-normalised, L2
  * distance, as `simile eval` does): print P@1, R-precision and MAP@R, note the best epoch. */
-typedef struct epoch_log { double loss, images_per_sec, seconds, lr, p1, rp, mapr; int val; } epoch_log;
+typedef struct epoch_log { double loss, images_per_sec, seconds, lr, p1, rp, mapr; int val, ran; } epoch_log;
 typedef struct val_state {
     sm_dataset *ds;
     int quiet, failed, best_epoch;
@@ -75,6 +75,7 @@ static int train_progress(const sm_train_progress *p, void *user) {
     if (p->epoch_done && v->log && p->epoch >= 1 && p->epoch <= v->nlog) {
         epoch_log *e = &v->log[p->epoch - 1];
         e->loss = p->loss; e->images_per_sec = p->images_per_sec; e->seconds = p->seconds; e->lr = p->lr;
+        e->ran = 1; /* a resumed run did not run the epochs before its checkpoint */
     }
     if (!p->epoch_done || !p->val) return 0;
     const sm_retrieval_result r = *p->val;
@@ -360,6 +361,7 @@ int cmd_train(int argc, char **argv) {
         cj_arr(&j);
         for (int e = 0; e < val.nlog; e++) {
             const epoch_log *l = &val.log[e];
+            if (!l->ran) continue;
             cj_obj(&j);
             cj_kint(&j, "epoch", e + 1);
             cj_knum(&j, "loss", l->loss);
