@@ -194,20 +194,45 @@ static sm_status parse(sm_trainer *t, sm_reader *r) {
     if (r->p != r->end) return sm_fail(SM_ERR_FORMAT, "%s: %ld unexpected trailing bytes", r->path, (long)(r->end - r->p));
     /* the state must be one this training can be in */
     const int64_t epoch = s[0], in_epoch = s[1], b = s[2], pb = s[3], seen = s[4];
-    int bad = epoch < 0 || epoch > t->cfg.epochs || (in_epoch != 0 && in_epoch != 1) || b < 0 || pb < 0 || pb > nbatches ||
-              seen < 0 || s[7] < 0 || s[8] < 0 || s[9] < 0 || s[9] > t->cfg.epochs || (order_empty != starts_empty) ||
-              (!order_empty && nbatches == 0);
+    const int64_t target = s[5], steps = s[6], best_epoch = s[9];
+    const int B = t->cfg.batch_size;
+    /* an epoch's target as start_epoch sets it */
+    int64_t want_target = t->cfg.samples_per_epoch > 0 ? t->cfg.samples_per_epoch : -1;
+    if (t->cfg.per_class > 0 && t->cfg.pk_random) {
+        want_target = (want_target > 0 ? want_target : t->ds->n) / B * B;
+        if (want_target < B) want_target = B;
+    }
+    int bad = epoch < 0 || epoch > t->cfg.epochs || (in_epoch != 0 && in_epoch != 1) || (epoch == t->cfg.epochs && in_epoch) ||
+              b < 0 || pb < 0 || pb > nbatches || seen < 0 || steps < 0 || s[7] < 0 || s[8] < 0 || best_epoch < 0 ||
+              best_epoch > epoch || (order_empty != starts_empty) || (!order_empty && nbatches == 0) ||
+              (best_epoch > 0 && !t->cfg.val) || (t->best && best_epoch > 0 && best_empty) ||
+              (in_epoch && target != want_target) || (in_epoch && target > 0 && seen >= target) ||
+              (in_epoch && b == 0 && seen != 0) || (in_epoch && b > 0 && steps < 1);
     const int64_t *ord = order, *sts = starts;
     for (int64_t i = 0; !bad && !order_empty && i < total; i++) { int64_t v; memcpy(&v, ord + i, sizeof v); bad = v < 0 || v >= t->ds->n; }
     for (int64_t i = 0; !bad && !starts_empty && i <= nbatches; i++) {
         int64_t v, prev = 0;
         memcpy(&v, sts + i, sizeof v);
         if (i) memcpy(&prev, sts + i - 1, sizeof prev);
-        bad = v < 0 || v > total || (i && v < prev) || (i == 0 && v != 0);
+        bad = v < 0 || v > total || (i && (v < prev || v - prev > B)) || (i == 0 && v != 0) || (i == nbatches && v != total);
+    }
+    double d[2];
+    memcpy(d, sums, sizeof d);
+    if (!(d[0] == d[0]) || (best_epoch > 0 && !(d[1] >= 0 && d[1] <= 1))) bad = 1;
+    for (int e = 0; !bad && t->val_hist && e < t->cfg.epochs; e++) {
+        double v;
+        memcpy(&v, (const char *)hist + sizeof(double) * (size_t)e, sizeof v);
+        bad = v == v && !(v >= 0 && v <= 1); /* NaN (not validated yet) or a MAP@R */
     }
     if (bad) return sm_fail(SM_ERR_FORMAT, "%s: the training state is out of range for this training", r->path);
-    memcpy(t->backup, val, nv); /* aligned, and checked before anything is taken */
-    if (!sm_all_finite(t->backup, P->n)) return sm_fail(SM_ERR_FORMAT, "%s: the parameters hold NaN or Inf", r->path);
+    /* the float blocks, aligned, checked finite before anything is taken */
+    const void *fblock[3] = {val, t->ema ? ema : NULL, t->best && !best_empty ? best : NULL};
+    for (int k = 0; k < 3; k++) {
+        if (!fblock[k]) continue;
+        memcpy(t->backup, fblock[k], nv);
+        if (!sm_all_finite(t->backup, P->n)) return sm_fail(SM_ERR_FORMAT, "%s: the parameters hold NaN or Inf", r->path);
+    }
+    memcpy(t->backup, val, nv);
     /* all checked: take it */
     sm_epoch_plan plan = {0};
     if (!order_empty) {
@@ -227,8 +252,6 @@ static sm_status parse(sm_trainer *t, sm_reader *r) {
     if (t->best && !best_empty) memcpy(t->best, best, nv);
     if (t->val_hist) memcpy(t->val_hist, hist, sizeof(double) * (size_t)t->cfg.epochs);
     memcpy(t->rng.s, rng, sizeof t->rng.s);
-    double d[2];
-    memcpy(d, sums, sizeof d);
     t->sum_loss = d[0]; t->best_val = d[1];
     t->epoch = (int)epoch; t->in_epoch = (int)in_epoch; t->b = b; t->pb = pb; t->seen = seen;
     t->target = s[5]; t->steps = s[6]; t->gstep = s[7]; P->t = s[8]; t->best_epoch = (int)s[9];

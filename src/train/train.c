@@ -3,7 +3,10 @@
  * optimiser step over the model's parameter store (layers and the loss's head, which the loss
  * computes with while it is bound to the store).  Guards: non-finite loss, gradients or
  * parameters stop training with the step named, and the store is restored to its state after
- * the last good step.  sm_train is a driver over sm_trainer_step. */
+ * the last good step.  Fine-tuning: the optimiser steps ranges of the store at their own rates
+ * (frozen layers and batch norms skipped, pretrained layers at backbone_lr_mult).  At an epoch's
+ * end: validation (keep_best keeps that epoch's store), the progress callback, the checkpoint
+ * (checkpoint.c).  sm_train is a driver over sm_trainer_step. */
 #include "optim/optim.h"
 #include "train/trainer.h"
 #include <math.h>
