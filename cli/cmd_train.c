@@ -320,6 +320,7 @@ int cmd_train(int argc, char **argv) {
     if (val.failed) { rc = EXIT_FAIL; goto done; }
     double sel_map = 0;
     int sel_best = 0, sel_epoch = sm_model_selection(m, &sel_map, &sel_best);
+    if (sel_best) { val.best_epoch = sel_epoch; val.best_mapr = sel_map; } /* also over the epochs before a --resume */
     if (val.ds && val.best_epoch)
         fprintf(cli_text(), "best validation MAP@R %.4f at epoch %d (the model saved is %s)\n", val.best_mapr,
                 val.best_epoch, sel_best ? "this epoch's, --keep-best" : "the last epoch's");

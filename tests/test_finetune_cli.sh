@@ -45,6 +45,7 @@ printf 'fc 256\nbn\nrelu\nfc 128\nbn\nrelu\nfc 32\nl2norm\n' >"$TMP/head32.spec"
 R=(--model mlp --loss multisimilarity --epochs 3 --epoch-size 8000 --aug-shift 2 --aug-flip --schedule cosine
    --warmup 20 --ema 0.99 --val-classes-from-train 2 --keep-best --seed 3)
 run "uninterrupted run with a checkpoint" 0 "$SIMILE" train "${D[@]}" "${R[@]}" --checkpoint "$TMP/u.ckpt" --out "$TMP/u.smm"
+grep '^best validation' "$OUT" >"$TMP/u.best"
 # kill: after the file appears (an epoch's end, or step 15), the run is inside the next epoch
 killed_run() { # NAME CKPT OUT EXTRA...: start, wait for the checkpoint, SIGKILL
     local name=$1 ck=$2 out=$3
@@ -63,6 +64,9 @@ killed_run "epoch checkpoint" "$TMP/k.ckpt" "$TMP/k.smm"
 run "resume from the epoch-1 checkpoint" 0 "$SIMILE" train "${D[@]}" "${R[@]}" --checkpoint "$TMP/k.ckpt" --resume "$TMP/k.ckpt" --out "$TMP/k.smm"
 if cmp -s "$TMP/u.smm" "$TMP/k.smm"; then pass "resumed model is byte-identical to the uninterrupted one (cmp)"
 else fail "resumed model differs from the uninterrupted one"; fi
+grep '^best validation' "$OUT" >"$TMP/k.best"
+if [ -s "$TMP/u.best" ] && cmp -s "$TMP/u.best" "$TMP/k.best"; then pass "and reports the same best epoch and figure: $(cat "$TMP/k.best")"
+else fail "the resumed run reports another best epoch: $(cat "$TMP/k.best") against $(cat "$TMP/u.best")"; fi
 killed_run "step checkpoint" "$TMP/s.ckpt" "$TMP/s.smm" --checkpoint-steps 15
 run "resume from the step-15 checkpoint (mid-epoch 1)" 0 "$SIMILE" train "${D[@]}" "${R[@]}" --checkpoint "$TMP/s.ckpt" --checkpoint-steps 15 --resume "$TMP/s.ckpt" --out "$TMP/s.smm"
 if cmp -s "$TMP/u.smm" "$TMP/s.smm"; then pass "model resumed mid-epoch is byte-identical to the uninterrupted one (cmp)"
