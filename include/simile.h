@@ -877,7 +877,8 @@ void sm_train_config_default(sm_train_config *cfg);
  * the model's parameter store, and stay there as the model's head at the end (the loss keeps a
  * copy), so that sm_model_logits and sm_model_save include them.  A loop over sm_trainer_step
  * (below); the library prints nothing, progress goes through cfg->progress.
- * Same seed, data, config and thread count give bit-identical results.
+ * Same seed, data, config and thread count give bit-identical results, also when the training
+ * was interrupted and continued from a checkpoint (cfg->checkpoint, cfg->resume).
  * Errors: SM_ERR_INVALID (bad config), SM_ERR_MISMATCH (data shape differs from the model's
  * input), SM_ERR_NUMERIC (loss became NaN/Inf: the step is named in the message and the model
  * is left as it was after the last good step), SM_ERR_NOMEM. */
@@ -914,8 +915,9 @@ typedef struct sm_train_step_info {
 /* Check everything sm_train checks (config, shapes, labels against the loss's head) and
  * prepare: batch buffers, the loss bound to the model's store, fresh optimiser moments, the
  * weight average if cfg->ema_decay > 0, the sampler seeded with cfg->seed.  Nothing is trained.
+ * With cfg->resume the trainer then continues from that checkpoint (sm_trainer_load_checkpoint).
  * Errors: as sm_train (SM_ERR_INVALID for NULL arguments or a bad config, SM_ERR_MISMATCH,
- * SM_ERR_RANGE, SM_ERR_NOMEM); no trainer is left. */
+ * SM_ERR_RANGE, SM_ERR_NOMEM), and the checkpoint's; no trainer is left. */
 sm_status sm_trainer_create(sm_trainer **out, sm_model *m, sm_loss *loss, const sm_dataset *ds,
                             const sm_train_config *cfg);
 /* One step: draw the next batch (a new epoch starts when the last ended), augment it, forward,

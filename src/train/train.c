@@ -55,7 +55,6 @@ static sm_status check_config(const sm_train_config *c) {
     return SM_OK;
 }
 
-
 /* A refused call: the message on the trainer, which stays usable. */
 static sm_status trainer_refuse(sm_trainer *t, sm_status st) {
     if (st && t) sm_errmsg_copy(t->errmsg);
