@@ -192,6 +192,11 @@ int cmd_info(int argc, char **argv) {
     printf("%s", sm_model_summary(m));
     printf("loss: %s, classes: %d, fingerprint %08x\nspec:\n%s", *sm_model_loss_name(m) ? sm_model_loss_name(m) : "none",
            sm_model_num_classes(m), sm_model_fingerprint(m), sm_model_spec(m));
+    double sel_map;
+    int sel_best, sel_epoch = sm_model_selection(m, &sel_map, &sel_best);
+    if (sel_epoch)
+        printf("selection: epoch %d (%s), validation MAP@R %.4f\n", sel_epoch, sel_best ? "the best epoch" : "the last epoch",
+               sel_map);
     sm_model_free(m);
     return EXIT_OK;
 }

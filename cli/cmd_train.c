@@ -41,15 +41,28 @@ static const char *help =
     "                    docs/cli.md); the text goes to stderr\n"
     "validation (retrieval metrics after every epoch, as `simile eval` computes them):\n"
     "  --val-split S     evaluate on this split of --data (e.g. test) after every epoch\n"
-    "  --val-classes L   classes of the validation split (default: all; 5-9 for fmnist-open)\n";
+    "  --val-classes L   classes of the validation split (default: all; 5-9 for fmnist-open)\n"
+    "  --val-classes-from-train K\n"
+    "                    hold out the last K training classes (the K largest labels; K >= 2)\n"
+    "                    as a class-disjoint validation set; training uses the others\n"
+    "  --keep-best       save the epoch with the best validation MAP@R, not the last one\n"
+    "fine-tuning and resuming (docs/training.md):\n"
+    "  --init MODEL      start from MODEL's weights: every tensor whose name and shape match\n"
+    "                    is taken, the others keep their fresh initialisation (a list is printed)\n"
+    "  --freeze-bn       batch norms use and keep their running statistics; their scale and\n"
+    "                    shift are not trained\n"
+    "  --freeze-until L  layers 1..L are not trained (L a number or a name such as 4.relu)\n"
+    "  --backbone-lr-mult X  learning rate of the layers taken by --init is lr x X (default 1)\n"
+    "  --checkpoint FILE write the whole training state to FILE after every epoch\n"
+    "  --checkpoint-steps N  and every N steps\n"
+    "  --resume FILE     continue from checkpoint FILE (same data, model and options): the\n"
+    "                    result has the same bits as a run that was never interrupted\n";
 
-/* Per-epoch validation: embed the validation set with the model being trained, L2-normalise,
- * print P@1, R-precision and MAP@R (L2 distance) as `simile eval` does, keep the best epoch. */
-typedef struct epoch_log { double loss, images_per_sec, seconds, lr, p1, rp, mapr; int val; } epoch_log;
+/* Per-epoch validation (computed by the trainer, cfg.val: embeddings L2-normalised, L2
+ * distance, as `simile eval` does): print P@1, R-precision and MAP@R, note the best epoch. */
+typedef struct epoch_log { double loss, images_per_sec, seconds, lr, p1, rp, mapr; int val, ran; } epoch_log;
 typedef struct val_state {
-    sm_model *m;
     sm_dataset *ds;
-    float *emb; /* (n, d) */
     int quiet, failed, best_epoch;
     double best_mapr;
     epoch_log *log; /* (epochs) for --json, NULL otherwise */
@@ -62,19 +75,11 @@ static int train_progress(const sm_train_progress *p, void *user) {
     if (p->epoch_done && v->log && p->epoch >= 1 && p->epoch <= v->nlog) {
         epoch_log *e = &v->log[p->epoch - 1];
         e->loss = p->loss; e->images_per_sec = p->images_per_sec; e->seconds = p->seconds; e->lr = p->lr;
+        e->ran = 1; /* a resumed run did not run the epochs before its checkpoint */
     }
-    if (!p->epoch_done || !v->ds) return 0;
+    if (!p->epoch_done || !p->val) return 0;
+    const sm_retrieval_result r = *p->val;
     int64_t n = sm_dataset_size(v->ds);
-    int d = sm_model_embedding_dim(v->m);
-    sm_retrieval_result r;
-    sm_status st = sm_model_embed(v->m, sm_dataset_images(v->ds), n, v->emb);
-    if (!st) sm_embeddings_normalize(v->emb, n, d);
-    if (!st) st = sm_retrieval_metrics(v->emb, sm_dataset_labels(v->ds), n, d, SM_METRIC_L2, &r);
-    if (st) { /* stop training; the caller reports the error */
-        v->failed = 1;
-        cli_report("train", st, sm_model_errmsg(v->m));
-        return 1;
-    }
     if (r.map_at_r > v->best_mapr || !v->best_epoch) { v->best_mapr = r.map_at_r; v->best_epoch = p->epoch; }
     if (v->log && p->epoch >= 1 && p->epoch <= v->nlog) {
         epoch_log *e = &v->log[p->epoch - 1];
@@ -91,7 +96,8 @@ static int is_classifier(const char *loss) { return !strcmp(loss, "softmax") || 
 int cmd_train(int argc, char **argv) {
     enum { O_MODEL = 1, O_LOSS, O_LOSSOPTS, O_EPOCHS, O_BATCH, O_LR, O_OPT, O_MOM, O_WD, O_SCHED, O_WARMUP,
            O_STEPE, O_STEPG, O_PERCLASS, O_SHIFT, O_FLIP, O_EPOCHSIZE, O_SEED, O_THREADS, O_OUT, O_QUIET, O_HELP,
-           O_VALSPLIT, O_VALCLASSES, O_PKRANDOM, O_EMA, O_JSON };
+           O_VALSPLIT, O_VALCLASSES, O_PKRANDOM, O_EMA, O_JSON, O_INIT, O_FREEZEBN, O_FREEZEUNTIL, O_BBLR,
+           O_CKPT, O_CKPTSTEPS, O_RESUME, O_VALFROMTRAIN, O_KEEPBEST };
     static const struct option opts[] = {
         {"model", 1, 0, O_MODEL}, {"loss", 1, 0, O_LOSS}, {"loss-opts", 1, 0, O_LOSSOPTS},
         {"epochs", 1, 0, O_EPOCHS}, {"batch", 1, 0, O_BATCH}, {"lr", 1, 0, O_LR}, {"optimizer", 1, 0, O_OPT},
@@ -100,10 +106,15 @@ int cmd_train(int argc, char **argv) {
         {"aug-shift", 1, 0, O_SHIFT}, {"aug-flip", 0, 0, O_FLIP}, {"epoch-size", 1, 0, O_EPOCHSIZE}, {"seed", 1, 0, O_SEED},
         {"threads", 1, 0, O_THREADS}, {"out", 1, 0, O_OUT}, {"quiet", 0, 0, O_QUIET}, {"help", 0, 0, O_HELP},
         {"pk-random", 0, 0, O_PKRANDOM}, {"ema", 1, 0, O_EMA}, {"val-split", 1, 0, O_VALSPLIT},
-        {"val-classes", 1, 0, O_VALCLASSES}, {"json", 0, 0, O_JSON}, CLI_DATA_LONGOPTS, {0, 0, 0, 0}};
+        {"val-classes", 1, 0, O_VALCLASSES}, {"json", 0, 0, O_JSON}, {"init", 1, 0, O_INIT},
+        {"freeze-bn", 0, 0, O_FREEZEBN}, {"freeze-until", 1, 0, O_FREEZEUNTIL}, {"backbone-lr-mult", 1, 0, O_BBLR},
+        {"checkpoint", 1, 0, O_CKPT}, {"checkpoint-steps", 1, 0, O_CKPTSTEPS}, {"resume", 1, 0, O_RESUME},
+        {"val-classes-from-train", 1, 0, O_VALFROMTRAIN}, {"keep-best", 0, 0, O_KEEPBEST}, CLI_DATA_LONGOPTS,
+        {0, 0, 0, 0}};
     const char *cmd = "train", *spec_arg = "cnn-s", *loss_name = "softmax", *loss_opts = "", *out = "model.smm";
-    const char *val_split = NULL, *val_classes = NULL;
-    int threads = 0, per_class = -1, quiet = 0, seed = 1, json = 0;
+    const char *val_split = NULL, *val_classes = NULL, *init = NULL, *freeze_until = NULL;
+    int threads = 0, per_class = -1, quiet = 0, seed = 1, json = 0, val_from_train = 0;
+    int64_t init_taken = 0, init_total = 0;
     cli_data data;
     cli_data_defaults(&data, "train");
     sm_train_config cfg;
@@ -151,6 +162,20 @@ int cmd_train(int argc, char **argv) {
         case O_VALSPLIT: val_split = optarg; break;
         case O_VALCLASSES: val_classes = optarg; break;
         case O_JSON: json = 1; cli_set_json(1); break;
+        case O_INIT: init = optarg; break;
+        case O_FREEZEBN: cfg.freeze_bn = 1; break;
+        case O_FREEZEUNTIL: freeze_until = optarg; break;
+        case O_BBLR: if (cli_float(cmd, "--backbone-lr-mult", optarg, 0, 1000, &cfg.backbone_lr_mult)) return EXIT_USAGE; break;
+        case O_CKPT: cfg.checkpoint = optarg; break;
+        case O_CKPTSTEPS: {
+            int v;
+            if (cli_int(cmd, "--checkpoint-steps", optarg, 1, 2000000000, &v)) return EXIT_USAGE;
+            cfg.checkpoint_steps = v;
+            break;
+        }
+        case O_RESUME: cfg.resume = optarg; break;
+        case O_VALFROMTRAIN: if (cli_int(cmd, "--val-classes-from-train", optarg, 1, 1 << 24, &val_from_train)) return EXIT_USAGE; break;
+        case O_KEEPBEST: cfg.keep_best = 1; break;
         case 'h':
         case O_HELP: printf("%s%s", help, cli_data_help); return EXIT_OK;
         default: return cli_usage_error(cmd, "unknown option");
@@ -163,6 +188,11 @@ int cmd_train(int argc, char **argv) {
     if (cfg.per_class > cfg.batch_size)
         return cli_usage_error(cmd, "--per-class %d is larger than --batch %d", cfg.per_class, cfg.batch_size);
     if (val_classes && !val_split) return cli_usage_error(cmd, "--val-classes needs --val-split");
+    if (val_from_train && val_split) return cli_usage_error(cmd, "--val-classes-from-train and --val-split exclude each other");
+    if (cfg.keep_best && !val_split && !val_from_train)
+        return cli_usage_error(cmd, "--keep-best needs a validation set (--val-classes-from-train K or --val-split)");
+    if (cfg.checkpoint_steps && !cfg.checkpoint) return cli_usage_error(cmd, "--checkpoint-steps needs --checkpoint");
+    if (cfg.checkpoint && !*cfg.checkpoint) return cli_usage_error(cmd, "--checkpoint: empty file name");
     if (val_split && (data.images || data.labels))
         return cli_usage_error(cmd, "--val-split reads from --data; it cannot be used with --images/--labels");
     if (cli_check_loss(cmd, loss_name, loss_opts, is_classifier(loss_name))) return EXIT_USAGE;
@@ -177,11 +207,75 @@ int cmd_train(int argc, char **argv) {
     int rc = EXIT_OK;
     sm_status st = cli_data_load(&data, &ds);
     if (st) { rc = cli_report(cmd, st, NULL); goto done; }
+    if (val_from_train) { /* the last K classes present become the validation set */
+        int ncls = sm_dataset_num_classes(ds), npresent = 0;
+        int32_t *present = malloc(sizeof(int32_t) * (size_t)(ncls + 1));
+        char *has = calloc((size_t)ncls + 1, 1);
+        if (!present || !has) { free(present); free(has); rc = cli_report(cmd, SM_ERR_NOMEM, NULL); goto done; }
+        const int32_t *y = sm_dataset_labels(ds);
+        for (int64_t i = 0; i < sm_dataset_size(ds); i++) has[y[i]] = 1;
+        for (int k = 0; k < ncls; k++) if (has[k]) present[npresent++] = k;
+        free(has);
+        if (val_from_train < 2 || val_from_train > npresent - 2) {
+            free(present);
+            rc = cli_usage_error(cmd, "--val-classes-from-train %d: K must be at least 2 (MAP@R over one class is always "
+                                 "1) and leave at least 2 of the training data's %d classes for training", val_from_train,
+                                 npresent);
+            goto done;
+        }
+        int h0, w0, c0;
+        sm_dataset_shape(ds, &h0, &w0, &c0);
+        st = sm_dataset_from_arrays(&val.ds, sm_dataset_images(ds), y, sm_dataset_size(ds), h0, w0, c0);
+        if (!st) st = sm_dataset_filter_classes(val.ds, present + npresent - val_from_train, val_from_train);
+        if (!st) st = sm_dataset_filter_classes(ds, present, npresent - val_from_train);
+        if (!st && !quiet) {
+            fprintf(cli_text(), "train: classes");
+            for (int k = npresent - val_from_train; k < npresent; k++) fprintf(cli_text(), " %d", present[k]);
+            fprintf(cli_text(), " held out for validation (%lld images)\n", (long long)sm_dataset_size(val.ds));
+        }
+        free(present);
+        if (st) { rc = cli_report(cmd, st, NULL); goto done; }
+    }
     int h, w, ch;
     sm_dataset_shape(ds, &h, &w, &ch);
     const char *spec = cli_spec_arg(spec_arg, &spec_owned, &st);
     if (st) { rc = cli_report(cmd, st, NULL); goto done; }
     if ((st = sm_model_create(&m, spec, h, w, ch, cfg.seed))) { rc = cli_report(cmd, st, NULL); goto done; }
+    if (freeze_until) {
+        char *end;
+        long v = strtol(freeze_until, &end, 10);
+        cfg.freeze_until = sm_model_find_layer(m, freeze_until);
+        if (!cfg.freeze_until && !(end != freeze_until && !*end && v == 0)) {
+            rc = cli_usage_error(cmd, "--freeze-until: '%s' is not a layer of the model (a layer number, or N.kind with "
+                                 "the layer's kind, as `simile info` lists them)", freeze_until);
+            goto done;
+        }
+    }
+    if (init) { /* fine-tuning: take every tensor of the same name and shape */
+        sm_model *src = NULL;
+        if ((st = sm_model_load(&src, init))) { rc = cli_report(cmd, st, NULL); goto done; }
+        size_t cap = 1 << 16;
+        char *report = malloc(cap);
+        if (!report) { sm_model_free(src); rc = cli_report(cmd, SM_ERR_NOMEM, NULL); goto done; }
+        st = sm_model_init_from(m, src, &init_taken, report, cap);
+        sm_model_free(src);
+        for (const char *q = report; *q; q++) init_total += *q == '\n';
+        if (!quiet || st) {
+            fprintf(st ? stderr : cli_text(), "init: from %s, %lld of %lld tensors taken\n", init, (long long)init_taken,
+                    (long long)init_total);
+            for (const char *q = report; *q;) {
+                const char *e = strchr(q, '\n');
+                fprintf(st ? stderr : cli_text(), "init:   %.*s\n", (int)(e - q), q);
+                q = e + 1;
+            }
+        }
+        free(report);
+        if (st) {
+            cli_fail(st, "--init %s: %s", init, sm_model_errmsg(m));
+            rc = cli_report(cmd, st, NULL);
+            goto done;
+        }
+    }
     char lopts[512];
     snprintf(lopts, sizeof lopts, "%s", loss_opts);
     if (is_classifier(loss_name) && !strstr(loss_opts, "classes="))
@@ -195,17 +289,15 @@ int cmd_train(int argc, char **argv) {
         vd.split = val_split;
         vd.classes = val_classes;
         if ((st = cli_data_load(&vd, &val.ds))) { rc = cli_report(cmd, st, NULL); goto done; }
-        if (sm_dataset_size(val.ds) < 2) {
-            rc = cli_report(cmd, cli_fail(SM_ERR_INVALID, "the validation set has fewer than 2 images"), NULL);
-            goto done;
-        }
-        val.m = m;
-        val.emb = malloc(sizeof(float) * (size_t)sm_dataset_size(val.ds) * (size_t)sm_model_embedding_dim(m));
-        if (!val.emb) { rc = cli_report(cmd, SM_ERR_NOMEM, NULL); goto done; }
     }
+    if (val.ds && sm_dataset_size(val.ds) < 2) {
+        rc = cli_report(cmd, cli_fail(SM_ERR_INVALID, "the validation set has fewer than 2 images"), NULL);
+        goto done;
+    }
+    cfg.val = val.ds;
     if (json && !(val.log = calloc((size_t)cfg.epochs, sizeof *val.log))) { rc = cli_report(cmd, SM_ERR_NOMEM, NULL); goto done; }
     val.nlog = json ? cfg.epochs : 0;
-    if (!quiet || val_split || json) {
+    if (!quiet || val.ds || json) {
         cfg.progress = train_progress;
         cfg.user = &val;
     }
@@ -222,12 +314,16 @@ int cmd_train(int argc, char **argv) {
         fprintf(cli_text(), "       %s\n", comp);
     }
     cli_compute_warning(cmd);
+    if (cfg.resume && !quiet) fprintf(cli_text(), "train: resuming from %s\n", cfg.resume);
     if ((st = sm_train(m, loss, ds, &cfg))) { rc = cli_report(cmd, st, sm_model_errmsg(m)); goto done; }
     fputs(sm_model_profile(m), stderr); /* SIMILE_PROFILE=1: per-layer times */
     if (val.failed) { rc = EXIT_FAIL; goto done; }
-    if (val.ds)
-        fprintf(cli_text(), "best validation MAP@R %.4f at epoch %d (the model saved is the last epoch's)\n", val.best_mapr,
-               val.best_epoch);
+    double sel_map = 0;
+    int sel_best = 0, sel_epoch = sm_model_selection(m, &sel_map, &sel_best);
+    if (sel_best) { val.best_epoch = sel_epoch; val.best_mapr = sel_map; } /* also over the epochs before a --resume */
+    if (val.ds && val.best_epoch)
+        fprintf(cli_text(), "best validation MAP@R %.4f at epoch %d (the model saved is %s)\n", val.best_mapr,
+                val.best_epoch, sel_best ? "this epoch's, --keep-best" : "the last epoch's");
     if ((st = sm_model_save(m, out))) { rc = cli_report(cmd, st, sm_model_errmsg(m)); goto done; }
     if (!quiet) fprintf(cli_text(), "saved %s\n", out);
     if (json) {
@@ -266,6 +362,7 @@ int cmd_train(int argc, char **argv) {
         cj_arr(&j);
         for (int e = 0; e < val.nlog; e++) {
             const epoch_log *l = &val.log[e];
+            if (!l->ran) continue;
             cj_obj(&j);
             cj_kint(&j, "epoch", e + 1);
             cj_knum(&j, "loss", l->loss);
@@ -283,16 +380,33 @@ int cmd_train(int argc, char **argv) {
             cj_obj_end(&j);
         }
         cj_arr_end(&j);
-        if (val.ds) {
+        if (val.ds && val.best_epoch) {
             cj_knum(&j, "best_val_map_at_r", val.best_mapr);
             cj_kint(&j, "best_val_epoch", val.best_epoch);
         }
+        if (sel_epoch) {
+            cj_key(&j, "selection");
+            cj_obj(&j);
+            cj_kint(&j, "epoch", sel_epoch);
+            cj_knum(&j, "val_map_at_r", sel_map);
+            cj_kstr(&j, "rule", sel_best ? "best" : "last");
+            cj_kint(&j, "val_classes_from_train", val_from_train);
+            cj_obj_end(&j);
+        }
+        if (init) {
+            cj_key(&j, "init");
+            cj_obj(&j);
+            cj_kstr(&j, "from", init);
+            cj_kint(&j, "tensors_taken", (long long)init_taken);
+            cj_kint(&j, "tensors_fresh", (long long)(init_total - init_taken));
+            cj_obj_end(&j);
+        }
+        if (cfg.resume) cj_kstr(&j, "resumed_from", cfg.resume);
         cj_kstr(&j, "out", out);
         cj_obj_end(&j);
     }
 done:
     free(val.log);
-    free(val.emb);
     sm_dataset_free(val.ds);
     free(spec_owned);
     sm_loss_free(loss);

@@ -1,5 +1,5 @@
 /* make_corpus.c - writes the seed corpora of the fuzz targets, made with simile's own writers:
- * make_corpus DIR creates DIR/<target>/<seed> for idx, npy, model, gallery, spec, image and cli.
+ * make_corpus DIR creates DIR/<target>/<seed> for idx, npy, model, gallery, spec, image, cli and checkpoint.
  * Seeds are small valid inputs (plus a few near-misses) in each target's input layout. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
+#include "ckpt_setup.h"
 #include <stb/stb_image_write.h> /* the writers of Debian's libstb (not instrumented) */
 
 static char root[512];
@@ -48,7 +49,7 @@ static void seed(const char *target, const char *name, const void *pre, size_t n
 static void seed_file(const char *target, const char *name, const void *pre, size_t npre, const char *path) {
     size_t n;
     unsigned char *b = slurp(path, &n);
-    if ((!strcmp(target, "model") || !strcmp(target, "gallery")) && n >= 4) n -= 4;
+    if ((!strcmp(target, "model") || !strcmp(target, "gallery") || !strcmp(target, "checkpoint")) && n >= 4) n -= 4;
     seed(target, name, pre, npre, b, n);
     free(b);
     unlink(path);
@@ -364,6 +365,22 @@ static void serve_seeds(void) {
     seed("serve", "http04", NULL, 0, get, sizeof get - 1);
 }
 
+/* checkpoints of ckpt_setup.h's training: before the first step, mid-epoch, at an epoch's end
+ * (with a best epoch) and at the end */
+static void checkpoint_seeds(void) {
+    fz_training f;
+    if (fz_training_create(&f)) die("checkpoint training");
+    sm_train_step_info s = {0};
+    OK(sm_trainer_save_checkpoint(f.t, tmp("c"))); seed_file("checkpoint", "start", NULL, 0, tmp("c"));
+    for (int k = 0; k < 3; k++) OK(sm_trainer_step(f.t, &s));
+    OK(sm_trainer_save_checkpoint(f.t, tmp("c"))); seed_file("checkpoint", "mid_epoch", NULL, 0, tmp("c"));
+    while (!s.epoch_done) OK(sm_trainer_step(f.t, &s));
+    OK(sm_trainer_save_checkpoint(f.t, tmp("c"))); seed_file("checkpoint", "epoch_end", NULL, 0, tmp("c"));
+    while (!s.done) OK(sm_trainer_step(f.t, &s));
+    OK(sm_trainer_save_checkpoint(f.t, tmp("c"))); seed_file("checkpoint", "done", NULL, 0, tmp("c"));
+    fz_training_free(&f);
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) { fprintf(stderr, "usage: make_corpus DIR\n"); return 2; }
     snprintf(root, sizeof root, "%s", argv[1]);
@@ -377,6 +394,7 @@ int main(int argc, char **argv) {
     image_seeds();
     cli_seeds();
     serve_seeds();
+    checkpoint_seeds();
     printf("make_corpus: seeds written under %s\n", root);
     return 0;
 }

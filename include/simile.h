@@ -233,6 +233,25 @@ sm_status sm_model_save(sm_model *m, const char *path);
  * checksum, shapes that do not match the spec). */
 sm_status sm_model_load(sm_model **out, const char *path);
 
+/* Fine-tuning: copy into m every layer tensor of src whose name ("<layer>.<kind>.<tensor>", as
+ * in the model file: "1.conv.weight", "2.bn.running_var") and shape are the same in m; the
+ * others keep m's initialisation (a new embedding head, a layer that changed size).  The
+ * classifier head (the loss's parameters) is never taken: the loss makes its own.  The layers
+ * that took a tensor are marked as pretrained (sm_train_config.backbone_lr_mult applies to
+ * them).  *taken (may be NULL) gets the number of tensors copied; report (cap bytes, may be
+ * NULL) one line per tensor of m: "taken      NAME (shape)" or "not taken  NAME (shape): why".
+ * Errors: SM_ERR_INVALID (NULL), SM_ERR_MISMATCH (not one tensor matches: nothing is copied),
+ * SM_ERR_NOMEM. */
+sm_status sm_model_init_from(sm_model *m, const sm_model *src, int64_t *taken, char *report, size_t cap);
+/* The 1-based index of a layer named "N" or "N.kind" (e.g. "4" or "4.relu": the kind must be
+ * that of layer N), or 0 if m has no such layer. */
+int sm_model_find_layer(const sm_model *m, const char *name);
+/* Model selection record of a model trained with a validation set (sm_train_config.val): the
+ * 1-based epoch whose weights the model holds (0 if it was not validated), its validation MAP@R
+ * in *val_map_at_r and in *best 1 if that epoch was kept as the best (keep_best), 0 if it is the
+ * last.  Stored in the model file.  Either pointer may be NULL. */
+int sm_model_selection(const sm_model *m, double *val_map_at_r, int *best);
+
 /* ======================================================================================== */
 /* Classification losses on logits (each callable on its own)                                */
 /* ======================================================================================== */
@@ -814,6 +833,8 @@ typedef struct sm_train_progress {
     int epoch_done;             /* 1 on the final call of an epoch */
     double elapsed_seconds;     /* since sm_train began (callbacks included) */
     double eta_seconds;         /* estimated time left: elapsed x steps left / steps done */
+    const sm_retrieval_result *val; /* at an epoch's end with cfg.val: that epoch's validation
+                                 * figures (valid during the call); NULL otherwise */
 } sm_train_progress;
 
 typedef struct sm_train_config {
@@ -861,6 +882,28 @@ typedef struct sm_train_config {
      * all-reduce (average the gradients of data-parallel workers).  Return 0 to go on; non-zero
      * stops training with SM_ERR_INVALID and the step undone.  May be NULL. */
     int (*grad_hook)(float *grads, int64_t count, void *user);
+    /* ---- fine-tuning (docs/training.md, "Fine-tuning") ---- */
+    int freeze_bn;           /* 1: every batch-norm layer normalises with its running statistics
+                              * in training too, leaves them as they are, and its scale and
+                              * shift are not trained (A Metric Learning Reality Check).  0: off */
+    int freeze_until;        /* layers 1..freeze_until (spec order, 1-based) are not trained: their
+                              * parameters keep their bits (batch-norm statistics still move
+                              * unless freeze_bn).  0 (default): none */
+    float backbone_lr_mult;  /* the learning rate of the pretrained layers (sm_model_init_from)
+                              * is lr x this (0: they are not trained).  Default 1 */
+    /* ---- model selection ---- */
+    const sm_dataset *val;   /* evaluated after every epoch (the averaged model with ema_decay):
+                              * embeddings L2-normalised, sm_retrieval_metrics with L2 distance;
+                              * the model records the epoch and MAP@R it ends with
+                              * (sm_model_selection).  Borrowed.  NULL (default): no validation */
+    int keep_best;           /* with val: the trained model is the one of the epoch with the best
+                              * validation MAP@R (the first of equals), not the last epoch's */
+    /* ---- checkpoints (docs/training.md, "Resuming") ---- */
+    const char *checkpoint;  /* written (sm_trainer_save_checkpoint) at the end of every epoch,
+                              * and every checkpoint_steps steps if > 0.  NULL (default): none */
+    int64_t checkpoint_steps;
+    const char *resume;      /* sm_train only: continue from this checkpoint
+                              * (sm_trainer_load_checkpoint) instead of from the start */
 } sm_train_config;
 
 /* Fill cfg with the defaults above. */
@@ -870,7 +913,8 @@ void sm_train_config_default(sm_train_config *cfg);
  * the model's parameter store, and stay there as the model's head at the end (the loss keeps a
  * copy), so that sm_model_logits and sm_model_save include them.  A loop over sm_trainer_step
  * (below); the library prints nothing, progress goes through cfg->progress.
- * Same seed, data, config and thread count give bit-identical results.
+ * Same seed, data, config and thread count give bit-identical results, also when the training
+ * was interrupted and continued from a checkpoint (cfg->checkpoint, cfg->resume).
  * Errors: SM_ERR_INVALID (bad config), SM_ERR_MISMATCH (data shape differs from the model's
  * input), SM_ERR_NUMERIC (loss became NaN/Inf: the step is named in the message and the model
  * is left as it was after the last good step), SM_ERR_NOMEM. */
@@ -907,8 +951,9 @@ typedef struct sm_train_step_info {
 /* Check everything sm_train checks (config, shapes, labels against the loss's head) and
  * prepare: batch buffers, the loss bound to the model's store, fresh optimiser moments, the
  * weight average if cfg->ema_decay > 0, the sampler seeded with cfg->seed.  Nothing is trained.
+ * With cfg->resume the trainer then continues from that checkpoint (sm_trainer_load_checkpoint).
  * Errors: as sm_train (SM_ERR_INVALID for NULL arguments or a bad config, SM_ERR_MISMATCH,
- * SM_ERR_RANGE, SM_ERR_NOMEM); no trainer is left. */
+ * SM_ERR_RANGE, SM_ERR_NOMEM), and the checkpoint's; no trainer is left. */
 sm_status sm_trainer_create(sm_trainer **out, sm_model *m, sm_loss *loss, const sm_dataset *ds,
                             const sm_train_config *cfg);
 /* One step: draw the next batch (a new epoch starts when the last ended), augment it, forward,
@@ -929,6 +974,19 @@ sm_status sm_trainer_finish(sm_trainer *t);
 void sm_trainer_free(sm_trainer *t);
 /* Message of the last failed call on t ("" if none). */
 const char *sm_trainer_errmsg(const sm_trainer *t);
+
+/* Checkpoints: the whole state of a training between two steps, written atomically (temporary
+ * file, fsync, rename) with magic "SMILECKP", a version and a CRC-32: the parameter store
+ * (layers, the loss's parameters, batch-norm statistics), the optimiser's moments and step, the
+ * weight average, the sampler's plan and position, the RNG, the epoch, step and learning-rate
+ * position, the validation record and the best epoch's weights.  A trainer created with the
+ * same model spec, loss, data, config and thread count that loads it continues with the same
+ * bits as the training that wrote it.  load: only on a trainer that has taken no step.
+ * Errors: SM_ERR_IO; load also SM_ERR_FORMAT (bad magic, version, checksum, truncation),
+ * SM_ERR_MISMATCH (another spec, loss, data size or training setting: the message names which),
+ * SM_ERR_INVALID (a trainer that already stepped). */
+sm_status sm_trainer_save_checkpoint(sm_trainer *t, const char *path);
+sm_status sm_trainer_load_checkpoint(sm_trainer *t, const char *path);
 
 #ifdef __cplusplus
 }

@@ -367,3 +367,99 @@ sm_status sm_model_logits(sm_model *m, const float *x, int64_t n, float *logits)
     sm_free(emb);
     return model_fail(m, st);
 }
+
+/* ---- fine-tuning: tensors taken from another model ---------------------------------------- */
+typedef struct tensor_ref { char name[64]; int ndim, dims[4]; float *data; int64_t count; int layer; } tensor_ref;
+typedef struct tensor_list { tensor_ref *t; int n, cap, layer; } tensor_list;
+
+static sm_status collect_fn(void *ctx, const char *name, int ndim, const int *dims, float *data) {
+    tensor_list *l = ctx;
+    if (!l->t || l->n >= l->cap) { l->n++; return SM_OK; } /* the counting pass */
+    tensor_ref *r = &l->t[l->n++];
+    snprintf(r->name, sizeof r->name, "%s", name);
+    r->ndim = ndim < 4 ? ndim : 4;
+    r->count = 1;
+    for (int i = 0; i < ndim; i++) { if (i < 4) r->dims[i] = dims[i]; r->count *= dims[i]; }
+    r->data = data;
+    r->layer = l->layer;
+    return SM_OK;
+}
+
+/* Every layer tensor of m (a counting pass, then the list; l->t is sm_free'd by the caller). */
+static sm_status collect(const sm_model *m, tensor_list *l) {
+    memset(l, 0, sizeof *l);
+    sm_status st = SM_OK;
+    for (int pass = 0; pass < 2 && !st; pass++) {
+        if (pass) {
+            l->cap = l->n; l->n = 0;
+            if (!(l->t = sm_alloc((size_t)(l->cap ? l->cap : 1), sizeof *l->t))) return SM_ERR_NOMEM;
+        }
+        for (int i = 0; i < m->nlayers && !st; i++) {
+            l->layer = i;
+            st = sm_layer_tensors((sm_layer *)&m->layers[i], i, collect_fn, l);
+        }
+    }
+    return st;
+}
+
+static size_t shape_text(const tensor_ref *r, char *buf, size_t cap) {
+    size_t n = (size_t)snprintf(buf, cap, "(");
+    for (int i = 0; i < r->ndim && n < cap; i++) n += (size_t)snprintf(buf + n, cap - n, "%s%d", i ? ", " : "", r->dims[i]);
+    if (n < cap) n += (size_t)snprintf(buf + n, cap - n, ")");
+    return n;
+}
+
+sm_status sm_model_init_from(sm_model *m, const sm_model *src, int64_t *taken, char *report, size_t cap) {
+    if (taken) *taken = 0;
+    if (report && cap) report[0] = 0;
+    if (!m) return sm_fail(SM_ERR_INVALID, "sm_model_init_from: model is NULL");
+    if (!src) return model_fail(m, sm_fail(SM_ERR_INVALID, "sm_model_init_from: source model is NULL"));
+    tensor_list a, b;
+    sm_status st = collect(m, &a);
+    if (!st) st = collect(src, &b);
+    else memset(&b, 0, sizeof b);
+    if (st) { sm_free(a.t); sm_free(b.t); return model_fail(m, st); }
+    int64_t n_taken = 0;
+    size_t pos = 0;
+    for (int i = 0; i < a.n; i++) {
+        const tensor_ref *r = &a.t[i], *s = NULL;
+        for (int j = 0; j < b.n && !s; j++) if (!strcmp(b.t[j].name, r->name)) s = &b.t[j];
+        int same = s && s->ndim == r->ndim && s->count == r->count;
+        for (int k = 0; same && k < r->ndim; k++) same = s->dims[k] == r->dims[k];
+        char sh[96], ssh[96] = "";
+        shape_text(r, sh, sizeof sh);
+        if (s) shape_text(s, ssh, sizeof ssh);
+        if (same) {
+            memcpy(r->data, s->data, sizeof(float) * (size_t)r->count);
+            m->layers[r->layer].pretrained = 1;
+            n_taken++;
+        }
+        if (report && pos < cap)
+            pos += (size_t)snprintf(report + pos, cap - pos, same ? "taken      %s %s\n"
+                                    : s ? "not taken  %s %s: the source's is %s\n" : "not taken  %s %s: not in the source\n",
+                                    r->name, sh, ssh);
+    }
+    sm_free(a.t); sm_free(b.t);
+    if (taken) *taken = n_taken;
+    if (!n_taken)
+        return model_fail(m, sm_fail(SM_ERR_MISMATCH, "no tensor of the source model has the name and shape of one of this "
+                                     "model's (names are <layer>.<kind>.<tensor>, e.g. 1.conv.weight)"));
+    return SM_OK;
+}
+
+int sm_model_find_layer(const sm_model *m, const char *name) {
+    if (!m || !name || !*name) return 0;
+    char *end;
+    long i = strtol(name, &end, 10);
+    if (end == name || i < 1 || i > m->nlayers) return 0;
+    if (!*end) return (int)i;
+    /* "N.kind": the kind must be the one of layer N */
+    if (*end == '.' && !strcmp(end + 1, sm_layer_kind_of(&m->layers[i - 1])->name)) return (int)i;
+    return 0;
+}
+
+int sm_model_selection(const sm_model *m, double *val_map_at_r, int *best) {
+    if (val_map_at_r) *val_map_at_r = m ? m->val_map_at_r : 0;
+    if (best) *best = m ? m->val_best : 0;
+    return m ? m->val_epoch : 0;
+}

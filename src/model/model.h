@@ -28,6 +28,10 @@ struct sm_model {
     float *head;                /* (nhead) segment "head": the loss's parameters; NULL if none */
     int64_t nhead;
     int classes;
+    /* model selection (set by a trainer with a validation set; stored in the model file) */
+    int val_epoch;              /* 1-based epoch whose weights the model holds; 0: no validation */
+    double val_map_at_r;        /* that epoch's validation MAP@R */
+    int val_best;               /* 1: the best epoch was kept (keep_best), 0: the last */
     /* activations: act[i] (cap, out_size of layer i), dact likewise */
     int cap;
     float **act, **dact;

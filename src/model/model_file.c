@@ -3,7 +3,9 @@
  *   | u32 n_tensors | n_tensors x (str name, u32 ndim, u32 dims[ndim], f32 data[prod(dims)])
  *   | u32 CRC-32 of every preceding byte
  * where str = u32 length + bytes.  Meta keys: spec, input ("h w c"), loss, loss_options,
- * classes.  Tensors: "<layer>.<kind>.<name>" (e.g. "1.conv.weight" (oc, k, k, ic),
+ * classes, and after a training with validation val_epoch (the 1-based epoch the weights are
+ * from), val_map_at_r (its validation MAP@R, "%.17g") and val_selection ("best" or "last").
+ * Readers skip keys they do not know, so these three needed no new version.  Tensors: "<layer>.<kind>.<name>" (e.g. "1.conv.weight" (oc, k, k, ic),
  * "2.bn.running_var") and "head.params".  Reads check every length against the bytes left,
  * the checksum, and each tensor's shape against the spec. */
 #include "model/model.h"
@@ -63,14 +65,20 @@ sm_status sm_model_save(sm_model *m, const char *path) {
     char input[64], classes[32];
     snprintf(input, sizeof input, "%d %d %d", m->in_h, m->in_w, m->in_c);
     snprintf(classes, sizeof classes, "%d", m->classes);
-    const char *meta[5][2] = {{"spec", m->spec}, {"input", input}, {"loss", m->loss_name},
-                              {"loss_options", m->loss_options}, {"classes", classes}};
+    char vepoch[32], vmap[40];
+    snprintf(vepoch, sizeof vepoch, "%d", m->val_epoch);
+    snprintf(vmap, sizeof vmap, "%.17g", m->val_map_at_r);
+    const char *meta[8][2] = {{"spec", m->spec}, {"input", input}, {"loss", m->loss_name},
+                              {"loss_options", m->loss_options}, {"classes", classes},
+                              {"val_epoch", vepoch}, {"val_map_at_r", vmap},
+                              {"val_selection", m->val_best ? "best" : "last"}};
+    const uint32_t nmeta = m->val_epoch > 0 ? 8 : 5;
     uint32_t nt = 0;
     each_tensor(m, count_fn, &nt);
     st = sm_afile_write(&f, MAGIC, 8);
     if (!st) st = sm_afile_u32(&f, FORMAT_VERSION);
-    if (!st) st = sm_afile_u32(&f, 5);
-    for (int i = 0; i < 5 && !st; i++) { st = sm_afile_str(&f, meta[i][0]); if (!st) st = sm_afile_str(&f, meta[i][1]); }
+    if (!st) st = sm_afile_u32(&f, nmeta);
+    for (uint32_t i = 0; i < nmeta && !st; i++) { st = sm_afile_str(&f, meta[i][0]); if (!st) st = sm_afile_str(&f, meta[i][1]); }
     if (!st) st = sm_afile_u32(&f, nt);
     if (!st) st = each_tensor(m, write_fn, &f);
     if (!st) st = sm_afile_u32(&f, f.crc);
@@ -134,7 +142,8 @@ static sm_status parse_model(sm_reader *r, sm_model **out) {
     if ((st = sm_reader_u32(r, &nmeta, "meta count"))) return st;
     if (nmeta > 64) return sm_fail(SM_ERR_FORMAT, "%s: %u meta entries (limit 64)", r->path, nmeta);
     char spec[SM_MAX_SPEC_BYTES + 1] = "", loss[32] = "", lopts[256] = "";
-    int h = 0, w = 0, c = 0, classes = 0, have_spec = 0, have_input = 0;
+    int h = 0, w = 0, c = 0, classes = 0, have_spec = 0, have_input = 0, val_epoch = 0, val_best = 0;
+    double val_map = 0;
     for (uint32_t i = 0; i < nmeta; i++) {
         const char *k, *v;
         uint32_t kn, vn;
@@ -158,6 +167,14 @@ static sm_status parse_model(sm_reader *r, sm_model **out) {
         } else if (kn == 7 && !memcmp(k, "classes", 7)) {
             if (!small || sscanf(val, "%d", &classes) != 1 || classes < 0 || classes > (1 << 24))
                 return sm_fail(SM_ERR_FORMAT, "%s: bad class count", r->path);
+        } else if (kn == 9 && !memcmp(k, "val_epoch", 9)) {
+            if (!small || sscanf(val, "%d", &val_epoch) != 1 || val_epoch < 0)
+                return sm_fail(SM_ERR_FORMAT, "%s: bad val_epoch", r->path);
+        } else if (kn == 12 && !memcmp(k, "val_map_at_r", 12)) {
+            if (!small || sscanf(val, "%lf", &val_map) != 1 || !(val_map >= 0 && val_map <= 1))
+                return sm_fail(SM_ERR_FORMAT, "%s: bad val_map_at_r", r->path);
+        } else if (kn == 13 && !memcmp(k, "val_selection", 13)) {
+            val_best = vn == 4 && !memcmp(v, "best", 4);
         } /* unknown keys are skipped: newer writers may add metadata */
     }
     if (!have_spec || !have_input) return sm_fail(SM_ERR_FORMAT, "%s: spec or input shape missing", r->path);
@@ -201,6 +218,7 @@ static sm_status parse_model(sm_reader *r, sm_model **out) {
     if (!st && (loss[0] || nhead)) st = sm_model_set_head(m, loss, lopts, head, nhead, classes);
     sm_free(head);
     if (st) { sm_model_free(m); return st; }
+    m->val_epoch = val_epoch; m->val_map_at_r = val_map; m->val_best = val_best;
     *out = m;
     return SM_OK;
 }

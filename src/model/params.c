@@ -95,6 +95,14 @@ void sm_params_step(sm_params *p, const sm_train_config *cfg, float lr) {
     sm_optim_update(cfg, p->t, p->ntrain, p->val, p->grad, p->m, p->v, lr);
 }
 
+void sm_params_step_ranges(sm_params *p, const sm_train_config *cfg, float lr, const sm_param_range *r, int nr) {
+    p->t++;
+    for (int i = 0; i < nr; i++)
+        if (r[i].mult != 0 && r[i].n > 0)
+            sm_optim_update(cfg, p->t, r[i].n, p->val + r[i].off, p->grad + r[i].off, p->m + r[i].off,
+                            p->v + r[i].off, lr * r[i].mult);
+}
+
 void sm_params_ema_update(const sm_params *p, float *avg, float decay, int64_t step) {
     float d = (1.0f + (float)step) / (10.0f + (float)step);
     if (d > decay) d = decay;

@@ -47,6 +47,12 @@ void sm_params_zero_grad(sm_params *p);
 /* One optimiser update (SGD, Adam, AdamW as cfg says) of every trainable value from its
  * gradient at learning rate lr: one loop over the trainable prefix. */
 void sm_params_step(sm_params *p, const sm_train_config *cfg, float lr);
+/* A range of the store's values [off, off + n) with a learning-rate multiplier. */
+typedef struct sm_param_range { int64_t off, n; float mult; } sm_param_range;
+/* sm_params_step over ranges of the trainable prefix, range i at lr x r[i].mult; a range of
+ * multiplier 0 is skipped (its values, moments and weight decay stay as they are).  One
+ * optimiser step (t advances once). */
+void sm_params_step_ranges(sm_params *p, const sm_train_config *cfg, float lr, const sm_param_range *r, int nr);
 /* The weight EMA over every value (trainable or not), avg (n):
  *   ema_update: avg = d avg + (1 - d) val with d = min(decay, (1 + step) / (10 + step))
  *   ema_swap:   exchange avg and val */

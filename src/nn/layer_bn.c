@@ -67,7 +67,7 @@ static size_t bn_workspace(const sm_layer *L, int cap) { return sm_be_bn_ws(L->b
 
 static void bn_forward(sm_layer *L, const float *x, float *y, int n, int train) {
     const int64_t rows = (int64_t)n * L->oh * L->ow;
-    if (train)
+    if (train && !L->frozen_stats)
         sm_be_bn_forward_train(L->be, x, rows, L->oc, L->gamma, L->beta, L->eps, L->momentum,
                               L->run_mean, L->run_var, L->mean, L->rstd, L->relu, y, L->ws);
     else
@@ -77,6 +77,21 @@ static void bn_forward(sm_layer *L, const float *x, float *y, int n, int train) 
 
 static void bn_backward(sm_layer *L, const float *x, const float *y, const float *dy, float *dx, int n) {
     const int64_t rows = (int64_t)n * L->oh * L->ow;
+    if (L->frozen_stats) { /* y = (x - run_mean) gamma / sqrt(run_var + eps) + beta: a fixed affine map,
+                            * so dx = dy [y > 0] gamma / sqrt(run_var + eps); gamma and beta are
+                            * frozen with the statistics (zero gradient) */
+        memset(L->dgamma, 0, sizeof(float) * (size_t)L->oc);
+        memset(L->dbeta, 0, sizeof(float) * (size_t)L->oc);
+        if (!dx) return;
+        if (L->relu) sm_be_relu_backward(L->be, y, dy, dx, rows * L->oc);
+        else sm_be_copy(L->be, dx, dy, sizeof(float) * (size_t)(rows * L->oc));
+        /* the inference kernel with mean 0 and shift 0 (the caches, unused when frozen) scales
+         * each channel by gamma / sqrt(run_var + eps), in place */
+        memset(L->mean, 0, sizeof(float) * (size_t)L->oc);
+        memset(L->rstd, 0, sizeof(float) * (size_t)L->oc);
+        sm_be_bn_forward_infer(L->be, dx, rows, L->oc, L->gamma, L->rstd, L->eps, L->mean, L->run_var, 0, dx);
+        return;
+    }
     sm_be_bn_backward(L->be, x, dy, L->relu ? y : NULL, rows, L->oc, L->gamma, L->mean, L->rstd, L->dgamma,
                      L->dbeta, dx, L->ws);
 }

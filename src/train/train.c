@@ -3,12 +3,13 @@
  * optimiser step over the model's parameter store (layers and the loss's head, which the loss
  * computes with while it is bound to the store).  Guards: non-finite loss, gradients or
  * parameters stop training with the step named, and the store is restored to its state after
- * the last good step.  sm_train is a driver over sm_trainer_step. */
-#include "data/data.h"
-#include "loss/loss.h"
-#include "model/model.h"
+ * the last good step.  Fine-tuning: the optimiser steps ranges of the store at their own rates
+ * (frozen layers and batch norms skipped, pretrained layers at backbone_lr_mult).  At an epoch's
+ * end: validation (keep_best keeps that epoch's store), the progress callback, the checkpoint
+ * (checkpoint.c).  sm_train is a driver over sm_trainer_step. */
 #include "optim/optim.h"
-#include "train/sampler.h"
+#include "train/trainer.h"
+#include <math.h>
 #include <string.h>
 
 void sm_train_config_default(sm_train_config *c) {
@@ -24,6 +25,7 @@ void sm_train_config_default(sm_train_config *c) {
     c->step_epochs = 0; c->step_gamma = 0.1f;
     c->per_class = 0;
     c->seed = 1;
+    c->backbone_lr_mult = 1;
 }
 
 static sm_status check_config(const sm_train_config *c) {
@@ -44,35 +46,14 @@ static sm_status check_config(const sm_train_config *c) {
     if (c->samples_per_epoch < 0) return sm_fail(SM_ERR_INVALID, "samples per epoch must be >= 0");
     if (!(c->ema_decay >= 0 && c->ema_decay < 1)) return sm_fail(SM_ERR_INVALID, "EMA decay must be in [0, 1)");
     if (c->aug_shift < 0 || c->aug_shift > 64) return sm_fail(SM_ERR_INVALID, "shift augmentation must be in 0..64");
+    if (c->freeze_until < 0) return sm_fail(SM_ERR_INVALID, "freeze_until must be >= 0 (got %d)", c->freeze_until);
+    if (!(c->backbone_lr_mult >= 0 && c->backbone_lr_mult <= 1e3f))
+        return sm_fail(SM_ERR_INVALID, "the backbone learning-rate multiplier must be in [0, 1000]");
+    if (c->checkpoint_steps < 0) return sm_fail(SM_ERR_INVALID, "checkpoint_steps must be >= 0");
+    if (c->keep_best && !c->val) return sm_fail(SM_ERR_INVALID, "keep_best needs a validation set (val)");
+    if (c->checkpoint && !*c->checkpoint) return sm_fail(SM_ERR_INVALID, "empty checkpoint path");
     return SM_OK;
 }
-
-struct sm_trainer {
-    sm_model *m;
-    sm_loss *loss;
-    const sm_dataset *ds;
-    sm_train_config cfg;
-    float *xb;            /* (batch, h, w, c) gathered inputs */
-    int32_t *yb;          /* (batch) */
-    float *gemb;          /* (batch, d) dL/demb */
-    float *backup;        /* (store.n) the whole store after the last good step */
-    float *ema;           /* (store.n) moving average of the store, when cfg.ema_decay > 0 */
-    float *old_head;      /* (old_nhead) the model's head before training, put back unless
-                           * sm_trainer_finish stores the trained one */
-    int64_t old_nhead;
-    float fill;           /* a blank pixel after normalisation, for shifted-in borders */
-    sm_rng rng;
-    sm_epoch_plan plan;
-    /* where the loop stands */
-    int epoch;            /* 0-based current epoch */
-    int in_epoch;         /* an epoch has started and not ended */
-    int64_t b, pb;        /* steps done this epoch; next batch of the current pass */
-    int64_t seen, target, steps; /* samples done this epoch; its target (-1: one pass); steps */
-    double sum_loss, t0, t_train;
-    int64_t gstep;        /* optimiser steps so far */
-    int done, failed, finished;
-    char errmsg[SM_ERRMSG_MAX];
-};
 
 /* A refused call: the message on the trainer, which stays usable. */
 static sm_status trainer_refuse(sm_trainer *t, sm_status st) {
@@ -84,6 +65,44 @@ static sm_status trainer_refuse(sm_trainer *t, sm_status st) {
 static sm_status trainer_fail(sm_trainer *t, sm_status st) {
     if (st && t) { sm_errmsg_copy(t->errmsg); t->failed = 1; }
     return st;
+}
+
+/* The optimiser's ranges: each layer's parameters at lr x 0 (frozen: freeze_until, or a batch
+ * norm with freeze_bn), x backbone_lr_mult (pretrained) or x 1, consecutive layers of the same
+ * multiplier merged, then the head at lr; and the store ranges that must keep their bits.
+ * Marks the batch norms' frozen_stats (cleared by sm_trainer_free). */
+static sm_status setup_finetune(sm_trainer *t) {
+    sm_model *m = t->m;
+    const sm_train_config *cfg = &t->cfg;
+    if (cfg->freeze_until > m->nlayers)
+        return sm_fail(SM_ERR_INVALID, "freeze_until %d is beyond the model's %d layers", cfg->freeze_until, m->nlayers);
+    t->ranges = sm_alloc((size_t)m->nlayers + 1, sizeof *t->ranges);
+    t->keep = sm_alloc(2 * (size_t)m->nlayers + 1, sizeof *t->keep);
+    if (!t->ranges || !t->keep) return SM_ERR_NOMEM;
+    int all_one = 1;
+    for (int i = 0; i < m->nlayers; i++) {
+        sm_layer *L = &m->layers[i];
+        const int stats = sm_layer_kind_of(L)->reset_stats != NULL; /* a kind with running statistics */
+        if (cfg->freeze_bn && stats) L->frozen_stats = 1;
+        float mult = i < cfg->freeze_until || L->frozen_stats ? 0.0f : L->pretrained ? cfg->backbone_lr_mult : 1.0f;
+        if (L->frozen_stats && L->nbuffers) {
+            sm_param_range k = {m->store.seg[SM_SEG_BN].off + L->buffer_offset, L->nbuffers, 0};
+            t->keep[t->nkeep++] = k;
+        }
+        if (!L->nparams) continue;
+        if (mult != 1) all_one = 0;
+        if (mult == 0) {
+            sm_param_range k = {m->store.seg[SM_SEG_LAYERS].off + L->param_offset, L->nparams, 0};
+            t->keep[t->nkeep++] = k;
+        }
+        sm_param_range *last = t->nranges ? &t->ranges[t->nranges - 1] : NULL;
+        if (last && last->mult == mult && last->off + last->n == m->store.seg[SM_SEG_LAYERS].off + L->param_offset)
+            last->n += L->nparams;
+        else { sm_param_range r = {m->store.seg[SM_SEG_LAYERS].off + L->param_offset, L->nparams, mult}; t->ranges[t->nranges++] = r; }
+    }
+    if (all_one) t->nranges = 0; /* the plain step over the whole prefix */
+    else { sm_param_range h = {m->store.seg[SM_SEG_HEAD].off, m->store.seg[SM_SEG_HEAD].n, 1}; t->ranges[t->nranges++] = h; }
+    return SM_OK;
 }
 
 sm_status sm_trainer_create(sm_trainer **out, sm_model *m, sm_loss *loss, const sm_dataset *ds,
@@ -122,6 +141,21 @@ sm_status sm_trainer_create(sm_trainer **out, sm_model *m, sm_loss *loss, const 
     sm_loss_bind(loss, m->head, sm_params_grad(&m->store, SM_SEG_HEAD));
     t->backup = sm_alloc((size_t)(m->store.n + 1), sizeof(float));
     if (!t->backup) { st = SM_ERR_NOMEM; goto fail; }
+    if ((st = setup_finetune(t))) goto fail;
+    if (cfg->val) {
+        const sm_dataset *v = cfg->val;
+        if (v->h != m->in_h || v->w != m->in_w || v->c != m->in_c) {
+            st = sm_fail(SM_ERR_MISMATCH, "validation data of shape %dx%dx%d, model input %dx%dx%d", v->h, v->w, v->c,
+                         m->in_h, m->in_w, m->in_c);
+            goto fail;
+        }
+        if (v->n < 2) { st = sm_fail(SM_ERR_INVALID, "the validation set has fewer than 2 images"); goto fail; }
+        t->val_emb = sm_alloc((size_t)v->n, (size_t)d * sizeof(float));
+        t->val_hist = sm_alloc((size_t)cfg->epochs, sizeof(double));
+        if (cfg->keep_best) t->best = sm_alloc((size_t)(m->store.n + 1), sizeof(float));
+        if (!t->val_emb || !t->val_hist || (cfg->keep_best && !t->best)) { st = SM_ERR_NOMEM; goto fail; }
+        for (int e = 0; e < cfg->epochs; e++) t->val_hist[e] = NAN;
+    }
     if (cfg->ema_decay > 0) { /* the average starts as the current values */
         t->ema = sm_alloc((size_t)(m->store.n + 1), sizeof(float));
         if (!t->ema) { st = SM_ERR_NOMEM; goto fail; }
@@ -133,7 +167,12 @@ sm_status sm_trainer_create(sm_trainer **out, sm_model *m, sm_loss *loss, const 
     for (int64_t i = 0; i < (ds->n < 64 ? ds->n : 64) * in; i++) if (ds->x[i] < t->fill) t->fill = ds->x[i];
     sm_rng_seed(&t->rng, cfg->seed);
     t->t_train = sm_now();
+    t->cfg_crc = sm_trainer_config_crc(t);
     *out = t;
+    if (cfg->resume && (st = sm_trainer_load_checkpoint(t, cfg->resume))) {
+        *out = NULL;
+        goto fail;
+    }
     return SM_OK;
 fail:
     sm_trainer_free(t);
@@ -149,6 +188,14 @@ sm_status sm_trainer_finish(sm_trainer *t) {
     sm_model *m = t->m;
     sm_loss *loss = t->loss;
     if (t->ema) sm_params_ema_swap(&m->store, t->ema); /* the model keeps the average */
+    if (t->cfg.val && t->epoch > 0) { /* the selection record: the best epoch's weights, or the last's */
+        if (t->best && t->best_epoch) {
+            memcpy(m->store.val, t->best, sizeof(float) * (size_t)m->store.n);
+            m->val_epoch = t->best_epoch; m->val_map_at_r = t->best_val; m->val_best = 1;
+        } else {
+            m->val_epoch = t->epoch; m->val_map_at_r = t->val_hist[t->epoch - 1]; m->val_best = 0;
+        }
+    }
     sm_status st;
     sm_loss_unbind(loss); /* the loss keeps its trained parameters too */
     if (loss->classes > 0 && loss->kind->logits)
@@ -169,7 +216,10 @@ void sm_trainer_free(sm_trainer *t) {
         if (t->m->nhead == t->old_nhead && t->old_nhead)
             memcpy(t->m->head, t->old_head, sizeof(float) * (size_t)t->old_nhead);
     }
+    if (t->m)
+        for (int i = 0; i < t->m->nlayers; i++) t->m->layers[i].frozen_stats = 0;
     sm_plan_free(&t->plan);
+    sm_free(t->ranges); sm_free(t->keep); sm_free(t->val_emb); sm_free(t->val_hist); sm_free(t->best);
     sm_free(t->xb); sm_free(t->yb); sm_free(t->gemb); sm_free(t->backup); sm_free(t->ema); sm_free(t->old_head);
     sm_free(t);
 }
@@ -192,6 +242,25 @@ static void start_epoch(sm_trainer *t) {
     t->steps = 0;
     t->plan.nbatches = 0; /* every epoch starts with a new pass */
     t->in_epoch = 1;
+}
+
+/* Validation at the end of epoch (0-based): embeddings of cfg.val by the model as it stands,
+ * L2-normalised, retrieval metrics with L2 distance; the best epoch's store kept (keep_best). */
+static sm_status validate(sm_trainer *t, int epoch) {
+    const sm_dataset *v = t->cfg.val;
+    sm_model *m = t->m;
+    sm_status st = sm_model_embed(m, v->x, v->n, t->val_emb);
+    if (st) return st;
+    sm_embeddings_normalize(t->val_emb, v->n, m->emb_dim);
+    if ((st = sm_retrieval_metrics(t->val_emb, v->y, v->n, m->emb_dim, SM_METRIC_L2, &t->val_last))) return st;
+    const double f = t->val_last.map_at_r;
+    t->val_hist[epoch] = f;
+    if (!t->best_epoch || f > t->best_val) {
+        t->best_epoch = epoch + 1;
+        t->best_val = f;
+        if (t->best) memcpy(t->best, m->store.val, sizeof(float) * (size_t)m->store.n);
+    }
+    return SM_OK;
 }
 
 sm_status sm_trainer_step(sm_trainer *t, sm_train_step_info *info) {
@@ -255,7 +324,8 @@ sm_status sm_trainer_step(sm_trainer *t, sm_train_step_info *info) {
         bad = !sm_all_finite(P->grad, P->ntrain);
     }
     if (!bad) {
-        sm_params_step(P, cfg, lr);
+        if (t->nranges) sm_params_step_ranges(P, cfg, lr, t->ranges, t->nranges);
+        else sm_params_step(P, cfg, lr);
         bad = !sm_all_finite(P->val, P->n);
     }
     if (bad) {
@@ -265,26 +335,43 @@ sm_status sm_trainer_step(sm_trainer *t, sm_train_step_info *info) {
                                        "parameter; the model is kept as it was after the previous step",
                                        epoch + 1, (long long)b + 1, (double)lr));
     }
-    if (t->ema) sm_params_ema_update(P, t->ema, cfg->ema_decay, t->gstep);
+    if (t->ema) {
+        sm_params_ema_update(P, t->ema, cfg->ema_decay, t->gstep);
+        for (int k = 0; k < t->nkeep; k++) /* frozen values: the average is the value, to the bit */
+            memcpy(t->ema + t->keep[k].off, P->val + t->keep[k].off, sizeof(float) * (size_t)t->keep[k].n);
+    }
     t->gstep++;
     t->sum_loss += value * n;
     t->seen += n;
     t->b++;
     int last = t->target < 0 ? t->pb >= t->plan.nbatches : t->seen >= t->target;
     int stop = 0;
+    /* at an epoch's end validation and the callback see the averaged model when there is one */
+    if (last && t->ema) sm_params_ema_swap(P, t->ema);
+    int validated = 0;
+    if (last && cfg->val) {
+        if ((st = validate(t, epoch))) {
+            if (t->ema) sm_params_ema_swap(P, t->ema);
+            return trainer_fail(t, st);
+        }
+        validated = 1;
+    }
     if (cfg->progress) {
         double now = sm_now(), el = now - t->t0, total = now - t->t_train;
         double done = (double)epoch * (double)t->steps + (double)(b + 1), all = (double)cfg->epochs * (double)t->steps;
         sm_train_progress pr = {epoch + 1, cfg->epochs, b + 1, t->steps, t->sum_loss / (double)t->seen,
                                 el > 0 ? (double)t->seen / el : 0, el, lr, last, total,
-                                all > done ? total * (all - done) / done : 0};
-        /* at an epoch's end the callback sees the averaged model when there is one */
-        if (last && t->ema) sm_params_ema_swap(P, t->ema);
+                                all > done ? total * (all - done) / done : 0, validated ? &t->val_last : NULL};
         stop = cfg->progress(&pr, cfg->user);
-        if (last && t->ema) sm_params_ema_swap(P, t->ema);
     }
+    if (last && t->ema) sm_params_ema_swap(P, t->ema);
     if (last) { t->in_epoch = 0; t->epoch++; }
     if (stop || t->epoch >= cfg->epochs) t->done = 1;
+    /* the checkpoint: after every epoch, and every checkpoint_steps steps */
+    if (cfg->checkpoint && (last || (cfg->checkpoint_steps > 0 && t->gstep % cfg->checkpoint_steps == 0))) {
+        st = sm_trainer_save_checkpoint(t, cfg->checkpoint);
+        if (st) return trainer_fail(t, st);
+    }
     if (info) {
         sm_train_step_info r = {epoch + 1, cfg->epochs, b + 1, t->steps, t->gstep, n, value,
                                 t->sum_loss / (double)t->seen, lr, last, t->done, stop};

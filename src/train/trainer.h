@@ -1,0 +1,56 @@
+/* trainer.h - the state of a training (sm_trainer) shared by its step (train.c) and its
+ * checkpoints (checkpoint.c): everything a checkpoint holds is a field here. */
+#ifndef SM_TRAINER_H
+#define SM_TRAINER_H
+#include "data/data.h"
+#include "loss/loss.h"
+#include "model/model.h"
+#include "train/sampler.h"
+
+struct sm_trainer {
+    sm_model *m;
+    sm_loss *loss;
+    const sm_dataset *ds;
+    sm_train_config cfg;
+    float *xb;            /* (batch, h, w, c) gathered inputs */
+    int32_t *yb;          /* (batch) */
+    float *gemb;          /* (batch, d) dL/demb */
+    float *backup;        /* (store.n) the whole store after the last good step */
+    float *ema;           /* (store.n) moving average of the store, when cfg.ema_decay > 0 */
+    float *old_head;      /* (old_nhead) the model's head before training, put back unless
+                           * sm_trainer_finish stores the trained one */
+    int64_t old_nhead;
+    float fill;           /* a blank pixel after normalisation, for shifted-in borders */
+    sm_rng rng;
+    sm_epoch_plan plan;
+    /* where the loop stands */
+    int epoch;            /* 0-based current epoch */
+    int in_epoch;         /* an epoch has started and not ended */
+    int64_t b, pb;        /* steps done this epoch; next batch of the current pass */
+    int64_t seen, target, steps; /* samples done this epoch; its target (-1: one pass); steps */
+    double sum_loss, t0, t_train;
+    int64_t gstep;        /* optimiser steps so far */
+    int done, failed, finished;
+    /* fine-tuning: the optimiser's ranges of the trainable prefix and their learning-rate
+     * multipliers (nranges 0: one range, the whole prefix at lr); ranges of multiplier 0 and
+     * frozen batch-norm statistics are "kept": their values never change, in the average too */
+    sm_param_range *ranges; /* (nranges) */
+    int nranges;
+    sm_param_range *keep;   /* (nkeep) store ranges that stay as they are */
+    int nkeep;
+    uint32_t cfg_crc;       /* what a checkpoint must have been written with (checkpoint.c) */
+    /* model selection */
+    float *val_emb;         /* (val n, d) */
+    double *val_hist;       /* (epochs) validation MAP@R of each epoch done; NaN before */
+    sm_retrieval_result val_last;
+    float *best;            /* (store.n) the store at the best epoch's end (keep_best) */
+    int best_epoch;         /* 1-based; 0: none yet */
+    double best_val;
+    char errmsg[SM_ERRMSG_MAX];
+};
+
+/* The fingerprint of what determines a training's bits besides its state: the model spec, the
+ * loss, the data (size, shape, labels), the config's numbers and the learning-rate ranges. */
+uint32_t sm_trainer_config_crc(const sm_trainer *t);
+
+#endif
