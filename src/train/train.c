@@ -3,8 +3,20 @@
  * optimiser step over the model's parameter store (layers and the loss's head, which the loss
  * computes with while it is bound to the store).  Guards: non-finite loss, gradients or
  * parameters stop training with the step named, and the store is restored to its state after
- * the last good step.  sm_train is a driver over sm_trainer_step. */
+ * the last good step.  sm_train is a driver over sm_trainer_step.
+ *
+ * Data-parallel (cfg.dist with N > 1 ranks, src/dist/dist.h): every rank plans and gathers the
+ * same batch (same seed, same data), embeds only its shard of the rows, and the shards'
+ * embeddings are all-gathered in rank order into the whole batch; the loss runs on the whole
+ * batch on every rank (the same bits everywhere), and each rank backpropagates only its own
+ * rows' embedding gradients.  The loss is a function of the whole batch, so the sum over ranks
+ * of these partial parameter gradients is the single-process gradient exactly in maths, with no
+ * scaling by N: the layers' gradients are summed in rank order; the head's (the loss's own
+ * parameters), already the whole batch's on every rank, are taken from rank 0.  Batch norm
+ * synchronises its statistics (layer_bn.c).  Every decision that could differ between ranks (a
+ * failed or non-finite step, a stop asked by the progress callback) is agreed on by all. */
 #include "data/data.h"
+#include "dist/dist.h"
 #include "loss/loss.h"
 #include "model/model.h"
 #include "optim/optim.h"
@@ -55,6 +67,9 @@ struct sm_trainer {
     float *xb;            /* (batch, h, w, c) gathered inputs */
     int32_t *yb;          /* (batch) */
     float *gemb;          /* (batch, d) dL/demb */
+    sm_dist *dist;        /* the process group when it has several ranks, else NULL */
+    float *eall;          /* (batch, d) the whole batch's embeddings, gathered from the ranks */
+    int64_t *counts;      /* (ranks) bytes of each rank's shard of embeddings */
     float *backup;        /* (store.n) the whole store after the last good step */
     float *ema;           /* (store.n) moving average of the store, when cfg.ema_decay > 0 */
     float *old_head;      /* (old_nhead) the model's head before training, put back unless
@@ -98,6 +113,9 @@ sm_status sm_trainer_create(sm_trainer **out, sm_model *m, sm_loss *loss, const 
         return sm_fail(SM_ERR_MISMATCH, "data of shape %dx%dx%d, model input %dx%dx%d", ds->h, ds->w, ds->c,
                        m->in_h, m->in_w, m->in_c);
     if (ds->n < 1) return sm_fail(SM_ERR_INVALID, "the training set is empty");
+    if (cfg->dist && cfg->batch_size < sm_dist_size(cfg->dist))
+        return sm_fail(SM_ERR_INVALID, "batch size %d is smaller than the %d ranks that share each batch",
+                       cfg->batch_size, sm_dist_size(cfg->dist));
     if (loss->dim != m->emb_dim)
         return sm_fail(SM_ERR_MISMATCH, "loss built for dimension %d, model embeds in %d", loss->dim, m->emb_dim);
     if (loss->classes > 0)
@@ -129,6 +147,16 @@ sm_status sm_trainer_create(sm_trainer **out, sm_model *m, sm_loss *loss, const 
     }
     if ((st = sm_params_reset_moments(&m->store))) goto fail;
     if ((st = sm_model_reserve(m, B))) goto fail;
+    if (cfg->dist && cfg->dist->size > 1) {
+        t->dist = cfg->dist;
+        t->eall = sm_alloc((size_t)B, (size_t)d * sizeof(float));
+        t->counts = sm_alloc((size_t)t->dist->size, sizeof(int64_t));
+        if (!t->eall || !t->counts) { st = SM_ERR_NOMEM; goto fail; }
+        /* every rank starts from rank 0's parameters, head and statistics */
+        if ((st = sm_dist_bcast(t->dist, m->store.val, m->store.n * (int64_t)sizeof(float), 0))) goto fail;
+        if (t->ema) memcpy(t->ema, m->store.val, sizeof(float) * (size_t)m->store.n);
+        sm_model_set_dist(m, t->dist);
+    }
     t->fill = ds->x[0];
     for (int64_t i = 0; i < (ds->n < 64 ? ds->n : 64) * in; i++) if (ds->x[i] < t->fill) t->fill = ds->x[i];
     sm_rng_seed(&t->rng, cfg->seed);
@@ -163,6 +191,7 @@ sm_status sm_trainer_finish(sm_trainer *t) {
 void sm_trainer_free(sm_trainer *t) {
     if (!t) return;
     if (t->loss) sm_loss_unbind(t->loss);
+    if (t->m && t->dist) sm_model_set_dist(t->m, NULL);
     if (t->m) sm_params_drop_moments(&t->m->store); /* as the optimiser state sm_train used to free */
     if (!t->finished && t->m && t->old_head) { /* put the model's previous head back */
         if (t->m->nhead != t->old_nhead) (void)sm_model_resize_head(t->m, t->old_nhead);
@@ -170,6 +199,7 @@ void sm_trainer_free(sm_trainer *t) {
             memcpy(t->m->head, t->old_head, sizeof(float) * (size_t)t->old_nhead);
     }
     sm_plan_free(&t->plan);
+    sm_free(t->eall); sm_free(t->counts);
     sm_free(t->xb); sm_free(t->yb); sm_free(t->gemb); sm_free(t->backup); sm_free(t->ema); sm_free(t->old_head);
     sm_free(t);
 }
@@ -232,14 +262,46 @@ sm_status sm_trainer_step(sm_trainer *t, sm_train_step_info *info) {
     /* keep the last good state, so that a blow-up can be undone */
     memcpy(t->backup, P->val, sizeof(float) * (size_t)P->n);
 
-    const float *emb = sm_model_forward(m, t->xb, n, 1);
+    /* this rank's rows [lo, hi) of the batch: all of it in a single process */
+    int64_t lo = 0, hi = n;
+    if (t->dist) sm_dist_shard(n, t->dist->rank, t->dist->size, &lo, &hi);
+    const float *emb = sm_model_forward(m, t->xb + lo * in, (int)(hi - lo), 1);
+    if (t->dist) { /* the whole batch's embeddings, shards in rank order */
+        for (int r = 0; r < t->dist->size; r++) {
+            int64_t a, z;
+            sm_dist_shard(n, r, t->dist->size, &a, &z);
+            t->counts[r] = (z - a) * d * (int64_t)sizeof(float);
+        }
+        if ((st = sm_dist_error(t->dist)) || (st = sm_dist_allgatherv(t->dist, emb, t->counts, t->eall))) {
+            memcpy(P->val, t->backup, sizeof(float) * (size_t)P->n);
+            return trainer_fail(t, st);
+        }
+        emb = t->eall;
+    }
     float value = 0;
     sm_params_zero_grad(P);
     st = sm_loss_compute(loss, emb, t->yb, n, d, &value, t->gemb);
     int bad = st == SM_ERR_NUMERIC || (st == SM_OK && (!sm_isfinite_f(value) || !sm_all_finite(t->gemb, (int64_t)n * d)));
+    if (t->dist) { /* one decision for all ranks: 2 an error, 1 non-finite, 0 go on */
+        int code = !bad && st ? 2 : bad, mine = code;
+        sm_status cst = sm_dist_max_int(t->dist, &code);
+        if (cst) return trainer_fail(t, cst);
+        if (code == 2 && mine != 2)
+            return trainer_fail(t, sm_fail(SM_ERR_INVALID, "the loss failed on another rank at epoch %d step %lld",
+                                           epoch + 1, (long long)b + 1));
+        bad = code == 1;
+    }
     if (!bad && st) return trainer_fail(t, st);
     if (!bad) {
-        sm_model_backward(m, t->xb, t->gemb, n);
+        sm_model_backward(m, t->xb + lo * in, t->gemb + lo * d, (int)(hi - lo));
+        if (t->dist) { /* the layers' gradients summed in rank order; the head's from rank 0 */
+            const sm_param_seg *sl = &P->seg[SM_SEG_LAYERS], *sh = &P->seg[SM_SEG_HEAD];
+            if ((st = sm_dist_error(t->dist)) || (st = sm_dist_sum_f32(t->dist, P->grad + sl->off, sl->n)) ||
+                (st = sm_dist_bcast(t->dist, P->grad + sh->off, sh->n * (int64_t)sizeof(float), 0))) {
+                memcpy(P->val, t->backup, sizeof(float) * (size_t)P->n);
+                return trainer_fail(t, st);
+            }
+        }
         /* the hook point: every gradient of the step in one block, before the optimiser */
         if (cfg->grad_hook) {
             int rc = cfg->grad_hook(P->grad, P->ntrain, cfg->user);
@@ -254,6 +316,10 @@ sm_status sm_trainer_step(sm_trainer *t, sm_train_step_info *info) {
     if (!bad) {
         sm_params_step(P, cfg, lr);
         bad = !sm_all_finite(P->val, P->n);
+    }
+    if (t->dist && (st = sm_dist_max_int(t->dist, &bad))) {
+        memcpy(P->val, t->backup, sizeof(float) * (size_t)P->n);
+        return trainer_fail(t, st);
     }
     if (bad) {
         memcpy(P->val, t->backup, sizeof(float) * (size_t)P->n);
@@ -280,6 +346,7 @@ sm_status sm_trainer_step(sm_trainer *t, sm_train_step_info *info) {
         stop = cfg->progress(&pr, cfg->user);
         if (last && t->ema) sm_params_ema_swap(P, t->ema);
     }
+    if (t->dist && (st = sm_dist_max_int(t->dist, &stop))) return trainer_fail(t, st); /* all stop or none */
     if (last) { t->in_epoch = 0; t->epoch++; }
     if (stop || t->epoch >= cfg->epochs) t->done = 1;
     if (info) {
