@@ -7,7 +7,8 @@
 
 static const char *help =
     "usage: simile train [options]\n"
-    "Train a model on IDX data (Fashion-MNIST by default) and save it.\n\n"
+    "Train a model on IDX data (Fashion-MNIST by default) and save it.\n"
+    "Under mpirun -np N: data-parallel on N processes, rank 0 prints and saves (docs/distributed.md).\n\n"
     "model and loss:\n"
     "  --model SPEC      built-in (cnn-s, cnn-c, cnn-m, mlp), @file, or layer text (default cnn-s)\n"
     "  --loss NAME       softmax (default), focal, or a metric loss (see simile losses)\n"
@@ -263,6 +264,7 @@ int cmd_train(int argc, char **argv) {
         cj_kint(&j, "seed", seed);
         cj_kint(&j, "threads", sm_get_num_threads());
         cj_kint(&j, "ranks", nranks);
+        cj_knum(&j, "communication_seconds", sm_dist_comm_seconds(group));
         sm_compute_info ci;
         sm_compute_info_get(&ci);
         cj_key(&j, "compute");
