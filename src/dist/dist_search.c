@@ -28,13 +28,14 @@ sm_status sm_dist_knn_search(sm_dist *g, const float *db, int64_t n, const float
     for (int r = 1; r < g->size; r++)
         for (int j = 0; j < 4; j++)
             if (all[r * 5 + j] != all[j]) {
-                sm_free(all);
-                return sm_fail(SM_ERR_MISMATCH,
+                st = sm_fail(SM_ERR_MISMATCH,
                                "sharded search: rank %d asks for %lld queries of dimension %lld, k %lld, metric %lld; "
                                "rank 0 for %lld, %lld, %lld, %lld (every rank must pass the same queries)",
                                r, (long long)all[r * 5], (long long)all[r * 5 + 1], (long long)all[r * 5 + 2],
                                (long long)all[r * 5 + 3], (long long)all[0], (long long)all[1], (long long)all[2],
                                (long long)all[3]);
+                sm_free(all);
+                return st;
             }
     int64_t off = 0;
     for (int r = 0; r < g->rank; r++) off += all[r * 5 + 4];
