@@ -4,7 +4,8 @@
 # as 1 process x 2 threads and as mpirun -np 2 x 1 thread, alternating, ROUNDS times each.
 # Prints images/s of each run, the time rank 0 spent in MPI calls per step (the gathers of
 # embeddings, the SyncBN sums, the gradient sum, the agreed decisions; it includes waiting for
-# the slower rank) and the medians.  Needs a build with MPI (docs/distributed.md).  Not a test.
+# the slower rank) and the medians; bench_dist times the collectives alone.  Needs a build with
+# MPI (docs/distributed.md).  Not a test.
 # usage: bench/bench_mpi.sh build/simile [ROUNDS=3] [EPOCH_SIZE=5120]
 set -eu
 BIN=${1:?usage: bench_mpi.sh build/simile [ROUNDS] [EPOCH_SIZE]}
@@ -19,8 +20,8 @@ COMMON="train --classes 0-4 --loss multisimilarity --epochs 1 --epoch-size $SIZE
 field() { /usr/bin/python3 -c "import json,sys; d=json.load(sys.stdin); print(d$1)"; }
 one="" two="" comm=""
 for r in $(seq 1 "$ROUNDS"); do
-    a=$("$BIN" $COMMON --seed "$r" --threads 2 | field "['epoch_log'][0]['images_per_sec']")
-    out=$(mpirun --allow-run-as-root --oversubscribe -np 2 "$BIN" $COMMON --seed "$r" --threads 1)
+    a=$("$BIN" $COMMON --seed "$r" --threads 2 2>/dev/null | field "['epoch_log'][0]['images_per_sec']")
+    out=$(mpirun --allow-run-as-root --oversubscribe -np 2 "$BIN" $COMMON --seed "$r" --threads 1 2>/dev/null)
     b=$(echo "$out" | field "['epoch_log'][0]['images_per_sec']")
     c=$(echo "$out" | field "['communication_seconds']")
     ms=$(/usr/bin/python3 -c "print(f'{1000 * $c / $STEPS:.1f}')")
@@ -28,5 +29,6 @@ for r in $(seq 1 "$ROUNDS"); do
     one="$one $a"; two="$two $b"; comm="$comm $ms"
 done
 median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END {print a[int((NR + 1) / 2)]}'; }
-echo "median: 1 process x 2 threads $(echo "$one" | median) images/s; 2 ranks x 1 thread $(echo "$two" | median) images/s, MPI $(echo "$comm" | median) ms a step ($STEPS steps)"
+echo "median: 1 process x 2 threads $(printf %.0f "$(echo "$one" | median)") images/s; 2 ranks x 1 thread" \
+     "$(printf %.0f "$(echo "$two" | median)") images/s, MPI $(echo "$comm" | median) ms a step ($STEPS steps)"
 uptime
