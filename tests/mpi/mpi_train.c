@@ -6,6 +6,8 @@
  *     each step;
  *   - the per-step losses agree with the single process within 1e-5 relative, and the final
  *     store within 1e-5;
+ *   - a step that diverges stops both ranks at the same step with SM_ERR_NUMERIC, the store as
+ *     it was after the last good step;
  *   - a batch smaller than the group is refused with a message.
  * The two runs add the same numbers in different groupings (a rank's partial sums, then the
  * ranks'), so they agree to rounding, not to the bit; the learning rates are ones at which 20
@@ -128,6 +130,52 @@ int main(void) {
         compare(g, ds, "multisimilarity", "", 6, 0.01f);
         compare(g, ds, "softmax", "classes=5", 0, 0.01f);
         compare(g, ds, "arcface", "classes=5", 6, 0.0003f); /* scale 64: its steps are large */
+        /* the divergence guard decides for both ranks: inputs of 1e30 through a linear model
+         * (the first step gives parameters of order 1e29, the second's embeddings overflow)
+         * stop both at the same step, each with its store as it was after the last good step */
+        {
+            sm_model *m = NULL;
+            sm_loss *l = NULL;
+            sm_trainer *t = NULL;
+            sm_dataset *big = NULL;
+            float xb[16 * 36];
+            int32_t yb[16];
+            sm_rng rng;
+            sm_rng_seed(&rng, 9);
+            for (int i = 0; i < 16 * 36; i++) xb[i] = 1e30f * (float)sm_rng_uniform(&rng);
+            for (int i = 0; i < 16; i++) yb[i] = i % 2;
+            CHECK_OK(sm_dataset_from_arrays(&big, xb, yb, 16, 6, 6, 1));
+            CHECK_OK(sm_model_create(&m, "fc 4", 6, 6, 1, 3));
+            CHECK_OK(sm_loss_create(&l, "softmax", "classes=2", 4, 4));
+            sm_train_config c;
+            sm_train_config_default(&c);
+            c.batch_size = 4;
+            c.epochs = 3;
+            c.optimizer = SM_OPT_SGD;
+            c.lr = 0.1f;
+            c.momentum = 0;
+            c.dist = g;
+            if (big && m && l) CHECK_OK(sm_trainer_create(&t, m, l, big, &c));
+            int step = 0, st = SM_OK;
+            float *before = malloc(sizeof(float) * (size_t)(m ? m->store.n : 1));
+            while (t && step < 40) {
+                memcpy(before, m->store.val, sizeof(float) * (size_t)m->store.n);
+                st = sm_trainer_step(t, NULL);
+                if (st) break;
+                step++;
+            }
+            CHECK_MSG(st == SM_ERR_NUMERIC, "lr 900: status %d after %d steps (want a numerical failure)", st, step);
+            CHECK(strstr(sm_trainer_errmsg(t), "diverged") != NULL);
+            if (m) CHECK(memcmp(before, m->store.val, sizeof(float) * (size_t)m->store.n) == 0);
+            int steps[2] = {0, 0};
+            CHECK_OK(sm_dist_allgather(g, &step, (int64_t)sizeof(int), steps));
+            CHECK_MSG(steps[0] == steps[1], "the ranks stopped after %d and %d steps", steps[0], steps[1]);
+            free(before);
+            sm_dataset_free(big);
+            sm_trainer_free(t);
+            sm_loss_free(l);
+            sm_model_free(m);
+        }
         /* a batch smaller than the group */
         sm_model *m = NULL;
         sm_loss *l = NULL;
