@@ -467,6 +467,7 @@ sm_status sm_knn_search(const float *db, int64_t n, const float *q, int64_t nq, 
  * MPI_Init_thread unless the program already did, and sm_dist_free then calls MPI_Finalize);
  * otherwise the group is this process alone (rank 0 of 1) and no MPI call is made.  Every rank
  * must make the same sequence of calls that take a group.  Errors: SM_ERR_IO (MPI failed),
+ * SM_ERR_INVALID (started by a launcher as one of several processes, but built without MPI),
  * SM_ERR_NOMEM. */
 typedef struct sm_dist sm_dist;
 /* 1 if this library was built with MPI. */

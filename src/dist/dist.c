@@ -18,6 +18,7 @@ int sm_dist_mpi_built(void) {
 #endif
 }
 
+#ifdef SIMILE_HAVE_MPI
 /* Started by mpirun/mpiexec (Open MPI, MPICH's Hydra, PMIx-based launchers)? */
 static int under_launcher(void) {
     static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS"};
@@ -25,6 +26,17 @@ static int under_launcher(void) {
         if (getenv(vars[i])) return 1;
     return 0;
 }
+#else
+/* The number of processes a launcher says it started (1 if none says). */
+static long launched_size(void) {
+    static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        const char *v = getenv(vars[i]);
+        if (v && atol(v) > 1) return atol(v);
+    }
+    return 1;
+}
+#endif
 
 sm_status sm_dist_init(sm_dist **out) {
     if (!out) return sm_fail(SM_ERR_INVALID, "sm_dist_init: out is NULL");
@@ -51,6 +63,13 @@ sm_status sm_dist_init(sm_dist **out) {
         MPI_Comm_size(MPI_COMM_WORLD, &d->size);
         d->mpi = 1;
     }
+#else
+    long np = launched_size();
+    if (np > 1) { /* N copies that would each train alone and write the same files */
+        sm_free(d);
+        return sm_fail(SM_ERR_INVALID, "started as one of %ld processes, but simile was built without MPI "
+                                       "(rebuild with -DSIMILE_MPI=ON and libopenmpi-dev)", np);
+    }
 #endif
     *out = d;
     return SM_OK;
@@ -74,12 +93,14 @@ int sm_dist_size(const sm_dist *d) { return d ? d->size : 1; }
 double sm_dist_comm_seconds(const sm_dist *d) { return d ? d->comm_s : 0; }
 const char *sm_dist_errmsg(const sm_dist *d) { return d ? d->errmsg : ""; }
 
+#ifdef SIMILE_HAVE_MPI
 /* A failed collective: the first one is kept on the group. */
 static sm_status dist_fail(sm_dist *d, const char *what, int rc) {
     sm_status st = sm_fail(SM_ERR_IO, "MPI %s failed on rank %d of %d (error %d)", what, d->rank, d->size, rc);
     if (!d->error) { d->error = st; sm_errmsg_copy(d->errmsg); }
     return st;
 }
+#endif
 
 static sm_status check_bytes(sm_dist *d, int64_t bytes, const char *what) {
     if (bytes < 0 || bytes > INT_MAX) {
