@@ -853,8 +853,8 @@ typedef struct sm_train_config {
     /* The gradient hook, called once in every step after the backward pass and before the
      * optimiser with every trainable gradient of the model in one block: grads (count) holds
      * the layers' gradients then the loss's (head, proxies, class weights), in the model's
-     * parameter store.  The hook may change them in place: it is the place for a future
-     * all-reduce (average the gradients of data-parallel workers).  Return 0 to go on; non-zero
+     * parameter store.  The hook may change them in place.  With cfg.dist (below) the
+     * layers' gradients it sees are already summed over the ranks.  Return 0 to go on; non-zero
      * stops training with SM_ERR_INVALID and the step undone.  May be NULL. */
     int (*grad_hook)(float *grads, int64_t count, void *user);
     /* Data-parallel training over a process group (docs/distributed.md), NULL (default) or a
