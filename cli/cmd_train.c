@@ -7,7 +7,8 @@
 
 static const char *help =
     "usage: simile train [options]\n"
-    "Train a model on IDX data (Fashion-MNIST by default) and save it.\n\n"
+    "Train a model on IDX data (Fashion-MNIST by default) and save it.\n"
+    "Under mpirun -np N: data-parallel on N processes, rank 0 prints and saves (docs/distributed.md).\n\n"
     "model and loss:\n"
     "  --model SPEC      built-in (cnn-s, cnn-c, cnn-m, mlp, resnet-s, resnet18), @file, or layer text (default cnn-s)\n"
     "  --loss NAME       softmax (default), focal, or a metric loss (see simile losses)\n"
@@ -198,6 +199,14 @@ int cmd_train(int argc, char **argv) {
     if (cli_check_loss(cmd, loss_name, loss_opts, is_classifier(loss_name))) return EXIT_USAGE;
     sm_set_num_threads(threads);
 
+    /* under mpirun: data-parallel training, rank 0 prints and saves (docs/distributed.md) */
+    sm_dist *group = NULL;
+    sm_status gst = sm_dist_init(&group);
+    if (gst) return cli_report(cmd, gst, NULL);
+    const int rank = sm_dist_rank(group), nranks = sm_dist_size(group);
+    if (nranks > 1) cfg.dist = group;
+    if (rank > 0) { quiet = 1; json = 0; val_split = NULL; cli_set_json(0); }
+
     sm_dataset *ds = NULL;
     val_state val = {0};
     val.quiet = quiet;
@@ -307,8 +316,10 @@ int cmd_train(int argc, char **argv) {
         fprintf(cli_text(), "train: %lld %s %dx%dx%d, %d %s, model %lld parameters, embedding %d, loss %s%s%s\n", nimg,
                cli_pl(nimg, "image", "images"), h, w, ch, ncls, cli_pl(ncls, "class", "classes"),
                (long long)sm_model_num_params(m), sm_model_embedding_dim(m), loss_name, *lopts ? " " : "", lopts);
-        fprintf(cli_text(), "       batch %d%s, %d %s, lr %g, %d %s\n", cfg.batch_size, cfg.per_class ? " (P x K sampling)" : " (shuffled)",
+        fprintf(cli_text(), "       batch %d%s, %d %s, lr %g, %d %s", cfg.batch_size, cfg.per_class ? " (P x K sampling)" : " (shuffled)",
                cfg.epochs, cli_pl(cfg.epochs, "epoch", "epochs"), (double)cfg.lr, nthr, cli_pl(nthr, "thread", "threads"));
+        if (nranks > 1) fprintf(cli_text(), " a rank, %d ranks (MPI, SyncBN)", nranks);
+        fputc('\n', cli_text());
         char comp[512];
         cli_compute_line(comp, sizeof comp);
         fprintf(cli_text(), "       %s\n", comp);
@@ -324,6 +335,9 @@ int cmd_train(int argc, char **argv) {
     if (val.ds && val.best_epoch)
         fprintf(cli_text(), "best validation MAP@R %.4f at epoch %d (the model saved is %s)\n", val.best_mapr,
                 val.best_epoch, sel_best ? "this epoch's, --keep-best" : "the last epoch's");
+    if (nranks > 1 && !quiet)
+        fprintf(cli_text(), "communication: %.2f s on rank 0\n", sm_dist_comm_seconds(group));
+    if (rank > 0) goto done; /* every rank holds the same model: rank 0 writes it */
     if ((st = sm_model_save(m, out))) { rc = cli_report(cmd, st, sm_model_errmsg(m)); goto done; }
     if (!quiet) fprintf(cli_text(), "saved %s\n", out);
     if (json) {
@@ -345,6 +359,8 @@ int cmd_train(int argc, char **argv) {
         cj_knumf(&j, "lr", cfg.lr);
         cj_kint(&j, "seed", seed);
         cj_kint(&j, "threads", sm_get_num_threads());
+        cj_kint(&j, "ranks", nranks);
+        cj_knum(&j, "communication_seconds", sm_dist_comm_seconds(group));
         sm_compute_info ci;
         sm_compute_info_get(&ci);
         cj_key(&j, "compute");
@@ -406,6 +422,7 @@ int cmd_train(int argc, char **argv) {
         cj_obj_end(&j);
     }
 done:
+    sm_dist_free(group);
     free(val.log);
     sm_dataset_free(val.ds);
     free(spec_owned);

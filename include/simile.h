@@ -496,6 +496,38 @@ sm_status sm_knn_search(const float *db, int64_t n, const float *q, int64_t nq, 
                         sm_metric metric, int exclude_self, float *dist, int64_t *idx);
 
 /* ======================================================================================== */
+/* Processes working together: data-parallel training and sharded search (docs/distributed.md) */
+/* ======================================================================================== */
+/* A process group.  Built with MPI (CMake -DSIMILE_MPI=ON, the default where MPI is found) and
+ * started by an MPI launcher (`mpirun -np N prog`), sm_dist_init joins MPI_COMM_WORLD (it calls
+ * MPI_Init_thread unless the program already did, and sm_dist_free then calls MPI_Finalize);
+ * otherwise the group is this process alone (rank 0 of 1) and no MPI call is made.  Every rank
+ * must make the same sequence of calls that take a group.  Errors: SM_ERR_IO (MPI failed),
+ * SM_ERR_INVALID (started by a launcher as one of several processes, but built without MPI),
+ * SM_ERR_NOMEM. */
+typedef struct sm_dist sm_dist;
+/* 1 if this library was built with MPI. */
+int sm_dist_mpi_built(void);
+sm_status sm_dist_init(sm_dist **out);
+void sm_dist_free(sm_dist *d);
+int sm_dist_rank(const sm_dist *d); /* 0 for NULL */
+int sm_dist_size(const sm_dist *d); /* 1 for NULL */
+sm_status sm_dist_barrier(sm_dist *d);
+/* Seconds this process has spent in the group's collectives so far. */
+double sm_dist_comm_seconds(const sm_dist *d);
+/* The first failure of one of the group's collectives ("" if none). */
+const char *sm_dist_errmsg(const sm_dist *d);
+/* Exact k-NN search over a database sharded by rank (FAISS's IndexShards): each rank passes its
+ * own rows db (n, d) (rank 0 the first rows of the whole database, rank 1 the next, ...; n may
+ * differ between ranks and may be 0) and the same queries q (nq, d), k and metric; every rank
+ * receives in dist (nq, k) and idx (nq, k) the top-k over the whole database, with idx the row
+ * in the whole database, ordered and with ties broken as sm_knn_search does on the whole
+ * database (ties to the lower row).  With a group of one it is sm_knn_search.  Errors as
+ * sm_knn_search, SM_ERR_MISMATCH (the ranks passed different nq, d, k or metric), SM_ERR_IO. */
+sm_status sm_dist_knn_search(sm_dist *g, const float *db, int64_t n, const float *q, int64_t nq, int d, int k,
+                             sm_metric metric, float *dist, int64_t *idx);
+
+/* ======================================================================================== */
 /* Galleries: enrolled embeddings for open-set identification and verification              */
 /* ======================================================================================== */
 /* A gallery holds enrolled embeddings ("items"), each with a class name and an int64 item id,
@@ -878,8 +910,8 @@ typedef struct sm_train_config {
     /* The gradient hook, called once in every step after the backward pass and before the
      * optimiser with every trainable gradient of the model in one block: grads (count) holds
      * the layers' gradients then the loss's (head, proxies, class weights), in the model's
-     * parameter store.  The hook may change them in place: it is the place for a future
-     * all-reduce (average the gradients of data-parallel workers).  Return 0 to go on; non-zero
+     * parameter store.  The hook may change them in place.  With cfg.dist (below) the
+     * layers' gradients it sees are already summed over the ranks.  Return 0 to go on; non-zero
      * stops training with SM_ERR_INVALID and the step undone.  May be NULL. */
     int (*grad_hook)(float *grads, int64_t count, void *user);
     /* ---- fine-tuning (docs/training.md, "Fine-tuning") ---- */
@@ -904,6 +936,15 @@ typedef struct sm_train_config {
     int64_t checkpoint_steps;
     const char *resume;      /* sm_train only: continue from this checkpoint
                               * (sm_trainer_load_checkpoint) instead of from the start */
+    /* Data-parallel training over a process group (docs/distributed.md), NULL (default) or a
+     * group of one: this process alone.  With N ranks, every rank plans the same batches from
+     * the seed and embeds its shard of each batch's rows (rank r: rows [n r / N, n (r + 1) / N));
+     * the embeddings are all-gathered, the loss runs on the whole batch on every rank,
+     * batch-norm statistics are those of the whole batch (SyncBN), and the layers' gradients are
+     * summed over the ranks in rank order before one optimiser step, so every rank holds the same
+     * parameters and computes, up to rounding, what one process computes on the same batches.
+     * Every rank must pass the same data, model, loss and configuration. */
+    sm_dist *dist;
 } sm_train_config;
 
 /* Fill cfg with the defaults above. */

@@ -7,7 +7,7 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 # the library and the CLI; the data of the main job and the tests; peers and tools of the tests
 # only (README.md lists the same)
-LIB_PKGS="build-essential cmake pkg-config zlib1g-dev libstb-dev libmicrohttpd-dev libcjson-dev nettle-dev"
+LIB_PKGS="build-essential cmake pkg-config zlib1g-dev libstb-dev libmicrohttpd-dev libcjson-dev nettle-dev libopenmpi-dev openmpi-bin"
 DATA_PKGS="dataset-fashion-mnist"
 # libopenblas-openmp-dev: the peer of bench/bench_kernels and the -DSIMILE_BLAS=openblas build only
 TEST_PKGS="python3-numpy python3-sklearn python3-faiss chromium curl wrk openssl libopenblas-openmp-dev"

@@ -302,6 +302,47 @@ static void check_bn(void) {
                     CHECK_MSG(nmse(y[1], ry, nv) <= 1e-7, "bn y m=%lld c=%d relu=%d: nmse %g", (long long)m, c, relu,
                               nmse(y[1], ry, nv));
                 }
+                /* the same forward in pieces (SyncBN): the sums of two shards of the rows added, as
+                 * ranks add theirs, then stats and normalize; then the backward's pieces */
+                if (m > 1) {
+                    double *s2 = dzeros(2 * c), *sh = dzeros(2 * c);
+                    int64_t m0 = m / 2;
+                    CHECK_OK(sm_be_bn_sums(BE, x, m0, c, s2, &w));
+                    CHECK_OK(sm_be_bn_sums(BE, x + m0 * c, m - m0, c, sh, &w));
+                    for (int j = 0; j < 2 * c; j++) s2[j] += sh[j];
+                    float *prm = malloc(sizeof(float) * (size_t)c), *prv = malloc(sizeof(float) * (size_t)c);
+                    float *pmean = malloc(sizeof(float) * (size_t)c), *prstd = malloc(sizeof(float) * (size_t)c);
+                    float *py = malloc(sizeof(float) * (size_t)nv);
+                    for (int j = 0; j < c; j++) { prm[j] = 0.1f * (float)j; prv[j] = 1.0f + 0.1f * (float)j; }
+                    CHECK_OK(sm_be_bn_stats(BE, s2, m, c, eps, mom, prm, prv, pmean, prstd));
+                    CHECK_OK(sm_be_bn_normalize(BE, x, m, c, gamma, beta, pmean, prstd, relu, py));
+                    CHECK_MSG(nmse(pmean, rmu, c) <= TOL && nmse(prstd, rrstd, c) <= 1e-9 && nmse(prv, rrv, c) <= 1e-9 &&
+                                  nmse(py, ry, nv) <= 1e-7,
+                              "bn in pieces (two shards) m=%lld c=%d relu=%d", (long long)m, c, relu);
+                    /* backward pieces against the one-call backward (same statistics) */
+                    float *dy = randf(nv, 1), *dx1 = malloc(sizeof(float) * (size_t)nv), *dx2 = malloc(sizeof(float) * (size_t)nv);
+                    float *dg = malloc(sizeof(float) * (size_t)c), *db = malloc(sizeof(float) * (size_t)c);
+                    CHECK_OK(sm_be_bn_backward(BE, x, dy, relu ? py : NULL, m, c, gamma, pmean, prstd, dg, db, dx1, &w));
+                    CHECK_OK(sm_be_bn_grad_sums(BE, x, dy, relu ? py : NULL, m0, c, pmean, prstd, s2, &w));
+                    CHECK_OK(sm_be_bn_grad_sums(BE, x + m0 * c, dy + m0 * c, relu ? py + m0 * c : NULL, m - m0, c, pmean,
+                                                prstd, sh, &w));
+                    for (int j = 0; j < 2 * c; j++) s2[j] += sh[j];
+                    double e = 0, sc = 0;
+                    for (int j = 0; j < c; j++) {
+                        e += (s2[j] - db[j]) * (s2[j] - db[j]) + (s2[c + j] - dg[j]) * (s2[c + j] - dg[j]);
+                        sc += (double)db[j] * db[j] + (double)dg[j] * dg[j];
+                    }
+                    CHECK_MSG(e <= 1e-10 * (sc > 0 ? sc : 1), "bn_grad_sums (two shards) m=%lld c=%d: %g", (long long)m, c, e);
+                    CHECK_OK(sm_be_bn_backward_dx(BE, x, dy, relu ? py : NULL, m, c, gamma, pmean, prstd, s2, m, dx2));
+                    e = 0; sc = 0;
+                    for (int64_t i = 0; i < nv; i++) {
+                        e += ((double)dx1[i] - dx2[i]) * ((double)dx1[i] - dx2[i]);
+                        sc += (double)gamma[i % c] * prstd[i % c] * dy[i] * gamma[i % c] * prstd[i % c] * dy[i];
+                    }
+                    CHECK_MSG(e <= 1e-10 * sc, "bn_backward_dx m=%lld c=%d relu=%d: %g of %g", (long long)m, c, relu, e, sc);
+                    free(s2); free(sh); free(prm); free(prv); free(pmean); free(prstd); free(py);
+                    free(dy); free(dx1); free(dx2); free(dg); free(db);
+                }
                 /* inference with the running statistics */
                 float *yi = malloc(sizeof(float) * (size_t)nv), *yi1 = malloc(sizeof(float) * (size_t)nv);
                 sm_be_bn_forward_infer(BE, x, m, c, gamma, beta, eps, rm[1], rv[1], relu, yi);

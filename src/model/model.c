@@ -193,6 +193,10 @@ const float *sm_model_forward(sm_model *m, const float *x, int n, int train) {
     return in;
 }
 
+void sm_model_set_dist(sm_model *m, struct sm_dist *d) {
+    for (int i = 0; i < m->nlayers; i++) m->layers[i].dist = d;
+}
+
 void sm_model_backward(sm_model *m, const float *x, const float *dout, int n) {
     const float *dy = dout;
     for (int i = m->nlayers - 1; i >= 0; i--) {

@@ -73,6 +73,10 @@ void sm_model_bind(sm_model *m);
 /* Resize the store's head segment to n floats (values kept up to min(old, n), the rest zero)
  * and bind again.  The loss name, options and classes are left as they are. */
 sm_status sm_model_resize_head(sm_model *m, int64_t n);
+/* Batch norm layers compute their training statistics over the process group d (SyncBN,
+ * src/dist/dist.h), or over this process's rows when d is NULL. */
+struct sm_dist;
+void sm_model_set_dist(sm_model *m, struct sm_dist *d);
 /* Store a copy of the loss's parameters as the model's head. */
 sm_status sm_model_set_head(sm_model *m, const char *loss_name, const char *loss_options,
                             const float *params, int64_t n, int classes);

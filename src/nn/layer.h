@@ -63,6 +63,11 @@ typedef struct sm_layer {
     sm_backend *be;     /* the backend the layer computes on (the model's) */
     uint8_t *mask;      /* dropout: which values the training forward kept (cap*out) */
     const sm_ws *ws;    /* the kernels' scratch (the model's, sized for its capacity) */
+    /* bn in training over a process group of several ranks (SyncBN, src/dist/dist.h): the
+     * statistics and the backward's sums are those of every rank's rows.  NULL: this process. */
+    struct sm_dist *dist;
+    double *bn_sums;    /* bn: (2 oc + 1) sums over the group's rows (and their count) */
+    int64_t bn_count;   /* bn: rows the last training forward's statistics covered */
     double t_fwd, t_bwd;/* seconds spent in forward/backward (when profiling is on) */
 } sm_layer;
 

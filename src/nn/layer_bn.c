@@ -4,6 +4,7 @@
  * and backward), and at inference it folds into a preceding conv or fc. */
 #include "nn/layer.h"
 #include "backend/backend.h"
+#include "dist/dist.h"
 #include <math.h>
 #include <string.h>
 
@@ -60,14 +61,28 @@ static int bn_fuse_next(sm_layer *L, sm_layer *next) {
 static sm_status bn_alloc_cache(sm_layer *L, int cap) {
     L->mean = sm_alloc((size_t)L->oc, sizeof(float));
     L->rstd = sm_alloc((size_t)L->oc, sizeof(float));
-    return L->mean && L->rstd ? SM_OK : SM_ERR_NOMEM;
+    L->bn_sums = sm_alloc((size_t)(2 * L->oc + 1), sizeof(double));
+    return L->mean && L->rstd && L->bn_sums ? SM_OK : SM_ERR_NOMEM;
 }
 
 static size_t bn_workspace(const sm_layer *L, int cap) { return sm_be_bn_ws(L->be, (int64_t)cap * L->oh * L->ow, L->oc); }
 
+static int synced(const sm_layer *L) { return L->dist && L->dist->size > 1; }
+
 static void bn_forward(sm_layer *L, const float *x, float *y, int n, int train) {
     const int64_t rows = (int64_t)n * L->oh * L->ow;
-    if (train && !L->frozen_stats)
+    if (train && synced(L)) { /* SyncBN: the statistics of every rank's rows */
+        double *s = L->bn_sums; /* (2 oc + 1): sums, sums of squares, row count */
+        sm_be_bn_sums(L->be, x, rows, L->oc, s, L->ws);
+        s[2 * L->oc] = (double)rows;
+        if (sm_dist_sum_f64(L->dist, s, 2 * (int64_t)L->oc + 1)) { /* the trainer sees the group's error */
+            memset(y, 0, sizeof(float) * (size_t)(rows * L->oc));
+            return;
+        }
+        L->bn_count = (int64_t)s[2 * L->oc];
+        sm_be_bn_stats(L->be, s, L->bn_count, L->oc, L->eps, L->momentum, L->run_mean, L->run_var, L->mean, L->rstd);
+        sm_be_bn_normalize(L->be, x, rows, L->oc, L->gamma, L->beta, L->mean, L->rstd, L->relu, y);
+    } else if (train && !L->frozen_stats)
         sm_be_bn_forward_train(L->be, x, rows, L->oc, L->gamma, L->beta, L->eps, L->momentum,
                               L->run_mean, L->run_var, L->mean, L->rstd, L->relu, y, L->ws);
     else
@@ -90,6 +105,20 @@ static void bn_backward(sm_layer *L, const float *x, const float *y, const float
         memset(L->mean, 0, sizeof(float) * (size_t)L->oc);
         memset(L->rstd, 0, sizeof(float) * (size_t)L->oc);
         sm_be_bn_forward_infer(L->be, dx, rows, L->oc, L->gamma, L->rstd, L->eps, L->mean, L->run_var, 0, dx);
+        return;
+    }
+    if (synced(L)) {
+        /* this rank's sums are its share of dgamma and dbeta (the trainer adds the ranks'
+         * parameter gradients); dx needs the whole group's */
+        double *s = L->bn_sums;
+        sm_be_bn_grad_sums(L->be, x, dy, L->relu ? y : NULL, rows, L->oc, L->mean, L->rstd, s, L->ws);
+        for (int j = 0; j < L->oc; j++) { L->dbeta[j] = (float)s[j]; L->dgamma[j] = (float)s[L->oc + j]; }
+        if (!dx) return;
+        if (sm_dist_sum_f64(L->dist, s, 2 * (int64_t)L->oc)) {
+            memset(dx, 0, sizeof(float) * (size_t)(rows * L->oc));
+            return;
+        }
+        sm_be_bn_backward_dx(L->be, x, dy, L->relu ? y : NULL, rows, L->oc, L->gamma, L->mean, L->rstd, s, L->bn_count, dx);
         return;
     }
     sm_be_bn_backward(L->be, x, dy, L->relu ? y : NULL, rows, L->oc, L->gamma, L->mean, L->rstd, L->dgamma,

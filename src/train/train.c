@@ -6,7 +6,22 @@
  * the last good step.  Fine-tuning: the optimiser steps ranges of the store at their own rates
  * (frozen layers and batch norms skipped, pretrained layers at backbone_lr_mult).  At an epoch's
  * end: validation (keep_best keeps that epoch's store), the progress callback, the checkpoint
- * (checkpoint.c).  sm_train is a driver over sm_trainer_step. */
+ * (checkpoint.c).  sm_train is a driver over sm_trainer_step.
+ *
+ * Data-parallel (cfg.dist with N > 1 ranks, src/dist/dist.h): every rank plans and gathers the
+ * same batch (same seed, same data), embeds only its shard of the rows, and the shards'
+ * embeddings are all-gathered in rank order into the whole batch; the loss runs on the whole
+ * batch on every rank (the same bits everywhere), and each rank backpropagates only its own
+ * rows' embedding gradients.  The loss is a function of the whole batch, so the sum over ranks
+ * of these partial parameter gradients is the single-process gradient exactly in maths, with no
+ * scaling by N: the layers' gradients are summed in rank order; the head's (the loss's own
+ * parameters), already the whole batch's on every rank, are taken from rank 0.  Batch norm
+ * synchronises its statistics (layer_bn.c).  Every decision that could differ between ranks (a
+ * failed or non-finite step, a stop asked by the progress callback) is agreed on by all. */
+#include "data/data.h"
+#include "dist/dist.h"
+#include "loss/loss.h"
+#include "model/model.h"
 #include "optim/optim.h"
 #include "train/trainer.h"
 #include <math.h>
@@ -117,6 +132,9 @@ sm_status sm_trainer_create(sm_trainer **out, sm_model *m, sm_loss *loss, const 
         return sm_fail(SM_ERR_MISMATCH, "data of shape %dx%dx%d, model input %dx%dx%d", ds->h, ds->w, ds->c,
                        m->in_h, m->in_w, m->in_c);
     if (ds->n < 1) return sm_fail(SM_ERR_INVALID, "the training set is empty");
+    if (cfg->dist && cfg->batch_size < sm_dist_size(cfg->dist))
+        return sm_fail(SM_ERR_INVALID, "batch size %d is smaller than the %d ranks that share each batch",
+                       cfg->batch_size, sm_dist_size(cfg->dist));
     if (loss->dim != m->emb_dim)
         return sm_fail(SM_ERR_MISMATCH, "loss built for dimension %d, model embeds in %d", loss->dim, m->emb_dim);
     if (loss->classes > 0)
@@ -163,6 +181,16 @@ sm_status sm_trainer_create(sm_trainer **out, sm_model *m, sm_loss *loss, const 
     }
     if ((st = sm_params_reset_moments(&m->store))) goto fail;
     if ((st = sm_model_reserve(m, B))) goto fail;
+    if (cfg->dist && cfg->dist->size > 1) {
+        t->dist = cfg->dist;
+        t->eall = sm_alloc((size_t)B, (size_t)d * sizeof(float));
+        t->counts = sm_alloc((size_t)t->dist->size, sizeof(int64_t));
+        if (!t->eall || !t->counts) { st = SM_ERR_NOMEM; goto fail; }
+        /* every rank starts from rank 0's parameters, head and statistics */
+        if ((st = sm_dist_bcast(t->dist, m->store.val, m->store.n * (int64_t)sizeof(float), 0))) goto fail;
+        if (t->ema) memcpy(t->ema, m->store.val, sizeof(float) * (size_t)m->store.n);
+        sm_model_set_dist(m, t->dist);
+    }
     t->fill = ds->x[0];
     for (int64_t i = 0; i < (ds->n < 64 ? ds->n : 64) * in; i++) if (ds->x[i] < t->fill) t->fill = ds->x[i];
     sm_rng_seed(&t->rng, cfg->seed);
@@ -210,6 +238,7 @@ sm_status sm_trainer_finish(sm_trainer *t) {
 void sm_trainer_free(sm_trainer *t) {
     if (!t) return;
     if (t->loss) sm_loss_unbind(t->loss);
+    if (t->m && t->dist) sm_model_set_dist(t->m, NULL);
     if (t->m) sm_params_drop_moments(&t->m->store); /* as the optimiser state sm_train used to free */
     if (!t->finished && t->m && t->old_head) { /* put the model's previous head back */
         if (t->m->nhead != t->old_nhead) (void)sm_model_resize_head(t->m, t->old_nhead);
@@ -220,6 +249,7 @@ void sm_trainer_free(sm_trainer *t) {
         for (int i = 0; i < t->m->nlayers; i++) t->m->layers[i].frozen_stats = 0;
     sm_plan_free(&t->plan);
     sm_free(t->ranges); sm_free(t->keep); sm_free(t->val_emb); sm_free(t->val_hist); sm_free(t->best);
+    sm_free(t->eall); sm_free(t->counts);
     sm_free(t->xb); sm_free(t->yb); sm_free(t->gemb); sm_free(t->backup); sm_free(t->ema); sm_free(t->old_head);
     sm_free(t);
 }
@@ -301,17 +331,49 @@ sm_status sm_trainer_step(sm_trainer *t, sm_train_step_info *info) {
     /* keep the last good state, so that a blow-up can be undone */
     memcpy(t->backup, P->val, sizeof(float) * (size_t)P->n);
 
+    /* this rank's rows [lo, hi) of the batch: all of it in a single process */
+    int64_t lo = 0, hi = n;
+    if (t->dist) sm_dist_shard(n, t->dist->rank, t->dist->size, &lo, &hi);
     /* a model with dropout: the step's mask key from the training RNG (drawn only then, so the
-     * other models' random streams are as they were) */
+     * other models' random streams are as they were; every rank draws the same key) */
     if (m->uses_noise) m->noise = sm_rng_next(&t->rng);
-    const float *emb = sm_model_forward(m, t->xb, n, 1);
+    const float *emb = sm_model_forward(m, t->xb + lo * in, (int)(hi - lo), 1);
+    if (t->dist) { /* the whole batch's embeddings, shards in rank order */
+        for (int r = 0; r < t->dist->size; r++) {
+            int64_t a, z;
+            sm_dist_shard(n, r, t->dist->size, &a, &z);
+            t->counts[r] = (z - a) * d * (int64_t)sizeof(float);
+        }
+        if ((st = sm_dist_error(t->dist)) || (st = sm_dist_allgatherv(t->dist, emb, t->counts, t->eall))) {
+            memcpy(P->val, t->backup, sizeof(float) * (size_t)P->n);
+            return trainer_fail(t, st);
+        }
+        emb = t->eall;
+    }
     float value = 0;
     sm_params_zero_grad(P);
     st = sm_loss_compute(loss, emb, t->yb, n, d, &value, t->gemb);
     int bad = st == SM_ERR_NUMERIC || (st == SM_OK && (!sm_isfinite_f(value) || !sm_all_finite(t->gemb, (int64_t)n * d)));
+    if (t->dist) { /* one decision for all ranks: 2 an error, 1 non-finite, 0 go on */
+        int code = !bad && st ? 2 : bad, mine = code;
+        sm_status cst = sm_dist_max_int(t->dist, &code);
+        if (cst) return trainer_fail(t, cst);
+        if (code == 2 && mine != 2)
+            return trainer_fail(t, sm_fail(SM_ERR_INVALID, "the loss failed on another rank at epoch %d step %lld",
+                                           epoch + 1, (long long)b + 1));
+        bad = code == 1;
+    }
     if (!bad && st) return trainer_fail(t, st);
     if (!bad) {
-        sm_model_backward(m, t->xb, t->gemb, n);
+        sm_model_backward(m, t->xb + lo * in, t->gemb + lo * d, (int)(hi - lo));
+        if (t->dist) { /* the layers' gradients summed in rank order; the head's from rank 0 */
+            const sm_param_seg *sl = &P->seg[SM_SEG_LAYERS], *sh = &P->seg[SM_SEG_HEAD];
+            if ((st = sm_dist_error(t->dist)) || (st = sm_dist_sum_f32(t->dist, P->grad + sl->off, sl->n)) ||
+                (st = sm_dist_bcast(t->dist, P->grad + sh->off, sh->n * (int64_t)sizeof(float), 0))) {
+                memcpy(P->val, t->backup, sizeof(float) * (size_t)P->n);
+                return trainer_fail(t, st);
+            }
+        }
         /* the hook point: every gradient of the step in one block, before the optimiser */
         if (cfg->grad_hook) {
             int rc = cfg->grad_hook(P->grad, P->ntrain, cfg->user);
@@ -327,6 +389,10 @@ sm_status sm_trainer_step(sm_trainer *t, sm_train_step_info *info) {
         if (t->nranges) sm_params_step_ranges(P, cfg, lr, t->ranges, t->nranges);
         else sm_params_step(P, cfg, lr);
         bad = !sm_all_finite(P->val, P->n);
+    }
+    if (t->dist && (st = sm_dist_max_int(t->dist, &bad))) {
+        memcpy(P->val, t->backup, sizeof(float) * (size_t)P->n);
+        return trainer_fail(t, st);
     }
     if (bad) {
         memcpy(P->val, t->backup, sizeof(float) * (size_t)P->n);
@@ -364,6 +430,7 @@ sm_status sm_trainer_step(sm_trainer *t, sm_train_step_info *info) {
                                 all > done ? total * (all - done) / done : 0, validated ? &t->val_last : NULL};
         stop = cfg->progress(&pr, cfg->user);
     }
+    if (t->dist && (st = sm_dist_max_int(t->dist, &stop))) return trainer_fail(t, st); /* all stop or none */
     if (last && t->ema) sm_params_ema_swap(P, t->ema);
     if (last) { t->in_epoch = 0; t->epoch++; }
     if (stop || t->epoch >= cfg->epochs) t->done = 1;

@@ -3,6 +3,7 @@
 #ifndef SM_TRAINER_H
 #define SM_TRAINER_H
 #include "data/data.h"
+#include "dist/dist.h"
 #include "loss/loss.h"
 #include "model/model.h"
 #include "train/sampler.h"
@@ -15,6 +16,9 @@ struct sm_trainer {
     float *xb;            /* (batch, h, w, c) gathered inputs */
     int32_t *yb;          /* (batch) */
     float *gemb;          /* (batch, d) dL/demb */
+    sm_dist *dist;        /* the process group when it has several ranks, else NULL */
+    float *eall;          /* (batch, d) the whole batch's embeddings, gathered from the ranks */
+    int64_t *counts;      /* (ranks) bytes of each rank's shard of embeddings */
     float *backup;        /* (store.n) the whole store after the last good step */
     float *ema;           /* (store.n) moving average of the store, when cfg.ema_decay > 0 */
     float *old_head;      /* (old_nhead) the model's head before training, put back unless

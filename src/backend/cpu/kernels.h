@@ -52,6 +52,27 @@ void sm_k_bn_backward(const float *x, const float *dy, const float *y_relu, int6
 /* Workspace of sm_k_bn_forward_train and sm_k_bn_backward for m rows of c channels. */
 size_t sm_k_bn_ws(int64_t m, int c);
 
+/* Batch norm in pieces, for statistics over rows held by several processes (SyncBN): the
+ * forward is sums -> (sum over processes) -> stats -> normalize, the backward grad_sums -> (sum
+ * over processes) -> backward_dx.  Each piece computes what the one-call kernels above compute,
+ * with the same chunked double sums.  Workspace: sm_k_bn_ws(m, c).
+ * bn_sums: sums (2, c) = per-channel sum and sum of squares of x (m, c).
+ * bn_stats: from sums over count rows: mean, rstd (c) and the running statistics' update.
+ * bn_normalize: y = gamma * (x - mean) * rstd + beta (then max(y, 0) if relu).
+ * bn_grad_sums: sums (2, c) = per-channel sum of dy and of dy * xhat (dy masked by y_relu > 0
+ *   when y_relu is not NULL); these are the local dbeta and dgamma.
+ * bn_backward_dx: dx from the sums over all count rows. */
+void sm_k_bn_sums(const float *x, int64_t m, int c, double *sums, const sm_ws *ws);
+void sm_k_bn_stats(const double *sums, int64_t count, int c, float eps, float momentum, float *run_mean,
+                   float *run_var, float *mean, float *rstd);
+void sm_k_bn_normalize(const float *x, int64_t m, int c, const float *gamma, const float *beta,
+                       const float *mean, const float *rstd, int relu, float *y);
+void sm_k_bn_grad_sums(const float *x, const float *dy, const float *y_relu, int64_t m, int c,
+                       const float *mean, const float *rstd, double *sums, const sm_ws *ws);
+void sm_k_bn_backward_dx(const float *x, const float *dy, const float *y_relu, int64_t m, int c,
+                         const float *gamma, const float *mean, const float *rstd, const double *sums,
+                         int64_t count, float *dx);
+
 /* ReLU: y = max(x, 0); backward dx = dy * (y > 0).  y may alias x; dx may alias dy. */
 void sm_k_relu_forward(const float *x, float *y, int64_t m);
 void sm_k_relu_backward(const float *y, const float *dy, float *dx, int64_t m);

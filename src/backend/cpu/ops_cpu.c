@@ -264,6 +264,92 @@ void sm_k_bn_backward(const float *x, const float *dy, const float *y_relu, int6
 #undef DY
 }
 
+/* ---- batch norm in pieces (SyncBN): the same arithmetic as the one-call kernels above ---- */
+void sm_k_bn_sums(const float *x, int64_t m, int c, double *sums, const sm_ws *ws) {
+    const int64_t nch = row_chunks(m);
+    assert(ws && ws->bytes >= sm_k_bn_ws(m, c));
+    double *ps = ws->base, *pq = ps + nch * c; /* (nch, c) sums and sums of squares */
+    memset(ps, 0, sizeof(double) * 2 * (size_t)nch * (size_t)c);
+#pragma omp parallel for schedule(static)
+    for (int64_t ch = 0; ch < nch; ch++) {
+        double *s1 = ps + ch * c, *s2 = pq + ch * c;
+        int64_t end = (ch + 1) * CHUNK < m ? (ch + 1) * CHUNK : m;
+        for (int64_t i = ch * CHUNK; i < end; i++) {
+            const float *xi = x + i * c;
+            for (int j = 0; j < c; j++) { double v = xi[j]; s1[j] += v; s2[j] += v * v; }
+        }
+    }
+    for (int j = 0; j < c; j++) {
+        double s = 0, q = 0;
+        for (int64_t ch = 0; ch < nch; ch++) { s += ps[ch * c + j]; q += pq[ch * c + j]; }
+        sums[j] = s; sums[c + j] = q;
+    }
+}
+
+void sm_k_bn_stats(const double *sums, int64_t count, int c, float eps, float momentum, float *run_mean,
+                   float *run_var, float *mean, float *rstd) {
+    for (int j = 0; j < c; j++) {
+        double mu = sums[j] / (double)count, var = sums[c + j] / (double)count - mu * mu;
+        if (var < 0) var = 0;
+        mean[j] = (float)mu;
+        rstd[j] = (float)(1.0 / sqrt(var + eps));
+        run_mean[j] = (1 - momentum) * run_mean[j] + momentum * (float)mu;
+        run_var[j] = (1 - momentum) * run_var[j] +
+                     momentum * (float)(count > 1 ? var * (double)count / (double)(count - 1) : var);
+    }
+}
+
+void sm_k_bn_normalize(const float *x, int64_t m, int c, const float *gamma, const float *beta,
+                       const float *mean, const float *rstd, int relu, float *y) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < m; i++) {
+        float *yi = y + i * c;
+        const float *xi = x + i * c;
+        for (int j = 0; j < c; j++) {
+            float v = gamma[j] * (xi[j] - mean[j]) * rstd[j] + beta[j];
+            yi[j] = relu && v < 0 ? 0 : v;
+        }
+    }
+}
+
+#define DY(i, j) (y_relu && y_relu[(i) * c + (j)] <= 0 ? 0.0f : dy[(i) * c + (j)])
+void sm_k_bn_grad_sums(const float *x, const float *dy, const float *y_relu, int64_t m, int c,
+                       const float *mean, const float *rstd, double *sums, const sm_ws *ws) {
+    const int64_t nch = row_chunks(m);
+    assert(ws && ws->bytes >= sm_k_bn_ws(m, c));
+    double *pb = ws->base, *pg = pb + nch * c; /* (nch, c) partial sums of dy and dy * xhat */
+    memset(pb, 0, sizeof(double) * 2 * (size_t)nch * (size_t)c);
+#pragma omp parallel for schedule(static)
+    for (int64_t ch = 0; ch < nch; ch++) {
+        double *b = pb + ch * c, *g = pg + ch * c;
+        int64_t end = (ch + 1) * CHUNK < m ? (ch + 1) * CHUNK : m;
+        for (int64_t i = ch * CHUNK; i < end; i++)
+            for (int j = 0; j < c; j++) {
+                float d = DY(i, j);
+                b[j] += d;
+                g[j] += d * (x[i * c + j] - mean[j]) * rstd[j];
+            }
+    }
+    for (int j = 0; j < c; j++) {
+        double sb = 0, sg = 0;
+        for (int64_t ch = 0; ch < nch; ch++) { sb += pb[ch * c + j]; sg += pg[ch * c + j]; }
+        sums[j] = sb; sums[c + j] = sg;
+    }
+}
+
+void sm_k_bn_backward_dx(const float *x, const float *dy, const float *y_relu, int64_t m, int c,
+                         const float *gamma, const float *mean, const float *rstd, const double *sums,
+                         int64_t count, float *dx) {
+    const float inv_m = 1.0f / (float)count;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < m; i++)
+        for (int j = 0; j < c; j++) {
+            float xhat = (x[i * c + j] - mean[j]) * rstd[j];
+            dx[i * c + j] = gamma[j] * rstd[j] * (DY(i, j) - ((float)sums[j] + xhat * (float)sums[c + j]) * inv_m);
+        }
+}
+#undef DY
+
 void sm_k_relu_forward(const float *x, float *y, int64_t m) {
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < m; i++) y[i] = x[i] > 0 ? x[i] : 0;

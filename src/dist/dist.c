@@ -1,0 +1,224 @@
+/* dist.c - the process group (dist.h): MPI_COMM_WORLD when built with MPI and started by an MPI
+ * launcher, else a group of one.  Collectives are MPI_Allgather(v) and MPI_Bcast on bytes; sums
+ * are formed from the gathered contributions in rank order (not MPI_Allreduce, whose order of
+ * addition MPI leaves open), so every rank computes the same bits. */
+#include "dist/dist.h"
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#ifdef SIMILE_HAVE_MPI
+#include <mpi.h>
+#endif
+
+int sm_dist_mpi_built(void) {
+#ifdef SIMILE_HAVE_MPI
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+#ifdef SIMILE_HAVE_MPI
+/* Started by mpirun/mpiexec (Open MPI, MPICH's Hydra, PMIx-based launchers)? */
+static int under_launcher(void) {
+    static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+        if (getenv(vars[i])) return 1;
+    return 0;
+}
+#else
+/* The number of processes a launcher says it started (1 if none says). */
+static long launched_size(void) {
+    static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        const char *v = getenv(vars[i]);
+        if (v && atol(v) > 1) return atol(v);
+    }
+    return 1;
+}
+#endif
+
+sm_status sm_dist_init(sm_dist **out) {
+    if (!out) return sm_fail(SM_ERR_INVALID, "sm_dist_init: out is NULL");
+    *out = NULL;
+    sm_dist *d = sm_calloc(1, sizeof *d);
+    if (!d) return SM_ERR_NOMEM;
+    d->rank = 0;
+    d->size = 1;
+#ifdef SIMILE_HAVE_MPI
+    int inited = 0;
+    MPI_Initialized(&inited);
+    if (inited || under_launcher()) {
+        if (!inited) {
+            int provided = 0;
+            /* OpenMP threads compute, only the calling thread communicates */
+            if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+                sm_free(d);
+                return sm_fail(SM_ERR_IO, "sm_dist_init: MPI_Init_thread failed");
+            }
+            d->owns_mpi = 1;
+        }
+        MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+        MPI_Comm_rank(MPI_COMM_WORLD, &d->rank);
+        MPI_Comm_size(MPI_COMM_WORLD, &d->size);
+        d->mpi = 1;
+    }
+#else
+    long np = launched_size();
+    if (np > 1) { /* N copies that would each train alone and write the same files */
+        sm_free(d);
+        return sm_fail(SM_ERR_INVALID, "started as one of %ld processes, but simile was built without MPI "
+                                       "(rebuild with -DSIMILE_MPI=ON and libopenmpi-dev)", np);
+    }
+#endif
+    *out = d;
+    return SM_OK;
+}
+
+void sm_dist_free(sm_dist *d) {
+    if (!d) return;
+#ifdef SIMILE_HAVE_MPI
+    if (d->owns_mpi) {
+        int fin = 0;
+        MPI_Finalized(&fin);
+        if (!fin) MPI_Finalize();
+    }
+#endif
+    sm_free(d->scratch);
+    sm_free(d);
+}
+
+int sm_dist_rank(const sm_dist *d) { return d ? d->rank : 0; }
+int sm_dist_size(const sm_dist *d) { return d ? d->size : 1; }
+double sm_dist_comm_seconds(const sm_dist *d) { return d ? d->comm_s : 0; }
+const char *sm_dist_errmsg(const sm_dist *d) { return d ? d->errmsg : ""; }
+
+#ifdef SIMILE_HAVE_MPI
+/* A failed collective: the first one is kept on the group. */
+static sm_status dist_fail(sm_dist *d, const char *what, int rc) {
+    sm_status st = sm_fail(SM_ERR_IO, "MPI %s failed on rank %d of %d (error %d)", what, d->rank, d->size, rc);
+    if (!d->error) { d->error = st; sm_errmsg_copy(d->errmsg); }
+    return st;
+}
+#endif
+
+static sm_status check_bytes(sm_dist *d, int64_t bytes, const char *what) {
+    if (bytes < 0 || bytes > INT_MAX) {
+        sm_status st = sm_fail(SM_ERR_RANGE, "MPI %s of %lld bytes: at most %d bytes a rank in one call", what,
+                               (long long)bytes, INT_MAX);
+        if (!d->error) { d->error = st; sm_errmsg_copy(d->errmsg); }
+        return st;
+    }
+    return SM_OK;
+}
+
+sm_status sm_dist_allgather(sm_dist *d, const void *send, int64_t bytes, void *recv) {
+    sm_status st = check_bytes(d, bytes, "allgather");
+    if (st) return st;
+    if (d->size == 1 || !d->mpi) {
+        if (bytes && recv != send) memmove(recv, send, (size_t)bytes);
+        return SM_OK;
+    }
+#ifdef SIMILE_HAVE_MPI
+    double t0 = sm_now();
+    int rc = MPI_Allgather(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE, MPI_COMM_WORLD);
+    d->comm_s += sm_now() - t0;
+    if (rc != MPI_SUCCESS) return dist_fail(d, "allgather", rc);
+#endif
+    return SM_OK;
+}
+
+sm_status sm_dist_allgatherv(sm_dist *d, const void *send, const int64_t *counts, void *recv) {
+    int64_t total = 0;
+    for (int r = 0; r < d->size; r++) {
+        sm_status st = check_bytes(d, counts[r], "allgatherv");
+        if (st) return st;
+        total += counts[r];
+    }
+    sm_status st = check_bytes(d, total, "allgatherv");
+    if (st) return st;
+    if (d->size == 1 || !d->mpi) {
+        if (counts[0] && recv != send) memmove(recv, send, (size_t)counts[0]);
+        return SM_OK;
+    }
+#ifdef SIMILE_HAVE_MPI
+    int *cnt = sm_alloc((size_t)d->size, 2 * sizeof(int));
+    if (!cnt) return SM_ERR_NOMEM;
+    int *displ = cnt + d->size, off = 0;
+    for (int r = 0; r < d->size; r++) { cnt[r] = (int)counts[r]; displ[r] = off; off += cnt[r]; }
+    double t0 = sm_now();
+    int rc = MPI_Allgatherv(send, cnt[d->rank], MPI_BYTE, recv, cnt, displ, MPI_BYTE, MPI_COMM_WORLD);
+    d->comm_s += sm_now() - t0;
+    sm_free(cnt);
+    if (rc != MPI_SUCCESS) return dist_fail(d, "allgatherv", rc);
+#endif
+    return SM_OK;
+}
+
+/* The group's scratch, grown to at least bytes. */
+static void *scratch(sm_dist *d, size_t bytes) {
+    if (d->scratch_bytes >= bytes) return d->scratch;
+    void *p = sm_alloc(bytes, 1);
+    if (!p) return NULL;
+    sm_free(d->scratch);
+    d->scratch = p;
+    d->scratch_bytes = bytes;
+    return p;
+}
+
+#define DEFINE_SUM(NAME, T)                                                                      \
+    sm_status NAME(sm_dist *d, T *buf, int64_t n) {                                              \
+        if (d->size == 1 || !d->mpi || n == 0) return SM_OK;                                     \
+        T *all = scratch(d, (size_t)d->size * (size_t)n * sizeof(T)); /* (size, n) */            \
+        if (!all) {                                                                              \
+            if (!d->error) { d->error = SM_ERR_NOMEM; sm_errmsg_copy(d->errmsg); }               \
+            return SM_ERR_NOMEM;                                                                 \
+        }                                                                                        \
+        sm_status st = sm_dist_allgather(d, buf, n * (int64_t)sizeof(T), all);                   \
+        if (st) return st;                                                                       \
+        for (int64_t i = 0; i < n; i++) {                                                        \
+            T s = all[i];                                                                        \
+            for (int r = 1; r < d->size; r++) s += all[(int64_t)r * n + i];                      \
+            buf[i] = s;                                                                          \
+        }                                                                                        \
+        return SM_OK;                                                                            \
+    }
+DEFINE_SUM(sm_dist_sum_f32, float)
+DEFINE_SUM(sm_dist_sum_f64, double)
+
+sm_status sm_dist_bcast(sm_dist *d, void *buf, int64_t bytes, int root) {
+    sm_status st = check_bytes(d, bytes, "broadcast");
+    if (st) return st;
+    if (d->size == 1 || !d->mpi || bytes == 0) return SM_OK;
+#ifdef SIMILE_HAVE_MPI
+    double t0 = sm_now();
+    int rc = MPI_Bcast(buf, (int)bytes, MPI_BYTE, root, MPI_COMM_WORLD);
+    d->comm_s += sm_now() - t0;
+    if (rc != MPI_SUCCESS) return dist_fail(d, "broadcast", rc);
+#endif
+    return SM_OK;
+}
+
+sm_status sm_dist_max_int(sm_dist *d, int *v) {
+    if (d->size == 1 || !d->mpi) return SM_OK;
+    int *all = scratch(d, (size_t)d->size * sizeof(int));
+    if (!all) return SM_ERR_NOMEM;
+    sm_status st = sm_dist_allgather(d, v, (int64_t)sizeof(int), all);
+    if (st) return st;
+    int m = all[0];
+    for (int r = 1; r < d->size; r++) if (all[r] > m) m = all[r];
+    *v = m;
+    return SM_OK;
+}
+
+sm_status sm_dist_barrier(sm_dist *d) {
+    if (!d) return sm_fail(SM_ERR_INVALID, "sm_dist_barrier: group is NULL");
+    if (d->size == 1 || !d->mpi) return SM_OK;
+#ifdef SIMILE_HAVE_MPI
+    double t0 = sm_now();
+    int rc = MPI_Barrier(MPI_COMM_WORLD);
+    d->comm_s += sm_now() - t0;
+    if (rc != MPI_SUCCESS) return dist_fail(d, "barrier", rc);
+#endif
+    return SM_OK;
+}
