@@ -47,4 +47,17 @@ if [ $rc -eq 0 ]; then pass "pytest python/tests"; else fail "pytest python/test
 if /usr/bin/python3 -c "import torch" 2>/dev/null; then  # with every peer installed nothing may skip
   expect_not "no test skipped (PyTorch is installed)" "$OUT" "skipped"
 fi
+
+# docs/python.md's examples, each ```python block in order in one folder (the second saves the
+# model the third loads), with the installed package
+mkdir -p "$T/docs" && cd "$T/docs"
+awk '/^```python$/{n++; f=sprintf("block%d.py", n); c=1; next} c && /^```$/{c=0; next} c {print > f}' "$SRC/docs/python.md"
+nblocks=$(ls block*.py 2>/dev/null | wc -l)
+if [ "$nblocks" -eq 3 ]; then pass "docs/python.md has 3 examples"; else fail "docs/python.md has $nblocks examples, want 3"; fi
+for i in $(seq 1 "$nblocks"); do
+  run "docs/python.md example $i" 0 env OMP_NUM_THREADS=2 "$T/venv/bin/python" "block$i.py"
+  cat "$OUT"
+done
+expect "example 3 reports identification" "$OUT" "^5-shot accuracy 0\.[0-9]+"
+if [ -s unseen.smg ]; then run "the example's gallery is read by simile gallery list" 0 "$S" gallery list --gallery unseen.smg; fi
 checks_end test_python

@@ -5,6 +5,7 @@ and models (simile.Model).  Arrays are NumPy; float32 C-contiguous arrays are pa
 copy, others are converted.  Failures raise simile.Error (.status, .message).  docs/python.md."""
 from ._lib import Error, lib as _clib, text as _text
 from . import losses, metrics
+from .data import load_idx, load_folder
 from .gallery import Gallery
 from .model import Model
 
@@ -25,5 +26,5 @@ def get_num_threads():
     return int(_clib.sm_get_num_threads())
 
 
-__all__ = ["Error", "losses", "metrics", "Gallery", "Model", "version", "set_num_threads",
+__all__ = ["Error", "losses", "metrics", "Gallery", "Model", "load_idx", "load_folder", "version", "set_num_threads",
            "get_num_threads"]

@@ -116,6 +116,10 @@ _protos = {
     "sm_dataset_normalize": (S, [c_void_p, c_float, c_float]),
     "sm_dataset_free": (None, [c_void_p]),
     "sm_dataset_size": (c_int64, [c_void_p]),
+    "sm_dataset_load_idx": (S, [POINTER(c_void_p), c_char_p, c_char_p]),
+    "sm_dataset_shape": (None, [c_void_p, POINTER(c_int), POINTER(c_int), POINTER(c_int)]),
+    "sm_dataset_images": (c_void_p, [c_void_p]),
+    "sm_dataset_labels": (c_void_p, [c_void_p]),
     # models
     "sm_model_create": (S, [POINTER(c_void_p), c_char_p, c_int, c_int, c_int, c_uint64]),
     "sm_model_load": (S, [POINTER(c_void_p), c_char_p]),
@@ -183,6 +187,16 @@ for _name, (_res, _args) in _protos.items():
     _f = getattr(lib, _name)
     _f.restype = _res
     _f.argtypes = _args
+
+
+_libc = ctypes.CDLL(None)
+_libc.free.argtypes = [c_void_p]
+_libc.free.restype = None
+
+
+def libc_free(p):
+    """free() of a block the library allocated for the caller (class name lists)."""
+    _libc.free(ctypes.cast(p, c_void_p))
 
 
 def text(b):

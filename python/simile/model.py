@@ -124,7 +124,7 @@ class Model:
             check(lib.sm_dataset_load_folder(ctypes.byref(ds), str(folder).encode(), h, w, c,
                                              ctypes.byref(names_p), ctypes.byref(count)))
             class_names = [text(names_p[i]) for i in range(count.value)]
-            ctypes.CDLL(None).free(names_p)
+            _lib.libc_free(names_p)
         else:
             if images is None or labels is None:
                 raise Error(1, "train: give images and labels, or folder", "invalid argument")

@@ -33,6 +33,8 @@ def write_idx(path_img, path_lab, x, y):
 def test_train_embed_save_as_cli(cli, tmp_path):
     x, y = quadrants(32, 1)
     x = write_idx(tmp_path / "img", tmp_path / "lab", x, y)  # the CLI reads the same pixels
+    xi, yi = simile.load_idx(tmp_path / "img", tmp_path / "lab")
+    assert xi.shape == (128, 8, 8, 1) and np.array_equal(yi, y) and np.allclose(xi[..., 0], x, atol=1e-7)
     m = simile.Model("conv 8 k=3 p=1 ; relu ; maxpool k=2 ; gap ; fc 16 ; l2norm", (8, 8, 1), seed=3)
     assert m.input_shape == (8, 8, 1) and m.dim == 16
     seen = []
@@ -67,6 +69,8 @@ def test_progress_stops_and_folder(tmp_path):
     names = simile.Model("mlp", (8, 8, 1)).train(folder=tmp_path / "folder", loss="multisimilarity", epochs=1,
                                                  batch_size=16, per_class=4)
     assert names == ["class0", "class1", "class2", "class3"]
+    xf, yf, fnames = simile.load_folder(tmp_path / "folder", 8, 8)
+    assert fnames == names and xf.shape == (32, 8, 8, 1) and sorted(yf.tolist()) == sorted(y.tolist())
 
 
 def test_errors(tmp_path):
