@@ -9,8 +9,11 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 # only (README.md lists the same)
 LIB_PKGS="build-essential cmake pkg-config libopenblas-openmp-dev zlib1g-dev libstb-dev libmicrohttpd-dev libcjson-dev nettle-dev"
 DATA_PKGS="dataset-fashion-mnist"
-TEST_PKGS="python3-numpy python3-sklearn python3-faiss chromium curl wrk openssl"
-PKGS="$LIB_PKGS $DATA_PKGS $TEST_PKGS"
+# the Python package (python/, docs/python.md): installed with pip from Debian's setuptools, tested
+# with pytest in a venv, simile.torch against PyTorch
+PY_PKGS="python3-numpy python3-pip python3-setuptools python3-wheel python3-venv python3-pytest python3-torch"
+TEST_PKGS="python3-sklearn python3-faiss chromium curl wrk openssl"
+PKGS="$LIB_PKGS $DATA_PKGS $PY_PKGS $TEST_PKGS"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
