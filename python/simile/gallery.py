@@ -212,13 +212,21 @@ class Gallery:
 
     def verify(self, queries, class_name, rule="nearest", threshold=None):
         """(accepted (nq) bool, distances (nq)): is each query the class class_name?  Accepted
-        when its distance to the class (nearest item, or centroid) is <= the threshold."""
+        when its distance to the class (nearest item, or centroid) is <= the threshold: the one
+        given, else the gallery's when it was calibrated for this rule, as `simile verify
+        --class` decides; otherwise accepted is None (no threshold applies)."""
         dist, slots = self.class_distances(queries, rule)
         i = lib.sm_gallery_find_class(self._h, str(class_name).encode())
         if i < 0:
             raise Error(9, f"no class '{class_name}' in the gallery", "not found")
-        thr = self.threshold if threshold is None else float(threshold)
         d = dist[:, i].copy()
+        if threshold is None:
+            r = ctypes.c_int()
+            thr = float(lib.sm_gallery_threshold(self._h, ctypes.byref(r)))
+            if np.isinf(thr) or r.value != _lib.rule_code(rule):
+                return None, d
+        else:
+            thr = float(threshold)
         return d <= thr, d
 
     @property

@@ -102,6 +102,12 @@ def test_changes_verify_and_errors(tmp_path, data):
     assert gal.remove(item_id=0) == 1 and len(gal) == 23
     names, _ = gal.identify(q)
     assert "3" not in names
+    ok, d = gal.verify(q, "1")
+    assert ok is None  # not calibrated: no threshold applies
+    gal.set_threshold(0.3, "centroid")
+    assert gal.verify(q, "1")[0] is None  # calibrated for another rule
+    ok, d = gal.verify(q, "1", rule="centroid")
+    assert np.array_equal(ok, d <= np.float32(0.3))
     ok, d = gal.verify(q, "1", threshold=0.5)
     dist, slots = gal.class_distances(q)
     assert np.array_equal(d, dist[:, slots.index("1")]) and np.array_equal(ok, d <= 0.5)
