@@ -126,12 +126,49 @@ def tar_at_far(scores, genuine, far):
     return out.value, thr.value
 
 
+def _vs_reference(query, query_labels, reference, reference_labels, ref_includes_query, metric):
+    """P@1, R-precision, MAP@R, Recall@1/2/4/8 of queries against a separate reference set, with
+    PML's definitions: R = the reference items of the query's class (less one when the reference
+    includes the query, whose own match, the first neighbour, is dropped); queries with R = 0
+    are left out."""
+    q = _lib.f32(query, 2, "query")
+    ref = _lib.f32(reference, 2, "reference")
+    ql = _lib.i32(query_labels, q.shape[0], "query_labels")
+    rl = _lib.i32(reference_labels, ref.shape[0], "reference_labels")
+    uniq, counts = np.unique(rl, return_counts=True)
+    pos = np.searchsorted(uniq, ql)
+    found = (pos < len(uniq)) & (uniq[np.minimum(pos, len(uniq) - 1)] == ql)
+    R = np.where(found, counts[np.minimum(pos, len(uniq) - 1)], 0) - int(bool(ref_includes_query))
+    valid = R > 0
+    if not valid.any():
+        return dict(precision_at_1=0.0, r_precision=0.0, map_at_r=0.0,
+                    **{f"recall_at_{k}": 0.0 for k in (1, 2, 4, 8)})
+    k = int(max(R.max(), 8))
+    skip = int(bool(ref_includes_query))
+    _, I = knn_search(ref, q[valid], min(k + skip, ref.shape[0]), metric)
+    I = I[:, skip:]
+    Rv = R[valid]
+    hit = (rl[np.where(I >= 0, I, 0)] == ql[valid][:, None]) & (I >= 0)
+    in_r = np.arange(hit.shape[1])[None, :] < Rv[:, None]
+    rel = hit & in_r
+    prec = np.cumsum(rel, axis=1) / np.arange(1, hit.shape[1] + 1)[None, :]
+    out = {"precision_at_1": float(hit[:, 0].mean()),
+           "r_precision": float((rel.sum(1) / Rv).mean()),
+           "map_at_r": float(((prec * rel).sum(1) / Rv).mean())}
+    for kk in (1, 2, 4, 8):
+        out[f"recall_at_{kk}"] = float(hit[:, :kk].any(1).mean())
+    return out
+
+
 class AccuracyCalculator:
-    """pytorch-metric-learning's AccuracyCalculator, for the query set as its own reference:
-    get_accuracy(query, query_labels) returns a dict with its key names (precision_at_1,
-    r_precision, mean_average_precision_at_r, NMI) and simile's recall_at_1/2/4/8.  include /
-    exclude choose keys as PML's do; metric 'l2' (PML's default FaissKNN on IndexFlatL2), 'ip'
-    or 'cosine'."""
+    """pytorch-metric-learning's AccuracyCalculator: get_accuracy(query, query_labels,
+    reference=None, reference_labels=None, ref_includes_query=False) returns a dict with its key
+    names (precision_at_1, r_precision, mean_average_precision_at_r, NMI) and simile's
+    recall_at_1/2/4/8.  Without a reference the query set is its own, each query excluded
+    (sm_retrieval_metrics, the fast path); with one, the queries are searched in it
+    (sm_knn_search) and scored with PML's definitions.  NMI clusters the query embeddings
+    (k-means, k = the number of classes), as PML's does.  include / exclude choose keys as
+    PML's do; metric 'l2' (PML's default FaissKNN on IndexFlatL2), 'ip' or 'cosine'."""
     KEYS = ("precision_at_1", "r_precision", "mean_average_precision_at_r", "NMI",
             "recall_at_1", "recall_at_2", "recall_at_4", "recall_at_8")
 
@@ -143,15 +180,19 @@ class AccuracyCalculator:
         self.include, self.exclude, self.metric = tuple(include), tuple(exclude), metric
 
     def get_accuracy(self, query, query_labels, reference=None, reference_labels=None,
-                     ref_includes_query=True):
-        if reference is not None and reference is not query:
-            raise Error(10, "simile's AccuracyCalculator evaluates the query set against itself "
-                        "(reference=None); a separate reference set is not supported",
-                        "operation not supported")
-        r = retrieval(query, query_labels, self.metric)
+                     ref_includes_query=False):
+        keys = [k for k in (self.include or self.KEYS) if k not in self.exclude]
+        if reference is None or reference is query:
+            r = retrieval(query, query_labels, self.metric)
+        else:
+            if reference_labels is None:
+                raise Error(1, "get_accuracy: reference without reference_labels", "invalid argument")
+            r = _vs_reference(query, query_labels, reference, reference_labels, ref_includes_query,
+                              self.metric)
+            if "NMI" in keys:
+                r["nmi"] = retrieval(query, query_labels, self.metric)["nmi"]
         out = {"precision_at_1": r["precision_at_1"], "r_precision": r["r_precision"],
-               "mean_average_precision_at_r": r["map_at_r"], "NMI": r["nmi"]}
+               "mean_average_precision_at_r": r["map_at_r"], "NMI": r.get("nmi")}
         for k in (1, 2, 4, 8):
             out[f"recall_at_{k}"] = r[f"recall_at_{k}"]
-        keys = self.include or self.KEYS
-        return {k: v for k, v in out.items() if k in keys and k not in self.exclude}
+        return {k: out[k] for k in keys}

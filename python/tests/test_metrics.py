@@ -106,6 +106,39 @@ def test_errors(data):
     assert e.value.status == 1 and e.value.message
     with pytest.raises(simile.Error):
         metrics.AccuracyCalculator(include=("AMI",))
-    with pytest.raises(simile.Error) as e:
-        metrics.AccuracyCalculator().get_accuracy(E, y, E[:10], y[:10])
-    assert e.value.status == 10
+    with pytest.raises(simile.Error):
+        metrics.AccuracyCalculator().get_accuracy(E, y, E[:10])  # reference without labels
+
+
+def test_accuracy_against_a_reference_set(data):
+    """queries searched in a separate reference set: PML's definitions by brute force"""
+    E, y = data
+    q, qy, ref, ry = E[::3], y[::3], np.delete(E, np.s_[::3], 0), np.delete(y, np.s_[::3])
+    ry = ry.copy()
+    ry[ry == 5] = 4  # class 5 has no reference item: its queries are left out
+    D = ((q[:, None, :].astype(np.float64) - ref[None]) ** 2).sum(-1)
+    order = np.argsort(D, axis=1, kind="stable")
+    p1, rp, mapr, recall2, n = 0.0, 0.0, 0.0, 0.0, 0
+    for i in range(len(qy)):
+        R = int((ry == qy[i]).sum())
+        if R == 0:
+            continue
+        n += 1
+        rel = ry[order[i, :R]] == qy[i]
+        p1 += ry[order[i, 0]] == qy[i]
+        rp += rel.sum() / R
+        mapr += (np.cumsum(rel) / np.arange(1, R + 1) * rel).sum() / R
+        recall2 += (ry[order[i, :2]] == qy[i]).any()
+    acc = metrics.AccuracyCalculator().get_accuracy(q, qy, ref, ry)
+    assert n < len(qy)
+    assert abs(acc["precision_at_1"] - p1 / n) < 1e-9
+    assert abs(acc["r_precision"] - rp / n) < 1e-9
+    assert abs(acc["mean_average_precision_at_r"] - mapr / n) < 1e-9
+    assert abs(acc["recall_at_2"] - recall2 / n) < 1e-9
+    assert acc["NMI"] == metrics.retrieval(q, qy)["nmi"]
+    # the reference set holding the queries, with ref_includes_query, is the query set alone
+    # (up to ties in the ranking)
+    same = metrics.AccuracyCalculator().get_accuracy(E, y, E.copy(), y, ref_includes_query=True)
+    own = metrics.AccuracyCalculator().get_accuracy(E, y)
+    for k in ("precision_at_1", "r_precision", "mean_average_precision_at_r"):
+        assert abs(same[k] - own[k]) < 1e-9, k
