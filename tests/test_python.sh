@@ -22,7 +22,7 @@ run "cmake --install into a temporary prefix" 0 cmake --install "$B" --prefix "$
 LIBDIR=$(dirname "$(ls "$T"/prefix/lib*/libsimile.so.0 "$T"/prefix/lib/*/libsimile.so.0 2>/dev/null | head -1)")
 if objdump -p "$LIBDIR/libsimile.so.0" | grep -q 'NEEDED.*libasan'; then
   export LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)"
-  export ASAN_OPTIONS="detect_leaks=0:${ASAN_OPTIONS:-}"
+  export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
   echo "note: sanitizer build: python runs with $LD_PRELOAD preloaded, leak detection off"
 fi
 # --without-pip: Debian's pip (python3-pip) is seen through the system site-packages and
