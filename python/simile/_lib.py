@@ -10,7 +10,7 @@ import subprocess
 
 import numpy as np
 
-from ctypes import (c_char_p, c_double, c_float, c_int, c_int8, c_int32, c_int64, c_size_t,
+from ctypes import (c_char_p, c_double, c_float, c_int, c_int8, c_int32, c_int64,
                     c_uint32, c_uint64, c_void_p, POINTER)
 
 
@@ -203,33 +203,38 @@ def text(b):
     return b.decode("utf-8", "replace") if b is not None else None
 
 
+def error(status, message):
+    """simile.Error for a status code and a message, named by sm_strerror."""
+    return Error(status, message, text(lib.sm_strerror(status)))
+
+
 def check(status, errmsg=None, handle=None):
     """Raise Error for a status other than SM_OK; the message is the handle's (errmsg(handle))
     when a handle was given, else the thread's sm_errmsg()."""
     if status != 0:
         msg = text(errmsg(handle)) if errmsg is not None and handle else text(lib.sm_errmsg())
-        raise Error(status, msg or "", text(lib.sm_strerror(status)))
+        raise error(status, msg or "")
 
 
 def f32(a, ndim=None, name="array"):
     """a as a C-contiguous float32 NumPy array (no copy when it is one already)."""
     a = np.ascontiguousarray(a, dtype=np.float32)
     if ndim is not None and a.ndim != ndim:
-        raise Error(1, f"{name}: expected {ndim} dimensions, got shape {a.shape}", "invalid argument")
+        raise error(1, f"{name}: expected {ndim} dimensions, got shape {a.shape}")
     return a
 
 
 def i32(a, n=None, name="labels"):
     a = np.asarray(a)
     if a.dtype.kind not in "iub":
-        raise Error(1, f"{name}: expected integers, got dtype {a.dtype}", "invalid argument")
+        raise error(1, f"{name}: expected integers, got dtype {a.dtype}")
     if a.dtype != np.int32:
         if a.size and (a.max() > np.iinfo(np.int32).max or a.min() < np.iinfo(np.int32).min):
-            raise Error(5, f"{name}: values outside int32", "value out of range")
+            raise error(5, f"{name}: values outside int32")
         a = a.astype(np.int32)
     a = np.ascontiguousarray(a).reshape(-1)
     if n is not None and a.shape[0] != n:
-        raise Error(8, f"{name}: {a.shape[0]} values for {n} rows", "mismatch")
+        raise error(8, f"{name}: {a.shape[0]} values for {n} rows")
     return a
 
 
@@ -243,13 +248,13 @@ RULES = {"nearest": 0, "vote": 1, "centroid": 2}
 
 def metric_code(metric):
     if metric not in METRICS:
-        raise Error(1, f"unknown metric '{metric}' (l2, ip or cosine)", "invalid argument")
+        raise error(1, f"unknown metric '{metric}' (l2, ip or cosine)")
     return METRICS[metric]
 
 
 def rule_code(rule):
     if rule not in RULES:
-        raise Error(1, f"unknown rule '{rule}' (nearest, vote or centroid)", "invalid argument")
+        raise error(1, f"unknown rule '{rule}' (nearest, vote or centroid)")
     return RULES[rule]
 
 

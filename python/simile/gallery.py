@@ -12,7 +12,7 @@ import ctypes
 import numpy as np
 
 from . import _lib
-from ._lib import Error, lib, check, text
+from ._lib import lib, check, text
 
 _METRIC_NAMES = {v: k for k, v in _lib.METRICS.items()}
 
@@ -47,7 +47,7 @@ class Gallery:
         """Write the gallery atomically to path (default: the file it was opened from)."""
         path = path or self.path
         if not path:
-            raise Error(1, "save: no path (the gallery was created in memory)", "invalid argument")
+            raise _lib.error(1, "save: no path (the gallery was created in memory)")
         self._check(lib.sm_gallery_save(self._h, str(path).encode()))
         self.path = str(path)
 
@@ -109,13 +109,13 @@ class Gallery:
             classes = [classes] * n
         classes = [c.decode() if isinstance(c, bytes) else str(c) for c in classes]
         if len(classes) != n:
-            raise Error(8, f"classes: {len(classes)} names for {n} embeddings", "mismatch")
+            raise _lib.error(8, f"classes: {len(classes)} names for {n} embeddings")
         if names is not None and len(names) != n:
-            raise Error(8, f"names: {len(names)} names for {n} embeddings", "mismatch")
+            raise _lib.error(8, f"names: {len(names)} names for {n} embeddings")
         if ids is not None:
             ids = np.ascontiguousarray(ids, np.int64).reshape(-1)
             if ids.shape[0] != n:
-                raise Error(8, f"ids: {ids.shape[0]} ids for {n} embeddings", "mismatch")
+                raise _lib.error(8, f"ids: {ids.shape[0]} ids for {n} embeddings")
         out = np.empty(n, np.int64)
         order = {}
         for i, c in enumerate(classes):  # the classes in order of first appearance
@@ -139,7 +139,7 @@ class Gallery:
     def remove(self, class_name=None, item_id=None):
         """Remove a class (and its items) or one item; returns the number of items removed."""
         if (class_name is None) == (item_id is None):
-            raise Error(1, "remove: give class_name or item_id", "invalid argument")
+            raise _lib.error(1, "remove: give class_name or item_id")
         if class_name is not None:
             n = ctypes.c_int64()
             self._check(lib.sm_gallery_remove_class(self._h, str(class_name).encode(), ctypes.byref(n)))
@@ -156,7 +156,7 @@ class Gallery:
         if q.ndim == 1:
             q = q.reshape(1, -1)
         if q.ndim != 2:
-            raise Error(1, f"queries: expected (nq, d), got shape {q.shape}", "invalid argument")
+            raise _lib.error(1, f"queries: expected (nq, d), got shape {q.shape}")
         return q
 
     def search(self, queries, k, return_classes=False):
@@ -218,7 +218,7 @@ class Gallery:
         dist, slots = self.class_distances(queries, rule)
         i = lib.sm_gallery_find_class(self._h, str(class_name).encode())
         if i < 0:
-            raise Error(9, f"no class '{class_name}' in the gallery", "not found")
+            raise _lib.error(9, f"no class '{class_name}' in the gallery")
         d = dist[:, i].copy()
         if threshold is None:
             r = ctypes.c_int()
@@ -243,13 +243,13 @@ class Gallery:
         (default 0.01) or, with f1, the best F1.  Returns {threshold, tar, far, genuine,
         impostor}; dry_run leaves the gallery's threshold as it was."""
         if f1 and far is not None:
-            raise Error(1, "calibrate: give far or f1, not both", "invalid argument")
+            raise _lib.error(1, "calibrate: give far or f1, not both")
         q = self._queries(emb)
         if isinstance(classes, (str, bytes, int, np.integer)):
             classes = [classes] * q.shape[0]
         classes = [c.decode() if isinstance(c, bytes) else str(c) for c in classes]
         if len(classes) != q.shape[0]:
-            raise Error(8, f"classes: {len(classes)} names for {q.shape[0]} probes", "mismatch")
+            raise _lib.error(8, f"classes: {len(classes)} names for {q.shape[0]} probes")
         dist, slots = self.class_distances(q, rule)
         own = np.array([lib.sm_gallery_find_class(self._h, c.encode()) for c in classes])
         keep = np.isfinite(dist)

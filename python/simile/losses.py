@@ -10,7 +10,7 @@ import ctypes
 import numpy as np
 
 from . import _lib
-from ._lib import Error, lib, check, text
+from ._lib import lib, check, text
 
 
 def describe():

@@ -9,7 +9,7 @@ import ctypes
 import numpy as np
 
 from . import _lib
-from ._lib import Error, lib, check
+from ._lib import lib, check
 
 
 def retrieval(emb, labels, metric="l2"):
@@ -49,7 +49,7 @@ def knn_search(db, queries, k, metric="l2", exclude_self=False):
     db = _lib.f32(db, 2, "db")
     q = _lib.f32(queries, 2, "queries")
     if q.shape[1] != db.shape[1]:
-        raise Error(8, f"queries have d={q.shape[1]}, db has d={db.shape[1]}", "mismatch")
+        raise _lib.error(8, f"queries have d={q.shape[1]}, db has d={db.shape[1]}")
     D = np.empty((q.shape[0], k), np.float32)
     I = np.empty((q.shape[0], k), np.int64)
     check(lib.sm_knn_search(_lib.ptr(db, _lib.F32P), db.shape[0], _lib.ptr(q, _lib.F32P), q.shape[0],
@@ -83,7 +83,7 @@ def _pairs(scores, genuine):
     s = _lib.f32(scores, 1, "scores")
     g = np.asarray(genuine)
     if g.shape != s.shape:
-        raise Error(8, f"genuine has shape {g.shape}, scores {s.shape}", "mismatch")
+        raise _lib.error(8, f"genuine has shape {g.shape}, scores {s.shape}")
     return s, np.ascontiguousarray(g.astype(np.int8))
 
 
@@ -175,8 +175,7 @@ class AccuracyCalculator:
     def __init__(self, include=(), exclude=(), metric="l2"):
         unknown = [k for k in list(include) + list(exclude) if k not in self.KEYS]
         if unknown:
-            raise Error(1, f"unknown metric names {unknown} (known: {', '.join(self.KEYS)})",
-                        "invalid argument")
+            raise _lib.error(1, f"unknown metric names {unknown} (known: {', '.join(self.KEYS)})")
         self.include, self.exclude, self.metric = tuple(include), tuple(exclude), metric
 
     def get_accuracy(self, query, query_labels, reference=None, reference_labels=None,
@@ -186,7 +185,7 @@ class AccuracyCalculator:
             r = retrieval(query, query_labels, self.metric)
         else:
             if reference_labels is None:
-                raise Error(1, "get_accuracy: reference without reference_labels", "invalid argument")
+                raise _lib.error(1, "get_accuracy: reference without reference_labels")
             r = _vs_reference(query, query_labels, reference, reference_labels, ref_includes_query,
                               self.metric)
             if "NMI" in keys:

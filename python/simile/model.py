@@ -9,7 +9,7 @@ import ctypes
 import numpy as np
 
 from . import _lib
-from ._lib import Error, lib, check, text
+from ._lib import lib, check, text
 
 _OPTIMIZERS = {"sgd": 0, "adam": 1, "adamw": 2}
 _SCHEDULES = {"constant": 0, "step": 1, "cosine": 2}
@@ -85,7 +85,7 @@ class Model:
         if x.ndim == 3 and c == 1:
             x = x.reshape(x.shape[0], h if x.shape[1] == h else x.shape[1], x.shape[2], 1)
         if x.ndim != 4 or x.shape[1:] != (h, w, c):
-            raise Error(8, f"images: shape {x.shape}, the model takes (n, {h}, {w}, {c})", "mismatch")
+            raise _lib.error(8, f"images: shape {x.shape}, the model takes (n, {h}, {w}, {c})")
         return x
 
     def embed(self, images):
@@ -119,7 +119,7 @@ class Model:
         class_names = None
         if folder is not None:
             if images is not None:
-                raise Error(1, "train: give images and labels, or folder", "invalid argument")
+                raise _lib.error(1, "train: give images and labels, or folder")
             names_p, count = ctypes.POINTER(ctypes.c_char_p)(), ctypes.c_int()
             check(lib.sm_dataset_load_folder(ctypes.byref(ds), str(folder).encode(), h, w, c,
                                              ctypes.byref(names_p), ctypes.byref(count)))
@@ -127,7 +127,7 @@ class Model:
             _lib.libc_free(names_p)
         else:
             if images is None or labels is None:
-                raise Error(1, "train: give images and labels, or folder", "invalid argument")
+                raise _lib.error(1, "train: give images and labels, or folder")
             x = self._images(images)
             y = _lib.i32(labels, x.shape[0])
             check(lib.sm_dataset_from_arrays(ctypes.byref(ds), _lib.ptr(x, _lib.F32P),
@@ -141,14 +141,14 @@ class Model:
             for k, v in config.items():
                 if k == "optimizer":
                     if v not in _OPTIMIZERS:
-                        raise Error(1, f"unknown optimizer '{v}' (sgd, adam, adamw)", "invalid argument")
+                        raise _lib.error(1, f"unknown optimizer '{v}' (sgd, adam, adamw)")
                     v = _OPTIMIZERS[v]
                 elif k == "schedule":
                     if v not in _SCHEDULES:
-                        raise Error(1, f"unknown schedule '{v}' (constant, step, cosine)", "invalid argument")
+                        raise _lib.error(1, f"unknown schedule '{v}' (constant, step, cosine)")
                     v = _SCHEDULES[v]
                 elif k in ("progress", "user", "grad_hook") or k not in dict(cfg._fields_):
-                    raise Error(1, f"train: unknown option '{k}'", "invalid argument")
+                    raise _lib.error(1, f"train: unknown option '{k}'")
                 setattr(cfg, k, int(v) if isinstance(v, bool) else v)
             if progress is not None:
                 def cb(p, _user):

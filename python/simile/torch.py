@@ -6,11 +6,10 @@ The forward pass computes the loss and its gradient in C (sm_loss_compute) on th
 with trainable parameters (softmax, focal, arcface, cosface, proxyanchor; classes=C) needs dim:
 its parameters are then one torch Parameter sharing the C block's memory (crit.parameters():
 give them to the optimiser)."""
-import numpy as np
 import torch
 
 from . import losses as _losses
-from ._lib import Error
+from . import _lib
 
 
 class _LossFunction(torch.autograd.Function):
@@ -50,9 +49,8 @@ class Loss(torch.nn.Module):
         if self.loss._h is None:
             self.loss._create(int(emb.shape[1]))
         if self.weight is None and self.loss.params is not None:
-            raise Error(1, f"loss '{self.loss.name}' has trainable parameters: create it with "
-                        "dim=D so that they are a Parameter before the optimiser is made",
-                        "invalid argument")
+            raise _lib.error(1, f"loss '{self.loss.name}' has trainable parameters: create it with "
+                             "dim=D so that they are a Parameter before the optimiser is made")
         if self.weight is not None and self.weight.data_ptr() != self.loss.params.ctypes.data:
             self.loss.params[:] = self.weight.detach().cpu().numpy()  # a moved or replaced tensor
         return _LossFunction.apply(emb, labels, self.weight, self.loss)
