@@ -1,7 +1,6 @@
 """test_losses.py - every registered loss through Python gives the value and gradients that the
 C library gives on its own (tests/loss_tool.c on .npy files), bit for bit; options reach the C
 loss; errors are simile.Error with the status and the library's message."""
-import os
 import subprocess
 
 import numpy as np

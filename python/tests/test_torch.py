@@ -6,7 +6,6 @@ MultiSimilarityMiner transcription of bench/torch_cnn_s.py (ms_loss); a loss wit
 import importlib.util
 import os
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch", reason="PyTorch (Debian python3-torch) is not installed: "
