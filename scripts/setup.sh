@@ -9,9 +9,12 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 # only (README.md lists the same)
 LIB_PKGS="build-essential cmake pkg-config zlib1g-dev libstb-dev libmicrohttpd-dev libcjson-dev nettle-dev libopenmpi-dev openmpi-bin"
 DATA_PKGS="dataset-fashion-mnist"
+# the Python package (python/, docs/python.md): installed with pip from Debian's setuptools, tested
+# with pytest in a venv, simile.torch against PyTorch
+PY_PKGS="python3-numpy python3-pip python3-setuptools python3-wheel python3-venv python3-pytest python3-torch"
 # libopenblas-openmp-dev: the peer of bench/bench_kernels and the -DSIMILE_BLAS=openblas build only
-TEST_PKGS="python3-numpy python3-sklearn python3-faiss chromium curl wrk openssl libopenblas-openmp-dev"
-PKGS="$LIB_PKGS $DATA_PKGS $TEST_PKGS"
+TEST_PKGS="python3-sklearn python3-faiss chromium curl wrk openssl libopenblas-openmp-dev"
+PKGS="$LIB_PKGS $DATA_PKGS $PY_PKGS $TEST_PKGS"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then
