@@ -16,4 +16,27 @@ struct sm_dataset {
 void sm_augment_batch(float *x, int n, int h, int w, int c, int shift, int flip, float fill,
                       sm_rng *rng);
 
+/* Crop, jitter and erasing of a batch x (n, h, w, c) as sm_augment describes; mean, std (c) the
+ * normalisation x has (jitter works on the [0, 1] values); image b draws from a generator
+ * seeded by (seed, step, b).  scratch (n, h, w, c) when cropping.  Same bits for any thread
+ * count. */
+void sm_augment_batch_ex(float *x, int n, int h, int w, int c, const sm_augment *a, const float *mean, const float *std,
+                         uint64_t seed, int64_t step, float *scratch);
+int sm_augment_active(const sm_augment *a);
+sm_status sm_augment_check(const sm_augment *a); /* SM_ERR_INVALID naming the bad value */
+/* The pieces, for the tests.  A crop box (top, left, ch, cw) of an (h, w) image as
+ * torchvision's RandomResizedCrop draws it (10 tries, then the central crop). */
+void sm_aug_crop_box(sm_rng *r, int h, int w, float smin, float smax, float rmin, float rmax, int *top, int *left,
+                     int *ch, int *cw);
+/* The box (top, left, ch, cw) of src (sh, sw, c) resized bilinearly (half-pixel centres) into
+ * dst (h, w, c); the whole image at the same size is an exact copy. */
+void sm_aug_resize(const float *src, int sh, int sw, int c, int top, int left, int ch, int cw, float *dst, int h, int w);
+/* Brightness fb, contrast fc, saturation fs (1 = unchanged) on img (npix, c) normalised by
+ * mean, std (c): each step clamps to [0, 1] in the unnormalised values. */
+void sm_aug_jitter(float *img, int64_t npix, int c, float fb, float fc, float fs, const float *mean, const float *std);
+/* An erasing box as torchvision's RandomErasing draws it; 0 if 10 tries found none. */
+int sm_aug_erase_box(sm_rng *r, int h, int w, float smin, float smax, float rmin, float rmax, int *top, int *left,
+                     int *eh, int *ew);
+void sm_aug_erase(float *img, int h, int w, int c, int top, int left, int eh, int ew, float value);
+
 #endif

@@ -170,6 +170,26 @@ sm_status sm_dataset_normalize(sm_dataset *ds, float mean, float std) {
     return SM_OK;
 }
 
+sm_status sm_dataset_normalize_channels(sm_dataset *ds, const float *mean, const float *std) {
+    if (!ds || !mean || !std) return sm_fail(SM_ERR_INVALID, "sm_dataset_normalize_channels: NULL argument");
+    const int c = ds->c;
+    for (int k = 0; k < c; k++) {
+        if (!sm_isfinite_f(std[k]) || !(std[k] > 0.0f))
+            return sm_fail(SM_ERR_INVALID, "sm_dataset_normalize_channels: std = %g of channel %d must be positive "
+                           "and finite", (double)std[k], k);
+        if (!sm_isfinite_f(mean[k]))
+            return sm_fail(SM_ERR_INVALID, "sm_dataset_normalize_channels: mean = %g of channel %d must be finite",
+                           (double)mean[k], k);
+    }
+    int64_t total = ds->n * ds->h * ds->w * c;
+    for (int64_t i = 0; i < total; i++) /* first pass: refuse an overflow before touching the data */
+        if (!sm_isfinite_f((ds->x[i] - mean[i % c]) / std[i % c]))
+            return sm_fail(SM_ERR_NUMERIC, "sm_dataset_normalize_channels: (x - %g) / %g overflows at value %lld "
+                           "(channel %d)", (double)mean[i % c], (double)std[i % c], (long long)i, (int)(i % c));
+    for (int64_t i = 0; i < total; i++) ds->x[i] = (ds->x[i] - mean[i % c]) / std[i % c];
+    return SM_OK;
+}
+
 sm_status sm_dataset_first_per_class(sm_dataset **out, const sm_dataset *ds, int per_class) {
     if (!out) return sm_fail(SM_ERR_INVALID, "sm_dataset_first_per_class: out is NULL");
     *out = NULL;

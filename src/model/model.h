@@ -28,6 +28,10 @@ struct sm_model {
     float *head;                /* (nhead) segment "head": the loss's parameters; NULL if none */
     int64_t nhead;
     int classes;
+    /* preprocessing and class names stored with the model (model_meta.c) */
+    sm_normalization norm;      /* kind SM_NORM_UNKNOWN for a version-1 file */
+    char **class_names;         /* (nclass_names) one block: pointers, then the strings; NULL if none */
+    int nclass_names;
     /* activations: act[i] (cap, out_size of layer i), dact likewise */
     int cap;
     float **act, **dact;
@@ -67,6 +71,13 @@ void sm_model_bind(sm_model *m);
  * and bind again.  The loss name, options and classes are left as they are. */
 sm_status sm_model_resize_head(sm_model *m, int64_t n);
 /* Store a copy of the loss's parameters as the model's head. */
+/* The "normalize" and "class_names" meta values of the model file, written and parsed
+ * (model_meta.c).  Parse errors are SM_ERR_FORMAT naming path. */
+void sm_model_meta_normalization(const sm_model *m, char *buf, size_t cap);
+sm_status sm_model_meta_parse_normalization(sm_model *m, const char *path, const char *v, size_t n);
+/* The class names joined by '\n' (allocated; "" if none; NULL on no memory). */
+char *sm_model_meta_class_names(const sm_model *m);
+sm_status sm_model_meta_parse_class_names(sm_model *m, const char *path, const char *v, size_t n);
 sm_status sm_model_set_head(sm_model *m, const char *loss_name, const char *loss_options,
                             const float *params, int64_t n, int classes);
 

@@ -1,5 +1,6 @@
 /* train.c - the trainer and its step: plan an epoch (shuffled or P x K) -> gather and augment a
- * batch -> model forward -> loss and its gradient -> model backward -> gradient hook -> one
+ * batch (shift and flip from the trainer's generator, then crop, colour jitter and erasing from
+ * per-image ones) -> model forward -> loss and its gradient -> model backward -> gradient hook -> one
  * optimiser step over the model's parameter store (layers and the loss's head, which the loss
  * computes with while it is bound to the store).  Guards: non-finite loss, gradients or
  * parameters stop training with the step named, and the store is restored to its state after
@@ -44,7 +45,7 @@ static sm_status check_config(const sm_train_config *c) {
     if (c->samples_per_epoch < 0) return sm_fail(SM_ERR_INVALID, "samples per epoch must be >= 0");
     if (!(c->ema_decay >= 0 && c->ema_decay < 1)) return sm_fail(SM_ERR_INVALID, "EMA decay must be in [0, 1)");
     if (c->aug_shift < 0 || c->aug_shift > 64) return sm_fail(SM_ERR_INVALID, "shift augmentation must be in 0..64");
-    return SM_OK;
+    return sm_augment_check(&c->aug);
 }
 
 struct sm_trainer {
@@ -61,6 +62,8 @@ struct sm_trainer {
                            * sm_trainer_finish stores the trained one */
     int64_t old_nhead;
     float fill;           /* a blank pixel after normalisation, for shifted-in borders */
+    float *aug_scratch;   /* (batch, h, w, c) for the random resized crop, else NULL */
+    float mean[3], std[3]; /* the model's input normalisation (0, 1 if none), for colour jitter */
     sm_rng rng;
     sm_epoch_plan plan;
     /* where the loop stands */
@@ -116,6 +119,15 @@ sm_status sm_trainer_create(sm_trainer **out, sm_model *m, sm_loss *loss, const 
     t->old_nhead = m->nhead;
     t->old_head = sm_alloc((size_t)(m->nhead + 1), sizeof(float));
     if (!t->xb || !t->yb || !t->gemb || !t->old_head) { st = SM_ERR_NOMEM; goto fail; }
+    if (cfg->aug.crop_scale_max > 0 && !(t->aug_scratch = sm_alloc((size_t)B, (size_t)in * sizeof(float)))) {
+        st = SM_ERR_NOMEM;
+        goto fail;
+    }
+    for (int k = 0; k < 3; k++) {
+        int on = m->norm.kind == SM_NORM_MEAN_STD && k < m->norm.channels;
+        t->mean[k] = on ? m->norm.mean[k] : 0;
+        t->std[k] = on ? m->norm.std[k] : 1;
+    }
     if (m->nhead) memcpy(t->old_head, m->head, sizeof(float) * (size_t)m->nhead);
     /* the loss's parameters become the store's head segment, and the loss computes in it */
     if ((st = sm_model_resize_head(m, loss->nparams))) goto fail;
@@ -170,7 +182,7 @@ void sm_trainer_free(sm_trainer *t) {
             memcpy(t->m->head, t->old_head, sizeof(float) * (size_t)t->old_nhead);
     }
     sm_plan_free(&t->plan);
-    sm_free(t->xb); sm_free(t->yb); sm_free(t->gemb); sm_free(t->backup); sm_free(t->ema); sm_free(t->old_head);
+    sm_free(t->aug_scratch); sm_free(t->xb); sm_free(t->yb); sm_free(t->gemb); sm_free(t->backup); sm_free(t->ema); sm_free(t->old_head);
     sm_free(t);
 }
 
@@ -228,6 +240,8 @@ sm_status sm_trainer_step(sm_trainer *t, sm_train_step_info *info) {
     }
     if (cfg->aug_shift || cfg->aug_flip)
         sm_augment_batch(t->xb, n, ds->h, ds->w, ds->c, cfg->aug_shift, cfg->aug_flip, t->fill, &t->rng);
+    if (sm_augment_active(&cfg->aug)) /* per-image generators: seed, global step, place in batch */
+        sm_augment_batch_ex(t->xb, n, ds->h, ds->w, ds->c, &cfg->aug, t->mean, t->std, cfg->seed, t->gstep, t->aug_scratch);
     float lr = sm_schedule_lr(cfg, epoch, b, t->steps);
     /* keep the last good state, so that a blow-up can be undone */
     memcpy(t->backup, P->val, sizeof(float) * (size_t)P->n);
