@@ -49,7 +49,7 @@ static void resize_bilinear(const unsigned char *src, int ih, int iw, int c, flo
                 float a = src[((int64_t)y0 * iw + x0) * c + k], b = src[((int64_t)y0 * iw + x1) * c + k];
                 float cc = src[((int64_t)y1 * iw + x0) * c + k], d = src[((int64_t)y1 * iw + x1) * c + k];
                 float top = a + (b - a) * wx, bot = cc + (d - cc) * wx;
-                dst[((int64_t)y * w + x) * c + k] = (top + (bot - top) * wy) / 255.0f;
+                dst[((int64_t)y * w + x) * c + k] = (top + (bot - top) * wy) * (1.0f / 255.0f); /* as the IDX reader */
             }
         }
     }
