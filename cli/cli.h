@@ -98,8 +98,9 @@ sm_status cli_data_load_full(const cli_data *d, sm_dataset **out, char *path, si
                              char ***names, int *nnames);
 extern const char *const cli_data_help;
 
-/* Training data must hold two classes at least (SM_ERR_RANGE, message set). */
-sm_status cli_train_data_check(const cli_data *d, const sm_dataset *ds);
+/* A folder to train on must hold two classes at least (SM_ERR_RANGE, message set; names (may be
+ * NULL) the class names). */
+sm_status cli_train_data_check(const cli_data *d, const sm_dataset *ds, char *const *names);
 /* Store in m the normalisation d gives for c channels and the class names (may be NULL). */
 sm_status cli_model_set_data(const cli_data *d, sm_model *m, int c, char *const *names, int nnames);
 

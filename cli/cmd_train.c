@@ -194,7 +194,7 @@ int cmd_train(int argc, char **argv) {
     if (st) { rc = cli_report(cmd, st, NULL); goto done; }
     int h, w, ch;
     sm_dataset_shape(ds, &h, &w, &ch);
-    if ((st = cli_train_data_check(&data, ds))) { rc = cli_report(cmd, st, NULL); goto done; }
+    if ((st = cli_train_data_check(&data, ds, names))) { rc = cli_report(cmd, st, NULL); goto done; }
     const char *spec = cli_spec_arg(spec_arg, &spec_owned, &st);
     if (st) { rc = cli_report(cmd, st, NULL); goto done; }
     if ((st = sm_model_create(&m, spec, h, w, ch, cfg.seed))) { rc = cli_report(cmd, st, NULL); goto done; }

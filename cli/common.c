@@ -570,13 +570,14 @@ int cli_aug_option(const char *cmd, int which, const char *arg, sm_augment *a) {
     return 0;
 }
 
-sm_status cli_train_data_check(const cli_data *d, const sm_dataset *ds) {
+sm_status cli_train_data_check(const cli_data *d, const sm_dataset *ds, char *const *names) {
+    if (!d->folder) return SM_OK; /* IDX data of one class trains (tests/test_cli_exits.sh) */
     int64_t n = sm_dataset_size(ds);
     const int32_t *y = sm_dataset_labels(ds);
     for (int64_t i = 1; i < n; i++) if (y[i] != y[0]) return SM_OK;
-    const char *src = d->folder ? d->folder : d->images ? d->images : d->dir;
-    return cli_fail(SM_ERR_RANGE, "%s: the training data holds one class only (%lld %s of class %d); training needs two at least",
-                    src, (long long)n, cli_pl(n, "image", "images"), n ? (int)y[0] : -1);
+    return cli_fail(SM_ERR_RANGE, "%s: one class only ('%s', %lld %s): training needs two classes at least (--folder names the "
+                    "folder that holds one sub-folder a class)", d->folder, names && n ? names[y[0]] : "?", (long long)n,
+                    cli_pl(n, "image", "images"));
 }
 
 sm_status cli_model_set_data(const cli_data *d, sm_model *m, int c, char *const *names, int nnames) {
