@@ -247,8 +247,8 @@ sm_status cli_data_norm(const cli_data *d, int c, sm_normalization *out) {
         nm = ns = 3;
     }
     if ((nm != 1 && nm != c) || (ns != 1 && ns != c))
-        return cli_fail(SM_ERR_INVALID, "normalisation of %d mean and %d std values for images of %d %s (give 1 or %d)", nm, ns,
-                        c, cli_pl(c, "channel", "channels"), c);
+        return cli_fail(SM_ERR_INVALID, "normalisation of %d mean and %d std values for images of %d %s (give %s)", nm, ns,
+                        c, cli_pl(c, "channel", "channels"), c == 1 ? "1 value" : "1 or 3 values");
     out->kind = SM_NORM_MEAN_STD;
     out->channels = c;
     for (int k = 0; k < c; k++) { out->mean[k] = m[nm == 1 ? 0 : k]; out->std[k] = sd[ns == 1 ? 0 : k]; }

@@ -141,6 +141,15 @@ static int pnm_header_ok(const unsigned char *b, size_t n) {
     return v[0] >= 1 && v[1] >= 1 && v[2] >= 1 && v[2] <= 255;
 }
 
+/* stb_image's failure reason, printable: it can quote bytes of the file (a chunk type). */
+static const char *stb_reason(char *buf, size_t cap) {
+    const char *r = stbi_failure_reason();
+    size_t i = 0;
+    for (; r && r[i] && i + 1 < cap; i++) buf[i] = r[i] >= 0x20 && r[i] < 0x7f ? r[i] : '?';
+    buf[i] = 0;
+    return buf;
+}
+
 /* The format checks sm_image_decode makes before decoding; the source size and channels. */
 static sm_status image_check(const char *name, const unsigned char *buf, size_t len, int *iw, int *ih, int *comp) {
     if (len > MAX_FILE_BYTES) return sm_fail(SM_ERR_FORMAT, "%s: image file too large", name);
@@ -152,8 +161,9 @@ static sm_status image_check(const char *name, const unsigned char *buf, size_t 
         return sm_fail(SM_ERR_FORMAT, "%s: truncated or corrupt PNG (a chunk longer than the file)", name);
     if (!strcmp(kind, "pnm") && !pnm_header_ok(buf, len))
         return sm_fail(SM_ERR_FORMAT, "%s: bad or 16-bit PGM/PPM header (8-bit binary P5/P6 only)", name);
+    char why[64];
     if (len > INT32_MAX || !stbi_info_from_memory(buf, (int)len, iw, ih, comp))
-        return sm_fail(SM_ERR_FORMAT, "%s: not a readable image (%s)", name, stbi_failure_reason());
+        return sm_fail(SM_ERR_FORMAT, "%s: not a readable image (%s)", name, stb_reason(why, sizeof why));
     if (*iw < 1 || *ih < 1 || (int64_t)*iw * *ih > MAX_SOURCE_PIXELS)
         return sm_fail(SM_ERR_FORMAT, "%s: image of %dx%d pixels is too large or empty", name, *iw, *ih);
     return SM_OK;
@@ -230,7 +240,8 @@ sm_status sm_image_decode(const char *name, const void *data, size_t len, int h,
     sm_status st = image_check(name, buf, len, &iw, &ih, &comp);
     if (st) return st;
     unsigned char *px = stbi_load_from_memory(buf, (int)len, &iw, &ih, &comp, c);
-    if (!px) return sm_fail(SM_ERR_FORMAT, "%s: cannot decode the image (%s)", name, stbi_failure_reason());
+    char why[64];
+    if (!px) return sm_fail(SM_ERR_FORMAT, "%s: cannot decode the image (%s)", name, stb_reason(why, sizeof why));
     /* stb_image 2.27 returns a 0-pixel-wide (or -high) image for some PNM headers (fuzz_image) */
     if (iw < 1 || ih < 1 || (int64_t)iw * ih > MAX_SOURCE_PIXELS) {
         stbi_image_free(px);
