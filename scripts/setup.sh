@@ -9,7 +9,7 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 # only (README.md lists the same)
 LIB_PKGS="build-essential cmake pkg-config libopenblas-openmp-dev zlib1g-dev libstb-dev libmicrohttpd-dev libcjson-dev nettle-dev"
 DATA_PKGS="dataset-fashion-mnist"
-TEST_PKGS="python3-numpy python3-sklearn python3-faiss chromium curl wrk openssl"
+TEST_PKGS="python3-numpy python3-pil python3-sklearn python3-faiss chromium curl wrk openssl"
 PKGS="$LIB_PKGS $DATA_PKGS $TEST_PKGS"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
