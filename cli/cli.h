@@ -70,6 +70,7 @@ typedef struct cli_data {
     const char *class_names;   /* --class-names FILE: one name a line, line k names class k (IDX) */
     int size_h, size_w, channels; /* --size HxW, --channels 1|3 for folders (0: default) */
     int skip_bad;              /* --skip-bad: leave out the folder's unreadable images */
+    int stream, cache;         /* train --stream: decode the folder batch by batch; --cache: keep them */
     const sm_model *model;     /* set by the caller: its input shape and stored normalisation apply */
 } cli_data;
 void cli_data_defaults(cli_data *d, const char *split);
@@ -80,6 +81,8 @@ void cli_data_defaults(cli_data *d, const char *split);
     {"no-normalize", 0, 0, 1007}, {"normalize", 1, 0, 1008}, {"folder", 1, 0, 1009},            \
     {"size", 1, 0, 1010}, {"channels", 1, 0, 1011}, {"class-names", 1, 0, 1012},               \
     {"skip-bad", 0, 0, 1013}
+/* train's --stream and --cache (ids 1014, 1015, handled by cli_data_option). */
+#define CLI_STREAM_LONGOPTS {"stream", 0, 0, 1014}, {"cache", 0, 0, 1015}
 /* Handle a data option; returns 1 if consumed, 0 if not a data option, -1 on a bad value. */
 int cli_data_option(const char *cmd, cli_data *d, int opt, const char *arg);
 /* The normalisation for images of c channels: the options given; else d->model's stored one;

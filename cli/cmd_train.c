@@ -40,6 +40,9 @@ static const char *help =
     "                    [1-S, 1+S])\n"
     "  --aug-erase K=V,..   random erasing: p=P (default 0.5), scale=A-B (0.02-0.33),\n"
     "                    ratio=A-B (0.3-3.3); 'default' for all\n"
+    "  --stream          with --folder: decode the images batch by batch on a worker thread while\n"
+    "                    the network computes (default: all decoded at the start, in memory)\n"
+    "  --cache           with --stream: keep each image once decoded (n x H x W x C floats)\n"
     "  --seed N          default 1\n"
     "  --threads N       default: all cores\n"
     "  --out FILE        model file to write (default model.smm)\n"
@@ -109,7 +112,8 @@ int cmd_train(int argc, char **argv) {
         {"threads", 1, 0, O_THREADS}, {"out", 1, 0, O_OUT}, {"quiet", 0, 0, O_QUIET}, {"help", 0, 0, O_HELP},
         {"pk-random", 0, 0, O_PKRANDOM}, {"ema", 1, 0, O_EMA}, {"val-split", 1, 0, O_VALSPLIT},
         {"val-classes", 1, 0, O_VALCLASSES}, {"json", 0, 0, O_JSON}, {"aug-crop", 1, 0, O_AUGCROP},
-        {"aug-jitter", 1, 0, O_AUGJITTER}, {"aug-erase", 1, 0, O_AUGERASE}, CLI_DATA_LONGOPTS, {0, 0, 0, 0}};
+        {"aug-jitter", 1, 0, O_AUGJITTER}, {"aug-erase", 1, 0, O_AUGERASE}, CLI_DATA_LONGOPTS, CLI_STREAM_LONGOPTS,
+        {0, 0, 0, 0}};
     const char *cmd = "train", *spec_arg = "cnn-s", *loss_name = "softmax", *loss_opts = "", *out = "model.smm";
     const char *val_split = NULL, *val_classes = NULL;
     int threads = 0, per_class = -1, quiet = 0, seed = 1, json = 0;
@@ -209,6 +213,7 @@ int cmd_train(int argc, char **argv) {
     }
     if (val_split || val_classes) {
         cli_data vd = data;
+        vd.stream = vd.cache = 0; /* the validation set is embedded whole */
         vd.split = val_split;
         vd.classes = val_classes;
         if ((st = cli_data_load(&vd, &val.ds))) { rc = cli_report(cmd, st, NULL); goto done; }

@@ -226,6 +226,8 @@ int cli_data_option(const char *cmd, cli_data *d, int opt, const char *arg) {
         return 1;
     case 1012: d->class_names = arg; return 1;
     case 1013: d->skip_bad = 1; return 1;
+    case 1014: d->stream = 1; return 1;
+    case 1015: d->cache = 1; return 1;
     default: return 0;
     }
 }
@@ -301,6 +303,35 @@ static sm_status read_names(const char *file, char ***names, int *n) {
 
 /* A folder of class sub-folders at the shape (h, w, c) (decoded on the library's threads);
  * with --skip-bad the unreadable images are named on stderr and left out. */
+/* --stream: the images of the classes asked for, as a dataset decoded batch by batch. */
+static sm_status stream_folder(const cli_data *d, char **paths, int32_t *labels, int64_t n, int h, int w, int c, sm_dataset **out,
+                               int64_t *idx, int64_t *kept) {
+    int32_t cls[1024];
+    int ncls = 0;
+    sm_status st = SM_OK;
+    if (d->classes && (st = sm_parse_class_list(d->classes, cls, 1024, &ncls))) return st;
+    int64_t m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        int keep = !d->classes;
+        for (int k = 0; !keep && k < ncls; k++) keep = labels[i] == cls[k];
+        if (!keep) continue;
+        paths[m] = paths[i];
+        labels[m] = labels[i];
+        idx[m++] = i;
+    }
+    for (int k = 0; k < ncls; k++) {
+        int64_t cnt = 0;
+        for (int64_t i = 0; i < m; i++) cnt += labels[i] == cls[k];
+        if (!cnt) return cli_fail(SM_ERR_RANGE, "%s: class %d has no images (empty class)", d->folder, (int)cls[k]);
+    }
+    sm_normalization nz;
+    if ((st = cli_data_norm(d, c, &nz))) return st;
+    int on = nz.kind == SM_NORM_MEAN_STD;
+    *kept = m;
+    return sm_dataset_from_files(out, (const char *const *)paths, labels, m, h, w, c, on ? nz.mean : NULL, on ? nz.std : NULL,
+                                 d->cache);
+}
+
 static sm_status load_folder_data(const cli_data *d, sm_dataset **out, int64_t **index, char ***names, int *nnames) {
     char **paths = NULL, **cn = NULL;
     int32_t *labels = NULL;
@@ -326,6 +357,15 @@ static sm_status load_folder_data(const cli_data *d, sm_dataset **out, int64_t *
     float *x = NULL;
     sm_status *ok = NULL;
     int64_t *idx = NULL;
+    if (!st && d->stream) {
+        if (!(idx = malloc((size_t)n * sizeof(int64_t)))) st = cli_fail(SM_ERR_NOMEM, "out of memory");
+        if (!st) st = stream_folder(d, paths, labels, n, h, w, c, out, idx, &m);
+        free(labels); free(paths);
+        if (st) { free(idx); free(cn); return st; }
+        if (index) *index = idx; else free(idx);
+        if (names) { *names = cn; *nnames = nc; } else free(cn);
+        return SM_OK;
+    }
     if (!st && (uint64_t)n * (uint64_t)per > ((uint64_t)1 << 32)) /* 16 GiB of floats */
         st = cli_fail(SM_ERR_RANGE, "%s: %lld images of %dx%dx%d are more than 16 GiB decoded (give a smaller --size)", d->folder,
                       (long long)n, h, w, c);
@@ -373,8 +413,11 @@ sm_status cli_data_load_full(const cli_data *d, sm_dataset **out, char *path, si
     if (names) { *names = NULL; *nnames = 0; }
     if (!ip != !lp) return cli_fail(SM_ERR_INVALID, "--images and --labels go together");
     if (d->folder && ip) return cli_fail(SM_ERR_INVALID, "give --folder or --images/--labels, not both");
-    if (!d->folder && (d->size_h || d->channels || d->skip_bad))
-        return cli_fail(SM_ERR_INVALID, "--size, --channels and --skip-bad go with --folder");
+    if (!d->folder && (d->size_h || d->channels || d->skip_bad || d->stream || d->cache))
+        return cli_fail(SM_ERR_INVALID, "--size, --channels, --skip-bad, --stream and --cache go with --folder");
+    if (d->cache && !d->stream) return cli_fail(SM_ERR_INVALID, "--cache goes with --stream (without it the folder is decoded once, in memory)");
+    if (d->stream && d->skip_bad)
+        return cli_fail(SM_ERR_INVALID, "--skip-bad cannot be used with --stream (a file that cannot be decoded stops training, named)");
     if (d->folder && d->class_names)
         return cli_fail(SM_ERR_INVALID, "--class-names is for IDX data: a folder's classes are named by its sub-folders");
     sm_dataset *ds;
@@ -386,6 +429,12 @@ sm_status cli_data_load_full(const cli_data *d, sm_dataset **out, char *path, si
         if (path && cap) snprintf(path, cap, "%s", d->folder);
         if ((st = load_folder_data(d, &ds, &idx, &cn, &ncn))) return st;
         n0 = sm_dataset_size(ds);
+        if (sm_dataset_is_streamed(ds)) { /* filtered and normalised as it was made */
+            if (index) *index = idx; else free(idx);
+            if (names) { *names = cn; *nnames = ncn; } else free(cn);
+            *out = ds;
+            return SM_OK;
+        }
     } else {
         if (!ip) {
             const char *split = !strcmp(d->split, "test") ? "t10k" : d->split;

@@ -754,6 +754,19 @@ sm_status sm_image_load_ex(const char *path, int h, int w, int c, float *x, int 
  * NULL) receives each file's status.  Returns SM_OK if every file was decoded, else the status
  * of the first that was not, with its message (naming the file); the others are still decoded. */
 sm_status sm_images_load(const char *const *paths, int64_t n, int h, int w, int c, float *x, sm_status *status);
+/* A dataset whose images stay in their files until training needs them: sm_train decodes each
+ * batch on a worker thread while the network computes the previous ones (a bounded queue of 3
+ * batches), so a folder larger than memory can be trained on.  paths (n) image files and
+ * labels (n) are copied; images are decoded as sm_image_load does at (h, w, c), then normalised
+ * per channel by mean, std (c each; both NULL: not normalised).  cache: keep each image once
+ * decoded, for the next epochs (n * h * w * c floats, allocated here).  What a batch holds is
+ * fixed by the trainer's plan, never by thread timing.  Only the trainer reads such a dataset:
+ * sm_dataset_images returns NULL and the filters and normalisations refuse it
+ * (SM_ERR_UNSUPPORTED).  A file that cannot be decoded stops sm_train with its name. */
+sm_status sm_dataset_from_files(sm_dataset **out, const char *const *paths, const int32_t *labels, int64_t n, int h, int w,
+                                int c, const float *mean, const float *std, int cache);
+/* 1 if ds was made by sm_dataset_from_files. */
+int sm_dataset_is_streamed(const sm_dataset *ds);
 /* Size and colour of an image file without decoding its pixels: *c is 1 for a grey (or grey and
  * alpha) image, 3 for a colour one.  Same checks as sm_image_load. */
 sm_status sm_image_info(const char *path, int *h, int *w, int *c);

@@ -6,7 +6,8 @@ sub-folders' sorted ranks, a --class-names file of the folder names).  The pixel
 exactly equal on both paths (8-bit grey, each scaled by 1/255 as the IDX reader does; an RGB
 PNG of equal channels read with --channels 1 gives the same grey), so training with the same
 seed and settings must give the same model file, byte for byte, and the same eval figures.
-Then: the normalisation a model stores is applied by eval without options; --size; the
+--stream (and --stream --cache) give the same bits as the folder decoded whole.  Then: the
+normalisation a model stores is applied by eval without options; --size; the
 augmentations give the same bits run to run; bad folders exit 3 naming the problem,
 --skip-bad leaves a corrupt file out.  Needs numpy and PIL (python3-numpy, python3-pil) and the
 Fashion-MNIST files; skipped (exit 0 with a note) without them."""
@@ -158,6 +159,14 @@ try:
     run("train", "--folder", T("train-rgb"), "--threads", 2, "--out", T("a0.smm"), *common)
     check(os.path.exists(T("a1.smm")) and same_file(T("a1.smm"), T("a2.smm")), "augmented training: the same seed, the same bits")
     check(os.path.exists(T("a1.smm")) and not same_file(T("a1.smm"), T("a0.smm")), "and other bits than without augmentation")
+    # --stream (batches decoded on a worker thread while the network computes) and --cache: the
+    # same bits as the folder decoded whole, augmentation included
+    run("train", "--folder", T("train-rgb"), *aug, "--threads", 2, "--stream", "--out", T("as.smm"), *common)
+    run("train", "--folder", T("train-rgb"), *aug, "--threads", 2, "--stream", "--cache", "--out", T("ac.smm"), *common)
+    check(os.path.exists(T("as.smm")) and same_file(T("as.smm"), T("a1.smm")), "--stream trains to the bits of the folder decoded whole")
+    check(os.path.exists(T("ac.smm")) and same_file(T("ac.smm"), T("a1.smm")), "--stream --cache too")
+    run("train", "--folder", T("train-grey"), "--classes", "0-4", "--stream", "--out", T("gcs.smm"), *common)
+    check(os.path.exists(T("gcs.smm")) and same_file(T("gcs.smm"), T("gc.smm")), "--stream --classes 0-4: the same bits")
     for bad_opt, what in ((["--aug-crop", "scale=0.5-2"], "crop scale above 1"), (["--aug-jitter", "hue=0.1"], "an unknown jitter key"),
                           (["--aug-erase", "p=1.5"], "an erasing probability above 1")):
         p = run("train", "--folder", T("train-grey"), *bad_opt, "--out", T("bad.smm"), *common, want=None)
@@ -176,6 +185,10 @@ try:
     p = run("train", "--folder", T("broken"), "--skip-bad", "--out", T("sk.smm"), *common, want=None)
     check(p.returncode == 0 and "skipped: " in p.stderr and "broken/coat/000.png" in p.stderr and "skipped 1 of 300" in p.stderr,
           "--skip-bad: trains without it and names it", p.stderr)
+    p = run("train", "--folder", T("broken"), "--stream", "--out", T("bad.smm"), *common, want=None)
+    check(p.returncode == 3 and "broken/coat/000.png" in p.stderr, "--stream: a corrupt PNG met in training: exit 3, named", p.stderr)
+    p = run("train", "--folder", T("broken"), "--stream", "--skip-bad", "--out", T("bad.smm"), *common, want=None)
+    check(p.returncode == 2, "--stream --skip-bad: usage error (exit 2)", p.stderr)
     os.makedirs(T("one"))
     shutil.copytree(T("train-grey/bag"), T("one/bag"))
     p = run("train", "--folder", T("one"), "--out", T("bad.smm"), *common, want=None)

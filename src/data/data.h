@@ -8,7 +8,26 @@ struct sm_dataset {
     int h, w, c;      /* image shape; vectors are h = 1, w = d, c = 1 */
     float *x;         /* (n, h, w, c) */
     int32_t *y;       /* (n) labels >= 0 */
+    /* a streamed dataset (sm_dataset_from_files): x is NULL, images are decoded on use */
+    char **paths;     /* (n) image files, one block; NULL for an in-memory dataset */
+    int norm;         /* normalise (x - mean) / std per channel after decoding */
+    float mean[3], std[3];
+    float *cache_x;   /* (n, h, w, c) decoded images kept, when caching; else NULL */
+    unsigned char *cached; /* (n) 1 where cache_x holds image i */
 };
+
+/* Image i of ds (in memory, cached, or decoded and normalised now, then cached) into dst
+ * (h, w, c).  Not thread-safe on a caching dataset: one thread (the prefetcher) at a time. */
+sm_status sm_dataset_decode(sm_dataset *ds, int64_t i, float *dst);
+/* The batches of a streamed dataset, decoded ahead on one worker thread into depth slots. */
+typedef struct sm_prefetch sm_prefetch;
+sm_status sm_prefetch_create(sm_prefetch **out, sm_dataset *ds, int batch, int depth);
+/* Ask for batch `key` (samples idx (n)) to be decoded; nothing if no slot is free. */
+void sm_prefetch_submit(sm_prefetch *p, uint64_t key, const int64_t *idx, int n);
+/* Batch `key` into dst (n, h, w, c), waiting for it (queued now if it was not); frees its slot.
+ * A file that cannot be decoded: its status and message. */
+sm_status sm_prefetch_take(sm_prefetch *p, uint64_t key, const int64_t *idx, int n, float *dst);
+void sm_prefetch_free(sm_prefetch *p);
 
 /* In-place augmentation of a batch x (n, h, w, c): each image is shifted by a random (dy, dx)
  * in [-shift, shift] (vacated pixels set to `fill`) and, if flip, mirrored left-right with

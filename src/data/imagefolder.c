@@ -192,6 +192,7 @@ sm_status sm_images_load(const char *const *paths, int64_t n, int h, int w, int 
         return sm_fail(SM_ERR_INVALID, "sm_images_load: target shape %dx%dx%d (need 1 or 3 channels)", h, w, c);
     const int64_t per = (int64_t)h * w * c;
     int64_t first_bad = -1;
+    sm_status first_st = SM_OK;
     /* each file into its own slot: the result is the same for any thread count; the first
      * failure (lowest index) is decoded again below for its message on this thread */
 #pragma omp parallel for schedule(dynamic, 4) if (n > 8)
@@ -200,12 +201,13 @@ sm_status sm_images_load(const char *const *paths, int64_t n, int h, int w, int 
         if (status) status[i] = st;
         if (st) {
 #pragma omp critical(sm_images_load_bad)
-            if (first_bad < 0 || i < first_bad) first_bad = i;
+            if (first_bad < 0 || i < first_bad) { first_bad = i; first_st = st; }
         }
     }
     if (first_bad < 0) return SM_OK;
     sm_status st = sm_image_load(paths[first_bad], h, w, c, x + first_bad * per);
-    return st ? st : sm_fail(SM_ERR_IO, "%s: could not be read (a transient error?)", paths[first_bad]);
+    if (st) return st;
+    return first_st == SM_ERR_NOMEM ? first_st : sm_fail(first_st, "%s: could not be read (then it could)", paths[first_bad]);
 }
 
 sm_status sm_image_load(const char *path, int h, int w, int c, float *x) {

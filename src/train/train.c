@@ -64,6 +64,8 @@ struct sm_trainer {
     float fill;           /* a blank pixel after normalisation, for shifted-in borders */
     float *aug_scratch;   /* (batch, h, w, c) for the random resized crop, else NULL */
     float mean[3], std[3]; /* the model's input normalisation (0, 1 if none), for colour jitter */
+    sm_prefetch *pf;      /* a streamed dataset's batches, decoded ahead; else NULL */
+    uint64_t pass_gen;    /* plans made so far: with the batch number, a prefetch key */
     sm_rng rng;
     sm_epoch_plan plan;
     /* where the loop stands */
@@ -141,8 +143,16 @@ sm_status sm_trainer_create(sm_trainer **out, sm_model *m, sm_loss *loss, const 
     }
     if ((st = sm_params_reset_moments(&m->store))) goto fail;
     if ((st = sm_model_reserve(m, B))) goto fail;
-    t->fill = ds->x[0];
-    for (int64_t i = 0; i < (ds->n < 64 ? ds->n : 64) * in; i++) if (ds->x[i] < t->fill) t->fill = ds->x[i];
+    if (ds->x) {
+        t->fill = ds->x[0];
+        for (int64_t i = 0; i < (ds->n < 64 ? ds->n : 64) * in; i++) if (ds->x[i] < t->fill) t->fill = ds->x[i];
+    } else { /* streamed: the same blank value, from the first images decoded now */
+        for (int64_t j = 0; j < (ds->n < 64 ? ds->n : 64) && !st; j++) {
+            if ((st = sm_dataset_decode((sm_dataset *)ds, j, t->xb))) break;
+            for (int64_t i = 0; i < in; i++) if ((j == 0 && i == 0) || t->xb[i] < t->fill) t->fill = t->xb[i];
+        }
+        if (st || (st = sm_prefetch_create(&t->pf, (sm_dataset *)ds, B, 3))) goto fail;
+    }
     sm_rng_seed(&t->rng, cfg->seed);
     t->t_train = sm_now();
     *out = t;
@@ -181,6 +191,7 @@ void sm_trainer_free(sm_trainer *t) {
         if (t->m->nhead == t->old_nhead && t->old_nhead)
             memcpy(t->m->head, t->old_head, sizeof(float) * (size_t)t->old_nhead);
     }
+    sm_prefetch_free(t->pf); /* first: its thread reads the dataset */
     sm_plan_free(&t->plan);
     sm_free(t->aug_scratch); sm_free(t->xb); sm_free(t->yb); sm_free(t->gemb); sm_free(t->backup); sm_free(t->ema); sm_free(t->old_head);
     sm_free(t);
@@ -228,14 +239,21 @@ sm_status sm_trainer_step(sm_trainer *t, sm_train_step_info *info) {
                                  : sm_plan_pk(&t->plan, ds->y, ds->n, B, cfg->per_class, &t->rng);
         if (st) return trainer_fail(t, st);
         t->pb = 0;
+        t->pass_gen++;
         if (b == 0) t->steps = t->target < 0 ? t->plan.nbatches : (t->target + B - 1) / B;
     }
     int n = (int)(t->plan.starts[t->pb + 1] - t->plan.starts[t->pb]);
     const int64_t *idx = t->plan.order + t->plan.starts[t->pb];
     if (t->target > 0 && n > t->target - t->seen) n = (int)(t->target - t->seen);
+    if (t->pf) { /* this batch, and the next two of the pass to decode while this one computes */
+        for (int64_t q = t->pb; q < t->pb + 3 && q < t->plan.nbatches; q++)
+            sm_prefetch_submit(t->pf, t->pass_gen << 32 | (uint64_t)q, t->plan.order + t->plan.starts[q],
+                               (int)(t->plan.starts[q + 1] - t->plan.starts[q]));
+        if ((st = sm_prefetch_take(t->pf, t->pass_gen << 32 | (uint64_t)t->pb, idx, n, t->xb))) return trainer_fail(t, st);
+    }
     t->pb++;
     for (int i = 0; i < n; i++) {
-        memcpy(t->xb + i * in, ds->x + idx[i] * in, sizeof(float) * (size_t)in);
+        if (!t->pf) memcpy(t->xb + i * in, ds->x + idx[i] * in, sizeof(float) * (size_t)in);
         t->yb[i] = ds->y[idx[i]];
     }
     if (cfg->aug_shift || cfg->aug_flip)
