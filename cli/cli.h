@@ -56,27 +56,60 @@ int cli_optimizer(const char *cmd, const char *val, sm_optimizer *out);
 /* --schedule: constant, cosine, and step when allow_step is set. */
 int cli_schedule(const char *cmd, const char *val, int allow_step, sm_schedule *out);
 
-/* Where data comes from: a directory with Fashion-MNIST-named files and a split, or explicit
- * image and label files; normalisation; class filter. */
+/* Where data comes from: a directory with Fashion-MNIST-named files and a split, explicit
+ * image and label files, or a folder of class sub-folders of images (docs/data.md);
+ * normalisation; class filter. */
 typedef struct cli_data {
     const char *dir, *split, *images, *labels, *classes;
-    float mean, std;
+    float mean, std;           /* the first channel's --mean / --std (for the report's text) */
     int normalize;
+    int norm_given;            /* --mean, --std, --normalize or --no-normalize was given */
+    int nmean, nstd;           /* values given to --mean, --std (1 or 3) */
+    float means[3], stds[3];
+    const char *folder;        /* --folder DIR */
+    const char *class_names;   /* --class-names FILE: one name a line, line k names class k (IDX) */
+    int size_h, size_w, channels; /* --size HxW, --channels 1|3 for folders (0: default) */
+    int skip_bad;              /* --skip-bad: leave out the folder's unreadable images */
+    int stream, cache;         /* train --stream: decode the folder batch by batch; --cache: keep them */
+    const sm_model *model;     /* set by the caller: its input shape and stored normalisation apply */
 } cli_data;
 void cli_data_defaults(cli_data *d, const char *split);
-/* The getopt_long entries of the data options (ids 1000-1007, handled by cli_data_option). */
+/* The getopt_long entries of the data options (ids 1000-1013, handled by cli_data_option). */
 #define CLI_DATA_LONGOPTS                                                                        \
     {"data", 1, 0, 1000}, {"split", 1, 0, 1001}, {"images", 1, 0, 1002}, {"labels", 1, 0, 1003}, \
     {"classes", 1, 0, 1004}, {"mean", 1, 0, 1005}, {"std", 1, 0, 1006},                          \
-    {"no-normalize", 0, 0, 1007}
+    {"no-normalize", 0, 0, 1007}, {"normalize", 1, 0, 1008}, {"folder", 1, 0, 1009},            \
+    {"size", 1, 0, 1010}, {"channels", 1, 0, 1011}, {"class-names", 1, 0, 1012},               \
+    {"skip-bad", 0, 0, 1013}
+/* train's --stream and --cache (ids 1014, 1015, handled by cli_data_option). */
+#define CLI_STREAM_LONGOPTS {"stream", 0, 0, 1014}, {"cache", 0, 0, 1015}
 /* Handle a data option; returns 1 if consumed, 0 if not a data option, -1 on a bad value. */
 int cli_data_option(const char *cmd, cli_data *d, int opt, const char *arg);
+/* The normalisation for images of c channels: the options given; else d->model's stored one;
+ * else ImageNet's for a colour folder, Fashion-MNIST's otherwise.  Fails (SM_ERR_INVALID,
+ * message set) when the values given do not fit c channels. */
+sm_status cli_data_norm(const cli_data *d, int c, sm_normalization *out);
 /* Load, filter and normalise. */
 sm_status cli_data_load(const cli_data *d, sm_dataset **out);
 /* As cli_data_load; also the image file's path (into path, cap bytes) and, when index is not
  * NULL, each kept sample's index in that file (*index (n), release with free()). */
 sm_status cli_data_load_ex(const cli_data *d, sm_dataset **out, char *path, size_t cap, int64_t **index);
+/* As cli_data_load_ex; *names (may be NULL) receives the class names by label (a folder's
+ * sub-folder names, or --class-names), one block released with free(), or NULL if none;
+ * *nnames their count. */
+sm_status cli_data_load_full(const cli_data *d, sm_dataset **out, char *path, size_t cap, int64_t **index,
+                             char ***names, int *nnames);
 extern const char *const cli_data_help;
+
+/* A folder to train on must hold two classes at least (SM_ERR_RANGE, message set; names (may be
+ * NULL) the class names). */
+sm_status cli_train_data_check(const cli_data *d, const sm_dataset *ds, char *const *names);
+/* Store in m the normalisation d gives for c channels and the class names (may be NULL). */
+sm_status cli_model_set_data(const cli_data *d, sm_model *m, int c, char *const *names, int nnames);
+
+/* --aug-crop (which 0), --aug-jitter (1), --aug-erase (2): "key=value,..." (or "default") into
+ * a; 0 on success, else a usage error was printed. */
+int cli_aug_option(const char *cmd, int which, const char *arg, sm_augment *a);
 
 /* Read a spec argument: a built-in name, "@file", or literal text.  *owned is set if the
  * returned string must be freed. */

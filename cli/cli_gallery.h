@@ -44,7 +44,7 @@ typedef struct cli_batch {
     {"std", 1, 0, 1006}, {"no-normalize", 0, 0, 1007}, {"folder", 1, 0, 1100},           \
     {"npy", 1, 0, 1101}, {"npy-labels", 1, 0, 1102}, {"image", 1, 0, 1103},              \
     {"first-per-class", 1, 0, 1104}, {"skip-per-class", 1, 0, 1105}, {"raw", 0, 0, 1106},  \
-    {"threads", 1, 0, 1107}, {"skip-bad", 0, 0, 1108}
+    {"threads", 1, 0, 1107}, {"skip-bad", 0, 0, 1108}, {"normalize", 1, 0, 1008}
 extern const char *const cli_inputs_help;
 
 void cli_inputs_defaults(cli_inputs *in, const char *split);

@@ -56,7 +56,11 @@ static const char *help =
     "  --class-names LIST     comma-separated display names by label, or none (default Fashion-MNIST's)\n"
     "data:\n"
     "  --data DIR             folder with Fashion-MNIST-named IDX files (default " SM_DEFAULT_DATA_DIR ")\n"
-    "  --mean X --std Y       normalisation (default 0.2860 / 0.3530); --no-normalize to skip\n";
+    "  --folder DIR           images instead: DIR/train and DIR/test, each one sub-folder a class (the\n"
+    "                         same class names in both; docs/data.md); --class-names defaults to them\n"
+    "  --size HxW, --channels 1|3, --skip-bad   the folders' images, as simile train takes them\n"
+    "  --mean A[,B,C] --std A[,B,C], --normalize imagenet|fmnist|none   normalisation (default\n"
+    "                         0.2860 / 0.3530; ImageNet's for colour folders); --no-normalize to skip\n";
 
 static const char *fmnist_names[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                                        "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"};
@@ -98,7 +102,8 @@ int cmd_compare(int argc, char **argv) {
         {"few-per-class", 1, 0, O_FEWPC}, {"few-epochs", 1, 0, O_FEWEP}, {"class-names", 1, 0, O_NAMES},
         {"help", 0, 0, O_HELP},
         {"data", 1, 0, 1000}, {"mean", 1, 0, 1005}, {"std", 1, 0, 1006}, {"no-normalize", 0, 0, 1007},
-        {0, 0, 0, 0}};
+        {"normalize", 1, 0, 1008}, {"folder", 1, 0, 1009}, {"size", 1, 0, 1010}, {"channels", 1, 0, 1011},
+        {"skip-bad", 0, 0, 1013}, {0, 0, 0, 0}};
     const char *cmd = "compare", *out = "results", *names_arg = NULL;
     int quiet = 0, save = 1, threads = 0, seed = 1, triplets = -1;
     char losses_buf[1024], names_buf[2048];
@@ -225,7 +230,10 @@ int cmd_compare(int argc, char **argv) {
         snprintf(cmdline + l, sizeof cmdline - l, " %s", argv[i]);
     }
     cfg.command_line = cmdline;
-    if (data.normalize)
+    if (data.folder)
+        snprintf(desc, sizeof desc, "image folders %s/train and %s/test (one sub-folder a class), pixels scaled to [0, 1]%s", data.folder,
+                 data.folder, data.normalize ? ", normalised per channel (simile info on a saved model shows the values)" : "");
+    else if (data.normalize)
         snprintf(desc, sizeof desc, "IDX files in %s (train and t10k splits), pixels scaled to [0, 1], normalised with mean %.4f, std %.4f",
                  data.dir, (double)data.mean, (double)data.std);
     else
@@ -249,8 +257,27 @@ int cmd_compare(int argc, char **argv) {
     int rc = EXIT_OK;
     cli_data test_data = data;
     test_data.split = "t10k";
-    sm_status st = cli_data_load(&data, &train);
-    if (!st) st = cli_data_load(&test_data, &test);
+    char trdir[4096], tedir[4096], **trn = NULL, **ten = NULL;
+    int ntrn = 0, nten = 0;
+    if (data.folder) { /* DIR/train and DIR/test, the test images at the training images' shape */
+        snprintf(trdir, sizeof trdir, "%s/train", data.folder);
+        snprintf(tedir, sizeof tedir, "%s/test", data.folder);
+        data.folder = trdir;
+        test_data.folder = tedir;
+    }
+    sm_status st = cli_data_load_full(&data, &train, NULL, 0, NULL, &trn, &ntrn);
+    if (!st && data.folder) sm_dataset_shape(train, &test_data.size_h, &test_data.size_w, &test_data.channels);
+    if (!st) st = cli_data_load_full(&test_data, &test, NULL, 0, NULL, &ten, &nten);
+    if (!st && data.folder) {
+        int same = ntrn == nten;
+        for (int i = 0; same && i < ntrn; i++) same = !strcmp(trn[i], ten[i]);
+        if (!same) st = cli_fail(SM_ERR_MISMATCH, "%s and %s must hold the same class sub-folders (%d and %d classes)", trdir, tedir, ntrn, nten);
+        if (!st && !names_arg) { /* the folder names are the class names */
+            cfg.num_class_names = ntrn < 128 ? ntrn : 128;
+            for (int i = 0; i < cfg.num_class_names; i++) names[i] = trn[i];
+            cfg.class_names = names;
+        }
+    }
     if (st) { rc = cli_report(cmd, st, NULL); goto done; }
     if ((st = sm_compare_run(&rep, &cfg, train, test))) { rc = cli_report(cmd, st, NULL); goto done; }
     char path[4096];
@@ -270,6 +297,8 @@ int cmd_compare(int argc, char **argv) {
     printf("\nwrote %s/report.html, %s/report.json, %s/report.txt%s\n", out, out, out,
            save ? " and the models (*.smm)" : "");
 done:
+    free(trn); /* the report has copied the class names it shows */
+    free(ten);
     if (rc && !out_existed) rmdir(out); /* a refusal leaves no folder behind (rmdir only removes an empty one) */
     sm_report_free(rep);
     sm_dataset_free(train);

@@ -13,16 +13,42 @@ static const char *help =
     "A model with a classifier head reports accuracy and the confusion matrix; every model\n"
     "reports retrieval metrics of its L2-normalised embeddings (each sample a query against\n"
     "all others): precision@1, R-precision, MAP@R, Recall@K, NMI.\n\n"
-    "  --model FILE      model file (required)\n"
+    "  --model FILE      model file (required); its stored normalisation applies unless one is\n"
+    "                    given, and a --folder is resized to its input size\n"
     "  --task T          auto (default), classify, retrieval, both\n"
     "  --threads N       default: all cores\n"
     "  --json FILE       also write the figures as JSON (docs/cli.md); --json - writes the\n"
     "                    JSON document to stdout and the text to stderr\n";
 
-static int eval_classify(sm_model *m, sm_dataset *ds, cj *json) {
+/* The model's class of each label of the data: by name when both name their classes (a folder
+ * evaluated with a model trained on another folder), else the label itself; a name the model
+ * does not know becomes a class it has no output for.  (n) labels, free(). */
+static int32_t *model_labels(sm_model *m, const sm_dataset *ds, char *const *names, int nnames) {
+    int64_t n = sm_dataset_size(ds);
+    const int32_t *y = sm_dataset_labels(ds);
+    int32_t *out = malloc((size_t)(n ? n : 1) * sizeof(int32_t));
+    if (!out) return NULL;
+    int mn = sm_model_num_class_names(m), C = sm_model_num_classes(m);
+    for (int64_t i = 0; i < n; i++) {
+        out[i] = y[i];
+        if (!names || !mn || y[i] >= nnames) continue;
+        int k = 0;
+        while (k < mn && strcmp(sm_model_class_name(m, k), names[y[i]])) k++;
+        out[i] = k < mn ? k : (C > mn ? C : mn) + y[i];
+    }
+    return out;
+}
+
+/* Row label of class k in the confusion matrix: its name when the model has one. */
+static void class_label(sm_model *m, int k, char *buf, size_t cap) {
+    const char *nm = sm_model_class_name(m, k);
+    if (nm) snprintf(buf, cap, "%-12.12s", nm);
+    else snprintf(buf, cap, "%3d", k);
+}
+
+static int eval_classify(sm_model *m, sm_dataset *ds, const int32_t *y, cj *json) {
     int64_t n = sm_dataset_size(ds);
     int C = sm_model_num_classes(m);
-    const int32_t *y = sm_dataset_labels(ds);
     float *logits = malloc((size_t)(n ? n : 1) * (size_t)C * sizeof(float));
     int64_t *conf = calloc((size_t)C * (size_t)C, sizeof(int64_t));
     if (!logits || !conf) { free(logits); free(conf); return cli_report("eval", SM_ERR_NOMEM, "out of memory"); }
@@ -41,14 +67,22 @@ static int eval_classify(sm_model *m, sm_dataset *ds, cj *json) {
     if (unknown)
         fprintf(cli_text(), "  %lld %s a class the head has no output for (it cannot predict a new class)\n",
                 (long long)unknown, cli_pl(unknown, "image has", "images have"));
-    fprintf(cli_text(), "confusion matrix (rows: true class, columns: predicted):\n      ");
+    int named = sm_model_num_class_names(m) > 0;
+    if (named) {
+        fprintf(cli_text(), "classes:");
+        for (int j = 0; j < C; j++) fprintf(cli_text(), " %d %s%s", j, sm_model_class_name(m, j) ? sm_model_class_name(m, j) : "?", j + 1 < C ? "," : "");
+        fputc('\n', cli_text());
+    }
+    fprintf(cli_text(), "confusion matrix (rows: true class, columns: predicted):\n%s", named ? "               " : "      ");
     for (int j = 0; j < C; j++) fprintf(cli_text(), "%6d", j);
     fputc('\n', cli_text());
     for (int i = 0; i < C; i++) {
         int64_t rowsum = 0;
         for (int j = 0; j < C; j++) rowsum += conf[(int64_t)i * C + j];
         if (!rowsum) continue;
-        fprintf(cli_text(), "  %3d ", i);
+        char lab[32];
+        class_label(m, i, lab, sizeof lab);
+        fprintf(cli_text(), "  %s ", lab);
         for (int j = 0; j < C; j++) fprintf(cli_text(), "%6lld", (long long)conf[(int64_t)i * C + j]);
         fputc('\n', cli_text());
     }
@@ -56,6 +90,12 @@ static int eval_classify(sm_model *m, sm_dataset *ds, cj *json) {
         cj_knum(json, "accuracy", acc);
         cj_kint(json, "images", (long long)n);
         cj_kint(json, "images_of_unknown_class", (long long)unknown);
+        if (named) {
+            cj_key(json, "class_names");
+            cj_arr(json);
+            for (int j = 0; j < C; j++) cj_str(json, sm_model_class_name(m, j) ? sm_model_class_name(m, j) : "");
+            cj_arr_end(json);
+        }
         cj_key(json, "confusion"); /* rows: true class, columns: predicted */
         cj_arr(json);
         for (int i = 0; i < C; i++) {
@@ -134,12 +174,16 @@ int cmd_eval(int argc, char **argv) {
     sm_set_num_threads(threads);
     sm_model *m = NULL;
     sm_dataset *ds = NULL;
+    char **names = NULL;
+    int nnames = 0;
+    int32_t *ylab = NULL;
     FILE *json = NULL;
     cj j, *jp = NULL;
     int rc = EXIT_OK;
     sm_status st = sm_model_load(&m, model_path);
     if (st) return cli_report(cmd, st, NULL);
-    if ((st = cli_data_load(&data, &ds))) { rc = cli_report(cmd, st, NULL); goto done; }
+    data.model = m; /* its input size for folders, its stored normalisation */
+    if ((st = cli_data_load_full(&data, &ds, NULL, 0, NULL, &names, &nnames))) { rc = cli_report(cmd, st, NULL); goto done; }
     int h, w, ch, mh, mw, mc;
     sm_dataset_shape(ds, &h, &w, &ch);
     sm_model_input_shape(m, &mh, &mw, &mc);
@@ -170,12 +214,15 @@ int cmd_eval(int argc, char **argv) {
     }
     fprintf(cli_text(), "model %s (loss %s, %lld parameters)\n", model_path, *sm_model_loss_name(m) ? sm_model_loss_name(m) : "none",
            (long long)sm_model_num_params(m));
-    if (do_cls) rc = eval_classify(m, ds, jp);
+    if (do_cls && !(ylab = model_labels(m, ds, names, nnames))) rc = cli_report(cmd, SM_ERR_NOMEM, "out of memory");
+    if (do_cls && !rc) rc = eval_classify(m, ds, ylab, jp);
     if (!rc && do_ret) rc = eval_retrieval(m, ds, jp);
     if (jp && !rc) cj_obj_end(jp);
 done:
     if (json && json != stdout && fclose(json) != 0 && !rc) rc = cli_report(cmd, SM_ERR_IO, "writing the JSON file failed");
     if (json == stdout && fflush(stdout) != 0 && !rc) rc = cli_report(cmd, SM_ERR_IO, "writing the JSON document failed");
+    free(names);
+    free(ylab);
     sm_dataset_free(ds);
     sm_model_free(m);
     return rc;
@@ -190,6 +237,23 @@ int cmd_info(int argc, char **argv) {
     sm_status st = sm_model_load(&m, argv[1]);
     if (st) return cli_report("info", st, NULL);
     printf("%s", sm_model_summary(m));
+    sm_normalization nz;
+    sm_model_normalization(m, &nz);
+    if (nz.kind == SM_NORM_UNKNOWN) printf("normalisation: not stored (a version-1 file: the commands use their defaults)\n");
+    else if (nz.kind == SM_NORM_NONE) printf("normalisation: none\n");
+    else {
+        printf("normalisation: mean");
+        for (int k = 0; k < nz.channels; k++) printf("%s%.4g", k ? "," : " ", (double)nz.mean[k]);
+        printf(" std");
+        for (int k = 0; k < nz.channels; k++) printf("%s%.4g", k ? "," : " ", (double)nz.std[k]);
+        printf("\n");
+    }
+    int nn = sm_model_num_class_names(m);
+    if (nn) {
+        printf("class names:");
+        for (int k = 0; k < nn; k++) printf(" %d %s%s", k, sm_model_class_name(m, k), k + 1 < nn ? "," : "");
+        printf("\n");
+    }
     printf("loss: %s, classes: %d, fingerprint %08x\nspec:\n%s", *sm_model_loss_name(m) ? sm_model_loss_name(m) : "none",
            sm_model_num_classes(m), sm_model_fingerprint(m), sm_model_spec(m));
     double sel_map;

@@ -7,7 +7,8 @@
 
 static const char *help =
     "usage: simile train [options]\n"
-    "Train a model on IDX data (Fashion-MNIST by default) and save it.\n"
+    "Train a model on IDX data (Fashion-MNIST by default) or a folder of images (--folder) and\n"
+    "save it, with the normalisation used and the class names (docs/data.md).\n"
     "Under mpirun -np N: data-parallel on N processes, rank 0 prints and saves (docs/distributed.md).\n\n"
     "model and loss:\n"
     "  --model SPEC      built-in (cnn-s, cnn-c, cnn-m, mlp, resnet-s, resnet18), @file, or layer text (default cnn-s)\n"
@@ -34,6 +35,15 @@ static const char *help =
     "                    (e.g. 0.999); the model saved is the average (default: off)\n"
     "  --aug-shift N     random shift up to N pixels (default 0)\n"
     "  --aug-flip        random horizontal flip\n"
+    "  --aug-crop K=V,.. random resized crop: scale=A-B (area fraction, default 0.08-1),\n"
+    "                    ratio=A-B (width/height, default 0.75-1.333); 'default' for both\n"
+    "  --aug-jitter K=V,..  colour jitter: brightness=S,contrast=S,saturation=S (factors in\n"
+    "                    [1-S, 1+S])\n"
+    "  --aug-erase K=V,..   random erasing: p=P (default 0.5), scale=A-B (0.02-0.33),\n"
+    "                    ratio=A-B (0.3-3.3); 'default' for all\n"
+    "  --stream          with --folder: decode the images batch by batch on a worker thread while\n"
+    "                    the network computes (default: all decoded at the start, in memory)\n"
+    "  --cache           with --stream: keep each image once decoded (n x H x W x C floats)\n"
     "  --seed N          default 1\n"
     "  --threads N       default: all cores\n"
     "  --out FILE        model file to write (default model.smm)\n"
@@ -42,7 +52,8 @@ static const char *help =
     "                    docs/cli.md); the text goes to stderr\n"
     "validation (retrieval metrics after every epoch, as `simile eval` computes them):\n"
     "  --val-split S     evaluate on this split of --data (e.g. test) after every epoch\n"
-    "  --val-classes L   classes of the validation split (default: all; 5-9 for fmnist-open)\n"
+    "  --val-classes L   classes of the validation split (default: all; 5-9 for fmnist-open);\n"
+    "                    with --folder, without --val-split: these classes of the same folder\n"
     "  --val-classes-from-train K\n"
     "                    hold out the last K training classes (the K largest labels; K >= 2)\n"
     "                    as a class-disjoint validation set; training uses the others\n"
@@ -98,7 +109,7 @@ int cmd_train(int argc, char **argv) {
     enum { O_MODEL = 1, O_LOSS, O_LOSSOPTS, O_EPOCHS, O_BATCH, O_LR, O_OPT, O_MOM, O_WD, O_SCHED, O_WARMUP,
            O_STEPE, O_STEPG, O_PERCLASS, O_SHIFT, O_FLIP, O_EPOCHSIZE, O_SEED, O_THREADS, O_OUT, O_QUIET, O_HELP,
            O_VALSPLIT, O_VALCLASSES, O_PKRANDOM, O_EMA, O_JSON, O_INIT, O_FREEZEBN, O_FREEZEUNTIL, O_BBLR,
-           O_CKPT, O_CKPTSTEPS, O_RESUME, O_VALFROMTRAIN, O_KEEPBEST };
+           O_CKPT, O_CKPTSTEPS, O_RESUME, O_VALFROMTRAIN, O_KEEPBEST, O_AUGCROP, O_AUGJITTER, O_AUGERASE };
     static const struct option opts[] = {
         {"model", 1, 0, O_MODEL}, {"loss", 1, 0, O_LOSS}, {"loss-opts", 1, 0, O_LOSSOPTS},
         {"epochs", 1, 0, O_EPOCHS}, {"batch", 1, 0, O_BATCH}, {"lr", 1, 0, O_LR}, {"optimizer", 1, 0, O_OPT},
@@ -110,7 +121,8 @@ int cmd_train(int argc, char **argv) {
         {"val-classes", 1, 0, O_VALCLASSES}, {"json", 0, 0, O_JSON}, {"init", 1, 0, O_INIT},
         {"freeze-bn", 0, 0, O_FREEZEBN}, {"freeze-until", 1, 0, O_FREEZEUNTIL}, {"backbone-lr-mult", 1, 0, O_BBLR},
         {"checkpoint", 1, 0, O_CKPT}, {"checkpoint-steps", 1, 0, O_CKPTSTEPS}, {"resume", 1, 0, O_RESUME},
-        {"val-classes-from-train", 1, 0, O_VALFROMTRAIN}, {"keep-best", 0, 0, O_KEEPBEST}, CLI_DATA_LONGOPTS,
+        {"val-classes-from-train", 1, 0, O_VALFROMTRAIN}, {"keep-best", 0, 0, O_KEEPBEST}, {"aug-crop", 1, 0, O_AUGCROP},
+        {"aug-jitter", 1, 0, O_AUGJITTER}, {"aug-erase", 1, 0, O_AUGERASE}, CLI_DATA_LONGOPTS, CLI_STREAM_LONGOPTS,
         {0, 0, 0, 0}};
     const char *cmd = "train", *spec_arg = "cnn-s", *loss_name = "softmax", *loss_opts = "", *out = "model.smm";
     const char *val_split = NULL, *val_classes = NULL, *init = NULL, *freeze_until = NULL;
@@ -148,6 +160,9 @@ int cmd_train(int argc, char **argv) {
         case O_PERCLASS: if (cli_int(cmd, "--per-class", optarg, 0, 65536, &per_class)) return EXIT_USAGE; break;
         case O_SHIFT: if (cli_int(cmd, "--aug-shift", optarg, 0, 64, &cfg.aug_shift)) return EXIT_USAGE; break;
         case O_FLIP: cfg.aug_flip = 1; break;
+        case O_AUGCROP: case O_AUGJITTER: case O_AUGERASE:
+            if (cli_aug_option(cmd, c == O_AUGCROP ? 0 : c == O_AUGJITTER ? 1 : 2, optarg, &cfg.aug)) return EXIT_USAGE;
+            break;
         case O_PKRANDOM: cfg.pk_random = 1; break;
         case O_EMA: if (cli_float(cmd, "--ema", optarg, 0, 0.999999, &cfg.ema_decay)) return EXIT_USAGE; break;
         case O_EPOCHSIZE: {
@@ -188,7 +203,8 @@ int cmd_train(int argc, char **argv) {
     cfg.per_class = per_class >= 0 ? per_class : is_classifier(loss_name) ? 0 : 32;
     if (cfg.per_class > cfg.batch_size)
         return cli_usage_error(cmd, "--per-class %d is larger than --batch %d", cfg.per_class, cfg.batch_size);
-    if (val_classes && !val_split) return cli_usage_error(cmd, "--val-classes needs --val-split");
+    if (val_classes && !val_split && !data.folder) return cli_usage_error(cmd, "--val-classes needs --val-split (or --folder)");
+    if (val_split && data.folder) return cli_usage_error(cmd, "--val-split reads from --data; with --folder give --val-classes");
     if (val_from_train && val_split) return cli_usage_error(cmd, "--val-classes-from-train and --val-split exclude each other");
     if (cfg.keep_best && !val_split && !val_from_train)
         return cli_usage_error(cmd, "--keep-best needs a validation set (--val-classes-from-train K or --val-split)");
@@ -214,7 +230,9 @@ int cmd_train(int argc, char **argv) {
     sm_loss *loss = NULL;
     char *spec_owned = NULL;
     int rc = EXIT_OK;
-    sm_status st = cli_data_load(&data, &ds);
+    char **names = NULL;
+    int nnames = 0;
+    sm_status st = cli_data_load_full(&data, &ds, NULL, 0, NULL, &names, &nnames);
     if (st) { rc = cli_report(cmd, st, NULL); goto done; }
     if (val_from_train) { /* the last K classes present become the validation set */
         int ncls = sm_dataset_num_classes(ds), npresent = 0;
@@ -247,9 +265,11 @@ int cmd_train(int argc, char **argv) {
     }
     int h, w, ch;
     sm_dataset_shape(ds, &h, &w, &ch);
+    if ((st = cli_train_data_check(&data, ds, names))) { rc = cli_report(cmd, st, NULL); goto done; }
     const char *spec = cli_spec_arg(spec_arg, &spec_owned, &st);
     if (st) { rc = cli_report(cmd, st, NULL); goto done; }
     if ((st = sm_model_create(&m, spec, h, w, ch, cfg.seed))) { rc = cli_report(cmd, st, NULL); goto done; }
+    if ((st = cli_model_set_data(&data, m, ch, names, nnames))) { rc = cli_report(cmd, st, sm_model_errmsg(m)); goto done; }
     if (freeze_until) {
         char *end;
         long v = strtol(freeze_until, &end, 10);
@@ -293,8 +313,9 @@ int cmd_train(int argc, char **argv) {
         rc = cli_report(cmd, st, NULL);
         goto done;
     }
-    if (val_split) {
+    if (val_split || val_classes) {
         cli_data vd = data;
+        vd.stream = vd.cache = 0; /* the validation set is embedded whole */
         vd.split = val_split;
         vd.classes = val_classes;
         if ((st = cli_data_load(&vd, &val.ds))) { rc = cli_report(cmd, st, NULL); goto done; }
@@ -423,6 +444,7 @@ int cmd_train(int argc, char **argv) {
     }
 done:
     sm_dist_free(group);
+    free(names);
     free(val.log);
     sm_dataset_free(val.ds);
     free(spec_owned);

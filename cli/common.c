@@ -1,5 +1,5 @@
-/* common.c - option parsing helpers, data loading with the Fashion-MNIST defaults, spec
- * arguments and the training progress display shared by the subcommands. */
+/* common.c - option parsing helpers, exit codes and messages, loss checks, spec arguments and
+ * the training progress display shared by the subcommands (the data options: data.c). */
 #include "cli.h"
 #include <errno.h>
 #include <stdarg.h>
@@ -126,95 +126,6 @@ int cli_check_loss(const char *cmd, const char *name, const char *options, int c
     if (st == SM_ERR_NOMEM) return cli_report(cmd, st, NULL);
     if (st) return cli_usage_error(cmd, "--loss-opts '%s': %s\n(options of %s: %s)", options, msg, name, text);
     return 0;
-}
-
-const char *const cli_data_help =
-    "data:\n"
-    "  --data DIR        folder with Fashion-MNIST-named IDX files (default " SM_DEFAULT_DATA_DIR ")\n"
-    "  --split S         train or t10k/test (default depends on the command)\n"
-    "  --images F        IDX image file (.gz or plain); overrides --data/--split\n"
-    "  --labels F        IDX label file matching --images\n"
-    "  --classes LIST    keep only these classes, e.g. 0-4 or 5,7,9 (default all)\n"
-    "  --mean X --std Y  normalisation (x - mean) / std after scaling to [0,1]\n"
-    "                    (default 0.2860 / 0.3530, Fashion-MNIST's); --no-normalize to skip\n";
-
-void cli_data_defaults(cli_data *d, const char *split) {
-    memset(d, 0, sizeof *d);
-    d->dir = SM_DEFAULT_DATA_DIR;
-    d->split = split;
-    d->mean = SM_FMNIST_MEAN;
-    d->std = SM_FMNIST_STD;
-    d->normalize = 1;
-}
-
-/* Option ids shared by commands (long options only). */
-int cli_data_option(const char *cmd, cli_data *d, int opt, const char *arg) {
-    switch (opt) {
-    case 1000: d->dir = arg; return 1;
-    case 1001: d->split = arg; return 1;
-    case 1002: d->images = arg; return 1;
-    case 1003: d->labels = arg; return 1;
-    case 1004: d->classes = arg; return 1;
-    case 1005: return cli_float(cmd, "--mean", arg, -1e6, 1e6, &d->mean) ? -1 : 1;
-    case 1006: return cli_float(cmd, "--std", arg, 1e-12, 1e6, &d->std) ? -1 : 1;
-    case 1007: d->normalize = 0; return 1;
-    default: return 0;
-    }
-}
-
-sm_status cli_data_load(const cli_data *d, sm_dataset **out) { return cli_data_load_ex(d, out, NULL, 0, NULL); }
-
-sm_status cli_data_load_ex(const cli_data *d, sm_dataset **out, char *path, size_t cap, int64_t **index) {
-    char img[4096], lab[4096];
-    const char *ip = d->images, *lp = d->labels;
-    *out = NULL;
-    if (index) *index = NULL;
-    if (!ip != !lp) return cli_fail(SM_ERR_INVALID, "--images and --labels go together");
-    if (!ip) {
-        const char *split = !strcmp(d->split, "test") ? "t10k" : d->split;
-        if (strcmp(split, "train") && strcmp(split, "t10k"))
-            return cli_fail(SM_ERR_INVALID, "--split must be train or test (got '%s')", d->split);
-        snprintf(img, sizeof img, "%s/%s-images-idx3-ubyte.gz", d->dir, split);
-        snprintf(lab, sizeof lab, "%s/%s-labels-idx1-ubyte.gz", d->dir, split);
-        /* accept uncompressed files too */
-        if (access(img, R_OK) != 0) snprintf(img, sizeof img, "%s/%s-images-idx3-ubyte", d->dir, split);
-        if (access(lab, R_OK) != 0) snprintf(lab, sizeof lab, "%s/%s-labels-idx1-ubyte", d->dir, split);
-        ip = img; lp = lab;
-    }
-    if (path && cap) snprintf(path, cap, "%s", ip);
-    sm_dataset *ds;
-    sm_status st = sm_dataset_load_idx(&ds, ip, lp);
-    if (st) return st;
-    int64_t n0 = sm_dataset_size(ds), *idx = NULL;
-    if (index && !(idx = malloc((size_t)(n0 ? n0 : 1) * sizeof(int64_t)))) { sm_dataset_free(ds); return SM_ERR_NOMEM; }
-    for (int64_t i = 0; idx && i < n0; i++) idx[i] = i;
-    if (d->classes) {
-        int32_t cls[1024];
-        int n;
-        int32_t *y = idx ? malloc((size_t)(n0 ? n0 : 1) * sizeof(int32_t)) : NULL; /* (n0) labels before the filter */
-        if (idx && !y) { sm_dataset_free(ds); free(idx); return SM_ERR_NOMEM; }
-        if (y && n0) memcpy(y, sm_dataset_labels(ds), (size_t)n0 * sizeof(int32_t));
-        if ((st = sm_parse_class_list(d->classes, cls, 1024, &n)) || (st = sm_dataset_filter_classes(ds, cls, n))) {
-            sm_dataset_free(ds);
-            free(idx);
-            free(y);
-            return st;
-        }
-        /* the filter keeps the file order: the same membership test gives the kept indices */
-        int64_t k = 0;
-        for (int64_t i = 0; y && i < n0; i++)
-            for (int c = 0; c < n; c++)
-                if (y[i] == cls[c]) { idx[k++] = i; break; }
-        free(y);
-    }
-    if (index) *index = idx;
-    if (d->normalize && (st = sm_dataset_normalize(ds, d->mean, d->std))) {
-        sm_dataset_free(ds);
-        if (index) { free(*index); *index = NULL; }
-        return st;
-    }
-    *out = ds;
-    return SM_OK;
 }
 
 const char *cli_spec_arg(const char *arg, char **owned, sm_status *st) {

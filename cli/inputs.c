@@ -23,8 +23,10 @@ const char *const cli_inputs_help =
     "                    their int32 labels\n"
     "  --first-per-class M   keep only the first M inputs of each class (file order)\n"
     "  --skip-per-class N    drop the first N inputs of each class (held-out data)\n"
-    "  --mean X --std Y  image normalisation (x - mean) / std after scaling to [0,1], for every\n"
-    "                    image source (default 0.2860 / 0.3530); --no-normalize to skip\n"
+    "  --mean A[,B,C] --std A[,B,C]  image normalisation (x - mean) / std after scaling to [0,1],\n"
+    "                    per channel, for every image source; --normalize imagenet|fmnist|none;\n"
+    "                    --no-normalize to skip (default: what the model stores, else 0.2860 /\n"
+    "                    0.3530)\n"
     "  --skip-bad        leave out (and name on stderr) image files that cannot be read,\n"
     "                    instead of failing (--folder, --image); images whose size is not the\n"
     "                    model's are resized, and a note says how many\n"
@@ -173,6 +175,28 @@ static char **numeric_names(const int32_t *y, int64_t n, int *count) {
     return names;
 }
 
+/* Names of numeric labels: the model's class names where it has them, else "0".."max". */
+static char **model_names(const sm_model *m, const int32_t *y, int64_t n, int *count) {
+    int nm = m ? sm_model_num_class_names(m) : 0;
+    int32_t mx = -1;
+    for (int64_t i = 0; i < n; i++) if (y[i] > mx) mx = y[i];
+    if (!nm) return numeric_names(y, n, count);
+    int k = mx + 1 > nm ? mx + 1 : nm;
+    size_t bytes = (size_t)k * (sizeof(char *) + 12);
+    for (int i = 0; i < nm; i++) bytes += strlen(sm_model_class_name(m, i)) + 1;
+    char **names = malloc(bytes);
+    if (!names) return NULL;
+    char *s = (char *)(names + k);
+    for (int i = 0; i < k; i++) {
+        const char *nmi = i < nm ? sm_model_class_name(m, i) : NULL;
+        names[i] = s;
+        if (nmi) { strcpy(s, nmi); s += strlen(nmi) + 1; }
+        else { snprintf(s, 12, "%d", i); s += 12; }
+    }
+    *count = k;
+    return names;
+}
+
 /* Keep, for each label, inputs number skip .. skip + first - 1 (first 0 = all) in order.
  * Rewrites b's arrays in place. */
 static sm_status select_per_class(const char *cmd, const cli_inputs *in, cli_batch *b) {
@@ -248,21 +272,26 @@ static sm_status decode_images(const char *cmd, const cli_inputs *in, const char
                                int c, float *x, int64_t *keep, int64_t *m) {
     int64_t per = (int64_t)h * w * c, k = 0, skipped = 0, resized = 0, example = -1;
     int eh = 0, ew = 0;
+    sm_status *ok = malloc((size_t)(n ? n : 1) * sizeof(sm_status));
+    if (!ok) return cli_fail(SM_ERR_NOMEM, "out of memory");
+    sm_status first = sm_images_load(paths, n, h, w, c, x, ok); /* on the library's threads */
+    if (first && !in->skip_bad) { free(ok); return first; }
     for (int64_t i = 0; i < n; i++) {
-        int sh, sw;
-        sm_status st = sm_image_load_ex(paths[i], h, w, c, x + k * per, &sh, &sw);
-        if (st) {
-            if (!in->skip_bad) return st;
+        if (ok[i]) { /* decoded again here for its message */
+            (void)sm_image_load(paths[i], h, w, c, x + i * per);
             fprintf(stderr, "simile %s: skipped: %s\n", cmd, sm_errmsg());
             skipped++;
             continue;
         }
-        if (sh != h || sw != w) {
+        int sh, sw, sc;
+        if (!sm_image_info(paths[i], &sh, &sw, &sc) && (sh != h || sw != w)) {
             if (example < 0) { example = i; eh = sh; ew = sw; }
             resized++;
         }
+        if (k != i) memmove(x + k * per, x + i * per, (size_t)per * sizeof(float));
         keep[k++] = i;
     }
+    free(ok);
     *m = k;
     if (skipped)
         fprintf(stderr, "simile %s: skipped %lld of %lld %s that could not be read\n", cmd, (long long)skipped, (long long)n,
@@ -365,7 +394,9 @@ sm_status cli_inputs_load(const char *cmd, const cli_inputs *in, sm_model *m, cl
     } else {
         char path[4096];
         int64_t *index = NULL;
-        if ((st = cli_data_load_ex(&in->data, &b->ds, path, sizeof path, &index))) return st;
+        cli_data dm = in->data;
+        dm.model = m; /* its stored normalisation */
+        if ((st = cli_data_load_ex(&dm, &b->ds, path, sizeof path, &index))) return st;
         b->n = sm_dataset_size(b->ds);
         st = describe_by_index(b, path, index);
         free(index);
@@ -377,14 +408,22 @@ sm_status cli_inputs_load(const char *cmd, const cli_inputs *in, sm_model *m, cl
             return cli_fail(SM_ERR_MISMATCH, "the images are %dx%dx%d, the model takes %dx%dx%d", dh, dw, dc, h, w, c);
         }
     }
-    if (in->folder && in->data.normalize && (st = sm_dataset_normalize(b->ds, in->data.mean, in->data.std))) { cli_batch_free(b); return st; }
-    if (in->nimages > 0 && in->data.normalize && (st = sm_dataset_normalize(b->ds, in->data.mean, in->data.std))) { cli_batch_free(b); return st; }
+    if (in->folder || in->nimages > 0) { /* the options', else the model's stored normalisation */
+        cli_data dn = in->data;
+        dn.model = m;
+        dn.folder = in->folder;
+        sm_normalization nz;
+        if ((st = cli_data_norm(&dn, c, &nz)) || (nz.kind == SM_NORM_MEAN_STD && (st = sm_dataset_normalize_channels(b->ds, nz.mean, nz.std)))) {
+            cli_batch_free(b);
+            return st;
+        }
+    }
     b->n = sm_dataset_size(b->ds);
     if (in->nimages == 0) {
         b->labels = malloc((size_t)(b->n ? b->n : 1) * sizeof(int32_t));
         if (!b->labels) { cli_batch_free(b); return cli_fail(SM_ERR_NOMEM, "out of memory"); }
         if (b->n) memcpy(b->labels, sm_dataset_labels(b->ds), (size_t)b->n * sizeof(int32_t));
-        if (!b->names && !(b->names = numeric_names(b->labels, b->n, &b->nnames))) { cli_batch_free(b); return cli_fail(SM_ERR_NOMEM, "out of memory"); }
+        if (!b->names && !(b->names = model_names(m, b->labels, b->n, &b->nnames))) { cli_batch_free(b); return cli_fail(SM_ERR_NOMEM, "out of memory"); }
         if ((st = select_per_class(cmd, in, b))) { cli_batch_free(b); return st; }
     }
     return SM_OK;

@@ -152,6 +152,9 @@ const int32_t *sm_dataset_labels(const sm_dataset *ds);
  * Errors: SM_ERR_INVALID (empty list), SM_ERR_RANGE (a class with no sample: an empty class). */
 sm_status sm_dataset_filter_classes(sm_dataset *ds, const int32_t *classes, int nclasses);
 
+/* Per channel: x = (x - mean[k]) / std[k] for the values of channel k; mean and std hold the
+ * dataset's channel count each.  Errors as sm_dataset_normalize, naming the channel. */
+sm_status sm_dataset_normalize_channels(sm_dataset *ds, const float *mean, const float *std);
 /* x = (x - mean) / std on every value.  Errors: SM_ERR_INVALID (std <= 0 or not finite). */
 sm_status sm_dataset_normalize(sm_dataset *ds, float mean, float std);
 
@@ -197,6 +200,28 @@ int sm_model_num_classes(const sm_model *m);
 const char *sm_model_loss_name(const sm_model *m);
 /* CRC-32 of the model's parameters and spec; identifies the model in a gallery. */
 uint32_t sm_model_fingerprint(const sm_model *m);
+/* The input normalisation a model was trained with, stored in the model file (format version
+ * 2) so that the commands applying the model preprocess images as training did: each channel k
+ * of an image scaled to [0, 1] becomes (x - mean[k]) / std[k].  A version-1 file stores none:
+ * kind SM_NORM_UNKNOWN (the caller decides; the CLI then uses its defaults). */
+typedef enum sm_norm_kind { SM_NORM_UNKNOWN = 0, SM_NORM_NONE = 1, SM_NORM_MEAN_STD = 2 } sm_norm_kind;
+typedef struct sm_normalization {
+    sm_norm_kind kind;
+    int channels;          /* SM_NORM_MEAN_STD: the model's input channels (1 or 3) */
+    float mean[3], std[3]; /* (channels) each; std > 0 */
+} sm_normalization;
+/* Store n in m (copied).  Errors: SM_ERR_INVALID (channels not the model's, std <= 0 or a
+ * value not finite: named). */
+sm_status sm_model_set_normalization(sm_model *m, const sm_normalization *n);
+/* What m stores (kind SM_NORM_UNKNOWN if nothing). */
+void sm_model_normalization(const sm_model *m, sm_normalization *out);
+/* Class names by label, stored in the model file: names[k] is the name of class k (no newline,
+ * at most 255 bytes, 1 to 2^20 names).  Copied.  n = 0 removes them.  Errors: SM_ERR_INVALID
+ * (a bad name: named). */
+sm_status sm_model_set_class_names(sm_model *m, const char *const *names, int n);
+/* How many names m stores (0 if none), and the name of class k (NULL if none; owned by m). */
+int sm_model_num_class_names(const sm_model *m);
+const char *sm_model_class_name(const sm_model *m, int k);
 /* A printable summary of the layers with output shapes and parameter counts (owned by m). */
 const char *sm_model_summary(sm_model *m);
 /* With SIMILE_PROFILE=1 in the environment when m was created: a table of the per-layer
@@ -811,6 +836,27 @@ sm_status sm_image_load(const char *path, int h, int w, int c, float *x);
 /* As sm_image_load; *src_h and *src_w (either may be NULL) receive the size of the image in
  * the file (0 on failure), e.g. to tell that it was resized. */
 sm_status sm_image_load_ex(const char *path, int h, int w, int c, float *x, int *src_h, int *src_w);
+/* Decode n image files into x (n, h, w, c) as sm_image_load does, on the library's threads
+ * (sm_set_num_threads); the result does not depend on the thread count.  status (n, may be
+ * NULL) receives each file's status.  Returns SM_OK if every file was decoded, else the status
+ * of the first that was not, with its message (naming the file); the others are still decoded. */
+sm_status sm_images_load(const char *const *paths, int64_t n, int h, int w, int c, float *x, sm_status *status);
+/* A dataset whose images stay in their files until training needs them: sm_train decodes each
+ * batch on a worker thread while the network computes the previous ones (a bounded queue of 3
+ * batches), so a folder larger than memory can be trained on.  paths (n) image files and
+ * labels (n) are copied; images are decoded as sm_image_load does at (h, w, c), then normalised
+ * per channel by mean, std (c each; both NULL: not normalised).  cache: keep each image once
+ * decoded, for the next epochs (n * h * w * c floats, allocated here).  What a batch holds is
+ * fixed by the trainer's plan, never by thread timing.  Only the trainer reads such a dataset:
+ * sm_dataset_images returns NULL and the filters and normalisations refuse it
+ * (SM_ERR_UNSUPPORTED).  A file that cannot be decoded stops sm_train with its name. */
+sm_status sm_dataset_from_files(sm_dataset **out, const char *const *paths, const int32_t *labels, int64_t n, int h, int w,
+                                int c, const float *mean, const float *std, int cache);
+/* 1 if ds was made by sm_dataset_from_files. */
+int sm_dataset_is_streamed(const sm_dataset *ds);
+/* Size and colour of an image file without decoding its pixels: *c is 1 for a grey (or grey and
+ * alpha) image, 3 for a colour one.  Same checks as sm_image_load. */
+sm_status sm_image_info(const char *path, int *h, int *w, int *c);
 /* As sm_image_load_ex on the len bytes of an image file held in memory (e.g. received over the
  * network); name (may be NULL) is used in the messages.  Same checks and limits. */
 sm_status sm_image_decode(const char *name, const void *data, size_t len, int h, int w, int c, float *x,
@@ -869,6 +915,23 @@ typedef struct sm_train_progress {
                                  * figures (valid during the call); NULL otherwise */
 } sm_train_progress;
 
+/* Training-time augmentation beyond shift and flip (docs/data.md), applied to each image of a
+ * batch after them in this order: random resized crop, colour jitter, random erasing.  Each
+ * image draws from its own generator, seeded by the training seed, the step and its place in
+ * the batch, so the result is the same for any thread count.  All zero (the default): off. */
+typedef struct sm_augment {
+    float crop_scale_min, crop_scale_max; /* random resized crop: the crop's area as a fraction of
+                                           * the image (torchvision's scale, e.g. 0.08-1); max 0 = off */
+    float crop_ratio_min, crop_ratio_max; /* its aspect ratio width / height, log-uniform (e.g. 0.75-1.333) */
+    float brightness, contrast, saturation; /* colour jitter: factors uniform in [max(0, 1 - s), 1 + s],
+                                           * applied to values in [0, 1] (the model's normalisation
+                                           * undone and redone); 0 = off; saturation needs 3 channels */
+    float erase_p;                        /* random erasing: probability an image, 0 = off; the box
+                                           * is set to 0 (the mean after normalisation) */
+    float erase_scale_min, erase_scale_max; /* its area fraction (0, 0: 0.02-0.33) */
+    float erase_ratio_min, erase_ratio_max; /* its aspect ratio (0, 0: 0.3-3.3) */
+} sm_augment;
+
 typedef struct sm_train_config {
     int epochs;              /* default 5 */
     int batch_size;          /* default 128 */
@@ -902,6 +965,7 @@ typedef struct sm_train_config {
                               * averages over about the last 1,000 steps */
     int aug_shift;           /* random shift of up to aug_shift pixels (zero padded), 0 = off */
     int aug_flip;            /* random horizontal flip */
+    sm_augment aug;          /* crop, colour jitter, erasing (all off by default) */
     uint64_t seed;           /* default 1 */
     /* Called after every batch; return non-zero to stop training (sm_train then returns
      * SM_OK with the epochs done so far).  May be NULL. */
@@ -949,6 +1013,10 @@ typedef struct sm_train_config {
 
 /* Fill cfg with the defaults above. */
 void sm_train_config_default(sm_train_config *cfg);
+/* sizeof(sm_train_config) and sizeof(sm_train_progress) in this build of the library: bindings
+ * that mirror the structs (the Python package) check them before they use either. */
+size_t sm_train_config_size(void);
+size_t sm_train_progress_size(void);
 
 /* Train model m on ds with loss.  The loss's parameters (a classifier head) are trained too, in
  * the model's parameter store, and stay there as the model's head at the end (the loss keeps a

@@ -13,7 +13,7 @@ DATA_PKGS="dataset-fashion-mnist"
 # with pytest in a venv, simile.torch against PyTorch
 PY_PKGS="python3-numpy python3-pip python3-setuptools python3-wheel python3-venv python3-pytest python3-torch"
 # libopenblas-openmp-dev: the peer of bench/bench_kernels and the -DSIMILE_BLAS=openblas build only
-TEST_PKGS="python3-sklearn python3-faiss chromium curl wrk openssl libopenblas-openmp-dev"
+TEST_PKGS="python3-pil python3-sklearn python3-faiss chromium curl wrk openssl libopenblas-openmp-dev"
 PKGS="$LIB_PKGS $DATA_PKGS $PY_PKGS $TEST_PKGS"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done

@@ -262,7 +262,10 @@ static int embed_image(srv *s, const char *b64, const char *what, float *emb, sr
     if (st) { free(x); srv_error(r, 400, "%s", sm_errmsg()); return -1; }
     if (s->normalize) {
         int64_t m = (int64_t)s->h * s->w * s->c;
-        for (int64_t i = 0; i < m; i++) x[i] = (x[i] - s->mean) / s->std;
+        if (s->per_channel)
+            for (int64_t i = 0; i < m; i++) x[i] = (x[i] - s->means[i % s->c]) / s->stds[i % s->c];
+        else
+            for (int64_t i = 0; i < m; i++) x[i] = (x[i] - s->mean) / s->std;
     }
     sm_model *m = model_get(s);
     st = sm_model_embed(m, x, 1, emb);

@@ -41,7 +41,8 @@ static const char *help =
     "  --timeout S         idle connection timeout in seconds (default 30)\n"
     "  --checkpoint-every N  fold the journal into the gallery every N changes (default 1000;\n"
     "                      0: only at shutdown)\n"
-    "  --mean X --std Y, --no-normalize   image normalisation as for training (default 0.2860 / 0.3530)\n"
+    "  --mean X --std Y, --no-normalize   image normalisation as for training (default: what the\n"
+    "                    model stores, else 0.2860 / 0.3530)\n"
     "  --raw               do not L2-normalise embeddings\n"
     "  --tls-cert FILE --tls-key FILE   serve HTTPS (PEM certificate and private key)\n"
     "SIGTERM or SIGINT: finish the requests in flight, checkpoint, exit.\n";
@@ -226,7 +227,7 @@ int cmd_serve(int argc, char **argv) {
     const char *gpath = NULL, *mpath = NULL, *listen = "127.0.0.1:8080", *keys = NULL, *cert = NULL, *tkey = NULL;
     long long threads = 2, max_body = 16 << 20, max_image = 4 << 20, max_batch = 10000, timeout = 30, ckpt = 1000;
     double mean = 0.2860, stdv = 0.3530;
-    int normalize = 1, raw = 0, c;
+    int normalize = 1, raw = 0, c, norm_given = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         int bad = 0;
@@ -242,9 +243,9 @@ int cmd_serve(int argc, char **argv) {
         case 'N': bad = num_opt("--max-batch", optarg, 1, 1000000, &max_batch); break;
         case 'T': bad = num_opt("--timeout", optarg, 1, 3600, &timeout); break;
         case 'C': bad = num_opt("--checkpoint-every", optarg, 0, (long long)1 << 40, &ckpt); break;
-        case 'a': mean = strtod(optarg, &end); bad = *end != 0 || !*optarg; break;
-        case 'b': stdv = strtod(optarg, &end); bad = *end != 0 || !*optarg || !(stdv > 0); break;
-        case 'n': normalize = 0; break;
+        case 'a': mean = strtod(optarg, &end); bad = *end != 0 || !*optarg; norm_given = 1; break;
+        case 'b': stdv = strtod(optarg, &end); bad = *end != 0 || !*optarg || !(stdv > 0); norm_given = 1; break;
+        case 'n': normalize = 0; norm_given = 1; break;
         case 'r': raw = 1; break;
         case 'c': cert = optarg; break;
         case 'k': tkey = optarg; break;
@@ -312,6 +313,14 @@ int cmd_serve(int argc, char **argv) {
             goto done;
         }
         sm_model_input_shape(s->models[0], &s->h, &s->w, &s->c);
+        sm_normalization nz; /* the model's stored normalisation, unless one was given */
+        sm_model_normalization(s->models[0], &nz);
+        if (!norm_given && nz.kind == SM_NORM_NONE) s->normalize = 0;
+        if (!norm_given && nz.kind == SM_NORM_MEAN_STD) {
+            s->per_channel = 1;
+            memcpy(s->means, nz.mean, sizeof s->means);
+            memcpy(s->stds, nz.std, sizeof s->stds);
+        }
     }
     /* the signals are taken by sigwait below, in this thread only */
     sigset_t set;

@@ -51,6 +51,8 @@ typedef struct srv {
     int h, w, c, dim;             /* model input shape and embedding size (0: no model) */
     int normalize;                /* (x - mean) / std on images */
     float mean, std;
+    int per_channel;              /* 1: means, stds (c) instead (the model's stored normalisation) */
+    float means[3], stds[3];
     int raw;                      /* 1: no L2 normalisation of embeddings */
     srv_keys keys;                /* n == 0: no API keys required */
     size_t max_body;              /* bytes of a request body */

@@ -60,11 +60,17 @@ class TrainProgress(ctypes.Structure):
     _fields_ = [("epoch", c_int), ("epochs", c_int), ("step", c_int64), ("steps_per_epoch", c_int64),
                 ("loss", c_double), ("images_per_sec", c_double), ("seconds", c_double),
                 ("lr", c_float), ("epoch_done", c_int), ("elapsed_seconds", c_double),
-                ("eta_seconds", c_double)]
+                ("eta_seconds", c_double), ("val", c_void_p)]
 
 
 PROGRESS_FN = ctypes.CFUNCTYPE(c_int, POINTER(TrainProgress), c_void_p)
 GRAD_HOOK_FN = ctypes.CFUNCTYPE(c_int, F32P, c_int64, c_void_p)
+
+
+class Augment(ctypes.Structure):  # sm_augment
+    _fields_ = [(n, c_float) for n in ("crop_scale_min", "crop_scale_max", "crop_ratio_min", "crop_ratio_max",
+                                      "brightness", "contrast", "saturation", "erase_p", "erase_scale_min",
+                                      "erase_scale_max", "erase_ratio_min", "erase_ratio_max")]
 
 
 class TrainConfig(ctypes.Structure):  # sm_train_config, field for field
@@ -74,8 +80,11 @@ class TrainConfig(ctypes.Structure):  # sm_train_config, field for field
                 ("warmup_steps", c_int64), ("step_epochs", c_int), ("step_gamma", c_float),
                 ("per_class", c_int), ("samples_per_epoch", c_int64), ("pk_random", c_int),
                 ("ema_decay", c_float), ("aug_shift", c_int), ("aug_flip", c_int),
-                ("seed", c_uint64), ("progress", PROGRESS_FN), ("user", c_void_p),
-                ("grad_hook", GRAD_HOOK_FN)]
+                ("aug", Augment), ("seed", c_uint64), ("progress", PROGRESS_FN), ("user", c_void_p),
+                ("grad_hook", GRAD_HOOK_FN), ("freeze_bn", c_int), ("freeze_until", c_int),
+                ("backbone_lr_mult", c_float), ("val", c_void_p), ("keep_best", c_int),
+                ("checkpoint", ctypes.c_char_p), ("checkpoint_steps", c_int64), ("resume", ctypes.c_char_p),
+                ("dist", c_void_p)]
 
 
 class RetrievalResult(ctypes.Structure):
@@ -187,6 +196,14 @@ for _name, (_res, _args) in _protos.items():
     _f = getattr(lib, _name)
     _f.restype = _res
     _f.argtypes = _args
+
+# the structs mirrored above must be the library's, field for field
+for _name, _cls in (("sm_train_config_size", TrainConfig), ("sm_train_progress_size", TrainProgress)):
+    _f = getattr(lib, _name)
+    _f.restype, _f.argtypes = ctypes.c_size_t, []
+    if _f() != ctypes.sizeof(_cls):
+        raise ImportError(f"simile: this package's {_cls.__name__} is {ctypes.sizeof(_cls)} bytes, the "
+                          f"library's is {_f()}: the package and libsimile.so are from different versions")
 
 
 _libc = ctypes.CDLL(None)

@@ -43,7 +43,7 @@ static int64_t sample_size(const char *fn, int64_t n, int h, int w, int c) {
 
 /* A new dataset of n samples of shape (h, w, c) with uninitialised buffers. */
 static sm_dataset *dataset_new(int64_t n, int h, int w, int c, int64_t d) {
-    sm_dataset *ds = sm_alloc(1, sizeof *ds);
+    sm_dataset *ds = sm_calloc(1, sizeof *ds);
     if (!ds) return NULL;
     ds->n = n; ds->h = h; ds->w = w; ds->c = c;
     ds->x = sm_alloc((size_t)(n * d), sizeof(float)); /* (n, h, w, c) */
@@ -86,6 +86,9 @@ void sm_dataset_free(sm_dataset *ds) {
     if (!ds) return;
     sm_free(ds->x);
     sm_free(ds->y);
+    sm_free(ds->paths);
+    sm_free(ds->cache_x);
+    sm_free(ds->cached);
     sm_free(ds);
 }
 
@@ -110,6 +113,7 @@ const int32_t *sm_dataset_labels(const sm_dataset *ds) { return ds ? ds->y : NUL
 
 sm_status sm_dataset_filter_classes(sm_dataset *ds, const int32_t *classes, int nclasses) {
     if (!ds) return sm_fail(SM_ERR_INVALID, "sm_dataset_filter_classes: dataset is NULL");
+    if (ds->paths) return sm_fail(SM_ERR_UNSUPPORTED, "sm_dataset_filter_classes: the dataset is streamed from its files");
     if (!classes || nclasses <= 0)
         return sm_fail(SM_ERR_INVALID, "sm_dataset_filter_classes: the class list is empty");
     for (int i = 0; i < nclasses; i++)
@@ -155,6 +159,7 @@ sm_status sm_dataset_filter_classes(sm_dataset *ds, const int32_t *classes, int 
 
 sm_status sm_dataset_normalize(sm_dataset *ds, float mean, float std) {
     if (!ds) return sm_fail(SM_ERR_INVALID, "sm_dataset_normalize: dataset is NULL");
+    if (ds->paths) return sm_fail(SM_ERR_UNSUPPORTED, "sm_dataset_normalize: the dataset is streamed from its files");
     if (!sm_isfinite_f(std) || !(std > 0.0f))
         return sm_fail(SM_ERR_INVALID, "sm_dataset_normalize: std = %g must be positive and finite",
                        (double)std);
@@ -170,10 +175,32 @@ sm_status sm_dataset_normalize(sm_dataset *ds, float mean, float std) {
     return SM_OK;
 }
 
+sm_status sm_dataset_normalize_channels(sm_dataset *ds, const float *mean, const float *std) {
+    if (!ds || !mean || !std) return sm_fail(SM_ERR_INVALID, "sm_dataset_normalize_channels: NULL argument");
+    if (ds->paths) return sm_fail(SM_ERR_UNSUPPORTED, "sm_dataset_normalize_channels: the dataset is streamed from its files");
+    const int c = ds->c;
+    for (int k = 0; k < c; k++) {
+        if (!sm_isfinite_f(std[k]) || !(std[k] > 0.0f))
+            return sm_fail(SM_ERR_INVALID, "sm_dataset_normalize_channels: std = %g of channel %d must be positive "
+                           "and finite", (double)std[k], k);
+        if (!sm_isfinite_f(mean[k]))
+            return sm_fail(SM_ERR_INVALID, "sm_dataset_normalize_channels: mean = %g of channel %d must be finite",
+                           (double)mean[k], k);
+    }
+    int64_t total = ds->n * ds->h * ds->w * c;
+    for (int64_t i = 0; i < total; i++) /* first pass: refuse an overflow before touching the data */
+        if (!sm_isfinite_f((ds->x[i] - mean[i % c]) / std[i % c]))
+            return sm_fail(SM_ERR_NUMERIC, "sm_dataset_normalize_channels: (x - %g) / %g overflows at value %lld "
+                           "(channel %d)", (double)mean[i % c], (double)std[i % c], (long long)i, (int)(i % c));
+    for (int64_t i = 0; i < total; i++) ds->x[i] = (ds->x[i] - mean[i % c]) / std[i % c];
+    return SM_OK;
+}
+
 sm_status sm_dataset_first_per_class(sm_dataset **out, const sm_dataset *ds, int per_class) {
     if (!out) return sm_fail(SM_ERR_INVALID, "sm_dataset_first_per_class: out is NULL");
     *out = NULL;
     if (!ds) return sm_fail(SM_ERR_INVALID, "sm_dataset_first_per_class: dataset is NULL");
+    if (ds->paths) return sm_fail(SM_ERR_UNSUPPORTED, "sm_dataset_first_per_class: the dataset is streamed from its files");
     if (per_class <= 0)
         return sm_fail(SM_ERR_INVALID, "sm_dataset_first_per_class: per_class = %d must be positive",
                        per_class);

@@ -269,7 +269,7 @@ sm_status sm_dataset_load_idx(sm_dataset **out, const char *images_path, const c
     y = p;
     if ((st = idx_expect_eof(&fl, n, "labels"))) goto done;
 
-    sm_dataset *ds = sm_alloc(1, sizeof *ds);
+    sm_dataset *ds = sm_calloc(1, sizeof *ds);
     if (!ds) { st = SM_ERR_NOMEM; goto done; }
     ds->n = (int64_t)n;
     ds->h = (int)di[1]; ds->w = (int)di[2]; ds->c = 1;

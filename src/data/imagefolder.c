@@ -1,7 +1,7 @@
 /* imagefolder.c - datasets from a folder of class sub-folders of images, and single images:
  * decoded with stb_image (Debian's libstb: PNG, JPEG, PGM/PPM, BMP), converted to 1 (grey) or
  * 3 (RGB) channels by stb, resized bilinearly (pixel centres aligned, as OpenCV's INTER_LINEAR)
- * to the model's (h, w) and scaled to [0, 1].  Class sub-folders are sorted bytewise and
+ * to the model's (h, w) and scaled to [0, 1]; many files are decoded on the library's threads.  Class sub-folders are sorted bytewise and
  * numbered from 0; files inside are sorted too, so the result is deterministic. */
 #define _POSIX_C_SOURCE 200809L
 #include "data/data.h"
@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <omp.h>
 #include <stb/stb_image.h>
 
 #define MAX_CLASSES (1 << 20)
@@ -48,7 +49,7 @@ static void resize_bilinear(const unsigned char *src, int ih, int iw, int c, flo
                 float a = src[((int64_t)y0 * iw + x0) * c + k], b = src[((int64_t)y0 * iw + x1) * c + k];
                 float cc = src[((int64_t)y1 * iw + x0) * c + k], d = src[((int64_t)y1 * iw + x1) * c + k];
                 float top = a + (b - a) * wx, bot = cc + (d - cc) * wx;
-                dst[((int64_t)y * w + x) * c + k] = (top + (bot - top) * wy) / 255.0f;
+                dst[((int64_t)y * w + x) * c + k] = (top + (bot - top) * wy) * (1.0f / 255.0f); /* as the IDX reader */
             }
         }
     }
@@ -140,6 +141,75 @@ static int pnm_header_ok(const unsigned char *b, size_t n) {
     return v[0] >= 1 && v[1] >= 1 && v[2] >= 1 && v[2] <= 255;
 }
 
+/* stb_image's failure reason, printable: it can quote bytes of the file (a chunk type). */
+static const char *stb_reason(char *buf, size_t cap) {
+    const char *r = stbi_failure_reason();
+    size_t i = 0;
+    for (; r && r[i] && i + 1 < cap; i++) buf[i] = r[i] >= 0x20 && r[i] < 0x7f ? r[i] : '?';
+    buf[i] = 0;
+    return buf;
+}
+
+/* The format checks sm_image_decode makes before decoding; the source size and channels. */
+static sm_status image_check(const char *name, const unsigned char *buf, size_t len, int *iw, int *ih, int *comp) {
+    if (len > MAX_FILE_BYTES) return sm_fail(SM_ERR_FORMAT, "%s: image file too large", name);
+    const char *kind = image_kind(buf, len);
+    if (!kind) return sm_fail(SM_ERR_FORMAT, "%s: not a PNG, JPEG, BMP or binary PGM/PPM image", name);
+    if (!strcmp(kind, "jpeg") && !jpeg_tables_ok(buf, len))
+        return sm_fail(SM_ERR_FORMAT, "%s: corrupt JPEG (a Huffman table of more than 256 codes)", name);
+    if (!strcmp(kind, "png") && !png_chunks_ok(buf, len))
+        return sm_fail(SM_ERR_FORMAT, "%s: truncated or corrupt PNG (a chunk longer than the file)", name);
+    if (!strcmp(kind, "pnm") && !pnm_header_ok(buf, len))
+        return sm_fail(SM_ERR_FORMAT, "%s: bad or 16-bit PGM/PPM header (8-bit binary P5/P6 only)", name);
+    char why[64];
+    if (len > INT32_MAX || !stbi_info_from_memory(buf, (int)len, iw, ih, comp))
+        return sm_fail(SM_ERR_FORMAT, "%s: not a readable image (%s)", name, stb_reason(why, sizeof why));
+    if (*iw < 1 || *ih < 1 || (int64_t)*iw * *ih > MAX_SOURCE_PIXELS)
+        return sm_fail(SM_ERR_FORMAT, "%s: image of %dx%d pixels is too large or empty", name, *iw, *ih);
+    return SM_OK;
+}
+
+sm_status sm_image_info(const char *path, int *h, int *w, int *c) {
+    if (!path || !h || !w || !c) return sm_fail(SM_ERR_INVALID, "sm_image_info: NULL argument");
+    *h = *w = *c = 0;
+    unsigned char *buf;
+    size_t len;
+    sm_status st = sm_read_file(path, MAX_FILE_BYTES, &buf, &len);
+    if (st) return st == SM_ERR_RANGE ? sm_fail(SM_ERR_FORMAT, "%s: image file too large", path) : st;
+    int iw = 0, ih = 0, comp = 0;
+    st = image_check(path, buf, len, &iw, &ih, &comp);
+    sm_free(buf);
+    if (st) return st;
+    *h = ih;
+    *w = iw;
+    *c = comp >= 3 ? 3 : 1;
+    return SM_OK;
+}
+
+sm_status sm_images_load(const char *const *paths, int64_t n, int h, int w, int c, float *x, sm_status *status) {
+    if (n < 0 || (n > 0 && (!paths || !x))) return sm_fail(SM_ERR_INVALID, "sm_images_load: NULL argument or n < 0");
+    if (h < 1 || w < 1 || h > MAX_SIDE || w > MAX_SIDE || (c != 1 && c != 3))
+        return sm_fail(SM_ERR_INVALID, "sm_images_load: target shape %dx%dx%d (need 1 or 3 channels)", h, w, c);
+    const int64_t per = (int64_t)h * w * c;
+    int64_t first_bad = -1;
+    sm_status first_st = SM_OK;
+    /* each file into its own slot: the result is the same for any thread count; the first
+     * failure (lowest index) is decoded again below for its message on this thread */
+#pragma omp parallel for schedule(dynamic, 4) if (n > 8)
+    for (int64_t i = 0; i < n; i++) {
+        sm_status st = sm_image_load(paths[i], h, w, c, x + i * per);
+        if (status) status[i] = st;
+        if (st) {
+#pragma omp critical(sm_images_load_bad)
+            if (first_bad < 0 || i < first_bad) { first_bad = i; first_st = st; }
+        }
+    }
+    if (first_bad < 0) return SM_OK;
+    sm_status st = sm_image_load(paths[first_bad], h, w, c, x + first_bad * per);
+    if (st) return st;
+    return first_st == SM_ERR_NOMEM ? first_st : sm_fail(first_st, "%s: could not be read (then it could)", paths[first_bad]);
+}
+
 sm_status sm_image_load(const char *path, int h, int w, int c, float *x) {
     return sm_image_load_ex(path, h, w, c, x, NULL, NULL);
 }
@@ -168,22 +238,12 @@ sm_status sm_image_decode(const char *name, const void *data, size_t len, int h,
     if (h < 1 || w < 1 || h > MAX_SIDE || w > MAX_SIDE || (c != 1 && c != 3))
         return sm_fail(SM_ERR_INVALID, "sm_image_decode: target shape %dx%dx%d (need 1 or 3 channels)", h, w, c);
     const unsigned char *buf = data;
-    if (len > MAX_FILE_BYTES) return sm_fail(SM_ERR_FORMAT, "%s: image file too large", name);
-    const char *kind = image_kind(buf, len);
     int iw = 0, ih = 0, comp = 0;
-    if (!kind) return sm_fail(SM_ERR_FORMAT, "%s: not a PNG, JPEG, BMP or binary PGM/PPM image", name);
-    if (!strcmp(kind, "jpeg") && !jpeg_tables_ok(buf, len))
-        return sm_fail(SM_ERR_FORMAT, "%s: corrupt JPEG (a Huffman table of more than 256 codes)", name);
-    if (!strcmp(kind, "png") && !png_chunks_ok(buf, len))
-        return sm_fail(SM_ERR_FORMAT, "%s: truncated or corrupt PNG (a chunk longer than the file)", name);
-    if (!strcmp(kind, "pnm") && !pnm_header_ok(buf, len))
-        return sm_fail(SM_ERR_FORMAT, "%s: bad or 16-bit PGM/PPM header (8-bit binary P5/P6 only)", name);
-    if (len > INT32_MAX || !stbi_info_from_memory(buf, (int)len, &iw, &ih, &comp))
-        return sm_fail(SM_ERR_FORMAT, "%s: not a readable image (%s)", name, stbi_failure_reason());
-    if (iw < 1 || ih < 1 || (int64_t)iw * ih > MAX_SOURCE_PIXELS)
-        return sm_fail(SM_ERR_FORMAT, "%s: image of %dx%d pixels is too large or empty", name, iw, ih);
+    sm_status st = image_check(name, buf, len, &iw, &ih, &comp);
+    if (st) return st;
     unsigned char *px = stbi_load_from_memory(buf, (int)len, &iw, &ih, &comp, c);
-    if (!px) return sm_fail(SM_ERR_FORMAT, "%s: cannot decode the image (%s)", name, stbi_failure_reason());
+    char why[64];
+    if (!px) return sm_fail(SM_ERR_FORMAT, "%s: cannot decode the image (%s)", name, stb_reason(why, sizeof why));
     /* stb_image 2.27 returns a 0-pixel-wide (or -high) image for some PNM headers (fuzz_image) */
     if (iw < 1 || ih < 1 || (int64_t)iw * ih > MAX_SOURCE_PIXELS) {
         stbi_image_free(px);
@@ -357,10 +417,8 @@ sm_status sm_dataset_load_folder(sm_dataset **out, const char *dir, int h, int w
     ds->x = sm_alloc((size_t)(n * per), sizeof(float)); /* (n, h, w, c) */
     ds->y = sm_alloc((size_t)n, sizeof(int32_t));       /* (n) */
     if (!ds->x || !ds->y) { st = SM_ERR_NOMEM; goto fail; }
-    for (int64_t i = 0; i < n; i++) {
-        if ((st = sm_image_load(paths[i], h, w, c, ds->x + i * per))) goto fail;
-        ds->y[i] = labels[i];
-    }
+    if ((st = sm_images_load((const char *const *)paths, n, h, w, c, ds->x, NULL))) goto fail;
+    memcpy(ds->y, labels, (size_t)n * sizeof(int32_t));
     if (class_names) *class_names = names;
     if (num_classes) *num_classes = nc;
     free(paths);

@@ -127,6 +127,7 @@ void sm_model_free(sm_model *m) {
     if (m->layers)
         for (int i = 0; i < m->nlayers; i++) sm_layer_free_cache(&m->layers[i]);
     sm_params_free(&m->store);
+    free(m->class_names);
     sm_free(m->layers); sm_free(m->spec); sm_free(m->summary); sm_free(m->profile_text);
     if (m->be) sm_be_free(m->be, m->ws.base);
     sm_free(m);

@@ -32,6 +32,10 @@ struct sm_model {
     int val_epoch;              /* 1-based epoch whose weights the model holds; 0: no validation */
     double val_map_at_r;        /* that epoch's validation MAP@R */
     int val_best;               /* 1: the best epoch was kept (keep_best), 0: the last */
+    /* preprocessing and class names stored with the model (model_meta.c) */
+    sm_normalization norm;      /* kind SM_NORM_UNKNOWN for a version-1 file */
+    char **class_names;         /* (nclass_names) one block: pointers, then the strings; NULL if none */
+    int nclass_names;
     /* activations: act[i] (cap, out_size of layer i), dact likewise */
     int cap;
     float **act, **dact;
@@ -78,6 +82,13 @@ sm_status sm_model_resize_head(sm_model *m, int64_t n);
 struct sm_dist;
 void sm_model_set_dist(sm_model *m, struct sm_dist *d);
 /* Store a copy of the loss's parameters as the model's head. */
+/* The "normalize" and "class_names" meta values of the model file, written and parsed
+ * (model_meta.c).  Parse errors are SM_ERR_FORMAT naming path. */
+void sm_model_meta_normalization(const sm_model *m, char *buf, size_t cap);
+sm_status sm_model_meta_parse_normalization(sm_model *m, const char *path, const char *v, size_t n);
+/* The class names joined by '\n' (allocated; "" if none; NULL on no memory). */
+char *sm_model_meta_class_names(const sm_model *m);
+sm_status sm_model_meta_parse_class_names(sm_model *m, const char *path, const char *v, size_t n);
 sm_status sm_model_set_head(sm_model *m, const char *loss_name, const char *loss_options,
                             const float *params, int64_t n, int classes);
 

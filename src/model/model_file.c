@@ -1,11 +1,13 @@
 /* model_file.c - the model file format.  Little-endian:
- *   "SMILEMDL" (8 bytes) | u32 version (1) | u32 n_meta | n_meta x (str key, str value)
+ *   "SMILEMDL" (8 bytes) | u32 version (2; 1 is still read) | u32 n_meta | n_meta x (str key, str value)
  *   | u32 n_tensors | n_tensors x (str name, u32 ndim, u32 dims[ndim], f32 data[prod(dims)])
  *   | u32 CRC-32 of every preceding byte
  * where str = u32 length + bytes.  Meta keys: spec, input ("h w c"), loss, loss_options,
  * classes, and after a training with validation val_epoch (the 1-based epoch the weights are
- * from), val_map_at_r (its validation MAP@R, "%.17g") and val_selection ("best" or "last").
- * Readers skip keys they do not know, so these three needed no new version.  Tensors: "<layer>.<kind>.<name>" (e.g. "1.conv.weight" (oc, k, k, ic),
+ * from), val_map_at_r (its validation MAP@R, "%.17g") and val_selection ("best" or "last")
+ * (readers skip keys they do not know, so these three needed no new version); from version 2
+ * also normalize (the input normalisation, model_meta.c) and class_names (each written only when
+ * the model has one).  Tensors: "<layer>.<kind>.<name>" (e.g. "1.conv.weight" (oc, k, k, ic),
  * "2.bn.running_var") and "head.params".  Reads check every length against the bytes left,
  * the checksum, and each tensor's shape against the spec. */
 #include "model/model.h"
@@ -13,7 +15,8 @@
 #include <string.h>
 
 #define MAGIC "SMILEMDL"
-#define FORMAT_VERSION 1u
+#define FORMAT_VERSION 2u
+#define OLDEST_VERSION 1u
 #define MAX_FILE_BYTES ((size_t)1 << 32)
 
 /* ---- writing ------------------------------------------------------------------------------ */
@@ -62,17 +65,25 @@ sm_status sm_model_save(sm_model *m, const char *path) {
     sm_afile f;
     sm_status st = sm_afile_open(&f, path);
     if (st) { sm_errmsg_copy(m->errmsg); return st; }
-    char input[64], classes[32];
+    char input[64], classes[32], norm[256];
     snprintf(input, sizeof input, "%d %d %d", m->in_h, m->in_w, m->in_c);
     snprintf(classes, sizeof classes, "%d", m->classes);
     char vepoch[32], vmap[40];
     snprintf(vepoch, sizeof vepoch, "%d", m->val_epoch);
     snprintf(vmap, sizeof vmap, "%.17g", m->val_map_at_r);
-    const char *meta[8][2] = {{"spec", m->spec}, {"input", input}, {"loss", m->loss_name},
-                              {"loss_options", m->loss_options}, {"classes", classes},
-                              {"val_epoch", vepoch}, {"val_map_at_r", vmap},
-                              {"val_selection", m->val_best ? "best" : "last"}};
-    const uint32_t nmeta = m->val_epoch > 0 ? 8 : 5;
+    sm_model_meta_normalization(m, norm, sizeof norm);
+    char *names = sm_model_meta_class_names(m);
+    if (!names) { sm_afile_abort(&f); return SM_ERR_NOMEM; }
+    const char *meta[10][2] = {{"spec", m->spec}, {"input", input}, {"loss", m->loss_name},
+                               {"loss_options", m->loss_options}, {"classes", classes}};
+    uint32_t nmeta = 5; /* then what the model has of these: */
+    if (m->val_epoch > 0) {
+        meta[nmeta][0] = "val_epoch"; meta[nmeta++][1] = vepoch;
+        meta[nmeta][0] = "val_map_at_r"; meta[nmeta++][1] = vmap;
+        meta[nmeta][0] = "val_selection"; meta[nmeta++][1] = m->val_best ? "best" : "last";
+    }
+    if (m->norm.kind != SM_NORM_UNKNOWN) { meta[nmeta][0] = "normalize"; meta[nmeta++][1] = norm; }
+    if (m->nclass_names) { meta[nmeta][0] = "class_names"; meta[nmeta++][1] = names; }
     uint32_t nt = 0;
     each_tensor(m, count_fn, &nt);
     st = sm_afile_write(&f, MAGIC, 8);
@@ -82,6 +93,7 @@ sm_status sm_model_save(sm_model *m, const char *path) {
     if (!st) st = sm_afile_u32(&f, nt);
     if (!st) st = each_tensor(m, write_fn, &f);
     if (!st) st = sm_afile_u32(&f, f.crc);
+    free(names);
     if (st) { sm_afile_abort(&f); sm_errmsg_copy(m->errmsg); return st; }
     st = sm_afile_commit(&f);
     if (st) sm_errmsg_copy(m->errmsg);
@@ -137,13 +149,16 @@ static sm_status parse_model(sm_reader *r, sm_model **out) {
     r->end = crc_at;
     uint32_t version, nmeta;
     if ((st = sm_reader_u32(r, &version, "version"))) return st;
-    if (version != FORMAT_VERSION)
-        return sm_fail(SM_ERR_FORMAT, "%s: format version %u, this build reads version %u", r->path, version, FORMAT_VERSION);
+    if (version < OLDEST_VERSION || version > FORMAT_VERSION)
+        return sm_fail(SM_ERR_FORMAT, "%s: format version %u, this build reads versions %u to %u", r->path, version,
+                       OLDEST_VERSION, FORMAT_VERSION);
     if ((st = sm_reader_u32(r, &nmeta, "meta count"))) return st;
     if (nmeta > 64) return sm_fail(SM_ERR_FORMAT, "%s: %u meta entries (limit 64)", r->path, nmeta);
     char spec[SM_MAX_SPEC_BYTES + 1] = "", loss[32] = "", lopts[256] = "";
     int h = 0, w = 0, c = 0, classes = 0, have_spec = 0, have_input = 0, val_epoch = 0, val_best = 0;
     double val_map = 0;
+    const char *norm = NULL, *names = NULL; /* (norm_len), (names_len) bytes in the file */
+    uint32_t norm_len = 0, names_len = 0;
     for (uint32_t i = 0; i < nmeta; i++) {
         const char *k, *v;
         uint32_t kn, vn;
@@ -175,6 +190,10 @@ static sm_status parse_model(sm_reader *r, sm_model **out) {
                 return sm_fail(SM_ERR_FORMAT, "%s: bad val_map_at_r", r->path);
         } else if (kn == 13 && !memcmp(k, "val_selection", 13)) {
             val_best = vn == 4 && !memcmp(v, "best", 4);
+        } else if (version >= 2 && kn == 9 && !memcmp(k, "normalize", 9)) {
+            norm = v; norm_len = vn;
+        } else if (version >= 2 && kn == 11 && !memcmp(k, "class_names", 11)) {
+            names = v; names_len = vn;
         } /* unknown keys are skipped: newer writers may add metadata */
     }
     if (!have_spec || !have_input) return sm_fail(SM_ERR_FORMAT, "%s: spec or input shape missing", r->path);
@@ -183,6 +202,11 @@ static sm_status parse_model(sm_reader *r, sm_model **out) {
      * the bytes left is refused before its blocks are allocated */
     if ((st = sm_model_create_bounded(&m, spec, h, w, c, 0, (int64_t)(r->end - r->p) / 4))) {
         sm_errmsg_prefix(r->path);
+        return st == SM_ERR_NOMEM ? st : SM_ERR_FORMAT;
+    }
+    if ((norm && (st = sm_model_meta_parse_normalization(m, r->path, norm, norm_len))) ||
+        (names && (st = sm_model_meta_parse_class_names(m, r->path, names, names_len)))) {
+        sm_model_free(m);
         return st == SM_ERR_NOMEM ? st : SM_ERR_FORMAT;
     }
     uint32_t nt;

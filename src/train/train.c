@@ -1,5 +1,6 @@
 /* train.c - the trainer and its step: plan an epoch (shuffled or P x K) -> gather and augment a
- * batch -> model forward -> loss and its gradient -> model backward -> gradient hook -> one
+ * batch (shift and flip from the trainer's generator, then crop, colour jitter and erasing from
+ * per-image ones) -> model forward -> loss and its gradient -> model backward -> gradient hook -> one
  * optimiser step over the model's parameter store (layers and the loss's head, which the loss
  * computes with while it is bound to the store).  Guards: non-finite loss, gradients or
  * parameters stop training with the step named, and the store is restored to its state after
@@ -26,6 +27,9 @@
 #include "train/trainer.h"
 #include <math.h>
 #include <string.h>
+
+size_t sm_train_config_size(void) { return sizeof(sm_train_config); }
+size_t sm_train_progress_size(void) { return sizeof(sm_train_progress); }
 
 void sm_train_config_default(sm_train_config *c) {
     memset(c, 0, sizeof *c);
@@ -67,7 +71,7 @@ static sm_status check_config(const sm_train_config *c) {
     if (c->checkpoint_steps < 0) return sm_fail(SM_ERR_INVALID, "checkpoint_steps must be >= 0");
     if (c->keep_best && !c->val) return sm_fail(SM_ERR_INVALID, "keep_best needs a validation set (val)");
     if (c->checkpoint && !*c->checkpoint) return sm_fail(SM_ERR_INVALID, "empty checkpoint path");
-    return SM_OK;
+    return sm_augment_check(&c->aug);
 }
 
 /* A refused call: the message on the trainer, which stays usable. */
@@ -153,6 +157,15 @@ sm_status sm_trainer_create(sm_trainer **out, sm_model *m, sm_loss *loss, const 
     t->old_nhead = m->nhead;
     t->old_head = sm_alloc((size_t)(m->nhead + 1), sizeof(float));
     if (!t->xb || !t->yb || !t->gemb || !t->old_head) { st = SM_ERR_NOMEM; goto fail; }
+    if (cfg->aug.crop_scale_max > 0 && !(t->aug_scratch = sm_alloc((size_t)B, (size_t)in * sizeof(float)))) {
+        st = SM_ERR_NOMEM;
+        goto fail;
+    }
+    for (int k = 0; k < 3; k++) {
+        int on = m->norm.kind == SM_NORM_MEAN_STD && k < m->norm.channels;
+        t->mean[k] = on ? m->norm.mean[k] : 0;
+        t->std[k] = on ? m->norm.std[k] : 1;
+    }
     if (m->nhead) memcpy(t->old_head, m->head, sizeof(float) * (size_t)m->nhead);
     /* the loss's parameters become the store's head segment, and the loss computes in it */
     if ((st = sm_model_resize_head(m, loss->nparams))) goto fail;
@@ -191,8 +204,16 @@ sm_status sm_trainer_create(sm_trainer **out, sm_model *m, sm_loss *loss, const 
         if (t->ema) memcpy(t->ema, m->store.val, sizeof(float) * (size_t)m->store.n);
         sm_model_set_dist(m, t->dist);
     }
-    t->fill = ds->x[0];
-    for (int64_t i = 0; i < (ds->n < 64 ? ds->n : 64) * in; i++) if (ds->x[i] < t->fill) t->fill = ds->x[i];
+    if (ds->x) {
+        t->fill = ds->x[0];
+        for (int64_t i = 0; i < (ds->n < 64 ? ds->n : 64) * in; i++) if (ds->x[i] < t->fill) t->fill = ds->x[i];
+    } else { /* streamed: the same blank value, from the first images decoded now */
+        for (int64_t j = 0; j < (ds->n < 64 ? ds->n : 64) && !st; j++) {
+            if ((st = sm_dataset_decode((sm_dataset *)ds, j, t->xb))) break;
+            for (int64_t i = 0; i < in; i++) if ((j == 0 && i == 0) || t->xb[i] < t->fill) t->fill = t->xb[i];
+        }
+        if (st || (st = sm_prefetch_create(&t->pf, (sm_dataset *)ds, B, 3))) goto fail;
+    }
     sm_rng_seed(&t->rng, cfg->seed);
     t->t_train = sm_now();
     t->cfg_crc = sm_trainer_config_crc(t);
@@ -245,12 +266,13 @@ void sm_trainer_free(sm_trainer *t) {
         if (t->m->nhead == t->old_nhead && t->old_nhead)
             memcpy(t->m->head, t->old_head, sizeof(float) * (size_t)t->old_nhead);
     }
+    sm_prefetch_free(t->pf); /* first: its thread reads the dataset */
     if (t->m)
         for (int i = 0; i < t->m->nlayers; i++) t->m->layers[i].frozen_stats = 0;
     sm_plan_free(&t->plan);
     sm_free(t->ranges); sm_free(t->keep); sm_free(t->val_emb); sm_free(t->val_hist); sm_free(t->best);
     sm_free(t->eall); sm_free(t->counts);
-    sm_free(t->xb); sm_free(t->yb); sm_free(t->gemb); sm_free(t->backup); sm_free(t->ema); sm_free(t->old_head);
+    sm_free(t->aug_scratch); sm_free(t->xb); sm_free(t->yb); sm_free(t->gemb); sm_free(t->backup); sm_free(t->ema); sm_free(t->old_head);
     sm_free(t);
 }
 
@@ -315,18 +337,27 @@ sm_status sm_trainer_step(sm_trainer *t, sm_train_step_info *info) {
                                  : sm_plan_pk(&t->plan, ds->y, ds->n, B, cfg->per_class, &t->rng);
         if (st) return trainer_fail(t, st);
         t->pb = 0;
+        t->pass_gen++;
         if (b == 0) t->steps = t->target < 0 ? t->plan.nbatches : (t->target + B - 1) / B;
     }
     int n = (int)(t->plan.starts[t->pb + 1] - t->plan.starts[t->pb]);
     const int64_t *idx = t->plan.order + t->plan.starts[t->pb];
     if (t->target > 0 && n > t->target - t->seen) n = (int)(t->target - t->seen);
+    if (t->pf) { /* this batch, and the next two of the pass to decode while this one computes */
+        for (int64_t q = t->pb; q < t->pb + 3 && q < t->plan.nbatches; q++)
+            sm_prefetch_submit(t->pf, t->pass_gen << 32 | (uint64_t)q, t->plan.order + t->plan.starts[q],
+                               (int)(t->plan.starts[q + 1] - t->plan.starts[q]));
+        if ((st = sm_prefetch_take(t->pf, t->pass_gen << 32 | (uint64_t)t->pb, idx, n, t->xb))) return trainer_fail(t, st);
+    }
     t->pb++;
     for (int i = 0; i < n; i++) {
-        memcpy(t->xb + i * in, ds->x + idx[i] * in, sizeof(float) * (size_t)in);
+        if (!t->pf) memcpy(t->xb + i * in, ds->x + idx[i] * in, sizeof(float) * (size_t)in);
         t->yb[i] = ds->y[idx[i]];
     }
     if (cfg->aug_shift || cfg->aug_flip)
         sm_augment_batch(t->xb, n, ds->h, ds->w, ds->c, cfg->aug_shift, cfg->aug_flip, t->fill, &t->rng);
+    if (sm_augment_active(&cfg->aug)) /* per-image generators: seed, global step, place in batch */
+        sm_augment_batch_ex(t->xb, n, ds->h, ds->w, ds->c, &cfg->aug, t->mean, t->std, cfg->seed, t->gstep, t->aug_scratch);
     float lr = sm_schedule_lr(cfg, epoch, b, t->steps);
     /* keep the last good state, so that a blow-up can be undone */
     memcpy(t->backup, P->val, sizeof(float) * (size_t)P->n);

@@ -25,6 +25,10 @@ struct sm_trainer {
                            * sm_trainer_finish stores the trained one */
     int64_t old_nhead;
     float fill;           /* a blank pixel after normalisation, for shifted-in borders */
+    float *aug_scratch;   /* (batch, h, w, c) for the random resized crop, else NULL */
+    float mean[3], std[3]; /* the model's input normalisation (0, 1 if none), for colour jitter */
+    sm_prefetch *pf;      /* a streamed dataset's batches, decoded ahead; else NULL */
+    uint64_t pass_gen;    /* plans made so far: with the batch number, a prefetch key */
     sm_rng rng;
     sm_epoch_plan plan;
     /* where the loop stands */
