@@ -8,8 +8,8 @@
 /* Largest ONNX file read (the parameter limit of a model is 512 MiB of floats). */
 #define SM_ONNX_MAX_FILE_BYTES ((size_t)1 << 30)
 /* Limits on a graph, checked before anything is built from it. */
-#define SM_ONNX_MAX_NODES 100000
-#define SM_ONNX_MAX_VALUES 400000
+#define SM_ONNX_MAX_NODES 20000
+#define SM_ONNX_MAX_VALUES 100000
 #define SM_ONNX_MAX_RANK 8
 
 /* sm_model_import_onnx on bytes in memory; `name` names the source in messages. */

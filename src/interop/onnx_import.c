@@ -64,7 +64,8 @@ typedef struct imp {
     int node;                   /* index of the node being mapped (messages) */
     char future[160];           /* constructs the parser may not have yet (residual, padding) */
     int future_node;            /* the first node that needs one */
-    int64_t nparams;
+    int *mark; int stamp;       /* op_add's ancestor marks (capch) */
+    int64_t block_entries;      /* chain entries copied into residual blocks (bounded) */
 } imp;
 
 static const char *op_of(const Onnx__NodeProto *nd) { return nd->op_type ? nd->op_type : "?"; }
@@ -493,8 +494,8 @@ static sm_status op_fc(imp *I, const Onnx__NodeProto *nd, int gemm) {
     return out_act(I, nd, oc, 1, 1, 1, (int)(c - I->ch));
 }
 
-/* The chain entries from `from` (exclusive) back to... : the path of entries after ancestor a
- * up to e, in order, into out (count returned; -1 if a is not an ancestor of e). */
+/* The chain entries after ancestor a up to e, in order, into out (at most cap; the count
+ * returned, -1 if a is not an ancestor of e within cap entries). */
 static int path_after(const imp *I, int a, int e, int *out, int cap) {
     int n = 0;
     for (int i = e; i != a; i = I->ch[i].parent) {
@@ -503,13 +504,6 @@ static int path_after(const imp *I, int a, int e, int *out, int cap) {
     }
     for (int i = 0; i < n / 2; i++) { int t = out[i]; out[i] = out[n - 1 - i]; out[n - 1 - i] = t; }
     return n;
-}
-
-static int is_ancestor(const imp *I, int a, int e) {
-    for (int i = e;; i = I->ch[i].parent) {
-        if (i == a) return 1;
-        if (i < 0) return 0;
-    }
 }
 
 /* Add: two activations that meet (a residual block from their common ancestor), or an fc's
@@ -533,18 +527,24 @@ static sm_status op_add(imp *I, const Onnx__NodeProto *nd) {
         return out_act(I, nd, a->c, a->h, a->w, a->vec, a->chain);
     }
     if (a->kind != V_ACT || b->kind != V_ACT) return node_fail(I, SM_ERR_UNSUPPORTED, "the inputs are not activations");
-    if (a->c != b->c || a->h != b->h || a->w != b->w || a->vec || b->vec)
+    if (a->vec || b->vec) return node_fail(I, SM_ERR_UNSUPPORTED, "adding flattened vectors is not mapped");
+    if (a->c != b->c || a->h != b->h || a->w != b->w)
         return node_fail(I, SM_ERR_UNSUPPORTED, "adding maps of shapes %dx%dx%d and %dx%dx%d", a->c, a->h, a->w, b->c, b->h, b->w);
-    /* the block starts at the common ancestor: the longer branch is the main path */
-    int pa = a->chain, pb = b->chain, anc = -2;
-    for (int i = pa;; i = I->ch[i].parent) {
-        if (is_ancestor(I, i, pb)) { anc = i; break; }
-        if (i < 0) break;
-    }
-    if (anc == -2) return node_fail(I, SM_ERR_UNSUPPORTED, "the two inputs have no common start");
-    int *ma = sm_alloc((size_t)I->nch + 1, sizeof(int)), *mb = sm_alloc((size_t)I->nch + 1, sizeof(int));
+    /* the block starts at the common ancestor (the input, -1, at the latest): mark a's
+     * ancestors, walk up from b to the first marked one; the longer branch is the main path */
+    int pa = a->chain, pb = b->chain, anc = -1;
+    I->stamp++;
+    int la = 0, lb = 0;
+    for (int i = pa; i >= 0; i = I->ch[i].parent) I->mark[i] = I->stamp;
+    for (int i = pb; i >= 0; i = I->ch[i].parent, lb++)
+        if (I->mark[i] == I->stamp) { anc = i; break; }
+    for (int i = pa; i != anc; i = I->ch[i].parent) la++;
+    I->block_entries += la + lb;
+    if (I->block_entries > 4 * (int64_t)I->capch + 1024)
+        return node_fail(I, SM_ERR_RANGE, "the residual blocks of this graph share too many layers to be mapped");
+    int *ma = sm_alloc((size_t)la + 1, sizeof(int)), *mb = sm_alloc((size_t)lb + 1, sizeof(int));
     if (!ma || !mb) { sm_free(ma); sm_free(mb); return SM_ERR_NOMEM; }
-    int na = path_after(I, anc, pa, ma, I->nch + 1), nb = path_after(I, anc, pb, mb, I->nch + 1);
+    int na = path_after(I, anc, pa, ma, la), nb = path_after(I, anc, pb, mb, lb);
     if (na < nb) { int *t = ma; ma = mb; mb = t; int tn = na; na = nb; nb = tn; }
     if (na <= 0 || nb < 0) { sm_free(ma); sm_free(mb); return node_fail(I, SM_ERR_UNSUPPORTED, "an Add of a value to itself"); }
     /* a branch entry inside a nested block is itself a block entry, so paths are flat lists */
@@ -828,7 +828,7 @@ static void imp_free(imp *I) {
         sm_free(c->w); sm_free(c->b); sm_free(c->g); sm_free(c->beta); sm_free(c->mean); sm_free(c->var);
         sm_free(c->main); sm_free(c->sc);
     }
-    sm_free(I->ch); sm_free(I->v); sm_free(I->hash);
+    sm_free(I->ch); sm_free(I->v); sm_free(I->hash); sm_free(I->mark);
 }
 
 static sm_status import_graph(imp *I, const sm_onnx_import_options *opt, sm_model **out) {
@@ -853,7 +853,8 @@ static sm_status import_graph(imp *I, const sm_onnx_import_options *opt, sm_mode
     I->v = sm_calloc((size_t)I->capv, sizeof *I->v);
     I->hash = sm_alloc((size_t)I->nhash, sizeof(int));
     I->ch = sm_calloc((size_t)I->capch, sizeof *I->ch);
-    if (!I->v || !I->hash || !I->ch) return SM_ERR_NOMEM;
+    I->mark = sm_calloc((size_t)I->capch, sizeof(int));
+    if (!I->v || !I->hash || !I->ch || !I->mark) return SM_ERR_NOMEM;
     for (int i = 0; i < I->nhash; i++) I->hash[i] = -1;
     for (size_t i = 0; i < g->n_initializer; i++) {
         const Onnx__TensorProto *t = g->initializer[i];
