@@ -17,7 +17,7 @@ static int import_exit(sm_status st) {
 }
 
 static const char import_help[] =
-    "usage: simile import FILE.onnx --out MODEL.smm [--embedding-layer NAME] [--input HxWxC]\n"
+    "usage: simile import FILE.onnx --out MODEL.smm [--embedding-layer NAME] [--input HxWxC] [--print-spec]\n"
     "Build a simile model from an ONNX file (weights from its initializers) and save it.  The\n"
     "nodes the embedding depends on are mapped onto simile layers (docs/interop.md has the\n"
     "operator table); NCHW weights become simile's NHWC layout.  A graph with an operator simile\n"
@@ -26,15 +26,19 @@ static const char import_help[] =
     "  --out FILE              the model file to write (required)\n"
     "  --embedding-layer NAME  the tensor (or node) whose value is the embedding (default: the\n"
     "                          graph's first output); the nodes after it are left out\n"
-    "  --input HxWxC           the input shape, where the file leaves it open (e.g. 224x224x3)\n\n"
+    "  --input HxWxC           the input shape, where the file leaves it open (e.g. 224x224x3)\n"
+    "  --print-spec            print the spec text the graph maps to on stdout (also when this\n"
+    "                          build's layers cannot build it); --out is then optional\n\n"
     "exit codes: 0 written, 2 usage (bad option, input shape needed, unknown --embedding-layer),\n"
     "3 bad input (unreadable, corrupt or truncated file, unsupported operator or attribute),\n"
     "1 built without ONNX support.\n";
 
 int cmd_import(int argc, char **argv) {
-    enum { O_OUT = 1, O_EMB, O_INPUT, O_HELP };
+    enum { O_OUT = 1, O_EMB, O_INPUT, O_PRINT, O_HELP };
     static const struct option opts[] = {{"out", 1, 0, O_OUT}, {"embedding-layer", 1, 0, O_EMB},
-                                         {"input", 1, 0, O_INPUT}, {"help", 0, 0, O_HELP}, {0, 0, 0, 0}};
+                                         {"input", 1, 0, O_INPUT}, {"print-spec", 0, 0, O_PRINT},
+                                         {"help", 0, 0, O_HELP}, {0, 0, 0, 0}};
+    int print_spec = 0;
     const char *cmd = "import", *out = NULL;
     sm_onnx_import_options io;
     memset(&io, 0, sizeof io);
@@ -51,23 +55,29 @@ int cmd_import(int argc, char **argv) {
                 return cli_usage_error(cmd, "--input '%s': give HxWxC, e.g. 224x224x3", optarg);
             break;
         }
+        case O_PRINT: print_spec = 1; break;
         case 'h': case O_HELP: printf("%s", import_help); return EXIT_OK;
         default: return EXIT_USAGE;
         }
     }
     if (optind != argc - 1) return cli_usage_error(cmd, "give one ONNX file (simile import FILE.onnx --out MODEL.smm)");
-    if (!out) return cli_usage_error(cmd, "--out MODEL.smm is required");
+    if (!out && !print_spec) return cli_usage_error(cmd, "--out MODEL.smm is required");
     if (!sm_onnx_available()) {
         fprintf(stderr, "simile import: simile was built without ONNX support (protobuf-c)\n");
         return EXIT_FAIL;
     }
+    static char spec[65536 + 1];
+    spec[0] = 0;
+    if (print_spec) { io.spec_out = spec; io.spec_cap = sizeof spec; }
     sm_model *m = NULL;
     sm_status st = sm_model_import_onnx(&m, argv[optind], &io);
+    if (print_spec && spec[0]) printf("%s", spec);
     if (st) {
         int code = import_exit(st);
         cli_report(cmd, st, NULL);
         return code;
     }
+    if (!out) { sm_model_free(m); return EXIT_OK; }
     st = sm_model_save(m, out);
     if (st) { int code = cli_exit_code(st); cli_report(cmd, st, NULL); sm_model_free(m); return code; }
     int h, w, ch;

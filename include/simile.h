@@ -226,6 +226,10 @@ typedef struct sm_onnx_import_options {
                             * NULL: the graph's first output */
     int h, w, c;           /* input shape where the file leaves it open (0: from the file); where
                             * the file fixes it, it must agree */
+    char *spec_out;        /* if not NULL: the spec text the graph maps to (NUL-terminated, cut
+                            * at spec_cap - 1 bytes), written once the graph is mapped, even when
+                            * the model cannot be built from it (layers this build lacks) */
+    size_t spec_cap;
 } sm_onnx_import_options;
 
 /* Build a model from an ONNX file (weights from its initializers): the nodes the embedding

@@ -189,6 +189,25 @@ def main():
     randomise_bn(rn, gen)
     rn.eval()
     color, xc = write_images(os.path.join(tmp, "color"), 16, 64, 64, 3, rng)
+    # the spec text the graph maps to, in this build already (import --print-spec)
+    for mode, tag in ((torch.onnx.TrainingMode.EVAL, "eval"), (torch.onnx.TrainingMode.PRESERVE, "keep")):
+        path = os.path.join(tmp, "resnet18_spec_%s.onnx" % tag)
+        rn.eval()
+        with torch.no_grad():
+            torch.onnx.export(rn, torch.from_numpy(xc[:1]), path, opset_version=13, training=mode,
+                              input_names=["input"], dynamic_axes={"input": {0: "n"}})
+        rn.eval()
+        p = run("import", path, "--print-spec")
+        lines = p.stdout.splitlines()
+        convs = [l for l in lines if l.startswith("conv ")]
+        want_bn = 20 if tag == "keep" else 0
+        stem = ["conv 64 k=7 s=2 p=3 bias=0", "bn eps=1e-05"] if tag == "keep" else ["conv 64 k=7 s=2 p=3 bias=1"]
+        stem += ["relu", "maxpool k=3 s=2 p=1", "res"]
+        check(lines[:len(stem)] == stem and lines.count("res") == 8 and lines.count("end") == 8
+              and lines.count("shortcut") == 3 and len(convs) == 20 and lines.count("bn eps=1e-05") == want_bn
+              and sum(l.startswith("conv 128 k=1 s=2 p=0") for l in lines) == 1 and lines[-2:] == ["gap", "fc 1000 bias=1"],
+              "ResNet-18 (%s): --print-spec gives the stem, 8 residual blocks (3 with a 1x1 stride-2 shortcut), "
+              "20 convolutions, %d batch norms, gap and fc 1000" % (tag, want_bn), p.stdout + p.stderr)
     probe = subprocess.run([SPEC_TOOL, "res; relu; end; gap", "4", "4", "2"], capture_output=True, text=True)
     if probe.returncode == 0:
         for mode, tag in ((torch.onnx.TrainingMode.EVAL, "resnet18_eval"), (torch.onnx.TrainingMode.PRESERVE, "resnet18_keep")):
@@ -199,7 +218,7 @@ def main():
         r, _ = compare(tmp, "resnet18_eval", rn, (64, 64, 3), color, xc, {"training": torch.onnx.TrainingMode.EVAL},
                        expect_ok=False)
         check(r.returncode == 3 and "residual blocks" in r.stderr and "max-pool padding" in r.stderr
-              and "conv 64 k=7 s=2 p=3 bias=1\nrelu\nmaxpool k=3 s=2 p=1\nres\n" in r.stderr,
+              and "conv 64 k=7 s=2 p=3 bias=1;relu;maxpool k=3 s=2 p=1;res;" in r.stderr,
               "ResNet-18 today: refused (exit 3) naming the missing layers (residual blocks, max-pool padding) and the "
               "spec it maps to (7x7 stem, padded max-pool, then a residual block)", r.stderr)
         check(not os.path.exists(os.path.join(tmp, "resnet18_eval.smm")), "ResNet-18 today: no model file written")

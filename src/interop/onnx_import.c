@@ -381,6 +381,16 @@ static sm_status op_bn(imp *I, const Onnx__NodeProto *nd) {
 static sm_status op_simple(imp *I, const Onnx__NodeProto *nd, const char *layer) {
     value *x;
     sm_status st;
+    if (!layer) { /* an Identity of a constant (PyTorch writes them for shared weights) is that constant */
+        if ((st = input(I, nd, 0, &x))) return st;
+        if (x && x->kind == V_CONST && nd->n_output >= 1 && nd->output[0] && *nd->output[0]) {
+            const Onnx__TensorProto *t = x->t;
+            value *o = add_value(I, nd->output[0], V_CONST);
+            if (!o) return SM_ERR_NOMEM;
+            o->t = t;
+            return SM_OK;
+        }
+    }
     if ((st = input_act(I, nd, 0, &x))) return st;
     int ch = x->chain;
     if (layer) {
@@ -945,13 +955,18 @@ static sm_status import_graph(imp *I, const sm_onnx_import_options *opt, sm_mode
         sm_free(E.text); sm_free(E.w);
         return sm_fail(SM_ERR_RANGE, "%s: the mapped network is longer than a spec can be (%d bytes)", I->src, SM_MAX_SPEC_BYTES);
     }
+    if (opt && opt->spec_out && opt->spec_cap) snprintf(opt->spec_out, opt->spec_cap, "%s", E.text);
     sm_model *m = NULL;
     st = sm_model_create(&m, E.text, x->h, x->w, x->c, 0);
     if (st && I->future[0]) {
         const Onnx__NodeProto *nd = g->node[I->future_node];
+        char head[200];
+        snprintf(head, sizeof head, "%s", E.text);
+        for (char *q = head; *q; q++)
+            if (*q == '\n') *q = q[1] ? ';' : 0;
         st = sm_fail(SM_ERR_UNSUPPORTED, "%s: ONNX node at position %d '%.80s' (%.40s) needs %s, which this build's "
-                     "layers do not have yet (the spec would begin: %.200s)", I->src, I->future_node, name_of(nd),
-                     op_of(nd), I->future, E.text);
+                     "layers do not have yet (the spec would begin: %s ...)", I->src, I->future_node, name_of(nd),
+                     op_of(nd), I->future, head);
     } else if (st) {
         sm_errmsg_prefix(I->src);
     }
