@@ -270,7 +270,7 @@ static sm_status out_act(imp *I, const Onnx__NodeProto *nd, int c, int h, int w,
     return SM_OK;
 }
 
-static int spatial(const value *x) { return x->h * x->w > 1; }
+static int spatial(const value *x) { return (int64_t)x->h * x->w > 1; }
 
 /* Note a construct the mapped spec uses that the model parser may not have yet. */
 static void need_future(imp *I, const char *what) {
@@ -290,7 +290,8 @@ static sm_status window(imp *I, const Onnx__NodeProto *nd, int *k, int *s, int *
     const Onnx__AttributeProto *a = attr(nd, "auto_pad");
     if (a && a->has_s) ap = (const char *)a->s.data;
     if (a && a->has_s && !(a->s.len == 6 && !memcmp(ap, "NOTSET", 6)) && !(a->s.len == 5 && !memcmp(ap, "VALID", 5)))
-        return node_fail(I, SM_ERR_UNSUPPORTED, "auto_pad %.*s: only explicit pads are mapped", (int)(a->s.len > 16 ? 16 : a->s.len), ap);
+        return node_fail(I, SM_ERR_UNSUPPORTED, "auto_pad %.*s: only explicit pads are mapped",
+                         ap ? (int)(a->s.len > 16 ? 16 : a->s.len) : 0, ap ? ap : "");
     if ((n = attr_ints(nd, "kernel_shape", &v)) >= 0 && (n != 2 || !all_equal(v, n, &kk)))
         return node_fail(I, SM_ERR_UNSUPPORTED, "only square 2-D windows are mapped");
     if ((n = attr_ints(nd, "strides", &v)) >= 0 && (n != 2 || !all_equal(v, n, &ss)))
@@ -490,7 +491,7 @@ static sm_status op_fc(imp *I, const Onnx__NodeProto *nd, int gemm) {
     float *Ws = sm_alloc((size_t)oc, (size_t)in * sizeof(float)); /* (oc, in), simile's column order */
     chain *c = add_chain(I, x->chain, "fc %d bias=%d", oc, b ? 1 : 0);
     if (!Ws || !c) { sm_free(W); sm_free(b); sm_free(Ws); return SM_ERR_NOMEM; }
-    const int hw = x->h * x->w, C = x->c;
+    const int64_t hw = (int64_t)x->h * x->w, C = x->c;
     for (int o = 0; o < oc; o++)
         for (int64_t j = 0; j < in; j++) {
             /* ONNX column j of a flattened (C, H, W) map is channel j / hw at position j % hw;
@@ -825,6 +826,9 @@ static sm_status graph_input(imp *I, const sm_onnx_import_options *opt, value **
     }
     if (!h || !w || !c)
         return sm_fail(SM_ERR_INVALID, "%s: the file leaves the input shape open: give it (--input HxWxC)", I->src);
+    if (h * w * c > (1 << 26)) /* sm_model_create's limit, checked before any layer is mapped */
+        return sm_fail(SM_ERR_RANGE, "%s: an input of %lldx%lldx%lld values exceeds the limit of 2^26", I->src,
+                       (long long)h, (long long)w, (long long)c);
     value *v = add_value(I, in->name, V_ACT);
     if (!v) return SM_ERR_NOMEM;
     v->c = (int)c; v->h = (int)h; v->w = (int)w; v->vec = rank == 2;
