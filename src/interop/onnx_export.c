@@ -120,7 +120,7 @@ static float *init(exp_ *X, const char *name, int ndim, const int64_t *dims) {
     t->raw_data.len = (size_t)n * 4;
     t->raw_data.data = ar_alloc(&X->A, (size_t)n * 4);
     if (!t->name || !t->dims || !t->raw_data.data) { X->fail = 1; return NULL; }
-    memcpy(t->dims, dims, (size_t)ndim * sizeof(int64_t));
+    if (ndim > 0) memcpy(t->dims, dims, (size_t)ndim * sizeof(int64_t));
     t->n_dims = (size_t)ndim;
     X->inits[X->ni++] = t;
     return (float *)t->raw_data.data; /* x86-64 / arm64: little-endian, as ONNX stores it */

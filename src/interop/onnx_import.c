@@ -193,7 +193,7 @@ static sm_status tensor_floats(imp *I, const Onnx__TensorProto *t, int64_t *coun
     }
     float *f = sm_alloc((size_t)(n ? n : 1), sizeof(float));
     if (!f) return SM_ERR_NOMEM;
-    if (t->has_raw_data) memcpy(f, t->raw_data.data, (size_t)n * 4); /* little-endian, as ONNX stores it */
+    if (t->has_raw_data && n) memcpy(f, t->raw_data.data, (size_t)n * 4); /* little-endian, as ONNX stores it */
     else if (n) memcpy(f, t->float_data, (size_t)n * 4);
     if (!sm_all_finite(f, n)) {
         sm_free(f);
@@ -212,10 +212,10 @@ static sm_status tensor_ints(imp *I, const Onnx__TensorProto *t, int64_t *vals, 
         return node_fail(I, SM_ERR_UNSUPPORTED, "constant '%.80s' is not int64", t->name ? t->name : "");
     if (t->has_raw_data) {
         if ((uint64_t)t->raw_data.len != (uint64_t)n * 8) return node_fail(I, SM_ERR_FORMAT, "constant with bad data length");
-        memcpy(vals, t->raw_data.data, (size_t)n * 8);
+        if (n) memcpy(vals, t->raw_data.data, (size_t)n * 8);
     } else {
         if ((int64_t)t->n_int64_data != n) return node_fail(I, SM_ERR_FORMAT, "constant with bad value count");
-        memcpy(vals, t->int64_data, (size_t)n * 8);
+        if (n) memcpy(vals, t->int64_data, (size_t)n * 8);
     }
     *count = (int)n;
     return SM_OK;
@@ -674,7 +674,7 @@ static sm_status op_pad(imp *I, const Onnx__NodeProto *nd) {
     int na = attr_ints(nd, "pads", &pa); /* opset < 11: an attribute */
     if (na >= 0) {
         n = na > 16 ? 16 : na;
-        memcpy(p, pa, (size_t)n * sizeof *p);
+        if (n) memcpy(p, pa, (size_t)n * sizeof *p);
     } else {
         if ((st = input_const(I, nd, 1, &pv)) || (st = tensor_ints(I, pv->t, p, 16, &n))) return st;
     }
