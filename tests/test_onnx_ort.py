@@ -46,7 +46,25 @@ def ensure_ort():
         return False, str(e)
 
 
+def onnx_built(build):
+    """Whether this simile has ONNX support; without it, SKIP only where the build chose so
+    (-DSIMILE_ONNX=OFF in BUILD_DIR/CMakeCache.txt), else the test fails (protobuf-c missing)."""
+    r = subprocess.run([SIMILE, "import", os.devnull, "--out", os.devnull], capture_output=True, text=True, timeout=60)
+    if "built without ONNX support" not in r.stderr:
+        return True
+    try:
+        off = "SIMILE_ONNX:BOOL=OFF" in open(os.path.join(build, "CMakeCache.txt")).read()
+    except OSError:
+        off = False
+    if off:
+        print("SKIP: simile was configured without ONNX support (-DSIMILE_ONNX=OFF)")
+        sys.exit(0)
+    check(False, "simile has ONNX support (install protobuf-c-compiler and libprotobuf-c-dev, scripts/setup.sh)", r.stderr)
+    sys.exit(1)
+
+
 def main():
+    onnx_built(BUILD)
     ok, why = ensure_ort()
     check(ok, "onnxruntime-node %s is installed in %s (npm install --ignore-scripts)" % (ORT_VERSION, ORT_DIR), why)
     if not ok:

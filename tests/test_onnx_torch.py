@@ -125,7 +125,25 @@ def compare(tmp, tag, module, shape, images, x, export_kw, extra_import=(), expe
     return r, onnx_path
 
 
+def onnx_built(build):
+    """Whether this simile has ONNX support; without it, SKIP only where the build chose so
+    (-DSIMILE_ONNX=OFF in BUILD_DIR/CMakeCache.txt), else the test fails (protobuf-c missing)."""
+    r = subprocess.run([SIMILE, "import", os.devnull, "--out", os.devnull], capture_output=True, text=True, timeout=60)
+    if "built without ONNX support" not in r.stderr:
+        return True
+    try:
+        off = "SIMILE_ONNX:BOOL=OFF" in open(os.path.join(build, "CMakeCache.txt")).read()
+    except OSError:
+        off = False
+    if off:
+        print("SKIP: simile was configured without ONNX support (-DSIMILE_ONNX=OFF)")
+        sys.exit(0)
+    check(False, "simile has ONNX support (install protobuf-c-compiler and libprotobuf-c-dev, scripts/setup.sh)", r.stderr)
+    sys.exit(1)
+
+
 def main():
+    onnx_built(BUILD)
     tmp = tempfile.mkdtemp(prefix="simile_onnx_")
     rng = np.random.default_rng(17)
     gray, xg = write_images(os.path.join(tmp, "gray"), 16, 28, 28, 1, rng)
