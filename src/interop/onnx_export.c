@@ -204,8 +204,9 @@ static sm_status linear_node(exp_ *X, const sm_layer *L, const sm_layer *bn, int
         if (B) B[o] = add;
     }
     if (!sm_all_finite(W, (int64_t)oc * K) || (B && !sm_all_finite(B, oc)))
-        return sm_fail(SM_ERR_NUMERIC, "layer %d (%s): folding the batch norm gives values that are not finite "
-                       "(export with --keep-bn)", idx + 1, conv ? "conv" : "fc");
+        return sm_fail(SM_ERR_NUMERIC, "layer %d (%s): %s", idx + 1, conv ? "conv" : "fc",
+                       bn ? "folding the batch norm gives values that are not finite (export with --keep-bn)"
+                          : "the weights are not finite");
     Onnx__NodeProto *nd = node(X, conv ? "Conv" : "Gemm", nm);
     in(X, nd, X->cur);
     in(X, nd, wn);

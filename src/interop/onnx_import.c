@@ -502,6 +502,8 @@ static sm_status op_fc(imp *I, const Onnx__NodeProto *nd, int gemm) {
         }
     sm_free(W);
     c->wkind = W_FC; c->w = Ws; c->nw = (int64_t)oc * in; c->b = b; c->n = oc;
+    if (!sm_all_finite(Ws, c->nw) || (b && !sm_all_finite(b, oc))) /* alpha, beta can overflow them */
+        return node_fail(I, SM_ERR_FORMAT, "alpha %g and beta %g make the weights or the bias not finite", alpha, beta);
     return out_act(I, nd, oc, 1, 1, 1, (int)(c - I->ch));
 }
 
