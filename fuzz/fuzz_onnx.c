@@ -39,6 +39,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     FZ_ASSERT(st == SM_OK);
     FZ_ASSERT(sm_model_fingerprint(m2) == sm_model_fingerprint(m));
     sm_model_free(m2);
+    m2 = NULL;
     eo.keep_bn = 0;
     st = sm_model_export_onnx(m, folded, &eo);
     FZ_ASSERT(st == SM_OK || st == SM_ERR_NUMERIC); /* folding can overflow to Inf: refused */
