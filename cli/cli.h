@@ -129,5 +129,8 @@ int cmd_eval(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_losses(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
+/* cmd_interop.c: ONNX in and out (docs/interop.md) */
+int cmd_import(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 
 #endif

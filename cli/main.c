@@ -16,6 +16,8 @@ static const struct { const char *name; int (*fn)(int, char **); const char *hel
     {"identify", cmd_identify, "identify queries against a gallery, with open-set rejection"},
     {"verify", cmd_verify, "same or different: two images, or an image and an enrolled class"},
     {"classify", cmd_classify, "top-k classes with probabilities from a softmax model"},
+    {"import", cmd_import, "build a model from an ONNX file (PyTorch's torch.onnx.export, docs/interop.md)"},
+    {"export", cmd_export, "write a model's embedding network as an ONNX file"},
     {"serve", cmd_serve, "an HTTP/JSON API over a gallery: enrol, identify, verify (docs/serve.md)"},
 };
 

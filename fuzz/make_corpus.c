@@ -1,5 +1,5 @@
 /* make_corpus.c - writes the seed corpora of the fuzz targets, made with simile's own writers:
- * make_corpus DIR creates DIR/<target>/<seed> for idx, npy, model, gallery, spec, image, cli and checkpoint.
+ * make_corpus DIR creates DIR/<target>/<seed> for idx, npy, model, gallery, spec, image, cli, checkpoint and onnx.
  * Seeds are small valid inputs (plus a few near-misses) in each target's input layout. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -182,6 +182,26 @@ static void gallery_seeds(void) {
     OK(sm_gallery_add(g, f, 2, 2, "x", NULL, NULL));
     OK(sm_gallery_save(g, tmp("g"))); seed_file("gallery", "cosine", NULL, 0, tmp("g"));
     sm_gallery_free(g);
+}
+
+/* ONNX files written by simile's exporter (batch norm folded and kept) from small models with
+ * every kind it maps; nothing when built without ONNX support. */
+static void onnx_seeds(void) {
+    if (!sm_onnx_available()) return;
+    const char *specs[] = {"conv 2 k=3 p=1 bias=0; bn; relu; maxpool k=2; gap; fc 3; l2norm",
+                           "conv 3 k=3 s=2 p=1; relu; avgpool k=2; fc 4 bias=0; bn; relu; fc 2",
+                           "fc 4; bn; relu; fc 3; l2norm"};
+    for (int i = 0; i < 3; i++)
+        for (int keep = 0; keep < 2; keep++) {
+            sm_model *m;
+            OK(sm_model_create(&m, specs[i], i == 2 ? 1 : 8, i == 2 ? 1 : 8, i == 2 ? 6 : 1, (uint64_t)(7 + i)));
+            sm_onnx_export_options eo = {.keep_bn = keep};
+            OK(sm_model_export_onnx(m, tmp("o"), &eo));
+            char name[32];
+            snprintf(name, sizeof name, "export%d_%s", i, keep ? "bn" : "folded");
+            seed_file("onnx", name, NULL, 0, tmp("o"));
+            sm_model_free(m);
+        }
 }
 
 static void spec_seeds(void) {
@@ -391,6 +411,7 @@ int main(int argc, char **argv) {
     model_seeds();
     gallery_seeds();
     spec_seeds();
+    onnx_seeds();
     image_seeds();
     cli_seeds();
     serve_seeds();

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # run.sh - run one fuzz target for a given time: fuzz/run.sh TARGET SECONDS [extra libFuzzer flags]
-# TARGET is idx, npy, model, gallery, spec, image, cli, serve or checkpoint (or "all": each in turn).  Builds
+# TARGET is idx, npy, model, gallery, spec, image, cli, serve, checkpoint or onnx (or "all": each in turn).  Builds
 # build-fuzz if needed (clang; see docs/robustness.md), generates the seed corpora with
 # make_corpus, keeps the growing corpus in build-fuzz/corpus/TARGET and any crash, leak,
 # timeout or out-of-memory input in fuzz/findings/TARGET/.  One libFuzzer process, at the
@@ -11,7 +11,7 @@ T=${1:?usage: fuzz/run.sh TARGET SECONDS [libFuzzer flags]}; S=${2:?seconds}; sh
 B=${SIMILE_FUZZ_BUILD:-build-fuzz}
 if [ "$T" = all ]; then
   rc=0
-  for t in idx npy model gallery spec image cli serve checkpoint; do "$0" "$t" "$S" "$@" || rc=1; done
+  for t in idx npy model gallery spec image cli serve checkpoint onnx; do "$0" "$t" "$S" "$@" || rc=1; done
   exit $rc
 fi
 if [ ! -x "$B/fuzz/fuzz_$T" ] || [ -n "${SIMILE_FUZZ_REBUILD:-}" ]; then

@@ -277,6 +277,45 @@ int sm_model_find_layer(const sm_model *m, const char *name);
  * last.  Stored in the model file.  Either pointer may be NULL. */
 int sm_model_selection(const sm_model *m, double *val_map_at_r, int *best);
 
+/* ---- ONNX import and export (docs/interop.md) --------------------------------------------- */
+/* 1 if this build has ONNX support (protobuf-c); without it the two calls below fail with
+ * SM_ERR_UNSUPPORTED "built without ONNX support". */
+int sm_onnx_available(void);
+
+typedef struct sm_onnx_import_options {
+    const char *embedding; /* the tensor (or the node whose first output) is the embedding;
+                            * NULL: the graph's first output */
+    int h, w, c;           /* input shape where the file leaves it open (0: from the file); where
+                            * the file fixes it, it must agree */
+    char *spec_out;        /* if not NULL: the spec text the graph maps to (NUL-terminated, cut
+                            * at spec_cap - 1 bytes), written once the graph is mapped, even when
+                            * the model cannot be built from it (layers this build lacks) */
+    size_t spec_cap;
+} sm_onnx_import_options;
+
+/* Build a model from an ONNX file (weights from its initializers): the nodes the embedding
+ * depends on, in the file's (topological) order, are mapped onto simile layers (the operator
+ * table of docs/interop.md), NCHW / OIHW weights converted to NHWC / (oc, k, k, ic), and the
+ * columns of a first fc after a flatten permuted from NCHW to NHWC order.  opt may be NULL.
+ * Errors: SM_ERR_IO (missing/unreadable), SM_ERR_FORMAT (not a valid ONNX protobuf, sizes or
+ * data lengths that do not agree, external data, an undefined input), SM_ERR_UNSUPPORTED (an
+ * operator or attribute simile has no layer for: the message names the operator, the node's
+ * name and its position in the graph's node list, counted from 0), SM_ERR_SPEC (the mapped
+ * network does not fit), SM_ERR_NOMEM.  On error no model is made. */
+sm_status sm_model_import_onnx(sm_model **out, const char *path, const sm_onnx_import_options *opt);
+
+typedef struct sm_onnx_export_options {
+    int keep_bn;           /* 1: batch norms stay BatchNormalization nodes; 0: folded into the
+                            * preceding conv / fc (a bn after anything else is kept) */
+} sm_onnx_export_options;
+
+/* Write the embedding network of m as an ONNX file (opset 13, IR version 7): input "input",
+ * float (N, C, H, W) with a dynamic batch N, output "embedding" (N, d).  The input is what
+ * sm_model_embed takes, in NCHW order (the same normalisation).  Written atomically.  opt may be
+ * NULL.  Errors: SM_ERR_UNSUPPORTED (a layer kind with no ONNX mapping, or no ONNX support),
+ * SM_ERR_IO, SM_ERR_NOMEM. */
+sm_status sm_model_export_onnx(sm_model *m, const char *path, const sm_onnx_export_options *opt);
+
 /* ======================================================================================== */
 /* Classification losses on logits (each callable on its own)                                */
 /* ======================================================================================== */
