@@ -260,7 +260,8 @@ static void pool_node(exp_ *X, const sm_layer *L, const char *op, int idx) {
     snprintf(nm, sizeof nm, "%d_%s", idx + 1, op);
     Onnx__NodeProto *nd = node(X, op, nm);
     in(X, nd, X->cur);
-    int64_t k2[2] = {L->k, L->k}, s2[2] = {L->stride, L->stride}, p4[4] = {0, 0, 0, 0};
+    const int64_t p = L->type == SM_LAYER_MAXPOOL ? L->pad : 0; /* maxpool p=; avgpool has none */
+    int64_t k2[2] = {L->k, L->k}, s2[2] = {L->stride, L->stride}, p4[4] = {p, p, p, p};
     attr_ints(X, nd, "kernel_shape", 2, k2);
     attr_ints(X, nd, "strides", 2, s2);
     attr_ints(X, nd, "pads", 4, p4);
@@ -313,6 +314,10 @@ sm_status sm_model_export_onnx(sm_model *m, const char *path, const sm_onnx_expo
     sm_status st = X.nodes && X.inits ? SM_OK : SM_ERR_NOMEM;
     snprintf(X.cur, sizeof X.cur, "input");
     int two_d = 0; /* the activation is (N, F) rather than (N, C, H, W) */
+    /* residual blocks: the block's input, and the main branch's output once a shortcut
+     * section starts; `end` is an Add of the two branches */
+    char blk_in[64] = "", blk_main[64] = "";
+    int in_shortcut = 0;
     for (int i = 0; i < m->nlayers && !st; i++) {
         const sm_layer *L = &m->layers[i];
         const sm_layer *next = i + 1 < m->nlayers ? &m->layers[i + 1] : NULL;
@@ -332,6 +337,25 @@ sm_status sm_model_export_onnx(sm_model *m, const char *path, const sm_onnx_expo
             pool_node(&X, L, "AveragePool", i);
         } else if (t == SM_LAYER_GAP) {
             simple_node(&X, "GlobalAveragePool", i, "gap");
+        } else if (t == SM_LAYER_DROPOUT) {
+            /* the identity in inference: no node */
+        } else if (t == SM_LAYER_RES) {
+            snprintf(blk_in, sizeof blk_in, "%s", X.cur);
+            in_shortcut = 0;
+        } else if (t == SM_LAYER_SHORTCUT) {
+            snprintf(blk_main, sizeof blk_main, "%s", X.cur);
+            snprintf(X.cur, sizeof X.cur, "%s", blk_in);
+            in_shortcut = 1;
+        } else if (t == SM_LAYER_END) {
+            char nm[64], a[64], b[64];
+            snprintf(nm, sizeof nm, "%d_add", i + 1);
+            snprintf(a, sizeof a, "%s", in_shortcut ? blk_main : X.cur);
+            snprintf(b, sizeof b, "%s", in_shortcut ? X.cur : blk_in);
+            Onnx__NodeProto *nd = node(&X, "Add", nm);
+            in(&X, nd, a);
+            in(&X, nd, b);
+            out(&X, nd, NULL);
+            in_shortcut = 0;
         } else if (t == SM_LAYER_L2NORM) {
             l2norm_nodes(&X, i);
         } else {
