@@ -60,7 +60,8 @@ static const char *help =
     "  --keep-best       save the epoch with the best validation MAP@R, not the last one\n"
     "fine-tuning and resuming (docs/training.md):\n"
     "  --init MODEL      start from MODEL's weights: every tensor whose name and shape match\n"
-    "                    is taken, the others keep their fresh initialisation (a list is printed)\n"
+    "                    is taken, the others keep their fresh initialisation (a list is printed);\n"
+    "                    without --model the network is MODEL's own\n"
     "  --freeze-bn       batch norms use and keep their running statistics; their scale and\n"
     "                    shift are not trained\n"
     "  --freeze-until L  layers 1..L are not trained (L a number or a name such as 4.relu)\n"
@@ -124,6 +125,8 @@ int cmd_train(int argc, char **argv) {
         {"val-classes-from-train", 1, 0, O_VALFROMTRAIN}, {"keep-best", 0, 0, O_KEEPBEST}, {"aug-crop", 1, 0, O_AUGCROP},
         {"aug-jitter", 1, 0, O_AUGJITTER}, {"aug-erase", 1, 0, O_AUGERASE}, CLI_DATA_LONGOPTS, CLI_STREAM_LONGOPTS,
         {0, 0, 0, 0}};
+    char *init_spec = NULL; /* --init without --model: the init model's own spec */
+    int model_given = 0;
     const char *cmd = "train", *spec_arg = "cnn-s", *loss_name = "softmax", *loss_opts = "", *out = "model.smm";
     const char *val_split = NULL, *val_classes = NULL, *init = NULL, *freeze_until = NULL;
     int threads = 0, per_class = -1, quiet = 0, seed = 1, json = 0, val_from_train = 0;
@@ -139,7 +142,7 @@ int cmd_train(int argc, char **argv) {
         if (r < 0) return EXIT_USAGE;
         if (r) continue;
         switch (c) {
-        case O_MODEL: spec_arg = optarg; break;
+        case O_MODEL: spec_arg = optarg; model_given = 1; break;
         case O_LOSS: loss_name = optarg; break;
         case O_LOSSOPTS: loss_opts = optarg; break;
         case O_EPOCHS: if (cli_int(cmd, "--epochs", optarg, 1, 100000, &cfg.epochs)) return EXIT_USAGE; break;
@@ -266,6 +269,14 @@ int cmd_train(int argc, char **argv) {
     int h, w, ch;
     sm_dataset_shape(ds, &h, &w, &ch);
     if ((st = cli_train_data_check(&data, ds, names))) { rc = cli_report(cmd, st, NULL); goto done; }
+    if (init && !model_given) { /* fine-tune the init model's own network */
+        sm_model *src = NULL;
+        if ((st = sm_model_load(&src, init))) { rc = cli_report(cmd, st, NULL); goto done; }
+        init_spec = strdup(sm_model_spec(src));
+        sm_model_free(src);
+        if (!init_spec) { rc = cli_report(cmd, SM_ERR_NOMEM, NULL); goto done; }
+        spec_arg = init_spec;
+    }
     const char *spec = cli_spec_arg(spec_arg, &spec_owned, &st);
     if (st) { rc = cli_report(cmd, st, NULL); goto done; }
     if ((st = sm_model_create(&m, spec, h, w, ch, cfg.seed))) { rc = cli_report(cmd, st, NULL); goto done; }
@@ -444,6 +455,7 @@ int cmd_train(int argc, char **argv) {
     }
 done:
     sm_dist_free(group);
+    free(init_spec);
     free(names);
     free(val.log);
     sm_dataset_free(val.ds);

@@ -98,6 +98,9 @@ import json, sys
 d = json.load(open(sys.argv[1]))
 assert d["init"]["tensors_taken"] == 12 and d["init"]["tensors_fresh"] == 2, d["init"]
 PYEOF
+run "--init without --model trains the init model's own network" 0 "$SIMILE" train "${D2[@]}" --loss multisimilarity \
+    --epochs 1 --init "$TMP/ft.smm" --json --out "$TMP/ft2.smm"
+expect "every tensor of the 32-d model is taken" "$ERR" "^init: from .*ft.smm, 14 of 14 tensors taken"
 printf 'fc 16\nl2norm\n' >"$TMP/tiny.spec"
 run "--init with no matching tensor: exit 3" 3 "$SIMILE" train "${D[@]}" --model @"$TMP/tiny.spec" --loss multisimilarity --epochs 1 --init "$TMP/src.smm" --out "$TMP/x.smm"
 expect "the message says none matched" "$ERR" "no tensor of the source model"
