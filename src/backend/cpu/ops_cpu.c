@@ -154,45 +154,19 @@ void sm_k_sum_rows(const float *dy, int64_t m, int c, float *db, const sm_ws *ws
     }
 }
 
-size_t sm_k_bn_ws(int64_t m, int c) { return 2 * (size_t)row_chunks(m) * (size_t)c * sizeof(double); }
+/* the per-chunk partial sums (2, nch, c), then the training forward's whole-batch sums (2, c) */
+size_t sm_k_bn_ws(int64_t m, int c) { return 2 * ((size_t)row_chunks(m) + 1) * (size_t)c * sizeof(double); }
 
 /* One pass of per-chunk sums and sums of squares in double (var = E[x^2] - mean^2 is exact
  * enough in double for activations), summed over chunks in a fixed order. */
 void sm_k_bn_forward_train(const float *x, int64_t m, int c, const float *gamma,
                            const float *beta, float eps, float momentum, float *run_mean,
                            float *run_var, float *mean, float *rstd, int relu, float *y, const sm_ws *ws) {
-    const int64_t nch = row_chunks(m);
     assert(ws && ws->bytes >= sm_k_bn_ws(m, c));
-    double *ps = ws->base, *pq = ps + nch * c; /* (nch, c) sums and sums of squares */
-    memset(ps, 0, sizeof(double) * 2 * (size_t)nch * (size_t)c);
-#pragma omp parallel for schedule(static)
-    for (int64_t ch = 0; ch < nch; ch++) {
-        double *s1 = ps + ch * c, *s2 = pq + ch * c;
-        int64_t end = (ch + 1) * CHUNK < m ? (ch + 1) * CHUNK : m;
-        for (int64_t i = ch * CHUNK; i < end; i++) {
-            const float *xi = x + i * c;
-            for (int j = 0; j < c; j++) { double v = xi[j]; s1[j] += v; s2[j] += v * v; }
-        }
-    }
-    for (int j = 0; j < c; j++) {
-        double s = 0, q = 0;
-        for (int64_t ch = 0; ch < nch; ch++) { s += ps[ch * c + j]; q += pq[ch * c + j]; }
-        double mu = s / (double)m, var = q / (double)m - mu * mu;
-        if (var < 0) var = 0;
-        mean[j] = (float)mu;
-        rstd[j] = (float)(1.0 / sqrt(var + eps));
-        run_mean[j] = (1 - momentum) * run_mean[j] + momentum * (float)mu;
-        run_var[j] = (1 - momentum) * run_var[j] + momentum * (float)(m > 1 ? var * (double)m / (double)(m - 1) : var);
-    }
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < m; i++) {
-        float *yi = y + i * c;
-        const float *xi = x + i * c;
-        for (int j = 0; j < c; j++) {
-            float v = gamma[j] * (xi[j] - mean[j]) * rstd[j] + beta[j];
-            yi[j] = relu && v < 0 ? 0 : v;
-        }
-    }
+    double *sums = (double *)ws->base + 2 * row_chunks(m) * (int64_t)c; /* (2, c), after the partials */
+    sm_k_bn_sums(x, m, c, sums, ws);
+    sm_k_bn_stats(sums, m, c, eps, momentum, run_mean, run_var, mean, rstd);
+    sm_k_bn_normalize(x, m, c, gamma, beta, mean, rstd, relu, y);
 }
 
 /* Rows r0..r1 of the inference batch norm, channels in blocks of BN_BLOCK whose scale and shift
@@ -264,7 +238,7 @@ void sm_k_bn_backward(const float *x, const float *dy, const float *y_relu, int6
 #undef DY
 }
 
-/* ---- batch norm in pieces (SyncBN): the same arithmetic as the one-call kernels above ---- */
+/* ---- batch norm in pieces (SyncBN; the one-call training forward above is these three) ---- */
 void sm_k_bn_sums(const float *x, int64_t m, int c, double *sums, const sm_ws *ws) {
     const int64_t nch = row_chunks(m);
     assert(ws && ws->bytes >= sm_k_bn_ws(m, c));
