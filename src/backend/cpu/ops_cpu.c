@@ -206,39 +206,15 @@ void sm_k_bn_infer1(const float *x, int64_t m, int c, const float *gamma, const 
 void sm_k_bn_backward(const float *x, const float *dy, const float *y_relu, int64_t m, int c,
                       const float *gamma, const float *mean, const float *rstd, float *dgamma,
                       float *dbeta, float *dx, const sm_ws *ws) {
-#define DY(i, j) (y_relu && y_relu[(i) * c + (j)] <= 0 ? 0.0f : dy[(i) * c + (j)])
-    const int64_t nch = row_chunks(m);
     assert(ws && ws->bytes >= sm_k_bn_ws(m, c));
-    double *pb = ws->base, *pg = pb + nch * c; /* (nch, c) partial dbeta and dgamma */
-    memset(pb, 0, sizeof(double) * 2 * (size_t)nch * (size_t)c);
-#pragma omp parallel for schedule(static)
-    for (int64_t ch = 0; ch < nch; ch++) {
-        double *b = pb + ch * c, *g = pg + ch * c;
-        int64_t end = (ch + 1) * CHUNK < m ? (ch + 1) * CHUNK : m;
-        for (int64_t i = ch * CHUNK; i < end; i++)
-            for (int j = 0; j < c; j++) {
-                float d = DY(i, j);
-                b[j] += d;
-                g[j] += d * (x[i * c + j] - mean[j]) * rstd[j];
-            }
-    }
-    for (int j = 0; j < c; j++) {
-        double sb = 0, sg = 0;
-        for (int64_t ch = 0; ch < nch; ch++) { sb += pb[ch * c + j]; sg += pg[ch * c + j]; }
-        dbeta[j] = (float)sb; dgamma[j] = (float)sg;
-    }
-    if (!dx) return;
-    const float inv_m = 1.0f / (float)m;
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < m; i++)
-        for (int j = 0; j < c; j++) {
-            float xhat = (x[i * c + j] - mean[j]) * rstd[j];
-            dx[i * c + j] = gamma[j] * rstd[j] * (DY(i, j) - (dbeta[j] + xhat * dgamma[j]) * inv_m);
-        }
-#undef DY
+    double *sums = (double *)ws->base + 2 * row_chunks(m) * (int64_t)c; /* (2, c), after the partials */
+    sm_k_bn_grad_sums(x, dy, y_relu, m, c, mean, rstd, sums, ws);
+    for (int j = 0; j < c; j++) { dbeta[j] = (float)sums[j]; dgamma[j] = (float)sums[c + j]; }
+    if (dx) sm_k_bn_backward_dx(x, dy, y_relu, m, c, gamma, mean, rstd, sums, m, dx);
 }
 
-/* ---- batch norm in pieces (SyncBN; the one-call training forward above is these three) ---- */
+/* ---- batch norm in pieces (SyncBN; the one-call training forward and backward above are
+ * made of them) ---- */
 void sm_k_bn_sums(const float *x, int64_t m, int c, double *sums, const sm_ws *ws) {
     const int64_t nch = row_chunks(m);
     assert(ws && ws->bytes >= sm_k_bn_ws(m, c));
