@@ -1,7 +1,7 @@
 """simtest.py - helpers the Python tests share (imported by them, not run as a test): the check
 counter, the tiny 8x8 quadrant images the CLI and service tests train on, IDX files of them,
 and starting `simile serve` on a free loopback port."""
-import random, struct, subprocess, threading
+import random, struct, subprocess, threading, zlib
 
 fails = 0
 
@@ -25,6 +25,16 @@ def img(k):
         for c in range(c0, c0 + 4):
             px[r * 8 + c] = random.randint(180, 255)
     return px
+
+
+# An 8-bit grey PNG of w x h pixels px (row-major), stored uncompressed (zlib level 0).
+def png(px, w=8, h=8):
+    raw = b"".join(b"\0" + bytes(px[r * w:(r + 1) * w]) for r in range(h))
+
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xffffffff)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw, 0)) + chunk(b"IEND", b""))
 
 
 def write_idx(prefix, n_per, classes):

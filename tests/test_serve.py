@@ -10,22 +10,13 @@ identifications, a second writer refused, a CLI reader seeing the journaled chan
 (exit 0, checkpoint), a restart that finds every change, and HTTPS (--tls-cert/--tls-key with a
 self-signed certificate made by openssl, verified by the client).
 Usage: test_serve.py SIMILE_BINARY BUILD_DIR"""
-import base64, hashlib, json, os, random, shutil, signal, ssl, struct, subprocess, sys, tempfile, threading, zlib
+import base64, hashlib, json, os, random, shutil, signal, ssl, subprocess, sys, tempfile, threading
 import urllib.request, urllib.error
 import simtest
-from simtest import check, img, start_serve, write_idx
+from simtest import check, img, png, start_serve, write_idx
 
 S = os.path.abspath(sys.argv[1])
 random.seed(11)
-
-
-def png(px, w=8, h=8):
-    raw = b"".join(b"\0" + bytes(px[r * w:(r + 1) * w]) for r in range(h))
-
-    def chunk(t, d):
-        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xffffffff)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw, 0)) + chunk(b"IEND", b""))
 
 
 def b64(data):

@@ -11,19 +11,10 @@ Usage: test_serve_form.py SIMILE_BINARY BUILD_DIR"""
 import base64, json, os, random, shutil, signal, struct, subprocess, sys, tempfile, threading, time, zlib
 import urllib.request, urllib.error
 import simtest
-from simtest import check, img, start_serve, write_idx
+from simtest import check, img, png, start_serve, write_idx
 
 S = os.path.abspath(sys.argv[1])
 random.seed(19)
-
-
-def png(px, w=8, h=8):
-    raw = b"".join(b"\0" + bytes(px[r * w:(r + 1) * w]) for r in range(h))
-
-    def chunk(t, d):
-        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xffffffff)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw, 0)) + chunk(b"IEND", b""))
 
 
 def run(*args):
