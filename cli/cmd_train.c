@@ -48,8 +48,8 @@ static const char *help =
     "  --threads N       default: all cores\n"
     "  --out FILE        model file to write (default model.smm)\n"
     "  --quiet           no progress output\n"
-    "  --json            one JSON document on stdout (settings, per-epoch loss and validation,\n"
-    "                    docs/cli.md); the text goes to stderr\n"
+    "  --json            one JSON document on stdout (settings, normalisation, class names,\n"
+    "                    per-epoch loss and validation, docs/cli.md); the text goes to stderr\n"
     "validation (retrieval metrics after every epoch, as `simile eval` computes them):\n"
     "  --val-split S     evaluate on this split of --data (e.g. test) after every epoch\n"
     "  --val-classes L   classes of the validation split (default: all; 5-9 for fmnist-open);\n"
@@ -381,6 +381,29 @@ int cmd_train(int argc, char **argv) {
         cj_key(&j, "image_shape");
         cj_arr(&j); cj_int(&j, h); cj_int(&j, w); cj_int(&j, ch); cj_arr_end(&j);
         cj_kint(&j, "classes", sm_dataset_num_classes(ds));
+        /* what the images were normalised with (stored in the model), and the class names */
+        sm_normalization nz;
+        sm_model_normalization(m, &nz);
+        cj_key(&j, "normalization");
+        cj_obj(&j);
+        cj_kstr(&j, "kind", nz.kind == SM_NORM_MEAN_STD ? "mean_std" : nz.kind == SM_NORM_NONE ? "none" : "unknown");
+        if (nz.kind == SM_NORM_MEAN_STD) {
+            cj_key(&j, "mean");
+            cj_arr(&j);
+            for (int k = 0; k < nz.channels; k++) cj_numf(&j, nz.mean[k]);
+            cj_arr_end(&j);
+            cj_key(&j, "std");
+            cj_arr(&j);
+            for (int k = 0; k < nz.channels; k++) cj_numf(&j, nz.std[k]);
+            cj_arr_end(&j);
+        }
+        cj_obj_end(&j);
+        if (sm_model_num_class_names(m) > 0) {
+            cj_key(&j, "class_names");
+            cj_arr(&j);
+            for (int k = 0; k < sm_model_num_class_names(m); k++) cj_str(&j, sm_model_class_name(m, k));
+            cj_arr_end(&j);
+        }
         cj_kint(&j, "parameters", (long long)sm_model_num_params(m));
         cj_kint(&j, "embedding_dim", sm_model_embedding_dim(m));
         cj_kstr(&j, "loss", loss_name);

@@ -16,7 +16,10 @@
  * overflow to NaN or +inf), its row norms exactly.  k-NN selection is checked on small-integer
  * data (exact products) against a full sort by (key, index), for every path of the CPU kernel,
  * every distance kind, self exclusion and k beyond the database; the optimiser's update against
- * its formulas in double; backend memory, copies and the sticky error through sm_be_sync.  main
+ * its formulas in double; the residual add, dropout and GeM pooling against references in double
+ * and their backward operations against central differences of their forward operations (the
+ * cross-backend gradient checks of those layers); backend memory, copies and the sticky error
+ * through sm_be_sync.  main
  * runs all of it on every backend built in. */
 #include "backend/backend.h"
 #include "core/core.h"
@@ -841,6 +844,227 @@ static void check_optim(void) {
         }
 }
 
+/* ---- residual add, dropout, GeM pooling: each against a double reference and its backward
+ * against finite differences of its forward (the forward/backward pair the layers use) ---- */
+
+/* <g, v> in double */
+static double dotd(const float *g, const float *v, int64_t n) {
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) s += (double)g[i] * v[i];
+    return s;
+}
+
+static void check_add(void) {
+    const int64_t ms[] = {1, 7, 1000};
+    for (int mi = 0; mi < 3; mi++) {
+        int64_t m = ms[mi];
+        float *a = randf(m, 1), *b = randf(m, 1), *y = malloc(sizeof(float) * (size_t)m), *g = randf(m, 1);
+        double *ref = dzeros(m);
+        for (int64_t i = 0; i < m; i++) ref[i] = (double)a[i] + b[i];
+        CHECK_OK(sm_be_add(BE, a, b, y, m));
+        CHECK_MSG(exact(y, ref, m), "add m=%lld", (long long)m);
+        /* in place (res's backward writes dx over dy) */
+        float *a2 = malloc(sizeof(float) * (size_t)m);
+        memcpy(a2, a, sizeof(float) * (size_t)m);
+        CHECK_OK(sm_be_add(BE, a2, b, a2, m));
+        CHECK_MSG(!memcmp(a2, y, sizeof(float) * (size_t)m), "add in place m=%lld", (long long)m);
+        /* backward: d<g, a + b>/da = d<g, a + b>/db = g (end hands its dy to both paths; res adds
+         * the two), by central differences */
+        int bad = 0;
+        for (int64_t i = 0; i < m; i += 1 + m / 5) {
+            for (int which = 0; which < 2; which++) {
+                float *v = which ? b : a, v0 = v[i], h = 1.0f / 64;
+                v[i] = v0 + h;
+                sm_be_add(BE, a, b, y, m);
+                double lp = dotd(g, y, m);
+                v[i] = v0 - h;
+                sm_be_add(BE, a, b, y, m);
+                double lm = dotd(g, y, m);
+                v[i] = v0;
+                double fd = (lp - lm) / (2.0 * h);
+                bad += fabs(fd - g[i]) > 1e-4 * (1 + fabs(g[i]));
+            }
+        }
+        CHECK_MSG(!bad, "add m=%lld: %d finite differences differ from the gradient", (long long)m, bad);
+        free(a); free(b); free(y); free(g); free(ref); free(a2);
+    }
+}
+
+static void check_dropout(void) {
+    const int64_t ms[] = {1, 13, 70001}; /* 70001: more than one thread's share */
+    const float ps[] = {0.0f, 0.2f, 0.5f, 0.9f};
+    for (int mi = 0; mi < 3; mi++)
+        for (int pi = 0; pi < 4; pi++) {
+            int64_t m = ms[mi];
+            float p = ps[pi];
+            const uint64_t key = 0x1234567ull * (uint64_t)(mi * 4 + pi + 1);
+            float *x = randf(m, 1), *y = malloc(sizeof(float) * (size_t)m), *y2 = malloc(sizeof(float) * (size_t)m);
+            uint8_t *mask = malloc((size_t)m), *mask2 = malloc((size_t)m);
+            double *ref = dzeros(m);
+            const uint32_t thr = (uint32_t)((double)p * 16777216.0 + 0.5);
+            int64_t kept = 0;
+            int mask_ok = 1;
+            sm_set_num_threads(1);
+            CHECK_OK(sm_be_dropout_forward(BE, x, m, p, key, mask, y));
+            sm_set_num_threads(2);
+            CHECK_OK(sm_be_dropout_forward(BE, x, m, p, key, mask2, y2));
+            for (int64_t j = 0; j < m; j++) {
+                int keep = (uint32_t)(sm_hash64(key + (uint64_t)j) >> 40) >= thr;
+                mask_ok &= mask[j] == keep;
+                kept += keep;
+                ref[j] = keep ? (double)x[j] / (1.0 - (double)p) : 0.0;
+            }
+            CHECK_MSG(mask_ok, "dropout m=%lld p=%g: the mask is not the hash's", (long long)m, p);
+            CHECK_MSG(nmse(y, ref, m) <= TOL, "dropout forward m=%lld p=%g: nmse %g", (long long)m, p, nmse(y, ref, m));
+            CHECK_MSG(!memcmp(y, y2, sizeof(float) * (size_t)m) && !memcmp(mask, mask2, (size_t)m),
+                      "dropout forward m=%lld p=%g: 1 and 2 threads differ", (long long)m, p);
+            if (p == 0.0f) CHECK_MSG(kept == m && !memcmp(y, x, sizeof(float) * (size_t)m), "dropout p=0 is not the identity");
+            /* the dropped fraction: p within 5 standard deviations */
+            if (m > 1000)
+                CHECK_MSG(fabs((double)(m - kept) / m - p) <= 5 * sqrt(p * (1 - p) / m) + 1e-9,
+                          "dropout m=%lld p=%g: %lld dropped", (long long)m, p, (long long)(m - kept));
+            /* backward against its formula, then against central differences of the forward with
+             * the same key (the same mask) */
+            float *g = randf(m, 1), *dx = malloc(sizeof(float) * (size_t)m);
+            CHECK_OK(sm_be_dropout_backward(BE, g, mask, m, p, dx));
+            for (int64_t j = 0; j < m; j++) ref[j] = mask[j] ? (double)g[j] / (1.0 - (double)p) : 0.0;
+            CHECK_MSG(nmse(dx, ref, m) <= TOL, "dropout backward m=%lld p=%g: nmse %g", (long long)m, p, nmse(dx, ref, m));
+            int bad = 0, tried = 0;
+            for (int64_t j = 0; j < m && tried < 12; j += 1 + m / 12, tried++) {
+                float x0 = x[j], h = 1.0f / 64;
+                x[j] = x0 + h;
+                sm_be_dropout_forward(BE, x, m, p, key, mask2, y2);
+                double lp = dotd(g, y2, m);
+                x[j] = x0 - h;
+                sm_be_dropout_forward(BE, x, m, p, key, mask2, y2);
+                double lm = dotd(g, y2, m);
+                x[j] = x0;
+                double fd = (lp - lm) / (2.0 * h);
+                bad += fabs(fd - dx[j]) > 1e-3 * (1 + fabs(dx[j]));
+            }
+            CHECK_MSG(!bad, "dropout m=%lld p=%g: %d finite differences differ from the gradient", (long long)m, p, bad);
+            free(x); free(y); free(y2); free(mask); free(mask2); free(ref); free(g); free(dx);
+        }
+}
+
+/* GeM of one (sample, channel) in double, straight from the definition */
+static double ref_gem(const float *x, int hw, int c, int ch, double p) {
+    double s = 0;
+    for (int q = 0; q < hw; q++) {
+        double z = x[(int64_t)q * c + ch];
+        s += pow(z > 1e-6 ? z : 1e-6, p);
+    }
+    return pow(s / hw, 1.0 / p);
+}
+
+static void check_gem(void) {
+    const struct { int n, hw, c; } S[] = {{1, 1, 1}, {2, 4, 3}, {3, 49, 8}, {5, 16, 33}, {8, 64, 80}};
+    const float ps[] = {1.0f, 2.5f, 3.0f, 7.25f};
+    for (size_t si = 0; si < sizeof S / sizeof S[0]; si++)
+        for (int pi = 0; pi < 4; pi++) {
+            int n = S[si].n, hw = S[si].hw, c = S[si].c;
+            int64_t nx = (int64_t)n * hw * c, ny = (int64_t)n * c;
+            float p = ps[pi];
+            /* mostly positive activations (after a relu) with some zeros and negatives, which
+             * the clamp at 1e-6 takes */
+            float *x = randf(nx, 1);
+            for (int64_t i = 0; i < nx; i++) x[i] = i % 7 == 3 ? 0.0f : i % 11 == 5 ? -fabsf(x[i]) : fabsf(x[i]) + 0.01f;
+            float *y = malloc(sizeof(float) * (size_t)ny), *y2 = malloc(sizeof(float) * (size_t)ny),
+                  *y1 = malloc(sizeof(float) * (size_t)ny);
+            double *ref = dzeros(ny);
+            for (int b = 0; b < n; b++)
+                for (int ch = 0; ch < c; ch++) ref[(int64_t)b * c + ch] = ref_gem(x + (int64_t)b * hw * c, hw, c, ch, p);
+            sm_set_num_threads(1);
+            CHECK_OK(sm_be_gem_forward(BE, x, n, hw, c, &p, y));
+            sm_set_num_threads(2);
+            CHECK_OK(sm_be_gem_forward(BE, x, n, hw, c, &p, y2));
+            CHECK_OK(sm_be_gem1(BE, x, n, hw, c, &p, y1));
+            CHECK_MSG(nmse(y, ref, ny) <= TOL, "gem forward %dx%dx%d p=%g: nmse %g", n, hw, c, p, nmse(y, ref, ny));
+            CHECK_MSG(!memcmp(y, y2, sizeof(float) * (size_t)ny), "gem forward %dx%dx%d: 1 and 2 threads differ", n, hw, c);
+            CHECK_MSG(!memcmp(y, y1, sizeof(float) * (size_t)ny), "gem (single-threaded) %dx%dx%d differs", n, hw, c);
+            /* backward against the formulas in double:
+             * dx_i = dy y z_i^(p-1) / (hw m), dp = sum dy y (mean(z^p ln z) / (p m) - ln(m) / p^2) */
+            float *g = randf(ny, 1), *dx = malloc(sizeof(float) * (size_t)nx), *dx2 = malloc(sizeof(float) * (size_t)nx);
+            float dp = 0, dp2 = 0;
+            sm_ws w = ws_of(sm_be_gem_backward_ws(BE, n, hw, c));
+            sm_set_num_threads(1);
+            CHECK_OK(sm_be_gem_backward(BE, x, g, n, hw, c, &p, dx, &dp, &w));
+            sm_set_num_threads(2);
+            CHECK_OK(sm_be_gem_backward(BE, x, g, n, hw, c, &p, dx2, &dp2, &w));
+            CHECK_MSG(!memcmp(dx, dx2, sizeof(float) * (size_t)nx) && dp == dp2,
+                      "gem backward %dx%dx%d: 1 and 2 threads differ", n, hw, c);
+            double *rdx = dzeros(nx), rdp = 0, adp = 0;
+            for (int b = 0; b < n; b++)
+                for (int ch = 0; ch < c; ch++) {
+                    const float *xs = x + (int64_t)b * hw * c;
+                    double mz = 0, ml = 0, yv = ref[(int64_t)b * c + ch], d = g[(int64_t)b * c + ch];
+                    for (int q = 0; q < hw; q++) {
+                        double z = xs[(int64_t)q * c + ch];
+                        z = z > 1e-6 ? z : 1e-6;
+                        mz += pow(z, p) / hw;
+                        ml += pow(z, p) * log(z) / hw;
+                    }
+                    double t = d * yv * (ml / (p * mz) - log(mz) / ((double)p * p));
+                    rdp += t;
+                    adp += fabs(t);
+                    for (int q = 0; q < hw; q++) {
+                        double z = xs[(int64_t)q * c + ch];
+                        rdx[(int64_t)b * hw * c + (int64_t)q * c + ch] = z < 1e-6 ? 0 : d * yv * pow(z, p - 1) / (hw * mz);
+                    }
+                }
+            CHECK_MSG(nmse(dx, rdx, nx) <= TOL, "gem backward dx %dx%dx%d p=%g: nmse %g", n, hw, c, p, nmse(dx, rdx, nx));
+            CHECK_MSG(fabs(dp - rdp) <= 1e-6 * adp + 1e-12, "gem backward dp %dx%dx%d p=%g: %g, reference %g", n, hw, c, p,
+                      dp, rdp);
+            /* finite differences of the forward: for x_i, of its own output (the only one it
+             * moves), at each tested output's largest input (which moves it most) and at one more
+             * input above the clamp; step 5% of x_i, the error allowed 2% of the gradient plus
+             * what the float rounding of the two outputs can make of the step */
+            int bad = 0;
+            for (int64_t o = 0; o < ny; o += 1 + ny / 6) {
+                int b = (int)(o / c), ch = (int)(o % c);
+                int64_t base = (int64_t)b * hw * c + ch, imax = base, iany = -1;
+                for (int q = 0; q < hw; q++) {
+                    int64_t i = base + (int64_t)q * c;
+                    if (x[i] > x[imax]) imax = i;
+                    if (x[i] > 0.05f && i != imax && iany < 0 && q >= hw / 2) iany = i;
+                }
+                for (int t = 0; t < 2; t++) {
+                    int64_t i = t ? iany : imax;
+                    if (i < 0 || x[i] < 0.05f) continue; /* away from the clamp's kink */
+                    float x0 = x[i], xp = x0 * 1.05f, xm = x0 * 0.95f;
+                    x[i] = xp;
+                    sm_be_gem_forward(BE, x, n, hw, c, &p, y2);
+                    double fp = y2[o];
+                    x[i] = xm;
+                    sm_be_gem_forward(BE, x, n, hw, c, &p, y2);
+                    double fm = y2[o];
+                    x[i] = x0;
+                    double fd = g[o] * (fp - fm) / ((double)xp - xm);
+                    double rounding = fabs(g[o]) * 4 * 1.2e-7 * (fabs(fp) + fabs(fm)) / ((double)xp - xm);
+                    bad += fabs(fd - dx[i]) > 2e-2 * fabs(dx[i]) + rounding;
+                }
+            }
+            {
+                float hp = 1.0f / 256, pp = p + hp, pm = p - hp;
+                sm_be_gem_forward(BE, x, n, hw, c, &pp, y2);
+                double lp = dotd(g, y2, ny);
+                sm_be_gem_forward(BE, x, n, hw, c, &pm, y2);
+                double lm = dotd(g, y2, ny);
+                double fd = (lp - lm) / ((double)pp - pm);
+                bad += fabs(fd - dp) > 2e-2 * adp + 1e-5 * dotd(g, g, ny);
+            }
+            CHECK_MSG(!bad, "gem %dx%dx%d p=%g: %d finite differences differ from the gradient", n, hw, c, p, bad);
+            free(x); free(y); free(y2); free(y1); free(ref); free(g); free(dx); free(dx2); free(rdx); free(w.base);
+        }
+}
+
+static void check_blocks(void) {
+    check_add();
+    check_dropout();
+    check_gem();
+    printf("blocks: add, dropout, gem (references and finite differences)\n");
+}
+
 /* ---- memory and the stream ------------------------------------------------------------------ */
 static void check_memory(void) {
     const size_t bytes = 4099;
@@ -896,6 +1120,7 @@ int main(void) {
         check_rows();
         check_bn();
         check_pool();
+        check_blocks();
         check_dist();
         check_knn();
         check_optim();

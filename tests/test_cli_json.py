@@ -73,6 +73,33 @@ try:
               "train: the compute block names the CPU and the kernel --version names", repr(c))
         check((c.get("blas_warning") is None) == ("\nwarning " not in "\n" + ver),
               "train: blas_warning is set exactly when --version warns", repr(c.get("blas_warning")))
+    # the normalisation used and the class names: IDX data (Fashion-MNIST's defaults, no names),
+    # the same with --no-normalize, a folder (its sub-folders' names, in sorted order) with its own
+    # per-channel values; each as `simile info` reads it back from the saved model
+    if t:
+        nz = t.get("normalization", {})
+        info = run("info", "m.smm").stdout.decode()
+        check(nz.get("kind") == "mean_std" and len(nz.get("mean", [])) == 1 and len(nz.get("std", [])) == 1
+              and abs(nz["mean"][0] - 0.2860) < 1e-6 and abs(nz["std"][0] - 0.3530) < 1e-6,
+              "train: IDX data's normalisation is Fashion-MNIST's mean/std", repr(nz))
+        check("normalisation: mean %.4g std %.4g\n" % (nz["mean"][0], nz["std"][0]) in info,
+              "train: the JSON's mean/std are the model's", info)
+        check("class_names" not in t, "train: IDX data has no class names, and none are listed", repr(t.get("class_names")))
+    t0 = doc("train", *D, "--model", "fc 8 ; l2norm", "--loss", "contrastive", "--epochs", "1", "--batch", "32",
+             "--per-class", "8", "--threads", "1", "--out", "nn.smm", "--no-normalize", "--json")
+    if t0:
+        check(t0.get("normalization") == {"kind": "none"}, "train --no-normalize: kind none", repr(t0.get("normalization")))
+    tf = doc("train", "--folder", "faces", "--channels", "3", "--mean", "0.25,0.5,0.75", "--std", "0.5,0.125,2",
+             "--model", "fc 8 ; l2norm", "--loss", "contrastive", "--epochs", "1", "--batch", "8", "--per-class", "4",
+             "--threads", "1", "--out", "f.smm", "--json")
+    if tf:
+        check(tf.get("normalization") == {"kind": "mean_std", "mean": [0.25, 0.5, 0.75], "std": [0.5, 0.125, 2]},
+              "train --folder: the per-channel mean/std given", repr(tf.get("normalization")))
+        check(tf.get("class_names") == sorted([NAMES[0], NAMES[2]]) and tf["classes"] == 2,
+              "train --folder: class names round-trip in label order", repr(tf.get("class_names")))
+        info = run("info", "f.smm").stdout.decode()
+        check("normalisation: mean 0.25,0.5,0.75 std 0.5,0.125,2\n" in info, "train --folder: the JSON's mean/std are the model's", info)
+        check("class names: 0 %s, 1 %s\n" % tuple(tf["class_names"]) in info, "train --folder: the JSON's names are the model's", info)
     doc("train", *D, "--model", "fc 32 ; relu ; fc 8", "--loss", "softmax", "--epochs", "4", "--batch", "32",
         "--threads", "1", "--quiet", "--out", "soft.smm", "--json")
     e = doc("eval", "--model", "m.smm", *DT, "--json", "-")

@@ -323,6 +323,90 @@ static void test_checkpoint(void) {
         CHECK(memcmp(a->store.val, q->store.val, sizeof(float) * (size_t)a->store.n) == 0);
     }
     sm_model_free(q); sm_loss_free(lq);
+    /* a version-1 checkpoint (one fingerprint of fewer settings where version 2 has its groups),
+     * made from the version-2 file, still resumes to the same bits; with a wrong fingerprint it
+     * is refused */
+    {
+        char v1[64];
+        snprintf(v1, sizeof v1, "/tmp/test_finetune_%d.v1", (int)getpid());
+        unsigned char *d2 = NULL;
+        size_t n2 = 0;
+        CHECK_OK(sm_read_file(path, (size_t)1 << 30, &d2, &n2));
+        sm_model *q1; sm_loss *lq1;
+        setup_ckpt(&q1, &lq1, DST, 6);
+        sm_trainer *t1 = NULL;
+        if (q1 && lq1) CHECK_OK(sm_trainer_create(&t1, q1, lq1, ds, &c));
+        if (d2 && t1) {
+            size_t at = 12; /* magic, version */
+            for (int k = 0; k < 3; k++) at += 4 + sm_get_u32le(d2 + at); /* spec, loss, options */
+            at += 12;                                                     /* h, w, c */
+            CHECK(sm_get_u32le(d2 + at) == SM_CKPT_NGROUPS);
+            size_t skip = 4 + 4 * SM_CKPT_NGROUPS, n1 = n2 - skip + 4;
+            unsigned char *d1 = malloc(n1);
+            memcpy(d1, d2, at);
+            d1[8] = 1; d1[9] = d1[10] = d1[11] = 0;
+            uint32_t fp = sm_trainer_config_crc_v1(t1);
+            for (int k = 0; k < 4; k++) d1[at + k] = (unsigned char)(fp >> (8 * k));
+            memcpy(d1 + at + 4, d2 + at + skip, n2 - at - skip - 4);
+            uint32_t crc = sm_crc32(0, d1, n1 - 4);
+            for (int k = 0; k < 4; k++) d1[n1 - 4 + k] = (unsigned char)(crc >> (8 * k));
+            FILE *f = fopen(v1, "wb");
+            CHECK(f && fwrite(d1, 1, n1, f) == n1);
+            if (f) fclose(f);
+            CHECK_OK(sm_trainer_load_checkpoint(t1, v1));
+            s.done = 0;
+            int k = 0;
+            while (!s.done && k++ < 100) CHECK_OK(sm_trainer_step(t1, &s));
+            CHECK_OK(sm_trainer_finish(t1));
+            CHECK_MSG(memcmp(a->store.val, q1->store.val, sizeof(float) * (size_t)a->store.n) == 0,
+                      "the training resumed from a version-1 checkpoint differs from the uninterrupted one");
+            sm_trainer_free(t1);
+            t1 = NULL;
+            fp ^= 1;
+            for (int k2 = 0; k2 < 4; k2++) d1[at + k2] = (unsigned char)(fp >> (8 * k2));
+            crc = sm_crc32(0, d1, n1 - 4);
+            for (int k2 = 0; k2 < 4; k2++) d1[n1 - 4 + k2] = (unsigned char)(crc >> (8 * k2));
+            f = fopen(v1, "wb");
+            CHECK(f && fwrite(d1, 1, n1, f) == n1);
+            if (f) fclose(f);
+            sm_model_free(q1); sm_loss_free(lq1);
+            setup_ckpt(&q1, &lq1, DST, 6);
+            if (q1 && lq1) CHECK_OK(sm_trainer_create(&t1, q1, lq1, ds, &c));
+            if (t1) {
+                CHECK_STATUS(sm_trainer_load_checkpoint(t1, v1), SM_ERR_MISMATCH);
+                CHECK(strstr(sm_trainer_errmsg(t1), "version 1") != NULL);
+            }
+            free(d1);
+        }
+        sm_trainer_free(t1); sm_model_free(q1); sm_loss_free(lq1);
+        sm_free(d2);
+        remove(v1);
+    }
+    /* each group of settings is fingerprinted and named: an augmentation option, the data's
+     * values (another normalisation), the validation set */
+    {
+        sm_train_config cv[3];
+        const char *want[3] = {"its augmentation (shift, flip, crop, colour jitter, erasing) differs",
+                               "its training data (images, labels, size, channels, normalisation)", /* and the shift's fill */
+                               "its validation (its images and labels, keep-best) differs"};
+        sm_dataset *ds2 = random_dataset(52, 4, 6);
+        for (int k = 0; k < 3; k++) cv[k] = c;
+        cv[0].aug.erase_p = 0.5f;
+        if (ds2) CHECK_OK(sm_dataset_normalize(ds2, 0.5f, 2.0f));
+        cv[2].keep_best = 0;
+        for (int k = 0; k < 3; k++) {
+            sm_model *o; sm_loss *lo;
+            setup_ckpt(&o, &lo, DST, 6);
+            sm_trainer *tk = NULL;
+            if (o && lo && ds2) CHECK_OK(sm_trainer_create(&tk, o, lo, k == 1 ? ds2 : ds, &cv[k]));
+            if (tk) {
+                CHECK_STATUS(sm_trainer_load_checkpoint(tk, path), SM_ERR_MISMATCH);
+                CHECK_MSG(strstr(sm_trainer_errmsg(tk), want[k]) != NULL, "refusal %d: %s", k, sm_trainer_errmsg(tk));
+            }
+            sm_trainer_free(tk); sm_model_free(o); sm_loss_free(lo);
+        }
+        sm_dataset_free(ds2);
+    }
     /* refusals: another spec, other settings, a corrupt file, a missing one */
     sm_model *o; sm_loss *lo;
     setup_ckpt(&o, &lo, SRC, 4);

@@ -8,7 +8,8 @@
 #    says so in --json; --keep-best with --val-classes-from-train keeps the epoch of the best
 #    validation MAP@R that train --json recorded, and `simile info` prints that epoch and figure;
 #  - refusals: an --init model with no matching tensor, a checkpoint of another spec, of other
-#    settings, a corrupt checkpoint (exit 3); K too small or too large, --keep-best without a
+#    settings (the seed, each augmentation option, the data's normalisation: the message names
+#    the group of settings that differs), a corrupt checkpoint (exit 3); K too small or too large, --keep-best without a
 #    validation set, an unknown --freeze-until layer (exit 2).
 # usage: test_finetune_cli.sh path/to/simile
 set -u
@@ -78,6 +79,18 @@ run "checkpoint of another spec: exit 3" 3 "$SIMILE" train "${D[@]}" "${R[@]}" -
 expect "the message names the spec" "$ERR" "model spec"
 run "checkpoint of other settings: exit 3" 3 "$SIMILE" train "${D[@]}" "${R[@]}" --seed 4 --resume "$TMP/u.ckpt" --out "$TMP/x.smm"
 expect "the message says so" "$ERR" "other data or settings"
+expect "and names the group that differs" "$ERR" "sampling \\(batch, P x K, epoch size, seed\\) differs"
+# each augmentation option is part of the settings: added to the checkpoint's, it is refused
+for aug in "--aug-crop default" "--aug-jitter brightness=0.2" "--aug-erase default"; do
+    # shellcheck disable=SC2086 # the option and its value are two words
+    run "checkpoint without $aug: exit 3" 3 "$SIMILE" train "${D[@]}" "${R[@]}" $aug --resume "$TMP/u.ckpt" --out "$TMP/x.smm"
+    expect "the message names the augmentation" "$ERR" "its augmentation \\(shift, flip, crop, colour jitter, erasing\\) differs"
+done
+run "checkpoint with --aug-shift 1 instead of 2: exit 3" 3 "$SIMILE" train "${D[@]}" "${R[@]}" --aug-shift 1 --resume "$TMP/u.ckpt" --out "$TMP/x.smm"
+expect "the message names the augmentation" "$ERR" "its augmentation"
+# so is the data's normalisation (the images' values): another mean/std is refused
+run "checkpoint with another normalisation: exit 3" 3 "$SIMILE" train "${D[@]}" "${R[@]}" --mean 0.5 --std 0.5 --resume "$TMP/u.ckpt" --out "$TMP/x.smm"
+expect "the message names the training data" "$ERR" "its training data \\(images, labels, size, channels, normalisation\\)"
 "$PY" -c "import sys; b = bytearray(open(sys.argv[1], 'rb').read()); b[len(b) // 2] ^= 1; open(sys.argv[2], 'wb').write(b)" "$TMP/u.ckpt" "$TMP/bad.ckpt"
 run "corrupt checkpoint: exit 3" 3 "$SIMILE" train "${D[@]}" "${R[@]}" --resume "$TMP/bad.ckpt" --out "$TMP/x.smm"
 expect "the message names the checksum" "$ERR" "checksum"

@@ -4,7 +4,8 @@
  * [P, 1), the key being this layer's L->noise, which the model derives from the trainer's key
  * for the step (drawn from the training RNG) and the layer's index.  So a seeded run draws the
  * same masks for any thread count, and a forward's mask does not depend on the batch order of
- * any other step.  The backward applies the mask kept by the forward. */
+ * any other step.  The backward applies the mask kept by the forward.  The arithmetic is the
+ * backend's dropout_forward / dropout_backward. */
 #include "nn/layer.h"
 #include <string.h>
 
@@ -25,37 +26,21 @@ static sm_status dropout_alloc_cache(sm_layer *L, int cap) {
     return L->mask ? SM_OK : SM_ERR_NOMEM;
 }
 
-/* 24-bit threshold: value j is kept when the top 24 bits of its hash are >= P * 2^24 */
-static uint32_t dropout_threshold(const sm_layer *L) { return (uint32_t)((double)L->eps * 16777216.0 + 0.5); }
-
 static void dropout_forward(sm_layer *L, const float *x, float *y, int n, int train) {
     const int64_t cnt = (int64_t)n * sm_layer_out_size(L);
-    if (!train || L->eps == 0.0f) {
-        if (y != x) memcpy(y, x, sizeof(float) * (size_t)cnt);
-        if (train) memset(L->mask, 1, (size_t)cnt);
+    if (!train) {
+        if (y != x) sm_be_copy(L->be, y, x, sizeof(float) * (size_t)cnt);
         return;
     }
-    const uint32_t thr = dropout_threshold(L);
-    const float scale = 1.0f / (1.0f - L->eps);
-    const uint64_t key = L->noise;
-#pragma omp parallel for schedule(static) if (cnt > 65536)
-    for (int64_t j = 0; j < cnt; j++) {
-        uint8_t keep = (uint32_t)(sm_hash64(key + (uint64_t)j) >> 40) >= thr;
-        L->mask[j] = keep;
-        y[j] = keep ? x[j] * scale : 0.0f;
-    }
+    sm_be_dropout_forward(L->be, x, cnt, L->eps, L->noise, L->mask, y);
 }
 
 static void dropout_backward(sm_layer *L, const float *x, const float *y, const float *dy, float *dx, int n) {
-    if (!dx) return;
-    const int64_t cnt = (int64_t)n * sm_layer_out_size(L);
-    const float scale = L->eps == 0.0f ? 1.0f : 1.0f / (1.0f - L->eps);
-#pragma omp parallel for schedule(static) if (cnt > 65536)
-    for (int64_t j = 0; j < cnt; j++) dx[j] = L->mask[j] ? dy[j] * scale : 0.0f;
+    if (dx) sm_be_dropout_backward(L->be, dy, L->mask, (int64_t)n * sm_layer_out_size(L), L->eps, dx);
 }
 
 static void dropout_infer(const sm_layer *L, const float *W, const float *x, int n, float *y, float *scratch) {
-    memcpy(y, x, sizeof(float) * (size_t)n * (size_t)sm_layer_out_size(L));
+    sm_be_copy(L->be, y, x, sizeof(float) * (size_t)n * (size_t)sm_layer_out_size(L));
 }
 
 const sm_layer_kind sm_layer_kind_dropout = {

@@ -12,7 +12,6 @@
  * when there is a shortcut section, else x), set by the model driver; backward dx = dy, which
  * the driver also hands to the other path (layer_res.c, layer_shortcut.c). */
 #include "nn/layer.h"
-#include <string.h>
 
 static sm_status end_setup(sm_layer *L, int index) {
     if (L->ih != L->xh || L->iw != L->xw || L->ic != L->xc) {
@@ -27,13 +26,11 @@ static sm_status end_setup(sm_layer *L, int index) {
 }
 
 static void end_forward(sm_layer *L, const float *x, float *y, int n, int train) {
-    const int64_t cnt = (int64_t)n * sm_layer_out_size(L);
-    const float *a = L->aux;
-    for (int64_t i = 0; i < cnt; i++) y[i] = x[i] + a[i];
+    sm_be_add(L->be, x, L->aux, y, (int64_t)n * sm_layer_out_size(L));
 }
 
 static void end_backward(sm_layer *L, const float *x, const float *y, const float *dy, float *dx, int n) {
-    if (dx && dx != dy) memcpy(dx, dy, sizeof(float) * (size_t)n * (size_t)sm_layer_out_size(L));
+    if (dx && dx != dy) sm_be_copy(L->be, dx, dy, sizeof(float) * (size_t)n * (size_t)sm_layer_out_size(L));
 }
 
 static void end_infer(const sm_layer *L, const float *W, const float *x, int n, float *y, float *scratch) {

@@ -6,13 +6,11 @@
  *   dy_c/dx_i = y_c z_i^(p-1) / (hw m_c)   (0 where x_i < eps),
  *   dy_c/dp   = y_c (mean(z^p ln z) / (p m_c) - ln(m_c) / p^2),
  * computed in double after dividing by the channel's largest z (no overflow for any p > 0) and
- * summed in sample order, so the bits do not depend on the thread count.
+ * summed in sample order, so the bits do not depend on the thread count: the backend's
+ * gem_forward / gem_backward (gem1 in the inference plan).
  * Tensor: "<i>.gem.p" (1). */
 #include "nn/layer.h"
-#include <math.h>
 #include <string.h>
-
-#define GEM_EPS 1e-6
 
 static void gem_defaults(sm_layer *L) { L->eps = 3.0f; /* eps holds the initial p */ }
 
@@ -41,83 +39,20 @@ static sm_status gem_tensors(sm_layer *L, int index, sm_tensor_fn fn, void *ctx)
 
 static void gem_init(sm_layer *L, sm_rng *rng) { L->W[0] = L->eps; }
 
-/* channel ch of one sample x (hw, c): zmax = max z (z = max(x, eps)) and s = mean (z/zmax)^p, so
- * that y = zmax s^(1/p) with no overflow for any p > 0 (s is in [1/hw, 1]) */
-static void gem_stats(const sm_layer *L, const float *x, int ch, double p, double *zmax, double *s) {
-    const int hw = L->ih * L->iw, c = L->ic;
-    double zm = GEM_EPS, acc = 0;
-    for (int q = 0; q < hw; q++) {
-        double z = x[(int64_t)q * c + ch];
-        if (z > zm) zm = z;
-    }
-    for (int q = 0; q < hw; q++) {
-        double z = x[(int64_t)q * c + ch];
-        acc += pow((z > GEM_EPS ? z : GEM_EPS) / zm, p);
-    }
-    *zmax = zm;
-    *s = acc / hw;
-}
-
-/* one sample: y (c) from x (hw, c) */
-static void gem_sample(const sm_layer *L, const float *x, float *y) {
-    const double p = L->W[0];
-    for (int ch = 0; ch < L->ic; ch++) {
-        double zm, s;
-        gem_stats(L, x, ch, p, &zm, &s);
-        y[ch] = (float)(zm * pow(s, 1.0 / p));
-    }
-}
-
-static int gem_parallel(const sm_layer *L, int n) { return n > 1 && (int64_t)n * sm_layer_in_size(L) > 32768; }
-
 static void gem_forward(sm_layer *L, const float *x, float *y, int n, int train) {
-    const int64_t in = sm_layer_in_size(L), out = L->oc;
-#pragma omp parallel for schedule(static) if (gem_parallel(L, n))
-    for (int b = 0; b < n; b++) gem_sample(L, x + b * in, y + b * out);
-}
-
-/* one sample: dx (hw, c) overwritten (if dx); returns its part of dL/dp.  With r = z / zmax and
- * s = mean r^p: dy/dz_i = y r_i^(p-1) / (hw s zmax), dy/dp = (y/p) (mean(r^p ln r) / s - ln(s) / p),
- * the formulas above rescaled by zmax. */
-static double gem_sample_backward(const sm_layer *L, const float *x, const float *dy, float *dx) {
-    const int hw = L->ih * L->iw, c = L->ic;
-    const double p = L->W[0];
-    double dp = 0;
-    for (int ch = 0; ch < c; ch++) {
-        double zm, s, sl = 0;
-        gem_stats(L, x, ch, p, &zm, &s);
-        for (int q = 0; q < hw; q++) {
-            double z = x[(int64_t)q * c + ch], r = (z > GEM_EPS ? z : GEM_EPS) / zm;
-            sl += pow(r, p) * log(r);
-        }
-        double y = zm * pow(s, 1.0 / p);
-        dp += (double)dy[ch] * (y / p) * ((sl / hw) / s - log(s) / p);
-        if (dx) {
-            double g = (double)dy[ch] * y / (hw * s * zm);
-            for (int q = 0; q < hw; q++) {
-                double z = x[(int64_t)q * c + ch];
-                dx[(int64_t)q * c + ch] = z < GEM_EPS ? 0.0f : (float)(g * pow(z / zm, p - 1));
-            }
-        }
-    }
-    return dp;
+    sm_be_gem_forward(L->be, x, n, L->ih * L->iw, L->ic, L->W, y);
 }
 
 static void gem_backward(sm_layer *L, const float *x, const float *y, const float *dy, float *dx, int n) {
-    const int64_t in = sm_layer_in_size(L), out = L->oc;
-    double *part = (double *)L->ws->base; /* (n) per-sample parts of dL/dp, summed in order */
-#pragma omp parallel for schedule(static) if (gem_parallel(L, n))
-    for (int b = 0; b < n; b++) part[b] = gem_sample_backward(L, x + b * in, dy + b * out, dx ? dx + b * in : NULL);
-    double dp = 0;
-    for (int b = 0; b < n; b++) dp += part[b];
-    L->dW[0] = (float)dp;
+    sm_be_gem_backward(L->be, x, dy, n, L->ih * L->iw, L->ic, L->W, dx, L->dW, L->ws);
 }
 
-static size_t gem_workspace(const sm_layer *L, int cap) { return (size_t)cap * sizeof(double); }
+static size_t gem_workspace(const sm_layer *L, int cap) {
+    return sm_be_gem_backward_ws(L->be, cap, L->ih * L->iw, L->ic);
+}
 
 static void gem_infer(const sm_layer *L, const float *W, const float *x, int n, float *y, float *scratch) {
-    const int64_t in = sm_layer_in_size(L), out = L->oc;
-    for (int b = 0; b < n; b++) gem_sample(L, x + b * in, y + b * out);
+    sm_be_gem1(L->be, x, n, L->ih * L->iw, L->ic, L->W, y);
 }
 
 const sm_layer_kind sm_layer_kind_gem = {

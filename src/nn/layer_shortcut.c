@@ -4,7 +4,6 @@
  * for `end`.  Backward: the main branch's output gradient is end's dy (L->daux); the gradient
  * this layer receives is x's part by the shortcut, which `res` adds.  See layer_end.c. */
 #include "nn/layer.h"
-#include <string.h>
 
 static sm_status shortcut_setup(sm_layer *L, int index) {
     L->oh = L->xh; L->ow = L->xw; L->oc = L->xc;
@@ -12,15 +11,15 @@ static sm_status shortcut_setup(sm_layer *L, int index) {
 }
 
 static void shortcut_forward(sm_layer *L, const float *x, float *y, int n, int train) {
-    memcpy(y, L->aux, sizeof(float) * (size_t)n * (size_t)sm_layer_out_size(L));
+    sm_be_copy(L->be, y, L->aux, sizeof(float) * (size_t)n * (size_t)sm_layer_out_size(L));
 }
 
 static void shortcut_backward(sm_layer *L, const float *x, const float *y, const float *dy, float *dx, int n) {
-    if (dx) memcpy(dx, L->daux, sizeof(float) * (size_t)n * (size_t)sm_layer_in_size(L));
+    if (dx) sm_be_copy(L->be, dx, L->daux, sizeof(float) * (size_t)n * (size_t)sm_layer_in_size(L));
 }
 
 static void shortcut_infer(const sm_layer *L, const float *W, const float *x, int n, float *y, float *scratch) {
-    memcpy(y, L->aux, sizeof(float) * (size_t)n * (size_t)sm_layer_out_size(L));
+    sm_be_copy(L->be, y, L->aux, sizeof(float) * (size_t)n * (size_t)sm_layer_out_size(L));
 }
 
 const sm_layer_kind sm_layer_kind_shortcut = {

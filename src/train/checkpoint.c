@@ -1,21 +1,26 @@
 /* checkpoint.c - a training's whole state in one file, so that a training killed at any point
  * continues from its last checkpoint to the same bits.  Little-endian:
- *   "SMILECKP" (8 bytes) | u32 version (1) | str spec | str loss | str loss_options
- *   | u32 h, w, c | u32 fingerprint of the settings (sm_trainer_config_crc)
+ *   "SMILECKP" (8 bytes) | u32 version (2) | str spec | str loss | str loss_options
+ *   | u32 h, w, c | u32 n_groups | n_groups x u32 fingerprints of the settings, one a group
+ *     (sm_trainer_config_crcs: training data, validation, optimiser, sampling, augmentation,
+ *     fine-tuning, processes)
  *   | u32 n_blocks | n_blocks x (str name, u64 bytes, bytes)
  *   | u32 CRC-32 of every preceding byte
- * where str = u32 length + bytes.  The blocks, in this order: "state" (i64: epoch, in_epoch,
+ * where str = u32 length + bytes.  Version 1 (still read) had one u32 fingerprint of fewer
+ * settings (no augmentation beyond shift and flip, no image contents or normalisation, no process
+ * count) in place of the groups.  The blocks, in this order: "state" (i64: epoch, in_epoch,
  * step in epoch, next batch of the plan, samples seen, epoch target, steps an epoch, global
  * step, optimiser step, best epoch, plan batches, plan total), "rng" (u64 x 4), "sums" (f64:
  * epoch loss sum, best MAP@R), "store" (f32 x store size: layers, head, batch-norm statistics),
  * "moment1", "moment2" (f32 x trainable size), "ema" and "best" (f32 x store size, or empty),
  * "plan.order", "plan.starts" (i64), "val_history" (f64 x epochs, or empty).  The reader checks
- * the checksum, then every name and size against the trainer it loads into. */
+ * the checksum, then every name and size against the trainer it loads into; a group whose
+ * fingerprint differs is named in the refusal. */
 #include "train/trainer.h"
 #include <string.h>
 
 #define MAGIC "SMILECKP"
-#define CKPT_VERSION 1u
+#define CKPT_VERSION 2u
 #define NSTATE 12
 #define NBLOCKS 11
 
@@ -25,7 +30,7 @@ static void add(crc_buf *c, const void *p, size_t n) { c->crc = sm_crc32(c->crc,
 static void add_i64(crc_buf *c, int64_t v) { add(c, &v, sizeof v); }
 static void add_f32(crc_buf *c, float v) { add(c, &v, sizeof v); }
 
-uint32_t sm_trainer_config_crc(const sm_trainer *t) {
+uint32_t sm_trainer_config_crc_v1(const sm_trainer *t) {
     const sm_train_config *g = &t->cfg;
     crc_buf c = {0};
     add(&c, t->m->spec, strlen(t->m->spec));
@@ -44,6 +49,90 @@ uint32_t sm_trainer_config_crc(const sm_trainer *t) {
     add_i64(&c, g->keep_best);
     for (int i = 0; i < t->nranges; i++) { add_i64(&c, t->ranges[i].off); add_i64(&c, t->ranges[i].n); add_f32(&c, t->ranges[i].mult); }
     return c.crc;
+}
+
+/* A dataset's contents: size, shape, labels and image values (in memory: the floats as
+ * normalised; streamed: the files and the normalisation applied when decoding). */
+static void add_dataset(crc_buf *c, const sm_dataset *d) {
+    add_i64(c, d->n); add_i64(c, d->h); add_i64(c, d->w); add_i64(c, d->c);
+    add(c, d->y, sizeof(int32_t) * (size_t)d->n);
+    if (d->x) {
+        add(c, d->x, sizeof(float) * (size_t)d->n * (size_t)d->h * (size_t)d->w * (size_t)d->c);
+    } else {
+        for (int64_t i = 0; i < d->n; i++) add(c, d->paths[i], strlen(d->paths[i]) + 1);
+        add_i64(c, d->norm);
+        for (int k = 0; k < 3; k++) { add_f32(c, d->mean[k]); add_f32(c, d->std[k]); }
+    }
+}
+
+/* What each group of settings is, for the refusal's message (sm_trainer_config_crcs' order). */
+static const char *const group_what[SM_CKPT_NGROUPS] = {
+    "training data (images, labels, size, channels, normalisation)",
+    "validation (its images and labels, keep-best)",
+    "optimiser (epochs, optimiser, learning rate, schedule, weight decay, EMA)",
+    "sampling (batch, P x K, epoch size, seed)",
+    "augmentation (shift, flip, crop, colour jitter, erasing)",
+    "fine-tuning (frozen batch norms or layers, backbone learning rate)",
+    "number of processes",
+};
+
+void sm_trainer_config_crcs(const sm_trainer *t, uint32_t out[SM_CKPT_NGROUPS]) {
+    const sm_train_config *g = &t->cfg;
+    const sm_augment *a = &g->aug;
+    crc_buf c;
+    /* training data, and the normalisation the model stores (augmentation's jitter uses it) */
+    c.crc = 0;
+    add_dataset(&c, t->ds);
+    add_i64(&c, t->m->norm.kind);
+    for (int k = 0; k < 3; k++) { add_f32(&c, t->mean[k]); add_f32(&c, t->std[k]); }
+    out[0] = c.crc;
+    /* validation */
+    c.crc = 0;
+    add_i64(&c, g->val != NULL);
+    if (g->val) add_dataset(&c, g->val);
+    add_i64(&c, g->keep_best);
+    out[1] = c.crc;
+    /* optimiser and schedule */
+    c.crc = 0;
+    add_i64(&c, g->epochs); add_i64(&c, g->optimizer);
+    add_f32(&c, g->lr); add_f32(&c, g->momentum); add_f32(&c, g->weight_decay);
+    add_f32(&c, g->beta1); add_f32(&c, g->beta2); add_f32(&c, g->eps);
+    add_i64(&c, g->schedule); add_i64(&c, g->warmup_steps); add_i64(&c, g->step_epochs); add_f32(&c, g->step_gamma);
+    add_f32(&c, g->ema_decay);
+    out[2] = c.crc;
+    /* sampling (and the seed every random draw comes from: the plan, the heads, dropout's keys) */
+    c.crc = 0;
+    add_i64(&c, g->batch_size); add_i64(&c, g->per_class); add_i64(&c, g->samples_per_epoch); add_i64(&c, g->pk_random);
+    add_i64(&c, (int64_t)g->seed);
+    out[3] = c.crc;
+    /* augmentation */
+    c.crc = 0;
+    add_i64(&c, g->aug_shift); add_i64(&c, g->aug_flip);
+    const float af[] = {a->crop_scale_min, a->crop_scale_max, a->crop_ratio_min, a->crop_ratio_max, a->brightness,
+                        a->contrast, a->saturation, a->erase_p, a->erase_scale_min, a->erase_scale_max,
+                        a->erase_ratio_min, a->erase_ratio_max};
+    for (size_t k = 0; k < sizeof af / sizeof af[0]; k++) add_f32(&c, af[k]);
+    add_f32(&c, t->fill);
+    out[4] = c.crc;
+    /* fine-tuning: the frozen parts and the learning-rate ranges */
+    c.crc = 0;
+    add_i64(&c, g->freeze_bn); add_i64(&c, g->freeze_until); add_f32(&c, g->backbone_lr_mult);
+    for (int i = 0; i < t->nranges; i++) { add_i64(&c, t->ranges[i].off); add_i64(&c, t->ranges[i].n); add_f32(&c, t->ranges[i].mult); }
+    out[5] = c.crc;
+    /* processes (data-parallel training computes the same up to rounding, not to the bit) */
+    c.crc = 0;
+    add_i64(&c, t->dist ? t->dist->size : 1);
+    out[6] = c.crc;
+}
+
+/* The fingerprints, computed once (they read every image) when a checkpoint is first written or
+ * read. */
+static const uint32_t *config_crcs(sm_trainer *t) {
+    if (!t->cfg_crc_set) {
+        sm_trainer_config_crcs(t, t->cfg_crc);
+        t->cfg_crc_set = 1;
+    }
+    return t->cfg_crc;
 }
 
 /* ---- writing ------------------------------------------------------------------------------ */
@@ -83,7 +172,9 @@ sm_status sm_trainer_save_checkpoint(sm_trainer *t, const char *path) {
     if (!st) st = sm_afile_u32(&f, (uint32_t)m->in_h);
     if (!st) st = sm_afile_u32(&f, (uint32_t)m->in_w);
     if (!st) st = sm_afile_u32(&f, (uint32_t)m->in_c);
-    if (!st) st = sm_afile_u32(&f, t->cfg_crc);
+    const uint32_t *crcs = config_crcs(t);
+    if (!st) st = sm_afile_u32(&f, SM_CKPT_NGROUPS);
+    for (int k = 0; k < SM_CKPT_NGROUPS && !st; k++) st = sm_afile_u32(&f, crcs[k]);
     if (!st) st = sm_afile_u32(&f, NBLOCKS);
     if (!st) st = w_block(&f, "state", state, sizeof state);
     if (!st) st = w_block(&f, "rng", t->rng.s, sizeof t->rng.s);
@@ -154,8 +245,9 @@ static sm_status parse(sm_trainer *t, sm_reader *r) {
     r->p += 8;
     uint32_t version, h, w, c, crc, nblocks;
     if ((st = sm_reader_u32(r, &version, "version"))) return st;
-    if (version != CKPT_VERSION)
-        return sm_fail(SM_ERR_FORMAT, "%s: checkpoint version %u, this build reads version %u", r->path, version, CKPT_VERSION);
+    if (version != 1 && version != CKPT_VERSION)
+        return sm_fail(SM_ERR_FORMAT, "%s: checkpoint version %u, this build reads versions 1 to %u", r->path, version,
+                       CKPT_VERSION);
     if ((st = r_string_is(r, m->spec, "model spec")) || (st = r_string_is(r, t->loss->kind->name, "loss")) ||
         (st = r_string_is(r, t->loss->options, "loss options")))
         return st;
@@ -165,11 +257,34 @@ static sm_status parse(sm_trainer *t, sm_reader *r) {
     if ((int)h != m->in_h || (int)w != m->in_w || (int)c != m->in_c)
         return sm_fail(SM_ERR_MISMATCH, "%s: checkpoint of a model for %ux%ux%u input, this one takes %dx%dx%d", r->path, h, w,
                        c, m->in_h, m->in_w, m->in_c);
-    if ((st = sm_reader_u32(r, &crc, "settings fingerprint"))) return st;
-    if (crc != t->cfg_crc)
-        return sm_fail(SM_ERR_MISMATCH, "%s: the checkpoint was written by a training with other data or settings (epochs, "
-                       "batch, learning rate, sampling, seed, fine-tuning, validation...): resume with the same ones",
-                       r->path);
+    if (version == 1) {
+        if ((st = sm_reader_u32(r, &crc, "settings fingerprint"))) return st;
+        if (crc != sm_trainer_config_crc_v1(t))
+            return sm_fail(SM_ERR_MISMATCH, "%s: the checkpoint (version 1) was written by a training with other data or "
+                           "settings (epochs, batch, learning rate, sampling, seed, fine-tuning, validation...): resume "
+                           "with the same ones", r->path);
+    } else {
+        uint32_t ngroups;
+        if ((st = sm_reader_u32(r, &ngroups, "settings group count"))) return st;
+        if (ngroups != SM_CKPT_NGROUPS)
+            return sm_fail(SM_ERR_FORMAT, "%s: %u settings groups, expected %d", r->path, ngroups, SM_CKPT_NGROUPS);
+        const uint32_t *mine = config_crcs(t);
+        char which[768];
+        size_t len = 0;
+        int ndiff = 0;
+        which[0] = 0;
+        for (int k = 0; k < SM_CKPT_NGROUPS; k++) {
+            if ((st = sm_reader_u32(r, &crc, "settings fingerprint"))) return st;
+            if (crc == mine[k]) continue;
+            if (len < sizeof which)
+                len += (size_t)snprintf(which + len, sizeof which - len, "%s%s", ndiff ? "; " : "", group_what[k]);
+            ndiff++;
+        }
+        if (ndiff)
+            return sm_fail(SM_ERR_MISMATCH, "%s: the checkpoint was written by a training with other data or settings: "
+                           "its %s differ%s from this training's; resume with the same ones", r->path, which,
+                           ndiff > 1 ? "" : "s");
+    }
     if ((st = sm_reader_u32(r, &nblocks, "block count"))) return st;
     if (nblocks != NBLOCKS) return sm_fail(SM_ERR_FORMAT, "%s: %u blocks, expected %d", r->path, nblocks, NBLOCKS);
     const void *state, *rng, *sums, *val, *m1, *m2, *ema, *best, *order, *starts, *hist;

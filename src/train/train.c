@@ -216,7 +216,6 @@ sm_status sm_trainer_create(sm_trainer **out, sm_model *m, sm_loss *loss, const 
     }
     sm_rng_seed(&t->rng, cfg->seed);
     t->t_train = sm_now();
-    t->cfg_crc = sm_trainer_config_crc(t);
     *out = t;
     if (cfg->resume && (st = sm_trainer_load_checkpoint(t, cfg->resume))) {
         *out = NULL;

@@ -8,6 +8,8 @@
 #include "model/model.h"
 #include "train/sampler.h"
 
+#define SM_CKPT_NGROUPS 7 /* groups of settings a checkpoint fingerprints (sm_trainer_config_crcs) */
+
 struct sm_trainer {
     sm_model *m;
     sm_loss *loss;
@@ -46,7 +48,9 @@ struct sm_trainer {
     int nranges;
     sm_param_range *keep;   /* (nkeep) store ranges that stay as they are */
     int nkeep;
-    uint32_t cfg_crc;       /* what a checkpoint must have been written with (checkpoint.c) */
+    uint32_t cfg_crc[SM_CKPT_NGROUPS]; /* what a checkpoint must have been written with, by group
+                                        * (checkpoint.c; computed when first needed) */
+    int cfg_crc_set;
     /* model selection */
     float *val_emb;         /* (val n, d) */
     double *val_hist;       /* (epochs) validation MAP@R of each epoch done; NaN before */
@@ -57,8 +61,14 @@ struct sm_trainer {
     char errmsg[SM_ERRMSG_MAX];
 };
 
-/* The fingerprint of what determines a training's bits besides its state: the model spec, the
- * loss, the data (size, shape, labels), the config's numbers and the learning-rate ranges. */
-uint32_t sm_trainer_config_crc(const sm_trainer *t);
+/* The fingerprints of what determines a training's bits besides its state and its model spec
+ * and loss (which a checkpoint stores as text), one a group of settings: 0 the training data
+ * (size, shape, labels, the image values or, streamed, the files and their normalisation) and
+ * the model's normalisation; 1 the validation set and keep_best; 2 the optimiser and schedule
+ * (epochs included) and the EMA; 3 the sampling and the seed; 4 the augmentation (and the fill
+ * value of shifts); 5 fine-tuning (freezing, the learning-rate ranges); 6 the process count. */
+void sm_trainer_config_crcs(const sm_trainer *t, uint32_t out[SM_CKPT_NGROUPS]);
+/* Version 1's single fingerprint (fewer settings), which version-1 checkpoints hold. */
+uint32_t sm_trainer_config_crc_v1(const sm_trainer *t);
 
 #endif

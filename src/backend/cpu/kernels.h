@@ -107,6 +107,29 @@ void sm_k_l2norm_forward(const float *x, int n, int d, float *y, float *norm);
 void sm_k_l2norm_backward(const float *y, const float *norm, const float *dy, int n, int d,
                           float *dx);
 
+/* ---- residual blocks, dropout, GeM pooling (blocks_cpu.c) ---- */
+
+/* y (m) = a + b elementwise (a residual block's join, and res's two gradients); y may alias a
+ * or b.  On the calling thread only (the inference plan runs it too). */
+void sm_k_add(const float *a, const float *b, float *y, int64_t m);
+/* Inverted dropout with drop probability p in [0, 1): value j is kept when the top 24 bits of
+ * sm_hash64(key + j) are >= round(p 2^24); mask (m) = 1 for a kept value, 0 else, and
+ * y = x / (1 - p) where kept, 0 where dropped.  Backward: dx = dy / (1 - p) where mask, else 0.
+ * The mask depends only on key and j, never on the thread count.  y may alias x, dx dy. */
+void sm_k_dropout_forward(const float *x, int64_t m, float p, uint64_t key, uint8_t *mask, float *y);
+void sm_k_dropout_backward(const float *dy, const uint8_t *mask, int64_t m, float p, float *dx);
+/* Generalised-mean pooling of x (n, hw, c) to y (n, c) with the exponent p[0] > 0:
+ * y = (mean_hw z^p)^(1/p), z = max(x, 1e-6), computed in double after dividing each channel by
+ * its largest z (no overflow for any p).  Backward, with m = mean z^p: dx_i = dy y z_i^(p-1) /
+ * (hw m) (0 where x_i < 1e-6; dx may be NULL) and dp[0] = sum over samples and channels of
+ * dy y (mean(z^p ln z) / (p m) - ln(m) / p^2), per-sample parts (double, in the workspace) summed
+ * in sample order.  sm_k_gem1 is the forward on the calling thread only. */
+void sm_k_gem_forward(const float *x, int n, int hw, int c, const float *p, float *y);
+void sm_k_gem1(const float *x, int n, int hw, int c, const float *p, float *y);
+size_t sm_k_gem_backward_ws(int n, int hw, int c);
+void sm_k_gem_backward(const float *x, const float *dy, int n, int hw, int c, const float *p, float *dx, float *dp,
+                       const sm_ws *ws);
+
 /* ---- single-threaded kernels for the batch-parallel inference path (src/model/infer.c):
  * each thread runs its own slice of the batch through every layer, so these never open an
  * OpenMP region.  sm_k_im2col and sm_k_gap_forward run the same code image by image. */
