@@ -132,5 +132,6 @@ int cmd_compare(int argc, char **argv);
 /* cmd_interop.c: ONNX in and out (docs/interop.md) */
 int cmd_import(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_cut(int argc, char **argv);
 
 #endif

@@ -131,3 +131,49 @@ int cmd_export(int argc, char **argv) {
     sm_model_free(m);
     return EXIT_OK;
 }
+
+static const char cut_help[] =
+    "usage: simile cut MODEL --at L --out FILE\n"
+    "Write the trunk of a model: its layers 1..L (a number or N.kind, as `simile info` lists\n"
+    "them), with their weights, normalisation and class names.  If MODEL ends with an l2norm\n"
+    "and layer L is not one, an l2norm is appended.  The classifier head is left out.\n"
+    "Layer L must end a residual block if it is in one, and give a vector (after gap or fc).\n"
+    "(docs/training.md, \"Embedding before the head\")\n";
+
+int cmd_cut(int argc, char **argv) {
+    enum { O_OUT = 1, O_AT, O_HELP };
+    static const struct option opts[] = {{"out", 1, 0, O_OUT}, {"at", 1, 0, O_AT}, {"help", 0, 0, O_HELP}, {0, 0, 0, 0}};
+    const char *cmd = "cut", *out = NULL, *at = NULL;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, CLI_SHORTOPTS, opts, NULL)) != -1) {
+        switch (c) {
+        case O_OUT: out = optarg; break;
+        case O_AT: at = optarg; break;
+        case 'h': case O_HELP: printf("%s", cut_help); return EXIT_OK;
+        default: return EXIT_USAGE;
+        }
+    }
+    if (optind != argc - 1) return cli_usage_error(cmd, "give one model file (simile cut MODEL --at L --out FILE)");
+    if (!at) return cli_usage_error(cmd, "--at L is required");
+    if (!out) return cli_usage_error(cmd, "--out FILE is required");
+    sm_model *m = NULL, *t = NULL;
+    sm_status st = sm_model_load(&m, argv[optind]);
+    if (st) return cli_report(cmd, st, NULL);
+    const int L = sm_model_find_layer(m, at);
+    if (!L) {
+        sm_model_free(m);
+        return cli_usage_error(cmd, "--at: '%s' is not a layer of %s (a layer number, or N.kind with the layer's kind, "
+                               "as `simile info` lists them)", at, argv[optind]);
+    }
+    if ((st = sm_model_cut(m, L, &t))) {
+        sm_model_free(m);
+        return cli_usage_error(cmd, "--at %s: %s", at, sm_errmsg());
+    }
+    st = sm_model_save(t, out);
+    int rc = st ? cli_report(cmd, st, sm_model_errmsg(t)) : EXIT_OK;
+    if (!st) fprintf(cli_text(), "saved %s: layers 1..%d of %s, embedding %d\n", out, L, argv[optind], sm_model_embedding_dim(t));
+    sm_model_free(t);
+    sm_model_free(m);
+    return rc;
+}

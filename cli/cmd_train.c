@@ -58,6 +58,9 @@ static const char *help =
     "                    hold out the last K training classes (the K largest labels; K >= 2)\n"
     "                    as a class-disjoint validation set; training uses the others\n"
     "  --keep-best       save the epoch with the best validation MAP@R, not the last one\n"
+    "  --embed-at L      the embedding is layer L's output (a number or N.kind, L2-normalised):\n"
+    "                    the layers after L are a projection head that only the loss sees;\n"
+    "                    validation embeds at L, and the model saved is layers 1..L\n"
     "fine-tuning and resuming (docs/training.md):\n"
     "  --init MODEL      start from MODEL's weights: every tensor whose name and shape match\n"
     "                    is taken, the others keep their fresh initialisation (a list is printed);\n"
@@ -110,7 +113,7 @@ int cmd_train(int argc, char **argv) {
     enum { O_MODEL = 1, O_LOSS, O_LOSSOPTS, O_EPOCHS, O_BATCH, O_LR, O_OPT, O_MOM, O_WD, O_SCHED, O_WARMUP,
            O_STEPE, O_STEPG, O_PERCLASS, O_SHIFT, O_FLIP, O_EPOCHSIZE, O_SEED, O_THREADS, O_OUT, O_QUIET, O_HELP,
            O_VALSPLIT, O_VALCLASSES, O_PKRANDOM, O_EMA, O_JSON, O_INIT, O_FREEZEBN, O_FREEZEUNTIL, O_BBLR,
-           O_CKPT, O_CKPTSTEPS, O_RESUME, O_VALFROMTRAIN, O_KEEPBEST, O_AUGCROP, O_AUGJITTER, O_AUGERASE };
+           O_CKPT, O_CKPTSTEPS, O_RESUME, O_VALFROMTRAIN, O_KEEPBEST, O_EMBEDAT, O_AUGCROP, O_AUGJITTER, O_AUGERASE };
     static const struct option opts[] = {
         {"model", 1, 0, O_MODEL}, {"loss", 1, 0, O_LOSS}, {"loss-opts", 1, 0, O_LOSSOPTS},
         {"epochs", 1, 0, O_EPOCHS}, {"batch", 1, 0, O_BATCH}, {"lr", 1, 0, O_LR}, {"optimizer", 1, 0, O_OPT},
@@ -122,13 +125,13 @@ int cmd_train(int argc, char **argv) {
         {"val-classes", 1, 0, O_VALCLASSES}, {"json", 0, 0, O_JSON}, {"init", 1, 0, O_INIT},
         {"freeze-bn", 0, 0, O_FREEZEBN}, {"freeze-until", 1, 0, O_FREEZEUNTIL}, {"backbone-lr-mult", 1, 0, O_BBLR},
         {"checkpoint", 1, 0, O_CKPT}, {"checkpoint-steps", 1, 0, O_CKPTSTEPS}, {"resume", 1, 0, O_RESUME},
-        {"val-classes-from-train", 1, 0, O_VALFROMTRAIN}, {"keep-best", 0, 0, O_KEEPBEST}, {"aug-crop", 1, 0, O_AUGCROP},
+        {"val-classes-from-train", 1, 0, O_VALFROMTRAIN}, {"keep-best", 0, 0, O_KEEPBEST}, {"embed-at", 1, 0, O_EMBEDAT}, {"aug-crop", 1, 0, O_AUGCROP},
         {"aug-jitter", 1, 0, O_AUGJITTER}, {"aug-erase", 1, 0, O_AUGERASE}, CLI_DATA_LONGOPTS, CLI_STREAM_LONGOPTS,
         {0, 0, 0, 0}};
     char *init_spec = NULL; /* --init without --model: the init model's own spec */
     int model_given = 0;
     const char *cmd = "train", *spec_arg = "cnn-s", *loss_name = "softmax", *loss_opts = "", *out = "model.smm";
-    const char *val_split = NULL, *val_classes = NULL, *init = NULL, *freeze_until = NULL;
+    const char *val_split = NULL, *val_classes = NULL, *init = NULL, *freeze_until = NULL, *embed_at = NULL;
     int threads = 0, per_class = -1, quiet = 0, seed = 1, json = 0, val_from_train = 0;
     int64_t init_taken = 0, init_total = 0;
     cli_data data;
@@ -195,6 +198,7 @@ int cmd_train(int argc, char **argv) {
         case O_RESUME: cfg.resume = optarg; break;
         case O_VALFROMTRAIN: if (cli_int(cmd, "--val-classes-from-train", optarg, 1, 1 << 24, &val_from_train)) return EXIT_USAGE; break;
         case O_KEEPBEST: cfg.keep_best = 1; break;
+        case O_EMBEDAT: embed_at = optarg; break;
         case 'h':
         case O_HELP: printf("%s%s", help, cli_data_help); return EXIT_OK;
         default: return cli_usage_error(cmd, "unknown option");
@@ -291,6 +295,17 @@ int cmd_train(int argc, char **argv) {
             goto done;
         }
     }
+    if (embed_at) { /* the trunk's output is the embedding; checked here, before any training */
+        sm_model *trunk = NULL;
+        cfg.embed_at = sm_model_find_layer(m, embed_at);
+        if (!cfg.embed_at) {
+            rc = cli_usage_error(cmd, "--embed-at: '%s' is not a layer of the model (a layer number, or N.kind with the "
+                                 "layer's kind, as `simile info` lists them)", embed_at);
+            goto done;
+        }
+        if ((st = sm_model_cut(m, cfg.embed_at, &trunk))) { rc = cli_usage_error(cmd, "--embed-at: %s", sm_errmsg()); goto done; }
+        sm_model_free(trunk);
+    }
     if (init) { /* fine-tuning: take every tensor of the same name and shape */
         sm_model *src = NULL;
         if ((st = sm_model_load(&src, init))) { rc = cli_report(cmd, st, NULL); goto done; }
@@ -370,8 +385,21 @@ int cmd_train(int argc, char **argv) {
     if (nranks > 1 && !quiet)
         fprintf(cli_text(), "communication: %.2f s on rank 0\n", sm_dist_comm_seconds(group));
     if (rank > 0) goto done; /* every rank holds the same model: rank 0 writes it */
-    if ((st = sm_model_save(m, out))) { rc = cli_report(cmd, st, sm_model_errmsg(m)); goto done; }
-    if (!quiet) fprintf(cli_text(), "saved %s\n", out);
+    int saved_dim = sm_model_embedding_dim(m);
+    if (cfg.embed_at) { /* the trunk is the model: layers 1..embed_at */
+        sm_model *trunk = NULL;
+        if ((st = sm_model_cut(m, cfg.embed_at, &trunk))) { rc = cli_report(cmd, st, NULL); goto done; }
+        st = sm_model_save(trunk, out);
+        if (st) rc = cli_report(cmd, st, sm_model_errmsg(trunk));
+        saved_dim = sm_model_embedding_dim(trunk);
+        sm_model_free(trunk);
+        if (st) goto done;
+        if (!quiet) fprintf(cli_text(), "saved %s: layers 1..%d of the trained network, embedding %d (--embed-at %s)\n", out,
+                            cfg.embed_at, saved_dim, embed_at);
+    } else {
+        if ((st = sm_model_save(m, out))) { rc = cli_report(cmd, st, sm_model_errmsg(m)); goto done; }
+        if (!quiet) fprintf(cli_text(), "saved %s\n", out);
+    }
     if (json) {
         cj j;
         cj_init(&j, stdout);
@@ -454,6 +482,13 @@ int cmd_train(int argc, char **argv) {
         if (val.ds && val.best_epoch) {
             cj_knum(&j, "best_val_map_at_r", val.best_mapr);
             cj_kint(&j, "best_val_epoch", val.best_epoch);
+        }
+        if (cfg.embed_at) {
+            cj_key(&j, "embed_at");
+            cj_obj(&j);
+            cj_kint(&j, "layer", cfg.embed_at);
+            cj_kint(&j, "embedding_dim", saved_dim);
+            cj_obj_end(&j);
         }
         if (sel_epoch) {
             cj_key(&j, "selection");

@@ -18,6 +18,7 @@ static const struct { const char *name; int (*fn)(int, char **); const char *hel
     {"classify", cmd_classify, "top-k classes with probabilities from a softmax model"},
     {"import", cmd_import, "build a model from an ONNX file (PyTorch's torch.onnx.export, docs/interop.md)"},
     {"export", cmd_export, "write a model's embedding network as an ONNX file"},
+    {"cut", cmd_cut, "keep a model's layers up to one (its trunk, without the projection head)"},
     {"serve", cmd_serve, "an HTTP/JSON API over a gallery: enrol, identify, verify (docs/serve.md)"},
 };
 

@@ -268,6 +268,17 @@ sm_status sm_model_load(sm_model **out, const char *path);
  * Errors: SM_ERR_INVALID (NULL), SM_ERR_MISMATCH (not one tensor matches: nothing is copied),
  * SM_ERR_NOMEM. */
 sm_status sm_model_init_from(sm_model *m, const sm_model *src, int64_t *taken, char *report, size_t cap);
+/* A new model of m's layers 1..layer (its "trunk"), with m's weights, batch-norm statistics,
+ * normalisation, class names and model selection record; the layers after `layer` (a
+ * projection head the loss trained through) are left out, and so is the classifier head.
+ * If m's last layer is an l2norm and layer `layer` is not, an l2norm is appended, so that the
+ * trunk's embeddings are unit-length as m's are.  A network often embeds classes it was not
+ * trained on better before its last layers than after them (docs/training.md, "Embedding
+ * before the head").  *out is the caller's (sm_model_free).  Errors: SM_ERR_INVALID (NULL,
+ * layer outside 1..nlayers, or a layer inside a residual block, which cannot end there),
+ * SM_ERR_SPEC (layer L's output is a feature map: a model ends with a vector, after gap or
+ * fc), SM_ERR_NOMEM. */
+sm_status sm_model_cut(const sm_model *m, int layer, sm_model **out);
 /* The 1-based index of a layer named "N" or "N.kind" (e.g. "4" or "4.relu": the kind must be
  * that of layer N), or 0 if m has no such layer. */
 int sm_model_find_layer(const sm_model *m, const char *name);
@@ -1033,6 +1044,10 @@ typedef struct sm_train_config {
                               * (sm_model_selection).  Borrowed.  NULL (default): no validation */
     int keep_best;           /* with val: the trained model is the one of the epoch with the best
                               * validation MAP@R (the first of equals), not the last epoch's */
+    int embed_at;            /* with val: validation embeds through layers 1..embed_at only, as
+                              * the model sm_model_cut(m, embed_at) makes (the layers after it a
+                              * projection head that only the loss sees).  0 (default): the
+                              * whole model.  The trained model itself is whole either way */
     /* ---- checkpoints (docs/training.md, "Resuming") ---- */
     const char *checkpoint;  /* written (sm_trainer_save_checkpoint) at the end of every epoch,
                               * and every checkpoint_steps steps if > 0.  NULL (default): none */

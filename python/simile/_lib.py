@@ -82,7 +82,7 @@ class TrainConfig(ctypes.Structure):  # sm_train_config, field for field
                 ("ema_decay", c_float), ("aug_shift", c_int), ("aug_flip", c_int),
                 ("aug", Augment), ("seed", c_uint64), ("progress", PROGRESS_FN), ("user", c_void_p),
                 ("grad_hook", GRAD_HOOK_FN), ("freeze_bn", c_int), ("freeze_until", c_int),
-                ("backbone_lr_mult", c_float), ("val", c_void_p), ("keep_best", c_int),
+                ("backbone_lr_mult", c_float), ("val", c_void_p), ("keep_best", c_int), ("embed_at", c_int),
                 ("checkpoint", ctypes.c_char_p), ("checkpoint_steps", c_int64), ("resume", ctypes.c_char_p),
                 ("dist", c_void_p)]
 

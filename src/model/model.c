@@ -452,6 +452,51 @@ sm_status sm_model_init_from(sm_model *m, const sm_model *src, int64_t *taken, c
     return SM_OK;
 }
 
+sm_status sm_model_cut(const sm_model *m, int layer, sm_model **out) {
+    if (out) *out = NULL;
+    if (!m || !out) return sm_fail(SM_ERR_INVALID, "sm_model_cut: NULL argument");
+    if (layer < 1 || layer > m->nlayers)
+        return sm_fail(SM_ERR_INVALID, "cut after layer %d: the model has layers 1..%d", layer, m->nlayers);
+    const sm_layer *L = &m->layers[layer - 1];
+    int open = -1; /* the residual block layer `layer` is in, if any */
+    for (int i = 0; i < layer; i++) {
+        const int br = sm_layer_kind_of(&m->layers[i])->branch;
+        if (br == SM_BRANCH_OPEN) open = i;
+        else if (br == SM_BRANCH_JOIN) open = -1;
+    }
+    if (open >= 0) {
+        const int end = m->layers[open].blk_end;
+        return sm_fail(SM_ERR_INVALID, "cut after layer %d (%s): it is inside the residual block of layers %d..%d; cut at "
+                       "its 'end' (%d) or before its 'res' (%d)", layer, sm_layer_kind_of(L)->name, open + 1, end + 1,
+                       end + 1, open);
+    }
+    /* m->spec is canonical, one layer a line: the trunk's spec is its first `layer` lines */
+    const char *p = m->spec;
+    for (int i = 0; i < layer && p; i++) { p = strchr(p, '\n'); if (p) p++; }
+    size_t len = p ? (size_t)(p - m->spec) : strlen(m->spec);
+    const int add_norm = !strcmp(sm_layer_kind_of(&m->layers[m->nlayers - 1])->name, "l2norm") &&
+                         strcmp(sm_layer_kind_of(L)->name, "l2norm");
+    char *spec = sm_alloc(len + 16, 1);
+    if (!spec) return SM_ERR_NOMEM;
+    memcpy(spec, m->spec, len);
+    spec[len] = 0;
+    if (len && spec[len - 1] != '\n') strcat(spec, "\n");
+    if (add_norm) strcat(spec, "l2norm\n");
+    sm_model *c = NULL;
+    sm_status st = sm_model_create(&c, spec, m->in_h, m->in_w, m->in_c, 1);
+    sm_free(spec);
+    if (!st) st = sm_model_init_from(c, m, NULL, NULL, 0);
+    if (!st) {
+        for (int i = 0; i < c->nlayers; i++) c->layers[i].pretrained = 0;
+        c->norm = m->norm;
+        if (m->nclass_names > 0) st = sm_model_set_class_names(c, (const char *const *)m->class_names, m->nclass_names);
+        c->val_epoch = m->val_epoch; c->val_map_at_r = m->val_map_at_r; c->val_best = m->val_best;
+    }
+    if (st) { sm_model_free(c); return st; }
+    *out = c;
+    return SM_OK;
+}
+
 int sm_model_find_layer(const sm_model *m, const char *name) {
     if (!m || !name || !*name) return 0;
     char *end;

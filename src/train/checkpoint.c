@@ -68,7 +68,7 @@ static void add_dataset(crc_buf *c, const sm_dataset *d) {
 /* What each group of settings is, for the refusal's message (sm_trainer_config_crcs' order). */
 static const char *const group_what[SM_CKPT_NGROUPS] = {
     "training data (images, labels, size, channels, normalisation)",
-    "validation (its images and labels, keep-best)",
+    "validation (its images and labels, keep-best, the layer it embeds at)",
     "optimiser (epochs, optimiser, learning rate, schedule, weight decay, EMA)",
     "sampling (batch, P x K, epoch size, seed)",
     "augmentation (shift, flip, crop, colour jitter, erasing)",
@@ -91,6 +91,7 @@ void sm_trainer_config_crcs(const sm_trainer *t, uint32_t out[SM_CKPT_NGROUPS]) 
     add_i64(&c, g->val != NULL);
     if (g->val) add_dataset(&c, g->val);
     add_i64(&c, g->keep_best);
+    if (g->embed_at) add_i64(&c, g->embed_at); /* (absent before embed_at existed: same fingerprint) */
     out[1] = c.crc;
     /* optimiser and schedule */
     c.crc = 0;

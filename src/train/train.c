@@ -70,6 +70,7 @@ static sm_status check_config(const sm_train_config *c) {
         return sm_fail(SM_ERR_INVALID, "the backbone learning-rate multiplier must be in [0, 1000]");
     if (c->checkpoint_steps < 0) return sm_fail(SM_ERR_INVALID, "checkpoint_steps must be >= 0");
     if (c->keep_best && !c->val) return sm_fail(SM_ERR_INVALID, "keep_best needs a validation set (val)");
+    if (c->embed_at < 0) return sm_fail(SM_ERR_INVALID, "embed_at must be >= 0 (got %d)", c->embed_at);
     if (c->checkpoint && !*c->checkpoint) return sm_fail(SM_ERR_INVALID, "empty checkpoint path");
     return sm_augment_check(&c->aug);
 }
@@ -181,7 +182,14 @@ sm_status sm_trainer_create(sm_trainer **out, sm_model *m, sm_loss *loss, const 
             goto fail;
         }
         if (v->n < 2) { st = sm_fail(SM_ERR_INVALID, "the validation set has fewer than 2 images"); goto fail; }
-        t->val_emb = sm_alloc((size_t)v->n, (size_t)d * sizeof(float));
+        int vd = d; /* the validation embedding's width: the trunk's with embed_at */
+        if (cfg->embed_at) {
+            sm_model *trunk = NULL;
+            if ((st = sm_model_cut(m, cfg->embed_at, &trunk))) goto fail;
+            vd = trunk->emb_dim;
+            sm_model_free(trunk);
+        }
+        t->val_emb = sm_alloc((size_t)v->n, (size_t)vd * sizeof(float));
         t->val_hist = sm_alloc((size_t)cfg->epochs, sizeof(double));
         if (cfg->keep_best) t->best = sm_alloc((size_t)(m->store.n + 1), sizeof(float));
         if (!t->val_emb || !t->val_hist || (cfg->keep_best && !t->best)) { st = SM_ERR_NOMEM; goto fail; }
@@ -299,11 +307,16 @@ static void start_epoch(sm_trainer *t) {
  * L2-normalised, retrieval metrics with L2 distance; the best epoch's store kept (keep_best). */
 static sm_status validate(sm_trainer *t, int epoch) {
     const sm_dataset *v = t->cfg.val;
-    sm_model *m = t->m;
-    sm_status st = sm_model_embed(m, v->x, v->n, t->val_emb);
+    sm_model *m = t->m, *trunk = NULL;
+    sm_status st = t->cfg.embed_at ? sm_model_cut(m, t->cfg.embed_at, &trunk) : SM_OK;
     if (st) return st;
-    sm_embeddings_normalize(t->val_emb, v->n, m->emb_dim);
-    if ((st = sm_retrieval_metrics(t->val_emb, v->y, v->n, m->emb_dim, SM_METRIC_L2, &t->val_last))) return st;
+    sm_model *e = trunk ? trunk : m; /* the model whose embeddings are validated */
+    const int d = e->emb_dim;
+    st = sm_model_embed(e, v->x, v->n, t->val_emb);
+    sm_model_free(trunk);
+    if (st) return st;
+    sm_embeddings_normalize(t->val_emb, v->n, d);
+    if ((st = sm_retrieval_metrics(t->val_emb, v->y, v->n, d, SM_METRIC_L2, &t->val_last))) return st;
     const double f = t->val_last.map_at_r;
     t->val_hist[epoch] = f;
     if (!t->best_epoch || f > t->best_val) {
