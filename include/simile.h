@@ -1048,6 +1048,12 @@ typedef struct sm_train_config {
      * parameters and computes, up to rounding, what one process computes on the same batches.
      * Every rank must pass the same data, model, loss and configuration. */
     sm_dist *dist;
+    /* Gradient shards: 0 (default) or 1, one process computes each sum over the batch (weight
+     * and bias gradients, batch norm's sums) at once; N > 1, one process computes every such sum
+     * as N ranks do (each of N contiguous parts of the batch alone, rank r's rows of above, then
+     * the parts added in order), so that it gives the same bits as a run on N ranks with the
+     * same global batch.  With dist of N > 1 ranks it must be 0 or N; at most batch_size. */
+    int grad_shards;
 } sm_train_config;
 
 /* Fill cfg with the defaults above. */

@@ -166,7 +166,7 @@ static void *scratch(sm_dist *d, size_t bytes) {
     return p;
 }
 
-#define DEFINE_SUM(NAME, T)                                                                      \
+#define DEFINE_SUM(NAME, T, ADD)                                                                 \
     sm_status NAME(sm_dist *d, T *buf, int64_t n) {                                              \
         if (d->size == 1 || !d->mpi || n == 0) return SM_OK;                                     \
         T *all = scratch(d, (size_t)d->size * (size_t)n * sizeof(T)); /* (size, n) */            \
@@ -176,15 +176,12 @@ static void *scratch(sm_dist *d, size_t bytes) {
         }                                                                                        \
         sm_status st = sm_dist_allgather(d, buf, n * (int64_t)sizeof(T), all);                   \
         if (st) return st;                                                                       \
-        for (int64_t i = 0; i < n; i++) {                                                        \
-            T s = all[i];                                                                        \
-            for (int r = 1; r < d->size; r++) s += all[(int64_t)r * n + i];                      \
-            buf[i] = s;                                                                          \
-        }                                                                                        \
+        memcpy(buf, all, (size_t)n * sizeof(T)); /* rank 0's, then each next rank's added */     \
+        for (int r = 1; r < d->size; r++) ADD(buf, all + (int64_t)r * n, n);                     \
         return SM_OK;                                                                            \
     }
-DEFINE_SUM(sm_dist_sum_f32, float)
-DEFINE_SUM(sm_dist_sum_f64, double)
+DEFINE_SUM(sm_dist_sum_f32, float, sm_dist_add_f32)
+DEFINE_SUM(sm_dist_sum_f64, double, sm_dist_add_f64)
 
 sm_status sm_dist_bcast(sm_dist *d, void *buf, int64_t bytes, int root) {
     sm_status st = check_bytes(d, bytes, "broadcast");

@@ -37,6 +37,15 @@ sm_status sm_dist_bcast(sm_dist *d, void *buf, int64_t bytes, int root);
 sm_status sm_dist_max_int(sm_dist *d, int *v);
 /* The first error of a collective (SM_OK if none). */
 static inline sm_status sm_dist_error(const sm_dist *d) { return d ? d->error : SM_OK; }
+/* acc (n) += part (n), element by element: the one addition of every fixed-order sum over
+ * ranks (sm_dist_sum_*) and over a single process's gradient shards (the trainer's grad_shards,
+ * src/nn/), so that N ranks and one process with N shards add the same numbers the same way. */
+static inline void sm_dist_add_f32(float *acc, const float *part, int64_t n) {
+    for (int64_t i = 0; i < n; i++) acc[i] += part[i];
+}
+static inline void sm_dist_add_f64(double *acc, const double *part, int64_t n) {
+    for (int64_t i = 0; i < n; i++) acc[i] += part[i];
+}
 /* Rows [lo, hi) of n that rank r takes: contiguous, in rank order, sizes differing by at most 1. */
 static inline void sm_dist_shard(int64_t n, int r, int size, int64_t *lo, int64_t *hi) {
     *lo = n * r / size;

@@ -130,6 +130,7 @@ void sm_model_free(sm_model *m) {
     free(m->class_names);
     sm_free(m->layers); sm_free(m->spec); sm_free(m->summary); sm_free(m->profile_text);
     if (m->be) sm_be_free(m->be, m->ws.base);
+    sm_free(m->shard_grad);
     sm_free(m);
 }
 
@@ -196,6 +197,21 @@ const float *sm_model_forward(sm_model *m, const float *x, int n, int train) {
 
 void sm_model_set_dist(sm_model *m, struct sm_dist *d) {
     for (int i = 0; i < m->nlayers; i++) m->layers[i].dist = d;
+}
+
+sm_status sm_model_set_shards(sm_model *m, int shards) {
+    if (shards < 0) return sm_fail(SM_ERR_INVALID, "gradient shards must be >= 0 (got %d)", shards);
+    if (shards > 1 && !m->shard_grad) {
+        int64_t most = 1;
+        for (int i = 0; i < m->nlayers; i++) if (m->layers[i].nparams > most) most = m->layers[i].nparams;
+        if (!(m->shard_grad = sm_alloc((size_t)most, sizeof(float)))) return SM_ERR_NOMEM;
+    }
+    m->shards = shards > 1 ? shards : 0;
+    for (int i = 0; i < m->nlayers; i++) {
+        m->layers[i].shards = m->shards;
+        m->layers[i].shard_grad = m->shard_grad;
+    }
+    return SM_OK;
 }
 
 void sm_model_backward(sm_model *m, const float *x, const float *dout, int n) {

@@ -41,6 +41,8 @@ struct sm_model {
     float **act, **dact;
     sm_backend *be;             /* the backend it computes on (sm_backend_default() today) */
     sm_ws ws;                   /* the kernels' scratch for a batch of cap (every layer shares it) */
+    int shards;                 /* gradient shards of a training step (sm_model_set_shards), 0/1: none */
+    float *shard_grad;          /* (largest layer's nparams) one shard's gradients, every layer's scratch */
     char *summary;
     int uses_noise;             /* a layer's training forward is random (dropout) */
     uint64_t noise;             /* its key for the next training forward (the trainer draws one a step) */
@@ -81,6 +83,10 @@ sm_status sm_model_resize_head(sm_model *m, int64_t n);
  * src/dist/dist.h), or over this process's rows when d is NULL. */
 struct sm_dist;
 void sm_model_set_dist(sm_model *m, struct sm_dist *d);
+/* The training reductions over the batch computed in `shards` parts added in shard order, as
+ * that many ranks compute them (sm_layer.shards): 0 or 1 for the whole batch at once.  Errors:
+ * SM_ERR_NOMEM (the shards' scratch). */
+sm_status sm_model_set_shards(sm_model *m, int shards);
 /* Store a copy of the loss's parameters as the model's head. */
 /* The "normalize" and "class_names" meta values of the model file, written and parsed
  * (model_meta.c).  Parse errors are SM_ERR_FORMAT naming path. */

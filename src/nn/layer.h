@@ -68,6 +68,14 @@ typedef struct sm_layer {
     struct sm_dist *dist;
     double *bn_sums;    /* bn: (2 oc + 1) sums over the group's rows (and their count) */
     int64_t bn_count;   /* bn: rows the last training forward's statistics covered */
+    /* Gradient shards (the trainer's grad_shards, one process): > 1 splits every training
+     * reduction over the batch (conv / fc weight and bias gradients, GeM's p, batch norm's
+     * sums) into `shards` contiguous parts of the batch's samples, shard s being the rows rank s
+     * of `shards` ranks would hold (sm_dist_shard), each summed alone and the parts then added in
+     * shard order (sm_dist_add_*): the same bits as that many ranks.  0 or 1: the whole batch. */
+    int shards;
+    float *shard_grad;  /* (nparams) one shard's parameter gradients (the model's buffer) */
+    double *bn_part;    /* bn: (2 oc) one shard's sums */
     double t_fwd, t_bwd;/* seconds spent in forward/backward (when profiling is on) */
 } sm_layer;
 

@@ -9,6 +9,7 @@
  * summed in sample order, so the bits do not depend on the thread count.
  * Tensor: "<i>.gem.p" (1). */
 #include "nn/layer.h"
+#include "dist/dist.h"
 #include <math.h>
 #include <string.h>
 
@@ -108,9 +109,16 @@ static void gem_backward(sm_layer *L, const float *x, const float *y, const floa
     double *part = (double *)L->ws->base; /* (n) per-sample parts of dL/dp, summed in order */
 #pragma omp parallel for schedule(static) if (gem_parallel(L, n))
     for (int b = 0; b < n; b++) part[b] = gem_sample_backward(L, x + b * in, dy + b * out, dx ? dx + b * in : NULL);
-    double dp = 0;
-    for (int b = 0; b < n; b++) dp += part[b];
-    L->dW[0] = (float)dp;
+    /* dL/dp over the whole batch, or each gradient shard's (as a rank's) then added in order */
+    const int S = L->shards > 1 ? L->shards : 1;
+    for (int q = 0; q < S; q++) {
+        int64_t a = 0, z = n;
+        if (S > 1) sm_dist_shard(n, q, S, &a, &z);
+        double dp = 0;
+        for (int64_t b = a; b < z; b++) dp += part[b];
+        if (q) L->dW[0] += (float)dp;
+        else L->dW[0] = (float)dp;
+    }
 }
 
 static size_t gem_workspace(const sm_layer *L, int cap) { return (size_t)cap * sizeof(double); }

@@ -18,7 +18,10 @@
  * scaling by N: the layers' gradients are summed in rank order; the head's (the loss's own
  * parameters), already the whole batch's on every rank, are taken from rank 0.  Batch norm
  * synchronises its statistics (layer_bn.c).  Every decision that could differ between ranks (a
- * failed or non-finite step, a stop asked by the progress callback) is agreed on by all. */
+ * failed or non-finite step, a stop asked by the progress callback) is agreed on by all.
+ * With cfg.grad_shards = N a single process computes the layers' sums over the batch as N ranks
+ * do (src/nn/: each shard's part alone, the parts added in shard order), so that one process
+ * and N ranks give the same bits. */
 #include "data/data.h"
 #include "dist/dist.h"
 #include "loss/loss.h"
@@ -136,6 +139,15 @@ sm_status sm_trainer_create(sm_trainer **out, sm_model *m, sm_loss *loss, const 
         return sm_fail(SM_ERR_MISMATCH, "data of shape %dx%dx%d, model input %dx%dx%d", ds->h, ds->w, ds->c,
                        m->in_h, m->in_w, m->in_c);
     if (ds->n < 1) return sm_fail(SM_ERR_INVALID, "the training set is empty");
+    const int ranks = cfg->dist ? sm_dist_size(cfg->dist) : 1;
+    if (cfg->grad_shards < 0 || cfg->grad_shards > 65536)
+        return sm_fail(SM_ERR_INVALID, "gradient shards must be in 0..65536 (got %d)", cfg->grad_shards);
+    if (ranks > 1 && cfg->grad_shards > 1 && cfg->grad_shards != ranks)
+        return sm_fail(SM_ERR_INVALID, "gradient shards %d on %d ranks: with several ranks each rank is one shard "
+                       "(0 or %d)", cfg->grad_shards, ranks, ranks);
+    if (cfg->grad_shards > cfg->batch_size)
+        return sm_fail(SM_ERR_INVALID, "batch size %d is smaller than the %d gradient shards that share each batch",
+                       cfg->batch_size, cfg->grad_shards);
     if (cfg->dist && cfg->batch_size < sm_dist_size(cfg->dist))
         return sm_fail(SM_ERR_INVALID, "batch size %d is smaller than the %d ranks that share each batch",
                        cfg->batch_size, sm_dist_size(cfg->dist));
@@ -203,6 +215,8 @@ sm_status sm_trainer_create(sm_trainer **out, sm_model *m, sm_loss *loss, const 
         if ((st = sm_dist_bcast(t->dist, m->store.val, m->store.n * (int64_t)sizeof(float), 0))) goto fail;
         if (t->ema) memcpy(t->ema, m->store.val, sizeof(float) * (size_t)m->store.n);
         sm_model_set_dist(m, t->dist);
+    } else if (cfg->grad_shards > 1 && (st = sm_model_set_shards(m, cfg->grad_shards))) {
+        goto fail;
     }
     if (ds->x) {
         t->fill = ds->x[0];
@@ -260,6 +274,7 @@ void sm_trainer_free(sm_trainer *t) {
     if (!t) return;
     if (t->loss) sm_loss_unbind(t->loss);
     if (t->m && t->dist) sm_model_set_dist(t->m, NULL);
+    if (t->m) (void)sm_model_set_shards(t->m, 0);
     if (t->m) sm_params_drop_moments(&t->m->store); /* as the optimiser state sm_train used to free */
     if (!t->finished && t->m && t->old_head) { /* put the model's previous head back */
         if (t->m->nhead != t->old_nhead) (void)sm_model_resize_head(t->m, t->old_nhead);
