@@ -219,3 +219,39 @@ sm_status sm_dist_barrier(sm_dist *d) {
 #endif
     return SM_OK;
 }
+
+void sm_dist_shard_range(const sm_dist *g, int64_t n, int64_t *lo, int64_t *hi) {
+    if (!g || g->size <= 1) { *lo = 0; *hi = n; return; }
+    sm_dist_shard(n, g->rank, g->size, lo, hi);
+}
+
+sm_status sm_dist_allgather_rows(sm_dist *g, const float *mine, int64_t n, int64_t cols, float *all) {
+    if (n < 0 || cols < 0) return sm_fail(SM_ERR_INVALID, "sm_dist_allgather_rows: %lld rows of %lld", (long long)n,
+                                          (long long)cols);
+    if (!g || g->size <= 1 || !g->mpi) {
+        if (n && cols && all != mine) memmove(all, mine, sizeof(float) * (size_t)(n * cols));
+        return SM_OK;
+    }
+    if (cols && n > (int64_t)INT_MAX / (int64_t)sizeof(float) / cols)
+        return sm_fail(SM_ERR_RANGE, "sm_dist_allgather_rows: %lld rows of %lld floats exceed the 2^31 bytes of one "
+                       "MPI gather", (long long)n, (long long)cols);
+    int64_t *counts = sm_alloc((size_t)g->size, sizeof(int64_t));
+    if (!counts) return SM_ERR_NOMEM;
+    for (int r = 0; r < g->size; r++) {
+        int64_t a, z;
+        sm_dist_shard(n, r, g->size, &a, &z);
+        counts[r] = (z - a) * cols * (int64_t)sizeof(float);
+    }
+    sm_status st = sm_dist_allgatherv(g, mine, counts, all);
+    sm_free(counts);
+    return st;
+}
+
+sm_status sm_dist_agree(sm_dist *g, sm_status st) {
+    if (!g || g->size <= 1 || !g->mpi) return st;
+    int bad = st != SM_OK;
+    sm_status cst = sm_dist_max_int(g, &bad);
+    if (cst) return cst;
+    if (st) return st;
+    return bad ? sm_fail(SM_ERR_IO, "failed on another rank (its message is on its standard error)") : SM_OK;
+}

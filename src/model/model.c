@@ -372,8 +372,7 @@ sm_status sm_model_embed(sm_model *m, const float *x, int64_t n, float *emb) {
     return model_fail(m, sm_model_infer(m, x, n, emb));
 }
 
-sm_status sm_model_logits(sm_model *m, const float *x, int64_t n, float *logits) {
-    if (!m) return sm_fail(SM_ERR_INVALID, "sm_model_logits: model is NULL");
+sm_status sm_model_head_logits(sm_model *m, const float *emb, int64_t n, float *logits) {
     if (!m->classes || !m->head)
         return model_fail(m, sm_fail(SM_ERR_UNSUPPORTED, "the model has no classifier head (trained with loss '%s')",
                                      m->loss_name[0] ? m->loss_name : "none"));
@@ -381,10 +380,17 @@ sm_status sm_model_logits(sm_model *m, const float *x, int64_t n, float *logits)
     sm_head head;
     sm_status st = sm_head_open(&head, m->loss_name, m->loss_options, m->emb_dim, m->head, m->nhead, m->classes);
     if (st) return model_fail(m, st);
+    if (n > 0) st = head.kind->head_logits(&head, emb, (int)n, logits);
+    return model_fail(m, st);
+}
+
+sm_status sm_model_logits(sm_model *m, const float *x, int64_t n, float *logits) {
+    if (!m) return sm_fail(SM_ERR_INVALID, "sm_model_logits: model is NULL");
+    if (!m->classes || !m->head) return sm_model_head_logits(m, NULL, 0, logits); /* its error */
     float *emb = sm_alloc((size_t)(n > 0 ? n : 1), sizeof(float) * (size_t)m->emb_dim);
     if (!emb) return model_fail(m, SM_ERR_NOMEM);
-    st = sm_model_embed(m, x, n, emb);
-    if (!st && n > 0) st = head.kind->head_logits(&head, emb, (int)n, logits);
+    sm_status st = sm_model_embed(m, x, n, emb);
+    if (!st) st = sm_model_head_logits(m, emb, n, logits);
     sm_free(emb);
     return model_fail(m, st);
 }

@@ -71,6 +71,10 @@ const float *sm_model_forward(sm_model *m, const float *x, int n, int train);
 /* Inference: embeddings (n, emb_dim) of x, batch-parallel with batch norm folded into the
  * preceding conv/fc (src/model/infer.c).  Inputs are not checked.  Errors: SM_ERR_NOMEM. */
 sm_status sm_model_infer(sm_model *m, const float *x, int64_t n, float *emb);
+/* The head's logits (n, classes) of embeddings emb (n, emb_dim): sm_model_logits after the
+ * embedding.  (The head's path depends on n, so the logits of a set are computed over the whole
+ * set at once, also when its embeddings came from several ranks.)  SM_ERR_UNSUPPORTED: no head. */
+sm_status sm_model_head_logits(sm_model *m, const float *emb, int64_t n, float *logits);
 /* Backward from dout (n, emb_dim): fills m->grads (overwritten). Input gradient not computed. */
 void sm_model_backward(sm_model *m, const float *x, const float *dout, int n);
 /* Point the views (params, grads, buffers, head) and every layer's tensors into the store;
