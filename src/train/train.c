@@ -169,6 +169,8 @@ sm_status sm_trainer_create(sm_trainer **out, sm_model *m, sm_loss *loss, const 
     t->old_nhead = m->nhead;
     t->old_head = sm_alloc((size_t)(m->nhead + 1), sizeof(float));
     if (!t->xb || !t->yb || !t->gemb || !t->old_head) { st = SM_ERR_NOMEM; goto fail; }
+    /* defined values in the rows a rank of several does not decode (augmentation passes over them) */
+    memset(t->xb, 0, (size_t)B * (size_t)in * sizeof(float));
     if (cfg->aug.crop_scale_max > 0 && !(t->aug_scratch = sm_alloc((size_t)B, (size_t)in * sizeof(float)))) {
         st = SM_ERR_NOMEM;
         goto fail;
@@ -355,14 +357,26 @@ sm_status sm_trainer_step(sm_trainer *t, sm_train_step_info *info) {
         t->pass_gen++;
         if (b == 0) t->steps = t->target < 0 ? t->plan.nbatches : (t->target + B - 1) / B;
     }
-    int n = (int)(t->plan.starts[t->pb + 1] - t->plan.starts[t->pb]);
+    const int full = (int)(t->plan.starts[t->pb + 1] - t->plan.starts[t->pb]);
+    int n = full;
     const int64_t *idx = t->plan.order + t->plan.starts[t->pb];
     if (t->target > 0 && n > t->target - t->seen) n = (int)(t->target - t->seen);
-    if (t->pf) { /* this batch, and the next two of the pass to decode while this one computes */
-        for (int64_t q = t->pb; q < t->pb + 3 && q < t->plan.nbatches; q++)
-            sm_prefetch_submit(t->pf, t->pass_gen << 32 | (uint64_t)q, t->plan.order + t->plan.starts[q],
-                               (int)(t->plan.starts[q + 1] - t->plan.starts[q]));
-        if ((st = sm_prefetch_take(t->pf, t->pass_gen << 32 | (uint64_t)t->pb, idx, n, t->xb))) return trainer_fail(t, st);
+    /* this rank's rows [lo, hi) of the batch: all of it in a single process */
+    int64_t lo = 0, hi = n;
+    if (t->dist) sm_dist_shard(n, t->dist->rank, t->dist->size, &lo, &hi);
+    if (t->pf) { /* this batch, and the next two of the pass to decode while this one computes; on
+                  * several ranks each decodes only its own rows of each batch */
+        const int R = t->dist ? t->dist->size : 1, r = t->dist ? t->dist->rank : 0;
+        for (int64_t q = t->pb; q < t->pb + 3 && q < t->plan.nbatches; q++) {
+            int64_t nq = t->plan.starts[q + 1] - t->plan.starts[q], a = 0, z = nq;
+            if (R > 1) sm_dist_shard(nq, r, R, &a, &z);
+            sm_prefetch_submit(t->pf, t->pass_gen << 32 | (uint64_t)q, t->plan.order + t->plan.starts[q] + a, (int)(z - a));
+        }
+        /* a batch cut short (the epoch's sample target) gives other shards than the queued ones:
+         * decoded afresh under a key of their own */
+        uint64_t key = t->pass_gen << 32 | (uint64_t)t->pb;
+        if (R > 1 && n != full) key |= (uint64_t)1 << 63;
+        if ((st = sm_prefetch_take(t->pf, key, idx + lo, (int)(hi - lo), t->xb + lo * in))) return trainer_fail(t, st);
     }
     t->pb++;
     for (int i = 0; i < n; i++) {
@@ -377,9 +391,6 @@ sm_status sm_trainer_step(sm_trainer *t, sm_train_step_info *info) {
     /* keep the last good state, so that a blow-up can be undone */
     memcpy(t->backup, P->val, sizeof(float) * (size_t)P->n);
 
-    /* this rank's rows [lo, hi) of the batch: all of it in a single process */
-    int64_t lo = 0, hi = n;
-    if (t->dist) sm_dist_shard(n, t->dist->rank, t->dist->size, &lo, &hi);
     /* a model with dropout: the step's mask key from the training RNG (drawn only then, so the
      * other models' random streams are as they were; every rank draws the same key) */
     if (m->uses_noise) m->noise = sm_rng_next(&t->rng);

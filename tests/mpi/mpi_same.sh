@@ -4,6 +4,9 @@
 #   - `simile train` on 2 ranks and on one process with --grad-shards 2 (and 2 threads) write
 #     the same model file, byte for byte, with the default optimiser (Adam); without the shards
 #     the one process trains other bits; --grad-shards 3 on 2 ranks is a usage error (exit 2);
+#   - a streamed folder (--folder --stream, each rank decoding only its rows of each batch, a
+#     batch cut short by --epoch-size) trains the same model as the folder in memory on 2
+#     ranks and as one process with --grad-shards 2;
 #   - `simile eval` on 2 ranks (each embeds its half) prints the same figures as on one process,
 #     to the last digit of its JSON, classification and retrieval, and prints them once;
 #   - `simile compare` on 2 ranks and on one process with --grad-shards 2: the same figures in
@@ -66,6 +69,26 @@ run "--grad-shards 3 on 2 ranks" 2 "${MPI[@]}" "$SIMILE" "${TRAIN[@]}" --loss so
 expect "the message names the shards and ranks" "$ERR" "grad-shards 3 under 2 ranks"
 run "--grad-shards larger than the batch" 2 "$SIMILE" "${TRAIN[@]}" --loss softmax --grad-shards 33 --out "$TMP/x.smm"
 [ ! -e "$TMP/x.smm" ] && pass "nothing written" || fail "a model was written"
+
+# ---- a streamed folder: each rank decodes only its rows of each batch, the same bits ----------------
+"$PY" - "$TMP/folder" "$(dirname "$0")/.." <<'PYEOF' || fail "could not write the image folder"
+import os, random, sys
+sys.path.insert(0, sys.argv[2])
+import simtest
+random.seed(5)
+for k in range(4):
+    os.makedirs(f"{sys.argv[1]}/c{k}")
+    for i in range(12):
+        open(f"{sys.argv[1]}/c{k}/{i:02d}.png", "wb").write(simtest.png(simtest.img(k)))
+PYEOF
+FOLD=(train --folder "$TMP/folder" --model "$SPEC" --loss multisimilarity --per-class 4 --batch 16 --epochs 2
+      --epoch-size 40 --aug-flip --aug-shift 1 --quiet --threads 1)
+run "folder, --stream, on 2 ranks" 0 "${MPI[@]}" "$SIMILE" "${FOLD[@]}" --stream --out "$TMP/fs2.smm"
+run "folder in memory on 2 ranks" 0 "${MPI[@]}" "$SIMILE" "${FOLD[@]}" --out "$TMP/fm2.smm"
+run "folder, --stream, one process, --grad-shards 2" 0 "$SIMILE" "${FOLD[@]}" --stream --grad-shards 2 --out "$TMP/fs1.smm"
+cmp -s "$TMP/fs2.smm" "$TMP/fm2.smm" && pass "streamed shards: the same model as in memory (batches of 16, 16, 8)" ||
+    fail "the streamed 2-rank model differs from the in-memory one"
+cmp -s "$TMP/fs2.smm" "$TMP/fs1.smm" && pass "and as one process with 2 shards" || fail "it differs from one process"
 
 # ---- eval: 2 ranks print what one process prints -------------------------------------------------
 run "eval on one process" 0 "$SIMILE" eval --model "$TMP/ce1.smm" "${DATA[@]}" --task both --threads 1 --json "$TMP/e1.json"
