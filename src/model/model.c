@@ -186,7 +186,10 @@ const float *sm_model_forward(sm_model *m, const float *x, int n, int train) {
         else if (K->branch == SM_BRANCH_JOIN)
             L->aux = L->blk_split >= 0 ? act_of(m, x, L->blk_split - 1) : m->act[L->blk_res];
         /* dropout's mask: a key per step (the trainer's) and layer, so a seeded run repeats */
-        if (K->uses_noise) L->noise = sm_hash64(m->noise ^ sm_hash64((uint64_t)i + 1));
+        if (K->uses_noise) {
+            L->noise = sm_hash64(m->noise ^ sm_hash64((uint64_t)i + 1));
+            L->noise_row0 = m->noise_row0;
+        }
         double t0 = m->profile ? sm_now() : 0;
         sm_layer_forward(L, in, m->act[i], n, train);
         if (m->profile) m->layers[i].t_fwd += sm_now() - t0;

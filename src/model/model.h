@@ -46,6 +46,8 @@ struct sm_model {
     char *summary;
     int uses_noise;             /* a layer's training forward is random (dropout) */
     uint64_t noise;             /* its key for the next training forward (the trainer draws one a step) */
+    int64_t noise_row0;         /* the next training forward's first sample's place in the whole
+                                 * batch (a rank's shard: the trainer sets it), for dropout's mask */
     int profile;                /* accumulate per-layer times (SIMILE_PROFILE=1) */
     char *profile_text;         /* sm_model_profile's table */
     char errmsg[SM_ERRMSG_MAX];

@@ -41,6 +41,8 @@ typedef struct sm_layer {
     const float *aux;   /* forward of shortcut / end: the other operand (set by the model driver) */
     const float *daux;  /* backward of res / shortcut: the gradient that comes by the other path */
     uint64_t noise;     /* dropout: the key of this forward's mask (set by the model driver) */
+    int64_t noise_row0; /* dropout: the place of the forward's first sample in the whole batch (a
+                         * rank's shard starts later), so that a value's mask is that of its place */
     int frozen_stats;   /* bn, set by a trainer with freeze_bn: a training forward normalises with
                          * the running statistics and leaves them as they are */
     int pretrained;     /* some of its tensors came from another model (sm_model_init_from) */

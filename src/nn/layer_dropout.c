@@ -1,7 +1,7 @@
 /* layer_dropout.c - "dropout [p=P]": in training each value is zeroed with probability P (0.5)
  * and the kept ones scaled by 1/(1-P) (PyTorch's inverted dropout); at inference, the identity.
- * The mask is counter-based: value j of a forward is kept when sm_hash64(key + j) maps to
- * [P, 1), the key being this layer's L->noise, which the model derives from the trainer's key
+ * The mask is counter-based: value j of a batch is kept when sm_hash64(key + j) maps to
+ * [P, 1) (j counted from the whole batch's start, also on a rank that holds a later shard), the key being this layer's L->noise, which the model derives from the trainer's key
  * for the step (drawn from the training RNG) and the layer's index.  So a seeded run draws the
  * same masks for any thread count, and a forward's mask does not depend on the batch order of
  * any other step.  The backward applies the mask kept by the forward. */
@@ -37,7 +37,8 @@ static void dropout_forward(sm_layer *L, const float *x, float *y, int n, int tr
     }
     const uint32_t thr = dropout_threshold(L);
     const float scale = 1.0f / (1.0f - L->eps);
-    const uint64_t key = L->noise;
+    /* value j of this call is value row0 * out + j of the whole batch (row0 > 0 on a rank) */
+    const uint64_t key = L->noise + (uint64_t)L->noise_row0 * (uint64_t)sm_layer_out_size(L);
 #pragma omp parallel for schedule(static) if (cnt > 65536)
     for (int64_t j = 0; j < cnt; j++) {
         uint8_t keep = (uint32_t)(sm_hash64(key + (uint64_t)j) >> 40) >= thr;

@@ -394,7 +394,9 @@ sm_status sm_trainer_step(sm_trainer *t, sm_train_step_info *info) {
     /* a model with dropout: the step's mask key from the training RNG (drawn only then, so the
      * other models' random streams are as they were; every rank draws the same key) */
     if (m->uses_noise) m->noise = sm_rng_next(&t->rng);
+    m->noise_row0 = lo; /* a value's mask is that of its place in the whole batch */
     const float *emb = sm_model_forward(m, t->xb + lo * in, (int)(hi - lo), 1);
+    m->noise_row0 = 0;
     if (t->dist) { /* the whole batch's embeddings, shards in rank order */
         for (int r = 0; r < t->dist->size; r++) {
             int64_t a, z;

@@ -3,7 +3,7 @@
 # in $2; label mpi):
 #   - `simile train` on 2 ranks and on one process with --grad-shards 2 (and 2 threads) write
 #     the same model file, byte for byte, with the default optimiser (Adam); without the shards
-#     the one process trains other bits; --grad-shards 3 on 2 ranks is a usage error (exit 2);
+#     the one process trains other bits; the same with dropout (masks by place in the batch); --grad-shards 3 on 2 ranks is a usage error (exit 2);
 #   - a streamed folder (--folder --stream, each rank decoding only its rows of each batch, a
 #     batch cut short by --epoch-size) trains the same model as the folder in memory on 2
 #     ranks and as one process with --grad-shards 2;
@@ -64,6 +64,13 @@ run "softmax on 2 ranks" 0 "${MPI[@]}" "$SIMILE" "${TRAIN[@]}" --loss softmax --
 run "softmax on one process, --grad-shards 2" 0 "$SIMILE" "${TRAIN[@]}" --loss softmax --threads 1 --grad-shards 2 \
     --out "$TMP/ce1.smm"
 cmp -s "$TMP/ce2.smm" "$TMP/ce1.smm" && pass "softmax: the same model file" || fail "softmax: the model files differ"
+DROP="conv 4 k=3 p=1; bn; relu; gap; dropout p=0.3; fc 8; l2norm"
+run "with dropout on 2 ranks" 0 "${MPI[@]}" "$SIMILE" "${TRAIN[@]}" --model "$DROP" --loss multisimilarity --per-class 8 \
+    --threads 1 --out "$TMP/dr2.smm"
+run "with dropout on one process, --grad-shards 2" 0 "$SIMILE" "${TRAIN[@]}" --model "$DROP" --loss multisimilarity \
+    --per-class 8 --threads 1 --grad-shards 2 --out "$TMP/dr1.smm"
+cmp -s "$TMP/dr2.smm" "$TMP/dr1.smm" && pass "dropout: the same model file (a value's mask is that of its place in the batch)" ||
+    fail "dropout: the model files differ"
 run "--grad-shards 3 on 2 ranks" 2 "${MPI[@]}" "$SIMILE" "${TRAIN[@]}" --loss softmax --threads 1 --grad-shards 3 \
     --out "$TMP/x.smm"
 expect "the message names the shards and ranks" "$ERR" "grad-shards 3 under 2 ranks"

@@ -14,6 +14,8 @@
  *     docs/distributed.md, "What to expect");
  *   - a step that diverges stops both ranks at the same step with SM_ERR_NUMERIC, the store as
  *     it was after the last good step;
+ *   - the sums over ranks (all-gathered, or a reduce-scatter and an all-gather) are rank 0's
+ *     values plus rank 1's, bit for bit;
  *   - a batch smaller than the group, and grad_shards other than 0 or 2 on 2 ranks, are refused
  *     with a message. */
 #include "core/core.h"
@@ -140,12 +142,51 @@ static void compare(sm_dist *g, const sm_dataset *ds, const char *name, const ch
     free(wd); free(w1);
 }
 
+/* The sums over ranks, in the form chosen for the length and in both forms (all-gathered, and
+ * sliced: reduce-scatter + all-gather): every element is rank 0's value plus rank 1's, in float
+ * and in double, on both ranks. */
+static void check_sums(sm_dist *g) {
+    static const int64_t sizes[] = {1, 100, 4095, 4096, 10007};
+    for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) {
+        const int64_t n = sizes[k];
+        float *f = malloc(sizeof(float) * (size_t)n), *want = malloc(sizeof(float) * (size_t)n);
+        double *e = malloc(sizeof(double) * (size_t)n), *wantd = malloc(sizeof(double) * (size_t)n);
+        sm_rng a, b;
+        sm_rng_seed(&a, 100 + (uint64_t)k); /* rank 0's values */
+        sm_rng_seed(&b, 200 + (uint64_t)k); /* rank 1's */
+        for (int64_t i = 0; i < n; i++) {
+            double x = sm_rng_uniform(&a) * 1e3 - 500, y = sm_rng_uniform(&b) * 1e-3;
+            f[i] = (float)(sm_dist_rank(g) ? y : x);
+            want[i] = (float)x + (float)y;
+            e[i] = sm_dist_rank(g) ? y : x;
+            wantd[i] = x + y;
+        }
+        for (int form = 0; form < 3; form++) { /* the chosen form, gathered, sliced */
+            float *f2 = malloc(sizeof(float) * (size_t)n);
+            double *e2 = malloc(sizeof(double) * (size_t)n);
+            memcpy(f2, f, sizeof(float) * (size_t)n);
+            memcpy(e2, e, sizeof(double) * (size_t)n);
+            CHECK_OK(form == 0 ? sm_dist_sum_f32(g, f2, n) : form == 1 ? sm_dist_sum_f32_gathered(g, f2, n)
+                                                                      : sm_dist_sum_f32_sliced(g, f2, n));
+            CHECK_OK(form == 0 ? sm_dist_sum_f64(g, e2, n) : form == 1 ? sm_dist_sum_f64_gathered(g, e2, n)
+                                                                      : sm_dist_sum_f64_sliced(g, e2, n));
+            CHECK_MSG(memcmp(f2, want, sizeof(float) * (size_t)n) == 0,
+                      "float sum of %lld (form %d): not rank 0's + rank 1's", (long long)n, form);
+            CHECK_MSG(memcmp(e2, wantd, sizeof(double) * (size_t)n) == 0,
+                      "double sum of %lld (form %d): not rank 0's + rank 1's", (long long)n, form);
+            free(f2); free(e2);
+        }
+        free(f); free(want); free(e); free(wantd);
+    }
+}
+
 int main(void) {
     sm_dist *g = NULL;
     CHECK_OK(sm_dist_init(&g));
     if (!g) TEST_MAIN_END();
     CHECK_MSG(sm_dist_size(g) == 2, "run with mpirun -np 2 (size %d)", sm_dist_size(g));
     sm_set_num_threads(1);
+    if (sm_dist_size(g) == 2) check_sums(g);
     sm_dataset *ds = make_data();
     if (ds && sm_dist_size(g) == 2) {
         compare(g, ds, "multisimilarity", "", 6, 0.01f);
