@@ -370,7 +370,8 @@ sm_status sm_trainer_step(sm_trainer *t, sm_train_step_info *info) {
         for (int64_t q = t->pb; q < t->pb + 3 && q < t->plan.nbatches; q++) {
             int64_t nq = t->plan.starts[q + 1] - t->plan.starts[q], a = 0, z = nq;
             if (R > 1) sm_dist_shard(nq, r, R, &a, &z);
-            sm_prefetch_submit(t->pf, t->pass_gen << 32 | (uint64_t)q, t->plan.order + t->plan.starts[q] + a, (int)(z - a));
+            sm_prefetch_submit(t->pf, t->pass_gen << 32 | (uint64_t)q, t->plan.order + t->plan.starts[q] + a,
+                               (int)(z - a));
         }
         /* a batch cut short (the epoch's sample target) gives other shards than the queued ones:
          * decoded afresh under a key of their own */
