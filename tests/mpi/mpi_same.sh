@@ -3,7 +3,8 @@
 # in $2; label mpi):
 #   - `simile train` on 2 ranks and on one process with --grad-shards 2 (and 2 threads) write
 #     the same model file, byte for byte, with the default optimiser (Adam); without the shards
-#     the one process trains other bits; the same with dropout (masks by place in the batch); --grad-shards 3 on 2 ranks is a usage error (exit 2);
+#     the one process trains other bits; the same with dropout (masks by place in the batch) and
+#     with --freeze-bn; --grad-shards 3 on 2 ranks is a usage error (exit 2);
 #   - a streamed folder (--folder --stream, each rank decoding only its rows of each batch, a
 #     batch cut short by --epoch-size) trains the same model as the folder in memory on 2
 #     ranks and as one process with --grad-shards 2;
@@ -71,6 +72,12 @@ run "with dropout on one process, --grad-shards 2" 0 "$SIMILE" "${TRAIN[@]}" --m
     --per-class 8 --threads 1 --grad-shards 2 --out "$TMP/dr1.smm"
 cmp -s "$TMP/dr2.smm" "$TMP/dr1.smm" && pass "dropout: the same model file (a value's mask is that of its place in the batch)" ||
     fail "dropout: the model files differ"
+run "with --freeze-bn on 2 ranks" 0 "${MPI[@]}" "$SIMILE" "${TRAIN[@]}" --loss multisimilarity --per-class 8 --freeze-bn \
+    --threads 1 --out "$TMP/fz2.smm"
+run "with --freeze-bn on one process, --grad-shards 2" 0 "$SIMILE" "${TRAIN[@]}" --loss multisimilarity --per-class 8 \
+    --freeze-bn --threads 1 --grad-shards 2 --out "$TMP/fz1.smm"
+cmp -s "$TMP/fz2.smm" "$TMP/fz1.smm" && pass "--freeze-bn: the same model file (running statistics on every rank)" ||
+    fail "--freeze-bn: the model files differ"
 run "--grad-shards 3 on 2 ranks" 2 "${MPI[@]}" "$SIMILE" "${TRAIN[@]}" --loss softmax --threads 1 --grad-shards 3 \
     --out "$TMP/x.smm"
 expect "the message names the shards and ranks" "$ERR" "grad-shards 3 under 2 ranks"
