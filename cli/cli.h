@@ -21,6 +21,9 @@ enum { EXIT_DIFFERENT = 10 };
  * (cli_set_json(1)).  main() resets it before each command. */
 FILE *cli_text(void);
 void cli_set_json(int on);
+/* on: cli_text() writes to /dev/null (a rank other than 0 under mpirun: rank 0 alone prints);
+ * errors still go to stderr. */
+void cli_set_silent(int on);
 int cli_json_on(void);
 
 /* Exit code for a library status (input errors -> EXIT_INPUT, NaN -> EXIT_NUMERIC). */

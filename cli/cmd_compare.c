@@ -16,7 +16,9 @@ static const char *help =
     "measure every model on unseen classes (retrieval, few-shot enrolment, open set, ROC), on the\n"
     "seen classes (closed-set accuracy) and its embedding structure, repeat with a few images a\n"
     "class, and write a self-contained HTML report, a JSON file of every figure and the models.\n"
-    "Defaults: Fashion-MNIST, fmnist-open (seen 0-4, unseen 5-9), cnn-s, 5 epochs (~10 min on 2 idle cores).\n\n"
+    "Defaults: Fashion-MNIST, fmnist-open (seen 0-4, unseen 5-9), cnn-s, 5 epochs (~10 min on 2 idle cores).\n"
+    "Under mpirun -np N: every run trains data-parallel and every set is embedded shard by shard;\n"
+    "rank 0 prints and writes (docs/distributed.md).\n\n"
     "output:\n"
     "  --out DIR              report.html, report.json, report.txt, models (default results)\n"
     "  --no-save              do not save the models\n"
@@ -37,6 +39,7 @@ static const char *help =
     "  --schedule S           constant (default) or cosine (decay to 0 over each run)\n"
     "  --per-class K          P x K sampling for metric losses (default 32)\n"
     "  --seed N               default 1\n"
+    "  --grad-shards N        every run's sums over a batch in N parts, as N ranks (simile train)\n"
     "  --threads N            default: all cores\n"
     "  --train-per-class N    first N train images of each seen class (default all; --quick 600)\n"
     "  --test-per-class N     first N test images of each class (default all; --quick 300)\n"
@@ -89,13 +92,13 @@ static int mkdir_p(const char *dir) {
 int cmd_compare(int argc, char **argv) {
     enum { O_OUT = 1, O_NOSAVE, O_QUICK, O_QUIET, O_MODEL, O_LOSSES, O_LOSSOPTS, O_SEEN, O_UNSEEN, O_EPOCHS, O_BATCH,
            O_LR, O_OPT, O_SCHED, O_PERCLASS, O_SEED, O_THREADS, O_TRAINPC, O_TESTPC, O_SHOTS, O_OPENK, O_CALIB, O_FAR, O_GALLERY,
-           O_PAIRS, O_TRIPLETS, O_MARGIN, O_SCATTER, O_FEWPC, O_FEWEP, O_NAMES, O_HELP };
+           O_PAIRS, O_TRIPLETS, O_MARGIN, O_SCATTER, O_FEWPC, O_FEWEP, O_NAMES, O_HELP, O_GRADSHARDS };
     static const struct option opts[] = {
         {"out", 1, 0, O_OUT}, {"no-save", 0, 0, O_NOSAVE}, {"quick", 0, 0, O_QUICK}, {"quiet", 0, 0, O_QUIET},
         {"model", 1, 0, O_MODEL}, {"losses", 1, 0, O_LOSSES}, {"loss-opts", 1, 0, O_LOSSOPTS}, {"seen", 1, 0, O_SEEN},
         {"unseen", 1, 0, O_UNSEEN}, {"epochs", 1, 0, O_EPOCHS}, {"batch", 1, 0, O_BATCH}, {"lr", 1, 0, O_LR},
         {"optimizer", 1, 0, O_OPT}, {"schedule", 1, 0, O_SCHED}, {"per-class", 1, 0, O_PERCLASS}, {"seed", 1, 0, O_SEED},
-        {"threads", 1, 0, O_THREADS}, {"train-per-class", 1, 0, O_TRAINPC}, {"test-per-class", 1, 0, O_TESTPC},
+        {"threads", 1, 0, O_THREADS}, {"grad-shards", 1, 0, O_GRADSHARDS}, {"train-per-class", 1, 0, O_TRAINPC}, {"test-per-class", 1, 0, O_TESTPC},
         {"shots", 1, 0, O_SHOTS}, {"open-known", 1, 0, O_OPENK}, {"calib-per-class", 1, 0, O_CALIB},
         {"far", 1, 0, O_FAR}, {"gallery-per-class", 1, 0, O_GALLERY}, {"pairs-per-class", 1, 0, O_PAIRS},
         {"triplets", 1, 0, O_TRIPLETS}, {"margin", 1, 0, O_MARGIN}, {"scatter-per-class", 1, 0, O_SCATTER},
@@ -165,6 +168,7 @@ int cmd_compare(int argc, char **argv) {
         case O_PERCLASS: if (cli_int(cmd, "--per-class", optarg, 1, 65536, &cfg.per_class)) return EXIT_USAGE; break;
         case O_SEED: if (cli_int(cmd, "--seed", optarg, 0, 2147483647, &seed)) return EXIT_USAGE; break;
         case O_THREADS: if (cli_int(cmd, "--threads", optarg, 1, 1024, &threads)) return EXIT_USAGE; break;
+        case O_GRADSHARDS: if (cli_int(cmd, "--grad-shards", optarg, 0, 65536, &cfg.grad_shards)) return EXIT_USAGE; break;
         case O_TRAINPC: if (cli_int(cmd, "--train-per-class", optarg, 0, 1 << 30, &cfg.train_per_class)) return EXIT_USAGE; break;
         case O_TESTPC: if (cli_int(cmd, "--test-per-class", optarg, 0, 1 << 30, &cfg.test_per_class)) return EXIT_USAGE; break;
         case O_SHOTS: if (cli_int(cmd, "--shots", optarg, 1, 100000, &cfg.shots)) return EXIT_USAGE; break;
@@ -242,10 +246,30 @@ int cmd_compare(int argc, char **argv) {
     cfg.model_dir = save ? out : NULL;
     cfg.log = log_line;
     if (!quiet) cfg.progress = compare_progress;
+    if (cfg.grad_shards > cfg.batch_size)
+        return cli_usage_error(cmd, "--grad-shards %d is larger than --batch %d", cfg.grad_shards, cfg.batch_size);
+
+    /* under mpirun: every run data-parallel, every set embedded by shards; rank 0 prints and writes */
+    sm_dist *group = NULL;
+    sm_status gst = sm_dist_init(&group);
+    if (gst) return cli_report(cmd, gst, NULL);
+    const int rank = sm_dist_rank(group), nranks = sm_dist_size(group);
+    if (nranks > 1 && cfg.grad_shards > 1 && cfg.grad_shards != nranks) {
+        int urc = cli_usage_error(cmd, "--grad-shards %d under %d ranks: each rank is one shard (give 0 or %d)",
+                                  cfg.grad_shards, nranks, nranks);
+        sm_dist_free(group);
+        return urc;
+    }
+    if (nranks > 1) cfg.dist = group;
+    if (rank > 0) { quiet = 1; cfg.log = NULL; cfg.progress = NULL; cli_set_silent(1); }
 
     struct stat sb;
     int out_existed = stat(out, &sb) == 0;
-    if (mkdir_p(out)) return cli_report(cmd, SM_ERR_IO, "cannot create the output folder");
+    gst = rank == 0 && mkdir_p(out) ? cli_fail(SM_ERR_IO, "cannot create the output folder") : SM_OK;
+    if ((gst = sm_dist_agree(group, gst))) { /* all ranks stop, or none */
+        sm_dist_free(group);
+        return cli_report(cmd, gst, NULL);
+    }
     if (!quiet) {
         char comp[512];
         cli_compute_line(comp, sizeof comp);
@@ -280,6 +304,7 @@ int cmd_compare(int argc, char **argv) {
     }
     if (st) { rc = cli_report(cmd, st, NULL); goto done; }
     if ((st = sm_compare_run(&rep, &cfg, train, test))) { rc = cli_report(cmd, st, NULL); goto done; }
+    if (rank > 0) goto done; /* the same report; rank 0 writes it */
     char path[4096];
     snprintf(path, sizeof path, "%s/report.html", out);
     if ((st = sm_report_write_html(rep, path))) { rc = cli_report(cmd, st, NULL); goto done; }
@@ -299,9 +324,11 @@ int cmd_compare(int argc, char **argv) {
 done:
     free(trn); /* the report has copied the class names it shows */
     free(ten);
-    if (rc && !out_existed) rmdir(out); /* a refusal leaves no folder behind (rmdir only removes an empty one) */
+    if (rc && !out_existed && rank == 0) rmdir(out); /* a refusal leaves no folder behind (rmdir only removes an empty one) */
     sm_report_free(rep);
     sm_dataset_free(train);
     sm_dataset_free(test);
+    cli_set_silent(0);
+    sm_dist_free(group);
     return rc;
 }

@@ -12,7 +12,9 @@ static const char *help =
     "Evaluate a model on a split (the test split by default).\n"
     "A model with a classifier head reports accuracy and the confusion matrix; every model\n"
     "reports retrieval metrics of its L2-normalised embeddings (each sample a query against\n"
-    "all others): precision@1, R-precision, MAP@R, Recall@K, NMI.\n\n"
+    "all others): precision@1, R-precision, MAP@R, Recall@K, NMI.\n"
+    "Under mpirun -np N: each rank embeds its share of the images, rank 0 gathers them and\n"
+    "prints the same figures as one process (docs/distributed.md).\n\n"
     "  --model FILE      model file (required); its stored normalisation applies unless one is\n"
     "                    given, and a --folder is resized to its input size\n"
     "  --task T          auto (default), classify, retrieval, both\n"
@@ -46,13 +48,14 @@ static void class_label(sm_model *m, int k, char *buf, size_t cap) {
     else snprintf(buf, cap, "%3d", k);
 }
 
-static int eval_classify(sm_model *m, sm_dataset *ds, const int32_t *y, cj *json) {
+static int eval_classify(sm_model *m, sm_dataset *ds, const int32_t *y, cj *json, sm_dist *g) {
     int64_t n = sm_dataset_size(ds);
     int C = sm_model_num_classes(m);
     float *logits = malloc((size_t)(n ? n : 1) * (size_t)C * sizeof(float));
     int64_t *conf = calloc((size_t)C * (size_t)C, sizeof(int64_t));
     if (!logits || !conf) { free(logits); free(conf); return cli_report("eval", SM_ERR_NOMEM, "out of memory"); }
-    sm_status st = sm_model_logits(m, sm_dataset_images(ds), n, logits);
+    /* under mpirun each rank computes its share of the rows, every rank gets them all */
+    sm_status st = sm_model_logits_dist(m, g, sm_dataset_images(ds), n, logits);
     if (st) { free(logits); free(conf); return cli_report("eval", st, sm_model_errmsg(m)); }
     int64_t correct = 0, unknown = 0;
     for (int64_t i = 0; i < n; i++) {
@@ -109,13 +112,14 @@ static int eval_classify(sm_model *m, sm_dataset *ds, const int32_t *y, cj *json
     return EXIT_OK;
 }
 
-static int eval_retrieval(sm_model *m, sm_dataset *ds, cj *json) {
+static int eval_retrieval(sm_model *m, sm_dataset *ds, cj *json, sm_dist *g) {
     int64_t n = sm_dataset_size(ds);
     int d = sm_model_embedding_dim(m);
     float *emb = malloc((size_t)(n ? n : 1) * (size_t)d * sizeof(float));
     if (!emb) return cli_report("eval", SM_ERR_NOMEM, "out of memory");
-    sm_status st = sm_model_embed(m, sm_dataset_images(ds), n, emb);
+    sm_status st = sm_model_embed_dist(m, g, sm_dataset_images(ds), n, emb);
     if (st) { free(emb); return cli_report("eval", st, sm_model_errmsg(m)); }
+    if (sm_dist_rank(g) > 0) { free(emb); return EXIT_OK; } /* rank 0 computes the figures and prints */
     /* L2-normalise (the embedding of a metric model already is; a bare one may not be) */
     sm_embeddings_normalize(emb, n, d);
     sm_retrieval_result r;
@@ -172,6 +176,11 @@ int cmd_eval(int argc, char **argv) {
     if (strcmp(task, "auto") && strcmp(task, "classify") && strcmp(task, "retrieval") && strcmp(task, "both"))
         return cli_usage_error(cmd, "--task must be auto, classify, retrieval or both");
     sm_set_num_threads(threads);
+    /* under mpirun: each rank embeds its share, rank 0 prints and writes */
+    sm_dist *group = NULL;
+    sm_status gst = sm_dist_init(&group);
+    if (gst) return cli_report(cmd, gst, NULL);
+    if (sm_dist_rank(group) > 0) { cli_set_silent(1); cli_set_json(0); json_path = NULL; }
     sm_model *m = NULL;
     sm_dataset *ds = NULL;
     char **names = NULL;
@@ -181,7 +190,7 @@ int cmd_eval(int argc, char **argv) {
     cj j, *jp = NULL;
     int rc = EXIT_OK;
     sm_status st = sm_model_load(&m, model_path);
-    if (st) return cli_report(cmd, st, NULL);
+    if (st) { rc = cli_report(cmd, st, NULL); goto done; }
     data.model = m; /* its input size for folders, its stored normalisation */
     if ((st = cli_data_load_full(&data, &ds, NULL, 0, NULL, &names, &nnames))) { rc = cli_report(cmd, st, NULL); goto done; }
     int h, w, ch, mh, mw, mc;
@@ -215,8 +224,8 @@ int cmd_eval(int argc, char **argv) {
     fprintf(cli_text(), "model %s (loss %s, %lld parameters)\n", model_path, *sm_model_loss_name(m) ? sm_model_loss_name(m) : "none",
            (long long)sm_model_num_params(m));
     if (do_cls && !(ylab = model_labels(m, ds, names, nnames))) rc = cli_report(cmd, SM_ERR_NOMEM, "out of memory");
-    if (do_cls && !rc) rc = eval_classify(m, ds, ylab, jp);
-    if (!rc && do_ret) rc = eval_retrieval(m, ds, jp);
+    if (do_cls && !rc) rc = eval_classify(m, ds, ylab, jp, group);
+    if (!rc && do_ret) rc = eval_retrieval(m, ds, jp, group);
     if (jp && !rc) cj_obj_end(jp);
 done:
     if (json && json != stdout && fclose(json) != 0 && !rc) rc = cli_report(cmd, SM_ERR_IO, "writing the JSON file failed");
@@ -225,6 +234,8 @@ done:
     free(ylab);
     sm_dataset_free(ds);
     sm_model_free(m);
+    cli_set_silent(0);
+    sm_dist_free(group);
     return rc;
 }
 

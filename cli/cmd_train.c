@@ -45,6 +45,10 @@ static const char *help =
     "                    the network computes (default: all decoded at the start, in memory)\n"
     "  --cache           with --stream: keep each image once decoded (n x H x W x C floats)\n"
     "  --seed N          default 1\n"
+    "  --grad-shards N   compute every sum over a batch (weight and bias gradients, batch-norm\n"
+    "                    statistics) in N parts added in order, as N ranks under mpirun do: one\n"
+    "                    process then trains to the same bits as mpirun -np N (default 0: the\n"
+    "                    whole batch at once; under mpirun -np N: 0 or N)\n"
     "  --threads N       default: all cores\n"
     "  --out FILE        model file to write (default model.smm)\n"
     "  --quiet           no progress output\n"
@@ -113,7 +117,8 @@ int cmd_train(int argc, char **argv) {
     enum { O_MODEL = 1, O_LOSS, O_LOSSOPTS, O_EPOCHS, O_BATCH, O_LR, O_OPT, O_MOM, O_WD, O_SCHED, O_WARMUP,
            O_STEPE, O_STEPG, O_PERCLASS, O_SHIFT, O_FLIP, O_EPOCHSIZE, O_SEED, O_THREADS, O_OUT, O_QUIET, O_HELP,
            O_VALSPLIT, O_VALCLASSES, O_PKRANDOM, O_EMA, O_JSON, O_INIT, O_FREEZEBN, O_FREEZEUNTIL, O_BBLR,
-           O_CKPT, O_CKPTSTEPS, O_RESUME, O_VALFROMTRAIN, O_KEEPBEST, O_EMBEDAT, O_AUGCROP, O_AUGJITTER, O_AUGERASE };
+           O_CKPT, O_CKPTSTEPS, O_RESUME, O_VALFROMTRAIN, O_KEEPBEST, O_EMBEDAT, O_AUGCROP, O_AUGJITTER, O_AUGERASE,
+           O_GRADSHARDS };
     static const struct option opts[] = {
         {"model", 1, 0, O_MODEL}, {"loss", 1, 0, O_LOSS}, {"loss-opts", 1, 0, O_LOSSOPTS},
         {"epochs", 1, 0, O_EPOCHS}, {"batch", 1, 0, O_BATCH}, {"lr", 1, 0, O_LR}, {"optimizer", 1, 0, O_OPT},
@@ -125,8 +130,9 @@ int cmd_train(int argc, char **argv) {
         {"val-classes", 1, 0, O_VALCLASSES}, {"json", 0, 0, O_JSON}, {"init", 1, 0, O_INIT},
         {"freeze-bn", 0, 0, O_FREEZEBN}, {"freeze-until", 1, 0, O_FREEZEUNTIL}, {"backbone-lr-mult", 1, 0, O_BBLR},
         {"checkpoint", 1, 0, O_CKPT}, {"checkpoint-steps", 1, 0, O_CKPTSTEPS}, {"resume", 1, 0, O_RESUME},
-        {"val-classes-from-train", 1, 0, O_VALFROMTRAIN}, {"keep-best", 0, 0, O_KEEPBEST}, {"embed-at", 1, 0, O_EMBEDAT}, {"aug-crop", 1, 0, O_AUGCROP},
-        {"aug-jitter", 1, 0, O_AUGJITTER}, {"aug-erase", 1, 0, O_AUGERASE}, CLI_DATA_LONGOPTS, CLI_STREAM_LONGOPTS,
+        {"val-classes-from-train", 1, 0, O_VALFROMTRAIN}, {"keep-best", 0, 0, O_KEEPBEST}, {"embed-at", 1, 0, O_EMBEDAT},
+        {"aug-crop", 1, 0, O_AUGCROP}, {"aug-jitter", 1, 0, O_AUGJITTER}, {"aug-erase", 1, 0, O_AUGERASE},
+        {"grad-shards", 1, 0, O_GRADSHARDS}, CLI_DATA_LONGOPTS, CLI_STREAM_LONGOPTS,
         {0, 0, 0, 0}};
     char *init_spec = NULL; /* --init without --model: the init model's own spec */
     int model_given = 0;
@@ -199,6 +205,7 @@ int cmd_train(int argc, char **argv) {
         case O_VALFROMTRAIN: if (cli_int(cmd, "--val-classes-from-train", optarg, 1, 1 << 24, &val_from_train)) return EXIT_USAGE; break;
         case O_KEEPBEST: cfg.keep_best = 1; break;
         case O_EMBEDAT: embed_at = optarg; break;
+        case O_GRADSHARDS: if (cli_int(cmd, "--grad-shards", optarg, 0, 65536, &cfg.grad_shards)) return EXIT_USAGE; break;
         case 'h':
         case O_HELP: printf("%s%s", help, cli_data_help); return EXIT_OK;
         default: return cli_usage_error(cmd, "unknown option");
@@ -215,6 +222,8 @@ int cmd_train(int argc, char **argv) {
     if (val_from_train && val_split) return cli_usage_error(cmd, "--val-classes-from-train and --val-split exclude each other");
     if (cfg.keep_best && !val_split && !val_from_train)
         return cli_usage_error(cmd, "--keep-best needs a validation set (--val-classes-from-train K or --val-split)");
+    if (cfg.grad_shards > cfg.batch_size)
+        return cli_usage_error(cmd, "--grad-shards %d is larger than --batch %d", cfg.grad_shards, cfg.batch_size);
     if (cfg.checkpoint_steps && !cfg.checkpoint) return cli_usage_error(cmd, "--checkpoint-steps needs --checkpoint");
     if (cfg.checkpoint && !*cfg.checkpoint) return cli_usage_error(cmd, "--checkpoint: empty file name");
     if (val_split && (data.images || data.labels))
@@ -228,6 +237,12 @@ int cmd_train(int argc, char **argv) {
     if (gst) return cli_report(cmd, gst, NULL);
     const int rank = sm_dist_rank(group), nranks = sm_dist_size(group);
     if (nranks > 1) cfg.dist = group;
+    if (nranks > 1 && cfg.grad_shards > 1 && cfg.grad_shards != nranks) {
+        int urc = cli_usage_error(cmd, "--grad-shards %d under %d ranks: each rank is one shard (give 0 or %d)",
+                                  cfg.grad_shards, nranks, nranks);
+        sm_dist_free(group);
+        return urc;
+    }
     if (rank > 0) { quiet = 1; json = 0; val_split = NULL; cli_set_json(0); }
 
     sm_dataset *ds = NULL;
@@ -443,6 +458,7 @@ int cmd_train(int argc, char **argv) {
         cj_kint(&j, "seed", seed);
         cj_kint(&j, "threads", sm_get_num_threads());
         cj_kint(&j, "ranks", nranks);
+        cj_kint(&j, "grad_shards", cfg.grad_shards);
         cj_knum(&j, "communication_seconds", sm_dist_comm_seconds(group));
         sm_compute_info ci;
         sm_compute_info_get(&ci);

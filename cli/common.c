@@ -8,7 +8,12 @@
 #include <unistd.h>
 
 static int json_mode;
-FILE *cli_text(void) { return json_mode ? stderr : stdout; }
+static FILE *silent; /* /dev/null while a rank other than 0 runs (cli_set_silent) */
+FILE *cli_text(void) { return silent ? silent : json_mode ? stderr : stdout; }
+void cli_set_silent(int on) {
+    if (on && !silent) silent = fopen("/dev/null", "w");
+    if (!on && silent) { fclose(silent); silent = NULL; }
+}
 void cli_set_json(int on) { json_mode = on; }
 int cli_json_on(void) { return json_mode; }
 

@@ -592,6 +592,25 @@ sm_status sm_dist_barrier(sm_dist *d);
 double sm_dist_comm_seconds(const sm_dist *d);
 /* The first failure of one of the group's collectives ("" if none). */
 const char *sm_dist_errmsg(const sm_dist *d);
+/* Rows [*lo, *hi) of n that this rank takes when a job over n rows is sharded by rank:
+ * contiguous, in rank order (rank r: [n r / N, n (r + 1) / N)), sizes differing by at most 1;
+ * [0, n) for a group of one (or NULL).  The training batches are sharded the same way. */
+void sm_dist_shard_range(const sm_dist *g, int64_t n, int64_t *lo, int64_t *hi);
+/* all (n, cols) on every rank = every rank's own rows mine (its sm_dist_shard_range of n rows,
+ * (hi - lo, cols)), in rank order: all the rows, as one process holds them.  With a group of one
+ * a copy.  Errors: SM_ERR_RANGE (more than 2^31 - 1 bytes in all), SM_ERR_IO. */
+sm_status sm_dist_allgather_rows(sm_dist *g, const float *mine, int64_t n, int64_t cols, float *all);
+/* One verdict for all ranks: SM_OK if every rank passed SM_OK; else this rank's st if it failed,
+ * or SM_ERR_IO ("failed on another rank") when only another did.  Called by every rank after a
+ * step that may fail on some, so that none waits in a collective the others have left. */
+sm_status sm_dist_agree(sm_dist *g, sm_status st);
+/* sm_model_embed and sm_model_logits over a group: every rank passes the whole input x (n, h,
+ * w, c) and receives all n rows (n, embedding dim) or (n, classes); each rank computes only the
+ * rows of its sm_dist_shard_range, and the shards are all-gathered, so the result has the bits
+ * one process computes.  Every rank returns the same status (sm_dist_agree).  With a group of one
+ * (or NULL) they are sm_model_embed and sm_model_logits. */
+sm_status sm_model_embed_dist(sm_model *m, sm_dist *g, const float *x, int64_t n, float *emb);
+sm_status sm_model_logits_dist(sm_model *m, sm_dist *g, const float *x, int64_t n, float *logits);
 /* Exact k-NN search over a database sharded by rank (FAISS's IndexShards): each rank passes its
  * own rows db (n, d) (rank 0 the first rows of the whole database, rank 1 the next, ...; n may
  * differ between ranks and may be 0) and the same queries q (nq, d), k and metric; every rank
@@ -1063,6 +1082,12 @@ typedef struct sm_train_config {
      * parameters and computes, up to rounding, what one process computes on the same batches.
      * Every rank must pass the same data, model, loss and configuration. */
     sm_dist *dist;
+    /* Gradient shards: 0 (default) or 1, one process computes each sum over the batch (weight
+     * and bias gradients, batch norm's sums) at once; N > 1, one process computes every such sum
+     * as N ranks do (each of N contiguous parts of the batch alone, rank r's rows of above, then
+     * the parts added in order), so that it gives the same bits as a run on N ranks with the
+     * same global batch.  With dist of N > 1 ranks it must be 0 or N; at most batch_size. */
+    int grad_shards;
 } sm_train_config;
 
 /* Fill cfg with the defaults above. */

@@ -60,6 +60,12 @@ typedef struct sm_compare_config {
      * after each run), may be NULL. */
     void (*log)(const char *line, void *user);
     void *user;                      /* passed to progress and log */
+    /* Data-parallel over a process group (docs/distributed.md) [NULL: this process]: every run
+     * trains on the group (sm_train_config.dist), the embeddings and logits are computed shard
+     * by shard and gathered (sm_model_embed_dist); every rank computes the same report, and only
+     * rank 0 writes models to model_dir.  Every rank passes the same configuration and data. */
+    sm_dist *dist;
+    int grad_shards;                 /* sm_train_config.grad_shards of every run [0]            */
 } sm_compare_config;
 
 /* Fill cfg with the defaults above. */

@@ -110,12 +110,12 @@ static sm_status subset(sm_dataset **out, const sm_dataset *ds, const int32_t *c
 }
 
 /* L2-normalised embeddings (n, d) of a dataset, normalised exactly as `simile eval` does. */
-static sm_status embed_norm(sm_model *m, const sm_dataset *ds, float **out) {
+static sm_status embed_norm(sm_dist *g, sm_model *m, const sm_dataset *ds, float **out) {
     int64_t n = sm_dataset_size(ds);
     int d = sm_model_embedding_dim(m);
     float *e = rep_alloc((size_t)(n ? n : 1) * (size_t)d, sizeof(float)); /* (n, d) */
     if (!e) return SM_ERR_NOMEM;
-    sm_status st = sm_model_embed(m, sm_dataset_images(ds), n, e);
+    sm_status st = sm_model_embed_dist(m, g, sm_dataset_images(ds), n, e); /* each rank its share */
     if (st) { rep_free(e); return st; }
     sm_embeddings_normalize(e, n, d);
     *out = e;
@@ -356,6 +356,8 @@ static sm_status train_one(ctx *c, int li, const sm_dataset *ds, int epochs, int
     tc.seed = cfg->seed;
     tc.progress = progress_hook;
     tc.user = c;
+    tc.dist = cfg->dist;
+    tc.grad_shards = cfg->grad_shards;
     c->cur = R;
     c->cap = 0;
     c->prev_mean = 0;
@@ -440,6 +442,7 @@ static sm_status check_models(const sm_compare_config *cfg, const sm_dataset *ds
 /* Evaluate model m into R; full = 0 for the few-samples runs (no open set, ROC, PCA). */
 static sm_status evaluate(ctx *c, sm_model *m, sm_rep_model *R, const sm_dataset *gallery, int full) {
     const sm_compare_config *cfg = c->cfg;
+    sm_dist *G = cfg->dist; /* under mpirun: each rank embeds its share of every set */
     sm_report *r = c->r;
     int d = sm_model_embedding_dim(m);
     float *eu = NULL, *es = NULL, *eg = NULL, *esh = NULL, *ec = NULL, *logits = NULL, *proj = NULL;
@@ -450,8 +453,8 @@ static sm_status evaluate(ctx *c, sm_model *m, sm_rep_model *R, const sm_dataset
     const sm_dataset *tu = c->test_unseen, *ts = c->test_seen;
     int64_t nu = sm_dataset_size(tu), ns = sm_dataset_size(ts), ng = sm_dataset_size(gallery);
     const int32_t *yu = sm_dataset_labels(tu), *ys = sm_dataset_labels(ts), *yg = sm_dataset_labels(gallery);
-    if ((st = embed_norm(m, tu, &eu)) || (st = embed_norm(m, ts, &es)) || (st = embed_norm(m, gallery, &eg)) ||
-        (st = embed_norm(m, c->shots, &esh)))
+    if ((st = embed_norm(G, m, tu, &eu)) || (st = embed_norm(G, m, ts, &es)) || (st = embed_norm(G, m, gallery, &eg)) ||
+        (st = embed_norm(G, m, c->shots, &esh)))
         goto done;
     /* retrieval and structure */
     if ((st = retrieval(R, SM_REP_Q_P1_U, eu, yu, nu, d, &R->unseen))) goto done;
@@ -487,7 +490,7 @@ static sm_status evaluate(ctx *c, sm_model *m, sm_rep_model *R, const sm_dataset
         R->unseen_pred = rep_calloc((size_t)r->nunseen * C, sizeof(int64_t));
         R->unseen_conf = rep_calloc((size_t)r->nunseen, sizeof(double));
         if (!logits || !R->unseen_pred || !R->unseen_conf || !qalloc(R, SM_REP_Q_ARG_S, ns)) goto done;
-        if ((st = sm_model_logits(m, sm_dataset_images(ts), ns, logits))) goto done;
+        if ((st = sm_model_logits_dist(m, G, sm_dataset_images(ts), ns, logits))) goto done;
         int64_t ok = 0;
         for (int64_t i = 0; i < ns; i++) {
             int best = 0;
@@ -496,7 +499,7 @@ static sm_status evaluate(ctx *c, sm_model *m, sm_rep_model *R, const sm_dataset
             R->q[SM_REP_Q_ARG_S][i] = best == ys[i];
         }
         R->acc_argmax = ns ? (double)ok / (double)ns : NAN;
-        if ((st = sm_model_logits(m, sm_dataset_images(tu), nu, logits))) goto done;
+        if ((st = sm_model_logits_dist(m, G, sm_dataset_images(tu), nu, logits))) goto done;
         int64_t cnt[SM_REP_MAX_CLASSES] = {0};
         for (int64_t i = 0; i < nu; i++) {
             int best = 0;
@@ -531,7 +534,7 @@ static sm_status evaluate(ctx *c, sm_model *m, sm_rep_model *R, const sm_dataset
         float *sc = rep_alloc((size_t)npair, sizeof(float));   /* (npair) minus distance */
         int8_t *gn = rep_alloc((size_t)npair, sizeof(int8_t)); /* (npair) */
         st = SM_ERR_NOMEM;
-        if (sc && gn && !(st = embed_norm(m, c->calib, &ec))) {
+        if (sc && gn && !(st = embed_norm(G, m, c->calib, &ec))) {
             for (int64_t i = 0; i < ncal; i++)
                 for (int64_t j = 0; j < ngk; j++) {
                     sc[i * ngk + j] = (float)-l2(ec + i * d, gk + j * d, d);
@@ -760,7 +763,7 @@ sm_status sm_compare_run(sm_report **out, const sm_compare_config *cfg, const sm
             if (dup) snprintf(base, sizeof base, "%s%s_%d", few ? "few_" : "", R->loss, dup + 1);
             else snprintf(base, sizeof base, "%s%s", few ? "few_" : "", R->loss);
             snprintf(R->file, sizeof R->file, "%s/%s.smm", cfg->model_dir, base);
-            if ((st = sm_model_save(m, R->file))) {
+            if (sm_dist_rank(cfg->dist) == 0 && (st = sm_model_save(m, R->file))) { /* rank 0 writes */
                 sm_errmsg_set(st, "%s", sm_model_errmsg(m));
                 sm_model_free(m); sm_dataset_free(fewds);
                 goto fail;

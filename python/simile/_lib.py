@@ -84,7 +84,7 @@ class TrainConfig(ctypes.Structure):  # sm_train_config, field for field
                 ("grad_hook", GRAD_HOOK_FN), ("freeze_bn", c_int), ("freeze_until", c_int),
                 ("backbone_lr_mult", c_float), ("val", c_void_p), ("keep_best", c_int), ("embed_at", c_int),
                 ("checkpoint", ctypes.c_char_p), ("checkpoint_steps", c_int64), ("resume", ctypes.c_char_p),
-                ("dist", c_void_p)]
+                ("dist", c_void_p), ("grad_shards", c_int)]
 
 
 class RetrievalResult(ctypes.Structure):

@@ -112,7 +112,7 @@ class Model:
         epochs, batch_size, optimizer ('sgd', 'adam', 'adamw'), lr, momentum, weight_decay,
         beta1, beta2, eps, schedule ('constant', 'step', 'cosine'), warmup_steps, step_epochs,
         step_gamma, per_class, samples_per_epoch, pk_random, ema_decay, aug_shift, aug_flip,
-        seed.  progress(dict) is called after every batch; a true return stops training.
+        seed, grad_shards (docs/distributed.md).  progress(dict) is called after every batch; a true return stops training.
         Returns the class names of the folder (None for arrays)."""
         h, w, c = self.input_shape
         ds = ctypes.c_void_p()

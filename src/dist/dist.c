@@ -1,7 +1,10 @@
 /* dist.c - the process group (dist.h): MPI_COMM_WORLD when built with MPI and started by an MPI
- * launcher, else a group of one.  Collectives are MPI_Allgather(v) and MPI_Bcast on bytes; sums
- * are formed from the gathered contributions in rank order (not MPI_Allreduce, whose order of
- * addition MPI leaves open), so every rank computes the same bits. */
+ * launcher, else a group of one.  Collectives are MPI_Allgather(v), MPI_Alltoallv and MPI_Bcast
+ * on bytes; sums are formed from the gathered contributions in rank order (not MPI_Allreduce,
+ * whose order of addition MPI leaves open), so every rank computes the same bits: a sum
+ * all-gathers every rank's values, or (long, over several machines) is a reduce-scatter by hand
+ * (each rank adds one slice of the ranks' values, in rank order) and an all-gather of the
+ * slices.  The MPI_Allreduce of init is a minimum of integers (exact in any order). */
 #include "dist/dist.h"
 #include <limits.h>
 #include <stdlib.h>
@@ -62,6 +65,15 @@ sm_status sm_dist_init(sm_dist **out) {
         MPI_Comm_rank(MPI_COMM_WORLD, &d->rank);
         MPI_Comm_size(MPI_COMM_WORLD, &d->size);
         d->mpi = 1;
+        MPI_Comm node; /* the ranks that share this machine's memory */
+        if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
+            int local = 0, all = 0;
+            MPI_Comm_size(node, &local);
+            MPI_Comm_free(&node);
+            /* the same answer on every rank: one node only if every rank's node holds every rank */
+            MPI_Allreduce(&local, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+            d->one_node = all == d->size;
+        }
     }
 #else
     long np = launched_size();
@@ -166,25 +178,89 @@ static void *scratch(sm_dist *d, size_t bytes) {
     return p;
 }
 
-#define DEFINE_SUM(NAME, T)                                                                      \
-    sm_status NAME(sm_dist *d, T *buf, int64_t n) {                                              \
+/* Long sums (at least this many elements) over several machines: a reduce-scatter and an
+ * all-gather, each rank adding one slice; shorter ones (batch norm's sums), and every sum on one
+ * machine, are all-gathered whole, one collective (dist.h). */
+#define SUM_SLICED_MIN 4096
+
+/* A failed allocation for a collective: kept on the group. */
+static sm_status dist_nomem(sm_dist *d) {
+    if (!d->error) { d->error = SM_ERR_NOMEM; sm_errmsg_copy(d->errmsg); }
+    return SM_ERR_NOMEM;
+}
+
+/* buf (n) summed in rank order, with per-rank traffic of about 2 n elements: rank r receives
+ * slice r (sm_dist_shard of n) of every rank's buf (an all-to-all: MPI_Alltoallv moves bytes and
+ * adds nothing), adds those N slices in rank order (the same additions as the all-gather path:
+ * the same bits), and the summed slices are all-gathered in place. */
+static sm_status sum_sliced(sm_dist *d, void *buf, int64_t n, size_t es,
+                            void (*add)(void *acc, const void *part, int64_t n)) {
+#ifdef SIMILE_HAVE_MPI
+    const int N = d->size, r = d->rank;
+    int64_t lo_r, hi_r;
+    sm_dist_shard(n, r, N, &lo_r, &hi_r);
+    const int64_t len = hi_r - lo_r;
+    sm_status st = check_bytes(d, n * (int64_t)es, "sliced sum");
+    if (st) return st;
+    char *recv = scratch(d, (size_t)N * (size_t)(len ? len : 1) * es); /* (N, len): slice r of each rank */
+    int *cnt = sm_alloc((size_t)N, 4 * sizeof(int));
+    if (!recv || !cnt) { sm_free(cnt); return dist_nomem(d); }
+    int *displ = cnt + N, *rcnt = cnt + 2 * N, *rdispl = cnt + 3 * N;
+    for (int q = 0; q < N; q++) {
+        int64_t a, z;
+        sm_dist_shard(n, q, N, &a, &z);
+        cnt[q] = (int)((z - a) * (int64_t)es);
+        displ[q] = (int)(a * (int64_t)es);
+        rcnt[q] = (int)(len * (int64_t)es);
+        rdispl[q] = (int)((int64_t)q * len * (int64_t)es);
+    }
+    double t0 = sm_now();
+    int rc = MPI_Alltoallv(buf, cnt, displ, MPI_BYTE, recv, rcnt, rdispl, MPI_BYTE, MPI_COMM_WORLD);
+    d->comm_s += sm_now() - t0;
+    if (rc != MPI_SUCCESS) { sm_free(cnt); return dist_fail(d, "all-to-all", rc); }
+    char *mine = (char *)buf + lo_r * (int64_t)es;
+    if (len) {
+        memcpy(mine, recv, (size_t)len * es); /* rank 0's slice, then each next rank's added */
+        for (int q = 1; q < N; q++) add(mine, recv + (size_t)q * (size_t)len * es, len);
+    }
+    t0 = sm_now();
+    rc = MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_BYTE, buf, cnt, displ, MPI_BYTE, MPI_COMM_WORLD);
+    d->comm_s += sm_now() - t0;
+    sm_free(cnt);
+    if (rc != MPI_SUCCESS) return dist_fail(d, "allgatherv", rc);
+    return SM_OK;
+#else
+    (void)buf, (void)n, (void)es, (void)add;
+    return SM_OK; /* a group of one: nothing to add */
+#endif
+}
+
+static void add_f32(void *acc, const void *part, int64_t n) { sm_dist_add_f32(acc, part, n); }
+static void add_f64(void *acc, const void *part, int64_t n) { sm_dist_add_f64(acc, part, n); }
+
+#define DEFINE_SUM(NAME, T, ADD)                                                                 \
+    sm_status NAME##_gathered(sm_dist *d, T *buf, int64_t n) {                                   \
         if (d->size == 1 || !d->mpi || n == 0) return SM_OK;                                     \
         T *all = scratch(d, (size_t)d->size * (size_t)n * sizeof(T)); /* (size, n) */            \
-        if (!all) {                                                                              \
-            if (!d->error) { d->error = SM_ERR_NOMEM; sm_errmsg_copy(d->errmsg); }               \
-            return SM_ERR_NOMEM;                                                                 \
-        }                                                                                        \
+        if (!all) return dist_nomem(d);                                                          \
         sm_status st = sm_dist_allgather(d, buf, n * (int64_t)sizeof(T), all);                   \
         if (st) return st;                                                                       \
-        for (int64_t i = 0; i < n; i++) {                                                        \
-            T s = all[i];                                                                        \
-            for (int r = 1; r < d->size; r++) s += all[(int64_t)r * n + i];                      \
-            buf[i] = s;                                                                          \
-        }                                                                                        \
+        memcpy(buf, all, (size_t)n * sizeof(T)); /* rank 0's, then each next rank's added */     \
+        for (int r = 1; r < d->size; r++) sm_dist_add_##T(buf, all + (int64_t)r * n, n);        \
         return SM_OK;                                                                            \
+    }                                                                                            \
+    sm_status NAME##_sliced(sm_dist *d, T *buf, int64_t n) {                                     \
+        if (d->size == 1 || !d->mpi || n == 0) return SM_OK;                                     \
+        return sum_sliced(d, buf, n, sizeof(T), ADD);                                            \
+    }                                                                                            \
+    sm_status NAME(sm_dist *d, T *buf, int64_t n) {                                              \
+        if (n >= SUM_SLICED_MIN && !d->one_node) return NAME##_sliced(d, buf, n);                \
+        return NAME##_gathered(d, buf, n);                                                       \
     }
-DEFINE_SUM(sm_dist_sum_f32, float)
-DEFINE_SUM(sm_dist_sum_f64, double)
+typedef float f32;
+typedef double f64;
+DEFINE_SUM(sm_dist_sum_f32, f32, add_f32)
+DEFINE_SUM(sm_dist_sum_f64, f64, add_f64)
 
 sm_status sm_dist_bcast(sm_dist *d, void *buf, int64_t bytes, int root) {
     sm_status st = check_bytes(d, bytes, "broadcast");
@@ -221,4 +297,40 @@ sm_status sm_dist_barrier(sm_dist *d) {
     if (rc != MPI_SUCCESS) return dist_fail(d, "barrier", rc);
 #endif
     return SM_OK;
+}
+
+void sm_dist_shard_range(const sm_dist *g, int64_t n, int64_t *lo, int64_t *hi) {
+    if (!g || g->size <= 1) { *lo = 0; *hi = n; return; }
+    sm_dist_shard(n, g->rank, g->size, lo, hi);
+}
+
+sm_status sm_dist_allgather_rows(sm_dist *g, const float *mine, int64_t n, int64_t cols, float *all) {
+    if (n < 0 || cols < 0) return sm_fail(SM_ERR_INVALID, "sm_dist_allgather_rows: %lld rows of %lld", (long long)n,
+                                          (long long)cols);
+    if (!g || g->size <= 1 || !g->mpi) {
+        if (n && cols && all != mine) memmove(all, mine, sizeof(float) * (size_t)(n * cols));
+        return SM_OK;
+    }
+    if (cols && n > (int64_t)INT_MAX / (int64_t)sizeof(float) / cols)
+        return sm_fail(SM_ERR_RANGE, "sm_dist_allgather_rows: %lld rows of %lld floats exceed the 2^31 bytes of one "
+                       "MPI gather", (long long)n, (long long)cols);
+    int64_t *counts = sm_alloc((size_t)g->size, sizeof(int64_t));
+    if (!counts) return SM_ERR_NOMEM;
+    for (int r = 0; r < g->size; r++) {
+        int64_t a, z;
+        sm_dist_shard(n, r, g->size, &a, &z);
+        counts[r] = (z - a) * cols * (int64_t)sizeof(float);
+    }
+    sm_status st = sm_dist_allgatherv(g, mine, counts, all);
+    sm_free(counts);
+    return st;
+}
+
+sm_status sm_dist_agree(sm_dist *g, sm_status st) {
+    if (!g || g->size <= 1 || !g->mpi) return st;
+    int bad = st != SM_OK;
+    sm_status cst = sm_dist_max_int(g, &bad);
+    if (cst) return cst;
+    if (st) return st;
+    return bad ? sm_fail(SM_ERR_IO, "failed on another rank (its message is on its standard error)") : SM_OK;
 }

@@ -130,6 +130,7 @@ void sm_model_free(sm_model *m) {
     free(m->class_names);
     sm_free(m->layers); sm_free(m->spec); sm_free(m->summary); sm_free(m->profile_text);
     if (m->be) sm_be_free(m->be, m->ws.base);
+    sm_free(m->shard_grad);
     sm_free(m);
 }
 
@@ -185,7 +186,10 @@ const float *sm_model_forward(sm_model *m, const float *x, int n, int train) {
         else if (K->branch == SM_BRANCH_JOIN)
             L->aux = L->blk_split >= 0 ? act_of(m, x, L->blk_split - 1) : m->act[L->blk_res];
         /* dropout's mask: a key per step (the trainer's) and layer, so a seeded run repeats */
-        if (K->uses_noise) L->noise = sm_hash64(m->noise ^ sm_hash64((uint64_t)i + 1));
+        if (K->uses_noise) {
+            L->noise = sm_hash64(m->noise ^ sm_hash64((uint64_t)i + 1));
+            L->noise_row0 = m->noise_row0;
+        }
         double t0 = m->profile ? sm_now() : 0;
         sm_layer_forward(L, in, m->act[i], n, train);
         if (m->profile) m->layers[i].t_fwd += sm_now() - t0;
@@ -196,6 +200,21 @@ const float *sm_model_forward(sm_model *m, const float *x, int n, int train) {
 
 void sm_model_set_dist(sm_model *m, struct sm_dist *d) {
     for (int i = 0; i < m->nlayers; i++) m->layers[i].dist = d;
+}
+
+sm_status sm_model_set_shards(sm_model *m, int shards) {
+    if (shards < 0) return sm_fail(SM_ERR_INVALID, "gradient shards must be >= 0 (got %d)", shards);
+    if (shards > 1 && !m->shard_grad) {
+        int64_t most = 1;
+        for (int i = 0; i < m->nlayers; i++) if (m->layers[i].nparams > most) most = m->layers[i].nparams;
+        if (!(m->shard_grad = sm_alloc((size_t)most, sizeof(float)))) return SM_ERR_NOMEM;
+    }
+    m->shards = shards > 1 ? shards : 0;
+    for (int i = 0; i < m->nlayers; i++) {
+        m->layers[i].shards = m->shards;
+        m->layers[i].shard_grad = m->shard_grad;
+    }
+    return SM_OK;
 }
 
 void sm_model_backward(sm_model *m, const float *x, const float *dout, int n) {
@@ -356,8 +375,7 @@ sm_status sm_model_embed(sm_model *m, const float *x, int64_t n, float *emb) {
     return model_fail(m, sm_model_infer(m, x, n, emb));
 }
 
-sm_status sm_model_logits(sm_model *m, const float *x, int64_t n, float *logits) {
-    if (!m) return sm_fail(SM_ERR_INVALID, "sm_model_logits: model is NULL");
+sm_status sm_model_head_logits(sm_model *m, const float *emb, int64_t n, float *logits) {
     if (!m->classes || !m->head)
         return model_fail(m, sm_fail(SM_ERR_UNSUPPORTED, "the model has no classifier head (trained with loss '%s')",
                                      m->loss_name[0] ? m->loss_name : "none"));
@@ -365,10 +383,17 @@ sm_status sm_model_logits(sm_model *m, const float *x, int64_t n, float *logits)
     sm_head head;
     sm_status st = sm_head_open(&head, m->loss_name, m->loss_options, m->emb_dim, m->head, m->nhead, m->classes);
     if (st) return model_fail(m, st);
+    if (n > 0) st = head.kind->head_logits(&head, emb, (int)n, logits);
+    return model_fail(m, st);
+}
+
+sm_status sm_model_logits(sm_model *m, const float *x, int64_t n, float *logits) {
+    if (!m) return sm_fail(SM_ERR_INVALID, "sm_model_logits: model is NULL");
+    if (!m->classes || !m->head) return sm_model_head_logits(m, NULL, 0, logits); /* its error */
     float *emb = sm_alloc((size_t)(n > 0 ? n : 1), sizeof(float) * (size_t)m->emb_dim);
     if (!emb) return model_fail(m, SM_ERR_NOMEM);
-    st = sm_model_embed(m, x, n, emb);
-    if (!st && n > 0) st = head.kind->head_logits(&head, emb, (int)n, logits);
+    sm_status st = sm_model_embed(m, x, n, emb);
+    if (!st) st = sm_model_head_logits(m, emb, n, logits);
     sm_free(emb);
     return model_fail(m, st);
 }

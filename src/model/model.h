@@ -41,9 +41,13 @@ struct sm_model {
     float **act, **dact;
     sm_backend *be;             /* the backend it computes on (sm_backend_default() today) */
     sm_ws ws;                   /* the kernels' scratch for a batch of cap (every layer shares it) */
+    int shards;                 /* gradient shards of a training step (sm_model_set_shards), 0/1: none */
+    float *shard_grad;          /* (largest layer's nparams) one shard's gradients, every layer's scratch */
     char *summary;
     int uses_noise;             /* a layer's training forward is random (dropout) */
     uint64_t noise;             /* its key for the next training forward (the trainer draws one a step) */
+    int64_t noise_row0;         /* the next training forward's first sample's place in the whole
+                                 * batch (a rank's shard: the trainer sets it), for dropout's mask */
     int profile;                /* accumulate per-layer times (SIMILE_PROFILE=1) */
     char *profile_text;         /* sm_model_profile's table */
     char errmsg[SM_ERRMSG_MAX];
@@ -69,6 +73,10 @@ const float *sm_model_forward(sm_model *m, const float *x, int n, int train);
 /* Inference: embeddings (n, emb_dim) of x, batch-parallel with batch norm folded into the
  * preceding conv/fc (src/model/infer.c).  Inputs are not checked.  Errors: SM_ERR_NOMEM. */
 sm_status sm_model_infer(sm_model *m, const float *x, int64_t n, float *emb);
+/* The head's logits (n, classes) of embeddings emb (n, emb_dim): sm_model_logits after the
+ * embedding.  (The head's path depends on n, so the logits of a set are computed over the whole
+ * set at once, also when its embeddings came from several ranks.)  SM_ERR_UNSUPPORTED: no head. */
+sm_status sm_model_head_logits(sm_model *m, const float *emb, int64_t n, float *logits);
 /* Backward from dout (n, emb_dim): fills m->grads (overwritten). Input gradient not computed. */
 void sm_model_backward(sm_model *m, const float *x, const float *dout, int n);
 /* Point the views (params, grads, buffers, head) and every layer's tensors into the store;
@@ -81,6 +89,10 @@ sm_status sm_model_resize_head(sm_model *m, int64_t n);
  * src/dist/dist.h), or over this process's rows when d is NULL. */
 struct sm_dist;
 void sm_model_set_dist(sm_model *m, struct sm_dist *d);
+/* The training reductions over the batch computed in `shards` parts added in shard order, as
+ * that many ranks compute them (sm_layer.shards): 0 or 1 for the whole batch at once.  Errors:
+ * SM_ERR_NOMEM (the shards' scratch). */
+sm_status sm_model_set_shards(sm_model *m, int shards);
 /* Store a copy of the loss's parameters as the model's head. */
 /* The "normalize" and "class_names" meta values of the model file, written and parsed
  * (model_meta.c).  Parse errors are SM_ERR_FORMAT naming path. */

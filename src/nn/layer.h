@@ -41,6 +41,8 @@ typedef struct sm_layer {
     const float *aux;   /* forward of shortcut / end: the other operand (set by the model driver) */
     const float *daux;  /* backward of res / shortcut: the gradient that comes by the other path */
     uint64_t noise;     /* dropout: the key of this forward's mask (set by the model driver) */
+    int64_t noise_row0; /* dropout: the place of the forward's first sample in the whole batch (a
+                         * rank's shard starts later), so that a value's mask is that of its place */
     int frozen_stats;   /* bn, set by a trainer with freeze_bn: a training forward normalises with
                          * the running statistics and leaves them as they are */
     int pretrained;     /* some of its tensors came from another model (sm_model_init_from) */
@@ -68,6 +70,14 @@ typedef struct sm_layer {
     struct sm_dist *dist;
     double *bn_sums;    /* bn: (2 oc + 1) sums over the group's rows (and their count) */
     int64_t bn_count;   /* bn: rows the last training forward's statistics covered */
+    /* Gradient shards (the trainer's grad_shards, one process): > 1 splits every training
+     * reduction over the batch (conv / fc weight and bias gradients, GeM's p, batch norm's
+     * sums) into `shards` contiguous parts of the batch's samples, shard s being the rows rank s
+     * of `shards` ranks would hold (sm_dist_shard), each summed alone and the parts then added in
+     * shard order (sm_dist_add_*): the same bits as that many ranks.  0 or 1: the whole batch. */
+    int shards;
+    float *shard_grad;  /* (nparams) one shard's parameter gradients (the model's buffer) */
+    double *bn_part;    /* bn: (2 oc) one shard's sums */
     double t_fwd, t_bwd;/* seconds spent in forward/backward (when profiling is on) */
 } sm_layer;
 

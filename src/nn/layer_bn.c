@@ -62,22 +62,42 @@ static sm_status bn_alloc_cache(sm_layer *L, int cap) {
     L->mean = sm_alloc((size_t)L->oc, sizeof(float));
     L->rstd = sm_alloc((size_t)L->oc, sizeof(float));
     L->bn_sums = sm_alloc((size_t)(2 * L->oc + 1), sizeof(double));
-    return L->mean && L->rstd && L->bn_sums ? SM_OK : SM_ERR_NOMEM;
+    L->bn_part = sm_alloc((size_t)(2 * L->oc), sizeof(double));
+    return L->mean && L->rstd && L->bn_sums && L->bn_part ? SM_OK : SM_ERR_NOMEM;
 }
 
 static size_t bn_workspace(const sm_layer *L, int cap) { return sm_be_bn_ws(L->be, (int64_t)cap * L->oh * L->ow, L->oc); }
 
 static int synced(const sm_layer *L) { return L->dist && L->dist->size > 1; }
 
+/* Rows [*lo, *hi) of shard s of the batch's n samples (rows = samples x positions). */
+static void shard_rows(const sm_layer *L, int n, int s, int64_t *lo, int64_t *hi) {
+    sm_dist_shard(n, s, L->shards, lo, hi);
+    *lo *= (int64_t)L->oh * L->ow;
+    *hi *= (int64_t)L->oh * L->ow;
+}
+
 static void bn_forward(sm_layer *L, const float *x, float *y, int n, int train) {
     const int64_t rows = (int64_t)n * L->oh * L->ow;
-    if (train && synced(L)) { /* SyncBN: the statistics of every rank's rows */
+    if (train && !L->frozen_stats && (synced(L) || L->shards > 1)) {
+        /* SyncBN: the statistics of every rank's rows, or of every shard's, summed alone and
+         * added in order as the ranks' are */
         double *s = L->bn_sums; /* (2 oc + 1): sums, sums of squares, row count */
-        sm_be_bn_sums(L->be, x, rows, L->oc, s, L->ws);
-        s[2 * L->oc] = (double)rows;
-        if (sm_dist_sum_f64(L->dist, s, 2 * (int64_t)L->oc + 1)) { /* the trainer sees the group's error */
-            memset(y, 0, sizeof(float) * (size_t)(rows * L->oc));
-            return;
+        if (synced(L)) {
+            sm_be_bn_sums(L->be, x, rows, L->oc, s, L->ws);
+            s[2 * L->oc] = (double)rows;
+            if (sm_dist_sum_f64(L->dist, s, 2 * (int64_t)L->oc + 1)) { /* the trainer sees the group's error */
+                memset(y, 0, sizeof(float) * (size_t)(rows * L->oc));
+                return;
+            }
+        } else {
+            for (int q = 0; q < L->shards; q++) {
+                int64_t a, z;
+                shard_rows(L, n, q, &a, &z);
+                sm_be_bn_sums(L->be, x + a * L->oc, z - a, L->oc, q ? L->bn_part : s, L->ws);
+                if (q) sm_dist_add_f64(s, L->bn_part, 2 * (int64_t)L->oc);
+            }
+            s[2 * L->oc] = (double)rows;
         }
         L->bn_count = (int64_t)s[2 * L->oc];
         sm_be_bn_stats(L->be, s, L->bn_count, L->oc, L->eps, L->momentum, L->run_mean, L->run_var, L->mean, L->rstd);
@@ -119,6 +139,27 @@ static void bn_backward(sm_layer *L, const float *x, const float *y, const float
             return;
         }
         sm_be_bn_backward_dx(L->be, x, dy, L->relu ? y : NULL, rows, L->oc, L->gamma, L->mean, L->rstd, s, L->bn_count, dx);
+        return;
+    }
+    if (L->shards > 1) { /* each shard's sums, as a rank's: its dgamma and dbeta added in order */
+        double *s = L->bn_sums, *p = L->bn_part;
+        for (int q = 0; q < L->shards; q++) {
+            int64_t a, z;
+            shard_rows(L, n, q, &a, &z);
+            const int64_t off = a * L->oc;
+            sm_be_bn_grad_sums(L->be, x + off, dy + off, L->relu ? y + off : NULL, z - a, L->oc, L->mean, L->rstd,
+                               q ? p : s, L->ws);
+            const double *t = q ? p : s;
+            for (int j = 0; j < L->oc; j++) {
+                float db = (float)t[j], dg = (float)t[L->oc + j];
+                if (q) { L->dbeta[j] += db; L->dgamma[j] += dg; }
+                else { L->dbeta[j] = db; L->dgamma[j] = dg; }
+            }
+            if (q) sm_dist_add_f64(s, p, 2 * (int64_t)L->oc);
+        }
+        if (dx)
+            sm_be_bn_backward_dx(L->be, x, dy, L->relu ? y : NULL, rows, L->oc, L->gamma, L->mean, L->rstd, s,
+                                 L->bn_count, dx);
         return;
     }
     sm_be_bn_backward(L->be, x, dy, L->relu ? y : NULL, rows, L->oc, L->gamma, L->mean, L->rstd, L->dgamma,

@@ -3,6 +3,7 @@
  * reads its input as the im2col matrix), backward as two products and col2im. */
 #include "nn/layer.h"
 #include "backend/backend.h"
+#include "dist/dist.h"
 #include <string.h>
 
 static int conv_option(sm_layer *L, const char *key, const char *value) {
@@ -84,9 +85,19 @@ static void conv_backward(sm_layer *L, const float *x, const float *y, const flo
     int K = L->k * L->k * L->ic;
     int direct = sm_conv_is_direct(L);
     const float *col = direct ? x : L->col;
-    /* dW (oc, K) = dy^T (oc, rows) col (rows, K);  db = sum_rows dy */
-    sm_be_gemm_at_b(L->be, L->oc, K, rows, dy, L->oc, col, K, L->dW, K, L->ws);
-    if (L->b) sm_be_sum_rows(L->be, dy, rows, L->oc, L->db, L->ws);
+    /* dW (oc, K) = dy^T (oc, rows) col (rows, K);  db = sum_rows dy: over the whole batch, or
+     * over each gradient shard's rows (as a rank of that many computes it), added in order */
+    const int S = L->shards > 1 ? L->shards : 1;
+    const int64_t per = (int64_t)L->oh * L->ow, nw = (int64_t)L->oc * K;
+    for (int q = 0; q < S; q++) {
+        int64_t a = 0, z = n;
+        if (S > 1) sm_dist_shard(n, q, S, &a, &z);
+        const int64_t r0 = a * per, nr = (z - a) * per;
+        float *g = q ? L->shard_grad : L->dW; /* (nparams): W's gradient, then b's */
+        sm_be_gemm_at_b(L->be, L->oc, K, nr, dy + r0 * L->oc, L->oc, col + r0 * K, K, g, K, L->ws);
+        if (L->b) sm_be_sum_rows(L->be, dy + r0 * L->oc, nr, L->oc, q ? g + nw : L->db, L->ws);
+        if (q) sm_dist_add_f32(L->dW, g, L->nparams);
+    }
     if (dx) {
         /* dcol (rows, K) = dy (rows, oc) W (oc, K); dx = col2im(dcol) */
         if (direct) {

@@ -1,7 +1,8 @@
 /* layer_dropout.c - "dropout [p=P]": in training each value is zeroed with probability P (0.5)
  * and the kept ones scaled by 1/(1-P) (PyTorch's inverted dropout); at inference, the identity.
- * The mask is counter-based: value j of a forward is kept when sm_hash64(key + j) maps to
- * [P, 1), the key being this layer's L->noise, which the model derives from the trainer's key
+ * The mask is counter-based: value j of a batch is kept when sm_hash64(key + j) maps to
+ * [P, 1) (j counted from the whole batch's start, also on a rank that holds a later shard), the
+ * key being this layer's L->noise, which the model derives from the trainer's key
  * for the step (drawn from the training RNG) and the layer's index.  So a seeded run draws the
  * same masks for any thread count, and a forward's mask does not depend on the batch order of
  * any other step.  The backward applies the mask kept by the forward.  The arithmetic is the
@@ -32,7 +33,9 @@ static void dropout_forward(sm_layer *L, const float *x, float *y, int n, int tr
         if (y != x) sm_be_copy(L->be, y, x, sizeof(float) * (size_t)cnt);
         return;
     }
-    sm_be_dropout_forward(L->be, x, cnt, L->eps, L->noise, L->mask, y);
+    /* value j of this call is value row0 * out + j of the whole batch (row0 > 0 on a rank) */
+    const uint64_t key = L->noise + (uint64_t)L->noise_row0 * (uint64_t)sm_layer_out_size(L);
+    sm_be_dropout_forward(L->be, x, cnt, L->eps, key, L->mask, y);
 }
 
 static void dropout_backward(sm_layer *L, const float *x, const float *y, const float *dy, float *dx, int n) {

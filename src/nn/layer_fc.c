@@ -2,6 +2,7 @@
  * NHWC order and maps it to N features; forward and backward are single sgemm products. */
 #include "nn/layer.h"
 #include "backend/backend.h"
+#include "dist/dist.h"
 #include <string.h>
 
 static int fc_option(sm_layer *L, const char *key, const char *value) {
@@ -47,8 +48,18 @@ static size_t fc_workspace(const sm_layer *L, int cap) {
 static void fc_backward(sm_layer *L, const float *x, const float *y, const float *dy, float *dx, int n) {
     int in = (int)sm_layer_in_size(L);
     /* dW (oc, in) = dy^T (oc, n) x (n, in); db = sum_rows dy; dx (n, in) = dy (n, oc) W (oc, in) */
-    sm_be_gemm_at_b(L->be, L->oc, in, n, dy, L->oc, x, in, L->dW, in, L->ws);
-    if (L->b) sm_be_sum_rows(L->be, dy, n, L->oc, L->db, L->ws);
+    /* over the whole batch, or over each gradient shard's rows (as a rank of that many
+     * computes them), added in order */
+    const int S = L->shards > 1 ? L->shards : 1;
+    const int64_t nw = (int64_t)L->oc * in;
+    for (int q = 0; q < S; q++) {
+        int64_t a = 0, z = n;
+        if (S > 1) sm_dist_shard(n, q, S, &a, &z);
+        float *g = q ? L->shard_grad : L->dW; /* (nparams): W's gradient, then b's */
+        sm_be_gemm_at_b(L->be, L->oc, in, z - a, dy + a * L->oc, L->oc, x + a * in, in, g, in, L->ws);
+        if (L->b) sm_be_sum_rows(L->be, dy + a * L->oc, z - a, L->oc, q ? g + nw : L->db, L->ws);
+        if (q) sm_dist_add_f32(L->dW, g, L->nparams);
+    }
     if (dx) sm_be_gemm(L->be, 0, 0, n, in, L->oc, 1.0f, dy, L->oc, L->W, in, 0.0f, dx, in);
 }
 

@@ -10,6 +10,7 @@
  * gem_forward / gem_backward (gem1 in the inference plan).
  * Tensor: "<i>.gem.p" (1). */
 #include "nn/layer.h"
+#include "dist/dist.h"
 #include <string.h>
 
 static void gem_defaults(sm_layer *L) { L->eps = 3.0f; /* eps holds the initial p */ }
@@ -44,7 +45,19 @@ static void gem_forward(sm_layer *L, const float *x, float *y, int n, int train)
 }
 
 static void gem_backward(sm_layer *L, const float *x, const float *y, const float *dy, float *dx, int n) {
-    sm_be_gem_backward(L->be, x, dy, n, L->ih * L->iw, L->ic, L->W, dx, L->dW, L->ws);
+    const int64_t in = sm_layer_in_size(L), out = L->oc;
+    /* dL/dp over the whole batch, or each gradient shard's (as a rank's) then added in order */
+    const int S = L->shards > 1 ? L->shards : 1;
+    for (int q = 0; q < S; q++) {
+        int64_t a = 0, z = n;
+        if (S > 1) sm_dist_shard(n, q, S, &a, &z);
+        float dp = 0;
+        if (z > a)
+            sm_be_gem_backward(L->be, x + a * in, dy + a * out, (int)(z - a), L->ih * L->iw, L->ic, L->W,
+                               dx ? dx + a * in : NULL, &dp, L->ws);
+        if (q) L->dW[0] += dp;
+        else L->dW[0] = dp;
+    }
 }
 
 static size_t gem_workspace(const sm_layer *L, int cap) {

@@ -58,8 +58,9 @@ sm_status sm_layer_tensors(sm_layer *L, int index, sm_tensor_fn fn, void *ctx) {
 
 void sm_layer_free_cache(sm_layer *L) {
     sm_free(L->col); sm_free(L->mean); sm_free(L->rstd); sm_free(L->arg); sm_free(L->norm); sm_free(L->mask); sm_free(L->bn_sums);
+    sm_free(L->bn_part);
     L->col = L->mean = L->rstd = L->norm = NULL;
-    L->bn_sums = NULL;
+    L->bn_sums = L->bn_part = NULL;
     L->arg = NULL;
     L->mask = NULL;
 }

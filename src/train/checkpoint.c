@@ -73,7 +73,7 @@ static const char *const group_what[SM_CKPT_NGROUPS] = {
     "sampling (batch, P x K, epoch size, seed)",
     "augmentation (shift, flip, crop, colour jitter, erasing)",
     "fine-tuning (frozen batch norms or layers, backbone learning rate)",
-    "number of processes",
+    "number of processes or gradient shards (--grad-shards)",
 };
 
 void sm_trainer_config_crcs(const sm_trainer *t, uint32_t out[SM_CKPT_NGROUPS]) {
@@ -120,9 +120,10 @@ void sm_trainer_config_crcs(const sm_trainer *t, uint32_t out[SM_CKPT_NGROUPS]) 
     add_i64(&c, g->freeze_bn); add_i64(&c, g->freeze_until); add_f32(&c, g->backbone_lr_mult);
     for (int i = 0; i < t->nranges; i++) { add_i64(&c, t->ranges[i].off); add_i64(&c, t->ranges[i].n); add_f32(&c, t->ranges[i].mult); }
     out[5] = c.crc;
-    /* processes (data-parallel training computes the same up to rounding, not to the bit) */
+    /* the grouping of the batch's sums: N ranks, or one process with grad_shards N, which
+     * computes the same bits as N ranks (1: one process, no shards; the value before shards) */
     c.crc = 0;
-    add_i64(&c, t->dist ? t->dist->size : 1);
+    add_i64(&c, t->dist && t->dist->size > 1 ? t->dist->size : g->grad_shards > 1 ? g->grad_shards : 1);
     out[6] = c.crc;
 }
 

@@ -18,7 +18,10 @@
  * scaling by N: the layers' gradients are summed in rank order; the head's (the loss's own
  * parameters), already the whole batch's on every rank, are taken from rank 0.  Batch norm
  * synchronises its statistics (layer_bn.c).  Every decision that could differ between ranks (a
- * failed or non-finite step, a stop asked by the progress callback) is agreed on by all. */
+ * failed or non-finite step, a stop asked by the progress callback) is agreed on by all.
+ * With cfg.grad_shards = N a single process computes the layers' sums over the batch as N ranks
+ * do (src/nn/: each shard's part alone, the parts added in shard order), so that one process
+ * and N ranks give the same bits. */
 #include "data/data.h"
 #include "dist/dist.h"
 #include "loss/loss.h"
@@ -137,6 +140,15 @@ sm_status sm_trainer_create(sm_trainer **out, sm_model *m, sm_loss *loss, const 
         return sm_fail(SM_ERR_MISMATCH, "data of shape %dx%dx%d, model input %dx%dx%d", ds->h, ds->w, ds->c,
                        m->in_h, m->in_w, m->in_c);
     if (ds->n < 1) return sm_fail(SM_ERR_INVALID, "the training set is empty");
+    const int ranks = cfg->dist ? sm_dist_size(cfg->dist) : 1;
+    if (cfg->grad_shards < 0 || cfg->grad_shards > 65536)
+        return sm_fail(SM_ERR_INVALID, "gradient shards must be in 0..65536 (got %d)", cfg->grad_shards);
+    if (ranks > 1 && cfg->grad_shards > 1 && cfg->grad_shards != ranks)
+        return sm_fail(SM_ERR_INVALID, "gradient shards %d on %d ranks: with several ranks each rank is one shard "
+                       "(0 or %d)", cfg->grad_shards, ranks, ranks);
+    if (cfg->grad_shards > cfg->batch_size)
+        return sm_fail(SM_ERR_INVALID, "batch size %d is smaller than the %d gradient shards that share each batch",
+                       cfg->batch_size, cfg->grad_shards);
     if (cfg->dist && cfg->batch_size < sm_dist_size(cfg->dist))
         return sm_fail(SM_ERR_INVALID, "batch size %d is smaller than the %d ranks that share each batch",
                        cfg->batch_size, sm_dist_size(cfg->dist));
@@ -158,6 +170,8 @@ sm_status sm_trainer_create(sm_trainer **out, sm_model *m, sm_loss *loss, const 
     t->old_nhead = m->nhead;
     t->old_head = sm_alloc((size_t)(m->nhead + 1), sizeof(float));
     if (!t->xb || !t->yb || !t->gemb || !t->old_head) { st = SM_ERR_NOMEM; goto fail; }
+    /* defined values in the rows a rank of several does not decode (augmentation passes over them) */
+    memset(t->xb, 0, (size_t)B * (size_t)in * sizeof(float));
     if (cfg->aug.crop_scale_max > 0 && !(t->aug_scratch = sm_alloc((size_t)B, (size_t)in * sizeof(float)))) {
         st = SM_ERR_NOMEM;
         goto fail;
@@ -211,6 +225,8 @@ sm_status sm_trainer_create(sm_trainer **out, sm_model *m, sm_loss *loss, const 
         if ((st = sm_dist_bcast(t->dist, m->store.val, m->store.n * (int64_t)sizeof(float), 0))) goto fail;
         if (t->ema) memcpy(t->ema, m->store.val, sizeof(float) * (size_t)m->store.n);
         sm_model_set_dist(m, t->dist);
+    } else if (cfg->grad_shards > 1 && (st = sm_model_set_shards(m, cfg->grad_shards))) {
+        goto fail;
     }
     if (ds->x) {
         t->fill = ds->x[0];
@@ -267,6 +283,7 @@ void sm_trainer_free(sm_trainer *t) {
     if (!t) return;
     if (t->loss) sm_loss_unbind(t->loss);
     if (t->m && t->dist) sm_model_set_dist(t->m, NULL);
+    if (t->m) (void)sm_model_set_shards(t->m, 0);
     if (t->m) sm_params_drop_moments(&t->m->store); /* as the optimiser state sm_train used to free */
     if (!t->finished && t->m && t->old_head) { /* put the model's previous head back */
         if (t->m->nhead != t->old_nhead) (void)sm_model_resize_head(t->m, t->old_nhead);
@@ -352,14 +369,27 @@ sm_status sm_trainer_step(sm_trainer *t, sm_train_step_info *info) {
         t->pass_gen++;
         if (b == 0) t->steps = t->target < 0 ? t->plan.nbatches : (t->target + B - 1) / B;
     }
-    int n = (int)(t->plan.starts[t->pb + 1] - t->plan.starts[t->pb]);
+    const int full = (int)(t->plan.starts[t->pb + 1] - t->plan.starts[t->pb]);
+    int n = full;
     const int64_t *idx = t->plan.order + t->plan.starts[t->pb];
     if (t->target > 0 && n > t->target - t->seen) n = (int)(t->target - t->seen);
-    if (t->pf) { /* this batch, and the next two of the pass to decode while this one computes */
-        for (int64_t q = t->pb; q < t->pb + 3 && q < t->plan.nbatches; q++)
-            sm_prefetch_submit(t->pf, t->pass_gen << 32 | (uint64_t)q, t->plan.order + t->plan.starts[q],
-                               (int)(t->plan.starts[q + 1] - t->plan.starts[q]));
-        if ((st = sm_prefetch_take(t->pf, t->pass_gen << 32 | (uint64_t)t->pb, idx, n, t->xb))) return trainer_fail(t, st);
+    /* this rank's rows [lo, hi) of the batch: all of it in a single process */
+    int64_t lo = 0, hi = n;
+    if (t->dist) sm_dist_shard(n, t->dist->rank, t->dist->size, &lo, &hi);
+    if (t->pf) { /* this batch, and the next two of the pass to decode while this one computes; on
+                  * several ranks each decodes only its own rows of each batch */
+        const int R = t->dist ? t->dist->size : 1, r = t->dist ? t->dist->rank : 0;
+        for (int64_t q = t->pb; q < t->pb + 3 && q < t->plan.nbatches; q++) {
+            int64_t nq = t->plan.starts[q + 1] - t->plan.starts[q], a = 0, z = nq;
+            if (R > 1) sm_dist_shard(nq, r, R, &a, &z);
+            sm_prefetch_submit(t->pf, t->pass_gen << 32 | (uint64_t)q, t->plan.order + t->plan.starts[q] + a,
+                               (int)(z - a));
+        }
+        /* a batch cut short (the epoch's sample target) gives other shards than the queued ones:
+         * decoded afresh under a key of their own */
+        uint64_t key = t->pass_gen << 32 | (uint64_t)t->pb;
+        if (R > 1 && n != full) key |= (uint64_t)1 << 63;
+        if ((st = sm_prefetch_take(t->pf, key, idx + lo, (int)(hi - lo), t->xb + lo * in))) return trainer_fail(t, st);
     }
     t->pb++;
     for (int i = 0; i < n; i++) {
@@ -374,13 +404,12 @@ sm_status sm_trainer_step(sm_trainer *t, sm_train_step_info *info) {
     /* keep the last good state, so that a blow-up can be undone */
     memcpy(t->backup, P->val, sizeof(float) * (size_t)P->n);
 
-    /* this rank's rows [lo, hi) of the batch: all of it in a single process */
-    int64_t lo = 0, hi = n;
-    if (t->dist) sm_dist_shard(n, t->dist->rank, t->dist->size, &lo, &hi);
     /* a model with dropout: the step's mask key from the training RNG (drawn only then, so the
      * other models' random streams are as they were; every rank draws the same key) */
     if (m->uses_noise) m->noise = sm_rng_next(&t->rng);
+    m->noise_row0 = lo; /* a value's mask is that of its place in the whole batch */
     const float *emb = sm_model_forward(m, t->xb + lo * in, (int)(hi - lo), 1);
+    m->noise_row0 = 0;
     if (t->dist) { /* the whole batch's embeddings, shards in rank order */
         for (int r = 0; r < t->dist->size; r++) {
             int64_t a, z;
