@@ -388,7 +388,7 @@ static void test_checkpoint(void) {
         sm_train_config cv[3];
         const char *want[3] = {"its augmentation (shift, flip, crop, colour jitter, erasing) differs",
                                "its training data (images, labels, size, channels, normalisation)", /* and the shift's fill */
-                               "its validation (its images and labels, keep-best) differs"};
+                               "its validation (its images and labels, keep-best, the layer it embeds at) differs"};
         sm_dataset *ds2 = random_dataset(52, 4, 6);
         for (int k = 0; k < 3; k++) cv[k] = c;
         cv[0].aug.erase_p = 0.5f;
