@@ -29,6 +29,28 @@ static inline unsigned sm_simd_lanes_below(const float *row, float t, int full) 
 }
 #endif
 
+/* sm_simd_lanes_le(row, t): the bitmask of the lanes of row[0 .. SM_SIMD_LANES) whose value is
+ * <= t; sm_simd_lanes_le_each(row, t): the same against a threshold per lane, t[0 ..
+ * SM_SIMD_LANES) (NaN compares false in both). */
+#if defined(__AVX512F__)
+static inline unsigned sm_simd_lanes_le(const float *row, float t) {
+    return (unsigned)_mm512_cmp_ps_mask(_mm512_loadu_ps(row), _mm512_set1_ps(t), _CMP_LE_OQ);
+}
+static inline unsigned sm_simd_lanes_le_each(const float *row, const float *t) {
+    return (unsigned)_mm512_cmp_ps_mask(_mm512_loadu_ps(row), _mm512_loadu_ps(t), _CMP_LE_OQ);
+}
+#elif defined(__AVX2__)
+static inline unsigned sm_simd_lanes_le(const float *row, float t) {
+    return (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(row), _mm256_set1_ps(t), _CMP_LE_OQ));
+}
+static inline unsigned sm_simd_lanes_le_each(const float *row, const float *t) {
+    return (unsigned)_mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(row), _mm256_loadu_ps(t), _CMP_LE_OQ));
+}
+#else
+static inline unsigned sm_simd_lanes_le(const float *row, float t) { return row[0] <= t; }
+static inline unsigned sm_simd_lanes_le_each(const float *row, const float *t) { return row[0] <= t[0]; }
+#endif
+
 /* <a, b> over d floats, and |b|^2 into *bb. */
 static inline float sm_simd_dot_and_norm(const float *a, const float *b, int d, float *bb) {
     int t = 0;
