@@ -740,21 +740,27 @@ static void all_prefetch(const all_state *S, int64_t q0, int64_t m) {
 
 /* Scan the tile T (mi, ld) of blocks starting at rows i0 and j0: rows always, columns too when
  * the blocks differ (diag: the same block, whose diagonal is the self match). */
-static void all_scan(const all_state *S, const float *T, int64_t ld, int64_t i0, int64_t mi, int64_t j0,
-                     int64_t mj, int diag, float *f, int32_t *e) {
+static void all_scan(const all_state *S, float *T, int64_t ld, int64_t i0, int64_t mi, int64_t j0,
+                     int64_t mj, int diag, int kind, const float *xn, float *f, int32_t *e) {
+    static const float ones[SM_SIMD_LANES] = {0};
+    const float *an = xn ? xn + i0 : ones, *bn = xn ? xn + j0 : ones;
+    const int64_t bstep = xn ? 1 : 0;
     for (int64_t i = 0; i < mi; i++) S->seen[i0 + i] += (int32_t)(mj - diag);
     if (!diag)
         for (int64_t j = 0; j < mj; j++) S->seen[j0 + j] += (int32_t)mi;
     for (int64_t i = 0; i < mi; i++) {
-        const float *row = T + i * ld;
+        float *row = T + i * ld;
         const int64_t gi = i0 + i;
+        const float a = an[i * bstep];
         for (int64_t j = 0; j < mj; j += SM_SIMD_LANES) {
             const int64_t w = mj - j < SM_SIMD_LANES ? mj - j : SM_SIMD_LANES;
             unsigned mr, mc;
             if (w == SM_SIMD_LANES) {
+                sm_simd_keys(kind, row + j, a, bn + j * bstep);
                 mr = sm_simd_lanes_le(row + j, S->thr[gi]);
                 mc = diag ? 0u : sm_simd_lanes_le_each(row + j, S->thr + j0 + j);
             } else {
+                for (int64_t l = 0; l < w; l++) row[j + l] = sm_simd_key1(kind, row[j + l], a, bn[(j + l) * bstep]);
                 mr = (1u << w) - 1u;
                 mc = diag ? 0u : mr;
             }
@@ -890,9 +896,10 @@ sm_status sm_k_knn_all(int kind, const float *x, int64_t n, int d, int k, int ca
                 const int64_t mi = n - i0 < ALL_B ? n - i0 : ALL_B, mj = n - j0 < ALL_B ? n - j0 : ALL_B;
                 all_prefetch(&S, i0, mi);
                 if (J != I) all_prefetch(&S, j0, mj);
-                sm_k_dist_tile(kind, SM_K_DIST_NAN_INF, mi, mj, d, -1.0f, x + i0 * d, xn ? xn + i0 : NULL,
-                               x + j0 * d, xn ? xn + j0 : NULL, T, ALL_B);
-                all_scan(&S, T, ALL_B, i0, mi, j0, mj, I == J, f, e);
+                /* raw products alpha <x_i, x_j>; all_scan turns them into keys as it reads them */
+                sm_k_dist_tile(SM_K_DIST_DOT, 0u, mi, mj, d, kind == SM_K_DIST_SQL2 ? -2.0f : -1.0f, x + i0 * d,
+                               NULL, x + j0 * d, NULL, T, ALL_B);
+                all_scan(&S, T, ALL_B, i0, mi, j0, mj, I == J, kind, xn, f, e);
             }
         }
         /* each query's best k, ordered by (key, id), keys to output values */

@@ -4,6 +4,7 @@
  * otherwise.  Kept in the backend so that no file outside src/backend/ uses intrinsics. */
 #ifndef SM_BACKEND_SIMD_H
 #define SM_BACKEND_SIMD_H
+#include <math.h>
 #if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
@@ -49,6 +50,54 @@ static inline unsigned sm_simd_lanes_le_each(const float *row, const float *t) {
 #else
 static inline unsigned sm_simd_lanes_le(const float *row, float t) { return row[0] <= t; }
 static inline unsigned sm_simd_lanes_le_each(const float *row, const float *t) { return row[0] <= t[0]; }
+#endif
+
+/* The search keys of SM_SIMD_LANES raw products p (alpha already applied), written over p, the
+ * same bits as sm_k_dist_entry with SM_K_DIST_NAN_INF: kind 0 (SQL2) (a + b[l]) + p[l] clamped
+ * at 0, kind 1 (DOT) p[l], kind 2 (COS) p[l] * (a * b[l]); NaN becomes +inf.  b is unread for
+ * kind 1. */
+static inline float sm_simd_key1(int kind, float p, float a, float b) {
+    float v = p;
+    if (kind == 0) {
+        v = (a + b) + p;
+        v = v > 0.0f ? v : (v != v ? v : 0.0f);
+    } else if (kind == 2) {
+        v = p * (a * b);
+    }
+    return v != v ? (float)INFINITY : v;
+}
+#if defined(__AVX512F__)
+static inline void sm_simd_keys(int kind, float *p, float a, const float *b) {
+    __m512 v = _mm512_loadu_ps(p);
+    if (kind == 0) {
+        v = _mm512_add_ps(_mm512_add_ps(_mm512_set1_ps(a), _mm512_loadu_ps(b)), v);
+        const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+        v = _mm512_max_ps(v, _mm512_setzero_ps()); /* NaN and -0 give the second operand, +0 */
+        v = _mm512_mask_blend_ps(nan, v, _mm512_set1_ps((float)INFINITY));
+    } else {
+        if (kind == 2) v = _mm512_mul_ps(v, _mm512_mul_ps(_mm512_set1_ps(a), _mm512_loadu_ps(b)));
+        v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), v, _mm512_set1_ps((float)INFINITY));
+    }
+    _mm512_storeu_ps(p, v);
+}
+#elif defined(__AVX2__)
+static inline void sm_simd_keys(int kind, float *p, float a, const float *b) {
+    __m256 v = _mm256_loadu_ps(p);
+    if (kind == 0) {
+        v = _mm256_add_ps(_mm256_add_ps(_mm256_set1_ps(a), _mm256_loadu_ps(b)), v);
+        const __m256 nan = _mm256_cmp_ps(v, v, _CMP_UNORD_Q);
+        v = _mm256_max_ps(v, _mm256_setzero_ps());
+        v = _mm256_blendv_ps(v, _mm256_set1_ps((float)INFINITY), nan);
+    } else {
+        if (kind == 2) v = _mm256_mul_ps(v, _mm256_mul_ps(_mm256_set1_ps(a), _mm256_loadu_ps(b)));
+        v = _mm256_blendv_ps(v, _mm256_set1_ps((float)INFINITY), _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+    }
+    _mm256_storeu_ps(p, v);
+}
+#else
+static inline void sm_simd_keys(int kind, float *p, float a, const float *b) {
+    p[0] = sm_simd_key1(kind, p[0], a, kind == 1 ? 0.0f : b[0]);
+}
 #endif
 
 /* <a, b> over d floats, and |b|^2 into *bb. */
