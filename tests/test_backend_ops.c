@@ -765,11 +765,13 @@ static void check_knn_all(void) {
 
 static void check_knn(void) {
     /* shapes that take each path of the CPU kernel: tiny loops, one tile with a lazy database
-     * check, a few queries in one fused pass, many queries in per-thread blocks, whole-row
+     * check, one inner-product query streamed through the gemv (one and two threads), a few
+     * queries in one fused pass, many queries in per-thread blocks, whole-row
      * selection for k > 256 (one thread and several), and k larger than the database */
     const struct { int64_t n, nq; int d, k; } S[] = {
         {1, 1, 1, 1},     {7, 3, 5, 3},      {300, 5, 8, 4},    {4096, 4, 16, 1},  {4096, 9, 16, 10},
-        {2000, 1100, 8, 1}, {2000, 1100, 8, 5}, {2500, 6, 4, 300}, {2100, 40, 4, 260}, {5, 2, 3, 9}};
+        {2000, 1100, 8, 1}, {2000, 1100, 8, 5}, {2500, 6, 4, 300}, {2100, 40, 4, 260}, {5, 2, 3, 9},
+        {4096, 1, 16, 1}, {140000, 1, 16, 10}};
     const int kinds[] = {SM_K_DIST_SQL2, SM_K_DIST_DOT, SM_K_DIST_COS};
     for (size_t si = 0; si < sizeof S / sizeof S[0]; si++)
         for (int ki = 0; ki < 3; ki++)
@@ -839,15 +841,15 @@ static void check_knn(void) {
             }
     /* statuses: a non-finite database row is refused with nothing written; a workspace smaller
      * than the operation asked for is refused */
-    for (int path = 0; path < 2; path++) {
-        int64_t n = path ? 4096 : 50, nq = path ? 3 : 50;
-        int d = 16, k = 2;
+    for (int path = 0; path < 3; path++) { /* tiny loops, a few queries, one inner-product query */
+        int64_t n = path ? 4096 : 50, nq = path == 2 ? 1 : path ? 3 : 50;
+        int d = 16, k = 2, kind = path == 2 ? SM_K_DIST_DOT : SM_K_DIST_SQL2;
         float *db = randint(n * d, -2, 2), *q = randint(nq * d, -2, 2);
         db[(n - 1) * d + 3] = NAN;
         float *dist = malloc(sizeof(float) * (size_t)(nq * k));
         int64_t *idx = malloc(sizeof(int64_t) * (size_t)(nq * k));
         for (int64_t i = 0; i < nq * k; i++) { dist[i] = 7.0f; idx[i] = 7; }
-        CHECK_STATUS(run_knn(SM_K_DIST_SQL2, db, n, q, nq, d, k, -1, dist, idx), SM_ERR_NUMERIC);
+        CHECK_STATUS(run_knn(kind, db, n, q, nq, d, k, -1, dist, idx), SM_ERR_NUMERIC);
         int untouched = 1;
         for (int64_t i = 0; i < nq * k; i++) untouched &= dist[i] == 7.0f && idx[i] == 7;
         CHECK_MSG(untouched, "knn wrote its output before refusing a NaN database (path %d)", path);
