@@ -765,7 +765,7 @@ static void check_knn_all(void) {
 
 static void check_knn(void) {
     /* shapes that take each path of the CPU kernel: tiny loops, one tile with a lazy database
-     * check, one inner-product query streamed through the gemv (one and two threads), a few
+     * check, one query in the fused pass (one and two threads), a few
      * queries in one fused pass, many queries in per-thread blocks, whole-row
      * selection for k > 256 (one thread and several), and k larger than the database */
     const struct { int64_t n, nq; int d, k; } S[] = {

@@ -100,6 +100,23 @@ static inline void sm_simd_keys(int kind, float *p, float a, const float *b) {
 }
 #endif
 
+/* <a, b> over d floats, summed as sm_simd_dot_and_norm sums it (the same bits). */
+static inline float sm_simd_dot(const float *a, const float *b, int d) {
+    int t = 0;
+#if defined(__AVX512F__)
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    for (; t + 32 <= d; t += 32) {
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + t), _mm512_loadu_ps(b + t), s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + t + 16), _mm512_loadu_ps(b + t + 16), s1);
+    }
+    float s = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+#else
+    float s = 0;
+#endif
+    for (; t < d; t++) s += a[t] * b[t];
+    return s;
+}
+
 /* <a, b> over d floats, and |b|^2 into *bb. */
 static inline float sm_simd_dot_and_norm(const float *a, const float *b, int d, float *bb) {
     int t = 0;
