@@ -721,7 +721,7 @@ static void check_knn_all(void) {
             int64_t *idx = malloc(sizeof(int64_t) * (size_t)(n * k));
             CHECK_OK(run_knn(kind, x, n, x, n, d, k, 0, dist, idx));
             for (int round = 0; round < 3; round++) {
-                int cap = round == 0 ? k + 1 + k / 4 : 2 * k + 16, nt = round == 2 ? 1 : 2;
+                int cap = round == 0 ? k + 17 + k / 4 : 2 * k + 32, nt = round == 2 ? 1 : 2;
                 float *ad = malloc(sizeof(float) * (size_t)(n * cap));
                 int32_t *ai = malloc(sizeof(int32_t) * (size_t)(n * cap));
                 omp_set_num_threads(nt);
@@ -745,9 +745,9 @@ static void check_knn_all(void) {
             }
             free(dist); free(idx); free(x);
         }
-    /* statuses: a non-finite row, a short workspace, cap <= k */
+    /* statuses: a non-finite row, a short workspace, cap <= k + 16 */
     int64_t n = 600;
-    int d = 8, k = 5, cap = 20;
+    int d = 8, k = 5, cap = 40;
     float *x = randint(n * d, -2, 2);
     float *ad = malloc(sizeof(float) * (size_t)(n * cap));
     int32_t *ai = malloc(sizeof(int32_t) * (size_t)(n * cap));
@@ -756,7 +756,7 @@ static void check_knn_all(void) {
     x[(n - 1) * d + 2] = INFINITY;
     CHECK_STATUS(sm_be_knn_all(BE, SM_K_DIST_SQL2, x, n, d, k, cap, ad, ai, &w), SM_ERR_NUMERIC);
     x[(n - 1) * d + 2] = 1;
-    CHECK_STATUS(sm_be_knn_all(BE, SM_K_DIST_SQL2, x, n, d, k, k, ad, ai, &w), SM_ERR_INVALID);
+    CHECK_STATUS(sm_be_knn_all(BE, SM_K_DIST_SQL2, x, n, d, k, k + 16, ad, ai, &w), SM_ERR_INVALID);
     free(w.base);
     w = ws_of(need - 1);
     CHECK_STATUS(sm_be_knn_all(BE, SM_K_DIST_SQL2, x, n, d, k, cap, ad, ai, &w), SM_ERR_INVALID);

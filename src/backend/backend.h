@@ -88,7 +88,7 @@ static inline float sm_k_dist_entry(int kind, unsigned flags, float p, float a, 
 /* knn_all: the same for every row of one set x (n, d) against all the others (the evaluation's
  * query set = reference set), with the symmetric distance tiles computed once: the results of
  * knn with q = db, nq = n, self_offset 0, but with int32 indices and in caller buffers dist / idx
- * of (n, cap) rows, cap > k, which the operation also uses as candidate space (the first k of each
+ * of (n, cap) rows, cap > k + 16, which the operation also uses as candidate space (the first k of each
  * row are the result, the rest scratch).  NaN or Inf in x gives SM_ERR_NUMERIC. */
 
 /* ---- the table ---------------------------------------------------------------------------- */

@@ -311,9 +311,9 @@ sm_status sm_retrieval_metrics_per_query(const float *emb, const int32_t *labels
 
     /* every sample against all the others in one call when its candidate buffers (n, cap) fit
      * ALL_BUDGET: the symmetric tiles cost half the products; otherwise blocks of queries */
-    int64_t cap = 2 * K + 16;
+    int64_t cap = 2 * K + 32;
     if (cap > ALL_BUDGET / (n * 8)) cap = ALL_BUDGET / (n * 8);
-    if (n <= INT32_MAX && cap >= K + K / 4 + 16 && cap <= INT32_MAX) {
+    if (n <= INT32_MAX && cap >= K + K / 4 + 32 && cap <= INT32_MAX) {
         sm_backend *be = sm_backend_default();
         int kind = metric == SM_METRIC_L2 ? SM_K_DIST_SQL2 : metric == SM_METRIC_COSINE ? SM_K_DIST_COS : SM_K_DIST_DOT;
         float *adist = NULL;   /* (n, cap) */

@@ -644,6 +644,7 @@ sm_status sm_k_knn(int kind, const float *db, int64_t n, const float *q, int64_t
  * k others, so the result is the exact top k by (key, id) whatever the order of arrival, hence
  * the same for any thread count and schedule. */
 #define ALL_B 256 /* rows per block: a (B, B) tile of keys (256 KiB) stays in L2 */
+#define ALL_ROOM 16   /* free slots every buffer keeps (a vector of appends; cap > k + ALL_ROOM) */
 #define ALL_WARM 1024 /* candidates a query sees before its threshold is estimated (a larger sample
                        * estimates closer but inserts all it sees: 1,024 inserts the fewest at
                        * n = 100,000, k = 1,100) */
@@ -729,7 +730,7 @@ static inline void all_offer(const all_state *S, int64_t q, float v, int32_t id,
     S->keys[q * S->cap + c] = v;
     S->ids[q * S->cap + c] = id;
     S->cnt[q] = (int32_t)(c + 1);
-    if (c + 1 == S->cap) all_compact(S, q, f, e);
+    if (c + 1 > S->cap - ALL_ROOM) all_compact(S, q, f, e);
 }
 
 /* Ask for the cache lines where queries q0 .. q0 + m append next (they are scattered over the
@@ -769,6 +770,15 @@ static void all_scan(const all_state *S, float *T, int64_t ld, int64_t i0, int64
                 for (int64_t l = 0; l < w; l++) row[j + l] = sm_simd_key1(kind, row[j + l], a, bn[(j + l) * bstep]);
                 mr = (1u << w) - 1u;
                 mc = diag ? 0u : mr;
+            }
+            if (mr && w == SM_SIMD_LANES && !(diag && i >= j && i < j + SM_SIMD_LANES)) {
+                /* the row's lanes in one go (the buffer always has ALL_ROOM free) */
+                const int64_t c = S->cnt[gi];
+                const int got = sm_simd_append_before(row + j, S->thr[gi], S->thr_id[gi], (int32_t)(j0 + j),
+                                                      S->keys + gi * S->cap + c, S->ids + gi * S->cap + c);
+                S->cnt[gi] = (int32_t)(c + got);
+                if (c + got > S->cap - ALL_ROOM) all_compact(S, gi, f, e);
+                mr = 0;
             }
             while (mr) {
                 const int b = __builtin_ctz(mr);
@@ -833,8 +843,9 @@ sm_status sm_k_knn_all(int kind, const float *x, int64_t n, int d, int k, int ca
                        const sm_ws *ws) {
     if (n <= 0) return SM_OK;
     if (n > INT32_MAX) return sm_fail(SM_ERR_INVALID, "knn_all: n = %lld rows are more than 32-bit ids hold", (long long)n);
-    if (k < 1 || cap <= k)
-        return sm_fail(SM_ERR_INVALID, "knn_all: k = %d and cap = %d (need 1 <= k < cap)", k, cap);
+    if (k < 1 || cap <= k + ALL_ROOM)
+        return sm_fail(SM_ERR_INVALID, "knn_all: k = %d and cap = %d (need k >= 1 and cap > k + %d)", k, cap,
+                       ALL_ROOM);
     const size_t need = sm_k_knn_all_ws(n, d, k, cap, kind);
     if (!ws || ws->bytes < need)
         return sm_fail(SM_ERR_INVALID, "knn_all: a workspace of %zu bytes is too small (%zu needed)",

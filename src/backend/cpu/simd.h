@@ -5,6 +5,7 @@
 #ifndef SM_BACKEND_SIMD_H
 #define SM_BACKEND_SIMD_H
 #include <math.h>
+#include <stdint.h>
 #if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
@@ -97,6 +98,34 @@ static inline void sm_simd_keys(int kind, float *p, float a, const float *b) {
 #else
 static inline void sm_simd_keys(int kind, float *p, float a, const float *b) {
     p[0] = sm_simd_key1(kind, p[0], a, kind == 1 ? 0.0f : b[0]);
+}
+#endif
+
+/* Append to keys / ids (room for SM_SIMD_LANES each) the lanes l of row[0 .. SM_SIMD_LANES), with
+ * ids id0 + l, that come before (t, tid) in (key, id) order: key < t, or key == t and id <= tid
+ * (NaN never); returns how many. */
+#if defined(__AVX512F__)
+static inline int sm_simd_append_before(const float *row, float t, int32_t tid, int32_t id0, float *keys,
+                                        int32_t *ids) {
+    const __m512 v = _mm512_loadu_ps(row), tv = _mm512_set1_ps(t);
+    const __m512i id = _mm512_add_epi32(_mm512_set1_epi32(id0),
+                                        _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+    const __mmask16 m = _mm512_cmp_ps_mask(v, tv, _CMP_LT_OQ) |
+                        (_mm512_cmp_ps_mask(v, tv, _CMP_EQ_OQ) & _mm512_cmple_epi32_mask(id, _mm512_set1_epi32(tid)));
+    /* compress in registers, then a full store (a compressing store to memory is slow on some CPUs) */
+    _mm512_storeu_ps(keys, _mm512_maskz_compress_ps(m, v));
+    _mm512_storeu_si512((void *)ids, _mm512_maskz_compress_epi32(m, id));
+    return __builtin_popcount((unsigned)m);
+}
+#else
+static inline int sm_simd_append_before(const float *row, float t, int32_t tid, int32_t id0, float *keys,
+                                        int32_t *ids) {
+    int c = 0;
+    for (int l = 0; l < SM_SIMD_LANES; l++) {
+        const float v = row[l];
+        if (v < t || (v == t && id0 + l <= tid)) { keys[c] = v; ids[c] = id0 + l; c++; }
+    }
+    return c;
 }
 #endif
 
