@@ -745,6 +745,33 @@ static void check_knn_all(void) {
             }
             free(dist); free(idx); free(x);
         }
+    /* a layout that fools the warm-up estimate: 8 blocks of 256 rows (one warm-up round, which
+     * pairs block 0 with block 7), blocks 0 and 7 near 0 and the others far; a query of block 0
+     * sees only block 7 in the warm-up, so its estimated threshold keeps about half of its true
+     * 20 best, and the query is recomputed from every candidate */
+    {
+        int64_t n = 2048;
+        int d = 2, k = 20, cap = 2 * k + 32;
+        float *x = malloc(sizeof(float) * (size_t)(n * d));
+        for (int64_t i = 0; i < n * d; i++) {
+            int64_t blk = (i / d) / 256;
+            x[i] = (float)irand(0, 1000) / 1000.0f + (blk == 0 || blk == 7 ? 0.0f : 10.0f);
+        }
+        float *dist = malloc(sizeof(float) * (size_t)(n * k));
+        int64_t *idx = malloc(sizeof(int64_t) * (size_t)(n * k));
+        float *ad = malloc(sizeof(float) * (size_t)(n * cap));
+        int32_t *ai = malloc(sizeof(int32_t) * (size_t)(n * cap));
+        CHECK_OK(run_knn(SM_K_DIST_SQL2, x, n, x, n, d, k, 0, dist, idx));
+        sm_ws w = ws_of(sm_be_knn_all_ws(BE, n, d, k, cap, SM_K_DIST_SQL2));
+        CHECK_OK(sm_be_knn_all(BE, SM_K_DIST_SQL2, x, n, d, k, cap, ad, ai, &w));
+        free(w.base);
+        int same = 1;
+        for (int64_t i = 0; i < n; i++)
+            for (int r = 0; r < k; r++)
+                same &= ai[i * cap + r] == idx[i * k + r] && !memcmp(&ad[i * cap + r], &dist[i * k + r], sizeof(float));
+        CHECK_MSG(same, "knn_all differs from knn where the warm-up estimate is too low");
+        free(x); free(dist); free(idx); free(ad); free(ai);
+    }
     /* statuses: a non-finite row, a short workspace, cap <= k + 16 */
     int64_t n = 600;
     int d = 8, k = 5, cap = 40;
