@@ -706,13 +706,102 @@ static sm_status run_knn(int kind, const float *db, int64_t n, const float *q, i
     free(w.base);
     return st;
 }
+/* knn_all (every row against the others, symmetric tiles) gives knn's results (q = db, self
+ * excluded) bit for bit, for tight and roomy buffers, on 1 and 2 threads; knn is checked against
+ * the double reference above.  Small integers make ties common, so the (key, id) order is tested. */
+static void check_knn_all(void) {
+    const struct { int64_t n; int d, k; } S[] = {{1, 3, 1}, {7, 5, 3}, {300, 8, 4}, {600, 16, 10},
+                                               {1000, 8, 300}, {2100, 4, 260}, {5, 3, 9}, {777, 6, 1},
+                                               {3000, 8, 20}, {5000, 16, 40}};
+    const int kinds[] = {SM_K_DIST_SQL2, SM_K_DIST_DOT, SM_K_DIST_COS};
+    for (size_t si = 0; si < sizeof S / sizeof S[0]; si++)
+        for (int ki = 0; ki < 3; ki++) {
+            int64_t n = S[si].n;
+            int d = S[si].d, k = S[si].k, kind = kinds[ki];
+            float *x = randint(n * d, -2, 2);
+            for (int j = 0; j < d; j++) x[(n / 2) * d + j] = 0; /* a zero row (cosine 0) */
+            float *dist = malloc(sizeof(float) * (size_t)(n * k));
+            int64_t *idx = malloc(sizeof(int64_t) * (size_t)(n * k));
+            CHECK_OK(run_knn(kind, x, n, x, n, d, k, 0, dist, idx));
+            for (int round = 0; round < 3; round++) {
+                int cap = round == 0 ? k + 17 + k / 4 : 2 * k + 32, nt = round == 2 ? 1 : 2;
+                float *ad = malloc(sizeof(float) * (size_t)(n * cap));
+                int32_t *ai = malloc(sizeof(int32_t) * (size_t)(n * cap));
+                omp_set_num_threads(nt);
+                sm_ws w = ws_of(sm_be_knn_all_ws(BE, n, d, k, cap, kind));
+                CHECK_OK(sm_be_knn_all(BE, kind, x, n, d, k, cap, ad, ai, &w));
+                free(w.base);
+                omp_set_num_threads(2);
+                int64_t bad = -1;
+                for (int64_t i = 0; i < n && bad < 0; i++)
+                    for (int r = 0; r < k; r++)
+                        if (ai[i * cap + r] != idx[i * k + r] ||
+                            memcmp(&ad[i * cap + r], &dist[i * k + r], sizeof(float))) {
+                            fprintf(stderr, "knn_all n=%lld d=%d k=%d kind=%d cap=%d threads %d: row %lld rank %d got "
+                                    "(%g, %d) knn (%g, %lld)\n", (long long)n, d, k, kind, cap, nt, (long long)i, r,
+                                    ad[i * cap + r], ai[i * cap + r], dist[i * k + r], (long long)idx[i * k + r]);
+                            bad = i;
+                            break;
+                        }
+                CHECK_MSG(bad < 0, "knn_all shape %zu kind %d cap %d threads %d differs from knn", si, kind, cap, nt);
+                free(ad); free(ai);
+            }
+            free(dist); free(idx); free(x);
+        }
+    /* a layout that fools the warm-up estimate: 8 blocks of 256 rows (one warm-up round, which
+     * pairs block 0 with block 7), blocks 0 and 7 near 0 and the others far; a query of block 0
+     * sees only block 7 in the warm-up, so its estimated threshold keeps about half of its true
+     * 20 best, and the query is recomputed from every candidate */
+    {
+        int64_t n = 2048;
+        int d = 2, k = 20, cap = 2 * k + 32;
+        float *x = malloc(sizeof(float) * (size_t)(n * d));
+        for (int64_t i = 0; i < n * d; i++) {
+            int64_t blk = (i / d) / 256;
+            x[i] = (float)irand(0, 1000) / 1000.0f + (blk == 0 || blk == 7 ? 0.0f : 10.0f);
+        }
+        float *dist = malloc(sizeof(float) * (size_t)(n * k));
+        int64_t *idx = malloc(sizeof(int64_t) * (size_t)(n * k));
+        float *ad = malloc(sizeof(float) * (size_t)(n * cap));
+        int32_t *ai = malloc(sizeof(int32_t) * (size_t)(n * cap));
+        CHECK_OK(run_knn(SM_K_DIST_SQL2, x, n, x, n, d, k, 0, dist, idx));
+        sm_ws w = ws_of(sm_be_knn_all_ws(BE, n, d, k, cap, SM_K_DIST_SQL2));
+        CHECK_OK(sm_be_knn_all(BE, SM_K_DIST_SQL2, x, n, d, k, cap, ad, ai, &w));
+        free(w.base);
+        int same = 1;
+        for (int64_t i = 0; i < n; i++)
+            for (int r = 0; r < k; r++)
+                same &= ai[i * cap + r] == idx[i * k + r] && !memcmp(&ad[i * cap + r], &dist[i * k + r], sizeof(float));
+        CHECK_MSG(same, "knn_all differs from knn where the warm-up estimate is too low");
+        free(x); free(dist); free(idx); free(ad); free(ai);
+    }
+    /* statuses: a non-finite row, a short workspace, cap <= k + 16 */
+    int64_t n = 600;
+    int d = 8, k = 5, cap = 40;
+    float *x = randint(n * d, -2, 2);
+    float *ad = malloc(sizeof(float) * (size_t)(n * cap));
+    int32_t *ai = malloc(sizeof(int32_t) * (size_t)(n * cap));
+    size_t need = sm_be_knn_all_ws(BE, n, d, k, cap, SM_K_DIST_SQL2);
+    sm_ws w = ws_of(need);
+    x[(n - 1) * d + 2] = INFINITY;
+    CHECK_STATUS(sm_be_knn_all(BE, SM_K_DIST_SQL2, x, n, d, k, cap, ad, ai, &w), SM_ERR_NUMERIC);
+    x[(n - 1) * d + 2] = 1;
+    CHECK_STATUS(sm_be_knn_all(BE, SM_K_DIST_SQL2, x, n, d, k, k + 16, ad, ai, &w), SM_ERR_INVALID);
+    free(w.base);
+    w = ws_of(need - 1);
+    CHECK_STATUS(sm_be_knn_all(BE, SM_K_DIST_SQL2, x, n, d, k, cap, ad, ai, &w), SM_ERR_INVALID);
+    free(w.base); free(x); free(ad); free(ai);
+}
+
 static void check_knn(void) {
     /* shapes that take each path of the CPU kernel: tiny loops, one tile with a lazy database
-     * check, a few queries in one fused pass, many queries in per-thread blocks, whole-row
+     * check, one query in the fused pass (one and two threads), a few
+     * queries in one fused pass, many queries in per-thread blocks, whole-row
      * selection for k > 256 (one thread and several), and k larger than the database */
     const struct { int64_t n, nq; int d, k; } S[] = {
         {1, 1, 1, 1},     {7, 3, 5, 3},      {300, 5, 8, 4},    {4096, 4, 16, 1},  {4096, 9, 16, 10},
-        {2000, 1100, 8, 1}, {2000, 1100, 8, 5}, {2500, 6, 4, 300}, {2100, 40, 4, 260}, {5, 2, 3, 9}};
+        {2000, 1100, 8, 1}, {2000, 1100, 8, 5}, {2500, 6, 4, 300}, {2100, 40, 4, 260}, {5, 2, 3, 9},
+        {4096, 1, 16, 1}, {140000, 1, 16, 10}};
     const int kinds[] = {SM_K_DIST_SQL2, SM_K_DIST_DOT, SM_K_DIST_COS};
     for (size_t si = 0; si < sizeof S / sizeof S[0]; si++)
         for (int ki = 0; ki < 3; ki++)
@@ -782,15 +871,15 @@ static void check_knn(void) {
             }
     /* statuses: a non-finite database row is refused with nothing written; a workspace smaller
      * than the operation asked for is refused */
-    for (int path = 0; path < 2; path++) {
-        int64_t n = path ? 4096 : 50, nq = path ? 3 : 50;
-        int d = 16, k = 2;
+    for (int path = 0; path < 3; path++) { /* tiny loops, a few queries, one inner-product query */
+        int64_t n = path ? 4096 : 50, nq = path == 2 ? 1 : path ? 3 : 50;
+        int d = 16, k = 2, kind = path == 2 ? SM_K_DIST_DOT : SM_K_DIST_SQL2;
         float *db = randint(n * d, -2, 2), *q = randint(nq * d, -2, 2);
         db[(n - 1) * d + 3] = NAN;
         float *dist = malloc(sizeof(float) * (size_t)(nq * k));
         int64_t *idx = malloc(sizeof(int64_t) * (size_t)(nq * k));
         for (int64_t i = 0; i < nq * k; i++) { dist[i] = 7.0f; idx[i] = 7; }
-        CHECK_STATUS(run_knn(SM_K_DIST_SQL2, db, n, q, nq, d, k, -1, dist, idx), SM_ERR_NUMERIC);
+        CHECK_STATUS(run_knn(kind, db, n, q, nq, d, k, -1, dist, idx), SM_ERR_NUMERIC);
         int untouched = 1;
         for (int64_t i = 0; i < nq * k; i++) untouched &= dist[i] == 7.0f && idx[i] == 7;
         CHECK_MSG(untouched, "knn wrote its output before refusing a NaN database (path %d)", path);
@@ -1123,6 +1212,7 @@ int main(void) {
         check_blocks();
         check_dist();
         check_knn();
+        check_knn_all();
         check_optim();
         check_memory();
     }

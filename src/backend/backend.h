@@ -85,6 +85,11 @@ static inline float sm_k_dist_entry(int kind, unsigned flags, float p, float a, 
  * when self_offset >= 0.  dist (nq, k) holds the distances (SQL2) or similarities; unfilled
  * slots have index -1 and distance +inf (SQL2) or -inf.  NaN or Inf in the database gives
  * SM_ERR_NUMERIC with nothing written; the queries are the caller's to check. */
+/* knn_all: the same for every row of one set x (n, d) against all the others (the evaluation's
+ * query set = reference set), with the symmetric distance tiles computed once: the results of
+ * knn with q = db, nq = n, self_offset 0, but with int32 indices and in caller buffers dist / idx
+ * of (n, cap) rows, cap > k + 16, which the operation also uses as candidate space (the first k of each
+ * row are the result, the rest scratch).  NaN or Inf in x gives SM_ERR_NUMERIC. */
 
 /* ---- the table ---------------------------------------------------------------------------- */
 typedef struct sm_backend sm_backend;

@@ -2,8 +2,10 @@
  * of pytorch-metric-learning's AccuracyCalculator (query set = reference set, self excluded):
  * precision@1, R-precision, MAP@R, recall@{1,2,4,8}, and NMI of a k-means clustering; plus the
  * standalone sm_nmi (scikit-learn's normalized_mutual_info_score, arithmetic normalisation).
- * Neighbours come from the exact search (gallery/search.c) in blocks of queries, each query
- * keeping only its top max(R_max, 8) by partial selection, so memory stays bounded. */
+ * Neighbours (each query's top K = max(R_max, 8)) come from the backend's all-pairs k-NN (knn_all:
+ * the symmetric distance tiles once, candidate buffers of (n, cap)) when its buffers fit
+ * ALL_BUDGET, else from the exact search (gallery/search.c) in blocks of queries, so memory
+ * stays bounded; both give the same neighbours. */
 #include "core/core.h"
 #include "backend/backend.h"
 #include "gallery/search.h"
@@ -20,6 +22,7 @@
 #define PAR_WORK ((int64_t)1 << 21)  /* n * d below this: one thread (a parallel region costs
                                        * more than it saves, worst on a loaded machine) */
 #define KNN_BLOCK_ENTRIES ((int64_t)1 << 22) /* queries per block * K: 48 MiB of results */
+#define ALL_BUDGET ((int64_t)3 << 29) /* bytes of (n, cap) candidate buffers for one all-pairs call (1.5 GiB) */
 
 static int cmp_i32(const void *pa, const void *pb) {
     int32_t a = *(const int32_t *)pa, b = *(const int32_t *)pb;
@@ -268,54 +271,84 @@ sm_status sm_retrieval_metrics_per_query(const float *emb, const int32_t *labels
     int64_t K = maxc - 1 > 8 ? maxc - 1 : 8;
     if (K > n - 1) K = n - 1;
     if (K > INT32_MAX) K = INT32_MAX;
-    int64_t B = KNN_BLOCK_ENTRIES / K;
-    if (B < 1) B = 1;
-    if (B > n) B = n;
-    dist = sm_alloc((size_t)(B * K), sizeof(float)); /* (B, K) */
-    idx = sm_alloc((size_t)(B * K), sizeof(int64_t)); /* (B, K) */
-    if (!dist || !idx) { st = SM_ERR_NOMEM; goto done; }
-
     static const int rk[4] = {1, 2, 4, 8};
     double p1 = 0, rprec = 0, map = 0, rec[4] = {0, 0, 0, 0};
     int64_t nquery = 0, nskip = 0;
-    for (int64_t q0 = 0; q0 < n; q0 += B) {
-        int64_t mq = n - q0 < B ? n - q0 : B;
-        st = sm_knn_search_ex(emb, n, emb + q0 * d, mq, d, (int)K, metric, q0, dist, idx);
+    /* the ranks of query qi's neighbours nb (K of them, int64 or int32 ids) into the sums */
+#define SCORE_QUERY(qi, NB)                                                                  \
+    do {                                                                                     \
+        int32_t c = cls[qi];                                                                 \
+        int64_t R = cnt[c] - 1;                                                              \
+        if (R <= 0) {                                                                        \
+            nskip++;                                                                         \
+            if (ap_at_r) ap_at_r[qi] = NAN;                                                  \
+            if (r_precision) r_precision[qi] = NAN;                                          \
+            if (precision_at_1) precision_at_1[qi] = NAN;                                    \
+            break;                                                                           \
+        }                                                                                    \
+        nquery++;                                                                            \
+        int64_t hits = 0, first_hit = -1;                                                    \
+        double ap = 0;                                                                       \
+        for (int64_t r = 0; r < K; r++) {                                                    \
+            int rel = (NB)[r] >= 0 && cls[(NB)[r]] == c;                                     \
+            if (!rel) continue;                                                              \
+            if (first_hit < 0) first_hit = r;                                                \
+            if (r < R) {                                                                     \
+                hits++;                                                                      \
+                ap += (double)hits / (double)(r + 1);                                        \
+            } else {                                                                         \
+                break;                                                                       \
+            }                                                                                \
+        }                                                                                    \
+        p1 += first_hit == 0;                                                                \
+        rprec += (double)hits / (double)R;                                                   \
+        map += ap / (double)R;                                                               \
+        if (ap_at_r) ap_at_r[qi] = ap / (double)R;                                           \
+        if (r_precision) r_precision[qi] = (double)hits / (double)R;                         \
+        if (precision_at_1) precision_at_1[qi] = first_hit == 0;                             \
+        for (int j = 0; j < 4; j++) rec[j] += first_hit >= 0 && first_hit < rk[j];           \
+    } while (0)
+
+    /* every sample against all the others in one call when its candidate buffers (n, cap) fit
+     * ALL_BUDGET: the symmetric tiles cost half the products; otherwise blocks of queries */
+    int64_t cap = 2 * K + 32;
+    if (cap > ALL_BUDGET / (n * 8)) cap = ALL_BUDGET / (n * 8);
+    if (n <= INT32_MAX && cap >= K + K / 4 + 32 && cap <= INT32_MAX) {
+        sm_backend *be = sm_backend_default();
+        int kind = metric == SM_METRIC_L2 ? SM_K_DIST_SQL2 : metric == SM_METRIC_COSINE ? SM_K_DIST_COS : SM_K_DIST_DOT;
+        float *adist = NULL;   /* (n, cap) */
+        int32_t *aidx = NULL;  /* (n, cap) */
+        sm_ws ws = {NULL, sm_be_knn_all_ws(be, n, d, (int)K, (int)cap, kind)};
+        if (sm_be_alloc(be, (size_t)(n * cap) * sizeof(float), (void **)&adist) != SM_OK ||
+            sm_be_alloc(be, (size_t)(n * cap) * sizeof(int32_t), (void **)&aidx) != SM_OK ||
+            (ws.bytes && sm_be_alloc(be, ws.bytes, &ws.base) != SM_OK)) {
+            sm_be_free(be, adist); sm_be_free(be, aidx);
+            st = sm_fail(SM_ERR_NOMEM, "retrieval metrics: out of memory for %lld x %lld candidates",
+                         (long long)n, (long long)cap);
+            goto done;
+        }
+        st = sm_be_knn_all(be, kind, emb, n, d, (int)K, (int)cap, adist, aidx, &ws);
+        sm_be_free(be, ws.base);
+        if (st == SM_OK)
+            for (int64_t i = 0; i < n; i++) SCORE_QUERY(i, aidx + i * cap);
+        sm_be_free(be, adist);
+        sm_be_free(be, aidx);
         if (st != SM_OK) goto done;
-        for (int64_t i = 0; i < mq; i++) {
-            int32_t c = cls[q0 + i];
-            int64_t R = cnt[c] - 1;
-            if (R <= 0) {
-                nskip++;
-                if (ap_at_r) ap_at_r[q0 + i] = NAN;
-                if (r_precision) r_precision[q0 + i] = NAN;
-                if (precision_at_1) precision_at_1[q0 + i] = NAN;
-                continue;
-            }
-            nquery++;
-            const int64_t *nb = idx + i * K;
-            int64_t hits = 0, first_hit = -1;
-            double ap = 0;
-            for (int64_t r = 0; r < K; r++) {
-                int rel = nb[r] >= 0 && cls[nb[r]] == c;
-                if (!rel) continue;
-                if (first_hit < 0) first_hit = r;
-                if (r < R) {
-                    hits++;
-                    ap += (double)hits / (double)(r + 1);
-                } else {
-                    break;
-                }
-            }
-            p1 += first_hit == 0;
-            rprec += (double)hits / (double)R;
-            map += ap / (double)R;
-            if (ap_at_r) ap_at_r[q0 + i] = ap / (double)R;
-            if (r_precision) r_precision[q0 + i] = (double)hits / (double)R;
-            if (precision_at_1) precision_at_1[q0 + i] = first_hit == 0;
-            for (int j = 0; j < 4; j++) rec[j] += first_hit >= 0 && first_hit < rk[j];
+    } else {
+        int64_t B = KNN_BLOCK_ENTRIES / K;
+        if (B < 1) B = 1;
+        if (B > n) B = n;
+        dist = sm_alloc((size_t)(B * K), sizeof(float)); /* (B, K) */
+        idx = sm_alloc((size_t)(B * K), sizeof(int64_t)); /* (B, K) */
+        if (!dist || !idx) { st = SM_ERR_NOMEM; goto done; }
+        for (int64_t q0 = 0; q0 < n; q0 += B) {
+            int64_t mq = n - q0 < B ? n - q0 : B;
+            st = sm_knn_search_ex(emb, n, emb + q0 * d, mq, d, (int)K, metric, q0, dist, idx);
+            if (st != SM_OK) goto done;
+            for (int64_t i = 0; i < mq; i++) SCORE_QUERY(q0 + i, idx + i * K);
         }
     }
+#undef SCORE_QUERY
 
     /* NMI of k-means clusters (on unit vectors for the cosine metric) */
     clu = sm_alloc((size_t)n, sizeof(int32_t)); /* (n) cluster ids */

@@ -81,6 +81,7 @@ static sm_status cpu_sync(sm_backend *be) {
 #define SM_K_CALL_row_norms(A) SM_K_VOID(row_norms, A)
 #define SM_K_CALL_dist_tile(A) SM_K_VOID(dist_tile, A)
 #define SM_K_CALL_knn(A) return sm_k_knn A
+#define SM_K_CALL_knn_all(A) return sm_k_knn_all A
 #define SM_K_CALL_optim_update(A) SM_K_VOID(optim_update, A)
 #include "backend/ops.def"
 #undef SM_BE_OP

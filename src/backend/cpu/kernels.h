@@ -167,6 +167,14 @@ void sm_k_dist_tile(int kind, unsigned flags, int64_t mq, int64_t md, int d, flo
 size_t sm_k_knn_ws(int64_t n, int64_t nq, int d, int k, int kind);
 sm_status sm_k_knn(int kind, const float *db, int64_t n, const float *q, int64_t nq, int d, int k,
                    int64_t self_offset, float *dist, int64_t *idx, const sm_ws *ws);
+/* knn_all (knn_cpu.c): every row of x (n, d) against all the others (self excluded), the
+ * symmetric tiles computed once; dist / idx (n, cap) are the caller's, used as candidate buffers:
+ * on return the first k of row i hold its best k (as knn: best first, ties to the lower index,
+ * unfilled slots -1 with +inf (SQL2) or -inf), the rest is scratch.  k >= 1, cap > k + 16, n < 2^31;
+ * a larger cap means fewer compactions.  The workspace is sized by sm_k_knn_all_ws. */
+size_t sm_k_knn_all_ws(int64_t n, int d, int k, int cap, int kind);
+sm_status sm_k_knn_all(int kind, const float *x, int64_t n, int d, int k, int cap, float *dist, int32_t *idx,
+                       const sm_ws *ws);
 
 /* ---- optimiser (optim_cpu.c): one update of n parameters p from their gradients g with the
  * moments m (and v for Adam), step t >= 1 (bias correction; SGD's first step sets the momentum
