@@ -11,7 +11,7 @@
 #  3. the same training with the contrastive loss (pos 0, neg 1): MAP@R >= 0.38.
 #  4. cnn-s's trunk with a projection head (gap; fc 128; bn; relu; fc 64; l2norm), the same
 #     settings, the embedding taken before the head (--embed-at 12.gap, 128 wide): MAP@R >= 0.42
-#     (seed 1 gives 0.4494 here; docs/training.md, "Embedding before the head": mean 0.43x over
+#     (seed 1 gives 0.4494 here; docs/training.md, "Embedding before the head": mean 0.436 over
 #     seeds 1-4).
 # Training is bit-deterministic for a seed and a thread count on one machine; the thresholds
 # are the issues' and sit 0.005-0.03 below what seed 1 gives here (docs/training.md shows the
