@@ -42,19 +42,19 @@ void sm_k_gemv(int ta, int m, int n, float alpha, const float *A, int lda, const
 }
 
 /* Chunks of the long k of A^T B: a fixed number, independent of the thread count. */
-static int64_t at_b_chunks(int64_t k) {
+int64_t sm_k_at_b_chunks(int64_t k) {
     int64_t nch = k / 2048;
     return nch > 16 ? 16 : nch;
 }
 
 size_t sm_k_gemm_at_b_ws(int m, int n, int64_t k) {
-    int64_t nch = at_b_chunks(k);
+    int64_t nch = sm_k_at_b_chunks(k);
     return nch > 1 ? (size_t)nch * (size_t)m * (size_t)n * sizeof(float) : 0;
 }
 
 void sm_k_gemm_at_b(int m, int n, int64_t k, const float *A, int lda, const float *B, int ldb,
                     float *C, int ldc, const sm_ws *ws) {
-    const int64_t nch = at_b_chunks(k);
+    const int64_t nch = sm_k_at_b_chunks(k);
     if (nch <= 1) { /* short k: one threaded sgemm */
         sm_k_gemm(1, 0, m, n, (int)k, 1.0f, A, lda, B, ldb, 0.0f, C, ldc);
         return;
