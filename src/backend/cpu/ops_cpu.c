@@ -285,8 +285,8 @@ void sm_k_bn_grad_sums(const float *x, const float *dy, const float *y_relu, int
             const float *xi = x + i * c, *di = dy + i * c, *yi = y_relu ? y_relu + i * c : NULL;
             if (yi) {
 #pragma omp simd
-                for (int j = 0; j < c; j++) {
-                    float d = yi[j] <= 0 ? 0.0f : di[j];
+                for (int j = 0; j < c; j++) { /* dy read unconditionally: a select, no branch */
+                    float dv = di[j], d = yi[j] <= 0 ? 0.0f : dv;
                     b[j] += d;
                     g[j] += d * (xi[j] - mean[j]) * rstd[j];
                 }
