@@ -218,7 +218,8 @@ static void check_conv1ch(void) {
     typedef struct { int n, h, w, k, s, p, oc; } shape1;
     const shape1 shapes[] = {{1, 1, 1, 1, 1, 0, 1},   {2, 5, 7, 3, 1, 1, 5},     {3, 8, 8, 3, 2, 1, 33},
                              {1, 9, 6, 5, 1, 2, 32},  {2, 4, 4, 2, 2, 0, 70},    {1, 7, 3, 3, 3, 2, 3},
-                             {6, 28, 28, 3, 1, 1, 32}, {1, 11, 10, 8, 1, 3, 17}, {9, 28, 28, 3, 1, 1, 40}};
+                             {6, 28, 28, 3, 1, 1, 32}, {1, 11, 10, 8, 1, 3, 17}, {9, 28, 28, 3, 1, 1, 40},
+                             {1, 8, 2100, 8, 4, 0, 3} /* rows wider than the kernels' padded-row window */};
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         const shape1 *S = &shapes[i];
         const conv_shape C = {S->n, S->h, S->w, 1, S->k, S->s, S->p};
