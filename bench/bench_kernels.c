@@ -3,6 +3,7 @@
  * beside OpenBLAS's sgemm at the same shapes (the peer only: loaded with dlopen, so simile
  * itself links no BLAS) and beside the CPU's fp32 peak given on the command line.
  *   bench_kernels [--threads N] [--peak GFLOPS] [--openblas PATH] [--seconds S] [--clock wall|cpu]
+ *                 [--only TEXT] (only the shapes whose name contains TEXT)
  * (--clock cpu times with the process's CPU seconds: with --threads 1 that leaves out the time
  * other processes take on a shared machine; with more threads it would count OpenMP's spinning)
  * Shapes (row-major, C (m, n) = op(A) op(B), as the layers call them; B = batch):
@@ -10,6 +11,9 @@
  *   conv2/3 dx      dy (B*HW, oc) times W (oc, 9*ic)
  *   conv1/2/3 dW    dy^T (oc, B*HW) times col (B*HW, 9*ic), sm_k_gemm_at_b (k-chunked; the peer
  *                   runs one sgemm over the whole k)
+ *   conv1 direct    the 1-channel first layer as the layers run it (sm_k_conv1ch, sm_k_conv1ch_dw:
+ *                   no im2col; plain C vectorised by the compiler, the same code in every path's
+ *                   column); the peer runs the im2col product of the same shape (im2col not timed)
  *   fc fwd          (B, 128) times W^T (128, 64)
  *   search tile     4096 queries x 1024 database rows x 128 (one tile of 200k x 128)
  *   search 1 query  sgemv: 200k x 128 database times one query
@@ -42,7 +46,7 @@ static double now(void) {
 
 typedef struct {
     const char *name;
-    int kind; /* 0 gemm, 1 at_b, 2 gemv */
+    int kind; /* 0 gemm, 1 at_b, 2 gemv, 3 direct 1-channel conv forward, 4 its weight gradient */
     int ta, tb, m, n, k;
 } shape;
 
@@ -55,6 +59,10 @@ static void run_own(const shape *s) {
         sm_k_gemm(s->ta, s->tb, s->m, s->n, s->k, 1.0f, A, s->ta ? s->m : s->k, B, s->tb ? s->k : s->n, 0.0f, C, s->n);
     else if (s->kind == 1)
         sm_k_gemm_at_b(s->m, s->n, s->k, A, s->m, B, s->n, C, s->n, &ws);
+    else if (s->kind == 3) /* x (m / 784 images of 28x28) in A, W (n, 9) in B */
+        sm_k_conv1ch(A, s->m / 784, 28, 28, 3, 1, 1, 28, 28, B, s->n, C);
+    else if (s->kind == 4) /* x (k / 784 images) in B, dy (k, m) in A */
+        sm_k_conv1ch_dw(B, A, (int)(s->k / 784), 28, 28, 3, 1, 1, 28, 28, s->m, C, &ws);
     else
         sm_k_gemv(0, s->m, s->k, 1.0f, A, s->k, B, 1, 0.0f, C, 1);
 }
@@ -86,13 +94,14 @@ static double gflops(const shape *s, void (*fn)(const shape *)) {
 int main(int argc, char **argv) {
     int threads = 0;
     double peak = 0;
-    const char *blas = "/usr/lib/x86_64-linux-gnu/openblas-openmp/libopenblas.so.0";
+    const char *blas = "/usr/lib/x86_64-linux-gnu/openblas-openmp/libopenblas.so.0", *only = NULL;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--peak")) peak = atof(argv[i + 1]);
         else if (!strcmp(argv[i], "--openblas")) blas = argv[i + 1];
         else if (!strcmp(argv[i], "--seconds")) min_seconds = atof(argv[i + 1]);
         else if (!strcmp(argv[i], "--clock")) cpu_clock = !strcmp(argv[i + 1], "cpu");
+        else if (!strcmp(argv[i], "--only")) only = argv[i + 1];
         else { fprintf(stderr, "bench_kernels: unknown option %s\n", argv[i]); return 2; }
     }
     sm_set_num_threads(threads);
@@ -116,6 +125,8 @@ int main(int argc, char **argv) {
         {"conv2 dx   (B*196, 64) x (64, 288)", 0, 0, 0, batch * 196, 288, 64},
         {"conv3 dx   (B*49, 128) x (128, 576)", 0, 0, 0, batch * 49, 576, 128},
         {"conv1 dW   (32, B*784) x (B*784, 9)", 1, 1, 0, 32, 9, batch * 784},
+        {"conv1 fwd, direct (no im2col)", 3, 0, 1, batch * 784, 32, 9},
+        {"conv1 dW, direct (no im2col)", 4, 1, 0, 32, 9, batch * 784},
         {"conv2 dW   (64, B*196) x (B*196, 288)", 1, 1, 0, 64, 288, batch * 196},
         {"conv3 dW   (128, B*49) x (B*49, 576)", 1, 1, 0, 128, 576, batch * 49},
         {"fc fwd     (B, 128) x (128, 64)", 0, 0, 1, batch, 64, 128},
@@ -128,8 +139,8 @@ int main(int argc, char **argv) {
         const shape *s = &shapes[i];
         size_t a = (size_t)s->m * s->k, b = (size_t)s->k * (s->kind == 2 ? 1 : s->n), c = (size_t)s->m * s->n;
         na = a > na ? a : na, nb = b > nb ? b : nb, nc = c > nc ? c : nc;
-        if (s->kind == 1) {
-            size_t w = sm_k_gemm_at_b_ws(s->m, s->n, s->k);
+        if (s->kind == 1 || s->kind == 4) {
+            size_t w = s->kind == 1 ? sm_k_gemm_at_b_ws(s->m, s->n, s->k) : sm_k_conv1ch_dw_ws(s->m, 3, s->k);
             nws = w > nws ? w : nws;
         }
     }
@@ -158,6 +169,7 @@ int main(int argc, char **argv) {
     printf("---|---|%s\n", peak > 0 ? "---|" : "");
     for (int i = 0; i < ns; i++) {
         const shape *s = &shapes[i];
+        if (only && !strstr(s->name, only)) continue;
         printf("| %s |", s->name);
         double best = 0;
         for (int p = 0; p < np; p++) {

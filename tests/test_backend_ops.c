@@ -211,6 +211,72 @@ static void check_unfold(void) {
     }
 }
 
+/* The direct 1-channel convolution (conv1ch, conv1ch1, conv1ch_dw) against the double reference
+ * and, bit for bit, against the im2col + gemm / gemm_at_b path it replaces (the same fma chains):
+ * shapes with padding, stride, k = 1 to 8, channel counts around its 32-channel blocks, and
+ * batches whose rows make gemm_at_b chunk (>= 4096 rows) or not; 1 and 2 threads.  Zero and
+ * negative-zero inputs and a huge value are mixed in so that the padded cells' fma(0, w, acc)
+ * terms matter to the bits. */
+static void check_conv1ch(void) {
+    typedef struct { int n, h, w, k, s, p, oc; } shape1;
+    const shape1 shapes[] = {{1, 1, 1, 1, 1, 0, 1},   {2, 5, 7, 3, 1, 1, 5},     {3, 8, 8, 3, 2, 1, 33},
+                             {1, 9, 6, 5, 1, 2, 32},  {2, 4, 4, 2, 2, 0, 70},    {1, 7, 3, 3, 3, 2, 3},
+                             {6, 28, 28, 3, 1, 1, 32}, {1, 11, 10, 8, 1, 3, 17}, {9, 28, 28, 3, 1, 1, 40},
+                             {1, 8, 2100, 8, 4, 0, 3} /* rows wider than the kernels' padded-row window */};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        const shape1 *S = &shapes[i];
+        const conv_shape C = {S->n, S->h, S->w, 1, S->k, S->s, S->p};
+        const int oh = (S->h + 2 * S->p - S->k) / S->s + 1, ow = (S->w + 2 * S->p - S->k) / S->s + 1, K = S->k * S->k;
+        const int64_t nx = (int64_t)S->n * S->h * S->w, rows = (int64_t)S->n * oh * ow;
+        float *x = randf(nx, 1), *W = randf((int64_t)S->oc * K, 1), *dy = randf(rows * S->oc, 1);
+        for (int64_t t = 0; t < nx; t += 7) x[t] = t % 3 ? 0.0f : -0.0f;
+        if (nx > 5) x[5] = 1e30f;
+        float *col = malloc(sizeof(float) * (size_t)(rows * K));
+        sm_be_im2col(BE, x, S->n, S->h, S->w, 1, S->k, S->s, S->p, oh, ow, col);
+        float *yg = malloc(sizeof(float) * (size_t)(rows * S->oc)), *y = malloc(sizeof(float) * (size_t)(rows * S->oc)),
+              *y1 = malloc(sizeof(float) * (size_t)(rows * S->oc));
+        sm_be_gemm(BE, 0, 1, (int)rows, S->oc, K, 1.0f, col, K, W, K, 0.0f, yg, S->oc);
+        sm_set_num_threads(2);
+        sm_be_conv1ch(BE, x, S->n, S->h, S->w, S->k, S->s, S->p, oh, ow, W, S->oc, y);
+        sm_be_conv1ch1(BE, x, S->n, S->h, S->w, S->k, S->s, S->p, oh, ow, W, S->oc, y1);
+        CHECK_MSG(!memcmp(y, yg, sizeof(float) * (size_t)(rows * S->oc)), "conv1ch shape %zu: not the bits of im2col + gemm", i);
+        CHECK_MSG(!memcmp(y1, yg, sizeof(float) * (size_t)(rows * S->oc)), "conv1ch1 shape %zu: not the bits of im2col + gemm", i);
+        double *rcol = dzeros(rows * K), *ry = dzeros(rows * S->oc), *rdw = dzeros((int64_t)S->oc * K);
+        ref_im2col(x, &C, oh, ow, rcol);
+        for (int64_t r = 0; r < rows; r++)
+            for (int o = 0; o < S->oc; o++) {
+                double a = 0;
+                for (int t = 0; t < K; t++) a += rcol[r * K + t] * W[(int64_t)o * K + t];
+                ry[r * S->oc + o] = a;
+            }
+        CHECK_MSG(nmse(y, ry, rows * S->oc) <= TOL, "conv1ch shape %zu: nmse %g", i, nmse(y, ry, rows * S->oc));
+        /* the weight gradient: the bits of gemm_at_b on the unfolded input, on 1 and 2 threads */
+        float *dwg = malloc(sizeof(float) * (size_t)(S->oc * K)), *dw1 = malloc(sizeof(float) * (size_t)(S->oc * K)),
+              *dw2 = malloc(sizeof(float) * (size_t)(S->oc * K));
+        size_t wb = sm_be_gemm_at_b_ws(BE, S->oc, K, rows), cb = sm_be_conv1ch_dw_ws(BE, S->oc, S->k, rows);
+        sm_ws wg = ws_of(wb), wc = ws_of(cb);
+        sm_be_gemm_at_b(BE, S->oc, K, rows, dy, S->oc, col, K, dwg, K, &wg);
+        sm_set_num_threads(1);
+        sm_be_conv1ch_dw(BE, x, dy, S->n, S->h, S->w, S->k, S->s, S->p, oh, ow, S->oc, dw1, &wc);
+        sm_set_num_threads(2);
+        sm_be_conv1ch_dw(BE, x, dy, S->n, S->h, S->w, S->k, S->s, S->p, oh, ow, S->oc, dw2, &wc);
+        CHECK_MSG(!memcmp(dw1, dwg, sizeof(float) * (size_t)(S->oc * K)), "conv1ch_dw shape %zu: not the bits of gemm_at_b", i);
+        CHECK_MSG(!memcmp(dw2, dw1, sizeof(float) * (size_t)(S->oc * K)), "conv1ch_dw shape %zu: 1 and 2 threads differ", i);
+        for (int o = 0; o < S->oc; o++)
+            for (int t = 0; t < K; t++) {
+                double a = 0;
+                for (int64_t r = 0; r < rows; r++) a += (double)dy[r * S->oc + o] * rcol[r * K + t];
+                rdw[(int64_t)o * K + t] = a;
+            }
+        CHECK_MSG(nmse(dw1, rdw, (int64_t)S->oc * K) <= TOL, "conv1ch_dw shape %zu: nmse %g", i,
+                  nmse(dw1, rdw, (int64_t)S->oc * K));
+        free(wg.base); free(wc.base);
+        free(x); free(W); free(dy); free(col); free(yg); free(y); free(y1); free(rcol); free(ry); free(rdw);
+        free(dwg); free(dw1); free(dw2);
+    }
+    printf("conv1ch: direct 1-channel convolution, the bits of im2col + gemm\n");
+}
+
 /* ---- row-wise and channel-wise ops ----------------------------------------------------------- */
 static void check_rows(void) {
     const int64_t ms[] = {1, 3, 511, 512, 513, 2000};
@@ -1206,6 +1272,7 @@ int main(void) {
         sm_rng_seed(&R, 20261201);
         check_gemm();
         check_unfold();
+        check_conv1ch();
         check_rows();
         check_bn();
         check_pool();

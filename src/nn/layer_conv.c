@@ -1,10 +1,15 @@
 /* layer_conv.c - the convolution layer, "conv N [k=K] [s=S] [p=P] [bias=0|1]": NHWC input,
  * N output channels, zero padding; forward as im2col + one sgemm (a 1x1 stride-1 unpadded conv
- * reads its input as the im2col matrix), backward as two products and col2im. */
+ * reads its input as the im2col matrix), backward as two products and col2im; a 1-channel
+ * input (the first layer) runs the backend's direct kernels, without im2col. */
 #include "nn/layer.h"
 #include "backend/backend.h"
 #include "dist/dist.h"
 #include <string.h>
+
+/* A conv over a 1-channel input: the backend's direct kernels (conv1ch) instead of im2col + sgemm,
+ * the same bits. */
+static int conv_1ch(const sm_layer *L) { return L->ic == 1 && L->k * L->k <= 64; }
 
 static int conv_option(sm_layer *L, const char *key, const char *value) {
     if (strcmp(key, "k") == 0) return sm_layer_opt_int(value, &L->k, 1, 1000000);
@@ -65,6 +70,11 @@ static void conv_forward(sm_layer *L, const float *x, float *y, int n, int train
     const int64_t rows = (int64_t)n * L->oh * L->ow;
     int K = L->k * L->k * L->ic;
     const float *col = x;
+    if (conv_1ch(L)) {
+        sm_be_conv1ch(L->be, x, n, L->ih, L->iw, L->k, L->stride, L->pad, L->oh, L->ow, L->W, L->oc, y);
+        if (L->b) sm_be_add_bias(L->be, y, L->b, rows, L->oc);
+        return;
+    }
     if (!sm_conv_is_direct(L)) {
         sm_be_im2col(L->be, x, n, L->ih, L->iw, L->ic, L->k, L->stride, L->pad, L->oh, L->ow, L->col);
         col = L->col;
@@ -76,7 +86,8 @@ static void conv_forward(sm_layer *L, const float *x, float *y, int n, int train
 /* the weight gradient's chunked A^T B, then the bias's column sums, in the same scratch */
 static size_t conv_workspace(const sm_layer *L, int cap) {
     const int64_t rows = (int64_t)cap * L->oh * L->ow;
-    size_t a = sm_be_gemm_at_b_ws(L->be, L->oc, L->k * L->k * L->ic, rows), b = L->bias ? sm_be_sum_rows_ws(L->be, rows, L->oc) : 0;
+    size_t a = conv_1ch(L) ? sm_be_conv1ch_dw_ws(L->be, L->oc, L->k, rows)
+                           : sm_be_gemm_at_b_ws(L->be, L->oc, L->k * L->k * L->ic, rows), b = L->bias ? sm_be_sum_rows_ws(L->be, rows, L->oc) : 0;
     return a > b ? a : b;
 }
 
@@ -94,7 +105,11 @@ static void conv_backward(sm_layer *L, const float *x, const float *y, const flo
         if (S > 1) sm_dist_shard(n, q, S, &a, &z);
         const int64_t r0 = a * per, nr = (z - a) * per;
         float *g = q ? L->shard_grad : L->dW; /* (nparams): W's gradient, then b's */
-        sm_be_gemm_at_b(L->be, L->oc, K, nr, dy + r0 * L->oc, L->oc, col + r0 * K, K, g, K, L->ws);
+        if (conv_1ch(L)) /* no im2col was kept: the direct kernel unfolds the shard's images */
+            sm_be_conv1ch_dw(L->be, x + a * L->ih * L->iw, dy + r0 * L->oc, (int)(z - a), L->ih, L->iw, L->k,
+                             L->stride, L->pad, L->oh, L->ow, L->oc, g, L->ws);
+        else
+            sm_be_gemm_at_b(L->be, L->oc, K, nr, dy + r0 * L->oc, L->oc, col + r0 * K, K, g, K, L->ws);
         if (L->b) sm_be_sum_rows(L->be, dy + r0 * L->oc, nr, L->oc, q ? g + nw : L->db, L->ws);
         if (q) sm_dist_add_f32(L->dW, g, L->nparams);
     }
@@ -119,6 +134,10 @@ static void conv_infer(const sm_layer *L, const float *W, const float *x, int n,
     const int64_t rows = (int64_t)n * L->oh * L->ow;
     int K = L->k * L->k * L->ic;
     const float *c = x;
+    if (conv_1ch(L)) {
+        sm_be_conv1ch1(L->be, x, n, L->ih, L->iw, L->k, L->stride, L->pad, L->oh, L->ow, W, L->oc, y);
+        return;
+    }
     if (!sm_conv_is_direct(L)) {
         sm_be_im2col1(L->be, x, n, L->ih, L->iw, L->ic, L->k, L->stride, L->pad, L->oh, L->ow, scratch);
         c = scratch;

@@ -21,6 +21,11 @@ static inline __attribute__((always_inline)) void tile(int kc, const float *a, i
         c[r][1] = flags & SM_UKR_LOAD ? _mm512_loadu_ps(C + r * ldc + 16) : _mm512_setzero_ps();
     }
     for (int t = 0; t < kc; t++, a += cs) {
+        if (cs == 1 && rs > 1 && (t & 15) == 0) /* rows of A in place: the next tile's rows, a line at a time */
+#pragma GCC unroll 12
+            for (int r = 0; r < MR; r++) _mm_prefetch((const char *)(a + (r + MR) * rs), _MM_HINT_T0);
+        if (rs == 1 && cs > MR) /* rows of A^T in place: the row 8 steps on */
+            _mm_prefetch((const char *)(a + 8 * cs), _MM_HINT_T0);
         const __m512 b0 = _mm512_load_ps(Bp + t * NR), b1 = _mm512_load_ps(Bp + t * NR + 16);
 #pragma GCC unroll 12
         for (int r = 0; r < MR; r++) {

@@ -1,5 +1,5 @@
 /* kernels.h - the CPU backend's kernels: what each operation of ops.def computes, and its CPU
- * implementation (ops_cpu.c, dist_cpu.c, knn_cpu.c, optim_cpu.c).  Only src/backend/ includes
+ * implementation (ops_cpu.c, conv_cpu.c, dist_cpu.c, knn_cpu.c, optim_cpu.c).  Only src/backend/ includes
  * this; the rest of the library calls the operations through backend.h (sm_be_<op>). */
 #ifndef SM_BACKEND_CPU_KERNELS_H
 #define SM_BACKEND_CPU_KERNELS_H
@@ -20,6 +20,22 @@ void sm_k_gemv(int ta, int m, int n, float alpha, const float *A, int lda, const
 size_t sm_k_gemm_at_b_ws(int m, int n, int64_t k);
 void sm_k_gemm_at_b(int m, int n, int64_t k, const float *A, int lda, const float *B, int ldb,
                     float *C, int ldc, const sm_ws *ws);
+
+/* The number of chunks sm_k_gemm_at_b cuts a long k into (fixed by k alone). */
+int64_t sm_k_at_b_chunks(int64_t k);
+
+/* Direct convolution of a 1-channel input x (n, h, w) with W (oc, k*k), k*k <= SM_CONV1CH_MAX_K
+ * (conv_cpu.c): y (n*oh*ow, oc) = im2col(x) W^T, and the weight gradient dW (oc, k*k) =
+ * dy^T im2col(x) for dy (n*oh*ow, oc), without the im2col buffer.  The same bits as im2col +
+ * sm_k_gemm and im2col + sm_k_gemm_at_b on every path.  conv1ch1 runs on the calling thread. */
+#define SM_CONV1CH_MAX_K 64
+void sm_k_conv1ch(const float *x, int n, int h, int w, int k, int stride, int pad, int oh, int ow, const float *W,
+                  int oc, float *y);
+void sm_k_conv1ch1(const float *x, int n, int h, int w, int k, int stride, int pad, int oh, int ow, const float *W,
+                   int oc, float *y);
+size_t sm_k_conv1ch_dw_ws(int oc, int k, int64_t rows);
+void sm_k_conv1ch_dw(const float *x, const float *dy, int n, int h, int w, int k, int stride, int pad, int oh, int ow,
+                     int oc, float *dW, const sm_ws *ws);
 
 /* im2col for NHWC: x (n, h, w, c) -> col (n*oh*ow, kh*kw*c), zero padding. */
 void sm_k_im2col(const float *x, int n, int h, int w, int c, int k, int stride, int pad,

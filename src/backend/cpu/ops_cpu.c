@@ -42,19 +42,19 @@ void sm_k_gemv(int ta, int m, int n, float alpha, const float *A, int lda, const
 }
 
 /* Chunks of the long k of A^T B: a fixed number, independent of the thread count. */
-static int64_t at_b_chunks(int64_t k) {
+int64_t sm_k_at_b_chunks(int64_t k) {
     int64_t nch = k / 2048;
     return nch > 16 ? 16 : nch;
 }
 
 size_t sm_k_gemm_at_b_ws(int m, int n, int64_t k) {
-    int64_t nch = at_b_chunks(k);
+    int64_t nch = sm_k_at_b_chunks(k);
     return nch > 1 ? (size_t)nch * (size_t)m * (size_t)n * sizeof(float) : 0;
 }
 
 void sm_k_gemm_at_b(int m, int n, int64_t k, const float *A, int lda, const float *B, int ldb,
                     float *C, int ldc, const sm_ws *ws) {
-    const int64_t nch = at_b_chunks(k);
+    const int64_t nch = sm_k_at_b_chunks(k);
     if (nch <= 1) { /* short k: one threaded sgemm */
         sm_k_gemm(1, 0, m, n, (int)k, 1.0f, A, lda, B, ldb, 0.0f, C, ldc);
         return;
@@ -117,6 +117,7 @@ void sm_k_col2im(const float *dcol, int n, int h, int w, int c, int k, int strid
                         if (ix < 0 || ix >= w) continue;
                         float *d = img + ((int64_t)iy * w + ix) * c;
                         const float *s = src + ((int64_t)ky * k + kx) * c;
+#pragma omp simd
                         for (int ch = 0; ch < c; ch++) d[ch] += s[ch];
                     }
                 }
@@ -126,8 +127,11 @@ void sm_k_col2im(const float *dcol, int n, int h, int w, int c, int k, int strid
 
 void sm_k_add_bias(float *y, const float *b, int64_t m, int c) {
 #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < m; i++)
-        for (int j = 0; j < c; j++) y[i * c + j] += b[j];
+    for (int64_t i = 0; i < m; i++) {
+        float *yi = y + i * c;
+#pragma omp simd
+        for (int j = 0; j < c; j++) yi[j] += b[j];
+    }
 }
 
 /* Per-chunk partial column sums of f(row) into part (nchunks, c) in double, then an ordered sum. */
@@ -144,8 +148,11 @@ void sm_k_sum_rows(const float *dy, int64_t m, int c, float *db, const sm_ws *ws
     for (int64_t ch = 0; ch < nch; ch++) {
         double *p = part + ch * c;
         int64_t end = (ch + 1) * CHUNK < m ? (ch + 1) * CHUNK : m;
-        for (int64_t i = ch * CHUNK; i < end; i++)
-            for (int j = 0; j < c; j++) p[j] += dy[i * c + j];
+        for (int64_t i = ch * CHUNK; i < end; i++) {
+            const float *di = dy + i * c;
+#pragma omp simd
+            for (int j = 0; j < c; j++) p[j] += di[j];
+        }
     }
     for (int j = 0; j < c; j++) {
         double s = 0;
@@ -226,6 +233,7 @@ void sm_k_bn_sums(const float *x, int64_t m, int c, double *sums, const sm_ws *w
         int64_t end = (ch + 1) * CHUNK < m ? (ch + 1) * CHUNK : m;
         for (int64_t i = ch * CHUNK; i < end; i++) {
             const float *xi = x + i * c;
+#pragma omp simd
             for (int j = 0; j < c; j++) { double v = xi[j]; s1[j] += v; s2[j] += v * v; }
         }
     }
@@ -255,6 +263,7 @@ void sm_k_bn_normalize(const float *x, int64_t m, int c, const float *gamma, con
     for (int64_t i = 0; i < m; i++) {
         float *yi = y + i * c;
         const float *xi = x + i * c;
+#pragma omp simd
         for (int j = 0; j < c; j++) {
             float v = gamma[j] * (xi[j] - mean[j]) * rstd[j] + beta[j];
             yi[j] = relu && v < 0 ? 0 : v;
@@ -262,7 +271,6 @@ void sm_k_bn_normalize(const float *x, int64_t m, int c, const float *gamma, con
     }
 }
 
-#define DY(i, j) (y_relu && y_relu[(i) * c + (j)] <= 0 ? 0.0f : dy[(i) * c + (j)])
 void sm_k_bn_grad_sums(const float *x, const float *dy, const float *y_relu, int64_t m, int c,
                        const float *mean, const float *rstd, double *sums, const sm_ws *ws) {
     const int64_t nch = row_chunks(m);
@@ -273,12 +281,24 @@ void sm_k_bn_grad_sums(const float *x, const float *dy, const float *y_relu, int
     for (int64_t ch = 0; ch < nch; ch++) {
         double *b = pb + ch * c, *g = pg + ch * c;
         int64_t end = (ch + 1) * CHUNK < m ? (ch + 1) * CHUNK : m;
-        for (int64_t i = ch * CHUNK; i < end; i++)
-            for (int j = 0; j < c; j++) {
-                float d = DY(i, j);
-                b[j] += d;
-                g[j] += d * (x[i * c + j] - mean[j]) * rstd[j];
+        for (int64_t i = ch * CHUNK; i < end; i++) {
+            const float *xi = x + i * c, *di = dy + i * c, *yi = y_relu ? y_relu + i * c : NULL;
+            if (yi) {
+#pragma omp simd
+                for (int j = 0; j < c; j++) { /* dy read unconditionally: a select, no branch */
+                    float dv = di[j], d = yi[j] <= 0 ? 0.0f : dv;
+                    b[j] += d;
+                    g[j] += d * (xi[j] - mean[j]) * rstd[j];
+                }
+            } else {
+#pragma omp simd
+                for (int j = 0; j < c; j++) {
+                    float d = di[j];
+                    b[j] += d;
+                    g[j] += d * (xi[j] - mean[j]) * rstd[j];
+                }
             }
+        }
     }
     for (int j = 0; j < c; j++) {
         double sb = 0, sg = 0;
@@ -292,21 +312,32 @@ void sm_k_bn_backward_dx(const float *x, const float *dy, const float *y_relu, i
                          int64_t count, float *dx) {
     const float inv_m = 1.0f / (float)count;
 #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < m; i++)
-        for (int j = 0; j < c; j++) {
-            float xhat = (x[i * c + j] - mean[j]) * rstd[j];
-            dx[i * c + j] = gamma[j] * rstd[j] * (DY(i, j) - ((float)sums[j] + xhat * (float)sums[c + j]) * inv_m);
+    for (int64_t i = 0; i < m; i++) {
+        const float *xi = x + i * c, *di = dy + i * c, *yi = y_relu ? y_relu + i * c : NULL;
+        float *dxi = dx + i * c;
+        if (yi) {
+#pragma omp simd
+            for (int j = 0; j < c; j++) {
+                float xhat = (xi[j] - mean[j]) * rstd[j], d = yi[j] <= 0 ? 0.0f : di[j];
+                dxi[j] = gamma[j] * rstd[j] * (d - ((float)sums[j] + xhat * (float)sums[c + j]) * inv_m);
+            }
+        } else {
+#pragma omp simd
+            for (int j = 0; j < c; j++) {
+                float xhat = (xi[j] - mean[j]) * rstd[j];
+                dxi[j] = gamma[j] * rstd[j] * (di[j] - ((float)sums[j] + xhat * (float)sums[c + j]) * inv_m);
+            }
         }
+    }
 }
-#undef DY
 
 void sm_k_relu_forward(const float *x, float *y, int64_t m) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for simd schedule(static)
     for (int64_t i = 0; i < m; i++) y[i] = x[i] > 0 ? x[i] : 0;
 }
 
 void sm_k_relu_backward(const float *y, const float *dy, float *dx, int64_t m) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for simd schedule(static)
     for (int64_t i = 0; i < m; i++) dx[i] = y[i] > 0 ? dy[i] : 0;
 }
 
@@ -330,6 +361,7 @@ void sm_k_maxpool_forward(const float *x, int n, int h, int w, int c, int k, int
                 if (ky == ky0 && kx == kx0) continue;
                 int32_t off = (int32_t)((((int64_t)b * h + y0 + ky) * w + x0 + kx) * c);
                 const float *xp = x + off;
+#pragma omp simd
                 for (int ch = 0; ch < c; ch++) {
                     int gt = xp[ch] > yr[ch];
                     yr[ch] = gt ? xp[ch] : yr[ch];

@@ -1,0 +1,249 @@
+/* conv_cpu.c - direct convolution of a 1-channel input (the first layer of the Fashion-MNIST
+ * networks): forward and weight gradient without the im2col buffer.  Its im2col matrix has only
+ * k*k columns, so im2col + sgemm spends more time unfolding and packing than multiplying.
+ *
+ * These kernels give the bits of the im2col + product path they replace, on every instruction-set
+ * path: each output is the chain of fused multiply-adds gemm.h's rule prescribes, over the same
+ * terms in the same order (the zero-padded cells included, as fma(0, w, acc)), starting from 0,
+ * then acc (alpha = 1); the weight gradient cuts the rows into sm_k_gemm_at_b's chunks and sums them in
+ * its order.  tests/test_backend_ops.c checks the bits against im2col + gemm and gemm_at_b. */
+#include "backend/cpu/kernels.h"
+#include <assert.h>
+#include <math.h>
+#include <string.h>
+
+#define OB 32 /* output channels per block (the accumulators of one block stay in L1) */
+
+/* a (K) = the unfolded row of output (oy, ox) of image img (h, w), zeros outside */
+static inline void gather(const float *img, int h, int w, int k, int stride, int pad, int oy, int ox, float *a) {
+    for (int ky = 0; ky < k; ky++) {
+        const int iy = oy * stride - pad + ky;
+        for (int kx = 0; kx < k; kx++) {
+            const int ix = ox * stride - pad + kx;
+            a[ky * k + kx] = iy >= 0 && iy < h && ix >= 0 && ix < w ? img[(int64_t)iy * w + ix] : 0.0f;
+        }
+    }
+}
+
+#define WIN_MAX 16384 /* floats of the zero-padded input rows one output row reads (64 KiB of stack) */
+#define PX 4            /* output positions per step: PX x OB accumulators in registers */
+
+/* y's rows of output row oy of one image, output channels o0 .. o0+nb: win holds the k input rows
+ * the output row reads, zero-padded (row ky at win + ky * wp, column ix + pad at ix), off[t] the
+ * offset of term t = ky * k + kx. */
+static void conv1ch_row(const float *win, const int *off, int K, int stride, int ow, const float *Wt, int oc, int o0,
+                        int nb, float *yrow) {
+    int ox = 0;
+    for (; ox + PX <= ow; ox += PX) {
+        float acc[PX][OB];
+#pragma GCC unroll 4
+        for (int q = 0; q < PX; q++)
+#pragma omp simd
+            for (int o = 0; o < OB; o++) acc[q][o] = 0.0f;
+        for (int t = 0; t < K; t++) {
+            const float *wt = Wt + t * OB, *src = win + off[t] + (int64_t)ox * stride;
+#pragma GCC unroll 4
+            for (int q = 0; q < PX; q++) {
+                const float at = src[q * stride];
+#pragma omp simd
+                for (int o = 0; o < OB; o++) acc[q][o] = fmaf(at, wt[o], acc[q][o]);
+            }
+        }
+        for (int q = 0; q < PX; q++) {
+            float *yr = yrow + (int64_t)(ox + q) * oc + o0;
+#pragma omp simd
+            for (int o = 0; o < nb; o++) yr[o] = acc[q][o];
+        }
+    }
+    for (; ox < ow; ox++) {
+        float acc[OB];
+#pragma omp simd
+        for (int o = 0; o < OB; o++) acc[o] = 0.0f;
+        for (int t = 0; t < K; t++) {
+            const float at = win[off[t] + (int64_t)ox * stride], *wt = Wt + t * OB;
+#pragma omp simd
+            for (int o = 0; o < OB; o++) acc[o] = fmaf(at, wt[o], acc[o]);
+        }
+        float *yr = yrow + (int64_t)ox * oc + o0;
+#pragma omp simd
+        for (int o = 0; o < nb; o++) yr[o] = acc[o];
+    }
+}
+
+void sm_k_conv1ch1(const float *x, int n, int h, int w, int k, int stride, int pad, int oh, int ow, const float *W,
+                   int oc, float *y) {
+    const int K = k * k;
+    assert(K <= SM_CONV1CH_MAX_K);
+    float Wt[SM_CONV1CH_MAX_K * OB]; /* (K, OB): W's block transposed, lanes over output channels */
+    float a[SM_CONV1CH_MAX_K];
+    const int wp = w + 2 * pad; /* a padded input row */
+    const int windowed = (int64_t)k * wp <= WIN_MAX;
+    float win[WIN_MAX];
+    int off[SM_CONV1CH_MAX_K];
+    for (int t = 0; t < K; t++) off[t] = (t / k) * wp + t % k;
+    for (int o0 = 0; o0 < oc; o0 += OB) {
+        const int nb = oc - o0 < OB ? oc - o0 : OB;
+        for (int t = 0; t < K; t++)
+            for (int o = 0; o < OB; o++) Wt[t * OB + o] = o < nb ? W[(int64_t)(o0 + o) * K + t] : 0.0f;
+        for (int b = 0; b < n; b++) {
+            const float *img = x + (int64_t)b * h * w;
+            for (int oy = 0; oy < oh; oy++) {
+                float *yrow = y + ((int64_t)b * oh + oy) * ow * oc;
+                if (windowed) { /* the k input rows, zero-padded: every term an unconditional load */
+                    for (int ky = 0; ky < k; ky++) {
+                        const int iy = oy * stride - pad + ky;
+                        float *wr = win + ky * wp;
+                        if (iy < 0 || iy >= h) { memset(wr, 0, sizeof(float) * (size_t)wp); continue; }
+                        for (int i = 0; i < pad; i++) wr[i] = wr[pad + w + i] = 0.0f;
+                        memcpy(wr + pad, img + (int64_t)iy * w, sizeof(float) * (size_t)w);
+                    }
+                    conv1ch_row(win, off, K, stride, ow, Wt, oc, o0, nb, yrow);
+                    continue;
+                }
+                for (int ox = 0; ox < ow; ox++) {
+                    gather(img, h, w, k, stride, pad, oy, ox, a);
+                    float acc[OB];
+                    float *yr = yrow + (int64_t)ox * oc + o0;
+#pragma omp simd
+                    for (int o = 0; o < OB; o++) acc[o] = 0.0f;
+                    for (int t = 0; t < K; t++) {
+                        const float at = a[t], *wt = Wt + t * OB;
+#pragma omp simd
+                        for (int o = 0; o < OB; o++) acc[o] = fmaf(at, wt[o], acc[o]);
+                    }
+#pragma omp simd
+                    for (int o = 0; o < nb; o++) yr[o] = acc[o];
+                }
+            }
+        }
+    }
+}
+
+void sm_k_conv1ch(const float *x, int n, int h, int w, int k, int stride, int pad, int oh, int ow, const float *W,
+                  int oc, float *y) {
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < n; b++)
+        sm_k_conv1ch1(x + (int64_t)b * h * w, 1, h, w, k, stride, pad, oh, ow, W, oc,
+                      y + (int64_t)b * oh * ow * oc);
+}
+
+size_t sm_k_conv1ch_dw_ws(int oc, int k, int64_t rows) { return sm_k_gemm_at_b_ws(oc, k * k, rows); }
+
+/* acc (K, OB) += fma chains over output positions ox0 .. ox1-1 of one output row (in order) of
+ * win's term t (as in conv1ch_row) times dy's row, channels o0 .. o0+OB (dyrow: the output row's
+ * first position; lanes nb .. OB-1 of dr read as zero).  KK: K when it is a compile-time constant
+ * (the 3x3 case, fully unrolled so that the accumulators can stay in registers), else 0. */
+static inline __attribute__((always_inline)) void dw_span(int KK, int K, const float *win, const int *off, int stride,
+                                                          int ox0, int ox1, const float *dyrow, int oc, int nb,
+                                                          float *acc) {
+    if (KK) K = KK;
+    for (int ox = ox0; ox < ox1; ox++) {
+        const float *dyr = dyrow + (int64_t)ox * oc;
+        float dr[OB];
+#pragma omp simd
+        for (int o = 0; o < OB; o++) dr[o] = o < nb ? dyr[o] : 0.0f;
+        const float *src = win + (int64_t)ox * stride;
+#pragma GCC unroll 16
+        for (int t = 0; t < K; t++) {
+            const float at = src[off[t]];
+            float *ac = acc + t * OB;
+#pragma omp simd
+            for (int o = 0; o < OB; o++) ac[o] = fmaf(at, dr[o], ac[o]);
+        }
+    }
+}
+
+/* acc (K, OB) = fma chains over the rows r0 .. r0+len of the batch (in order) of col[r][t] *
+ * dy[r][o0 + o]; written to P (K, ldp), columns 0 .. nb-1 */
+static void dw_rows(const float *x, const float *dy, int h, int w, int k, int stride, int pad, int oh, int ow, int oc,
+                    int64_t r0, int64_t len, int o0, int nb, float *P, int ldp) {
+    const int K = k * k, wp = w + 2 * pad;
+    float acc[SM_CONV1CH_MAX_K * OB];
+    float a[SM_CONV1CH_MAX_K];
+    for (int i = 0; i < K * OB; i++) acc[i] = 0.0f;
+    const int64_t per_img = (int64_t)oh * ow;
+    if ((int64_t)k * wp <= WIN_MAX) { /* output row by output row, from zero-padded input rows */
+        float win[WIN_MAX];
+        int off[SM_CONV1CH_MAX_K];
+        for (int t = 0; t < K; t++) off[t] = (t / k) * wp + t % k;
+        for (int64_t r = r0; r < r0 + len;) {
+            const int64_t b = r / per_img;
+            const int p = (int)(r % per_img), oy = p / ow, ox0 = p % ow;
+            const int ox1 = r0 + len - (r - ox0) < ow ? (int)(r0 + len - (r - ox0)) : ow;
+            const float *img = x + b * h * w;
+            for (int ky = 0; ky < k; ky++) {
+                const int iy = oy * stride - pad + ky;
+                float *wr = win + ky * wp;
+                if (iy < 0 || iy >= h) { memset(wr, 0, sizeof(float) * (size_t)wp); continue; }
+                for (int i = 0; i < pad; i++) wr[i] = wr[pad + w + i] = 0.0f;
+                memcpy(wr + pad, img + (int64_t)iy * w, sizeof(float) * (size_t)w);
+            }
+            const float *dyrow = dy + (r - ox0) * oc + o0;
+            if (K == 9) dw_span(9, K, win, off, stride, ox0, ox1, dyrow, oc, nb, acc);
+            else dw_span(0, K, win, off, stride, ox0, ox1, dyrow, oc, nb, acc);
+            r += ox1 - ox0;
+        }
+    } else {
+        int64_t b = r0 / per_img;
+        int p = (int)(r0 % per_img), oy = p / ow, ox = p % ow;
+        float dr[OB];
+        for (int64_t r = r0; r < r0 + len; r++) {
+            gather(x + b * h * w, h, w, k, stride, pad, oy, ox, a);
+            const float *dyr = dy + r * oc + o0;
+            for (int o = 0; o < OB; o++) dr[o] = o < nb ? dyr[o] : 0.0f;
+            for (int t = 0; t < K; t++) {
+                const float at = a[t];
+                float *ac = acc + t * OB;
+#pragma omp simd
+                for (int o = 0; o < OB; o++) ac[o] = fmaf(at, dr[o], ac[o]);
+            }
+            if (++ox == ow) {
+                ox = 0;
+                if (++oy == oh) { oy = 0; b++; }
+            }
+        }
+    }
+    for (int t = 0; t < K; t++)
+        for (int o = 0; o < nb; o++) P[(int64_t)t * ldp + o] = acc[t * OB + o];
+}
+
+void sm_k_conv1ch_dw(const float *x, const float *dy, int n, int h, int w, int k, int stride, int pad, int oh, int ow,
+                     int oc, float *dW, const sm_ws *ws) {
+    const int K = k * k;
+    const int64_t rows = (int64_t)n * oh * ow, nch = sm_k_at_b_chunks(rows), nob = (oc + OB - 1) / OB;
+    assert(K <= SM_CONV1CH_MAX_K);
+    if (nch <= 1) { /* sm_k_gemm_at_b's short k: one product dW (oc, K) = dy^T col, 1 * acc */
+#pragma omp parallel for schedule(static)
+        for (int64_t ob = 0; ob < nob; ob++) {
+            const int o0 = (int)ob * OB, nb = oc - o0 < OB ? oc - o0 : OB;
+            float P[SM_CONV1CH_MAX_K * OB]; /* (K, OB) */
+            dw_rows(x, dy, h, w, k, stride, pad, oh, ow, oc, 0, rows, o0, nb, P, OB);
+            for (int o = 0; o < nb; o++)
+                for (int t = 0; t < K; t++) dW[(int64_t)(o0 + o) * K + t] = P[t * OB + o];
+        }
+        return;
+    }
+    assert(ws && ws->bytes >= sm_k_conv1ch_dw_ws(oc, k, rows));
+    float *part = ws->base; /* (nch, K, oc), sm_k_gemm_at_b's layout for its own kernels */
+    const int64_t per = (rows + nch - 1) / nch;
+#pragma omp parallel for schedule(static)
+    for (int64_t task = 0; task < nch * nob; task++) {
+        const int64_t ch = task / nob;
+        const int o0 = (int)(task % nob) * OB, nb = oc - o0 < OB ? oc - o0 : OB;
+        const int64_t start = ch * per, len = start + per < rows ? per : rows - start;
+        float *P = part + ch * (int64_t)K * oc;
+        if (len <= 0) {
+            for (int t = 0; t < K; t++)
+                for (int o = 0; o < nb; o++) P[(int64_t)t * oc + o0 + o] = 0.0f;
+            continue;
+        }
+        dw_rows(x, dy, h, w, k, stride, pad, oh, ow, oc, start, len, o0, nb, P + o0, oc);
+    }
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < oc; i++)
+        for (int j = 0; j < K; j++) {
+            float acc = 0;
+            for (int64_t ch = 0; ch < nch; ch++) acc += part[(ch * K + j) * oc + i];
+            dW[(int64_t)i * K + j] = acc;
+        }
+}
