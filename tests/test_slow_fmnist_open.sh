@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # test_slow_fmnist_open.sh - the fmnist-open end-to-end check (docs/benchmarks.md; issues
-# "metric learning" and "open-set recognition").  Labelled "slow" (about 8 minutes on 2 idle
+# "metric learning" and "open-set recognition").  Labelled "slow" (about 5 minutes on 2 idle
 # cores): not in the default run; `ctest --test-dir build -L slow` runs it.
 #  1. cnn-s trained with multi-similarity (+ MS miner) on the train split of classes 0-4:
 #     batch 128, 32 images a class, Adam 1e-3 with a cosine decay over the 5 epochs, seed 1,
@@ -9,10 +9,10 @@
 #     classes 5-9; the 5,000 test images of classes 5-9 identified by nearest neighbour must be
 #     right at least 72% of the time.  Centroid and open-set figures are printed, not checked.
 #  3. the same training with the contrastive loss (pos 0, neg 1): MAP@R >= 0.38.
-#  4. cnn-s's trunk with a projection head (gap; fc 128; bn; relu; fc 64; l2norm), the same
-#     settings, the embedding taken before the head (--embed-at 12.gap, 128 wide): MAP@R >= 0.42
-#     (seed 1 gives 0.4494 here; docs/training.md, "Embedding before the head": mean 0.436 over
-#     seeds 1-4).
+#  4. the same multi-similarity training with the embedding taken at cnn-s's gap, before its
+#     fc 64 head (--embed-at 12.gap, 128 wide; the layer selected on held-out training classes,
+#     docs/training.md, "Embedding before the head"): MAP@R >= 0.42 (seed 1 gives 0.4285 here;
+#     mean 0.432 over seeds 1-4).
 # Training is bit-deterministic for a seed and a thread count on one machine; the thresholds
 # are the issues' and sit 0.005-0.03 below what seed 1 gives here (docs/training.md shows the
 # spread over seeds: another machine or seed is a new draw from it).
@@ -79,16 +79,13 @@ else
     fails=$((fails + 1))
 fi
 
-PROJ='conv 32 k=3 p=1 bias=0; bn; relu; maxpool k=2
-conv 64 k=3 p=1 bias=0; bn; relu; maxpool k=2
-conv 128 k=3 p=1 bias=0; bn; relu
-gap; fc 128 bias=0; bn; relu; fc 64; l2norm'
+# 4: the trunk of the multi-similarity model of 1 (`train --embed-at 12.gap` trains the same bits
+# and saves this trunk: tests/test_embed_at.sh)
 TR=$TMP/trunk.smm
-if "$SIMILE" train --data "$DATA" --classes 0-4 --loss multisimilarity --epochs 5 --batch 128 --per-class 32 \
-        --schedule cosine --seed 1 --threads 2 --quiet --model "$PROJ" --embed-at 12.gap --out "$TR" >"$TR.txt" 2>&1; then
-    at_least "multi-similarity, projection head, embedding at the gap: MAP@R on classes 5-9" "$(mapr "$TR")" 0.42
+if [ -s "$MS" ] && "$SIMILE" cut "$MS" --at 12.gap --out "$TR" >/dev/null; then
+    at_least "multi-similarity, embedding at the gap (--embed-at 12.gap): MAP@R on classes 5-9" "$(mapr "$TR")" 0.42
 else
-    echo "FAIL: train with --embed-at"; cat "$TR.txt"; fails=$((fails + 1))
+    echo "FAIL: simile cut"; fails=$((fails + 1))
 fi
 
 if [ "$fails" -ne 0 ]; then echo "test_slow_fmnist_open.sh: $fails failed"; exit 1; fi
