@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # test_slow_fmnist_open.sh - the fmnist-open end-to-end check (docs/benchmarks.md; issues
-# "metric learning" and "open-set recognition").  Labelled "slow" (about 5 minutes on 2 idle
+# "metric learning" and "open-set recognition").  Labelled "slow" (about 3 minutes on 2 idle
 # cores): not in the default run; `ctest --test-dir build -L slow` runs it.
 #  1. cnn-s trained with multi-similarity (+ MS miner) on the train split of classes 0-4:
 #     batch 128, 32 images a class, Adam 1e-3 with a cosine decay over the 5 epochs, seed 1,
