@@ -34,6 +34,11 @@ int cli_report(const char *cmd, sm_status st, const char *detail);
 sm_status cli_fail(sm_status st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Print a usage error and return EXIT_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...);
+/* *layer = the 1-based layer of m that text names ("N" or "N.kind", sm_model_find_layer); with
+ * allow_zero, "0" gives 0 (none).  Returns EXIT_OK, or a usage error naming opt, text and what
+ * (e.g. "the model" or a file name). */
+int cli_layer_arg(const char *cmd, const sm_model *m, const char *opt, const char *text, int allow_zero,
+                  const char *what, int *layer);
 
 /* The short options every command's getopt_long takes: "-h" (returned as 'h'), the same as
  * --help.  Commands print their help on stdout and exit 0 for either. */

@@ -160,12 +160,9 @@ int cmd_cut(int argc, char **argv) {
     sm_model *m = NULL, *t = NULL;
     sm_status st = sm_model_load(&m, argv[optind]);
     if (st) return cli_report(cmd, st, NULL);
-    const int L = sm_model_find_layer(m, at);
-    if (!L) {
-        sm_model_free(m);
-        return cli_usage_error(cmd, "--at: '%s' is not a layer of %s (a layer number, or N.kind with the layer's kind, "
-                               "as `simile info` lists them)", at, argv[optind]);
-    }
+    int L = 0;
+    const int bad = cli_layer_arg(cmd, m, "--at", at, 0, argv[optind], &L);
+    if (bad) { sm_model_free(m); return bad; }
     if ((st = sm_model_cut(m, L, &t))) {
         sm_model_free(m);
         return cli_usage_error(cmd, "--at %s: %s", at, sm_errmsg());

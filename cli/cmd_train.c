@@ -300,24 +300,11 @@ int cmd_train(int argc, char **argv) {
     if (st) { rc = cli_report(cmd, st, NULL); goto done; }
     if ((st = sm_model_create(&m, spec, h, w, ch, cfg.seed))) { rc = cli_report(cmd, st, NULL); goto done; }
     if ((st = cli_model_set_data(&data, m, ch, names, nnames))) { rc = cli_report(cmd, st, sm_model_errmsg(m)); goto done; }
-    if (freeze_until) {
-        char *end;
-        long v = strtol(freeze_until, &end, 10);
-        cfg.freeze_until = sm_model_find_layer(m, freeze_until);
-        if (!cfg.freeze_until && !(end != freeze_until && !*end && v == 0)) {
-            rc = cli_usage_error(cmd, "--freeze-until: '%s' is not a layer of the model (a layer number, or N.kind with "
-                                 "the layer's kind, as `simile info` lists them)", freeze_until);
-            goto done;
-        }
-    }
+    if (freeze_until && (rc = cli_layer_arg(cmd, m, "--freeze-until", freeze_until, 1, "the model", &cfg.freeze_until)))
+        goto done;
     if (embed_at) { /* the trunk's output is the embedding; checked here, before any training */
         sm_model *trunk = NULL;
-        cfg.embed_at = sm_model_find_layer(m, embed_at);
-        if (!cfg.embed_at) {
-            rc = cli_usage_error(cmd, "--embed-at: '%s' is not a layer of the model (a layer number, or N.kind with the "
-                                 "layer's kind, as `simile info` lists them)", embed_at);
-            goto done;
-        }
+        if ((rc = cli_layer_arg(cmd, m, "--embed-at", embed_at, 0, "the model", &cfg.embed_at))) goto done;
         if ((st = sm_model_cut(m, cfg.embed_at, &trunk))) { rc = cli_usage_error(cmd, "--embed-at: %s", sm_errmsg()); goto done; }
         sm_model_free(trunk);
     }

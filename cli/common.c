@@ -199,3 +199,13 @@ void cli_compute_warning(const char *cmd) {
     sm_compute_info_get(&ci);
     if (ci.warning[0]) fprintf(stderr, "simile %s: warning: %s\n", cmd, ci.warning);
 }
+
+int cli_layer_arg(const char *cmd, const sm_model *m, const char *opt, const char *text, int allow_zero,
+                  const char *what, int *layer) {
+    char *end;
+    const long v = strtol(text, &end, 10);
+    *layer = sm_model_find_layer(m, text);
+    if (*layer || (allow_zero && end != text && !*end && v == 0)) return EXIT_OK;
+    return cli_usage_error(cmd, "%s: '%s' is not a layer of %s (a layer number, or N.kind with the layer's kind, as "
+                           "`simile info` lists them)", opt, text, what);
+}

@@ -196,13 +196,8 @@ sm_status sm_trainer_create(sm_trainer **out, sm_model *m, sm_loss *loss, const 
             goto fail;
         }
         if (v->n < 2) { st = sm_fail(SM_ERR_INVALID, "the validation set has fewer than 2 images"); goto fail; }
-        int vd = d; /* the validation embedding's width: the trunk's with embed_at */
-        if (cfg->embed_at) {
-            sm_model *trunk = NULL;
-            if ((st = sm_model_cut(m, cfg->embed_at, &trunk))) goto fail;
-            vd = trunk->emb_dim;
-            sm_model_free(trunk);
-        }
+        if (cfg->embed_at && (st = sm_model_cut(m, cfg->embed_at, &t->trunk))) goto fail;
+        const int vd = t->trunk ? t->trunk->emb_dim : d; /* the validation embedding's width */
         t->val_emb = sm_alloc((size_t)v->n, (size_t)vd * sizeof(float));
         t->val_hist = sm_alloc((size_t)cfg->epochs, sizeof(double));
         if (cfg->keep_best) t->best = sm_alloc((size_t)(m->store.n + 1), sizeof(float));
@@ -294,7 +289,7 @@ void sm_trainer_free(sm_trainer *t) {
     if (t->m)
         for (int i = 0; i < t->m->nlayers; i++) t->m->layers[i].frozen_stats = 0;
     sm_plan_free(&t->plan);
-    sm_free(t->ranges); sm_free(t->keep); sm_free(t->val_emb); sm_free(t->val_hist); sm_free(t->best);
+    sm_free(t->ranges); sm_free(t->keep); sm_free(t->val_emb); sm_model_free(t->trunk); sm_free(t->val_hist); sm_free(t->best);
     sm_free(t->eall); sm_free(t->counts);
     sm_free(t->aug_scratch); sm_free(t->xb); sm_free(t->yb); sm_free(t->gemb); sm_free(t->backup); sm_free(t->ema); sm_free(t->old_head);
     sm_free(t);
@@ -324,14 +319,13 @@ static void start_epoch(sm_trainer *t) {
  * L2-normalised, retrieval metrics with L2 distance; the best epoch's store kept (keep_best). */
 static sm_status validate(sm_trainer *t, int epoch) {
     const sm_dataset *v = t->cfg.val;
-    sm_model *m = t->m, *trunk = NULL;
-    sm_status st = t->cfg.embed_at ? sm_model_cut(m, t->cfg.embed_at, &trunk) : SM_OK;
+    sm_model *m = t->m;
+    /* the model whose embeddings are validated: m, or its trunk with m's weights as they stand */
+    sm_status st = t->trunk ? sm_model_init_from(t->trunk, m, NULL, NULL, 0) : SM_OK;
     if (st) return st;
-    sm_model *e = trunk ? trunk : m; /* the model whose embeddings are validated */
+    sm_model *e = t->trunk ? t->trunk : m;
     const int d = e->emb_dim;
-    st = sm_model_embed(e, v->x, v->n, t->val_emb);
-    sm_model_free(trunk);
-    if (st) return st;
+    if ((st = sm_model_embed(e, v->x, v->n, t->val_emb))) return st;
     sm_embeddings_normalize(t->val_emb, v->n, d);
     if ((st = sm_retrieval_metrics(t->val_emb, v->y, v->n, d, SM_METRIC_L2, &t->val_last))) return st;
     const double f = t->val_last.map_at_r;

@@ -53,6 +53,8 @@ struct sm_trainer {
     int cfg_crc_set;
     /* model selection */
     float *val_emb;         /* (val n, d) */
+    sm_model *trunk;        /* cfg.embed_at: layers 1..embed_at (sm_model_cut), its weights
+                             * taken from the model again before each validation */
     double *val_hist;       /* (epochs) validation MAP@R of each epoch done; NaN before */
     sm_retrieval_result val_last;
     float *best;            /* (store.n) the store at the best epoch's end (keep_best) */

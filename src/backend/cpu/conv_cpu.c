@@ -28,6 +28,18 @@ static inline void gather(const float *img, int h, int w, int k, int stride, int
 #define WIN_MAX 16384 /* floats of the zero-padded input rows one output row reads (64 KiB of stack) */
 #define PX 4            /* output positions per step: PX x OB accumulators in registers */
 
+/* Fill win with the k input rows that output row oy of image img (h, w) reads, zero-padded by pad
+ * on each side (row ky at win + ky * wp, wp = w + 2 pad): rows outside the image are all zero. */
+static inline void fill_window(float *win, const float *img, int h, int w, int k, int stride, int pad, int oy, int wp) {
+    for (int ky = 0; ky < k; ky++) {
+        const int iy = oy * stride - pad + ky;
+        float *wr = win + ky * wp;
+        if (iy < 0 || iy >= h) { memset(wr, 0, sizeof(float) * (size_t)wp); continue; }
+        for (int i = 0; i < pad; i++) wr[i] = wr[pad + w + i] = 0.0f;
+        memcpy(wr + pad, img + (int64_t)iy * w, sizeof(float) * (size_t)w);
+    }
+}
+
 /* y's rows of output row oy of one image, output channels o0 .. o0+nb: win holds the k input rows
  * the output row reads, zero-padded (row ky at win + ky * wp, column ix + pad at ix), off[t] the
  * offset of term t = ky * k + kx. */
@@ -90,13 +102,7 @@ void sm_k_conv1ch1(const float *x, int n, int h, int w, int k, int stride, int p
             for (int oy = 0; oy < oh; oy++) {
                 float *yrow = y + ((int64_t)b * oh + oy) * ow * oc;
                 if (windowed) { /* the k input rows, zero-padded: every term an unconditional load */
-                    for (int ky = 0; ky < k; ky++) {
-                        const int iy = oy * stride - pad + ky;
-                        float *wr = win + ky * wp;
-                        if (iy < 0 || iy >= h) { memset(wr, 0, sizeof(float) * (size_t)wp); continue; }
-                        for (int i = 0; i < pad; i++) wr[i] = wr[pad + w + i] = 0.0f;
-                        memcpy(wr + pad, img + (int64_t)iy * w, sizeof(float) * (size_t)w);
-                    }
+                    fill_window(win, img, h, w, k, stride, pad, oy, wp);
                     conv1ch_row(win, off, K, stride, ow, Wt, oc, o0, nb, yrow);
                     continue;
                 }
@@ -170,14 +176,7 @@ static void dw_rows(const float *x, const float *dy, int h, int w, int k, int st
             const int64_t b = r / per_img;
             const int p = (int)(r % per_img), oy = p / ow, ox0 = p % ow;
             const int ox1 = r0 + len - (r - ox0) < ow ? (int)(r0 + len - (r - ox0)) : ow;
-            const float *img = x + b * h * w;
-            for (int ky = 0; ky < k; ky++) {
-                const int iy = oy * stride - pad + ky;
-                float *wr = win + ky * wp;
-                if (iy < 0 || iy >= h) { memset(wr, 0, sizeof(float) * (size_t)wp); continue; }
-                for (int i = 0; i < pad; i++) wr[i] = wr[pad + w + i] = 0.0f;
-                memcpy(wr + pad, img + (int64_t)iy * w, sizeof(float) * (size_t)w);
-            }
+            fill_window(win, x + b * h * w, h, w, k, stride, pad, oy, wp);
             const float *dyrow = dy + (r - ox0) * oc + o0;
             if (K == 9) dw_span(9, K, win, off, stride, ox0, ox1, dyrow, oc, nb, acc);
             else dw_span(0, K, win, off, stride, ox0, ox1, dyrow, oc, nb, acc);
