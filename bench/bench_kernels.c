@@ -4,6 +4,7 @@
  * itself links no BLAS) and beside the CPU's fp32 peak given on the command line.
  *   bench_kernels [--threads N] [--peak GFLOPS] [--openblas PATH] [--seconds S] [--clock wall|cpu]
  *                 [--only TEXT] (only the shapes whose name contains TEXT)
+ *                 [--isa NAME] (only that path: scalar, avx2 or avx512)
  * (--clock cpu times with the process's CPU seconds: with --threads 1 that leaves out the time
  * other processes take on a shared machine; with more threads it would count OpenMP's spinning)
  * Shapes (row-major, C (m, n) = op(A) op(B), as the layers call them; B = batch):
@@ -94,7 +95,7 @@ static double gflops(const shape *s, void (*fn)(const shape *)) {
 int main(int argc, char **argv) {
     int threads = 0;
     double peak = 0;
-    const char *blas = "/usr/lib/x86_64-linux-gnu/openblas-openmp/libopenblas.so.0", *only = NULL;
+    const char *blas = "/usr/lib/x86_64-linux-gnu/openblas-openmp/libopenblas.so.0", *only = NULL, *isa = NULL;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--peak")) peak = atof(argv[i + 1]);
@@ -102,6 +103,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--seconds")) min_seconds = atof(argv[i + 1]);
         else if (!strcmp(argv[i], "--clock")) cpu_clock = !strcmp(argv[i + 1], "cpu");
         else if (!strcmp(argv[i], "--only")) only = argv[i + 1];
+        else if (!strcmp(argv[i], "--isa")) isa = argv[i + 1];
         else { fprintf(stderr, "bench_kernels: unknown option %s\n", argv[i]); return 2; }
     }
     sm_set_num_threads(threads);
@@ -157,7 +159,7 @@ int main(int argc, char **argv) {
     int np = 0;
     const char *all[] = {"avx512", "avx2", "scalar"};
     for (int i = 0; i < 3; i++)
-        if (sm_set_isa(all[i]) == SM_OK) paths[np++] = all[i];
+        if ((!isa || !strcmp(isa, all[i])) && sm_set_isa(all[i]) == SM_OK) paths[np++] = all[i];
     printf("cpu %s (family %d model %d), %d threads, batch %d; OpenBLAS peer core %s; fp32 peak %.0f GFLOP/s; %s clock\n\n",
            ci.cpu, ci.cpu_family, ci.cpu_model, sm_get_num_threads(), batch, corename ? corename() : "-", peak,
            cpu_clock ? "CPU-time" : "wall");

@@ -131,9 +131,15 @@ static void check_gemm(void) {
     /* more than one block of every kind at once, and k = 0 / alpha = 0 (C = beta C) */
     one_gemm(0, 1, 203, 290, 517, 1.0f, 0.0f, 1);
     one_gemm(1, 0, 129, 257, 600, 1.0f, 1.0f, 0);
+    /* A^T packed a row group at a time (gemm.c gemm_rows): k cut into blocks of 65536 / rows,
+     * an edge panel inside the block, beta != 0 keeping one k-block, too many rows for a block */
+    one_gemm(1, 0, 300, 70, 700, 1.0f, 0.0f, 1);
+    one_gemm(1, 0, 301, 33, 1500, 0.5f, 0.0f, 3);
+    one_gemm(1, 0, 600, 40, 500, 1.0f, 0.5f, 0);
+    one_gemm(1, 0, 1100, 20, 300, 1.0f, 0.0f, 0);
     one_gemm(0, 0, 5, 6, 0, 1.0f, 0.5f, 0);
     one_gemm(0, 0, 5, 6, 4, 0.0f, 0.5f, 2);
-    printf("gemm: %d random cases + 4 on %d paths x 2 thread counts\n", cases, npaths);
+    printf("gemm: %d random cases + 8 on %d paths x 2 thread counts\n", cases, npaths);
 }
 
 static void one_gemv(int ta, int m, int n, float alpha, float beta, int lda_pad, int incx, int incy) {

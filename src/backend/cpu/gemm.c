@@ -96,6 +96,18 @@ const char *sm_gemm_env_note(void) {
 
 /* ---- packing ------------------------------------------------------------------------------- */
 
+/* pack_a for op(A) = A^T (ta) and whole 6-row panels: each row t of A (columns i0 .. i0+mc, mc
+ * a multiple of 6) read once, contiguously, and spread over the panels. */
+static void pack_at6(const float *A, int lda, int i0, int mc, int p0, int kc, float *Ap) {
+    const int mp = mc / 6;
+    for (int t = 0; t < kc; t++) {
+        const float *src = A + (int64_t)(p0 + t) * lda + i0;
+        float *dst = Ap + t * 6;
+        for (int ip = 0; ip < mp; ip++, src += 6, dst += (size_t)6 * kc)
+            memcpy(dst, src, 6 * sizeof(float)); /* a fixed size: two moves, inlined */
+    }
+}
+
 /* Ap: the rows i0 .. i0+mc of op(A), columns p0 .. p0+kc, as ceil(mc/mr) micro-panels (kc, mr),
  * rows beyond m zero. */
 static void pack_a(int ta, const float *A, int lda, int m, int i0, int mc, int p0, int kc, int mr, float *Ap) {
@@ -111,7 +123,8 @@ static void pack_a(int ta, const float *A, int lda, int m, int i0, int mc, int p
         } else {
             for (int t = 0; t < kc; t++) {
                 float *dst = Ap + t * mr;
-                memcpy(dst, A + (int64_t)(p0 + t) * lda + r0, sizeof(float) * (size_t)rows);
+                const float *src = A + (int64_t)(p0 + t) * lda + r0;
+                for (int r = 0; r < rows; r++) dst[r] = src[r];
                 for (int r = rows; r < mr; r++) dst[r] = 0.0f;
             }
         }
@@ -158,50 +171,93 @@ typedef struct {
     float *C;
 } gemm_args;
 
+/* Ap, gemm_rows's packed op(A): the (rows / mr) panels (kc, mr) of a whole row group of A^T with
+ * kc = AP_FLOATS / rows (at most SM_GEMM_KC), or MC_AT rows (a multiple of every mr) at a time
+ * with kc <= SM_GEMM_KC, or one edge panel (mr <= 16, kc <= SM_GEMM_KC). */
+#define MC_AT 48
+#define AP_FLOATS (64 * 1024)
+_Static_assert(MC_AT * SM_GEMM_KC <= AP_FLOATS && 16 * SM_GEMM_KC <= AP_FLOATS, "Ap too small");
+
+/* 1 if gemm_rows packs the panels of op(A) = A^T on this path: rows of A^T in place walk a
+ * stride of lda for every t (a new cache line each step, from memory for a long, cold A);
+ * packed, each row of A is read whole, contiguously, once per k-block, and the kernel reads its
+ * panel contiguously (measured on Zen 3, avx2: the weight gradients' A^T B).  The AVX-512 path
+ * keeps what it was measured with (A^T in place, the kernel prefetching it). */
+static int pack_at(const sm_gemm_kernels *kr) {
+#ifdef SM_GEMM_X86
+    if (kr == &sm_gemm_avx512) return 0;
+#endif
+    (void)kr;
+    return 1;
+}
+
+/* One (rows <= mr, cols <= nr) tile: whole tiles straight into C, edge tiles through the tile
+ * buffer (the alpha / beta pass in C). */
+static inline void rows_tile(const sm_gemm_kernels *kr, const gemm_args *g, int kc, const float *a, int64_t rs,
+                             int64_t cs, const float *bp, float *C, int rows, int cols, int first, int last,
+                             float *tile) {
+    const int nr = kr->nr;
+    if (rows == kr->mr && cols == nr) {
+        kr->ukr(kc, a, rs, cs, bp, C, g->ldc, (first ? 0 : SM_UKR_LOAD) | (last ? SM_UKR_FINISH : 0), g->alpha,
+                g->beta);
+        return;
+    }
+    if (!first)
+        for (int r = 0; r < rows; r++)
+            for (int j = 0; j < cols; j++) tile[r * nr + j] = C[(int64_t)r * g->ldc + j];
+    kr->ukr(kc, a, rs, cs, bp, tile, nr, first ? 0 : SM_UKR_LOAD, 1.0f, 0.0f);
+    for (int r = 0; r < rows; r++) {
+        float *c = C + (int64_t)r * g->ldc;
+        const float *t = tile + r * nr;
+        if (last)
+            for (int j = 0; j < cols; j++) c[j] = finish(g->alpha, t[j], g->beta, c[j]);
+        else
+            for (int j = 0; j < cols; j++) c[j] = t[j];
+    }
+}
+
 /* Rows i_begin .. i_end (all of them, or a multiple of mr) by columns j0 .. j0+nc of C, with
- * op(B) packed once per k-block into Bp and op(A) read in place (only a last panel of fewer than
- * mr rows is packed, into Ep).  Between k-blocks the float accumulators wait in C itself, so
- * this runs for k <= SM_GEMM_KC or beta == 0. */
+ * op(B) packed once per k-block into Bp (panels (kc, nr)) and op(A) read in place, or packed
+ * into Ap (panels (kc, mr)) when it is A^T and the path packs it (pack_at), and always for a
+ * last panel of fewer than mr rows.  Between k-blocks the float accumulators wait in C itself,
+ * so this runs for k <= SM_GEMM_KC or beta == 0 (and keeps one k-block when beta != 0). */
 static void gemm_rows(const sm_gemm_kernels *kr, const gemm_args *g, int i_begin, int i_end, int j0, int nc,
-                      float *Bp, float *Ep, float *tile) {
+                      float *Bp, float *Ap, float *tile) {
     const int mr = kr->mr, nr = kr->nr, np = (nc + nr - 1) / nr;
-    for (int p0 = 0; p0 < g->k; p0 += SM_GEMM_KC) {
-        const int kc = g->k - p0 < SM_GEMM_KC ? g->k - p0 : SM_GEMM_KC;
+    const int packed = g->ta && pack_at(kr);
+    int mc = mr, kcb = SM_GEMM_KC;
+    if (packed) { /* all the group's rows at once (A's rows read whole), k-blocks as long as Ap holds */
+        const int rows = (i_end - i_begin + mr - 1) / mr * mr;
+        mc = rows;
+        kcb = AP_FLOATS / rows;
+        if (kcb > SM_GEMM_KC) kcb = SM_GEMM_KC;
+        /* too many rows for a useful k-block, or a beta that needs all of k in one block: MC_AT rows
+         * at a time */
+        if (kcb < 64 || (g->beta != 0.0f && g->k > kcb)) mc = MC_AT, kcb = SM_GEMM_KC;
+    }
+    for (int p0 = 0; p0 < g->k; p0 += kcb) {
+        const int kc = g->k - p0 < kcb ? g->k - p0 : kcb;
         const int first = p0 == 0, last = p0 + kc >= g->k;
         pack_b(g->tb, g->B, g->ldb, g->n, j0, nc, p0, kc, nr, Bp);
-        for (int i = i_begin; i < i_end; i += mr) {
-            const int rows = i_end - i < mr ? i_end - i : mr;
-            const float *a;
-            int64_t rs, cs;
-            if (rows == mr) {
-                a = g->ta ? g->A + (int64_t)p0 * g->lda + i : g->A + (int64_t)i * g->lda + p0;
-                rs = g->ta ? 1 : g->lda, cs = g->ta ? g->lda : 1;
-            } else {
-                pack_a(g->ta, g->A, g->lda, g->m, i, rows, p0, kc, mr, Ep);
-                a = Ep, rs = 1, cs = mr;
-            }
-            for (int jp = 0; jp < np; jp++) {
-                const int c0 = j0 + jp * nr, cols = nc - jp * nr < nr ? nc - jp * nr : nr;
-                float *C = g->C + (int64_t)i * g->ldc + c0;
-                const float *bp = Bp + (size_t)jp * nr * kc;
-                if (rows == mr && cols == nr) { /* a whole tile: the kernel reads and writes C */
-                    kr->ukr(kc, a, rs, cs, bp, C, g->ldc, (first ? 0 : SM_UKR_LOAD) | (last ? SM_UKR_FINISH : 0),
-                            g->alpha, g->beta);
-                    continue;
+        for (int ib = i_begin; ib < i_end; ib += mc) {
+            const int ie = i_end - ib < mc ? i_end : ib + mc, mp = (ie - ib + mr - 1) / mr;
+            if (packed && mr == 6 && (ie - ib) % 6 == 0) pack_at6(g->A, g->lda, ib, ie - ib, p0, kc, Ap);
+            else if (packed || ie - ib < mr) pack_a(g->ta, g->A, g->lda, g->m, ib, ie - ib, p0, kc, mr, Ap);
+            for (int ip = 0; ip < mp; ip++) /* each row panel over every column panel */
+                for (int jp = 0; jp < np; jp++) {
+                    const int i = ib + ip * mr, rows = ie - i < mr ? ie - i : mr;
+                    const int c0 = j0 + jp * nr, cols = nc - jp * nr < nr ? nc - jp * nr : nr;
+                    const float *a;
+                    int64_t rs, cs;
+                    if (packed || rows < mr) {
+                        a = Ap + (size_t)ip * mr * kc, rs = 1, cs = mr;
+                    } else {
+                        a = g->ta ? g->A + (int64_t)p0 * g->lda + i : g->A + (int64_t)i * g->lda + p0;
+                        rs = g->ta ? 1 : g->lda, cs = g->ta ? g->lda : 1;
+                    }
+                    rows_tile(kr, g, kc, a, rs, cs, Bp + (size_t)jp * nr * kc, g->C + (int64_t)i * g->ldc + c0,
+                              rows, cols, first, last, tile);
                 }
-                if (!first) /* an edge tile: through the tile buffer */
-                    for (int r = 0; r < rows; r++)
-                        for (int j = 0; j < cols; j++) tile[r * nr + j] = C[(int64_t)r * g->ldc + j];
-                kr->ukr(kc, a, rs, cs, bp, tile, nr, first ? 0 : SM_UKR_LOAD, 1.0f, 0.0f);
-                for (int r = 0; r < rows; r++) {
-                    float *c = C + (int64_t)r * g->ldc;
-                    const float *t = tile + r * nr;
-                    if (last)
-                        for (int j = 0; j < cols; j++) c[j] = finish(g->alpha, t[j], g->beta, c[j]);
-                    else
-                        for (int j = 0; j < cols; j++) c[j] = t[j];
-                }
-            }
         }
     }
 }
@@ -266,8 +322,8 @@ void sm_gemm_run(const sm_gemm_kernels *kr, int threaded, int ta, int tb, int m,
     }
     const int nbn = (n + ncb - 1) / ncb;
     int rows_per;
-    if (in_c) { /* about two groups a thread */
-        int groups = (2 * nth + nbn - 1) / nbn;
+    if (in_c) { /* about two groups a thread (one on a single thread: op(A) read in one sweep) */
+        int groups = nth > 1 ? (2 * nth + nbn - 1) / nbn : 1;
         rows_per = (m + groups - 1) / groups;
         rows_per = (rows_per + kr->mr - 1) / kr->mr * kr->mr;
     } else {
@@ -278,14 +334,14 @@ void sm_gemm_run(const sm_gemm_kernels *kr, int threaded, int ta, int tb, int m,
 #pragma omp parallel num_threads(nth) if (nth > 1)
     {
         _Alignas(64) float Bp[SM_GEMM_NC * SM_GEMM_KC]; /* (NC / nr) panels (kc, nr) */
-        _Alignas(64) float Ep[16 * SM_GEMM_KC];         /* an edge panel of op(A), (kc, mr) */
+        _Alignas(64) float Ap[AP_FLOATS]; /* (mc / mr) panels (kc, mr) of op(A), or one edge panel */
         _Alignas(64) float tile[16 * 32];               /* one (mr, nr) tile of accumulators */
 #pragma omp for schedule(static)
         for (int64_t b = 0; b < ntasks; b++) {
             const int bi = (int)(b / nbn), bj = (int)(b % nbn);
             const int i0 = bi * rows_per, i1 = m - i0 < rows_per ? m : i0 + rows_per;
             const int j0 = bj * ncb, nc = n - j0 < ncb ? n - j0 : ncb;
-            if (in_c) gemm_rows(kr, &g, i0, i1, j0, nc, Bp, Ep, tile);
+            if (in_c) gemm_rows(kr, &g, i0, i1, j0, nc, Bp, Ap, tile);
             else gemm_block(kr, &g, i0, i1 - i0, j0, nc, Bp);
         }
     }

@@ -30,8 +30,9 @@ typedef struct sm_gemm_kernels {
      * + sum over t < kc (in order) of a[r * rs + t * cs] * Bp[t][c] as a chain of fmas; then
      * C = acc, or with SM_UKR_FINISH C = alpha * acc (+ beta * C when beta != 0), rounded as the
      * driver's C does (no contraction).  a is op(A)'s rows in place (rs = lda, cs = 1, or rs = 1,
-     * cs = lda) or a packed, zero-padded edge panel (rs = 1, cs = mr); Bp (kc, nr) packed and
-     * zero-padded, 64-byte aligned. */
+     * cs = lda) or a packed, zero-padded panel (rs = 1, cs = mr: an edge panel, and on the avx2
+     * and scalar paths every panel of an op(A) = A^T); Bp (kc, nr) packed and zero-padded,
+     * 64-byte aligned. */
     void (*ukr)(int kc, const float *a, int64_t rs, int64_t cs, const float *Bp, float *C, int64_t ldc, int flags,
                 float alpha, float beta);
     /* acc (rows <= SM_GEMV_L) = (load ? acc : 0) + fma chain over t < kc of A[r * lda + t] *

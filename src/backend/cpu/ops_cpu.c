@@ -72,8 +72,9 @@ void sm_k_gemm_at_b(int m, int n, int64_t k, const float *A, int lda, const floa
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, n, (int)len, 1.0f, A + start * lda, lda,
                     B + start * ldb, ldb, 0.0f, P, n);
 #else
-        /* P^T (n, m) = B^T A on this thread: B (the long, wide one: im2col rows) is read in place
-         * and only A (m = output channels wide) is packed */
+        /* P^T (n, m) = B^T A on this thread: B (the long, wide one: im2col rows) is op(A) = B^T,
+         * packed a row group at a time on the avx2 and scalar paths (each row of B read whole;
+         * gemm.c pack_at), read in place on avx512; A (m = output channels wide) is op(B), packed */
         sm_gemm_run(sm_gemm_active(), 0, 1, 0, n, m, (int)len, 1.0f, B + start * ldb, ldb, A + start * lda, lda,
                     0.0f, P, m);
 #endif
