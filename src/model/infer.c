@@ -115,8 +115,12 @@ static void run_micro(const sm_model *m, const stage *S, const float *x, int n, 
             if (j < m->nlayers && S[j].K->commutes_bias_act) {
                 const sm_layer *P = S[j].L;
                 float *z = j == last ? out : bufs[which ^ 1];
-                S[j].K->infer(P, S[j].W, y, n, z, scratch);
-                sm_be_bias_act1(sm_backend_default(), z, st->b, (int64_t)n * P->oh * P->ow, P->oc, st->relu);
+                if (S[j].K->infer_bias_act) { /* the pool, bias and relu in one pass */
+                    S[j].K->infer_bias_act(P, y, n, st->b, st->relu, z);
+                } else {
+                    S[j].K->infer(P, S[j].W, y, n, z, scratch);
+                    sm_be_bias_act1(sm_backend_default(), z, st->b, (int64_t)n * P->oh * P->ow, P->oc, st->relu);
+                }
                 if (times) times[i] += sm_now() - t0; /* the pool's time is counted with its linear layer */
                 in = z;
                 i = j; /* `which` stays: the next stage writes over the linear layer's output */

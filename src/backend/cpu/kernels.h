@@ -162,6 +162,9 @@ void sm_k_bn_infer1(const float *x, int64_t m, int c, const float *gamma, const 
  * indices. */
 void sm_k_maxpool1(const float *x, int n, int h, int w, int c, int k, int s, int pad, int oh, int ow,
                    float *y);
+/* maxpool1 followed by bias_act1 (b, relu) on its output, in one pass: the same bits */
+void sm_k_maxpool_bias_act1(const float *x, int n, int h, int w, int c, int k, int s, int pad, int oh, int ow,
+                            const float *b, int relu, float *y);
 /* Global average pool x (n, hw, c) -> y (n, c). */
 void sm_k_gap1(const float *x, int n, int hw, int c, float *y);
 

@@ -503,24 +503,28 @@ void sm_k_im2col1(const float *x, int n, int h, int w, int c, int k, int stride,
     }
 }
 
-void sm_k_bias_act1(float *y, const float *b, int64_t m, int c, int relu) {
-    for (int64_t i = 0; i < m; i++) {
-        float *yi = y + i * c;
-        if (b && relu) {
+/* yi (c) = yi + b, then max(., 0) if relu (b NULL: no bias): one row of bias_act1 */
+static inline void bias_act_row(float *yi, const float *b, int c, int relu) {
+    if (b && relu) {
 #pragma omp simd
-            for (int j = 0; j < c; j++) { float v = yi[j] + b[j]; yi[j] = v > 0 ? v : 0; }
-        } else if (b) {
+        for (int j = 0; j < c; j++) { float v = yi[j] + b[j]; yi[j] = v > 0 ? v : 0; }
+    } else if (b) {
 #pragma omp simd
-            for (int j = 0; j < c; j++) yi[j] += b[j];
-        } else if (relu) {
+        for (int j = 0; j < c; j++) yi[j] += b[j];
+    } else if (relu) {
 #pragma omp simd
-            for (int j = 0; j < c; j++) yi[j] = yi[j] > 0 ? yi[j] : 0;
-        }
+        for (int j = 0; j < c; j++) yi[j] = yi[j] > 0 ? yi[j] : 0;
     }
 }
 
-void sm_k_maxpool1(const float *x, int n, int h, int w, int c, int k, int s, int pad, int oh, int ow,
-                   float *y) {
+void sm_k_bias_act1(float *y, const float *b, int64_t m, int c, int relu) {
+    for (int64_t i = 0; i < m; i++) bias_act_row(y + i * c, b, c, relu);
+}
+
+/* maxpool1, and with bias_act: each pooled row's bias and activation (bias_act1's operations) in
+ * the same pass, while the row is in registers / L1 */
+static inline void maxpool1_(const float *x, int n, int h, int w, int c, int k, int s, int pad, int oh, int ow,
+                             float *y, int bias_act, const float *bias, int relu) {
     for (int b = 0; b < n; b++)
         for (int oy = 0; oy < oh; oy++)
             for (int ox = 0; ox < ow; ox++) {
@@ -537,7 +541,18 @@ void sm_k_maxpool1(const float *x, int n, int h, int w, int c, int k, int s, int
 #pragma omp simd
                         for (int ch = 0; ch < c; ch++) yr[ch] = xp[ch] > yr[ch] ? xp[ch] : yr[ch];
                     }
+                if (bias_act) bias_act_row(yr, bias, c, relu);
             }
+}
+
+void sm_k_maxpool1(const float *x, int n, int h, int w, int c, int k, int s, int pad, int oh, int ow,
+                   float *y) {
+    maxpool1_(x, n, h, w, c, k, s, pad, oh, ow, y, 0, NULL, 0);
+}
+
+void sm_k_maxpool_bias_act1(const float *x, int n, int h, int w, int c, int k, int s, int pad, int oh, int ow,
+                            const float *b, int relu, float *y) {
+    maxpool1_(x, n, h, w, c, k, s, pad, oh, ow, y, 1, b, relu);
 }
 
 void sm_k_gap1(const float *x, int n, int hw, int c, float *y) {
