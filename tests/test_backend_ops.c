@@ -478,13 +478,17 @@ static void check_pool(void) {
      * sizes, a 2x2 window with p1, and a 1x1 input under a 3x3 window */
     const struct { int n, h, w, c, k, s, p; } P[] = {{1, 1, 1, 1, 1, 1, 0}, {2, 4, 4, 3, 2, 2, 0}, {1, 5, 7, 1, 3, 2, 0},
                                                       {3, 6, 6, 4, 3, 3, 0}, {1, 9, 5, 3, 2, 1, 0}, {2, 8, 8, 3, 3, 2, 1},
-                                                      {1, 7, 5, 2, 3, 2, 1}, {2, 5, 4, 3, 2, 2, 1}, {1, 1, 1, 2, 3, 1, 1}};
+                                                      {1, 7, 5, 2, 3, 2, 1}, {2, 5, 4, 3, 2, 2, 1}, {1, 1, 1, 2, 3, 1, 1},
+                                                      /* the 2x2 fast path: odd sizes, 32 channels with ties */
+                                                      {2, 5, 7, 33, 2, 2, 0}, {3, 6, 8, 32, 2, 2, 0}};
     int64_t pool_clipped = 0; /* pooled values the fused relu set to 0: the relu case is exercised */
     for (size_t pi = 0; pi < sizeof P / sizeof P[0]; pi++) {
         int n = P[pi].n, h = P[pi].h, w = P[pi].w, c = P[pi].c, k = P[pi].k, s = P[pi].s, pd = P[pi].p;
         int oh = (h + 2 * pd - k) / s + 1, ow = (w + 2 * pd - k) / s + 1;
         int64_t nx = (int64_t)n * h * w * c, ny = (int64_t)n * oh * ow * c;
         float *x = randf(nx, 1), *y = malloc(sizeof(float) * (size_t)ny), *y1 = malloc(sizeof(float) * (size_t)ny);
+        if (c == 32) /* ties (and -0 against 0): the first cell in window order must win */
+            for (int64_t i = 0; i < nx; i++) x[i] = rintf(x[i]);
         int32_t *arg = malloc(sizeof(int32_t) * (size_t)ny);
         double *ref = dzeros(ny);
         int64_t *rarg = malloc(sizeof(int64_t) * (size_t)ny);

@@ -341,8 +341,36 @@ void sm_k_relu_backward(const float *y, const float *dy, float *dx, int64_t m) {
     for (int64_t i = 0; i < m; i++) dx[i] = y[i] > 0 ? dy[i] : 0;
 }
 
+/* The 2x2 stride-2 unpadded pool's output r (its window inside the image): maxpool_forward's
+ * comparisons in its order (the first cell, then each later one on a strictly larger value), the
+ * running maximum and index kept in registers instead of y and arg. */
+static inline void maxpool2_forward_row(const float *x, int h, int w, int c, int oh, int ow, int64_t r, float *yr,
+                                        int32_t *ar) {
+    const int b = (int)(r / (oh * ow)), rem = (int)(r % (oh * ow)), oy = rem / ow, ox = rem % ow;
+    const int32_t o0 = (int32_t)((((int64_t)b * h + 2 * oy) * w + 2 * ox) * c), o1 = o0 + c,
+                  o2 = o0 + (int32_t)w * c, o3 = o2 + c;
+    const float *x0 = x + o0, *x1 = x + o1, *x2 = x + o2, *x3 = x + o3;
+#pragma omp simd
+    for (int ch = 0; ch < c; ch++) {
+        float v = x0[ch];
+        int32_t a = o0 + ch;
+        int gt = x1[ch] > v;
+        v = gt ? x1[ch] : v, a = gt ? o1 + ch : a;
+        gt = x2[ch] > v;
+        v = gt ? x2[ch] : v, a = gt ? o2 + ch : a;
+        gt = x3[ch] > v;
+        v = gt ? x3[ch] : v, a = gt ? o3 + ch : a;
+        yr[ch] = v, ar[ch] = a;
+    }
+}
+
 void sm_k_maxpool_forward(const float *x, int n, int h, int w, int c, int k, int s, int pad, int oh,
                           int ow, float *y, int32_t *arg) {
+    if (k == 2 && s == 2 && pad == 0 && 2 * oh <= h && 2 * ow <= w) {
+#pragma omp parallel for schedule(static)
+        for (int64_t r = 0; r < (int64_t)n * oh * ow; r++) maxpool2_forward_row(x, h, w, c, oh, ow, r, y + r * c, arg + r * c);
+        return;
+    }
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < (int64_t)n * oh * ow; r++) {
         int b = (int)(r / (oh * ow)), rem = (int)(r % (oh * ow)), oy = rem / ow, ox = rem % ow;
