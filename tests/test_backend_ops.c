@@ -533,9 +533,14 @@ static void check_pool(void) {
         CHECK_MSG(args_ok, "maxpool argmax case %zu", pi);
         float *dy = randf(ny, 1), *dx = randf(nx, 1);
         double *rdx = dzeros(nx);
+        for (int64_t o = 0; o < ny; o += 5) dy[o] = o % 2 ? -0.0f : 0.0f; /* 0 + -0 is +0 */
         for (int64_t o = 0; o < ny; o++) rdx[rarg[o]] += dy[o];
-        sm_be_maxpool_backward(BE, dy, arg, n, h, w, c, oh, ow, dx);
+        float *dxs = calloc((size_t)nx, sizeof(float)); /* the float scatter: the bits to give */
+        for (int64_t o = 0; o < ny; o++) dxs[arg[o]] += dy[o];
+        sm_be_maxpool_backward(BE, dy, arg, n, h, w, c, k, s, pd, oh, ow, dx);
         CHECK_MSG(nmse(dx, rdx, nx) <= TOL, "maxpool_backward case %zu", pi);
+        CHECK_MSG(!memcmp(dx, dxs, sizeof(float) * (size_t)nx), "maxpool_backward case %zu: not the scatter's bits", pi);
+        free(dxs);
         /* global average pool, both implementations, and its backward */
         int hw = h * w;
         float *g = malloc(sizeof(float) * (size_t)n * c), *g1 = malloc(sizeof(float) * (size_t)n * c);

@@ -51,7 +51,7 @@ static void maxpool_forward(sm_layer *L, const float *x, float *y, int n, int tr
 }
 
 static void maxpool_backward(sm_layer *L, const float *x, const float *y, const float *dy, float *dx, int n) {
-    if (dx) sm_be_maxpool_backward(L->be, dy, L->arg, n, L->ih, L->iw, L->ic, L->oh, L->ow, dx);
+    if (dx) sm_be_maxpool_backward(L->be, dy, L->arg, n, L->ih, L->iw, L->ic, L->k, L->stride, L->pad, L->oh, L->ow, dx);
 }
 
 static void maxpool_infer(const sm_layer *L, const float *W, const float *x, int n, float *y, float *scratch) {

@@ -99,7 +99,8 @@ void sm_k_relu_backward(const float *y, const float *dy, float *dx, int64_t m);
  * row-major window order.  Backward scatters dy into dx (overwritten). */
 void sm_k_maxpool_forward(const float *x, int n, int h, int w, int c, int k, int s, int pad, int oh,
                           int ow, float *y, int32_t *arg);
-void sm_k_maxpool_backward(const float *dy, const int32_t *arg, int n, int h, int w, int c,
+/* (k, s, pad: the forward's window, so that a 2x2 stride-2 pool writes dx in one pass) */
+void sm_k_maxpool_backward(const float *dy, const int32_t *arg, int n, int h, int w, int c, int k, int s, int pad,
                            int oh, int ow, float *dx);
 
 /* Average pool NHWC, window k, stride s, no padding: y (n, oh, ow, c) the mean of each window
