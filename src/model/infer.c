@@ -17,8 +17,9 @@
  * with train = 0) up to float rounding of the folded weights (tests/test_infer.c).
  * What a layer does here comes from its kind's table (src/nn/layer.h): `linear` (conv, fc: the
  * plan adds the bias and activation after the product, and folds an `affine` layer, bn, into
- * it), `commutes_bias_act` (maxpool: taken before that bias and activation) and `infer`, its
- * single-threaded forward for a micro-batch; the plan itself knows no layer type.
+ * it), `commutes_bias_act` (maxpool: taken before that bias and activation, which its
+ * `infer_bias_act` applies in the pool's own pass) and `infer`, its single-threaded forward for
+ * a micro-batch; the plan itself knows no layer type.
  * Residual blocks (the `branch` kinds res / shortcut / end) keep two more buffers per thread:
  * res copies the block's input into keepX, shortcut copies the main branch's output into keepM
  * and continues from keepX, end adds keepM (or keepX) to its input.  Folds and pools work inside
