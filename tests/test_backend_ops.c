@@ -478,12 +478,17 @@ static void check_pool(void) {
      * sizes, a 2x2 window with p1, and a 1x1 input under a 3x3 window */
     const struct { int n, h, w, c, k, s, p; } P[] = {{1, 1, 1, 1, 1, 1, 0}, {2, 4, 4, 3, 2, 2, 0}, {1, 5, 7, 1, 3, 2, 0},
                                                       {3, 6, 6, 4, 3, 3, 0}, {1, 9, 5, 3, 2, 1, 0}, {2, 8, 8, 3, 3, 2, 1},
-                                                      {1, 7, 5, 2, 3, 2, 1}, {2, 5, 4, 3, 2, 2, 1}, {1, 1, 1, 2, 3, 1, 1}};
+                                                      {1, 7, 5, 2, 3, 2, 1}, {2, 5, 4, 3, 2, 2, 1}, {1, 1, 1, 2, 3, 1, 1},
+                                                      /* the 2x2 fast path: odd sizes, 32 channels with ties */
+                                                      {2, 5, 7, 33, 2, 2, 0}, {3, 6, 8, 32, 2, 2, 0}};
+    int64_t pool_clipped = 0; /* pooled values the fused relu set to 0: the relu case is exercised */
     for (size_t pi = 0; pi < sizeof P / sizeof P[0]; pi++) {
         int n = P[pi].n, h = P[pi].h, w = P[pi].w, c = P[pi].c, k = P[pi].k, s = P[pi].s, pd = P[pi].p;
         int oh = (h + 2 * pd - k) / s + 1, ow = (w + 2 * pd - k) / s + 1;
         int64_t nx = (int64_t)n * h * w * c, ny = (int64_t)n * oh * ow * c;
         float *x = randf(nx, 1), *y = malloc(sizeof(float) * (size_t)ny), *y1 = malloc(sizeof(float) * (size_t)ny);
+        if (c == 32) /* ties (and -0 against 0): the first cell in window order must win */
+            for (int64_t i = 0; i < nx; i++) x[i] = rintf(x[i]);
         int32_t *arg = malloc(sizeof(int32_t) * (size_t)ny);
         double *ref = dzeros(ny);
         int64_t *rarg = malloc(sizeof(int64_t) * (size_t)ny);
@@ -506,14 +511,36 @@ static void check_pool(void) {
         sm_be_maxpool1(BE, x, n, h, w, c, k, s, pd, oh, ow, y1);
         CHECK_MSG(exact(y, ref, ny), "maxpool_forward case %zu", pi);
         CHECK_MSG(exact(y1, ref, ny), "maxpool (single-threaded) case %zu", pi);
+        { /* the pool with a bias and relu in its pass: the bits of maxpool1, then bias_act1 (a bias
+           * of +-0.6 and 0 so that the relu clips; not from R, which the later checks draw on) */
+            float *bb = malloc(sizeof(float) * (size_t)c), *ya = malloc(sizeof(float) * (size_t)ny),
+                  *yb = malloc(sizeof(float) * (size_t)ny);
+            for (int ch = 0; ch < c; ch++) bb[ch] = 0.6f * (float)(ch % 3 - 1);
+            for (int v = 0; v < 4; v++) {
+                const float *bv = v & 1 ? bb : NULL;
+                const int relu = v >> 1;
+                memcpy(ya, y1, sizeof(float) * (size_t)ny);
+                sm_be_bias_act1(BE, ya, bv, (int64_t)n * oh * ow, c, relu);
+                sm_be_maxpool_bias_act1(BE, x, n, h, w, c, k, s, pd, oh, ow, bv, relu, yb);
+                CHECK_MSG(!memcmp(ya, yb, sizeof(float) * (size_t)ny), "maxpool_bias_act1 case %zu, bias %d relu %d",
+                          pi, v & 1, relu);
+                for (int64_t o = 0; o < ny && relu; o++) pool_clipped += yb[o] == 0.0f && y1[o] != 0.0f;
+            }
+            free(bb); free(ya); free(yb);
+        }
         int args_ok = 1;
         for (int64_t o = 0; o < ny; o++) args_ok &= arg[o] == rarg[o];
         CHECK_MSG(args_ok, "maxpool argmax case %zu", pi);
         float *dy = randf(ny, 1), *dx = randf(nx, 1);
         double *rdx = dzeros(nx);
+        for (int64_t o = 0; o < ny; o += 5) dy[o] = o % 2 ? -0.0f : 0.0f; /* 0 + -0 is +0 */
         for (int64_t o = 0; o < ny; o++) rdx[rarg[o]] += dy[o];
-        sm_be_maxpool_backward(BE, dy, arg, n, h, w, c, oh, ow, dx);
+        float *dxs = calloc((size_t)nx, sizeof(float)); /* the float scatter: the bits to give */
+        for (int64_t o = 0; o < ny; o++) dxs[arg[o]] += dy[o];
+        sm_be_maxpool_backward(BE, dy, arg, n, h, w, c, k, s, pd, oh, ow, dx);
         CHECK_MSG(nmse(dx, rdx, nx) <= TOL, "maxpool_backward case %zu", pi);
+        CHECK_MSG(!memcmp(dx, dxs, sizeof(float) * (size_t)nx), "maxpool_backward case %zu: not the scatter's bits", pi);
+        free(dxs);
         /* global average pool, both implementations, and its backward */
         int hw = h * w;
         float *g = malloc(sizeof(float) * (size_t)n * c), *g1 = malloc(sizeof(float) * (size_t)n * c);
@@ -560,6 +587,7 @@ static void check_pool(void) {
         free(x); free(y); free(y1); free(arg); free(ref); free(rarg); free(dy); free(dx); free(rdx);
         free(g); free(g1); free(rg); free(gdy);
     }
+    CHECK_MSG(pool_clipped > 0, "maxpool_bias_act1: the relu never clipped a pooled value");
     /* L2 normalisation of rows, including a zero row (the clamp) */
     const int ds[] = {1, 3, 64, 129};
     for (int di = 0; di < 4; di++) {

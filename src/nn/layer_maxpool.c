@@ -1,7 +1,8 @@
 /* layer_maxpool.c - max pooling, "maxpool [k=K] [s=S] [p=P]": window K (2), stride S (= K),
  * padding P (0, at most K/2 as PyTorch's; padded cells never win, so every window's maximum is
  * an input value: ResNet's stem is "maxpool k=3 s=2 p=1"); the training forward records each maximum's input index (arg) for the backward.  At
- * inference it commutes with a preceding conv's bias and ReLU, so the plan pools first. */
+ * inference it commutes with a preceding conv's bias and ReLU, so the plan pools first and applies
+ * them in the pool's pass (maxpool_bias_act1). */
 #include "nn/layer.h"
 #include "backend/backend.h"
 #include <string.h>
@@ -50,11 +51,15 @@ static void maxpool_forward(sm_layer *L, const float *x, float *y, int n, int tr
 }
 
 static void maxpool_backward(sm_layer *L, const float *x, const float *y, const float *dy, float *dx, int n) {
-    if (dx) sm_be_maxpool_backward(L->be, dy, L->arg, n, L->ih, L->iw, L->ic, L->oh, L->ow, dx);
+    if (dx) sm_be_maxpool_backward(L->be, dy, L->arg, n, L->ih, L->iw, L->ic, L->k, L->stride, L->pad, L->oh, L->ow, dx);
 }
 
 static void maxpool_infer(const sm_layer *L, const float *W, const float *x, int n, float *y, float *scratch) {
     sm_be_maxpool1(L->be, x, n, L->ih, L->iw, L->ic, L->k, L->stride, L->pad, L->oh, L->ow, y);
+}
+
+static void maxpool_infer_bias_act(const sm_layer *L, const float *x, int n, const float *b, int relu, float *y) {
+    sm_be_maxpool_bias_act1(L->be, x, n, L->ih, L->iw, L->ic, L->k, L->stride, L->pad, L->oh, L->ow, b, relu, y);
 }
 
 const sm_layer_kind sm_layer_kind_maxpool = {
@@ -70,4 +75,5 @@ const sm_layer_kind sm_layer_kind_maxpool = {
     /* a per-channel constant and a monotone function commute with max, to the bit */
     .commutes_bias_act = 1,
     .infer = maxpool_infer,
+    .infer_bias_act = maxpool_infer_bias_act,
 };

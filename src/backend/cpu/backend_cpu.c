@@ -80,6 +80,7 @@ static sm_status cpu_sync(sm_backend *be) {
 #define SM_K_CALL_bias_act1(A) SM_K_VOID(bias_act1, A)
 #define SM_K_CALL_bn_infer1(A) SM_K_VOID(bn_infer1, A)
 #define SM_K_CALL_maxpool1(A) SM_K_VOID(maxpool1, A)
+#define SM_K_CALL_maxpool_bias_act1(A) SM_K_VOID(maxpool_bias_act1, A)
 #define SM_K_CALL_gap1(A) SM_K_VOID(gap1, A)
 #define SM_K_CALL_row_norms(A) SM_K_VOID(row_norms, A)
 #define SM_K_CALL_dist_tile(A) SM_K_VOID(dist_tile, A)

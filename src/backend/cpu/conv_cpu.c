@@ -12,7 +12,28 @@
 #include <math.h>
 #include <string.h>
 
-#define OB 32 /* output channels per block (the accumulators of one block stay in L1) */
+/* The blocking (no effect on the arithmetic: every output keeps its one chain over the terms in
+ * order): OB output channels per block, PX output positions per forward step (PX x OB
+ * accumulators in registers).  AVX-512's 32 zmm registers hold 4 x 32 forward and 9 x 32
+ * weight-gradient accumulators (the plain C below, vectorised by the compiler).  AVX2's 16 ymm
+ * registers hold 2 x 32 forward accumulators with the 4 weight vectors of a term, and the 3x3
+ * weight gradient's 9 x 8 accumulators (a block's 32 channels 8 at a time, per output row): those
+ * AVX2 steps are written with intrinsics (the compiler spilled the plain C's accumulators, or
+ * took the weights as memory operands); _mm256_fmadd_ps is fmaf in each lane. */
+#if defined(__AVX512F__)
+#define OB 32
+#define PX 4
+#elif defined(__AVX2__) && defined(__FMA__)
+#define SM_CONV_AVX2 1
+#define OB 32
+#define PX 2
+#else
+#define OB 32
+#define PX 2
+#endif
+#if defined(SM_CONV_AVX2)
+#include <immintrin.h>
+#endif
 
 /* a (K) = the unfolded row of output (oy, ox) of image img (h, w), zeros outside */
 static inline void gather(const float *img, int h, int w, int k, int stride, int pad, int oy, int ox, float *a) {
@@ -26,7 +47,6 @@ static inline void gather(const float *img, int h, int w, int k, int stride, int
 }
 
 #define WIN_MAX 16384 /* floats of the zero-padded input rows one output row reads (64 KiB of stack) */
-#define PX 4            /* output positions per step: PX x OB accumulators in registers */
 
 /* Fill win with the k input rows that output row oy of image img (h, w) reads, zero-padded by pad
  * on each side (row ky at win + ky * wp, wp = w + 2 pad): rows outside the image are all zero. */
@@ -43,18 +63,45 @@ static inline void fill_window(float *win, const float *img, int h, int w, int k
 /* y's rows of output row oy of one image, output channels o0 .. o0+nb: win holds the k input rows
  * the output row reads, zero-padded (row ky at win + ky * wp, column ix + pad at ix), off[t] the
  * offset of term t = ky * k + kx. */
-static void conv1ch_row(const float *win, const int *off, int K, int stride, int ow, const float *Wt, int oc, int o0,
-                        int nb, float *yrow) {
+static inline __attribute__((always_inline)) void conv1ch_row_(int KK, int SS, const float *win, const int *off, int K,
+                                                                int stride, int ow, const float *Wt, int oc, int o0,
+                                                                int nb, float *yrow) {
+    if (KK) K = KK, stride = SS; /* the 3x3 stride-1 case with its loops' bounds known to the compiler */
     int ox = 0;
+#if defined(SM_CONV_AVX2)
+    if (nb == OB) /* PX = 2 positions x 32 channels: 8 accumulators + 4 weight vectors */
+        for (; ox + 2 <= ow; ox += 2) {
+            __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00, c03 = c00;
+            __m256 c10 = c00, c11 = c00, c12 = c00, c13 = c00;
+            const float *src = win + (int64_t)ox * stride;
+#pragma GCC unroll 16
+            for (int t = 0; t < K; t++) {
+                const float *wt = Wt + t * OB;
+                const __m256 w0 = _mm256_loadu_ps(wt), w1 = _mm256_loadu_ps(wt + 8), w2 = _mm256_loadu_ps(wt + 16),
+                             w3 = _mm256_loadu_ps(wt + 24);
+                const __m256 a0 = _mm256_broadcast_ss(src + off[t]), a1 = _mm256_broadcast_ss(src + off[t] + stride);
+                c00 = _mm256_fmadd_ps(a0, w0, c00), c01 = _mm256_fmadd_ps(a0, w1, c01);
+                c02 = _mm256_fmadd_ps(a0, w2, c02), c03 = _mm256_fmadd_ps(a0, w3, c03);
+                c10 = _mm256_fmadd_ps(a1, w0, c10), c11 = _mm256_fmadd_ps(a1, w1, c11);
+                c12 = _mm256_fmadd_ps(a1, w2, c12), c13 = _mm256_fmadd_ps(a1, w3, c13);
+            }
+            float *y0 = yrow + (int64_t)ox * oc + o0, *y1 = y0 + oc;
+            _mm256_storeu_ps(y0, c00), _mm256_storeu_ps(y0 + 8, c01), _mm256_storeu_ps(y0 + 16, c02);
+            _mm256_storeu_ps(y0 + 24, c03);
+            _mm256_storeu_ps(y1, c10), _mm256_storeu_ps(y1 + 8, c11), _mm256_storeu_ps(y1 + 16, c12);
+            _mm256_storeu_ps(y1 + 24, c13);
+        }
+#endif
     for (; ox + PX <= ow; ox += PX) {
         float acc[PX][OB];
-#pragma GCC unroll 4
+#pragma GCC unroll 8
         for (int q = 0; q < PX; q++)
 #pragma omp simd
             for (int o = 0; o < OB; o++) acc[q][o] = 0.0f;
+#pragma GCC unroll 16
         for (int t = 0; t < K; t++) {
             const float *wt = Wt + t * OB, *src = win + off[t] + (int64_t)ox * stride;
-#pragma GCC unroll 4
+#pragma GCC unroll 8
             for (int q = 0; q < PX; q++) {
                 const float at = src[q * stride];
 #pragma omp simd
@@ -63,8 +110,12 @@ static void conv1ch_row(const float *win, const int *off, int K, int stride, int
         }
         for (int q = 0; q < PX; q++) {
             float *yr = yrow + (int64_t)(ox + q) * oc + o0;
+            if (nb == OB) {
 #pragma omp simd
-            for (int o = 0; o < nb; o++) yr[o] = acc[q][o];
+                for (int o = 0; o < OB; o++) yr[o] = acc[q][o];
+            } else {
+                for (int o = 0; o < nb; o++) yr[o] = acc[q][o];
+            }
         }
     }
     for (; ox < ow; ox++) {
@@ -80,6 +131,13 @@ static void conv1ch_row(const float *win, const int *off, int K, int stride, int
 #pragma omp simd
         for (int o = 0; o < nb; o++) yr[o] = acc[o];
     }
+}
+
+/* off[t] as fill_window's window lays it out; KK: see conv1ch_row_ */
+static void conv1ch_row(const float *win, const int *off, int K, int stride, int ow, const float *Wt, int oc, int o0,
+                        int nb, float *yrow) {
+    if (K == 9 && stride == 1) conv1ch_row_(9, 1, win, off, K, stride, ow, Wt, oc, o0, nb, yrow);
+    else conv1ch_row_(0, 0, win, off, K, stride, ow, Wt, oc, o0, nb, yrow);
 }
 
 void sm_k_conv1ch1(const float *x, int n, int h, int w, int k, int stride, int pad, int oh, int ow, const float *W,
@@ -143,6 +201,40 @@ static inline __attribute__((always_inline)) void dw_span(int KK, int K, const f
                                                           int ox0, int ox1, const float *dyrow, int oc, int nb,
                                                           float *acc) {
     if (KK) K = KK;
+#if defined(SM_CONV_AVX2)
+    if (KK == 9) { /* 8 channels at a time: 9 accumulators in registers */
+        const int f0 = off[0], f1 = off[1], f2 = off[2], f3 = off[3], f4 = off[4], f5 = off[5], f6 = off[6],
+                  f7 = off[7], f8 = off[8];
+        for (int s8 = 0; s8 < nb; s8 += 8) {
+            float *ac = acc + s8;
+            __m256 c0 = _mm256_loadu_ps(ac), c1 = _mm256_loadu_ps(ac + OB), c2 = _mm256_loadu_ps(ac + 2 * OB),
+                   c3 = _mm256_loadu_ps(ac + 3 * OB), c4 = _mm256_loadu_ps(ac + 4 * OB),
+                   c5 = _mm256_loadu_ps(ac + 5 * OB), c6 = _mm256_loadu_ps(ac + 6 * OB),
+                   c7 = _mm256_loadu_ps(ac + 7 * OB), c8 = _mm256_loadu_ps(ac + 8 * OB);
+            const __m256i lanes =
+                _mm256_cmpgt_epi32(_mm256_set1_epi32(nb - s8), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+            const float *dy8 = dyrow + s8;
+            const int full = nb - s8 >= 8;
+            for (int ox = ox0; ox < ox1; ox++) {
+                const float *src = win + (int64_t)ox * stride, *dr = dy8 + (int64_t)ox * oc;
+                const __m256 d = full ? _mm256_loadu_ps(dr) : _mm256_maskload_ps(dr, lanes); /* lanes >= nb: 0 */
+                c0 = _mm256_fmadd_ps(_mm256_broadcast_ss(src + f0), d, c0);
+                c1 = _mm256_fmadd_ps(_mm256_broadcast_ss(src + f1), d, c1);
+                c2 = _mm256_fmadd_ps(_mm256_broadcast_ss(src + f2), d, c2);
+                c3 = _mm256_fmadd_ps(_mm256_broadcast_ss(src + f3), d, c3);
+                c4 = _mm256_fmadd_ps(_mm256_broadcast_ss(src + f4), d, c4);
+                c5 = _mm256_fmadd_ps(_mm256_broadcast_ss(src + f5), d, c5);
+                c6 = _mm256_fmadd_ps(_mm256_broadcast_ss(src + f6), d, c6);
+                c7 = _mm256_fmadd_ps(_mm256_broadcast_ss(src + f7), d, c7);
+                c8 = _mm256_fmadd_ps(_mm256_broadcast_ss(src + f8), d, c8);
+            }
+            _mm256_storeu_ps(ac, c0), _mm256_storeu_ps(ac + OB, c1), _mm256_storeu_ps(ac + 2 * OB, c2);
+            _mm256_storeu_ps(ac + 3 * OB, c3), _mm256_storeu_ps(ac + 4 * OB, c4), _mm256_storeu_ps(ac + 5 * OB, c5);
+            _mm256_storeu_ps(ac + 6 * OB, c6), _mm256_storeu_ps(ac + 7 * OB, c7), _mm256_storeu_ps(ac + 8 * OB, c8);
+        }
+        return;
+    }
+#endif
     for (int ox = ox0; ox < ox1; ox++) {
         const float *dyr = dyrow + (int64_t)ox * oc;
         float dr[OB];

@@ -99,7 +99,8 @@ void sm_k_relu_backward(const float *y, const float *dy, float *dx, int64_t m);
  * row-major window order.  Backward scatters dy into dx (overwritten). */
 void sm_k_maxpool_forward(const float *x, int n, int h, int w, int c, int k, int s, int pad, int oh,
                           int ow, float *y, int32_t *arg);
-void sm_k_maxpool_backward(const float *dy, const int32_t *arg, int n, int h, int w, int c,
+/* (k, s, pad: the forward's window, so that a 2x2 stride-2 pool writes dx in one pass) */
+void sm_k_maxpool_backward(const float *dy, const int32_t *arg, int n, int h, int w, int c, int k, int s, int pad,
                            int oh, int ow, float *dx);
 
 /* Average pool NHWC, window k, stride s, no padding: y (n, oh, ow, c) the mean of each window
@@ -162,6 +163,9 @@ void sm_k_bn_infer1(const float *x, int64_t m, int c, const float *gamma, const 
  * indices. */
 void sm_k_maxpool1(const float *x, int n, int h, int w, int c, int k, int s, int pad, int oh, int ow,
                    float *y);
+/* maxpool1 followed by bias_act1 (b, relu) on its output, in one pass: the same bits */
+void sm_k_maxpool_bias_act1(const float *x, int n, int h, int w, int c, int k, int s, int pad, int oh, int ow,
+                            const float *b, int relu, float *y);
 /* Global average pool x (n, hw, c) -> y (n, c). */
 void sm_k_gap1(const float *x, int n, int hw, int c, float *y);
 

@@ -342,8 +342,36 @@ void sm_k_relu_backward(const float *y, const float *dy, float *dx, int64_t m) {
     for (int64_t i = 0; i < m; i++) dx[i] = y[i] > 0 ? dy[i] : 0;
 }
 
+/* The 2x2 stride-2 unpadded pool's output r (its window inside the image): maxpool_forward's
+ * comparisons in its order (the first cell, then each later one on a strictly larger value), the
+ * running maximum and index kept in registers instead of y and arg. */
+static inline void maxpool2_forward_row(const float *x, int h, int w, int c, int oh, int ow, int64_t r, float *yr,
+                                        int32_t *ar) {
+    const int b = (int)(r / (oh * ow)), rem = (int)(r % (oh * ow)), oy = rem / ow, ox = rem % ow;
+    const int32_t o0 = (int32_t)((((int64_t)b * h + 2 * oy) * w + 2 * ox) * c), o1 = o0 + c,
+                  o2 = o0 + (int32_t)w * c, o3 = o2 + c;
+    const float *x0 = x + o0, *x1 = x + o1, *x2 = x + o2, *x3 = x + o3;
+#pragma omp simd
+    for (int ch = 0; ch < c; ch++) {
+        float v = x0[ch];
+        int32_t a = o0 + ch;
+        int gt = x1[ch] > v;
+        v = gt ? x1[ch] : v, a = gt ? o1 + ch : a;
+        gt = x2[ch] > v;
+        v = gt ? x2[ch] : v, a = gt ? o2 + ch : a;
+        gt = x3[ch] > v;
+        v = gt ? x3[ch] : v, a = gt ? o3 + ch : a;
+        yr[ch] = v, ar[ch] = a;
+    }
+}
+
 void sm_k_maxpool_forward(const float *x, int n, int h, int w, int c, int k, int s, int pad, int oh,
                           int ow, float *y, int32_t *arg) {
+    if (k == 2 && s == 2 && pad == 0 && 2 * oh <= h && 2 * ow <= w) {
+#pragma omp parallel for schedule(static)
+        for (int64_t r = 0; r < (int64_t)n * oh * ow; r++) maxpool2_forward_row(x, h, w, c, oh, ow, r, y + r * c, arg + r * c);
+        return;
+    }
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < (int64_t)n * oh * ow; r++) {
         int b = (int)(r / (oh * ow)), rem = (int)(r % (oh * ow)), oy = rem / ow, ox = rem % ow;
@@ -372,9 +400,33 @@ void sm_k_maxpool_forward(const float *x, int n, int h, int w, int c, int k, int
     }
 }
 
-void sm_k_maxpool_backward(const float *dy, const int32_t *arg, int n, int h, int w, int c,
+void sm_k_maxpool_backward(const float *dy, const int32_t *arg, int n, int h, int w, int c, int k, int s, int pad,
                            int oh, int ow, float *dx) {
     const int64_t per_img_in = (int64_t)h * w * c, per_img_out = (int64_t)oh * ow * c;
+    if (k == 2 && s == 2 && pad == 0 && 2 * oh <= h && 2 * ow <= w) {
+        /* windows that tile the image without overlap: each input cell written once, in one pass,
+         * 0 + dy where arg points (the bits of the zero fill and += below: -0 becomes +0), else 0 */
+#pragma omp parallel for schedule(static)
+        for (int64_t iy = 0; iy < (int64_t)n * h; iy++) {
+            const int b = (int)(iy / h), y = (int)(iy % h), oy = y / 2;
+            float *dr = dx + iy * w * c; /* input row y of image b: (w, c) */
+            if (oy >= oh) { memset(dr, 0, sizeof(float) * (size_t)w * (size_t)c); continue; }
+            for (int ox = 0; ox < ow; ox++) {
+                const int64_t o = (((int64_t)b * oh + oy) * ow + ox) * c;
+                const float *d = dy + o;
+                const int32_t *a = arg + o;
+                const int32_t c0 = (int32_t)(iy * w + 2 * ox) * c, c1 = c0 + c;
+                float *d0 = dr + (int64_t)2 * ox * c, *d1 = d0 + c;
+#pragma omp simd
+                for (int ch = 0; ch < c; ch++) {
+                    d0[ch] = a[ch] == c0 + ch ? 0.0f + d[ch] : 0.0f;
+                    d1[ch] = a[ch] == c1 + ch ? 0.0f + d[ch] : 0.0f;
+                }
+            }
+            if (2 * ow < w) memset(dr + (int64_t)2 * ow * c, 0, sizeof(float) * (size_t)(w - 2 * ow) * (size_t)c);
+        }
+        return;
+    }
 #pragma omp parallel for schedule(static)
     for (int b = 0; b < n; b++) { /* windows of one image only touch that image */
         memset(dx + b * per_img_in, 0, sizeof(float) * (size_t)per_img_in);
@@ -504,24 +556,28 @@ void sm_k_im2col1(const float *x, int n, int h, int w, int c, int k, int stride,
     }
 }
 
-void sm_k_bias_act1(float *y, const float *b, int64_t m, int c, int relu) {
-    for (int64_t i = 0; i < m; i++) {
-        float *yi = y + i * c;
-        if (b && relu) {
+/* yi (c) = yi + b, then max(., 0) if relu (b NULL: no bias): one row of bias_act1 */
+static inline void bias_act_row(float *yi, const float *b, int c, int relu) {
+    if (b && relu) {
 #pragma omp simd
-            for (int j = 0; j < c; j++) { float v = yi[j] + b[j]; yi[j] = v > 0 ? v : 0; }
-        } else if (b) {
+        for (int j = 0; j < c; j++) { float v = yi[j] + b[j]; yi[j] = v > 0 ? v : 0; }
+    } else if (b) {
 #pragma omp simd
-            for (int j = 0; j < c; j++) yi[j] += b[j];
-        } else if (relu) {
+        for (int j = 0; j < c; j++) yi[j] += b[j];
+    } else if (relu) {
 #pragma omp simd
-            for (int j = 0; j < c; j++) yi[j] = yi[j] > 0 ? yi[j] : 0;
-        }
+        for (int j = 0; j < c; j++) yi[j] = yi[j] > 0 ? yi[j] : 0;
     }
 }
 
-void sm_k_maxpool1(const float *x, int n, int h, int w, int c, int k, int s, int pad, int oh, int ow,
-                   float *y) {
+void sm_k_bias_act1(float *y, const float *b, int64_t m, int c, int relu) {
+    for (int64_t i = 0; i < m; i++) bias_act_row(y + i * c, b, c, relu);
+}
+
+/* maxpool1, and with bias_act: each pooled row's bias and activation (bias_act1's operations) in
+ * the same pass, while the row is in registers / L1 */
+static inline void maxpool1_(const float *x, int n, int h, int w, int c, int k, int s, int pad, int oh, int ow,
+                             float *y, int bias_act, const float *bias, int relu) {
     for (int b = 0; b < n; b++)
         for (int oy = 0; oy < oh; oy++)
             for (int ox = 0; ox < ow; ox++) {
@@ -538,7 +594,18 @@ void sm_k_maxpool1(const float *x, int n, int h, int w, int c, int k, int s, int
 #pragma omp simd
                         for (int ch = 0; ch < c; ch++) yr[ch] = xp[ch] > yr[ch] ? xp[ch] : yr[ch];
                     }
+                if (bias_act) bias_act_row(yr, bias, c, relu);
             }
+}
+
+void sm_k_maxpool1(const float *x, int n, int h, int w, int c, int k, int s, int pad, int oh, int ow,
+                   float *y) {
+    maxpool1_(x, n, h, w, c, k, s, pad, oh, ow, y, 0, NULL, 0);
+}
+
+void sm_k_maxpool_bias_act1(const float *x, int n, int h, int w, int c, int k, int s, int pad, int oh, int ow,
+                            const float *b, int relu, float *y) {
+    maxpool1_(x, n, h, w, c, k, s, pad, oh, ow, y, 1, b, relu);
 }
 
 void sm_k_gap1(const float *x, int n, int hw, int c, float *y) {
