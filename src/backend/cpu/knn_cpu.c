@@ -21,6 +21,8 @@
 #include "backend/cpu/kernels.h"
 #include "core/core.h"
 
+#include "backend/cpu/gemm.h"
+#include "backend/cpu/knn_few.h"
 #include "backend/cpu/simd.h"
 #include <math.h>
 #include <string.h>
@@ -300,6 +302,17 @@ static void tile_keys(const float *db, const float *q, int d, int64_t q0, int64_
 
 /* ---- a few queries: one fused pass over the database --------------------------------------- */
 
+#if !defined(__AVX512F__)
+/* The fused pass's keys of a block of rows (knn_few.h): AVX2 when the products' run-time path
+ * is not the scalar one (sm_set_isa / SIMILE_ISA), the C loop otherwise; the same bits. */
+static int few_keys(const float *rows, int m, int d, const float *q, int nq, int kind, const float *qn, float *keys) {
+#if defined(SM_GEMM_X86)
+    if (sm_gemm_active() != &sm_gemm_scalar) return sm_few_keys_avx2(rows, m, d, q, nq, kind, qn, keys);
+#endif
+    return sm_few_keys_c(rows, m, d, q, nq, kind, qn, keys);
+}
+#endif
+
 /* k-NN of nq <= LAZY_MAX_NQ queries in one pass over the database, which is split into one
  * contiguous block per thread; each thread streams its rows once (scores and norms from the same
  * load, so no norm pass), keeping per-query heaps in hk/hi (nthreads, nq, k); the heaps are then
@@ -322,6 +335,7 @@ static void few_queries(const float *db, int64_t n, const float *q, int64_t nq, 
         int64_t lo = n * tid / nt, hi_end = n * (tid + 1) / nt;
         float *hk = hk_all + (int64_t)tid * nq * k;
         int64_t *hi = hi_all + (int64_t)tid * nq * k;
+#if defined(__AVX512F__)
         for (int64_t j = lo; j < hi_end; j++) {
             const float *row = db + j * (int64_t)d;
             for (int64_t i = 0; i < nq; i++) {
@@ -339,6 +353,28 @@ static void few_queries(const float *db, int64_t n, const float *q, int64_t nq, 
                 heap_replace_top(h, x, k, v, j);
             }
         }
+#else
+        /* the keys of SM_FEW_BLOCK rows at a time (knn_few.h: AVX2 or C, the same bits), then
+         * the heaps; each query still sees the rows in increasing id */
+        float keys[LAZY_MAX_NQ * SM_FEW_BLOCK]; /* (nq, SM_FEW_BLOCK) */
+        const int kind = tile_kind(metric);
+        for (int64_t j0 = lo; j0 < hi_end; j0 += SM_FEW_BLOCK) {
+            const int m = hi_end - j0 < SM_FEW_BLOCK ? (int)(hi_end - j0) : SM_FEW_BLOCK;
+            flag |= few_keys(db + j0 * (int64_t)d, m, d, q, (int)nq, kind, qn, keys);
+            for (int64_t i = 0; i < nq; i++) {
+                float *h = hk + i * k;
+                int64_t *x = hi + i * k;
+                const float *kr = keys + i * SM_FEW_BLOCK;
+                const int64_t self = self_offset >= 0 ? self_offset + i - j0 : -1;
+                for (int r = 0; r < m; r++) {
+                    const float v = kr[r];
+                    if (x[0] >= 0 && !(v < h[0])) continue; /* increasing ids: equal never displaces */
+                    if (r == self) continue;
+                    heap_replace_top(h, x, k, v, j0 + r);
+                }
+            }
+        }
+#endif
     }
     *bad = flag;
     if (flag) return;
