@@ -9,7 +9,7 @@
 #include <math.h>
 
 #ifndef FEW_PF
-#define FEW_PF 16 /* prefetch the rows this far ahead */
+#define FEW_PF 32 /* prefetch the rows this far ahead */
 #endif
 
 /* c[u] lane l <- r[l] lane u: an 8 x 8 transpose in registers. */
