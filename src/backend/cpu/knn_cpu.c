@@ -26,6 +26,9 @@
 #include "backend/cpu/simd.h"
 #include <math.h>
 #include <string.h>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -679,7 +682,10 @@ sm_status sm_k_knn(int kind, const float *db, int64_t n, const float *q, int64_t
  * to the lower id), which sets the threshold.  Every rejected or dropped candidate is worse than
  * k others, so the result is the exact top k by (key, id) whatever the order of arrival, hence
  * the same for any thread count and schedule. */
-#define ALL_B 256 /* rows per block: a (B, B) tile of keys (256 KiB) stays in L2 */
+#ifndef ALL_B
+#define ALL_B 512 /* rows per block: a (B, B) tile of keys (1 MiB); 512 took 15-20% less CPU time than 256
+                  * at n = 100,000, d = 128 on a Zen 3 (fewer, larger tiles: packing, prefetch rounds) */
+#endif
 #define ALL_ROOM 16   /* free slots every buffer keeps (a vector of appends; cap > k + ALL_ROOM) */
 #define ALL_WARM 1024 /* candidates a query sees before its threshold is estimated (a larger sample
                        * estimates closer but inserts all it sees: 1,024 inserts the fewest at
@@ -859,6 +865,19 @@ static inline float fkey_inv(uint32_t u) {
     (ALIGN_UP((size_t)ALL_B * ALL_B * sizeof(float)) + ALIGN_UP((size_t)(cap) * sizeof(float)) + \
      ALIGN_UP((size_t)(cap) * sizeof(int32_t)) + ALIGN_UP((size_t)(cap) * 2 * sizeof(uint64_t)))
 
+/* Ask Linux for 2 MiB pages under [p, p + bytes) (whole aligned 2 MiB pieces of it) where it
+ * has not been touched yet: knn_all's appends land in n scattered buffers, one 4 KiB page each
+ * (TLB misses); advice only, nothing is allocated and a refusal changes nothing. */
+static void advise_huge(void *p, size_t bytes) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    const uintptr_t huge = (uintptr_t)2 << 20;
+    const uintptr_t a = ((uintptr_t)p + huge - 1) & ~(huge - 1), e = ((uintptr_t)p + bytes) & ~(huge - 1);
+    if (e > a) (void)madvise((void *)a, (size_t)(e - a), MADV_HUGEPAGE);
+#else
+    (void)p; (void)bytes;
+#endif
+}
+
 static int all_threads(int64_t n, int d) {
     int nt = 1;
 #ifdef _OPENMP
@@ -899,6 +918,8 @@ sm_status sm_k_knn_all(int kind, const float *x, int64_t n, int d, int k, int ca
     char *per = cur; /* nt x (tile, f, e, u) */
     S.keys = dist;
     S.ids = idx;
+    advise_huge(dist, (size_t)n * (size_t)cap * sizeof(float));
+    advise_huge(idx, (size_t)n * (size_t)cap * sizeof(int32_t));
     S.cap = cap;
     S.k = k;
     if (xn) sm_k_row_norms(x, n, d, kind == SM_K_DIST_COS, xn);
