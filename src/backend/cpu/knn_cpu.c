@@ -25,6 +25,7 @@
 #include "backend/cpu/knn_few.h"
 #include "backend/cpu/simd.h"
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #if defined(__linux__)
 #include <sys/mman.h>
