@@ -1275,6 +1275,51 @@ static void check_memory(void) {
     free(host); free(back);
 }
 
+/* The few-queries fused pass (nq <= 16) scores rows with AVX2 (8 rows transposed in registers)
+ * or with the C loop, chosen by the products' path: both give the same bits, on row counts and
+ * d that leave tails, for every kind, with and without the self match, and with rows whose
+ * scores overflow (the pass then hands over to the general path). */
+static void check_knn_few_paths(void) {
+    if (sm_set_isa("avx2") == SM_ERR_UNSUPPORTED) {
+        printf("knn few-queries paths: this CPU lacks avx2, skipped\n");
+        CHECK_OK(sm_set_isa("auto"));
+        return;
+    }
+    const int ds[] = {128, 37, 5, 16}, nqs[] = {1, 3, 16}, ks[] = {1, 10};
+    int cases = 0, differ = 0;
+    for (int di = 0; di < 4; di++)
+        for (int big = 0; big < 2; big++) {
+            const int d = ds[di];
+            const int64_t n = 70000 / d + 3 + di; /* n d >= 65536: the fused pass */
+            float *db = randf(n * d, 1.0f);
+            if (big)
+                for (int j = 0; j < d; j++) db[(n - 2) * d + j] = 3e19f; /* |x|^2 overflows */
+            for (int c = 0; c < 3; c++)
+                for (int e = 0; e < 2; e++)
+                    for (int kind = 0; kind < 3; kind++)
+                        for (int self = 0; self < 2; self++) {
+                            const int64_t nq = nqs[c];
+                            const int k = ks[e];
+                            float *dist[2];
+                            int64_t *idx[2];
+                            for (int p = 0; p < 2; p++) {
+                                CHECK_OK(sm_set_isa(p ? "avx2" : "scalar"));
+                                dist[p] = malloc(sizeof(float) * (size_t)(nq * k));
+                                idx[p] = malloc(sizeof(int64_t) * (size_t)(nq * k));
+                                CHECK_OK(run_knn(kind, db, n, db + 5 * d, nq, d, k, self ? 5 : -1, dist[p], idx[p]));
+                            }
+                            cases++;
+                            differ += memcmp(dist[0], dist[1], sizeof(float) * (size_t)(nq * k)) != 0 ||
+                                      memcmp(idx[0], idx[1], sizeof(int64_t) * (size_t)(nq * k)) != 0;
+                            for (int p = 0; p < 2; p++) { free(dist[p]); free(idx[p]); }
+                        }
+            free(db);
+        }
+    CHECK_MSG(differ == 0, "knn few-queries: %d of %d cases differ between the scalar and avx2 paths", differ, cases);
+    printf("knn few-queries: %d cases, %d differ between the scalar and avx2 paths\n", cases, differ);
+    CHECK_OK(sm_set_isa("auto"));
+}
+
 int main(void) {
     CHECK(sm_backend_count() >= 1 && sm_backend_get(0) == sm_backend_cpu());
     CHECK(sm_backend_get(sm_backend_count()) == NULL);
@@ -1312,5 +1357,7 @@ int main(void) {
         check_memory();
     }
     CHECK_OK(sm_set_isa("auto"));
+    BE = sm_backend_cpu();
+    check_knn_few_paths();
     TEST_MAIN_END();
 }

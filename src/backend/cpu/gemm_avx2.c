@@ -1,7 +1,8 @@
 /* gemm_avx2.c - the AVX2 + FMA micro-kernels of simile's GEMM (gemm.h): a 6 x 16 tile of C in
  * 12 ymm registers, each lane one output element accumulated over k by one chain of fmas.
  * Compiled with -mavx2 -mfma for this file only (CMakeLists.txt); called only when CPUID and
- * XGETBV say the CPU and the OS support AVX2 and FMA (gemm.c). */
+ * XGETBV say the CPU and the OS support AVX2 and FMA (gemm.c).  gemv_n loads rows contiguously
+ * and transposes 8 x 8 blocks in registers (no gathers): lanes still own rows, one fma chain each. */
 #include "backend/cpu/gemm.h"
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -55,25 +56,86 @@ static void ukr(int kc, const float *a, int64_t rs, int64_t cs, const float *Bp,
     else tile(kc, a, rs, cs, Bp, C, ldc, flags, alpha, beta);
 }
 
+#ifndef GEMV_PF
+#define GEMV_PF 32 /* gemv_n: prefetch the rows this far ahead */
+#endif
+
+/* c[u] lane l <- r[l] lane u: an 8 x 8 transpose in registers (gemv_n). */
+static inline __attribute__((always_inline)) void transpose8(const __m256 r[8], __m256 c[8]) {
+    const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    const __m256 s0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m256 s1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+    const __m256 s2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m256 s3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+    const __m256 s4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m256 s5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+    const __m256 s6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m256 s7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+    c[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
+    c[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
+    c[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
+    c[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
+    c[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
+    c[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
+    c[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
+    c[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
+}
+
+/* G groups of 8 rows (rows of A in place, a missing row read as zeros from z): the 8 x 8 blocks
+ * of each group loaded a row at a time and transposed, so that lane l of c[g] owns row 8 g + l
+ * and takes the fmas over t in order.  G groups at once hide the fma latency of the chains. */
+static inline __attribute__((always_inline)) void gemv_groups(int G, int kc, const float *const *rp, int64_t lda,
+                                                               const float *x, int incx, __m256 *c) {
+    int t = 0;
+    for (; t + 8 <= kc; t += 8) {
+        __m256 xv[8];
+#pragma GCC unroll 8
+        for (int u = 0; u < 8; u++) xv[u] = _mm256_set1_ps(x[(int64_t)(t + u) * incx]);
+#pragma GCC unroll 4
+        for (int g = 0; g < G; g++) {
+            __m256 r[8], col[8];
+#pragma GCC unroll 8
+            for (int l = 0; l < 8; l++) {
+                _mm_prefetch((const char *)(rp[8 * g + l] + GEMV_PF * lda + t), _MM_HINT_T0); /* never faults */
+                r[l] = _mm256_loadu_ps(rp[8 * g + l] + t);
+            }
+            transpose8(r, col);
+#pragma GCC unroll 8
+            for (int u = 0; u < 8; u++) c[g] = _mm256_fmadd_ps(col[u], xv[u], c[g]);
+        }
+    }
+    for (; t < kc; t++) { /* the last t: a column at a time */
+        const __m256 xv = _mm256_set1_ps(x[(int64_t)t * incx]);
+#pragma GCC unroll 4
+        for (int g = 0; g < G; g++) {
+            const float *const *p = rp + 8 * g;
+            const __m256 col = _mm256_setr_ps(p[0][t], p[1][t], p[2][t], p[3][t], p[4][t], p[5][t], p[6][t], p[7][t]);
+            c[g] = _mm256_fmadd_ps(col, xv, c[g]);
+        }
+    }
+}
+
 static void gemv_n(int kc, const float *A, int64_t lda, int rows, const float *x, int incx, float *acc, int load) {
-    __m256i idx[8];
+    static const float zrow[SM_GEMV_KC] = {0}; /* the rows past `rows` of the last group */
+    const float *rp[SM_GEMV_L];
     __m256 msk[8], c[8];
+    const int nv = (rows + 7) / 8;
+    for (int r = 0; r < 8 * nv; r++) rp[r] = r < rows ? A + (int64_t)r * lda : zrow;
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    for (int v = 0; v < 8; v++) {
+    for (int v = 0; v < nv; v++) {
         const __m256i row = _mm256_add_epi32(lane, _mm256_set1_epi32(8 * v));
-        idx[v] = _mm256_mullo_epi32(row, _mm256_set1_epi32((int)lda));
         msk[v] = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(rows), row));
         c[v] = load ? _mm256_maskload_ps(acc + 8 * v, _mm256_castps_si256(msk[v])) : _mm256_setzero_ps();
     }
-    const int nv = (rows + 7) / 8;
-    const __m256 z = _mm256_setzero_ps();
-    for (int t = 0; t < kc; t++) {
-        const __m256 xv = _mm256_set1_ps(x[(int64_t)t * incx]);
-        const float *a = A + t;
-        for (int v = 0; v < nv; v++)
-            c[v] = _mm256_fmadd_ps(_mm256_mask_i32gather_ps(z, a, idx[v], msk[v], 4), xv, c[v]);
-    }
-    for (int v = 0; v < nv; v++) _mm256_maskstore_ps(acc + 8 * v, _mm256_castps_si256(msk[v]), c[v]);
+    int v = 0;
+    for (; v + 4 <= nv; v += 4) gemv_groups(4, kc, rp + 8 * v, lda, x, incx, c + v);
+    if (nv - v == 3) gemv_groups(3, kc, rp + 8 * v, lda, x, incx, c + v);
+    else if (nv - v == 2) gemv_groups(2, kc, rp + 8 * v, lda, x, incx, c + v);
+    else if (nv - v == 1) gemv_groups(1, kc, rp + 8 * v, lda, x, incx, c + v);
+    for (v = 0; v < nv; v++) _mm256_maskstore_ps(acc + 8 * v, _mm256_castps_si256(msk[v]), c[v]);
 }
 
 static void gemv_t(int m, int nb, const float *A, int lda, const float *x, int incx, float *acc) {
