@@ -32,7 +32,8 @@
 #endif
 
 /* Samples per micro-batch: the largest cnn-s activation of 8 samples (8 x 28x28x32 floats,
- * 800 KiB) fits the 1 MiB L2 of the machines we measure on. */
+ * 800 KiB) fits the 1 MiB L2 of a Zen 4; on a Zen 3 (512 KiB L2) 2, 4 and 16 were not faster
+ * (docs/performance.md, "Zen 3 after the merges").  The size changes no bit: rows are independent. */
 #define MICRO 8
 
 typedef struct stage {
