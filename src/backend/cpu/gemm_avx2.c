@@ -6,6 +6,7 @@
 #include "backend/cpu/gemm.h"
 #if defined(__x86_64__)
 #include <immintrin.h>
+#include "backend/cpu/transpose8_avx2.h"
 #include <math.h>
 
 #define MR 6
@@ -60,29 +61,6 @@ static void ukr(int kc, const float *a, int64_t rs, int64_t cs, const float *Bp,
 #define GEMV_PF 32 /* gemv_n: prefetch the rows this far ahead */
 #endif
 
-/* c[u] lane l <- r[l] lane u: an 8 x 8 transpose in registers (gemv_n). */
-static inline __attribute__((always_inline)) void transpose8(const __m256 r[8], __m256 c[8]) {
-    const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
-    const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
-    const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
-    const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
-    const __m256 s0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
-    const __m256 s1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
-    const __m256 s2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
-    const __m256 s3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
-    const __m256 s4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
-    const __m256 s5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
-    const __m256 s6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
-    const __m256 s7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
-    c[0] = _mm256_permute2f128_ps(s0, s4, 0x20);
-    c[1] = _mm256_permute2f128_ps(s1, s5, 0x20);
-    c[2] = _mm256_permute2f128_ps(s2, s6, 0x20);
-    c[3] = _mm256_permute2f128_ps(s3, s7, 0x20);
-    c[4] = _mm256_permute2f128_ps(s0, s4, 0x31);
-    c[5] = _mm256_permute2f128_ps(s1, s5, 0x31);
-    c[6] = _mm256_permute2f128_ps(s2, s6, 0x31);
-    c[7] = _mm256_permute2f128_ps(s3, s7, 0x31);
-}
 
 /* G groups of 8 rows (rows of A in place, a missing row read as zeros from z): the 8 x 8 blocks
  * of each group loaded a row at a time and transposed, so that lane l of c[g] owns row 8 g + l
