@@ -306,16 +306,17 @@ static void tile_keys(const float *db, const float *q, int d, int64_t q0, int64_
 
 /* ---- a few queries: one fused pass over the database --------------------------------------- */
 
-#if !defined(__AVX512F__)
 /* The fused pass's keys of a block of rows (knn_few.h): AVX2 when the products' run-time path
- * is not the scalar one (sm_set_isa / SIMILE_ISA), the C loop otherwise; the same bits. */
+ * is not the scalar one (sm_set_isa / SIMILE_ISA; every CPU with AVX-512F also has AVX2 and FMA),
+ * the C loop otherwise; the same bits.  Every build and CPU takes this one code, so the distances
+ * do not depend on the compile flags (an AVX-512 build had its own loop of 32 partial sums, whose
+ * bits differed from the AVX2 and portable builds'). */
 static int few_keys(const float *rows, int m, int d, const float *q, int nq, int kind, const float *qn, float *keys) {
 #if defined(SM_GEMM_X86)
     if (sm_gemm_active() != &sm_gemm_scalar) return sm_few_keys_avx2(rows, m, d, q, nq, kind, qn, keys);
 #endif
     return sm_few_keys_c(rows, m, d, q, nq, kind, qn, keys);
 }
-#endif
 
 /* k-NN of nq <= LAZY_MAX_NQ queries in one pass over the database, which is split into one
  * contiguous block per thread; each thread streams its rows once (scores and norms from the same
@@ -339,25 +340,6 @@ static void few_queries(const float *db, int64_t n, const float *q, int64_t nq, 
         int64_t lo = n * tid / nt, hi_end = n * (tid + 1) / nt;
         float *hk = hk_all + (int64_t)tid * nq * k;
         int64_t *hi = hi_all + (int64_t)tid * nq * k;
-#if defined(__AVX512F__)
-        for (int64_t j = lo; j < hi_end; j++) {
-            const float *row = db + j * (int64_t)d;
-            for (int64_t i = 0; i < nq; i++) {
-                float bb = 1.0f, v; /* inner product: no norm (the same dot product bits) */
-                const float s = metric == SM_METRIC_IP ? sm_simd_dot(q + i * (int64_t)d, row, d)
-                                                       : sm_simd_dot_and_norm(q + i * (int64_t)d, row, d, &bb);
-                if (metric == SM_METRIC_IP) v = -s;
-                else if (metric == SM_METRIC_L2) { v = qn[i] + bb - 2.0f * s; v = v > 0.0f ? v : (v != v ? v : 0.0f); }
-                else v = bb > 0.0f ? -(s * qn[i] / sqrtf(bb)) : (bb == bb ? -0.0f * s : bb);
-                if (!(v - v == 0.0f)) { flag = 1; v = INFINITY; } /* NaN or inf */
-                if (self_offset >= 0 && j == self_offset + i) continue;
-                float *h = hk + i * k;
-                int64_t *x = hi + i * k;
-                if (x[0] >= 0 && !(v < h[0])) continue; /* increasing ids: equal never displaces */
-                heap_replace_top(h, x, k, v, j);
-            }
-        }
-#else
         /* the keys of SM_FEW_BLOCK rows at a time (knn_few.h: AVX2 or C, the same bits), then
          * the heaps; each query still sees the rows in increasing id */
         float keys[LAZY_MAX_NQ * SM_FEW_BLOCK]; /* (nq, SM_FEW_BLOCK) */
@@ -378,7 +360,6 @@ static void few_queries(const float *db, int64_t n, const float *q, int64_t nq, 
                 }
             }
         }
-#endif
     }
     *bad = flag;
     if (flag) return;

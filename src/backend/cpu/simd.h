@@ -1,7 +1,7 @@
 /* simd.h - the small vector primitives that search's scans inline into their loops (a call per
- * 16 floats would cost more than the work): which lanes of a row fall below a threshold, and a
- * fused dot product + squared norm.  AVX-512 or AVX2 when the build targets them, plain C
- * otherwise.  Kept in the backend so that no file outside src/backend/ uses intrinsics. */
+ * 16 floats would cost more than the work): which lanes of a row fall below a threshold.  AVX-512
+ * or AVX2 when the build targets them, plain C otherwise (the lanes a scan keeps are the same on
+ * every path: no arithmetic is done here).  Kept in the backend so that no file outside src/backend/ uses intrinsics. */
 #ifndef SM_BACKEND_SIMD_H
 #define SM_BACKEND_SIMD_H
 #include <math.h>
@@ -180,41 +180,4 @@ static inline int sm_simd_append_before(const float *row, float t, int32_t tid, 
 }
 #endif
 
-/* <a, b> over d floats, summed as sm_simd_dot_and_norm sums it (the same bits). */
-static inline float sm_simd_dot(const float *a, const float *b, int d) {
-    int t = 0;
-#if defined(__AVX512F__)
-    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
-    for (; t + 32 <= d; t += 32) {
-        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + t), _mm512_loadu_ps(b + t), s0);
-        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + t + 16), _mm512_loadu_ps(b + t + 16), s1);
-    }
-    float s = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
-#else
-    float s = 0;
-#endif
-    for (; t < d; t++) s += a[t] * b[t];
-    return s;
-}
-
-/* <a, b> over d floats, and |b|^2 into *bb. */
-static inline float sm_simd_dot_and_norm(const float *a, const float *b, int d, float *bb) {
-    int t = 0;
-#if defined(__AVX512F__)
-    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps(), n0 = _mm512_setzero_ps();
-    for (; t + 32 <= d; t += 32) {
-        __m512 b0 = _mm512_loadu_ps(b + t), b1 = _mm512_loadu_ps(b + t + 16);
-        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + t), b0, s0);
-        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + t + 16), b1, s1);
-        n0 = _mm512_fmadd_ps(b0, b0, n0);
-        n0 = _mm512_fmadd_ps(b1, b1, n0);
-    }
-    float s = _mm512_reduce_add_ps(_mm512_add_ps(s0, s1)), nb = _mm512_reduce_add_ps(n0);
-#else
-    float s = 0, nb = 0;
-#endif
-    for (; t < d; t++) { s += a[t] * b[t]; nb += b[t] * b[t]; }
-    *bb = nb;
-    return s;
-}
 #endif
