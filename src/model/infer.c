@@ -17,9 +17,9 @@
  * with train = 0) up to float rounding of the folded weights (tests/test_infer.c).
  * What a layer does here comes from its kind's table (src/nn/layer.h): `linear` (conv, fc: the
  * plan adds the bias and activation after the product, and folds an `affine` layer, bn, into
- * it), `commutes_bias_act` (maxpool: taken before that bias and activation, which its
- * `infer_bias_act` applies in the pool's own pass) and `infer`, its single-threaded forward for
- * a micro-batch; the plan itself knows no layer type.
+ * it), `infer_bias_act` (maxpool: it commutes with that bias and activation, so it is taken
+ * before them and applies them in its own pass) and `infer`, its single-threaded forward for a
+ * micro-batch; the plan itself knows no layer type.
  * Residual blocks (the `branch` kinds res / shortcut / end) keep two more buffers per thread:
  * res copies the block's input into keepX, shortcut copies the main branch's output into keepM
  * and continues from keepX, end adds keepM (or keepX) to its input.  Folds and pools work inside
@@ -114,15 +114,9 @@ static void run_micro(const sm_model *m, const stage *S, const float *x, int n, 
              * bit), a quarter of the work for a 2x2 pool */
             int j = i + 1;
             while (j < m->nlayers && S[j].skip) j++;
-            if (j < m->nlayers && S[j].K->commutes_bias_act) {
-                const sm_layer *P = S[j].L;
+            if (j < m->nlayers && S[j].K->infer_bias_act) {
                 float *z = j == last ? out : bufs[which ^ 1];
-                if (S[j].K->infer_bias_act) { /* the pool, bias and relu in one pass */
-                    S[j].K->infer_bias_act(P, y, n, st->b, st->relu, z);
-                } else {
-                    S[j].K->infer(P, S[j].W, y, n, z, scratch);
-                    sm_be_bias_act1(sm_backend_default(), z, st->b, (int64_t)n * P->oh * P->ow, P->oc, st->relu);
-                }
+                S[j].K->infer_bias_act(S[j].L, y, n, st->b, st->relu, z); /* the pool, bias and relu in one pass */
                 if (times) times[i] += sm_now() - t0; /* the pool's time is counted with its linear layer */
                 in = z;
                 i = j; /* `which` stays: the next stage writes over the linear layer's output */

@@ -150,11 +150,9 @@ typedef struct sm_layer_kind {
      * after it (bias_act (single-threaded)), can fold a following affine layer into W and b, and can take
      * a following commuting layer before the bias and activation. */
     int linear;
-    /* This layer commutes with a per-channel bias and a monotone activation, to the bit (max
-     * pooling): a preceding linear layer's bias and activation may be applied after it. */
-    int commutes_bias_act;
-    /* Optional, for a commuting kind: infer, then a preceding linear layer's bias b (NULL: none)
-     * and activation (relu) on its output, in one pass (the bits of infer + bias_act). */
+    /* Set for a kind that commutes with a per-channel bias and a monotone activation, to the bit
+     * (max pooling), so that a preceding linear layer's bias b (NULL: none) and activation (relu)
+     * may be applied after it: infer, then that bias and activation on its output, in one pass. */
     void (*infer_bias_act)(const sm_layer *L, const float *x, int n, const float *b, int relu, float *y);
     /* At inference, channel c is y = (x - sub) * scale + add (then max(., 0) if L->relu): a
      * preceding linear layer can absorb it (batch norm with its running statistics). */

@@ -72,8 +72,7 @@ const sm_layer_kind sm_layer_kind_maxpool = {
     .alloc_cache = maxpool_alloc_cache,
     .forward = maxpool_forward,
     .backward = maxpool_backward,
-    /* a per-channel constant and a monotone function commute with max, to the bit */
-    .commutes_bias_act = 1,
     .infer = maxpool_infer,
+    /* a per-channel constant and a monotone function commute with max, to the bit */
     .infer_bias_act = maxpool_infer_bias_act,
 };

@@ -20,19 +20,15 @@
  * weight gradient's 9 x 8 accumulators (a block's 32 channels 8 at a time, per output row): those
  * AVX2 steps are written with intrinsics (the compiler spilled the plain C's accumulators, or
  * took the weights as memory operands); _mm256_fmadd_ps is fmaf in each lane. */
+#define OB 32
 #if defined(__AVX512F__)
-#define OB 32
 #define PX 4
-#elif defined(__AVX2__) && defined(__FMA__)
-#define SM_CONV_AVX2 1
-#define OB 32
-#define PX 2
 #else
-#define OB 32
 #define PX 2
-#endif
-#if defined(SM_CONV_AVX2)
+#if defined(__AVX2__) && defined(__FMA__)
+#define SM_CONV_AVX2 1
 #include <immintrin.h>
+#endif
 #endif
 
 /* a (K) = the unfolded row of output (oy, ox) of image img (h, w), zeros outside */
