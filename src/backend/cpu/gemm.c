@@ -96,38 +96,34 @@ const char *sm_gemm_env_note(void) {
 
 /* ---- packing ------------------------------------------------------------------------------- */
 
-/* pack_a for op(A) = A^T (ta) and whole 6-row panels: each row t of A (columns i0 .. i0+mc, mc
- * a multiple of 6) read once, contiguously, and spread over the panels. */
-static void pack_at6(const float *A, int lda, int i0, int mc, int p0, int kc, float *Ap) {
-    const int mp = mc / 6;
-    for (int t = 0; t < kc; t++) {
-        const float *src = A + (int64_t)(p0 + t) * lda + i0;
-        float *dst = Ap + t * 6;
-        for (int ip = 0; ip < mp; ip++, src += 6, dst += (size_t)6 * kc)
-            memcpy(dst, src, 6 * sizeof(float)); /* a fixed size: two moves, inlined */
-    }
-}
-
 /* Ap: the rows i0 .. i0+mc of op(A), columns p0 .. p0+kc, as ceil(mc/mr) micro-panels (kc, mr),
  * rows beyond m zero. */
 static void pack_a(int ta, const float *A, int lda, int m, int i0, int mc, int p0, int kc, int mr, float *Ap) {
-    for (int ip = 0; ip * mr < mc; ip++, Ap += (size_t)mr * kc) {
-        const int r0 = i0 + ip * mr, rows = m - r0 < mr ? m - r0 : mr;
-        if (!ta) {
-            for (int r = 0; r < rows; r++) {
-                const float *src = A + (int64_t)(r0 + r) * lda + p0;
-                for (int t = 0; t < kc; t++) Ap[t * mr + r] = src[t];
-            }
-            for (int r = rows; r < mr; r++)
-                for (int t = 0; t < kc; t++) Ap[t * mr + r] = 0.0f;
-        } else {
-            for (int t = 0; t < kc; t++) {
-                float *dst = Ap + t * mr;
-                const float *src = A + (int64_t)(p0 + t) * lda + r0;
+    const int np = (mc + mr - 1) / mr;
+    if (ta) { /* op(A) = A^T: each row t of A read once, contiguously, and spread over the panels */
+        for (int t = 0; t < kc; t++) {
+            const float *src = A + (int64_t)(p0 + t) * lda + i0;
+            float *dst = Ap + t * mr;
+            for (int ip = 0; ip < np; ip++, src += mr, dst += (size_t)mr * kc) {
+                const int rows = m - (i0 + ip * mr) < mr ? m - (i0 + ip * mr) : mr;
+                if (rows == 6 && mr == 6) { /* the avx2 panel: a fixed size, two moves inlined */
+                    memcpy(dst, src, 6 * sizeof(float));
+                    continue;
+                }
                 for (int r = 0; r < rows; r++) dst[r] = src[r];
                 for (int r = rows; r < mr; r++) dst[r] = 0.0f;
             }
         }
+        return;
+    }
+    for (int ip = 0; ip < np; ip++, Ap += (size_t)mr * kc) {
+        const int r0 = i0 + ip * mr, rows = m - r0 < mr ? m - r0 : mr;
+        for (int r = 0; r < rows; r++) {
+            const float *src = A + (int64_t)(r0 + r) * lda + p0;
+            for (int t = 0; t < kc; t++) Ap[t * mr + r] = src[t];
+        }
+        for (int r = rows; r < mr; r++)
+            for (int t = 0; t < kc; t++) Ap[t * mr + r] = 0.0f;
     }
 }
 
@@ -241,8 +237,7 @@ static void gemm_rows(const sm_gemm_kernels *kr, const gemm_args *g, int i_begin
         pack_b(g->tb, g->B, g->ldb, g->n, j0, nc, p0, kc, nr, Bp);
         for (int ib = i_begin; ib < i_end; ib += mc) {
             const int ie = i_end - ib < mc ? i_end : ib + mc, mp = (ie - ib + mr - 1) / mr;
-            if (packed && mr == 6 && (ie - ib) % 6 == 0) pack_at6(g->A, g->lda, ib, ie - ib, p0, kc, Ap);
-            else if (packed || ie - ib < mr) pack_a(g->ta, g->A, g->lda, g->m, ib, ie - ib, p0, kc, mr, Ap);
+            if (packed || ie - ib < mr) pack_a(g->ta, g->A, g->lda, g->m, ib, ie - ib, p0, kc, mr, Ap);
             for (int ip = 0; ip < mp; ip++) /* each row panel over every column panel */
                 for (int jp = 0; jp < np; jp++) {
                     const int i = ib + ip * mr, rows = ie - i < mr ? ie - i : mr;
