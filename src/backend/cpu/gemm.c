@@ -342,6 +342,49 @@ void sm_gemm_run(const sm_gemm_kernels *kr, int threaded, int ta, int tb, int m,
     }
 }
 
+void sm_gemm_at_b_chunks(const sm_gemm_kernels *kr, int m, int n, int64_t k, int64_t nch, const float *A, int lda,
+                         const float *B, int ldb, float *C, int ldc, float *part) {
+    const int64_t per = (k + nch - 1) / nch;
+    const int nth = team_size(1, (double)m * n * (double)k);
+    /* groups of B's columns per chunk: enough tasks for every thread to get the same number
+     * (3 chunks on 2 threads: 2 groups each, 6 tasks), each group a multiple of mr wide; more
+     * groups pack the chunk's rows of A once more each, so no more than that */
+    int groups = 1;
+    while (nth > 1 && (nch * groups) % nth && groups < nth) groups++;
+    int cols = (n + groups - 1) / groups;
+    cols = (cols + kr->mr - 1) / kr->mr * kr->mr;
+    groups = (n + cols - 1) / cols;
+    const int64_t ntasks = nch * groups;
+#pragma omp parallel for schedule(static) num_threads(nth) if (nth > 1)
+    for (int64_t task = 0; task < ntasks; task++) {
+        const int64_t ch = task / groups, start = ch * per, len = start + per < k ? per : k - start;
+        const int j0 = (int)(task % groups) * cols, nc = n - j0 < cols ? n - j0 : cols;
+        float *P = part + ch * (int64_t)m * n + (int64_t)j0 * m; /* rows j0 .. j0+nc of P^T (n, m) */
+        if (len <= 0) {
+            memset(P, 0, sizeof(float) * (size_t)nc * (size_t)m);
+            continue;
+        }
+        /* P^T = B^T A on this thread: B (the long, wide one: im2col rows) is op(A) = B^T, packed a
+         * row group at a time on the avx2 and scalar paths (each row of B read whole; pack_at), read
+         * in place on avx512; A (m = output channels wide) is op(B), packed */
+        sm_gemm_run(kr, 0, 1, 0, nc, m, (int)len, 1.0f, B + start * ldb + j0, ldb, A + start * lda, lda, 0.0f, P, m);
+    }
+    /* C = the chunks' sum in chunk order, a column j of C (a row of every P^T) at a time */
+#pragma omp parallel for schedule(static) num_threads(nth) if (nth > 1)
+    for (int j = 0; j < n; j++) {
+        float acc[1024]; /* (m) partial sums of column j, m <= 1024 at a time */
+        for (int i0 = 0; i0 < m; i0 += 1024) {
+            const int mb = m - i0 < 1024 ? m - i0 : 1024;
+            for (int i = 0; i < mb; i++) acc[i] = 0.0f;
+            for (int64_t ch = 0; ch < nch; ch++) {
+                const float *P = part + (ch * n + j) * (int64_t)m + i0;
+                for (int i = 0; i < mb; i++) acc[i] += P[i];
+            }
+            for (int i = 0; i < mb; i++) C[(int64_t)(i0 + i) * ldc + j] = acc[i];
+        }
+    }
+}
+
 void sm_gemv_run(const sm_gemm_kernels *kr, int threaded, int ta, int m, int n, float alpha, const float *A, int lda,
                  const float *x, int incx, float beta, float *y, int incy) {
     if (m <= 0 || n <= 0) return;
