@@ -238,8 +238,19 @@ static void gemm_rows(const sm_gemm_kernels *kr, const gemm_args *g, int i_begin
         for (int ib = i_begin; ib < i_end; ib += mc) {
             const int ie = i_end - ib < mc ? i_end : ib + mc, mp = (ie - ib + mr - 1) / mr;
             if (packed || ie - ib < mr) pack_a(g->ta, g->A, g->lda, g->m, ib, ie - ib, p0, kc, mr, Ap);
+            /* packed: the next k-block's rows of A, prefetched a few lines per tile while this
+             * block computes (the long, cold A streams from memory behind the fmas) */
+            const int pf = packed && last == 0 && ib + mc >= i_end;
+            const int kn = pf ? (g->k - p0 - kc < kcb ? g->k - p0 - kc : kcb) : 0;
+            const int64_t lines_row = ((int64_t)(i_end - i_begin) * 4 + 63) / 64, lines = kn * lines_row;
+            const int64_t per_tile = (lines + mp * np - 1) / (mp * np);
+            int64_t cur = 0;
             for (int ip = 0; ip < mp; ip++) /* each row panel over every column panel */
                 for (int jp = 0; jp < np; jp++) {
+                    for (int64_t q = 0; q < per_tile && cur < lines; q++, cur++) {
+                        const int64_t t = cur / lines_row, l = cur % lines_row;
+                        __builtin_prefetch(g->A + (int64_t)(p0 + kc + t) * g->lda + i_begin + 16 * l, 0, 2);
+                    }
                     const int i = ib + ip * mr, rows = ie - i < mr ? ie - i : mr;
                     const int c0 = j0 + jp * nr, cols = nc - jp * nr < nr ? nc - jp * nr : nr;
                     const float *a;
