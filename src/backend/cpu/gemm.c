@@ -101,17 +101,20 @@ const char *sm_gemm_env_note(void) {
 static void pack_a(int ta, const float *A, int lda, int m, int i0, int mc, int p0, int kc, int mr, float *Ap) {
     const int np = (mc + mr - 1) / mr;
     if (ta) { /* op(A) = A^T: each row t of A read once, contiguously, and spread over the panels */
+        const int nfull = (m - i0) / mr < np ? (m - i0) / mr : np; /* panels of mr rows of A^T */
+        const size_t step = (size_t)mr * kc;
         for (int t = 0; t < kc; t++) {
             const float *src = A + (int64_t)(p0 + t) * lda + i0;
             float *dst = Ap + t * mr;
-            for (int ip = 0; ip < np; ip++, src += mr, dst += (size_t)mr * kc) {
-                const int rows = m - (i0 + ip * mr) < mr ? m - (i0 + ip * mr) : mr;
-                if (rows == 6 && mr == 6) { /* the avx2 panel: a fixed size, two moves inlined */
-                    memcpy(dst, src, 6 * sizeof(float));
-                    continue;
-                }
-                for (int r = 0; r < rows; r++) dst[r] = src[r];
-                for (int r = rows; r < mr; r++) dst[r] = 0.0f;
+            int ip = 0;
+            if (mr == 6) /* the avx2 panel: a fixed size, two moves inlined */
+                for (; ip < nfull; ip++) memcpy(dst + ip * step, src + ip * 6, 6 * sizeof(float));
+            else
+                for (; ip < nfull; ip++) memcpy(dst + ip * step, src + ip * mr, (size_t)mr * sizeof(float));
+            for (; ip < np; ip++) { /* the edge: rows beyond m zero */
+                const int rows = m - (i0 + ip * mr) < 0 ? 0 : m - (i0 + ip * mr);
+                for (int r = 0; r < rows; r++) dst[ip * step + r] = src[ip * mr + r];
+                for (int r = rows; r < mr; r++) dst[ip * step + r] = 0.0f;
             }
         }
         return;
@@ -244,12 +247,13 @@ static void gemm_rows(const sm_gemm_kernels *kr, const gemm_args *g, int i_begin
             const int kn = pf ? (g->k - p0 - kc < kcb ? g->k - p0 - kc : kcb) : 0;
             const int64_t lines_row = ((int64_t)(i_end - i_begin) * 4 + 63) / 64, lines = kn * lines_row;
             const int64_t per_tile = (lines + mp * np - 1) / (mp * np);
-            int64_t cur = 0;
+            int64_t cur = 0, pl = 0; /* lines issued; the line within the row pr */
+            const float *pr = g->A + (int64_t)(p0 + kc) * g->lda + i_begin;
             for (int ip = 0; ip < mp; ip++) /* each row panel over every column panel */
                 for (int jp = 0; jp < np; jp++) {
                     for (int64_t q = 0; q < per_tile && cur < lines; q++, cur++) {
-                        const int64_t t = cur / lines_row, l = cur % lines_row;
-                        __builtin_prefetch(g->A + (int64_t)(p0 + kc + t) * g->lda + i_begin + 16 * l, 0, 2);
+                        __builtin_prefetch(pr + 16 * pl, 0, 2);
+                        if (++pl == lines_row) pl = 0, pr += g->lda;
                     }
                     const int i = ib + ip * mr, rows = ie - i < mr ? ie - i : mr;
                     const int c0 = j0 + jp * nr, cols = nc - jp * nr < nr ? nc - jp * nr : nr;
