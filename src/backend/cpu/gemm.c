@@ -249,11 +249,23 @@ static void gemm_rows(const sm_gemm_kernels *kr, const gemm_args *g, int i_begin
             const int64_t per_tile = (lines + mp * np - 1) / (mp * np);
             int64_t cur = 0, pl = 0; /* lines issued; the line within the row pr */
             const float *pr = g->A + (int64_t)(p0 + kc) * g->lda + i_begin;
+            /* rows of op(A) in place, one panel a pass (mc = mr): the next panel's rows of A and,
+             * in the first k-block, its rows of C (written: prefetched for writing), a few lines
+             * per tile */
+            const int nx = !packed && !g->ta && ie + mr <= i_end ? mr : 0;
+            const int a_row = (kc + 15) / 16, c_row = first ? (nc + 15) / 16 : 0;
+            const int per_tile_x = (nx * (a_row + c_row) + np - 1) / np;
+            int xr = 0, xl = 0; /* the next panel's row, and the line within it (A's, then C's) */
             for (int ip = 0; ip < mp; ip++) /* each row panel over every column panel */
                 for (int jp = 0; jp < np; jp++) {
                     for (int64_t q = 0; q < per_tile && cur < lines; q++, cur++) {
                         __builtin_prefetch(pr + 16 * pl, 0, 2);
                         if (++pl == lines_row) pl = 0, pr += g->lda;
+                    }
+                    for (int q = 0; q < per_tile_x && xr < nx; q++) {
+                        if (xl < a_row) __builtin_prefetch(g->A + (int64_t)(ie + xr) * g->lda + p0 + 16 * xl, 0, 3);
+                        else __builtin_prefetch(g->C + (int64_t)(ie + xr) * g->ldc + j0 + 16 * (xl - a_row), 1, 3);
+                        if (++xl == a_row + c_row) xl = 0, xr++;
                     }
                     const int i = ib + ip * mr, rows = ie - i < mr ? ie - i : mr;
                     const int c0 = j0 + jp * nr, cols = nc - jp * nr < nr ? nc - jp * nr : nr;
