@@ -135,7 +135,9 @@ static void pack_a(int ta, const float *A, int lda, int m, int i0, int mc, int p
 static void pack_b(int tb, const float *B, int ldb, int n, int j0, int nc, int p0, int kc, int nr, float *Bp) {
     for (int jp = 0; jp * nr < nc; jp++, Bp += (size_t)nr * kc) {
         const int c0 = j0 + jp * nr, cols = n - c0 < nr ? n - c0 : nr;
-        if (!tb) {
+        if (!tb && cols == 16 && nr == 16) { /* the avx2 panel: a fixed-size copy, inlined (no call a row) */
+            for (int t = 0; t < kc; t++) memcpy(Bp + t * 16, B + (int64_t)(p0 + t) * ldb + c0, 16 * sizeof(float));
+        } else if (!tb) {
             for (int t = 0; t < kc; t++) {
                 float *dst = Bp + t * nr;
                 memcpy(dst, B + (int64_t)(p0 + t) * ldb + c0, sizeof(float) * (size_t)cols);
