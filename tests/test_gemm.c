@@ -203,19 +203,34 @@ static void check_gemv(void) {
 
 /* A^T B with a long k: the fixed k-chunks summed in order give the same bits on every path and
  * thread count, close to the double reference. */
-static void check_at_b(void) {
-    const int m = 19, n = 37;
-    const int64_t k = 5000;
-    float *A = randf(k * m), *B = randf(k * n), *first = NULL;
+/* sm_k_gemm_at_b: against the double reference; exactly the rule of its chunks (each chunk an
+ * fmaf chain over its k in order, then ((0 + P_0) + P_1) + ... in chunk order, written out here);
+ * the same bits from every path and from 1 and 2 threads.  k = 5000 gives 2 chunks (one task a
+ * thread), 6500 gives 3 (gemm.c cuts each chunk's columns in two for 2 threads), n = 300 and
+ * m = 70 the wide B of a weight gradient (a row group of A^T packed in k-blocks). */
+static void one_at_b(int m, int n, int64_t k) {
+    float *A = randf(k * m), *B = randf(k * n), *first = NULL, *rulec = malloc(sizeof(float) * m * n);
     sm_ws ws = {NULL, sm_k_gemm_at_b_ws(m, n, k)};
-    CHECK(ws.bytes > 0); /* long enough to be chunked */
+    const int64_t nch = sm_k_at_b_chunks(k), per = (k + nch - 1) / nch;
+    CHECK(ws.bytes > 0 && nch > 1); /* long enough to be chunked */
     ws.base = malloc(ws.bytes);
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            float acc = 0.0f;
+            for (int64_t ch = 0; ch < nch; ch++) {
+                const int64_t s0 = ch * per, len = s0 + per < k ? per : k - s0;
+                acc += len > 0 ? rule(1, 0, i, j, (int)len, 1.0f, A + s0 * m, m, B + s0 * n, n, 0.0f, 0.0f) : 0.0f;
+            }
+            rulec[i * n + j] = acc;
+        }
     for (int p = 0; p < npaths; p++)
         for (int th = 1; th <= 2; th++) {
             CHECK_OK(sm_set_isa(paths[p]));
             set_threads(th);
             float *C = malloc(sizeof(float) * m * n);
             sm_k_gemm_at_b(m, n, k, A, m, B, n, C, n, &ws);
+            CHECK_MSG(!memcmp(C, rulec, sizeof(float) * m * n), "at_b %dx%dx%lld: not the chunks' rule (path %s, %d threads)",
+                      m, n, (long long)k, paths[p], th);
             if (!first) {
                 first = C;
                 double e = 0, s = 0;
@@ -231,7 +246,13 @@ static void check_at_b(void) {
                 free(C);
             }
         }
-    free(first), free(A), free(B), free(ws.base);
+    free(first), free(rulec), free(A), free(B), free(ws.base);
+}
+
+static void check_at_b(void) {
+    one_at_b(19, 37, 5000);
+    one_at_b(19, 37, 6500);
+    one_at_b(70, 300, 6500);
 }
 
 static void check_api(void) {

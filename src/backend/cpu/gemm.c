@@ -101,17 +101,20 @@ const char *sm_gemm_env_note(void) {
 static void pack_a(int ta, const float *A, int lda, int m, int i0, int mc, int p0, int kc, int mr, float *Ap) {
     const int np = (mc + mr - 1) / mr;
     if (ta) { /* op(A) = A^T: each row t of A read once, contiguously, and spread over the panels */
+        const int nfull = (m - i0) / mr < np ? (m - i0) / mr : np; /* panels of mr rows of A^T */
+        const size_t step = (size_t)mr * kc;
         for (int t = 0; t < kc; t++) {
             const float *src = A + (int64_t)(p0 + t) * lda + i0;
             float *dst = Ap + t * mr;
-            for (int ip = 0; ip < np; ip++, src += mr, dst += (size_t)mr * kc) {
-                const int rows = m - (i0 + ip * mr) < mr ? m - (i0 + ip * mr) : mr;
-                if (rows == 6 && mr == 6) { /* the avx2 panel: a fixed size, two moves inlined */
-                    memcpy(dst, src, 6 * sizeof(float));
-                    continue;
-                }
-                for (int r = 0; r < rows; r++) dst[r] = src[r];
-                for (int r = rows; r < mr; r++) dst[r] = 0.0f;
+            int ip = 0;
+            if (mr == 6) /* the avx2 panel: a fixed size, two moves inlined */
+                for (; ip < nfull; ip++) memcpy(dst + ip * step, src + ip * 6, 6 * sizeof(float));
+            else
+                for (; ip < nfull; ip++) memcpy(dst + ip * step, src + ip * mr, (size_t)mr * sizeof(float));
+            for (; ip < np; ip++) { /* the edge: rows beyond m zero */
+                const int rows = m - (i0 + ip * mr) < 0 ? 0 : m - (i0 + ip * mr);
+                for (int r = 0; r < rows; r++) dst[ip * step + r] = src[ip * mr + r];
+                for (int r = rows; r < mr; r++) dst[ip * step + r] = 0.0f;
             }
         }
         return;
@@ -132,7 +135,9 @@ static void pack_a(int ta, const float *A, int lda, int m, int i0, int mc, int p
 static void pack_b(int tb, const float *B, int ldb, int n, int j0, int nc, int p0, int kc, int nr, float *Bp) {
     for (int jp = 0; jp * nr < nc; jp++, Bp += (size_t)nr * kc) {
         const int c0 = j0 + jp * nr, cols = n - c0 < nr ? n - c0 : nr;
-        if (!tb) {
+        if (!tb && cols == 16 && nr == 16) { /* the avx2 panel: a fixed-size copy, inlined (no call a row) */
+            for (int t = 0; t < kc; t++) memcpy(Bp + t * 16, B + (int64_t)(p0 + t) * ldb + c0, 16 * sizeof(float));
+        } else if (!tb) {
             for (int t = 0; t < kc; t++) {
                 float *dst = Bp + t * nr;
                 memcpy(dst, B + (int64_t)(p0 + t) * ldb + c0, sizeof(float) * (size_t)cols);
@@ -238,8 +243,32 @@ static void gemm_rows(const sm_gemm_kernels *kr, const gemm_args *g, int i_begin
         for (int ib = i_begin; ib < i_end; ib += mc) {
             const int ie = i_end - ib < mc ? i_end : ib + mc, mp = (ie - ib + mr - 1) / mr;
             if (packed || ie - ib < mr) pack_a(g->ta, g->A, g->lda, g->m, ib, ie - ib, p0, kc, mr, Ap);
+            /* packed: the next k-block's rows of A, prefetched a few lines per tile while this
+             * block computes (the long, cold A streams from memory behind the fmas) */
+            const int pf = packed && last == 0 && ib + mc >= i_end;
+            const int kn = pf ? (g->k - p0 - kc < kcb ? g->k - p0 - kc : kcb) : 0;
+            const int64_t lines_row = ((int64_t)(i_end - i_begin) * 4 + 63) / 64, lines = kn * lines_row;
+            const int64_t per_tile = (lines + mp * np - 1) / (mp * np);
+            int64_t cur = 0, pl = 0; /* lines issued; the line within the row pr */
+            const float *pr = g->A + (int64_t)(p0 + kc) * g->lda + i_begin;
+            /* rows of op(A) in place, one panel a pass (mc = mr): the next panel's rows of A and,
+             * in the first k-block, its rows of C (written: prefetched for writing), a few lines
+             * per tile */
+            const int nx = !packed && !g->ta && ie + mr <= i_end ? mr : 0;
+            const int a_row = (kc + 15) / 16, c_row = first ? (nc + 15) / 16 : 0;
+            const int per_tile_x = (nx * (a_row + c_row) + np - 1) / np;
+            int xr = 0, xl = 0; /* the next panel's row, and the line within it (A's, then C's) */
             for (int ip = 0; ip < mp; ip++) /* each row panel over every column panel */
                 for (int jp = 0; jp < np; jp++) {
+                    for (int64_t q = 0; q < per_tile && cur < lines; q++, cur++) {
+                        __builtin_prefetch(pr + 16 * pl, 0, 2);
+                        if (++pl == lines_row) pl = 0, pr += g->lda;
+                    }
+                    for (int q = 0; q < per_tile_x && xr < nx; q++) {
+                        if (xl < a_row) __builtin_prefetch(g->A + (int64_t)(ie + xr) * g->lda + p0 + 16 * xl, 0, 3);
+                        else __builtin_prefetch(g->C + (int64_t)(ie + xr) * g->ldc + j0 + 16 * (xl - a_row), 1, 3);
+                        if (++xl == a_row + c_row) xl = 0, xr++;
+                    }
                     const int i = ib + ip * mr, rows = ie - i < mr ? ie - i : mr;
                     const int c0 = j0 + jp * nr, cols = nc - jp * nr < nr ? nc - jp * nr : nr;
                     const float *a;
@@ -338,6 +367,49 @@ void sm_gemm_run(const sm_gemm_kernels *kr, int threaded, int ta, int tb, int m,
             const int j0 = bj * ncb, nc = n - j0 < ncb ? n - j0 : ncb;
             if (in_c) gemm_rows(kr, &g, i0, i1, j0, nc, Bp, Ap, tile);
             else gemm_block(kr, &g, i0, i1 - i0, j0, nc, Bp);
+        }
+    }
+}
+
+void sm_gemm_at_b_chunks(const sm_gemm_kernels *kr, int m, int n, int64_t k, int64_t nch, const float *A, int lda,
+                         const float *B, int ldb, float *C, int ldc, float *part) {
+    const int64_t per = (k + nch - 1) / nch;
+    const int nth = team_size(1, (double)m * n * (double)k);
+    /* groups of B's columns per chunk: enough tasks for every thread to get the same number
+     * (3 chunks on 2 threads: 2 groups each, 6 tasks), each group a multiple of mr wide; more
+     * groups pack the chunk's rows of A once more each, so no more than that */
+    int groups = 1;
+    while (nth > 1 && (nch * groups) % nth && groups < nth) groups++;
+    int cols = (n + groups - 1) / groups;
+    cols = (cols + kr->mr - 1) / kr->mr * kr->mr;
+    groups = (n + cols - 1) / cols;
+    const int64_t ntasks = nch * groups;
+#pragma omp parallel for schedule(static) num_threads(nth) if (nth > 1)
+    for (int64_t task = 0; task < ntasks; task++) {
+        const int64_t ch = task / groups, start = ch * per, len = start + per < k ? per : k - start;
+        const int j0 = (int)(task % groups) * cols, nc = n - j0 < cols ? n - j0 : cols;
+        float *P = part + ch * (int64_t)m * n + (int64_t)j0 * m; /* rows j0 .. j0+nc of P^T (n, m) */
+        if (len <= 0) {
+            memset(P, 0, sizeof(float) * (size_t)nc * (size_t)m);
+            continue;
+        }
+        /* P^T = B^T A on this thread: B (the long, wide one: im2col rows) is op(A) = B^T, packed a
+         * row group at a time on the avx2 and scalar paths (each row of B read whole; pack_at), read
+         * in place on avx512; A (m = output channels wide) is op(B), packed */
+        sm_gemm_run(kr, 0, 1, 0, nc, m, (int)len, 1.0f, B + start * ldb + j0, ldb, A + start * lda, lda, 0.0f, P, m);
+    }
+    /* C = the chunks' sum in chunk order, a column j of C (a row of every P^T) at a time */
+#pragma omp parallel for schedule(static) num_threads(nth) if (nth > 1)
+    for (int j = 0; j < n; j++) {
+        float acc[1024]; /* (m) partial sums of column j, m <= 1024 at a time */
+        for (int i0 = 0; i0 < m; i0 += 1024) {
+            const int mb = m - i0 < 1024 ? m - i0 : 1024;
+            for (int i = 0; i < mb; i++) acc[i] = 0.0f;
+            for (int64_t ch = 0; ch < nch; ch++) {
+                const float *P = part + (ch * n + j) * (int64_t)m + i0;
+                for (int i = 0; i < mb; i++) acc[i] += P[i];
+            }
+            for (int i = 0; i < mb; i++) C[(int64_t)(i0 + i) * ldc + j] = acc[i];
         }
     }
 }

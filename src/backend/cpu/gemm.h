@@ -66,6 +66,12 @@ const sm_gemm_kernels *sm_gemm_active(void);
 void sm_gemm_run(const sm_gemm_kernels *kr, int threaded, int ta, int tb, int m, int n, int k,
                  float alpha, const float *A, int lda, const float *B, int ldb, float beta, float *C,
                  int ldc);
+/* C (m, n) = A^T B for a long k (A (k, m), B (k, n)): k cut into nch equal chunks (the last
+ * shorter), each chunk's product an fma chain in part (nch, n, m) (transposed: P^T = B^T A), then
+ * C = ((0 + P_0) + P_1) + ... in chunk order.  The tasks (a chunk times a group of B's columns)
+ * are spread over the threads; the bits depend on nch alone (sm_k_gemm_at_b). */
+void sm_gemm_at_b_chunks(const sm_gemm_kernels *kr, int m, int n, int64_t k, int64_t nch, const float *A, int lda,
+                         const float *B, int ldb, float *C, int ldc, float *part);
 void sm_gemv_run(const sm_gemm_kernels *kr, int threaded, int ta, int m, int n, float alpha,
                  const float *A, int lda, const float *x, int incx, float beta, float *y, int incy);
 

@@ -61,35 +61,27 @@ void sm_k_gemm_at_b(int m, int n, int64_t k, const float *A, int lda, const floa
     }
     assert(ws && ws->bytes >= sm_k_gemm_at_b_ws(m, n, k));
     float *part = ws->base; /* OpenBLAS: (nch, m, n); own kernels: (nch, n, m), transposed */
+#ifdef SM_BLAS_OPENBLAS
     const int64_t per = (k + nch - 1) / nch;
 #pragma omp parallel for schedule(static)
     for (int64_t ch = 0; ch < nch; ch++) {
         int64_t start = ch * per, len = start + per < k ? per : k - start;
         float *P = part + ch * (int64_t)m * n;
         if (len <= 0) { memset(P, 0, sizeof(float) * (size_t)m * (size_t)n); continue; }
-#ifdef SM_BLAS_OPENBLAS
         /* inside a parallel region the OpenMP build of OpenBLAS runs single-threaded */
         cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, m, n, (int)len, 1.0f, A + start * lda, lda,
                     B + start * ldb, ldb, 0.0f, P, n);
-#else
-        /* P^T (n, m) = B^T A on this thread: B (the long, wide one: im2col rows) is op(A) = B^T,
-         * packed a row group at a time on the avx2 and scalar paths (each row of B read whole;
-         * gemm.c pack_at), read in place on avx512; A (m = output channels wide) is op(B), packed */
-        sm_gemm_run(sm_gemm_active(), 0, 1, 0, n, m, (int)len, 1.0f, B + start * ldb, ldb, A + start * lda, lda,
-                    0.0f, P, m);
-#endif
     }
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < m; i++)
         for (int j = 0; j < n; j++) {
             float acc = 0;
-#ifdef SM_BLAS_OPENBLAS
             for (int64_t ch = 0; ch < nch; ch++) acc += part[(ch * m + i) * n + j];
-#else
-            for (int64_t ch = 0; ch < nch; ch++) acc += part[(ch * n + j) * m + i];
-#endif
             C[(int64_t)i * ldc + j] = acc;
         }
+#else
+    sm_gemm_at_b_chunks(sm_gemm_active(), m, n, k, nch, A, lda, B, ldb, C, ldc, part);
+#endif
 }
 
 void sm_k_im2col(const float *x, int n, int h, int w, int c, int k, int stride, int pad,
