@@ -124,9 +124,40 @@ static void conv_backward(sm_layer *L, const float *x, const float *y, const flo
     }
 }
 
-/* the unfolded input of one sample: (oh*ow, k*k*ic) */
+/* Inference of a 3x3 stride-1 pad-1 conv with enough input channels (not the first layer's one):
+ * Winograd F(2x2, 3x3) (the backend's wino3_1: 2.25x fewer multiply-adds, other rounding than
+ * im2col + sgemm), its weights transformed once per call (infer_weights), the bias, ReLU and a
+ * following 2x2 stride-2 max-pool in its output pass. */
+#define WINO_MIN_IC 16
+static int conv_wino(const sm_layer *L) {
+    return L->k == 3 && L->stride == 1 && L->pad == 1 && L->ic >= WINO_MIN_IC;
+}
+
+/* per sample: the unfolded input (oh*ow, k*k*ic), or Winograd's workspace for one image */
 static int64_t conv_infer_scratch(const sm_layer *L) {
+    if (conv_wino(L))
+        return (int64_t)((sm_be_wino3_1_ws(L->be, 1, L->ih, L->iw, L->ic, L->oc, 0) + sizeof(float) - 1) /
+                         sizeof(float));
     return (int64_t)L->oh * L->ow * L->k * L->k * L->ic;
+}
+
+/* Winograd's U (16, ic, oc) from W (oc, 3, 3, ic) */
+static int64_t conv_infer_weights(const sm_layer *L, const float *W, float *P) {
+    if (!conv_wino(L)) return 0;
+    if (P) sm_be_wino3_weights(L->be, W, L->oc, L->ic, P);
+    return (int64_t)16 * L->ic * L->oc;
+}
+
+/* y = act(conv(x) + b), pooled when pool is a 2x2 stride-2 unpadded max-pool: Winograd only */
+static int conv_infer_fused(const sm_layer *L, const float *W, const float *b, int relu, const sm_layer *pool,
+                            const float *x, int n, float *y, float *scratch) {
+    if (!conv_wino(L)) return 0;
+    if (pool && !(!strcmp(sm_layer_kind_of(pool)->name, "maxpool") && pool->k == 2 && pool->stride == 2 &&
+                  pool->pad == 0))
+        return 0;
+    const sm_ws ws = {scratch, sm_be_wino3_1_ws(L->be, n, L->ih, L->iw, L->ic, L->oc, pool != NULL)};
+    sm_be_wino3_1(L->be, x, n, L->ih, L->iw, L->ic, W, L->oc, b, relu, pool != NULL, y, &ws);
+    return 1;
 }
 
 /* y (n*oh*ow, oc) = im2col(x) W^T, without the bias (the plan adds it) */
@@ -134,6 +165,10 @@ static void conv_infer(const sm_layer *L, const float *W, const float *x, int n,
     const int64_t rows = (int64_t)n * L->oh * L->ow;
     int K = L->k * L->k * L->ic;
     const float *c = x;
+    if (conv_wino(L)) { /* W is Winograd's U (conv_infer_weights) */
+        conv_infer_fused(L, W, NULL, 0, NULL, x, n, y, scratch);
+        return;
+    }
     if (conv_1ch(L)) {
         sm_be_conv1ch1(L->be, x, n, L->ih, L->iw, L->k, L->stride, L->pad, L->oh, L->ow, W, L->oc, y);
         return;
@@ -162,4 +197,6 @@ const sm_layer_kind sm_layer_kind_conv = {
     .linear = 1,
     .infer_scratch = conv_infer_scratch,
     .infer = conv_infer,
+    .infer_weights = conv_infer_weights,
+    .infer_fused = conv_infer_fused,
 };

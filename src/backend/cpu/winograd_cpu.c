@@ -19,15 +19,30 @@
 #include <assert.h>
 #include <string.h>
 
-/* Floats of the V and M chunks together: about 256 KiB, so that a chunk's transformed input,
- * its products and the output transform stay in a Zen 3's 512 KiB L2. */
-#define CHUNK_FLOATS (64 * 1024)
+/* Floats of the V and M chunks together: at most 4 MiB, a micro-batch of cnn-s's 14 x 14 x 32
+ * -> 64 and 7 x 7 x 64 -> 128 layers in one chunk.  Measured on Zen 3 (CPU time, one thread):
+ * chunks of 256 KiB or 1 MiB, which kept them in L2, were slower, each of the 16 products per
+ * chunk paying its call and the packing of its U_xi over fewer rows. */
+#define CHUNK_FLOATS (1024 * 1024)
+
+/* Floats per tile in V (16 x c) or M (16 x oc), plus 16: rows of a power-of-two size would put
+ * the product's 6 rows (and its output tile's) in the same L1 sets. */
+static int64_t ld_of(int c) { return 16 * (int64_t)c + 16; }
 
 /* Tiles per chunk for c input and oc output channels: a multiple of the avx2 kernel's 6 rows. */
 static int64_t chunk_tiles(int c, int oc) {
-    int64_t t = CHUNK_FLOATS / (16 * ((int64_t)c + oc));
+    int64_t t = CHUNK_FLOATS / (ld_of(c) + ld_of(oc));
     t = t / 6 * 6;
     return t < 6 ? 6 : t;
+}
+
+/* Tiles per chunk for a call of `tiles` tiles: at most chunk_tiles, the chunks about even (a
+ * multiple of 6 each, the last one less). */
+static int64_t chunk_for(int64_t tiles, int c, int oc) {
+    const int64_t cap = chunk_tiles(c, oc), nch = (tiles + cap - 1) / cap;
+    int64_t tb = (tiles + nch - 1) / nch;
+    tb = (tb + 5) / 6 * 6;
+    return tb < tiles ? tb : tiles;
 }
 
 /* Tiles of one image: rows and columns of 2x2 output blocks (with a 2x2 stride-2 pool, only
@@ -64,62 +79,113 @@ void sm_k_wino3_weights(const float *W, int oc, int c, float *U) {
 size_t sm_k_wino3_1_ws(int n, int h, int w, int c, int oc, int pool) {
     int th, tw;
     tile_grid(h, w, pool, &th, &tw);
-    int64_t tiles = (int64_t)n * th * tw, tb = chunk_tiles(c, oc);
-    if (tiles < tb) tb = tiles;
-    /* V (tb, 16, c), M (tb, 16, oc), a zero row (c) for the cells outside the image */
-    return sizeof(float) * (size_t)(tb * 16 * ((int64_t)c + oc) + c);
+    const int64_t tiles = (int64_t)n * th * tw, tb = chunk_for(tiles, c, oc);
+    /* V (tb, ldv), M (tb, ldm), a zero row (c) for the cells outside the image */
+    return sizeof(float) * (size_t)(tb * (ld_of(c) + ld_of(oc)) + c);
 }
 
-/* V (16, c) = B^T d B for the 4x4 tile whose cells are the rows p[0..15] (c floats each) */
-static inline void in_tile(const float *const *p, int c, float *restrict v) {
-#pragma omp simd
-    for (int ch = 0; ch < c; ch++) {
-        float d[4][4], r[4][4];
-        for (int i = 0; i < 4; i++)
-            for (int j = 0; j < 4; j++) d[i][j] = p[i * 4 + j][ch];
-        for (int j = 0; j < 4; j++) { /* r = B^T d */
-            r[0][j] = d[0][j] - d[2][j];
-            r[1][j] = d[1][j] + d[2][j];
-            r[2][j] = d[2][j] - d[1][j];
-            r[3][j] = d[1][j] - d[3][j];
-        }
-        for (int i = 0; i < 4; i++) { /* V = r B */
-            v[(i * 4 + 0) * c + ch] = r[i][0] - r[i][2];
-            v[(i * 4 + 1) * c + ch] = r[i][1] + r[i][2];
-            v[(i * 4 + 2) * c + ch] = r[i][2] - r[i][1];
-            v[(i * 4 + 3) * c + ch] = r[i][1] - r[i][3];
-        }
+/* The transforms work on 8 channels at a time in GCC's generic vectors (one ymm register with
+ * AVX2, two xmm without): each lane is one channel and takes the float operations written below,
+ * in that order, the same as a scalar would; a tail of fewer than 8 channels goes through a
+ * zero-padded copy of 8 (the same operations on the same values). */
+typedef float v8 __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+
+static inline v8 load8(const float *p) {
+    v8 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+static inline void store8(float *p, v8 v) { memcpy(p, &v, sizeof v); }
+static inline v8 max8(v8 a, v8 b) { /* b > a ? b : a, lane by lane */
+    const v8i m = b > a;
+    return (v8)(((v8i)b & m) | ((v8i)a & ~m));
+}
+static inline v8 relu8(v8 a) { /* a > 0 ? a : 0 (NaN gives 0) */
+    const v8 z = {0};
+    const v8i m = a > z;
+    return (v8)((v8i)a & m);
+}
+
+/* V (16, ld) at lanes ch .. ch+8 = B^T d B for the 4x4 tile d, d[k] = p[k] + ch */
+static inline void in8(const float *const *p, int ch, float *v, int64_t ld) {
+    v8 d[16], r[16];
+    for (int k = 0; k < 16; k++) d[k] = load8(p[k] + ch);
+    for (int j = 0; j < 4; j++) { /* r = B^T d */
+        r[0 * 4 + j] = d[0 * 4 + j] - d[2 * 4 + j];
+        r[1 * 4 + j] = d[1 * 4 + j] + d[2 * 4 + j];
+        r[2 * 4 + j] = d[2 * 4 + j] - d[1 * 4 + j];
+        r[3 * 4 + j] = d[1 * 4 + j] - d[3 * 4 + j];
+    }
+    for (int i = 0; i < 4; i++) { /* V = r B */
+        store8(v + (i * 4 + 0) * ld + ch, r[i * 4 + 0] - r[i * 4 + 2]);
+        store8(v + (i * 4 + 1) * ld + ch, r[i * 4 + 1] + r[i * 4 + 2]);
+        store8(v + (i * 4 + 2) * ld + ch, r[i * 4 + 2] - r[i * 4 + 1]);
+        store8(v + (i * 4 + 3) * ld + ch, r[i * 4 + 1] - r[i * 4 + 3]);
     }
 }
 
-static inline float relu_if(float v, int relu) { return relu && !(v > 0.0f) ? 0.0f : v; }
+/* V (16, c) = B^T d B for the 4x4 tile whose cells are the rows p[0..15] (c floats each) */
+static void in_tile(const float *const *p, int c, float *v) {
+    int ch = 0;
+    for (; ch + 8 <= c; ch += 8) in8(p, ch, v, c);
+    if (ch < c) { /* the tail through zero-padded copies */
+        float pad[16][8] = {{0}}, vt[16 * 8];
+        const float *pp[16];
+        for (int k = 0; k < 16; k++) {
+            memcpy(pad[k], p[k] + ch, sizeof(float) * (size_t)(c - ch));
+            pp[k] = pad[k];
+        }
+        in8(pp, 0, vt, 8);
+        for (int k = 0; k < 16; k++) memcpy(v + k * c + ch, vt + k * 8, sizeof(float) * (size_t)(c - ch));
+    }
+}
 
-/* The 2x2 outputs A^T m A of one tile, m (16, oc): + b, relu, into the rows q[0..3] (NULL: a
- * cell outside the image); with pool, their max, then + b and relu, into q[0]. */
-static inline void out_tile(const float *restrict m, int oc, const float *b, int relu, int pool, float *const *q) {
-#pragma omp simd
-    for (int o = 0; o < oc; o++) {
-        float s[2][4], y[2][2];
-        for (int j = 0; j < 4; j++) { /* s = A^T m */
-            s[0][j] = (m[(0 * 4 + j) * oc + o] + m[(1 * 4 + j) * oc + o]) + m[(2 * 4 + j) * oc + o];
-            s[1][j] = (m[(1 * 4 + j) * oc + o] - m[(2 * 4 + j) * oc + o]) - m[(3 * 4 + j) * oc + o];
+/* The 2x2 outputs A^T m A at lanes o .. o+8 of one tile, m (16, ld): y[0..3] (row-major) */
+static inline void out8(const float *m, int64_t ld, int o, v8 *y) {
+    v8 s[8];
+    for (int j = 0; j < 4; j++) { /* s = A^T m */
+        s[0 * 4 + j] = (load8(m + (0 * 4 + j) * ld + o) + load8(m + (1 * 4 + j) * ld + o)) + load8(m + (2 * 4 + j) * ld + o);
+        s[1 * 4 + j] = (load8(m + (1 * 4 + j) * ld + o) - load8(m + (2 * 4 + j) * ld + o)) - load8(m + (3 * 4 + j) * ld + o);
+    }
+    for (int i = 0; i < 2; i++) { /* y = s A */
+        y[i * 2 + 0] = (s[i * 4 + 0] + s[i * 4 + 1]) + s[i * 4 + 2];
+        y[i * 2 + 1] = (s[i * 4 + 1] - s[i * 4 + 2]) - s[i * 4 + 3];
+    }
+}
+
+/* The 2x2 outputs of one tile, m (16, oc), + b (NULL: none), then relu if set, into the rows
+ * q[0..3] (NULL: a cell outside the image); with pool, their max (row-major order, a later cell
+ * on a strictly larger value), then + b and relu, into q[0]. */
+static void out_tile(const float *m, int oc, const float *b, int relu, int pool, float *const *q) {
+    for (int o = 0; o < oc; o += 8) {
+        const int len = oc - o < 8 ? oc - o : 8;
+        float mt[16 * 8], bt[8] = {0};
+        const float *src = m;
+        int64_t ld = oc, at = o;
+        if (len < 8) { /* the tail through a zero-padded copy */
+            memset(mt, 0, sizeof mt);
+            for (int k = 0; k < 16; k++) memcpy(mt + k * 8, m + k * oc + o, sizeof(float) * (size_t)len);
+            src = mt, ld = 8, at = 0;
         }
-        for (int i = 0; i < 2; i++) { /* y = s A */
-            y[i][0] = (s[i][0] + s[i][1]) + s[i][2];
-            y[i][1] = (s[i][1] - s[i][2]) - s[i][3];
+        v8 y[4], bv = {0};
+        out8(src, ld, (int)at, y);
+        if (b) {
+            memcpy(bt, b + o, sizeof(float) * (size_t)len);
+            bv = load8(bt);
         }
-        if (pool) {
-            float v = y[0][0];
-            v = y[0][1] > v ? y[0][1] : v;
-            v = y[1][0] > v ? y[1][0] : v;
-            v = y[1][1] > v ? y[1][1] : v;
-            if (b) v += b[o];
-            q[0][o] = relu_if(v, relu);
-        } else {
-            for (int i = 0; i < 4; i++) {
-                float v = y[i >> 1][i & 1];
-                if (b) v += b[o];
-                if (q[i]) q[i][o] = relu_if(v, relu);
+        const int nout = pool ? 1 : 4;
+        if (pool) y[0] = max8(max8(max8(y[0], y[1]), y[2]), y[3]);
+        for (int i = 0; i < nout; i++) {
+            if (!q[i]) continue;
+            v8 v = y[i];
+            if (b) v = v + bv;
+            if (relu) v = relu8(v);
+            if (len == 8) store8(q[i] + o, v);
+            else {
+                float t[8];
+                store8(t, v);
+                memcpy(q[i] + o, t, sizeof(float) * (size_t)len);
             }
         }
     }
@@ -132,11 +198,11 @@ void sm_k_wino3_1(const float *x, int n, int h, int w, int c, const float *U, in
     tile_grid(h, w, pool, &th, &tw);
     const int64_t per = (int64_t)th * tw, tiles = n * per;
     if (tiles == 0) return;
-    int64_t tb = chunk_tiles(c, oc);
-    if (tiles < tb) tb = tiles;
-    float *V = ws->base;                /* (tb, 16, c) */
-    float *M = V + tb * 16 * c;         /* (tb, 16, oc) */
-    float *zero = M + tb * 16 * oc;     /* (c) */
+    const int64_t tb = chunk_for(tiles, c, oc);
+    const int64_t ldv = ld_of(c), ldm = ld_of(oc);
+    float *V = ws->base;     /* (tb, ldv): a tile's 16 rows (16, c) */
+    float *M = V + tb * ldv; /* (tb, ldm): a tile's 16 rows (16, oc) */
+    float *zero = M + tb * ldm; /* (c) */
     memset(zero, 0, sizeof(float) * (size_t)c);
     const int yh = pool ? h / 2 : h, yw = pool ? w / 2 : w;
     const sm_gemm_kernels *kr = sm_gemm_active();
@@ -154,11 +220,11 @@ void sm_k_wino3_1(const float *x, int n, int h, int w, int c, const float *U, in
                                        ? x + ((img * h + iy) * w + ix) * (int64_t)c : zero;
                 }
             }
-            in_tile(p, c, V + (int64_t)t * 16 * c);
+            in_tile(p, c, V + (int64_t)t * ldv);
         }
         for (int xi = 0; xi < 16; xi++) /* M_xi (nt, oc) = V_xi (nt, c) U_xi (c, oc) */
-            sm_gemm_run(kr, 0, 0, 0, nt, oc, c, 1.0f, V + (int64_t)xi * c, 16 * c, U + (int64_t)xi * c * oc, oc,
-                        0.0f, M + (int64_t)xi * oc, 16 * oc);
+            sm_gemm_run(kr, 0, 0, 0, nt, oc, c, 1.0f, V + (int64_t)xi * c, (int)ldv, U + (int64_t)xi * c * oc, oc,
+                        0.0f, M + (int64_t)xi * oc, (int)ldm);
         for (int t = 0; t < nt; t++) {
             const int64_t id = t0 + t, img = id / per;
             const int ty = (int)(id % per) / tw, tx = (int)(id % per) % tw;
@@ -171,7 +237,7 @@ void sm_k_wino3_1(const float *x, int n, int h, int w, int c, const float *U, in
                     if (oy < h && ox < w) q[i] = y + ((img * yh + oy) * yw + ox) * (int64_t)oc;
                 }
             }
-            out_tile(M + (int64_t)t * 16 * oc, oc, b, relu, pool, q);
+            out_tile(M + (int64_t)t * ldm, oc, b, relu, pool, q);
         }
     }
 }
