@@ -324,7 +324,7 @@ static float *run_wino(const wino_shape *S, const float *x, const float *W, cons
     const int oh = S->pool ? S->h / 2 : S->h, ow = S->pool ? S->w / 2 : S->w;
     *ny = (int64_t)S->n * oh * ow * S->oc;
     float *U = malloc(sizeof(float) * (size_t)(16 * S->c * S->oc)), *y = malloc(sizeof(float) * (size_t)(*ny + 1));
-    sm_be_wino3_weights(BE, W, S->oc, S->c, U);
+    sm_be_wino3_weights(BE, W, S->oc, S->c, 0, U);
     size_t bytes = sm_be_wino3_1_ws(BE, S->n, S->h, S->w, S->c, S->oc, S->pool);
     CHECK_MSG(bytes <= (size_t)S->n * sm_be_wino3_1_ws(BE, 1, S->h, S->w, S->c, S->oc, S->pool),
               "wino3_1: the workspace for %d images exceeds %d times that of one", S->n, S->n);
@@ -336,6 +336,7 @@ static float *run_wino(const wino_shape *S, const float *x, const float *W, cons
 }
 
 static void check_wino(void) {
+    const int threads = omp_get_max_threads();
     for (size_t i = 0; i < sizeof wino_shapes / sizeof wino_shapes[0]; i++) {
         const wino_shape *S = &wino_shapes[i];
         float *x = randf((int64_t)S->n * S->h * S->w * S->c, 1), *W = randf((int64_t)S->oc * 9 * S->c, 0.3f);
@@ -347,6 +348,44 @@ static void check_wino(void) {
         const double e = nmse(y, ry, ny);
         CHECK_MSG(e <= WINO_TOL, "wino3_1 shape %zu: nmse %g", i, e);
         if (i == 1) printf("wino3_1: nmse %.3g on 2 x 14x14x32 -> 64\n", e);
+        if (!S->pool) { /* the threaded form: the bits of wino3_1 (chunks change no bit), 1 and 2 threads */
+            float *U = malloc(sizeof(float) * (size_t)(16 * S->c * S->oc)), *yt = malloc(sizeof(float) * (size_t)ny);
+            sm_be_wino3_weights(BE, W, S->oc, S->c, 0, U);
+            for (int t = 1; t <= 2; t++) {
+                sm_set_num_threads(t);
+                sm_ws ws = ws_of(sm_be_wino3_ws(BE, S->n, S->h, S->w, S->c, S->oc));
+                memset(yt, 0xff, sizeof(float) * (size_t)ny);
+                sm_be_wino3(BE, x, S->n, S->h, S->w, S->c, U, S->oc, b, S->relu, yt, &ws);
+                CHECK_MSG(!memcmp(yt, y, sizeof(float) * (size_t)ny), "wino3 shape %zu, %d threads: not the bits of wino3_1", i, t);
+                free(ws.base);
+            }
+            /* the input gradient of the convolution by W: dy (n, h, w, oc) -> dx (n, h, w, c), W
+             * rotated and its channels swapped (flip), against the adjoint sum in double */
+            float *dy = randf((int64_t)S->n * S->h * S->w * S->oc, 1);
+            const int64_t nx = (int64_t)S->n * S->h * S->w * S->c;
+            float *dx = malloc(sizeof(float) * (size_t)nx);
+            double *rdx = dzeros(nx);
+            sm_be_wino3_weights(BE, W, S->oc, S->c, 1, U);
+            sm_ws ws = ws_of(sm_be_wino3_ws(BE, S->n, S->h, S->w, S->oc, S->c));
+            sm_be_wino3(BE, dy, S->n, S->h, S->w, S->oc, U, S->c, NULL, 0, dx, &ws);
+            for (int img = 0; img < S->n; img++)
+                for (int oy = 0; oy < S->h; oy++)
+                    for (int ox = 0; ox < S->w; ox++)
+                        for (int ky = 0; ky < 3; ky++)
+                            for (int kx = 0; kx < 3; kx++) {
+                                const int iy = oy - 1 + ky, ix = ox - 1 + kx;
+                                if (iy < 0 || iy >= S->h || ix < 0 || ix >= S->w) continue;
+                                for (int o = 0; o < S->oc; o++) {
+                                    const double g = dy[(((int64_t)img * S->h + oy) * S->w + ox) * S->oc + o];
+                                    for (int ch = 0; ch < S->c; ch++)
+                                        rdx[(((int64_t)img * S->h + iy) * S->w + ix) * S->c + ch] +=
+                                            g * W[(((int64_t)o * 3 + ky) * 3 + kx) * S->c + ch];
+                                }
+                            }
+            CHECK_MSG(nmse(dx, rdx, nx) <= WINO_TOL, "wino3 input gradient shape %zu: nmse %g", i, nmse(dx, rdx, nx));
+            sm_set_num_threads(threads);
+            free(ws.base); free(U); free(yt); free(dy); free(dx); free(rdx);
+        }
         free(x); free(W); free(b); free(y); free(ry);
     }
 }

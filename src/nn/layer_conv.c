@@ -144,7 +144,7 @@ static int64_t conv_infer_scratch(const sm_layer *L) {
 /* Winograd's U (16, ic, oc) from W (oc, 3, 3, ic) */
 static int64_t conv_infer_weights(const sm_layer *L, const float *W, float *P) {
     if (!conv_wino(L)) return 0;
-    if (P) sm_be_wino3_weights(L->be, W, L->oc, L->ic, P);
+    if (P) sm_be_wino3_weights(L->be, W, L->oc, L->ic, 0, P);
     return (int64_t)16 * L->ic * L->oc;
 }
 

@@ -50,6 +50,7 @@ static sm_status cpu_sync(sm_backend *be) {
 #define SM_K_CALL_conv1ch_dw(A) SM_K_VOID(conv1ch_dw, A)
 #define SM_K_CALL_wino3_weights(A) SM_K_VOID(wino3_weights, A)
 #define SM_K_CALL_wino3_1(A) SM_K_VOID(wino3_1, A)
+#define SM_K_CALL_wino3(A) SM_K_VOID(wino3, A)
 #define SM_K_CALL_add_bias(A) SM_K_VOID(add_bias, A)
 #define SM_K_CALL_sum_rows(A) SM_K_VOID(sum_rows, A)
 #define SM_K_CALL_bn_forward_train(A) SM_K_VOID(bn_forward_train, A)

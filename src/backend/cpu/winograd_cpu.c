@@ -18,6 +18,9 @@
 #include "backend/cpu/gemm.h"
 #include <assert.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 /* Floats of the V and M chunks together: at most 4 MiB, a micro-batch of cnn-s's 14 x 14 x 32
  * -> 64 and 7 x 7 x 64 -> 128 layers in one chunk.  Measured on Zen 3 (CPU time, one thread):
@@ -52,13 +55,17 @@ static void tile_grid(int h, int w, int pool, int *th, int *tw) {
     *tw = pool ? w / 2 : (w + 1) / 2;
 }
 
-void sm_k_wino3_weights(const float *W, int oc, int c, float *U) {
-    /* U (16, c, oc): U[xi][ch][o] = (G g G^T)[xi] for g = W[o][.][.][ch], W (oc, 3, 3, c) */
+void sm_k_wino3_weights(const float *W, int oc, int c, int flip, float *U) {
+    /* U (16, c, oc): U[xi][ch][o] = (G g G^T)[xi] for g = W[o][.][.][ch], W (oc, 3, 3, c); with
+     * flip, U (16, oc, c) of the convolution from oc to c channels by W rotated 180 degrees:
+     * U[xi][o][ch] for g[ky][kx] = W[o][2 - ky][2 - kx][ch] (the input gradient's) */
     for (int o = 0; o < oc; o++)
         for (int ch = 0; ch < c; ch++) {
             float g[3][3], q[4][3];
             for (int ky = 0; ky < 3; ky++)
-                for (int kx = 0; kx < 3; kx++) g[ky][kx] = W[(((int64_t)o * 3 + ky) * 3 + kx) * c + ch];
+                for (int kx = 0; kx < 3; kx++)
+                    g[ky][kx] = flip ? W[(((int64_t)o * 3 + (2 - ky)) * 3 + (2 - kx)) * c + ch]
+                                     : W[(((int64_t)o * 3 + ky) * 3 + kx) * c + ch];
             for (int j = 0; j < 3; j++) { /* q = G g */
                 q[0][j] = g[0][j];
                 q[1][j] = ((g[0][j] + g[1][j]) + g[2][j]) * 0.5f;
@@ -71,7 +78,8 @@ void sm_k_wino3_weights(const float *W, int oc, int c, float *U) {
                 u[1] = ((q[i][0] + q[i][1]) + q[i][2]) * 0.5f;
                 u[2] = ((q[i][0] - q[i][1]) + q[i][2]) * 0.5f;
                 u[3] = q[i][2];
-                for (int j = 0; j < 4; j++) U[((int64_t)(i * 4 + j) * c + ch) * oc + o] = u[j];
+                for (int j = 0; j < 4; j++)
+                    U[flip ? ((int64_t)(i * 4 + j) * oc + o) * c + ch : ((int64_t)(i * 4 + j) * c + ch) * oc + o] = u[j];
             }
         }
 }
@@ -191,23 +199,21 @@ static void out_tile(const float *m, int oc, const float *b, int relu, int pool,
     }
 }
 
-void sm_k_wino3_1(const float *x, int n, int h, int w, int c, const float *U, int oc, const float *b, int relu,
-                  int pool, float *y, const sm_ws *ws) {
-    assert(ws && ws->bytes >= sm_k_wino3_1_ws(n, h, w, c, oc, pool));
+/* Tiles t0 .. t0+nt of the call (tiles numbered image by image, row by row), with the chunk
+ * buffers V (nt, ldv), M (nt, ldm) and a zero row (c) of buf. */
+static void run_chunk(const float *x, int h, int w, int c, const float *U, int oc, const float *b, int relu,
+                      int pool, float *y, int64_t t0, int nt, float *buf) {
     int th, tw;
     tile_grid(h, w, pool, &th, &tw);
-    const int64_t per = (int64_t)th * tw, tiles = n * per;
-    if (tiles == 0) return;
-    const int64_t tb = chunk_for(tiles, c, oc);
+    const int64_t per = (int64_t)th * tw;
     const int64_t ldv = ld_of(c), ldm = ld_of(oc);
-    float *V = ws->base;     /* (tb, ldv): a tile's 16 rows (16, c) */
-    float *M = V + tb * ldv; /* (tb, ldm): a tile's 16 rows (16, oc) */
-    float *zero = M + tb * ldm; /* (c) */
+    float *V = buf;              /* (nt, ldv): a tile's 16 rows (16, c) */
+    float *M = V + nt * ldv;     /* (nt, ldm): a tile's 16 rows (16, oc) */
+    float *zero = M + nt * ldm;  /* (c) */
     memset(zero, 0, sizeof(float) * (size_t)c);
     const int yh = pool ? h / 2 : h, yw = pool ? w / 2 : w;
     const sm_gemm_kernels *kr = sm_gemm_active();
-    for (int64_t t0 = 0; t0 < tiles; t0 += tb) {
-        const int nt = (int)(tiles - t0 < tb ? tiles - t0 : tb);
+    {
         for (int t = 0; t < nt; t++) {
             const int64_t id = t0 + t, img = id / per;
             const int ty = (int)(id % per) / tw, tx = (int)(id % per) % tw;
@@ -238,6 +244,59 @@ void sm_k_wino3_1(const float *x, int n, int h, int w, int c, const float *U, in
                 }
             }
             out_tile(M + (int64_t)t * ldm, oc, b, relu, pool, q);
+        }
+    }
+}
+
+void sm_k_wino3_1(const float *x, int n, int h, int w, int c, const float *U, int oc, const float *b, int relu,
+                  int pool, float *y, const sm_ws *ws) {
+    assert(ws && ws->bytes >= sm_k_wino3_1_ws(n, h, w, c, oc, pool));
+    int th, tw;
+    tile_grid(h, w, pool, &th, &tw);
+    const int64_t tiles = (int64_t)n * th * tw;
+    if (tiles == 0) return;
+    const int64_t tb = chunk_for(tiles, c, oc);
+    for (int64_t t0 = 0; t0 < tiles; t0 += tb)
+        run_chunk(x, h, w, c, U, oc, b, relu, pool, y, t0, (int)(tiles - t0 < tb ? tiles - t0 : tb), ws->base);
+}
+
+/* The threaded form: chunks of TRAIN_CHUNK tiles (fixed by the shape alone) over the threads,
+ * each thread with its own chunk buffers in the workspace. */
+#define TRAIN_CHUNK 96
+static size_t chunk_bytes(int c, int oc) {
+    return sizeof(float) * (size_t)(TRAIN_CHUNK * (ld_of(c) + ld_of(oc)) + c + 16);
+}
+
+size_t sm_k_wino3_ws(int n, int h, int w, int c, int oc) {
+    int nth = 1;
+#ifdef _OPENMP
+    nth = omp_get_max_threads();
+#endif
+    return (size_t)nth * chunk_bytes(c, oc);
+}
+
+void sm_k_wino3(const float *x, int n, int h, int w, int c, const float *U, int oc, const float *b, int relu,
+                float *y, const sm_ws *ws) {
+    const size_t per_thread = chunk_bytes(c, oc);
+    assert(ws && ws->bytes >= per_thread);
+    const int64_t tiles = (int64_t)n * ((h + 1) / 2) * ((w + 1) / 2), nch = (tiles + TRAIN_CHUNK - 1) / TRAIN_CHUNK;
+    int nth = (int)(ws->bytes / per_thread);
+#ifdef _OPENMP
+    if (nth > omp_get_max_threads()) nth = omp_get_max_threads();
+#endif
+    if (nth > nch) nth = (int)(nch > 0 ? nch : 1);
+#pragma omp parallel num_threads(nth) if (nth > 1)
+    {
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        float *buf = (float *)((char *)ws->base + (size_t)tid * per_thread);
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t k = 0; k < nch; k++) {
+            const int64_t t0 = k * TRAIN_CHUNK;
+            run_chunk(x, h, w, c, U, oc, b, relu, 0, y, t0, (int)(tiles - t0 < TRAIN_CHUNK ? tiles - t0 : TRAIN_CHUNK),
+                      buf);
         }
     }
 }
