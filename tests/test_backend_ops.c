@@ -277,6 +277,146 @@ static void check_conv1ch(void) {
     printf("conv1ch: direct 1-channel convolution, the bits of im2col + gemm\n");
 }
 
+/* Winograd F(2x2, 3x3) (wino3_weights, wino3_1) against a direct 3x3 stride-1 pad-1 convolution
+ * in double, then the bias, ReLU and 2x2 pool as wino3_1 applies them: cnn-s's two layers, odd
+ * sizes (the last tile row and column half outside), channel counts that are not multiples of 8,
+ * n = 1 and batches of several chunks of tiles.  Winograd rounds differently from a direct sum:
+ * its error is a few float roundings of the transformed terms, WINO_TOL in normalised squared
+ * error (4e-14 measured on 2 x 14x14x32 -> 64; one sign wrong in the input transform gave 0.2-0.45). */
+#define WINO_TOL 1e-11
+typedef struct { int n, h, w, c, oc, pool, bias, relu; } wino_shape;
+static const wino_shape wino_shapes[] = {
+    {1, 1, 1, 1, 1, 0, 0, 0},     {2, 14, 14, 32, 64, 0, 1, 1}, {3, 7, 7, 64, 128, 0, 1, 1},
+    {8, 14, 14, 32, 64, 1, 1, 1}, {1, 5, 3, 3, 5, 0, 1, 0},     {2, 6, 9, 7, 13, 1, 0, 1},
+    {1, 7, 7, 64, 128, 1, 1, 0},  {5, 3, 2, 17, 9, 0, 0, 1},    {9, 7, 7, 64, 128, 0, 0, 0},
+    {1, 2, 2, 1, 3, 1, 1, 1},
+};
+
+/* y (n, oh, ow, oc) of wino_shape S in double: conv, then pool (max), then + b, then relu */
+static void ref_wino(const wino_shape *S, const float *x, const float *W, const float *b, double *y) {
+    const int oh = S->pool ? S->h / 2 : S->h, ow = S->pool ? S->w / 2 : S->w, f = S->pool ? 2 : 1;
+    for (int img = 0; img < S->n; img++)
+        for (int oy = 0; oy < oh; oy++)
+            for (int ox = 0; ox < ow; ox++)
+                for (int o = 0; o < S->oc; o++) {
+                    double best = 0;
+                    for (int q = 0; q < f * f; q++) {
+                        const int cy = oy * f + q / f, cx = ox * f + q % f;
+                        double a = 0;
+                        for (int ky = 0; ky < 3; ky++)
+                            for (int kx = 0; kx < 3; kx++) {
+                                const int iy = cy - 1 + ky, ix = cx - 1 + kx;
+                                if (iy < 0 || iy >= S->h || ix < 0 || ix >= S->w) continue;
+                                for (int ch = 0; ch < S->c; ch++)
+                                    a += (double)x[(((int64_t)img * S->h + iy) * S->w + ix) * S->c + ch] *
+                                         W[(((int64_t)o * 3 + ky) * 3 + kx) * S->c + ch];
+                            }
+                        if (q == 0 || a > best) best = a;
+                    }
+                    if (b) best += b[o];
+                    if (S->relu && best < 0) best = 0;
+                    y[(((int64_t)img * oh + oy) * ow + ox) * S->oc + o] = best;
+                }
+}
+
+/* The output of wino_shape S (malloc'ed) on the path in use, and its count in *ny. */
+static float *run_wino(const wino_shape *S, const float *x, const float *W, const float *b, int64_t *ny) {
+    const int oh = S->pool ? S->h / 2 : S->h, ow = S->pool ? S->w / 2 : S->w;
+    *ny = (int64_t)S->n * oh * ow * S->oc;
+    float *U = malloc(sizeof(float) * (size_t)(16 * S->c * S->oc)), *y = malloc(sizeof(float) * (size_t)(*ny + 1));
+    sm_be_wino3_weights(BE, W, S->oc, S->c, 0, U);
+    size_t bytes = sm_be_wino3_1_ws(BE, S->n, S->h, S->w, S->c, S->oc, S->pool);
+    CHECK_MSG(bytes <= (size_t)S->n * sm_be_wino3_1_ws(BE, 1, S->h, S->w, S->c, S->oc, S->pool),
+              "wino3_1: the workspace for %d images exceeds %d times that of one", S->n, S->n);
+    sm_ws ws = ws_of(bytes);
+    sm_be_wino3_1(BE, x, S->n, S->h, S->w, S->c, U, S->oc, b, S->relu, S->pool, y, &ws);
+    free(ws.base);
+    free(U);
+    return y;
+}
+
+static void check_wino(void) {
+    const int threads = omp_get_max_threads();
+    for (size_t i = 0; i < sizeof wino_shapes / sizeof wino_shapes[0]; i++) {
+        const wino_shape *S = &wino_shapes[i];
+        float *x = randf((int64_t)S->n * S->h * S->w * S->c, 1), *W = randf((int64_t)S->oc * 9 * S->c, 0.3f);
+        float *b = S->bias ? randf(S->oc, 1) : NULL;
+        int64_t ny;
+        float *y = run_wino(S, x, W, b, &ny);
+        double *ry = dzeros(ny);
+        ref_wino(S, x, W, b, ry);
+        const double e = nmse(y, ry, ny);
+        CHECK_MSG(e <= WINO_TOL, "wino3_1 shape %zu: nmse %g", i, e);
+        if (i == 1) printf("wino3_1: nmse %.3g on 2 x 14x14x32 -> 64\n", e);
+        if (!S->pool) { /* the threaded form: the bits of wino3_1 (chunks change no bit), 1 and 2 threads */
+            float *U = malloc(sizeof(float) * (size_t)(16 * S->c * S->oc)), *yt = malloc(sizeof(float) * (size_t)ny);
+            sm_be_wino3_weights(BE, W, S->oc, S->c, 0, U);
+            for (int t = 1; t <= 2; t++) {
+                sm_set_num_threads(t);
+                sm_ws ws = ws_of(sm_be_wino3_ws(BE, S->n, S->h, S->w, S->c, S->oc));
+                memset(yt, 0xff, sizeof(float) * (size_t)ny);
+                sm_be_wino3(BE, x, S->n, S->h, S->w, S->c, U, S->oc, b, S->relu, yt, &ws);
+                CHECK_MSG(!memcmp(yt, y, sizeof(float) * (size_t)ny), "wino3 shape %zu, %d threads: not the bits of wino3_1", i, t);
+                free(ws.base);
+            }
+            /* the input gradient of the convolution by W: dy (n, h, w, oc) -> dx (n, h, w, c), W
+             * rotated and its channels swapped (flip), against the adjoint sum in double */
+            float *dy = randf((int64_t)S->n * S->h * S->w * S->oc, 1);
+            const int64_t nx = (int64_t)S->n * S->h * S->w * S->c;
+            float *dx = malloc(sizeof(float) * (size_t)nx);
+            double *rdx = dzeros(nx);
+            sm_be_wino3_weights(BE, W, S->oc, S->c, 1, U);
+            sm_ws ws = ws_of(sm_be_wino3_ws(BE, S->n, S->h, S->w, S->oc, S->c));
+            sm_be_wino3(BE, dy, S->n, S->h, S->w, S->oc, U, S->c, NULL, 0, dx, &ws);
+            for (int img = 0; img < S->n; img++)
+                for (int oy = 0; oy < S->h; oy++)
+                    for (int ox = 0; ox < S->w; ox++)
+                        for (int ky = 0; ky < 3; ky++)
+                            for (int kx = 0; kx < 3; kx++) {
+                                const int iy = oy - 1 + ky, ix = ox - 1 + kx;
+                                if (iy < 0 || iy >= S->h || ix < 0 || ix >= S->w) continue;
+                                for (int o = 0; o < S->oc; o++) {
+                                    const double g = dy[(((int64_t)img * S->h + oy) * S->w + ox) * S->oc + o];
+                                    for (int ch = 0; ch < S->c; ch++)
+                                        rdx[(((int64_t)img * S->h + iy) * S->w + ix) * S->c + ch] +=
+                                            g * W[(((int64_t)o * 3 + ky) * 3 + kx) * S->c + ch];
+                                }
+                            }
+            CHECK_MSG(nmse(dx, rdx, nx) <= WINO_TOL, "wino3 input gradient shape %zu: nmse %g", i, nmse(dx, rdx, nx));
+            sm_set_num_threads(threads);
+            free(ws.base); free(U); free(yt); free(dy); free(dx); free(rdx);
+        }
+        free(x); free(W); free(b); free(y); free(ry);
+    }
+}
+
+/* wino3_1 gives the same bits on the scalar and avx2 paths of the products (main runs the
+ * reference check above on each path; this compares them). */
+static void check_wino_paths(void) {
+    if (sm_set_isa("avx2") == SM_ERR_UNSUPPORTED) {
+        printf("wino3_1 paths: this CPU lacks avx2, skipped\n");
+        CHECK_OK(sm_set_isa("auto"));
+        return;
+    }
+    int differ = 0;
+    const int cases = (int)(sizeof wino_shapes / sizeof wino_shapes[0]);
+    for (int i = 0; i < cases; i++) {
+        const wino_shape *S = &wino_shapes[i];
+        float *x = randf((int64_t)S->n * S->h * S->w * S->c, 1), *W = randf((int64_t)S->oc * 9 * S->c, 0.3f);
+        float *b = S->bias ? randf(S->oc, 1) : NULL;
+        int64_t ny;
+        CHECK_OK(sm_set_isa("scalar"));
+        float *y0 = run_wino(S, x, W, b, &ny);
+        CHECK_OK(sm_set_isa("avx2"));
+        float *y1 = run_wino(S, x, W, b, &ny);
+        differ += memcmp(y0, y1, sizeof(float) * (size_t)ny) != 0;
+        free(x); free(W); free(b); free(y0); free(y1);
+    }
+    CHECK_MSG(differ == 0, "wino3_1: %d of %d shapes differ between the scalar and avx2 paths", differ, cases);
+    printf("wino3_1: %d shapes, %d differ between the scalar and avx2 paths\n", cases, differ);
+    CHECK_OK(sm_set_isa("auto"));
+}
+
 /* ---- row-wise and channel-wise ops ----------------------------------------------------------- */
 static void check_rows(void) {
     const int64_t ms[] = {1, 3, 511, 512, 513, 2000};
@@ -1346,6 +1486,7 @@ int main(void) {
         check_gemm();
         check_unfold();
         check_conv1ch();
+        check_wino();
         check_rows();
         check_bn();
         check_pool();
@@ -1359,5 +1500,6 @@ int main(void) {
     CHECK_OK(sm_set_isa("auto"));
     BE = sm_backend_cpu();
     check_knn_few_paths();
+    check_wino_paths();
     TEST_MAIN_END();
 }

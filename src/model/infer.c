@@ -19,7 +19,9 @@
  * plan adds the bias and activation after the product, and folds an `affine` layer, bn, into
  * it), `infer_bias_act` (maxpool: it commutes with that bias and activation, so it is taken
  * before them and applies them in its own pass) and `infer`, its single-threaded forward for a
- * micro-batch; the plan itself knows no layer type.
+ * micro-batch; the plan itself knows no layer type.  A linear kind may also take its weights in its
+ * own form (`infer_weights`, made once per call: a conv's Winograd transform) and do the bias,
+ * activation and a following pool in its own pass (`infer_fused`).
  * Residual blocks (the `branch` kinds res / shortcut / end) keep two more buffers per thread:
  * res copies the block's input into keepX, shortcut copies the main branch's output into keepM
  * and continues from keepX, end adds keepM (or keepX) to its input.  Folds and pools work inside
@@ -51,8 +53,10 @@ static int folds_next_bn(const sm_model *m, int i) {
            sm_layer_kind_of(&m->layers[i + 1])->affine;
 }
 
-/* Build the stages, folding each bn into its conv/fc.  folded receives the copies; it has room
- * for the parameters plus one bias per output of every layer folds_next_bn selects. */
+/* Build the stages, folding each bn into its conv/fc, then giving each kind with infer_weights
+ * its own form of the (folded) weights.  folded receives the copies; it has room for the
+ * parameters plus one bias per output of every layer folds_next_bn selects, and each of those
+ * forms. */
 static void plan_stages(const sm_model *m, stage *S, float *folded) {
     for (int i = 0; i < m->nlayers; i++) {
         const sm_layer *L = &m->layers[i];
@@ -76,6 +80,14 @@ static void plan_stages(const sm_model *m, stage *S, float *folded) {
         S[i].relu = N->relu;
         S[i + 1].skip = 1;
     }
+    for (int i = 0; i < m->nlayers; i++) { /* the kinds' own form of their (folded) weights */
+        const sm_layer *L = &m->layers[i];
+        const int64_t nw = S[i].K->infer_weights ? S[i].K->infer_weights(L, NULL, NULL) : 0;
+        if (nw <= 0) continue;
+        S[i].K->infer_weights(L, S[i].W, folded);
+        S[i].W = folded;
+        folded += nw;
+    }
 }
 
 /* Run micro-batch x (n <= MICRO samples) through the stages; the output goes to out (n, d). */
@@ -92,6 +104,7 @@ static void run_micro(const sm_model *m, const stage *S, const float *x, int n, 
         const sm_layer *L = st->L;
         float *y = i == last ? out : bufs[which];
         double t0 = times ? sm_now() : 0; /* SIMILE_PROFILE: this thread's seconds in each stage */
+        int fused = 0; /* 1: the stage applied its bias and activation; 2: and the next stage's pool */
         if (st->K->branch == SM_BRANCH_OPEN || st->K->branch == SM_BRANCH_SPLIT) {
             /* res: keep the block's input and go on from it; shortcut: keep the main branch's
              * output and go on from the block's input (never the last stage: end follows) */
@@ -106,6 +119,19 @@ static void run_micro(const sm_model *m, const stage *S, const float *x, int n, 
             sm_layer E = *L; /* the table's end with the other operand */
             E.aux = L->blk_split >= 0 ? keepM : keepX;
             st->K->infer(&E, st->W, in, n, y, scratch);
+        } else if (st->K->linear && st->K->infer_fused) {
+            /* the kind's fused forward: with the next stage's pool when that commutes (2), else
+             * with the bias and activation only (1), or not at all (0: infer, and the rest below) */
+            int j = i + 1;
+            while (j < m->nlayers && S[j].skip) j++;
+            if (j < m->nlayers && S[j].K->infer_bias_act &&
+                st->K->infer_fused(L, st->W, st->b, st->relu, S[j].L, in, n, j == last ? out : bufs[which ^ 1],
+                                   scratch))
+                fused = 2;
+            else if (st->K->infer_fused(L, st->W, st->b, st->relu, NULL, in, n, y, scratch))
+                fused = 1;
+            else
+                st->K->infer(L, st->W, in, n, y, scratch);
         } else
             st->K->infer(L, st->W, in, n, y, scratch);
         if (st->K->linear) {
@@ -114,6 +140,17 @@ static void run_micro(const sm_model *m, const stage *S, const float *x, int n, 
              * bit), a quarter of the work for a 2x2 pool */
             int j = i + 1;
             while (j < m->nlayers && S[j].skip) j++;
+            if (fused) { /* the kind did its product, bias and activation (and the pool) itself */
+                if (times) times[i] += sm_now() - t0; /* (a pool's time counted with its linear layer) */
+                if (fused == 2) {
+                    in = j == last ? out : bufs[which ^ 1];
+                    i = j; /* `which` stays, as below */
+                    continue;
+                }
+                in = y;
+                which ^= 1;
+                continue;
+            }
             if (j < m->nlayers && S[j].K->infer_bias_act) {
                 float *z = j == last ? out : bufs[which ^ 1];
                 S[j].K->infer_bias_act(S[j].L, y, n, st->b, st->relu, z); /* the pool, bias and relu in one pass */
@@ -137,6 +174,8 @@ sm_status sm_model_infer(sm_model *m, const float *x, int64_t n, float *emb) {
     for (int i = 0; i < m->nlayers; i++) {
         const sm_layer *L = &m->layers[i];
         if (folds_next_bn(m, i)) nfold += L->nparams + L->oc;
+        const sm_layer_kind *Ki = sm_layer_kind_of(L);
+        if (Ki->infer_weights) nfold += Ki->infer_weights(L, NULL, NULL);
         if (sm_layer_out_size(L) > max_act) max_act = sm_layer_out_size(L);
         if (sm_layer_in_size(L) > max_act) max_act = sm_layer_in_size(L); /* res may keep the input */
         const sm_layer_kind *K = sm_layer_kind_of(L);

@@ -159,6 +159,17 @@ typedef struct sm_layer_kind {
     void (*affine)(const sm_layer *L, int c, float *sub, float *scale, float *add);
     /* Floats of scratch per sample that infer needs (NULL: none; the plan always gives 1). */
     int64_t (*infer_scratch)(const sm_layer *L);
+    /* Optional, for a linear kind: the weights in the form its inference hooks take (a transform
+     * of W, as Winograd's): with P NULL, the floats that form needs (0: W as it is); else P = that
+     * form of W.  The plan calls it once per call, after folding, and passes P as W to infer and
+     * infer_fused. */
+    int64_t (*infer_weights)(const sm_layer *L, const float *W, float *P);
+    /* Optional, for a linear kind: infer with the bias b (NULL: none) and activation (relu)
+     * applied, and when pool is not NULL (the next stage, a kind with infer_bias_act) that
+     * layer's forward too, y being its output; on the calling thread only.  Returns 0, having done
+     * nothing, when it cannot (the plan then runs infer and the rest). */
+    int (*infer_fused)(const sm_layer *L, const float *W, const float *b, int relu, const sm_layer *pool,
+                       const float *x, int n, float *y, float *scratch);
     /* Inference forward of a micro-batch on the calling thread only (opens no OpenMP region):
      * y (n, out) from x; W is the weights to use (a folded copy, for a linear kind). */
     void (*infer)(const sm_layer *L, const float *W, const float *x, int n, float *y, float *scratch);

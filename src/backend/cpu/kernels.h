@@ -37,6 +37,25 @@ size_t sm_k_conv1ch_dw_ws(int oc, int k, int64_t rows);
 void sm_k_conv1ch_dw(const float *x, const float *dy, int n, int h, int w, int k, int stride, int pad, int oh, int ow,
                      int oc, float *dW, const sm_ws *ws);
 
+/* Winograd F(2x2, 3x3) (winograd_cpu.c): a 3x3 stride-1 pad-1 convolution of x (n, h, w, c),
+ * with the weights W (oc, 3, 3, c) transformed once by wino3_weights into U (16, c, oc) =
+ * G g G^T for each (output, input) channel pair (with flip: U (16, oc, c), the convolution of
+ * an (n, h, w, oc) input to c channels by W rotated 180 degrees, i.e. a 3x3 s1 p1 conv's input
+ * gradient).  wino3_1, on the calling thread only: y = act(conv + b) with b (oc) or NULL and act
+ * = max(., 0) when relu is set; y (n, h, w, oc), or with pool the 2x2 stride-2 max-pool of the
+ * convolution taken before the bias and activation, y (n, h/2, w/2, oc).  wino3: the same without
+ * pool, fixed chunks of tiles over the threads.  Not the bits of im2col + gemm (other rounding),
+ * the same bits on every path and thread count.  Workspace: sm_k_wino3_1_ws (at most n times its
+ * value for n = 1), sm_k_wino3_ws (for the calling thread's OpenMP thread count; fewer threads
+ * run with a smaller one). */
+void sm_k_wino3_weights(const float *W, int oc, int c, int flip, float *U);
+size_t sm_k_wino3_ws(int n, int h, int w, int c, int oc);
+void sm_k_wino3(const float *x, int n, int h, int w, int c, const float *U, int oc, const float *b, int relu,
+                float *y, const sm_ws *ws);
+size_t sm_k_wino3_1_ws(int n, int h, int w, int c, int oc, int pool);
+void sm_k_wino3_1(const float *x, int n, int h, int w, int c, const float *U, int oc, const float *b, int relu,
+                  int pool, float *y, const sm_ws *ws);
+
 /* im2col for NHWC: x (n, h, w, c) -> col (n*oh*ow, kh*kw*c), zero padding. */
 void sm_k_im2col(const float *x, int n, int h, int w, int c, int k, int stride, int pad,
                  int oh, int ow, float *col);
