@@ -982,16 +982,16 @@ static void check_knn_all(void) {
             }
             free(dist); free(idx); free(x);
         }
-    /* a layout that fools the warm-up estimate: 8 blocks of 256 rows (one warm-up round, which
-     * pairs block 0 with block 7), blocks 0 and 7 near 0 and the others far; a query of block 0
-     * sees only block 7 in the warm-up, so its estimated threshold keeps about half of its true
-     * 20 best, and the query is recomputed from every candidate */
+    /* a layout that fools the warm-up estimate: 8 blocks of 512 rows (knn_cpu.c's ALL_B; one
+     * warm-up round, which pairs block 0 with block 7), blocks 0 and 7 near 0 and the others far;
+     * a query of block 0 sees only block 7 in the warm-up, so its estimated threshold keeps about
+     * half of its true 20 best, and the query is recomputed from every candidate */
     {
-        int64_t n = 2048;
+        int64_t n = 4096;
         int d = 2, k = 20, cap = 2 * k + 32;
         float *x = malloc(sizeof(float) * (size_t)(n * d));
         for (int64_t i = 0; i < n * d; i++) {
-            int64_t blk = (i / d) / 256;
+            int64_t blk = (i / d) / 512;
             x[i] = (float)irand(0, 1000) / 1000.0f + (blk == 0 || blk == 7 ? 0.0f : 10.0f);
         }
         float *dist = malloc(sizeof(float) * (size_t)(n * k));

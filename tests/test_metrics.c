@@ -7,6 +7,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 /* Case 1, squared L2 on 1-D points (x, label):
  *   0:(0,A) 1:(1,A) 2:(1.5,B) 3:(3,A) 4:(3.2,B) 5:(10,C)    R: A 2, B 1, C 0 (query 5 skipped)
@@ -101,6 +104,53 @@ static void test_retrieval_separated(void) {
         CHECK(r.num_queries == C * PER && r.num_classes == C);
     }
     free(x);
+}
+
+/* Threads: a set large enough for the threaded paths (the scores of the all-pairs neighbours, the
+ * k-means++ potentials, the Lloyd sums split by dimension) gives the same bits on 1 and 2
+ * threads, and its means are the per-query values summed in query order. */
+static void test_retrieval_threads(void) {
+    enum { N = 34000, D = 64, C = 200 };
+    float *x = malloc(sizeof(float) * (size_t)N * D); /* (N, D) */
+    int32_t *y = malloc(sizeof(int32_t) * N);          /* (N) */
+    double *ap[2], *rp[2], *p1[2];
+    sm_retrieval_result r[2];
+    sm_rng rng;
+    sm_rng_seed(&rng, 7);
+    for (int i = 0; i < N; i++) {
+        y[i] = (int32_t)sm_rng_below(&rng, C);
+        for (int t = 0; t < D; t++) x[(size_t)i * D + t] = (t == y[i] % D ? 2.0f : 0.0f) + (t == (y[i] / D + 7) % D ? 2.0f : 0.0f) + sm_rng_normal(&rng);
+    }
+    for (int v = 0; v < 2; v++) {
+        ap[v] = malloc(sizeof(double) * N);
+        rp[v] = malloc(sizeof(double) * N);
+        p1[v] = malloc(sizeof(double) * N);
+#ifdef _OPENMP
+        omp_set_num_threads(v + 1);
+#endif
+        CHECK_OK(sm_retrieval_metrics_per_query(x, y, N, D, SM_METRIC_L2, &r[v], ap[v], rp[v], p1[v]));
+    }
+#ifdef _OPENMP
+    omp_set_num_threads(2);
+#endif
+    CHECK(!memcmp(&r[0].precision_at_1, &r[1].precision_at_1, sizeof(double)));
+    CHECK(!memcmp(&r[0].r_precision, &r[1].r_precision, sizeof(double)));
+    CHECK(!memcmp(&r[0].map_at_r, &r[1].map_at_r, sizeof(double)));
+    CHECK(!memcmp(r[0].recall_at_k, r[1].recall_at_k, sizeof r[0].recall_at_k));
+    CHECK(!memcmp(&r[0].nmi, &r[1].nmi, sizeof(double)));
+    CHECK(!memcmp(ap[0], ap[1], sizeof(double) * N) && !memcmp(rp[0], rp[1], sizeof(double) * N) &&
+          !memcmp(p1[0], p1[1], sizeof(double) * N));
+    double sap = 0, srp = 0, sp1 = 0;
+    int64_t q = 0;
+    for (int i = 0; i < N; i++)
+        if (!isnan(ap[1][i])) { sap += ap[1][i]; srp += rp[1][i]; sp1 += p1[1][i]; q++; }
+    CHECK(q == r[1].num_queries && q > 0);
+    CHECK(sap / (double)q == r[1].map_at_r && srp / (double)q == r[1].r_precision &&
+          sp1 / (double)q == r[1].precision_at_1);
+    CHECK(r[1].nmi > 0.05 && r[1].nmi < 1.0 && r[1].map_at_r > 0.0 && r[1].map_at_r < 1.0);
+    for (int v = 0; v < 2; v++) { free(ap[v]); free(rp[v]); free(p1[v]); }
+    free(x);
+    free(y);
 }
 
 static void test_retrieval_errors(void) {
@@ -273,6 +323,7 @@ int main(void) {
     test_retrieval_case2();
     test_retrieval_separated();
     test_retrieval_errors();
+    test_retrieval_threads();
     test_nmi();
     test_roc();
     test_intra_inter();

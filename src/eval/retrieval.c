@@ -15,6 +15,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #define KMEANS_ITERS 50
 #define KMEANS_SEED 0x5eedc0ffee1234ULL
@@ -180,17 +183,22 @@ static sm_status kmeans(const float *x, int64_t n, int d, int64_t k, int32_t *as
             pn[tr] = xn2[pick[tr]];
         }
         sm_be_dist_tile(sm_backend_default(), SM_K_DIST_SQL2, SM_K_DIST_NAN_INF, n, trials, d, 0.0f, x, xn2, P, pn, Dc, trials);
-        int best = 0;
-        double best_pot = 0;
+        /* each trial's potential is one sum over i in order (a thread per trial, the same bits) */
+        double pots[KMEANS_MAX_TRIALS];
+#pragma omp parallel for schedule(static) if (n > PAR_WORK / 64)
         for (int tr = 0; tr < trials; tr++) {
             double pot = 0;
             for (int64_t i = 0; i < n; i++) {
                 double dv = Dc[i * trials + tr];
                 pot += dv < D2[i] ? dv : D2[i];
             }
-            if (tr == 0 || pot < best_pot) { best = tr; best_pot = pot; }
+            pots[tr] = pot;
         }
+        int best = 0;
+        for (int tr = 1; tr < trials; tr++)
+            if (pots[tr] < pots[best]) best = tr;
         memcpy(C + c * d, x + pick[best] * d, (size_t)d * sizeof(float));
+#pragma omp parallel for schedule(static) if (n > PAR_WORK / 64)
         for (int64_t i = 0; i < n; i++) {
             double dv = Dc[i * trials + best];
             if (dv < D2[i]) D2[i] = dv;
@@ -209,11 +217,21 @@ static sm_status kmeans(const float *x, int64_t n, int d, int64_t k, int32_t *as
         if (changed == 0 || it == KMEANS_ITERS - 1) break;
         memset(S, 0, (size_t)(k * d) * sizeof(double));
         memset(cnt, 0, (size_t)k * sizeof(int64_t));
-        for (int64_t i = 0; i < n; i++) {
-            const float *r = x + i * d;
-            double *s = S + (int64_t)assign[i] * d;
-            for (int t = 0; t < d; t++) s[t] += r[t];
-            cnt[assign[i]]++;
+        for (int64_t i = 0; i < n; i++) cnt[assign[i]]++;
+        /* the sums split by dimension: every S entry is still one sum over i in order */
+#pragma omp parallel if (n * (int64_t)d > PAR_WORK)
+        {
+            int t0 = 0, t1 = d;
+#ifdef _OPENMP
+            const int nth = omp_get_num_threads(), th = omp_get_thread_num();
+            t0 = (int)((int64_t)d * th / nth);
+            t1 = (int)((int64_t)d * (th + 1) / nth);
+#endif
+            for (int64_t i = 0; i < n; i++) {
+                const float *r = x + i * d;
+                double *s = S + (int64_t)assign[i] * d;
+                for (int t = t0; t < t1; t++) s[t] += r[t];
+            }
         }
         for (int64_t c = 0; c < k; c++) {
             if (cnt[c] > 0) {
@@ -241,6 +259,8 @@ done:
 }
 
 /* ---- retrieval metrics ----------------------------------------------------------------------- */
+typedef struct qscore { double ap; int64_t R, hits, first_hit; } qscore; /* one query's ranks */
+
 sm_status sm_retrieval_metrics(const float *emb, const int32_t *labels, int64_t n, int d,
                                sm_metric metric, sm_retrieval_result *out) {
     return sm_retrieval_metrics_per_query(emb, labels, n, d, metric, out, NULL, NULL, NULL);
@@ -274,22 +294,14 @@ sm_status sm_retrieval_metrics_per_query(const float *emb, const int32_t *labels
     static const int rk[4] = {1, 2, 4, 8};
     double p1 = 0, rprec = 0, map = 0, rec[4] = {0, 0, 0, 0};
     int64_t nquery = 0, nskip = 0;
-    /* the ranks of query qi's neighbours nb (K of them, int64 or int32 ids) into the sums */
-#define SCORE_QUERY(qi, NB)                                                                  \
+    /* query qi's neighbours nb (K of them, int64 or int32 ids) scored into qs (R <= 0: skipped) */
+#define SCORE_ONE(qi, NB, QS)                                                                \
     do {                                                                                     \
-        int32_t c = cls[qi];                                                                 \
-        int64_t R = cnt[c] - 1;                                                              \
-        if (R <= 0) {                                                                        \
-            nskip++;                                                                         \
-            if (ap_at_r) ap_at_r[qi] = NAN;                                                  \
-            if (r_precision) r_precision[qi] = NAN;                                          \
-            if (precision_at_1) precision_at_1[qi] = NAN;                                    \
-            break;                                                                           \
-        }                                                                                    \
-        nquery++;                                                                            \
+        const int32_t c = cls[qi];                                                           \
+        const int64_t R = cnt[c] - 1;                                                        \
         int64_t hits = 0, first_hit = -1;                                                    \
         double ap = 0;                                                                       \
-        for (int64_t r = 0; r < K; r++) {                                                    \
+        for (int64_t r = 0; R > 0 && r < K; r++) {                                           \
             int rel = (NB)[r] >= 0 && cls[(NB)[r]] == c;                                     \
             if (!rel) continue;                                                              \
             if (first_hit < 0) first_hit = r;                                                \
@@ -300,6 +312,21 @@ sm_status sm_retrieval_metrics_per_query(const float *emb, const int32_t *labels
                 break;                                                                       \
             }                                                                                \
         }                                                                                    \
+        (QS).R = R; (QS).hits = hits; (QS).first_hit = first_hit; (QS).ap = ap;              \
+    } while (0)
+    /* a scored query into the sums, in query order (the same additions as one serial loop) */
+#define SCORE_ADD(qi, QS)                                                                    \
+    do {                                                                                     \
+        const int64_t R = (QS).R, hits = (QS).hits, first_hit = (QS).first_hit;              \
+        const double ap = (QS).ap;                                                           \
+        if (R <= 0) {                                                                        \
+            nskip++;                                                                         \
+            if (ap_at_r) ap_at_r[qi] = NAN;                                                  \
+            if (r_precision) r_precision[qi] = NAN;                                          \
+            if (precision_at_1) precision_at_1[qi] = NAN;                                    \
+            break;                                                                           \
+        }                                                                                    \
+        nquery++;                                                                            \
         p1 += first_hit == 0;                                                                \
         rprec += (double)hits / (double)R;                                                   \
         map += ap / (double)R;                                                               \
@@ -307,6 +334,12 @@ sm_status sm_retrieval_metrics_per_query(const float *emb, const int32_t *labels
         if (r_precision) r_precision[qi] = (double)hits / (double)R;                         \
         if (precision_at_1) precision_at_1[qi] = first_hit == 0;                             \
         for (int j = 0; j < 4; j++) rec[j] += first_hit >= 0 && first_hit < rk[j];           \
+    } while (0)
+#define SCORE_QUERY(qi, NB)                                                                  \
+    do {                                                                                     \
+        qscore qs1;                                                                          \
+        SCORE_ONE(qi, NB, qs1);                                                              \
+        SCORE_ADD(qi, qs1);                                                                  \
     } while (0)
 
     /* every sample against all the others in one call when its candidate buffers (n, cap) fit
@@ -329,8 +362,14 @@ sm_status sm_retrieval_metrics_per_query(const float *emb, const int32_t *labels
         }
         st = sm_be_knn_all(be, kind, emb, n, d, (int)K, (int)cap, adist, aidx, &ws);
         sm_be_free(be, ws.base);
-        if (st == SM_OK)
-            for (int64_t i = 0; i < n; i++) SCORE_QUERY(i, aidx + i * cap);
+        qscore *qs = st == SM_OK ? sm_alloc((size_t)n, sizeof(qscore)) : NULL; /* (n) */
+        if (st == SM_OK && !qs) st = SM_ERR_NOMEM;
+        if (st == SM_OK) {
+#pragma omp parallel for schedule(static) if (n * K > PAR_WORK)
+            for (int64_t i = 0; i < n; i++) SCORE_ONE(i, aidx + i * cap, qs[i]);
+            for (int64_t i = 0; i < n; i++) SCORE_ADD(i, qs[i]);
+        }
+        sm_free(qs);
         sm_be_free(be, adist);
         sm_be_free(be, aidx);
         if (st != SM_OK) goto done;
@@ -349,6 +388,8 @@ sm_status sm_retrieval_metrics_per_query(const float *emb, const int32_t *labels
         }
     }
 #undef SCORE_QUERY
+#undef SCORE_ONE
+#undef SCORE_ADD
 
     /* NMI of k-means clusters (on unit vectors for the cosine metric) */
     clu = sm_alloc((size_t)n, sizeof(int32_t)); /* (n) cluster ids */

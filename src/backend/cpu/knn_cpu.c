@@ -668,6 +668,9 @@ sm_status sm_k_knn(int kind, const float *db, int64_t n, const float *q, int64_t
 #define ALL_B 512 /* rows per block: a (B, B) tile of keys (1 MiB); 512 took 15-20% less CPU time than 256
                   * at n = 100,000, d = 128 on a Zen 3 (fewer, larger tiles: packing, prefetch rounds) */
 #endif
+#ifndef ALL_SW
+#define ALL_SW 128
+#endif
 #define ALL_ROOM 16   /* free slots every buffer keeps (a vector of appends; cap > k + ALL_ROOM) */
 #define ALL_WARM 1024 /* candidates a query sees before its threshold is estimated (a larger sample
                        * estimates closer but inserts all it sees: 1,024 inserts the fewest at
@@ -769,71 +772,110 @@ static void all_prefetch(const all_state *S, int64_t q0, int64_t m) {
     }
 }
 
-/* Scan the tile T (mi, ld) of blocks starting at rows i0 and j0: rows always, columns too when
- * the blocks differ (diag: the same block, whose diagonal is the self match). */
+/* Scan the tile T (mi, ld) of raw products of rows i0 .. i0 + mi against rows j0 .. j0 + mj,
+ * turning them into keys: first by rows (candidate j0 + j to query i0 + i: one buffer at a
+ * time), then, unless diag (the rows and columns are of the same block, and the columns' queries
+ * are the rows' own), by columns (candidate i0 + i to query j0 + j), a group of SM_SIMD_LANES
+ * columns down all the rows, so that only that group's buffers and thresholds are written.
+ * In a diagonal tile row i skips its self match, column i0 + i - j0. */
 static void all_scan(const all_state *S, float *T, int64_t ld, int64_t i0, int64_t mi, int64_t j0,
                      int64_t mj, int diag, int kind, const float *xn, float *f, int32_t *e) {
     static const float ones[SM_SIMD_LANES] = {0};
     const float *an = xn ? xn + i0 : ones, *bn = xn ? xn + j0 : ones;
-    const int64_t bstep = xn ? 1 : 0;
-    for (int64_t i = 0; i < mi; i++) S->seen[i0 + i] += (int32_t)(mj - diag);
+    const int64_t bstep = xn ? 1 : 0, cap = S->cap;
+    float *const keys = S->keys, *const thr = S->thr;
+    int32_t *const ids = S->ids, *const thr_id = S->thr_id, *const cnt = S->cnt;
+    for (int64_t i = 0; i < mi; i++) S->seen[i0 + i] += (int32_t)(mj - (diag && i0 + i >= j0 && i0 + i < j0 + mj));
     if (!diag)
         for (int64_t j = 0; j < mj; j++) S->seen[j0 + j] += (int32_t)mi;
-    for (int64_t i = 0; i < mi; i++) {
+    for (int64_t i = 0; i < mi; i++) { /* rows */
         float *row = T + i * ld;
-        const int64_t gi = i0 + i;
+        const int64_t gi = i0 + i, self = diag ? gi - j0 : -1;
         const float a = an[i * bstep];
+        float t = thr[gi];
+        int32_t tid = thr_id[gi];
+        int64_t c = cnt[gi];
         for (int64_t j = 0; j < mj; j += SM_SIMD_LANES) {
             const int64_t w = mj - j < SM_SIMD_LANES ? mj - j : SM_SIMD_LANES;
-            unsigned mr, mc;
+            unsigned mr;
             if (w == SM_SIMD_LANES) {
                 sm_simd_keys(kind, row + j, a, bn + j * bstep);
-                mr = sm_simd_lanes_le(row + j, S->thr[gi]);
-                mc = diag ? 0u : sm_simd_lanes_le_each(row + j, S->thr + j0 + j);
+                mr = sm_simd_lanes_le(row + j, t);
+                if (!mr) continue;
+                if (self < j || self >= j + SM_SIMD_LANES) {
+                    /* the row's lanes in one go (the buffer always has ALL_ROOM free) */
+                    c += sm_simd_append_before(row + j, t, tid, (int32_t)(j0 + j), keys + gi * cap + c,
+                                               ids + gi * cap + c);
+                    mr = 0;
+                }
             } else {
                 for (int64_t l = 0; l < w; l++) row[j + l] = sm_simd_key1(kind, row[j + l], a, bn[(j + l) * bstep]);
                 mr = (1u << w) - 1u;
-                mc = diag ? 0u : mr;
-            }
-            if (mr && w == SM_SIMD_LANES && !(diag && i >= j && i < j + SM_SIMD_LANES)) {
-                /* the row's lanes in one go (the buffer always has ALL_ROOM free) */
-                const int64_t c = S->cnt[gi];
-                const int got = sm_simd_append_before(row + j, S->thr[gi], S->thr_id[gi], (int32_t)(j0 + j),
-                                                      S->keys + gi * S->cap + c, S->ids + gi * S->cap + c);
-                S->cnt[gi] = (int32_t)(c + got);
-                if (c + got > S->cap - ALL_ROOM) all_compact(S, gi, f, e);
-                mr = 0;
             }
             while (mr) {
                 const int b = __builtin_ctz(mr);
                 mr &= mr - 1;
-                if (diag && j + b == i) continue;
-                all_offer(S, gi, row[j + b], (int32_t)(j0 + j + b), f, e);
+                const float v = row[j + b];
+                const int32_t id = (int32_t)(j0 + j + b);
+                if (j + b == self || v > t || (v == t && id > tid)) continue;
+                keys[gi * cap + c] = v;
+                ids[gi * cap + c] = id;
+                c++;
             }
+            if (c > cap - ALL_ROOM) { /* as all_offer: the room stays free for the next vector */
+                cnt[gi] = (int32_t)c;
+                all_compact(S, gi, f, e);
+                c = cnt[gi]; t = thr[gi]; tid = thr_id[gi];
+            }
+        }
+        cnt[gi] = (int32_t)c;
+    }
+    if (diag) return;
+    for (int64_t j = 0; j < mj; j += SM_SIMD_LANES) { /* columns, a group of lanes at a time */
+        const int64_t w = mj - j < SM_SIMD_LANES ? mj - j : SM_SIMD_LANES;
+        for (int64_t i = 0; i < mi; i++) {
+            const float *v = T + i * ld + j;
+            unsigned mc = w == SM_SIMD_LANES ? sm_simd_lanes_le_each(v, thr + j0 + j) : (1u << w) - 1u;
             while (mc) {
                 const int b = __builtin_ctz(mc);
                 mc &= mc - 1;
-                all_offer(S, j0 + j + b, row[j + b], (int32_t)gi, f, e);
+                all_offer(S, j0 + j + b, v[b], (int32_t)(i0 + i), f, e);
             }
         }
     }
 }
 
-/* Sort u[0..m) (stable LSD radix, 8 passes of 8 bits, constant digits skipped); tmp has room
- * for m. */
+/* Sort u[0..m) ((key << 32 | id) words) into increasing order: a stable LSD radix sort on the
+ * key half only (3 passes of 11 bits, constant digits skipped), then each run of equal keys,
+ * rare and short, put in id order by insertion; the same order as a sort of the whole words.
+ * tmp has room for m. */
 static void u64_radix_sort(uint64_t *u, int64_t m, uint64_t *tmp) {
     if (m < 2) return;
+    uint32_t hist[3][2048];
+    memset(hist, 0, sizeof hist);
+    for (int64_t i = 0; i < m; i++) {
+        const uint32_t k = (uint32_t)(u[i] >> 32);
+        hist[0][k & 2047]++;
+        hist[1][(k >> 11) & 2047]++;
+        hist[2][k >> 22]++;
+    }
     uint64_t *src = u, *dst = tmp;
-    for (int p = 0; p < 8; p++) {
-        uint32_t hist[256], pos[256], acc = 0;
-        memset(hist, 0, sizeof hist);
-        for (int64_t i = 0; i < m; i++) hist[(src[i] >> (8 * p)) & 255]++;
-        if (hist[(src[0] >> (8 * p)) & 255] == (uint32_t)m) continue;
-        for (int b = 0; b < 256; b++) { pos[b] = acc; acc += hist[b]; }
-        for (int64_t i = 0; i < m; i++) dst[pos[(src[i] >> (8 * p)) & 255]++] = src[i];
+    for (int p = 0; p < 3; p++) {
+        const int sh = 32 + 11 * p;
+        if (hist[p][(src[0] >> sh) & 2047] == (uint32_t)m) continue; /* every key has this digit */
+        uint32_t acc = 0;
+        for (int b = 0; b < 2048; b++) { const uint32_t h = hist[p][b]; hist[p][b] = acc; acc += h; }
+        for (int64_t i = 0; i < m; i++) dst[hist[p][(src[i] >> sh) & 2047]++] = src[i];
         uint64_t *t = src; src = dst; dst = t;
     }
     if (src != u) memcpy(u, src, (size_t)m * sizeof(uint64_t));
+    for (int64_t i = 1; i < m; i++) /* equal keys: by id */
+        if ((u[i] >> 32) == (u[i - 1] >> 32) && u[i] < u[i - 1]) {
+            const uint64_t v = u[i];
+            int64_t j = i;
+            while (j > 0 && (u[j - 1] >> 32) == (v >> 32) && u[j - 1] > v) { u[j] = u[j - 1]; j--; }
+            u[j] = v;
+        }
 }
 
 static inline float fkey_inv(uint32_t u) {
@@ -953,9 +995,12 @@ sm_status sm_k_knn_all(int kind, const float *x, int64_t n, int d, int k, int ca
                 all_prefetch(&S, i0, mi);
                 if (J != I) all_prefetch(&S, j0, mj);
                 /* raw products alpha <x_i, x_j>; all_scan turns them into keys as it reads them */
-                sm_k_dist_tile(SM_K_DIST_DOT, 0u, mi, mj, d, kind == SM_K_DIST_SQL2 ? -2.0f : -1.0f, x + i0 * d,
-                               NULL, x + j0 * d, NULL, T, ALL_B);
-                all_scan(&S, T, ALL_B, i0, mi, j0, mj, I == J, kind, xn, f, e);
+                for (int64_t s0 = 0; s0 < mj; s0 += ALL_SW) { /* strips of columns that stay in L2 */
+                    const int64_t sw = mj - s0 < ALL_SW ? mj - s0 : ALL_SW;
+                    sm_k_dist_tile(SM_K_DIST_DOT, 0u, mi, sw, d, kind == SM_K_DIST_SQL2 ? -2.0f : -1.0f, x + i0 * d,
+                                   NULL, x + (j0 + s0) * d, NULL, T, sw);
+                    all_scan(&S, T, sw, i0, mi, j0 + s0, sw, I == J, kind, xn, f, e);
+                }
             }
         }
         /* each query's best k, ordered by (key, id), keys to output values */
@@ -972,12 +1017,13 @@ sm_status sm_k_knn_all(int kind, const float *x, int64_t n, int d, int k, int ca
                         if (j0 + j != q) all_offer(&S, q, T[j], (int32_t)(j0 + j), f, e);
                 }
             }
-            all_compact(&S, q, f, e);
-            const int64_t c = S.cnt[q];
+            /* the whole buffer sorted by (key, id) and its first k kept: the k best, as a
+             * compaction to k and a sort of those would give, for about half the passes */
+            const int64_t m = S.cnt[q], c = m < k ? m : k;
             float *kq = dist + q * (int64_t)cap;
             int32_t *iq = idx + q * (int64_t)cap;
-            for (int64_t i = 0; i < c; i++) u[i] = (uint64_t)fkey(kq[i]) << 32 | (uint32_t)iq[i];
-            u64_radix_sort(u, c, u + cap);
+            for (int64_t i = 0; i < m; i++) u[i] = (uint64_t)fkey(kq[i]) << 32 | (uint32_t)iq[i];
+            u64_radix_sort(u, m, u + cap);
             for (int64_t i = 0; i < c; i++) {
                 float v = fkey_inv((uint32_t)(u[i] >> 32));
                 kq[i] = kind == SM_K_DIST_SQL2 ? v : -v;
