@@ -325,6 +325,16 @@ static int team_size(int threaded, double work) {
 #endif
 }
 
+/* Task b of sm_gemm_run's fixed partition: row group b / nbn times column block b % nbn. */
+static void gemm_task(const sm_gemm_kernels *kr, const gemm_args *g, int64_t b, int nbn, int rows_per, int ncb,
+                      int in_c, float *Bp, float *Ap, float *tile) {
+    const int bi = (int)(b / nbn), bj = (int)(b % nbn);
+    const int i0 = bi * rows_per, i1 = g->m - i0 < rows_per ? g->m : i0 + rows_per;
+    const int j0 = bj * ncb, nc = g->n - j0 < ncb ? g->n - j0 : ncb;
+    if (in_c) gemm_rows(kr, g, i0, i1, j0, nc, Bp, Ap, tile);
+    else gemm_block(kr, g, i0, i1 - i0, j0, nc, Bp);
+}
+
 void sm_gemm_run(const sm_gemm_kernels *kr, int threaded, int ta, int tb, int m, int n, int k, float alpha,
                  const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc) {
     if (m <= 0 || n <= 0) return;
@@ -355,19 +365,21 @@ void sm_gemm_run(const sm_gemm_kernels *kr, int threaded, int ta, int tb, int m,
     }
     const int ngroups = (m + rows_per - 1) / rows_per;
     const int64_t ntasks = (int64_t)ngroups * nbn;
-#pragma omp parallel num_threads(nth) if (nth > 1)
+    if (nth == 1) { /* no parallel region (not even one of one thread): a call inside another
+                     * thread's region, as the inference plan and the Winograd chunks make them */
+        _Alignas(64) float Bp[SM_GEMM_NC * SM_GEMM_KC];
+        _Alignas(64) float Ap[AP_FLOATS];
+        _Alignas(64) float tile[16 * 32];
+        for (int64_t b = 0; b < ntasks; b++) gemm_task(kr, &g, b, nbn, rows_per, ncb, in_c, Bp, Ap, tile);
+        return;
+    }
+#pragma omp parallel num_threads(nth)
     {
         _Alignas(64) float Bp[SM_GEMM_NC * SM_GEMM_KC]; /* (NC / nr) panels (kc, nr) */
         _Alignas(64) float Ap[AP_FLOATS]; /* (mc / mr) panels (kc, mr) of op(A), or one edge panel */
         _Alignas(64) float tile[16 * 32];               /* one (mr, nr) tile of accumulators */
 #pragma omp for schedule(static)
-        for (int64_t b = 0; b < ntasks; b++) {
-            const int bi = (int)(b / nbn), bj = (int)(b % nbn);
-            const int i0 = bi * rows_per, i1 = m - i0 < rows_per ? m : i0 + rows_per;
-            const int j0 = bj * ncb, nc = n - j0 < ncb ? n - j0 : ncb;
-            if (in_c) gemm_rows(kr, &g, i0, i1, j0, nc, Bp, Ap, tile);
-            else gemm_block(kr, &g, i0, i1 - i0, j0, nc, Bp);
-        }
+        for (int64_t b = 0; b < ntasks; b++) gemm_task(kr, &g, b, nbn, rows_per, ncb, in_c, Bp, Ap, tile);
     }
 }
 

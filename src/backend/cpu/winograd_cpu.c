@@ -22,11 +22,15 @@
 #include <omp.h>
 #endif
 
-/* Floats of the V and M chunks together: at most 4 MiB, a micro-batch of cnn-s's 14 x 14 x 32
- * -> 64 and 7 x 7 x 64 -> 128 layers in one chunk.  Measured on Zen 3 (CPU time, one thread):
- * chunks of 256 KiB or 1 MiB, which kept them in L2, were slower, each of the 16 products per
- * chunk paying its call and the packing of its U_xi over fewer rows. */
-#define CHUNK_FLOATS (1024 * 1024)
+/* Floats of the V and M chunks together: at most 1 MiB.  Measured on Zen 3 (user CPU seconds of
+ * `bench_tool embed` on the 10,000 test images, one thread, five alternating runs each, load
+ * 0.6-1.4): 4 MiB chunks 2.32-3.07 s (median 2.85), 1 MiB 2.32-2.53 s (median 2.34), 256 KiB
+ * 2.31-2.61 s, once sm_gemm_run stopped opening a parallel region of one thread for each of the
+ * 16 products of a chunk (with that region, 4 MiB had been the fastest).  The size changes no bit:
+ * the tiles of a chunk are independent rows of its products.  -DCHUNK_FLOATS=N overrides it. */
+#ifndef CHUNK_FLOATS
+#define CHUNK_FLOATS (256 * 1024)
+#endif
 
 /* Floats per tile in V (16 x c) or M (16 x oc), plus 16: rows of a power-of-two size would put
  * the product's 6 rows (and its output tile's) in the same L1 sets. */
