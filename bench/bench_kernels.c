@@ -1,10 +1,14 @@
 /* bench_kernels.c - GFLOP/s of simile's own GEMM (src/backend/cpu/gemm*.c) at the shapes cnn-s
  * and the search use, on every instruction-set path this CPU has (forced with sm_set_isa),
  * beside OpenBLAS's sgemm at the same shapes (the peer only: loaded with dlopen, so simile
- * itself links no BLAS) and beside the CPU's fp32 peak given on the command line.
- *   bench_kernels [--threads N] [--peak GFLOPS] [--openblas PATH] [--seconds S] [--clock wall|cpu]
+ * itself links no BLAS) and beside the CPU's fp32 peak, given on the command line or measured.
+ *   bench_kernels [--threads N] [--peak GFLOPS|measure] [--openblas PATH] [--seconds S] [--clock wall|cpu]
  *                 [--only TEXT] (only the shapes whose name contains TEXT)
  *                 [--isa NAME] (only that path: scalar, avx2 or avx512)
+ * (--peak measure: every thread runs 12 independent chains of FMAs of the widest vector the CPU
+ * has (256 or 512 bits) for about half a second, three times; the figure is the best of the
+ * three, FLOP over wall time with all threads busy at once, so it includes whatever clock the
+ * CPU holds under that load)
  * (--clock cpu times with the process's CPU seconds: with --threads 1 that leaves out the time
  * other processes take on a shared machine; with more threads it would count OpenMP's spinning)
  * Shapes (row-major, C (m, n) = op(A) op(B), as the layers call them; B = batch):
@@ -76,6 +80,61 @@ static void run_peer(const shape *s) {
                   B, s->tb ? s->k : s->n, 0.0f, C, s->n);
 }
 
+/* The fp32 FMA peak with every thread busy: 12 independent accumulator chains (more than FMA
+ * latency x FMA units on the CPUs we know), 2 FLOP x lanes per FMA. */
+#define PEAK_STEPS 2000000000L /* lanes x steps: about 0.5 s a timing at 3 GHz */
+#define PEAK_BODY(V, FMA, SET)                                                                           \
+    V a0 = SET(1.0f), a1 = SET(1.1f), a2 = SET(1.2f), a3 = SET(1.3f), a4 = SET(1.4f), a5 = SET(1.5f);    \
+    V a6 = SET(1.6f), a7 = SET(1.7f), a8 = SET(1.8f), a9 = SET(1.9f), a10 = SET(2.0f), a11 = SET(2.1f); \
+    const V b = SET(0.99999f), c = SET(1e-7f);                                                         \
+    for (long i = 0; i < steps; i++) {                                                                 \
+        a0 = FMA(a0, b, c), a1 = FMA(a1, b, c), a2 = FMA(a2, b, c), a3 = FMA(a3, b, c);                \
+        a4 = FMA(a4, b, c), a5 = FMA(a5, b, c), a6 = FMA(a6, b, c), a7 = FMA(a7, b, c);                \
+        a8 = FMA(a8, b, c), a9 = FMA(a9, b, c), a10 = FMA(a10, b, c), a11 = FMA(a11, b, c);            \
+        __asm__ volatile("" ::: "memory");                                                             \
+    }                                                                                                  \
+    V s = a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7 + a8 + a9 + a10 + a11;                                \
+    return s[0];
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+__attribute__((target("avx2,fma"))) static float fma_chains256(long steps) {
+    PEAK_BODY(__m256, _mm256_fmadd_ps, _mm256_set1_ps)
+}
+__attribute__((target("avx512f"))) static float fma_chains512(long steps) {
+    PEAK_BODY(__m512, _mm512_fmadd_ps, _mm512_set1_ps)
+}
+static double measure_peak(void) {
+    int wide = __builtin_cpu_supports("avx512f") ? 16 : __builtin_cpu_supports("fma") ? 8 : 0;
+    if (!wide) return 0;
+    long steps = PEAK_STEPS / wide;
+    float sink = 0;
+    int nt = 1, saved_clock = cpu_clock;
+    cpu_clock = 0; /* wall time: the peak is all threads at once */
+    double best = 0;
+    for (int rep = 0; rep < 3; rep++) { /* the best of 3 timings */
+#pragma omp parallel num_threads(sm_get_num_threads())
+        { /* start the threads outside the timing */
+        }
+        double t0 = now();
+#pragma omp parallel num_threads(sm_get_num_threads()) reduction(+ : sink)
+        {
+#ifdef _OPENMP
+#pragma omp single
+            nt = omp_get_num_threads();
+#endif
+            sink += wide == 16 ? fma_chains512(steps) : fma_chains256(steps);
+        }
+        double g = (double)nt * steps * 12 * 2 * wide / (now() - t0) * 1e-9;
+        best = g > best ? g : best;
+    }
+    cpu_clock = saved_clock;
+    if (sink == 12345.0f) printf(" ");
+    return best;
+}
+#else
+static double measure_peak(void) { return 0; }
+#endif
+
 static double gflops(const shape *s, void (*fn)(const shape *)) {
     double flop = 2.0 * s->m * (s->kind == 2 ? 1 : s->n) * s->k, best = 0;
     fn(s); /* warm up */
@@ -98,7 +157,7 @@ int main(int argc, char **argv) {
     const char *blas = "/usr/lib/x86_64-linux-gnu/openblas-openmp/libopenblas.so.0", *only = NULL, *isa = NULL;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--peak")) peak = atof(argv[i + 1]);
+        else if (!strcmp(argv[i], "--peak")) peak = !strcmp(argv[i + 1], "measure") ? -1 : atof(argv[i + 1]);
         else if (!strcmp(argv[i], "--openblas")) blas = argv[i + 1];
         else if (!strcmp(argv[i], "--seconds")) min_seconds = atof(argv[i + 1]);
         else if (!strcmp(argv[i], "--clock")) cpu_clock = !strcmp(argv[i + 1], "cpu");
@@ -107,6 +166,9 @@ int main(int argc, char **argv) {
         else { fprintf(stderr, "bench_kernels: unknown option %s\n", argv[i]); return 2; }
     }
     sm_set_num_threads(threads);
+    int measured = peak < 0;
+    if (measured && (peak = measure_peak()) <= 0)
+        fprintf(stderr, "bench_kernels: no FMA on this CPU; no peak measured\n"), peak = 0;
     void *h = dlopen(blas, RTLD_NOW | RTLD_LOCAL);
     const char *(*corename)(void) = NULL;
     if (h) {
@@ -160,8 +222,9 @@ int main(int argc, char **argv) {
     const char *all[] = {"avx512", "avx2", "scalar"};
     for (int i = 0; i < 3; i++)
         if ((!isa || !strcmp(isa, all[i])) && sm_set_isa(all[i]) == SM_OK) paths[np++] = all[i];
-    printf("cpu %s (family %d model %d), %d threads, batch %d; OpenBLAS peer core %s; fp32 peak %.0f GFLOP/s; %s clock\n\n",
+    printf("cpu %s (family %d model %d), %d threads, batch %d; OpenBLAS peer core %s; fp32 peak %.0f GFLOP/s%s; %s clock\n\n",
            ci.cpu, ci.cpu_family, ci.cpu_model, sm_get_num_threads(), batch, corename ? corename() : "-", peak,
+           measured ? " (measured: FMA chains on every thread)" : "",
            cpu_clock ? "CPU-time" : "wall");
     printf("| shape |");
     for (int p = 0; p < np; p++) printf(" simile %s |", paths[p]);
