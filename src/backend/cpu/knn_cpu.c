@@ -320,7 +320,9 @@ static int few_keys(const float *rows, int m, int d, const float *q, int nq, int
 
 /* k-NN of nq <= LAZY_MAX_NQ queries in one pass over the database, which is split into one
  * contiguous block per thread; each thread streams its rows once (scores and norms from the same
- * load, so no norm pass), keeping per-query heaps in hk/hi (nthreads, nq, k); the heaps are then
+ * load, so no norm pass; on the AVX2 path as 8 sequential streams, which the hardware prefetchers
+ * follow: one query on 200,000 x 128, one thread, Zen 3, 104 -> 196 queries/s), keeping per-query
+ * heaps in hk/hi (nthreads, nq, k), a candidate entering by the (key, id) order; the heaps are then
  * merged by (key, id) into dist/idx (not yet best-first).  A non-finite score (which every
  * non-finite database row gives) sets *bad; then nothing has been written to dist/idx.  For the
  * inner product the norm is not computed (the scan is compute-bound on one thread: about 1.3x
@@ -344,7 +346,33 @@ static void few_queries(const float *db, int64_t n, const float *q, int64_t nq, 
          * the heaps; each query still sees the rows in increasing id */
         float keys[LAZY_MAX_NQ * SM_FEW_BLOCK]; /* (nq, SM_FEW_BLOCK) */
         const int kind = tile_kind(metric);
-        for (int64_t j0 = lo; j0 < hi_end; j0 += SM_FEW_BLOCK) {
+        int64_t j_first = lo; /* the rows from here on: blocks of consecutive rows */
+#if defined(SM_GEMM_X86)
+        if (sm_gemm_active() != &sm_gemm_scalar) {
+            /* AVX2: the thread's rows as 8 streams of len rows (lane l from lo + l len), read
+             * 8 steps at a time; the heaps then see the rows out of id order, so a candidate
+             * enters by the full (key, id) order (the result is the same exact top k) */
+            const int64_t len = (hi_end - lo) / 8;
+            for (int64_t r0 = 0; r0 < len; r0 += SM_FEW_BLOCK / 8) {
+                const int steps = len - r0 < SM_FEW_BLOCK / 8 ? (int)(len - r0) : SM_FEW_BLOCK / 8;
+                flag |= sm_few_keys8_avx2(db + (lo + r0) * (int64_t)d, len, steps, d, q, (int)nq, kind, qn, keys);
+                for (int64_t i = 0; i < nq; i++) {
+                    float *h = hk + i * k;
+                    int64_t *x = hi + i * k;
+                    const float *kr = keys + i * SM_FEW_BLOCK;
+                    const int64_t self = self_offset >= 0 ? self_offset + i : -1;
+                    for (int r = 0; r < 8 * steps; r++) {
+                        const float v = kr[r];
+                        const int64_t id = lo + (r & 7) * len + r0 + (r >> 3);
+                        if (!worse(h[0], x[0], v, id) || id == self) continue;
+                        heap_replace_top(h, x, k, v, id);
+                    }
+                }
+            }
+            j_first = lo + 8 * len;
+        }
+#endif
+        for (int64_t j0 = j_first; j0 < hi_end; j0 += SM_FEW_BLOCK) {
             const int m = hi_end - j0 < SM_FEW_BLOCK ? (int)(hi_end - j0) : SM_FEW_BLOCK;
             flag |= few_keys(db + j0 * (int64_t)d, m, d, q, (int)nq, kind, qn, keys);
             for (int64_t i = 0; i < nq; i++) {
@@ -354,7 +382,8 @@ static void few_queries(const float *db, int64_t n, const float *q, int64_t nq, 
                 const int64_t self = self_offset >= 0 ? self_offset + i - j0 : -1;
                 for (int r = 0; r < m; r++) {
                     const float v = kr[r];
-                    if (x[0] >= 0 && !(v < h[0])) continue; /* increasing ids: equal never displaces */
+                    /* by (key, id): the rows before j_first came in another order */
+                    if (!worse(h[0], x[0], v, j0 + r)) continue;
                     if (r == self) continue;
                     heap_replace_top(h, x, k, v, j0 + r);
                 }

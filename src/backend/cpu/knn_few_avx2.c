@@ -1,6 +1,7 @@
 /* knn_few_avx2.c - the AVX2 scores of the few-queries fused search pass (knn_few.h): 8 database
- * rows at a time, loaded contiguously and transposed 8 x 8 in registers so that lane l owns row
- * l, each score one chain of multiplies and adds over t in order (the bits of sm_few_keys_c).
+ * rows at a time (8 consecutive ones, or one from each of 8 streams: sm_few_keys8_avx2), loaded
+ * and transposed 8 x 8 in registers so that lane l owns row l, each score one chain of
+ * multiplies and adds over t in order (the bits of sm_few_keys_c).
  * Compiled with -mavx2 -mfma -ffp-contract=off for this file only (CMakeLists.txt); called only
  * when the CPU and OS support AVX2 (knn_cpu.c asks gemm.c's run-time choice). */
 #include "backend/cpu/knn_few.h"
@@ -14,10 +15,10 @@
 #endif
 
 
-/* The sums of 8 rows (row stride d) for nq queries: s[i] (lane l: <q_i, row_l>) and, if norm,
- * bb (lane l: |row_l|^2), each s = s + q * r in order of t. */
-static inline __attribute__((always_inline)) void sums8(const float *rows, int d, const float *q, int nq, int norm,
-                                                        __m256 *s, __m256 *bb) {
+/* The sums of 8 rows (row l at rows + l ls; ls = d: 8 consecutive rows) for nq queries: s[i]
+ * (lane l: <q_i, row_l>) and, if norm, bb (lane l: |row_l|^2), each s = s + q * r in order of t. */
+static inline __attribute__((always_inline)) void sums8(const float *rows, int64_t ls, int d, const float *q, int nq,
+                                                        int norm, __m256 *s, __m256 *bb) {
     __m256 n = _mm256_setzero_ps();
     for (int i = 0; i < nq; i++) s[i] = _mm256_setzero_ps();
     int t = 0;
@@ -25,8 +26,8 @@ static inline __attribute__((always_inline)) void sums8(const float *rows, int d
         __m256 r[8], c[8];
 #pragma GCC unroll 8
         for (int l = 0; l < 8; l++) {
-            _mm_prefetch((const char *)(rows + (int64_t)(l + FEW_PF) * d + t), _MM_HINT_T0);
-            r[l] = _mm256_loadu_ps(rows + (int64_t)l * d + t);
+            if (ls == d) _mm_prefetch((const char *)(rows + (int64_t)(l + FEW_PF) * d + t), _MM_HINT_T0);
+            r[l] = _mm256_loadu_ps(rows + (int64_t)l * ls + t);
         }
         transpose8(r, c);
         if (norm)
@@ -41,24 +42,23 @@ static inline __attribute__((always_inline)) void sums8(const float *rows, int d
         }
     }
     for (; t < d; t++) {
-        const __m256 c = _mm256_setr_ps(rows[t], rows[(int64_t)d + t], rows[2 * (int64_t)d + t],
-                                        rows[3 * (int64_t)d + t], rows[4 * (int64_t)d + t],
-                                        rows[5 * (int64_t)d + t], rows[6 * (int64_t)d + t],
-                                        rows[7 * (int64_t)d + t]);
+        const __m256 c = _mm256_setr_ps(rows[t], rows[ls + t], rows[2 * ls + t], rows[3 * ls + t], rows[4 * ls + t],
+                                        rows[5 * ls + t], rows[6 * ls + t], rows[7 * ls + t]);
         if (norm) n = _mm256_add_ps(n, _mm256_mul_ps(c, c));
         for (int i = 0; i < nq; i++) s[i] = _mm256_add_ps(s[i], _mm256_mul_ps(_mm256_set1_ps(q[(int64_t)i * d + t]), c));
     }
     *bb = n;
 }
 
-static inline __attribute__((always_inline)) int block(const float *rows, int m, int d, const float *q, int nq,
-                                                       int kind, const float *qn, float *keys) {
+static inline __attribute__((always_inline)) int block(const float *rows, int64_t ls, int m, int d, const float *q,
+                                                       int nq, int kind, const float *qn, float *keys) {
     const __m256 zero = _mm256_setzero_ps(), inf = _mm256_set1_ps((float)INFINITY);
     const __m256 sign = _mm256_set1_ps(-0.0f), two = _mm256_set1_ps(2.0f);
     __m256 s[16], bb, badv = zero;
     int j = 0;
     for (; j + 8 <= m; j += 8) {
-        sums8(rows + (int64_t)j * d, d, q, nq, kind != 1, s, &bb);
+        /* 8 consecutive rows (ls = d), or step j / 8 of 8 lanes' streams */
+        sums8(rows + (ls == d ? (int64_t)j : (int64_t)j / 8) * d, ls, d, q, nq, kind != 1, s, &bb);
         for (int i = 0; i < nq; i++) {
             __m256 v;
             if (kind == 1) v = _mm256_xor_ps(s[i], sign); /* -s */
@@ -92,11 +92,23 @@ int sm_few_keys_avx2(const float *rows, int m, int d, const float *q, int nq, in
                      float *keys) {
     /* copies with the common counts folded in (the sums stay in registers) */
     if (nq == 1) {
-        if (kind == 1) return block(rows, m, d, q, 1, 1, qn, keys);
-        if (kind == 0) return block(rows, m, d, q, 1, 0, qn, keys);
-        return block(rows, m, d, q, 1, 2, qn, keys);
+        if (kind == 1) return block(rows, d, m, d, q, 1, 1, qn, keys);
+        if (kind == 0) return block(rows, d, m, d, q, 1, 0, qn, keys);
+        return block(rows, d, m, d, q, 1, 2, qn, keys);
     }
     if (nq > 16) return sm_few_keys_c(rows, m, d, q, nq, kind, qn, keys);
-    return block(rows, m, d, q, nq, kind, qn, keys);
+    return block(rows, d, m, d, q, nq, kind, qn, keys);
+}
+
+int sm_few_keys8_avx2(const float *rows, int64_t lane_rows, int steps, int d, const float *q, int nq, int kind,
+                      const float *qn, float *keys) {
+    const int64_t ls = lane_rows * d;
+    const int m = 8 * steps;
+    if (nq == 1) {
+        if (kind == 1) return block(rows, ls, m, d, q, 1, 1, qn, keys);
+        if (kind == 0) return block(rows, ls, m, d, q, 1, 0, qn, keys);
+        return block(rows, ls, m, d, q, 1, 2, qn, keys);
+    }
+    return block(rows, ls, m, d, q, nq, kind, qn, keys);
 }
 #endif
