@@ -318,6 +318,26 @@ static int few_keys(const float *rows, int m, int d, const float *q, int nq, int
     return sm_few_keys_c(rows, m, d, q, nq, kind, qn, keys);
 }
 
+/* Offer keys (nq, SM_FEW_BLOCK), r < m, to the per-query heaps hk / hi (nq, k): key r is row
+ * base + (r % 8) lane + (r / 8) step.  A candidate enters by the full (key, id) order, so the
+ * heaps end with the exact top k whatever order the rows come in; query i skips row
+ * self_offset + i when self_offset >= 0. */
+static inline __attribute__((always_inline)) void few_take(const float *keys, int m, int64_t nq, int k,
+                                                          int64_t base, int64_t lane, int64_t step,
+                                                          int64_t self_offset, float *hk, int64_t *hi) {
+    for (int64_t i = 0; i < nq; i++) {
+        float *h = hk + i * k;
+        int64_t *x = hi + i * k;
+        const float *kr = keys + i * SM_FEW_BLOCK;
+        const int64_t self = self_offset >= 0 ? self_offset + i : -1;
+        for (int r = 0; r < m; r++) {
+            const int64_t id = base + (r & 7) * lane + (r >> 3) * step;
+            if (!worse(h[0], x[0], kr[r], id) || id == self) continue;
+            heap_replace_top(h, x, k, kr[r], id);
+        }
+    }
+}
+
 /* k-NN of nq <= LAZY_MAX_NQ queries in one pass over the database, which is split into one
  * contiguous block per thread; each thread streams its rows once (scores and norms from the same
  * load, so no norm pass; on the AVX2 path as 8 sequential streams, which the hardware prefetchers
@@ -343,31 +363,19 @@ static void few_queries(const float *db, int64_t n, const float *q, int64_t nq, 
         float *hk = hk_all + (int64_t)tid * nq * k;
         int64_t *hi = hi_all + (int64_t)tid * nq * k;
         /* the keys of SM_FEW_BLOCK rows at a time (knn_few.h: AVX2 or C, the same bits), then
-         * the heaps; each query still sees the rows in increasing id */
+         * the heaps (few_take) */
         float keys[LAZY_MAX_NQ * SM_FEW_BLOCK]; /* (nq, SM_FEW_BLOCK) */
         const int kind = tile_kind(metric);
         int64_t j_first = lo; /* the rows from here on: blocks of consecutive rows */
 #if defined(SM_GEMM_X86)
         if (sm_gemm_active() != &sm_gemm_scalar) {
             /* AVX2: the thread's rows as 8 streams of len rows (lane l from lo + l len), read
-             * 8 steps at a time; the heaps then see the rows out of id order, so a candidate
-             * enters by the full (key, id) order (the result is the same exact top k) */
+             * 8 steps at a time; key 8 s + l is step s of lane l */
             const int64_t len = (hi_end - lo) / 8;
             for (int64_t r0 = 0; r0 < len; r0 += SM_FEW_BLOCK / 8) {
                 const int steps = len - r0 < SM_FEW_BLOCK / 8 ? (int)(len - r0) : SM_FEW_BLOCK / 8;
                 flag |= sm_few_keys8_avx2(db + (lo + r0) * (int64_t)d, len, steps, d, q, (int)nq, kind, qn, keys);
-                for (int64_t i = 0; i < nq; i++) {
-                    float *h = hk + i * k;
-                    int64_t *x = hi + i * k;
-                    const float *kr = keys + i * SM_FEW_BLOCK;
-                    const int64_t self = self_offset >= 0 ? self_offset + i : -1;
-                    for (int r = 0; r < 8 * steps; r++) {
-                        const float v = kr[r];
-                        const int64_t id = lo + (r & 7) * len + r0 + (r >> 3);
-                        if (!worse(h[0], x[0], v, id) || id == self) continue;
-                        heap_replace_top(h, x, k, v, id);
-                    }
-                }
+                few_take(keys, 8 * steps, nq, k, lo + r0, len, 1, self_offset, hk, hi);
             }
             j_first = lo + 8 * len;
         }
@@ -375,19 +383,7 @@ static void few_queries(const float *db, int64_t n, const float *q, int64_t nq, 
         for (int64_t j0 = j_first; j0 < hi_end; j0 += SM_FEW_BLOCK) {
             const int m = hi_end - j0 < SM_FEW_BLOCK ? (int)(hi_end - j0) : SM_FEW_BLOCK;
             flag |= few_keys(db + j0 * (int64_t)d, m, d, q, (int)nq, kind, qn, keys);
-            for (int64_t i = 0; i < nq; i++) {
-                float *h = hk + i * k;
-                int64_t *x = hi + i * k;
-                const float *kr = keys + i * SM_FEW_BLOCK;
-                const int64_t self = self_offset >= 0 ? self_offset + i - j0 : -1;
-                for (int r = 0; r < m; r++) {
-                    const float v = kr[r];
-                    /* by (key, id): the rows before j_first came in another order */
-                    if (!worse(h[0], x[0], v, j0 + r)) continue;
-                    if (r == self) continue;
-                    heap_replace_top(h, x, k, v, j0 + r);
-                }
-            }
+            few_take(keys, m, nq, k, j0, 1, 8, self_offset, hk, hi); /* key r is row j0 + r */
         }
     }
     *bad = flag;

@@ -88,27 +88,25 @@ static inline __attribute__((always_inline)) int block(const float *rows, int64_
     return flag;
 }
 
-int sm_few_keys_avx2(const float *rows, int m, int d, const float *q, int nq, int kind, const float *qn,
-                     float *keys) {
-    /* copies with the common counts folded in (the sums stay in registers) */
-    if (nq == 1) {
-        if (kind == 1) return block(rows, d, m, d, q, 1, 1, qn, keys);
-        if (kind == 0) return block(rows, d, m, d, q, 1, 0, qn, keys);
-        return block(rows, d, m, d, q, 1, 2, qn, keys);
-    }
-    if (nq > 16) return sm_few_keys_c(rows, m, d, q, nq, kind, qn, keys);
-    return block(rows, d, m, d, q, nq, kind, qn, keys);
-}
-
-int sm_few_keys8_avx2(const float *rows, int64_t lane_rows, int steps, int d, const float *q, int nq, int kind,
-                      const float *qn, float *keys) {
-    const int64_t ls = lane_rows * d;
-    const int m = 8 * steps;
+/* Copies of block with the common counts folded in (the sums stay in registers). */
+static int keys_of(const float *rows, int64_t ls, int m, int d, const float *q, int nq, int kind, const float *qn,
+                   float *keys) {
     if (nq == 1) {
         if (kind == 1) return block(rows, ls, m, d, q, 1, 1, qn, keys);
         if (kind == 0) return block(rows, ls, m, d, q, 1, 0, qn, keys);
         return block(rows, ls, m, d, q, 1, 2, qn, keys);
     }
     return block(rows, ls, m, d, q, nq, kind, qn, keys);
+}
+
+int sm_few_keys_avx2(const float *rows, int m, int d, const float *q, int nq, int kind, const float *qn,
+                     float *keys) {
+    if (nq > 16) return sm_few_keys_c(rows, m, d, q, nq, kind, qn, keys);
+    return keys_of(rows, d, m, d, q, nq, kind, qn, keys);
+}
+
+int sm_few_keys8_avx2(const float *rows, int64_t lane_rows, int steps, int d, const float *q, int nq, int kind,
+                      const float *qn, float *keys) {
+    return keys_of(rows, lane_rows * d, 8 * steps, d, q, nq, kind, qn, keys);
 }
 #endif
