@@ -217,7 +217,7 @@ static inline void rows_tile(const sm_gemm_kernels *kr, const gemm_args *g, int 
     }
 }
 
-#define A_STREAM_BYTES ((int64_t)2 << 20)
+#define A_STREAM_BYTES ((int64_t)2 << 20) /* a task's rows of A beyond this: gemm_rows prefetches the next panel */
 /* Rows i_begin .. i_end (all of them, or a multiple of mr) by columns j0 .. j0+nc of C, with
  * op(B) packed once per k-block into Bp (panels (kc, nr)) and op(A) read in place, or packed
  * into Ap (panels (kc, mr)) when it is A^T and the path packs it (pack_at), and always for a
