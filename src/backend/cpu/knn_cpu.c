@@ -22,6 +22,7 @@
 #include "core/core.h"
 
 #include "backend/cpu/gemm.h"
+#include "backend/cpu/knn_all.h"
 #include "backend/cpu/knn_few.h"
 #include "backend/cpu/simd.h"
 #include <math.h>
@@ -870,6 +871,37 @@ static void all_scan(const all_state *S, float *T, int64_t ld, int64_t i0, int64
     }
 }
 
+#if defined(SM_GEMM_X86)
+/* The tile of rows i0 .. i0 + mi against rows j0 .. j0 + mj of another block (not diagonal;
+ * mi >= SM_ALL_MR, mj >= SM_ALL_NR), as the products then all_scan compute it, fused
+ * (knn_all.h): panels of SM_ALL_NR columns (packed into Bp, (d, SM_ALL_NR); the last one moved
+ * back to end at mj, its columns already done masked) against all the rows, read in place; the
+ * keys at or below a threshold (read as the panel starts: they only decrease, so a stale one
+ * lets more through, never fewer) come back in hk / hw and are offered.  The same candidates
+ * pass the same (key, id) tests as in all_scan, in another order (the result does not depend on
+ * it: see above). */
+static void all_tile_fused(const all_state *S, const float *x, int d, float alpha, int kind, const float *xn,
+                           int64_t i0, int64_t mi, int64_t j0, int64_t mj, float *Bp, float *hk, uint32_t *hw,
+                           float *f, int32_t *e) {
+    for (int64_t i = 0; i < mi; i++) S->seen[i0 + i] += (int32_t)mj;
+    for (int64_t j = 0; j < mj; j++) S->seen[j0 + j] += (int32_t)mi;
+    const float *an = xn ? xn + i0 : S->thr, *tr = S->thr + i0; /* an unread for DOT */
+    for (int64_t done = 0; done < mj;) {
+        const int64_t jb = mj - done < SM_ALL_NR ? mj - SM_ALL_NR : done; /* panel columns jb .. jb + NR */
+        const uint32_t cvalid = (((uint32_t)1 << SM_ALL_NR) - 1u) & ~(((uint32_t)1 << (done - jb)) - 1u);
+        sm_all_pack_avx2(x + (j0 + jb) * d, d, Bp);
+        const int h = sm_all_panel_avx2(d, x + i0 * d, (int)mi, Bp, alpha, kind, an, xn ? xn + j0 + jb : S->thr,
+                                        tr, S->thr + j0 + jb, cvalid, hk, hw);
+        for (int q = 0; q < h; q++) {
+            const int64_t i = i0 + (hw[q] >> 5), j = j0 + jb + ((hw[q] >> 1) & 15u);
+            if (hw[q] & 1u) all_offer(S, j, hk[q], (int32_t)i, f, e); /* row i -> column j's query */
+            else all_offer(S, i, hk[q], (int32_t)j, f, e);            /* column j -> row i's query */
+        }
+        done = jb + SM_ALL_NR;
+    }
+}
+#endif
+
 /* Sort u[0..m) ((key << 32 | id) words) into increasing order: a stable LSD radix sort on the
  * key half only (3 passes of 11 bits, constant digits skipped), then each run of equal keys,
  * rare and short, put in id order by insertion; the same order as a sort of the whole words.
@@ -910,9 +942,10 @@ static inline float fkey_inv(uint32_t u) {
     return x;
 }
 
-#define ALL_THREAD_BYTES(cap) \
+#define ALL_THREAD_BYTES(cap, d) \
     (ALIGN_UP((size_t)ALL_B * ALL_B * sizeof(float)) + ALIGN_UP((size_t)(cap) * sizeof(float)) + \
-     ALIGN_UP((size_t)(cap) * sizeof(int32_t)) + ALIGN_UP((size_t)(cap) * 2 * sizeof(uint64_t)))
+     ALIGN_UP((size_t)(cap) * sizeof(int32_t)) + ALIGN_UP((size_t)(cap) * 2 * sizeof(uint64_t)) + \
+     ALIGN_UP((size_t)(d) * SM_ALL_NR * sizeof(float)) + 2 * ALIGN_UP((size_t)2 * ALL_B * SM_ALL_NR * 4))
 
 /* Ask Linux for 2 MiB pages under [p, p + bytes) (whole aligned 2 MiB pieces of it) where it
  * has not been touched yet: knn_all's appends land in n scattered buffers, one 4 KiB page each
@@ -940,7 +973,7 @@ size_t sm_k_knn_all_ws(int64_t n, int d, int k, int cap, int kind) {
     if (n <= 0 || cap <= 0) return 0;
     const int nt = all_threads(n, d);
     size_t norms = kind != SM_K_DIST_DOT ? ALIGN_UP((size_t)n * sizeof(float)) : 0;
-    return norms + 4 * ALIGN_UP((size_t)n * sizeof(float)) + ALIGN_UP((size_t)n) + (size_t)nt * ALL_THREAD_BYTES(cap);
+    return norms + 4 * ALIGN_UP((size_t)n * sizeof(float)) + ALIGN_UP((size_t)n) + (size_t)nt * ALL_THREAD_BYTES(cap, d);
 }
 
 sm_status sm_k_knn_all(int kind, const float *x, int64_t n, int d, int k, int cap, float *dist, int32_t *idx,
@@ -990,17 +1023,25 @@ sm_status sm_k_knn_all(int kind, const float *x, int64_t n, int d, int k, int ca
     int64_t warm = (ALL_WARM + 2 * ALL_B - 1) / (2 * ALL_B);
     if (warm > (m - 1) / 4) warm = (m - 1) / 4;
     if (n < 8 * (int64_t)k) warm = 0;
+    const float alpha = kind == SM_K_DIST_SQL2 ? -2.0f : -1.0f; /* products' factor (the keys' sign) */
+#if defined(SM_GEMM_X86)
+    const int fused = sm_gemm_active() != &sm_gemm_scalar; /* AVX2 (every AVX-512F CPU has it too) */
+#endif
 #pragma omp parallel num_threads(nt)
     {
         int tid = 0;
 #ifdef _OPENMP
         tid = omp_get_thread_num();
 #endif
-        char *mine = per + (size_t)tid * ALL_THREAD_BYTES(cap);
+        char *mine = per + (size_t)tid * ALL_THREAD_BYTES(cap, d);
         float *T = carve(&mine, (size_t)ALL_B * ALL_B * sizeof(float)); /* (B, B) tile */
         float *f = carve(&mine, (size_t)cap * sizeof(float));           /* (cap) */
         int32_t *e = carve(&mine, (size_t)cap * sizeof(int32_t));       /* (cap) */
         uint64_t *u = carve(&mine, (size_t)cap * 2 * sizeof(uint64_t)); /* (2 cap) */
+        float *Bp = carve(&mine, (size_t)d * SM_ALL_NR * sizeof(float));  /* (d, SM_ALL_NR) */
+        float *hk = carve(&mine, (size_t)2 * ALL_B * SM_ALL_NR * 4);      /* (2 B NR) fused hits' keys */
+        uint32_t *hw = carve(&mine, (size_t)2 * ALL_B * SM_ALL_NR * 4);   /* (2 B NR) and where */
+        (void)Bp; (void)hk; (void)hw;
         for (int64_t rk = 0; rk < m; rk++) { /* rounds 0 .. m - 2 of pairs, then the diagonal */
             const int64_t r = rk == m - 1 ? m - 1 : (rk * g) % (m - 1), np = r == m - 1 ? nb : m / 2;
             if (warm > 0 && rk == warm) { /* the end of the warm-up: threshold estimates */
@@ -1019,11 +1060,17 @@ sm_status sm_k_knn_all(int kind, const float *x, int64_t n, int d, int k, int ca
                 const int64_t mi = n - i0 < ALL_B ? n - i0 : ALL_B, mj = n - j0 < ALL_B ? n - j0 : ALL_B;
                 all_prefetch(&S, i0, mi);
                 if (J != I) all_prefetch(&S, j0, mj);
+#if defined(SM_GEMM_X86)
+                if (fused && I != J && mi >= SM_ALL_MR && mj >= SM_ALL_NR) {
+                    all_tile_fused(&S, x, d, alpha, kind, xn, i0, mi, j0, mj, Bp, hk, hw, f, e);
+                    continue;
+                }
+#endif
                 /* raw products alpha <x_i, x_j>; all_scan turns them into keys as it reads them */
                 for (int64_t s0 = 0; s0 < mj; s0 += ALL_SW) { /* strips of columns that stay in L2 */
                     const int64_t sw = mj - s0 < ALL_SW ? mj - s0 : ALL_SW;
-                    sm_k_dist_tile(SM_K_DIST_DOT, 0u, mi, sw, d, kind == SM_K_DIST_SQL2 ? -2.0f : -1.0f, x + i0 * d,
-                                   NULL, x + (j0 + s0) * d, NULL, T, sw);
+                    sm_k_dist_tile(SM_K_DIST_DOT, 0u, mi, sw, d, alpha, x + i0 * d, NULL, x + (j0 + s0) * d, NULL, T,
+                                   sw);
                     all_scan(&S, T, sw, i0, mi, j0 + s0, sw, I == J, kind, xn, f, e);
                 }
             }

@@ -1,0 +1,32 @@
+/* knn_all.h - the all-pairs pass (knn_all, knn_cpu.c) with the products, the keys and the
+ * threshold tests fused, a panel of SM_ALL_NR columns at a time: the AVX2 copy (knn_all_avx2.c,
+ * compiled with -mavx2 -mfma -ffp-contract=off for that file only and chosen at run time).  The
+ * portable route (a distance tile through sm_k_gemm, then a scan of it) gives the same keys:
+ *
+ *   p = alpha * (one fma chain over t = 0 .. d-1 of a[t] * b[t], from 0), as the GEMM paths;
+ *   key = kind 0 (SQL2) max((an + bn) + p, 0), kind 1 (DOT) p, kind 2 (COS) p * (an * bn);
+ *   a NaN key becomes +inf (sm_simd_keys of simd.h).
+ *
+ * A (6, 16) block of keys leaves the registers only where one of them may enter a query's
+ * buffer: key <= the threshold of its row's query or of its column's query. */
+#ifndef SM_BACKEND_KNN_ALL_H
+#define SM_BACKEND_KNN_ALL_H
+#include <stdint.h>
+
+#define SM_ALL_MR 6  /* rows of a block */
+#define SM_ALL_NR 16 /* columns of a panel */
+
+#if defined(__x86_64__)
+/* Bp (d, SM_ALL_NR) <- the rows x[0 .. SM_ALL_NR) (stride d) transposed: Bp[t][c] = x[c][t]. */
+void sm_all_pack_avx2(const float *x, int d, float *Bp);
+
+/* The keys of rows a[0 .. mi) (stride d; mi >= SM_ALL_MR) against the panel Bp, tested against
+ * tr[i] (the threshold of row i's query) and tc[c] (column c's query; lanes c outside cvalid are
+ * not tested).  an (mi) and bn (SM_ALL_NR): the norms of kind 0 / 2 (unread for kind 1).  Every
+ * key (i, c) <= tr[i] is written as hk[h] = key, hw[h] = i << 5 | c << 1 | 0, every key <= tc[c]
+ * as the same with | 1; returns the count h (at most 2 mi SM_ALL_NR, the room of hk and hw). */
+int sm_all_panel_avx2(int d, const float *a, int mi, const float *Bp, float alpha, int kind, const float *an,
+                      const float *bn, const float *tr, const float *tc, uint32_t cvalid, float *hk, uint32_t *hw);
+#endif
+
+#endif
