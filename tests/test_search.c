@@ -1,9 +1,11 @@
 /* test_search.c - sm_knn_search against a naive double-precision loop on random data for every
  * metric and every code path (top-1, heap, whole-row selection, plain loops for tiny inputs,
  * tiled sgemm, per-thread query blocks, sampled-threshold selection on long rows, a few queries
- * in one fused pass with the database checked through its scores), plus k > n, exclude_self, ties, n = 0 and invalid / non-finite
+ * in one fused pass with the database checked through its scores, top-1 against a small
+ * database in transposed tiles), plus k > n, exclude_self, ties, n = 0 and invalid / non-finite
  * input. */
 #include "core/core.h"
+#include "gallery/search.h"
 #include "simile.h"
 #include "testing.h"
 
@@ -305,6 +307,40 @@ static void test_long_rows(void) {
     free(idx);
 }
 
+/* Top-1 against a small database (knn_cpu.c's PATH_SMALL_DB: transposed tiles, k-means'
+ * assignments) gives the bits of the generic tiles: all queries in one call against the same
+ * queries 50 at a time (too few for that path, too many for the few-queries pass), every metric, with and without self exclusion;
+ * and the naive check.  The database is the first n queries, so that self exclusion bites. */
+static void test_small_db(void) {
+    const int64_t ns[] = {30, 100, 256}, nq = 1500, chunk = 50;
+    const int d = 64;
+    float *q = malloc(sizeof(float) * (size_t)(nq * d)); /* (nq, d) */
+    float *d1 = malloc(sizeof(float) * (size_t)nq), *d2 = malloc(sizeof(float) * (size_t)nq);
+    int64_t *i1 = malloc(sizeof(int64_t) * (size_t)nq), *i2 = malloc(sizeof(int64_t) * (size_t)nq);
+    fill_random(q, nq * d, 21);
+    for (int t = 0; t < d; t++) q[40 * d + t] = q[3 * d + t]; /* an exact tie: rows 3 and 40 */
+    for (size_t s = 0; s < sizeof ns / sizeof ns[0]; s++)
+        for (int m = 0; m < 3; m++)
+            for (int self = 0; self < 2; self++) {
+                const int64_t n = ns[s];
+                CHECK_OK(sm_knn_search_ex(q, n, q, nq, d, 1, (sm_metric)m, self ? 0 : -1, d1, i1));
+                for (int64_t c0 = 0; c0 < nq; c0 += chunk) {
+                    const int64_t mc = nq - c0 < chunk ? nq - c0 : chunk;
+                    CHECK_OK(sm_knn_search_ex(q, n, q + c0 * d, mc, d, 1, (sm_metric)m, self ? c0 : -1, d2 + c0,
+                                              i2 + c0));
+                }
+                CHECK_MSG(!memcmp(d1, d2, sizeof(float) * (size_t)nq) && !memcmp(i1, i2, sizeof(int64_t) * (size_t)nq),
+                          "small database n=%lld metric %d self %d: one call differs from calls of %lld queries",
+                          (long long)n, m, self, (long long)chunk);
+                CHECK(compare_naive(q, n, q, nq, d, 1, (sm_metric)m, self) == 0);
+            }
+    free(q);
+    free(d1);
+    free(d2);
+    free(i1);
+    free(i2);
+}
+
 int main(void) {
     test_hand();
     test_long_rows();
@@ -312,5 +348,6 @@ int main(void) {
     test_exclude_self();
     test_ties();
     test_random_all_paths();
+    test_small_db();
     TEST_MAIN_END();
 }

@@ -8,7 +8,8 @@
  *   a NaN key becomes +inf (sm_simd_keys of simd.h).
  *
  * A (6, 16) block of keys leaves the registers only where one of them may enter a query's
- * buffer: key <= the threshold of its row's query or of its column's query. */
+ * buffer: key <= the threshold of its row's query or of its column's query.  The top-1 panel
+ * below keeps a running minimum per column in registers instead. */
 #ifndef SM_BACKEND_KNN_ALL_H
 #define SM_BACKEND_KNN_ALL_H
 #include <stdint.h>
@@ -27,6 +28,14 @@ void sm_all_pack_avx2(const float *x, int d, float *Bp);
  * as the same with | 1; returns the count h (at most 2 mi SM_ALL_NR, the room of hk and hw). */
 int sm_all_panel_avx2(int d, const float *a, int mi, const float *Bp, float alpha, int kind, const float *an,
                       const float *bn, const float *tr, const float *tc, uint32_t cvalid, float *hk, uint32_t *hw);
+
+/* Top-1 against a small database (knn_cpu.c's PATH_SMALL_DB), the same products and keys with
+ * the roles turned: the database rows db[0 .. n) (stride d; n >= SM_ALL_MR, norms dn) against 16
+ * queries (the panel Bp, norms qn).  For each query lane c, the rows in increasing order update
+ * (bk[c], bi[c]) where bi[c] < 0 or key < bk[c] (ties to the lower row; a NaN key is +inf),
+ * except row skip + c (the query's own row; pass a skip far out of range for none). */
+void sm_top1_panel_avx2(int d, const float *db, int n, const float *Bp, float alpha, int kind, const float *dn,
+                        const float *qn, int64_t skip, float *bk, int32_t *bi);
 #endif
 
 #endif

@@ -123,4 +123,76 @@ void sm_all_pack_avx2(const float *x, int d, float *Bp) {
     for (; t < d; t++)
         for (int c = 0; c < SM_ALL_NR; c++) Bp[t * SM_ALL_NR + c] = x[(int64_t)c * d + t];
 }
+
+/* ---- top-1 against a small database (knn_all.h, sm_top1_panel_avx2) ---- */
+static inline __attribute__((always_inline)) void top1_panel(int d, const float *db, int n, const float *Bp,
+                                                             float alpha, int kind, const float *dn, const float *qn,
+                                                             int64_t skip, float *bk, int32_t *bi) {
+    const __m256 al = _mm256_set1_ps(alpha), zero = _mm256_setzero_ps();
+    const __m256 qn0 = kind != 1 ? _mm256_loadu_ps(qn) : zero, qn1 = kind != 1 ? _mm256_loadu_ps(qn + 8) : zero;
+    const __m256i lane0 = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), lane1 = _mm256_setr_epi32(8, 9, 10, 11, 12, 13, 14, 15);
+    __m256 k0 = _mm256_loadu_ps(bk), k1 = _mm256_loadu_ps(bk + 8);
+    __m256 i0v = _mm256_castsi256_ps(_mm256_loadu_si256((const __m256i *)bi));
+    __m256 i1v = _mm256_castsi256_ps(_mm256_loadu_si256((const __m256i *)(bi + 8)));
+    for (int done = 0; done < n;) {
+        /* rows r0 .. r0 + 6; the last block moves up to end at n (its rows before `done` come
+         * again: their keys are not below the minimum they already entered, so nothing changes) */
+        const int r0 = n - done < SM_ALL_MR ? n - SM_ALL_MR : done;
+        const float *a0 = db + (int64_t)r0 * d, *a1 = a0 + d, *a2 = a1 + d, *a3 = a2 + d, *a4 = a3 + d, *a5 = a4 + d;
+        __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+        __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+        for (int t = 0; t < d; t++) {
+            const __m256 b0 = _mm256_loadu_ps(Bp + t * SM_ALL_NR), b1 = _mm256_loadu_ps(Bp + t * SM_ALL_NR + 8);
+            __m256 av;
+            av = _mm256_broadcast_ss(a0 + t); c00 = _mm256_fmadd_ps(av, b0, c00); c01 = _mm256_fmadd_ps(av, b1, c01);
+            av = _mm256_broadcast_ss(a1 + t); c10 = _mm256_fmadd_ps(av, b0, c10); c11 = _mm256_fmadd_ps(av, b1, c11);
+            av = _mm256_broadcast_ss(a2 + t); c20 = _mm256_fmadd_ps(av, b0, c20); c21 = _mm256_fmadd_ps(av, b1, c21);
+            av = _mm256_broadcast_ss(a3 + t); c30 = _mm256_fmadd_ps(av, b0, c30); c31 = _mm256_fmadd_ps(av, b1, c31);
+            av = _mm256_broadcast_ss(a4 + t); c40 = _mm256_fmadd_ps(av, b0, c40); c41 = _mm256_fmadd_ps(av, b1, c41);
+            av = _mm256_broadcast_ss(a5 + t); c50 = _mm256_fmadd_ps(av, b0, c50); c51 = _mm256_fmadd_ps(av, b1, c51);
+        }
+        /* rows in increasing order: take the key where the lane has none yet or it is strictly
+         * smaller (ties to the lower row), except lane r - skip (the query's own row) */
+#define SM_TOP1_ROW(r, lo, hi)                                                                                    \
+    do {                                                                                                         \
+        const int64_t rr64 = (int64_t)(r0 + r) - skip;                                                           \
+        const __m256i rr = _mm256_set1_epi32(rr64 >= 0 && rr64 < SM_ALL_NR ? (int)rr64 : -1);                    \
+        const __m256 anr = kind != 1 ? _mm256_set1_ps(dn[r0 + r]) : zero;                                        \
+        const __m256 id = _mm256_castsi256_ps(_mm256_set1_epi32(r0 + r));                                        \
+        lo = key8(kind, _mm256_mul_ps(al, lo), anr, qn0);                                                        \
+        hi = key8(kind, _mm256_mul_ps(al, hi), anr, qn1);                                                        \
+        __m256 t0 = _mm256_or_ps(_mm256_cmp_ps(lo, k0, _CMP_LT_OQ),                                               \
+                                 _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_setzero_si256(),                  \
+                                                                        _mm256_castps_si256(i0v))));             \
+        __m256 t1 = _mm256_or_ps(_mm256_cmp_ps(hi, k1, _CMP_LT_OQ),                                               \
+                                 _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_setzero_si256(),                  \
+                                                                        _mm256_castps_si256(i1v))));             \
+        t0 = _mm256_andnot_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(lane0, rr)), t0);                           \
+        t1 = _mm256_andnot_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(lane1, rr)), t1);                           \
+        k0 = _mm256_blendv_ps(k0, lo, t0);                                                                       \
+        k1 = _mm256_blendv_ps(k1, hi, t1);                                                                       \
+        i0v = _mm256_blendv_ps(i0v, id, t0);                                                                     \
+        i1v = _mm256_blendv_ps(i1v, id, t1);                                                                     \
+    } while (0)
+        SM_TOP1_ROW(0, c00, c01);
+        SM_TOP1_ROW(1, c10, c11);
+        SM_TOP1_ROW(2, c20, c21);
+        SM_TOP1_ROW(3, c30, c31);
+        SM_TOP1_ROW(4, c40, c41);
+        SM_TOP1_ROW(5, c50, c51);
+#undef SM_TOP1_ROW
+        done = r0 + SM_ALL_MR;
+    }
+    _mm256_storeu_ps(bk, k0);
+    _mm256_storeu_ps(bk + 8, k1);
+    _mm256_storeu_si256((__m256i *)bi, _mm256_castps_si256(i0v));
+    _mm256_storeu_si256((__m256i *)(bi + 8), _mm256_castps_si256(i1v));
+}
+
+void sm_top1_panel_avx2(int d, const float *db, int n, const float *Bp, float alpha, int kind, const float *dn,
+                        const float *qn, int64_t skip, float *bk, int32_t *bi) {
+    if (kind == 0) top1_panel(d, db, n, Bp, alpha, 0, dn, qn, skip, bk, bi);
+    else if (kind == 1) top1_panel(d, db, n, Bp, alpha, 1, dn, qn, skip, bk, bi);
+    else top1_panel(d, db, n, Bp, alpha, 2, dn, qn, skip, bk, bi);
+}
 #endif

@@ -52,6 +52,9 @@ enum { MODE_TOP1, MODE_HEAP, MODE_SELECT };
 #define BLOCK_DB 1024                  /* many queries: database rows per thread tile     */
 #define FEW_MIN_WORK ((int64_t)1 << 16) /* n * d from which a few queries take the fused pass */
 #define SAMPLE 4096                    /* keys sampled per row for the selection threshold */
+#define SMALL_DB_MAX 256               /* top-1 against at most this many database rows: the
+                                        * transposed tiles of PATH_SMALL_DB */
+#define SMALL_DB_FLOATS 49152          /* PATH_SMALL_DB: a thread's tile (192 KiB, in L2)  */
 
 /* 1 if candidate (ka, ia) is strictly worse than (kb, ib); an empty slot (index < 0) is worse
  * than any candidate. */
@@ -419,12 +422,13 @@ static void finish_results(float *dist, int64_t *idx, int64_t nq, int k, int hea
 
 
 /* ---- the plan: which path a search takes and the workspace it needs ------------------------ */
-enum { PATH_EMPTY, PATH_FEW, PATH_BLOCKS, PATH_SELECT_PAR, PATH_GENERIC };
+enum { PATH_EMPTY, PATH_FEW, PATH_SMALL_DB, PATH_BLOCKS, PATH_SELECT_PAR, PATH_GENERIC };
 typedef struct knn_plan {
     int path, mode, tiny, lazy, nthreads, nt_few;
     int64_t bq, bd;  /* generic tiles: query rows x database rows */
     int64_t bdt;     /* blocks: database rows a thread tile */
-    int64_t bqt;     /* parallel selection: query rows a thread block */
+    int64_t bqt;     /* parallel selection, small database: query rows a thread block */
+    int64_t tile;    /* small database: floats of a thread's tile */
     size_t bytes;    /* workspace */
 } knn_plan;
 
@@ -473,6 +477,14 @@ static void knn_make_plan(int64_t n, int64_t nq, int d, int k, sm_metric metric,
         size_t hk = (size_t)P->nt_few * (size_t)(nq * k);
         size_t few = ALIGN_UP(hk * sizeof(float)) + ALIGN_UP(hk * sizeof(int64_t)) + ALIGN_UP((size_t)nq * sizeof(float));
         P->bytes = few > generic ? few : generic;
+    } else if (mode == MODE_TOP1 && !tiny && n <= SMALL_DB_MAX && nq >= 64) {
+        P->path = PATH_SMALL_DB;
+        int64_t bqt = (SMALL_DB_FLOATS / n) & ~(int64_t)15;
+        if (bqt > nq) bqt = nq;
+        P->bqt = bqt;
+        P->tile = n * bqt > (int64_t)d * 16 ? n * bqt : (int64_t)d * 16; /* or the fused panel (d, 16) */
+        P->bytes = ALIGN_UP((size_t)nthreads * (size_t)P->tile * sizeof(float)) +
+                   2 * ALIGN_UP((size_t)nthreads * (size_t)bqt * sizeof(float)) + norms;
     } else if (mode != MODE_SELECT && !tiny && nq >= 2 * BLOCK_Q) {
         P->path = PATH_BLOCKS;
         P->bdt = n < BLOCK_DB ? n : BLOCK_DB;
@@ -537,6 +549,81 @@ sm_status sm_k_knn(int kind, const float *db, int64_t n, const float *q, int64_t
     const int lazy = P.lazy;
     if (n > 0 && !lazy && !sm_all_finite(db, n * (int64_t)d))
         return sm_fail(SM_ERR_NUMERIC, "knn search: NaN or Inf in the database");
+
+    /* ---- top-1 against a small database (k-means' assignments, prototypes): the tiles of
+     * PATH_BLOCKS transposed, (n, bqt) = the database's rows against a block of queries, so that
+     * the few database rows fill the products' rows and the many queries their columns (a
+     * 100-row database wastes 4 of 100 rows instead of 12 of 112 columns, and no tile is narrow).
+     * The keys have the same bits as PATH_BLOCKS's: each is one fma chain over the same pairs in
+     * the same order (gemm.h), and the two norms are added with a commutative +.  Then a running
+     * minimum down each column, rows in increasing order, with scan_top1's rules (the first
+     * candidate always, then strictly smaller keys: ties to the lower index; a NaN key is +inf;
+     * query i skips row self_offset + i), so the results are scan_top1's. ---- */
+    if (P.path == PATH_SMALL_DB) {
+        const int64_t bqt = P.bqt, nb = (nq + bqt - 1) / bqt;
+        char *cur = base;
+        float *Tt = carve(&cur, (size_t)nthreads * (size_t)P.tile * sizeof(float)); /* (nt, n, bqt) */
+        float *bkt = carve(&cur, (size_t)nthreads * (size_t)bqt * sizeof(float));      /* (nt, bqt) */
+        int32_t *bit = carve(&cur, (size_t)nthreads * (size_t)bqt * sizeof(int32_t));  /* (nt, bqt) */
+        float *qn = NULL, *dn = NULL;
+        if (metric != SM_METRIC_IP) {
+            qn = carve(&cur, (size_t)nq * sizeof(float));
+            dn = carve(&cur, (size_t)n * sizeof(float));
+            sm_k_row_norms(q, nq, d, metric == SM_METRIC_COSINE, qn);
+            sm_k_row_norms(db, n, d, metric == SM_METRIC_COSINE, dn);
+        }
+        const unsigned flags = metric == SM_METRIC_L2 ? SM_K_DIST_NAN_INF : 0u;
+#if defined(SM_GEMM_X86)
+        /* the fused panel (knn_all.h) on AVX2, the same keys as the tile below (its alpha and
+         * kind are sm_k_dist_tile's: -2 for squared L2, -1 otherwise) */
+        const int fused = sm_gemm_active() != &sm_gemm_scalar && n >= SM_ALL_MR;
+        const int kind = tile_kind(metric);
+        const float alpha = metric == SM_METRIC_L2 ? -2.0f : -1.0f;
+#endif
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)
+        for (int64_t b = 0; b < nb; b++) {
+            int tid = 0;
+#ifdef _OPENMP
+            tid = omp_get_thread_num();
+#endif
+            float *T = Tt + (int64_t)tid * P.tile, *bk = bkt + (int64_t)tid * bqt;
+            int32_t *bi = bit + (int64_t)tid * bqt;
+            const int64_t q0 = b * bqt, mq = nq - q0 < bqt ? nq - q0 : bqt;
+            /* lane j's query skips row c when c == self_offset + q0 + j, i.e. j == c - s0 */
+            const int64_t s0 = self_offset >= 0 ? self_offset + q0 : INT64_MIN / 2;
+#if defined(SM_GEMM_X86)
+            if (fused && mq >= SM_ALL_NR) { /* in registers, 16 queries at a time (the last 16 end at mq) */
+                float *Bp = T; /* (d, 16) */
+                for (int64_t j = 0; j < mq; j++) { bk[j] = INFINITY; bi[j] = -1; }
+                for (int64_t done = 0; done < mq;) {
+                    const int64_t jb = mq - done < SM_ALL_NR ? mq - SM_ALL_NR : done;
+                    sm_all_pack_avx2(q + (q0 + jb) * (int64_t)d, d, Bp);
+                    sm_top1_panel_avx2(d, db, (int)n, Bp, alpha, kind, dn, qn ? qn + q0 + jb : dn, s0 + jb, bk + jb,
+                                       bi + jb);
+                    done = jb + SM_ALL_NR;
+                }
+                for (int64_t j = 0; j < mq; j++) { dist[q0 + j] = bk[j]; idx[q0 + j] = bi[j]; }
+                continue;
+            }
+#endif
+            sm_k_dist_tile(tile_kind(metric), flags, n, mq, d, -1.0f, db, dn, q + q0 * (int64_t)d,
+                           qn ? qn + q0 : NULL, T, mq);
+            for (int64_t j = 0; j < mq; j++) { bk[j] = INFINITY; bi[j] = -1; }
+            for (int64_t c = 0; c < n; c++) {
+                const float *row = T + c * mq;
+                const int64_t skip = c - s0;
+                for (int64_t j = 0; j < mq; j++) {
+                    const float v = row[j];
+                    const int take = (bi[j] < 0 || v < bk[j]) && j != skip;
+                    bk[j] = take ? (v != v ? INFINITY : v) : bk[j];
+                    bi[j] = take ? (int32_t)c : bi[j];
+                }
+            }
+            for (int64_t j = 0; j < mq; j++) { dist[q0 + j] = bk[j]; idx[q0 + j] = bi[j]; }
+        }
+        finish_results(dist, idx, nq, 1, 0, metric);
+        return SM_OK;
+    }
 
     /* ---- many queries, top-1 / heaps: each thread takes whole query blocks (dynamic schedule)
      * and runs its own single-threaded sgemm on tiles that stay in cache, then scans them; no
