@@ -142,7 +142,7 @@ static sm_status kmeans(const float *x, int64_t n, int d, int64_t k, int32_t *as
     int64_t *ai = sm_alloc((size_t)n, sizeof(int64_t));     /* (n) search indices */
     float *xn2 = sm_alloc((size_t)n, sizeof(float));        /* (n) squared norms */
     float *P = sm_alloc((size_t)KMEANS_MAX_TRIALS * (size_t)d, sizeof(float)); /* (trials, d) */
-    float *Dc = sm_alloc((size_t)n * KMEANS_MAX_TRIALS, sizeof(float)); /* (n, trials) */
+    float *Dc = sm_alloc((size_t)n * KMEANS_MAX_TRIALS, sizeof(float)); /* (trials, n) */
     sm_status st = SM_OK;
     if (!C || !S || !cnt || !D2 || !dd || !ai || !xn2 || !P || !Dc) {
         st = SM_ERR_NOMEM;
@@ -159,7 +159,11 @@ static sm_status kmeans(const float *x, int64_t n, int d, int64_t k, int32_t *as
     /* greedy k-means++ (as scikit-learn): draw 2 + ln k candidates, keep the one that lowers
      * the potential sum D2 the most.  The candidates' squared distances to every point come from
      * one distance tile, |x|^2 + |c|^2 - 2<x, c> clamped at 0 (sums in fixed order:
-     * deterministic; a NaN from overflowing inputs is +inf, so it never lowers the potential). */
+     * deterministic; a NaN from overflowing inputs is +inf, so it never lowers the potential).
+     * The tile is (trials, n), the few candidates as its rows: the products' kernel then runs
+     * full-width over the points (as (n, trials) every tile of it was a narrow edge), and the
+     * values are the same (each product is one fma chain over the same pairs, the norms added
+     * with a commutative +). */
     sm_be_row_norms(sm_backend_default(), x, n, d, 0, xn2);
     int trials = 2 + (int)log((double)k);
     if (trials > KMEANS_MAX_TRIALS) trials = KMEANS_MAX_TRIALS;
@@ -182,14 +186,15 @@ static sm_status kmeans(const float *x, int64_t n, int d, int64_t k, int32_t *as
             memcpy(P + (int64_t)tr * d, x + pick[tr] * d, (size_t)d * sizeof(float));
             pn[tr] = xn2[pick[tr]];
         }
-        sm_be_dist_tile(sm_backend_default(), SM_K_DIST_SQL2, SM_K_DIST_NAN_INF, n, trials, d, 0.0f, x, xn2, P, pn, Dc, trials);
+        sm_be_dist_tile(sm_backend_default(), SM_K_DIST_SQL2, SM_K_DIST_NAN_INF, trials, n, d, 0.0f, P, pn, x, xn2, Dc, n);
         /* each trial's potential is one sum over i in order (a thread per trial, the same bits) */
         double pots[KMEANS_MAX_TRIALS];
 #pragma omp parallel for schedule(static) if (n > PAR_WORK / 64)
         for (int tr = 0; tr < trials; tr++) {
             double pot = 0;
+            const float *dc = Dc + (int64_t)tr * n;
             for (int64_t i = 0; i < n; i++) {
-                double dv = Dc[i * trials + tr];
+                double dv = dc[i];
                 pot += dv < D2[i] ? dv : D2[i];
             }
             pots[tr] = pot;
@@ -198,9 +203,10 @@ static sm_status kmeans(const float *x, int64_t n, int d, int64_t k, int32_t *as
         for (int tr = 1; tr < trials; tr++)
             if (pots[tr] < pots[best]) best = tr;
         memcpy(C + c * d, x + pick[best] * d, (size_t)d * sizeof(float));
+        const float *dc = Dc + (int64_t)best * n;
 #pragma omp parallel for schedule(static) if (n > PAR_WORK / 64)
         for (int64_t i = 0; i < n; i++) {
-            double dv = Dc[i * trials + best];
+            double dv = dc[i];
             if (dv < D2[i]) D2[i] = dv;
         }
     }
