@@ -967,17 +967,22 @@ static void all_scan(const all_state *S, float *T, int64_t ld, int64_t i0, int64
  * lets more through, never fewer) come back in hk / hw and are offered.  The same candidates
  * pass the same (key, id) tests as in all_scan, in another order (the result does not depend on
  * it: see above). */
-static void all_tile_fused(const all_state *S, const float *x, int d, float alpha, int kind, const float *xn,
-                           int64_t i0, int64_t mi, int64_t j0, int64_t mj, float *Bp, float *hk, uint32_t *hw,
-                           float *f, int32_t *e) {
+static void all_tile_fused(const all_state *S, const float *x, const float *Xp, int d, float alpha, int kind,
+                           const float *xn, int64_t i0, int64_t mi, int64_t j0, int64_t mj, float *Bp, float *hk,
+                           uint32_t *hw, float *f, int32_t *e) {
     for (int64_t i = 0; i < mi; i++) S->seen[i0 + i] += (int32_t)mj;
     for (int64_t j = 0; j < mj; j++) S->seen[j0 + j] += (int32_t)mi;
     const float *an = xn ? xn + i0 : S->thr, *tr = S->thr + i0; /* an unread for DOT */
     for (int64_t done = 0; done < mj;) {
         const int64_t jb = mj - done < SM_ALL_NR ? mj - SM_ALL_NR : done; /* panel columns jb .. jb + NR */
         const uint32_t cvalid = (((uint32_t)1 << SM_ALL_NR) - 1u) & ~(((uint32_t)1 << (done - jb)) - 1u);
-        sm_all_pack_avx2(x + (j0 + jb) * d, d, Bp);
-        const int h = sm_all_panel_avx2(d, x + i0 * d, (int)mi, Bp, alpha, kind, an, xn ? xn + j0 + jb : S->thr,
+        const int64_t g = j0 + jb; /* the panel's first row */
+        const float *bp = Xp + g * d; /* packed once (sm_k_knn_all), unless it starts off the grid */
+        if (g % SM_ALL_NR) {
+            sm_all_pack_avx2(x + g * d, d, Bp);
+            bp = Bp;
+        }
+        const int h = sm_all_panel_avx2(d, x + i0 * d, (int)mi, bp, alpha, kind, an, xn ? xn + j0 + jb : S->thr,
                                         tr, S->thr + j0 + jb, cvalid, hk, hw);
         for (int q = 0; q < h; q++) {
             const int64_t i = i0 + (hw[q] >> 5), j = j0 + jb + ((hw[q] >> 1) & 15u);
@@ -1033,6 +1038,14 @@ static inline float fkey_inv(uint32_t u) {
     (ALIGN_UP((size_t)ALL_B * ALL_B * sizeof(float)) + ALIGN_UP((size_t)(cap) * sizeof(float)) + \
      ALIGN_UP((size_t)(cap) * sizeof(int32_t)) + ALIGN_UP((size_t)(cap) * 2 * sizeof(uint64_t)) + \
      ALIGN_UP((size_t)(d) * SM_ALL_NR * sizeof(float)) + 2 * ALIGN_UP((size_t)2 * ALL_B * SM_ALL_NR * 4))
+/* the fused pass's copy of x in panels of SM_ALL_NR rows (knn_all.h), packed once instead of per
+ * tile (about 4% of the evaluation's time at n = 100,000); reserved on x86 builds, whatever the
+ * path in use */
+#if defined(SM_GEMM_X86)
+#define ALL_PACKED_BYTES(n, d) ALIGN_UP((size_t)((n) / SM_ALL_NR) * SM_ALL_NR * (size_t)(d) * sizeof(float))
+#else
+#define ALL_PACKED_BYTES(n, d) ((size_t)0)
+#endif
 
 /* Ask Linux for 2 MiB pages under [p, p + bytes) (whole aligned 2 MiB pieces of it) where it
  * has not been touched yet: knn_all's appends land in n scattered buffers, one 4 KiB page each
@@ -1060,7 +1073,8 @@ size_t sm_k_knn_all_ws(int64_t n, int d, int k, int cap, int kind) {
     if (n <= 0 || cap <= 0) return 0;
     const int nt = all_threads(n, d);
     size_t norms = kind != SM_K_DIST_DOT ? ALIGN_UP((size_t)n * sizeof(float)) : 0;
-    return norms + 4 * ALIGN_UP((size_t)n * sizeof(float)) + ALIGN_UP((size_t)n) + (size_t)nt * ALL_THREAD_BYTES(cap, d);
+    return norms + 4 * ALIGN_UP((size_t)n * sizeof(float)) + ALIGN_UP((size_t)n) + ALL_PACKED_BYTES(n, d) +
+           (size_t)nt * ALL_THREAD_BYTES(cap, d);
 }
 
 sm_status sm_k_knn_all(int kind, const float *x, int64_t n, int d, int k, int cap, float *dist, int32_t *idx,
@@ -1084,6 +1098,8 @@ sm_status sm_k_knn_all(int kind, const float *x, int64_t n, int d, int k, int ca
     S.thr_id = carve(&cur, (size_t)n * sizeof(int32_t));
     S.seen = carve(&cur, (size_t)n * sizeof(int32_t));
     S.est = carve(&cur, (size_t)n);
+    float *Xp = carve(&cur, ALL_PACKED_BYTES(n, d)); /* (n / NR, d, NR) every whole panel, packed once */
+    (void)Xp;
     char *per = cur; /* nt x (tile, f, e, u) */
     S.keys = dist;
     S.ids = idx;
@@ -1129,6 +1145,13 @@ sm_status sm_k_knn_all(int kind, const float *x, int64_t n, int d, int k, int ca
         float *hk = carve(&mine, (size_t)2 * ALL_B * SM_ALL_NR * 4);      /* (2 B NR) fused hits' keys */
         uint32_t *hw = carve(&mine, (size_t)2 * ALL_B * SM_ALL_NR * 4);   /* (2 B NR) and where */
         (void)Bp; (void)hk; (void)hw;
+#if defined(SM_GEMM_X86)
+        if (fused) { /* every whole panel of SM_ALL_NR rows, once (the tiles read them) */
+#pragma omp for schedule(static)
+            for (int64_t p = 0; p < n / SM_ALL_NR; p++)
+                sm_all_pack_avx2(x + p * SM_ALL_NR * (int64_t)d, d, Xp + p * SM_ALL_NR * (int64_t)d);
+        }
+#endif
         for (int64_t rk = 0; rk < m; rk++) { /* rounds 0 .. m - 2 of pairs, then the diagonal */
             const int64_t r = rk == m - 1 ? m - 1 : (rk * g) % (m - 1), np = r == m - 1 ? nb : m / 2;
             if (warm > 0 && rk == warm) { /* the end of the warm-up: threshold estimates */
@@ -1149,7 +1172,7 @@ sm_status sm_k_knn_all(int kind, const float *x, int64_t n, int d, int k, int ca
                 if (J != I) all_prefetch(&S, j0, mj);
 #if defined(SM_GEMM_X86)
                 if (fused && I != J && mi >= SM_ALL_MR && mj >= SM_ALL_NR) {
-                    all_tile_fused(&S, x, d, alpha, kind, xn, i0, mi, j0, mj, Bp, hk, hw, f, e);
+                    all_tile_fused(&S, x, Xp, d, alpha, kind, xn, i0, mi, j0, mj, Bp, hk, hw, f, e);
                     continue;
                 }
 #endif
