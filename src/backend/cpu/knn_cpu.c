@@ -787,6 +787,7 @@ sm_status sm_k_knn(int kind, const float *db, int64_t n, const float *q, int64_t
 #define ALL_REEST 64 /* the last estimate after this many warm-up lengths: re-estimating after 2, 4, ..., 64
                      * warm-ups cut the offers from 284 to 181 million and the compactions from 186,000
                      * to 3,200 at n = 100,000, k = 1,100 (Zen 3, 2026-12-03) */
+#define ALL_RB 24 /* queries recomputed together when their estimate was too low (one tile of products) */
 #define ALL_ROOM 16   /* free slots every buffer keeps (a vector of appends; cap > k + ALL_ROOM) */
 #define ALL_WARM 1024 /* candidates a query sees before its threshold is estimated (a larger sample
                        * estimates closer but inserts all it sees: 1,024 inserts the fewest at
@@ -1043,7 +1044,8 @@ static inline float fkey_inv(uint32_t u) {
 #define ALL_THREAD_BYTES(cap, d) \
     (ALIGN_UP((size_t)ALL_B * ALL_B * sizeof(float)) + ALIGN_UP((size_t)(cap) * sizeof(float)) + \
      ALIGN_UP((size_t)(cap) * sizeof(int32_t)) + ALIGN_UP((size_t)(cap) * 2 * sizeof(uint64_t)) + \
-     ALIGN_UP((size_t)(d) * SM_ALL_NR * sizeof(float)) + 2 * ALIGN_UP((size_t)2 * ALL_B * SM_ALL_NR * 4))
+     ALIGN_UP((size_t)(d) * SM_ALL_NR * sizeof(float)) + 2 * ALIGN_UP((size_t)2 * ALL_B * SM_ALL_NR * 4) + \
+     ALIGN_UP((size_t)ALL_RB * (d) * sizeof(float)) + ALIGN_UP((size_t)ALL_RB * sizeof(float)))
 /* the fused pass's copy of x in panels of SM_ALL_NR rows (knn_all.h), packed once instead of per
  * tile (about 4% of the evaluation's time at n = 100,000); reserved on x86 builds, whatever the
  * path in use */
@@ -1079,7 +1081,7 @@ size_t sm_k_knn_all_ws(int64_t n, int d, int k, int cap, int kind) {
     if (n <= 0 || cap <= 0) return 0;
     const int nt = all_threads(n, d);
     size_t norms = kind != SM_K_DIST_DOT ? ALIGN_UP((size_t)n * sizeof(float)) : 0;
-    return norms + 4 * ALIGN_UP((size_t)n * sizeof(float)) + ALIGN_UP((size_t)n) + ALL_PACKED_BYTES(n, d) +
+    return norms + 5 * ALIGN_UP((size_t)n * sizeof(float)) + ALIGN_UP((size_t)n) + ALL_PACKED_BYTES(n, d) +
            (size_t)nt * ALL_THREAD_BYTES(cap, d);
 }
 
@@ -1106,6 +1108,8 @@ sm_status sm_k_knn_all(int kind, const float *x, int64_t n, int d, int k, int ca
     S.est = carve(&cur, (size_t)n);
     float *Xp = carve(&cur, ALL_PACKED_BYTES(n, d)); /* (n / NR, d, NR) every whole panel, packed once */
     (void)Xp;
+    int32_t *redo = carve(&cur, (size_t)n * sizeof(int32_t)); /* (n) the queries to recompute */
+    int64_t nredo = 0;
     char *per = cur; /* nt x (tile, f, e, u) */
     S.keys = dist;
     S.ids = idx;
@@ -1150,6 +1154,8 @@ sm_status sm_k_knn_all(int kind, const float *x, int64_t n, int d, int k, int ca
         float *Bp = carve(&mine, (size_t)d * SM_ALL_NR * sizeof(float));  /* (d, SM_ALL_NR) */
         float *hk = carve(&mine, (size_t)2 * ALL_B * SM_ALL_NR * 4);      /* (2 B NR) fused hits' keys */
         uint32_t *hw = carve(&mine, (size_t)2 * ALL_B * SM_ALL_NR * 4);   /* (2 B NR) and where */
+        float *Qr = carve(&mine, (size_t)ALL_RB * d * sizeof(float)); /* (RB, d) rows to recompute */
+        float *Qn = carve(&mine, (size_t)ALL_RB * sizeof(float));     /* (RB) their norms */
         (void)Bp; (void)hk; (void)hw;
 #if defined(SM_GEMM_X86)
         if (fused) { /* every whole panel of SM_ALL_NR rows, once (the tiles read them) */
@@ -1193,20 +1199,36 @@ sm_status sm_k_knn_all(int kind, const float *x, int64_t n, int d, int k, int ca
                 }
             }
         }
+        /* the queries whose estimate was too low (fewer than k kept at or below it): every
+         * candidate again, ALL_RB of them at a time in one tile of products (their rows gathered;
+         * the keys are the tiles' bits, one fma chain per product) */
+#pragma omp single
+        for (int64_t q = 0; q < n; q++)
+            if (S.est[q] && S.cnt[q] < k) redo[nredo++] = (int32_t)q;
+#pragma omp for schedule(dynamic, 1)
+        for (int64_t g0 = 0; g0 < nredo; g0 += ALL_RB) {
+            const int64_t rb = nredo - g0 < ALL_RB ? nredo - g0 : ALL_RB, bj = ALL_B * ALL_B / rb;
+            for (int64_t r = 0; r < rb; r++) {
+                const int64_t q = redo[g0 + r];
+                memcpy(Qr + r * d, x + q * d, (size_t)d * sizeof(float));
+                if (xn) Qn[r] = xn[q];
+                S.cnt[q] = 0; S.thr[q] = INFINITY; S.thr_id[q] = INT32_MAX; S.est[q] = 0;
+            }
+            for (int64_t j0 = 0; j0 < n; j0 += bj) {
+                const int64_t mj = n - j0 < bj ? n - j0 : bj;
+                sm_k_dist_tile(kind, SM_K_DIST_NAN_INF, rb, mj, d, -1.0f, Qr, xn ? Qn : NULL, x + j0 * d,
+                               xn ? xn + j0 : NULL, T, mj);
+                for (int64_t r = 0; r < rb; r++) {
+                    const int64_t q = redo[g0 + r];
+                    for (int64_t j = 0; j < mj; j++)
+                        if (j0 + j != q) all_offer(&S, q, T[r * mj + j], (int32_t)(j0 + j), f, e);
+                }
+            }
+        }
         /* each query's best k, ordered by (key, id), keys to output values */
         const float empty_val = kind == SM_K_DIST_SQL2 ? INFINITY : -INFINITY;
 #pragma omp for schedule(static)
         for (int64_t q = 0; q < n; q++) {
-            if (S.est[q] && S.cnt[q] < k) { /* the estimate was too low: every candidate again */
-                S.cnt[q] = 0; S.thr[q] = INFINITY; S.thr_id[q] = INT32_MAX; S.est[q] = 0;
-                for (int64_t j0 = 0; j0 < n; j0 += ALL_B * ALL_B) {
-                    const int64_t mj = n - j0 < ALL_B * ALL_B ? n - j0 : ALL_B * ALL_B;
-                    sm_k_dist_tile(kind, SM_K_DIST_NAN_INF, 1, mj, d, -1.0f, x + q * d, xn ? xn + q : NULL,
-                                   x + j0 * d, xn ? xn + j0 : NULL, T, mj);
-                    for (int64_t j = 0; j < mj; j++)
-                        if (j0 + j != q) all_offer(&S, q, T[j], (int32_t)(j0 + j), f, e);
-                }
-            }
             /* the whole buffer sorted by (key, id) and its first k kept: the k best, as a
              * compaction to k and a sort of those would give, for about half the passes */
             const int64_t m = S.cnt[q], c = m < k ? m : k;
