@@ -144,6 +144,8 @@ static sm_status kmeans(const float *x, int64_t n, int d, int64_t k, int32_t *as
     float *P = sm_alloc((size_t)KMEANS_MAX_TRIALS * (size_t)d, sizeof(float)); /* (trials, d) */
     float *Dc = sm_alloc((size_t)n * KMEANS_MAX_TRIALS, sizeof(float)); /* (trials, n) */
     sm_status st = SM_OK;
+    sm_backend *be = sm_backend_default();
+    sm_ws kws = {NULL, 0};
     if (!C || !S || !cnt || !D2 || !dd || !ai || !xn2 || !P || !Dc) {
         st = SM_ERR_NOMEM;
         goto done;
@@ -211,9 +213,16 @@ static sm_status kmeans(const float *x, int64_t n, int d, int64_t k, int32_t *as
         }
     }
 
+    /* Lloyd: each point's nearest centre, through the backend's k-NN with one workspace for all
+     * the iterations (the points were checked for NaN by the caller, so not again each time) */
+    kws.bytes = sm_be_knn_ws(be, k, n, d, 1, SM_K_DIST_SQL2);
+    if (kws.bytes && sm_be_alloc(be, kws.bytes, &kws.base) != SM_OK) {
+        st = sm_fail(SM_ERR_NOMEM, "k-means: out of memory for a %zu-byte search workspace", kws.bytes);
+        goto done;
+    }
     for (int64_t i = 0; i < n; i++) assign[i] = -1;
     for (int it = 0; it < KMEANS_ITERS; it++) {
-        st = sm_knn_search_ex(C, k, x, n, d, 1, SM_METRIC_L2, -1, dd, ai);
+        st = sm_be_knn(be, SM_K_DIST_SQL2, C, k, x, n, d, 1, -1, dd, ai, &kws);
         if (st != SM_OK) goto done;
         int64_t changed = 0;
         for (int64_t i = 0; i < n; i++) {
@@ -252,6 +261,7 @@ static sm_status kmeans(const float *x, int64_t n, int d, int64_t k, int32_t *as
         }
     }
 done:
+    sm_be_free(be, kws.base);
     sm_free(C);
     sm_free(S);
     sm_free(cnt);
