@@ -341,6 +341,39 @@ static void test_small_db(void) {
     free(i2);
 }
 
+/* Many queries (knn_cpu.c's PATH_BLOCKS, fused panels on AVX2) give the bits of the generic
+ * tiles: 1,100 queries in one call against the same queries 50 at a time, k = 1 and 10, every
+ * metric, with and without self exclusion, with duplicate database rows (ties by index). */
+static void test_blocks_bits(void) {
+    const int64_t n = 1500, nq = 1100, chunk = 50;
+    const int d = 64, ks[] = {1, 10};
+    float *x = malloc(sizeof(float) * (size_t)(n * d)); /* (n, d); the queries are its first nq rows */
+    fill_random(x, n * d, 31);
+    for (int64_t i = 0; i < 40; i++) memcpy(x + (700 + i) * d, x + (100 + i) * d, sizeof(float) * (size_t)d);
+    float *d1 = malloc(sizeof(float) * (size_t)(nq * 10)), *d2 = malloc(sizeof(float) * (size_t)(nq * 10));
+    int64_t *i1 = malloc(sizeof(int64_t) * (size_t)(nq * 10)), *i2 = malloc(sizeof(int64_t) * (size_t)(nq * 10));
+    for (int m = 0; m < 3; m++)
+        for (size_t ki = 0; ki < 2; ki++)
+            for (int self = 0; self < 2; self++) {
+                const int k = ks[ki];
+                CHECK_OK(sm_knn_search_ex(x, n, x, nq, d, k, (sm_metric)m, self ? 0 : -1, d1, i1));
+                for (int64_t c0 = 0; c0 < nq; c0 += chunk) {
+                    const int64_t mc = nq - c0 < chunk ? nq - c0 : chunk;
+                    CHECK_OK(sm_knn_search_ex(x, n, x + c0 * d, mc, d, k, (sm_metric)m, self ? c0 : -1, d2 + c0 * k,
+                                              i2 + c0 * k));
+                }
+                CHECK_MSG(!memcmp(d1, d2, sizeof(float) * (size_t)(nq * k)) &&
+                              !memcmp(i1, i2, sizeof(int64_t) * (size_t)(nq * k)),
+                          "blocks k=%d metric %d self %d: one call differs from calls of %lld queries", k, m, self,
+                          (long long)chunk);
+            }
+    free(x);
+    free(d1);
+    free(d2);
+    free(i1);
+    free(i2);
+}
+
 int main(void) {
     test_hand();
     test_long_rows();
@@ -349,5 +382,6 @@ int main(void) {
     test_ties();
     test_random_all_paths();
     test_small_db();
+    test_blocks_bits();
     TEST_MAIN_END();
 }

@@ -513,6 +513,50 @@ size_t sm_k_knn_ws(int64_t n, int64_t nq, int d, int k, int kind) {
     return P.bytes;
 }
 
+#if defined(SM_GEMM_X86)
+/* scratch of blocks_fused, in floats: the panel (d, 16), the thresholds (BLOCK_Q), the hits'
+ * keys and tags (2 BLOCK_Q 16 each) */
+#define BLOCKS_FUSED_FLOATS(d) ((int64_t)(d) * SM_ALL_NR + BLOCK_Q + 4 * BLOCK_Q * SM_ALL_NR)
+/* Queries q0 .. q0 + mq (mq >= SM_ALL_MR) against the whole database (n >= SM_ALL_NR), PATH_BLOCKS's
+ * work with the products, keys and threshold tests fused (knn_all.h's panel: the queries are its
+ * rows, 16 database rows at a time its columns; the column tests are not used): only keys at or
+ * below their query's heap root leave the registers, and they are offered to the heaps as
+ * scan_heap does (database rows arrive in increasing order: an equal key never displaces; a NaN
+ * key is +inf).  So the heaps end as PATH_BLOCKS's scan of the tiles leaves them. */
+static void blocks_fused(const float *db, int64_t n, const float *q, int d, int64_t q0, int64_t mq, int k, int kind,
+                         float alpha, const float *qn, const float *dn, int64_t self_offset, float *scratch,
+                         float *dist, int64_t *idx) {
+    float *Bp = scratch;                                    /* (d, 16) */
+    float *thr = Bp + (int64_t)d * SM_ALL_NR;               /* (mq) heap roots */
+    float *hk = thr + BLOCK_Q;                              /* (2 BLOCK_Q 16) */
+    uint32_t *hw = (uint32_t *)(hk + 2 * BLOCK_Q * SM_ALL_NR); /* (2 BLOCK_Q 16) */
+    static const float never[SM_ALL_NR] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY,
+                                           -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY,
+                                           -INFINITY, -INFINITY, -INFINITY, -INFINITY};
+    for (int64_t i = 0; i < mq; i++) thr[i] = dist[(q0 + i) * (int64_t)k];
+    const float *an = qn ? qn + q0 : thr; /* unread for the inner product */
+    for (int64_t done = 0; done < n;) {
+        const int64_t jb = n - done < SM_ALL_NR ? n - SM_ALL_NR : done; /* rows jb .. jb + 16 */
+        const uint32_t cvalid = (((uint32_t)1 << SM_ALL_NR) - 1u) & ~(((uint32_t)1 << (done - jb)) - 1u);
+        sm_all_pack_avx2(db + jb * (int64_t)d, d, Bp);
+        const int h = sm_all_panel_avx2(d, q + q0 * (int64_t)d, (int)mq, Bp, alpha, kind, an, dn ? dn + jb : thr, thr,
+                                        never, cvalid, hk, hw);
+        for (int t = 0; t < h; t++) {
+            if (hw[t] & 1u) continue; /* a column test (a -inf key against -inf) */
+            const int64_t i = hw[t] >> 5, id = jb + ((hw[t] >> 1) & 15u), qi = q0 + i;
+            float *hq = dist + qi * (int64_t)k;
+            int64_t *iq = idx + qi * (int64_t)k;
+            if (self_offset >= 0 && id == self_offset + qi) continue;
+            const float v = hk[t];
+            if (iq[0] >= 0 && !(v < hq[0])) continue;
+            heap_replace_top(hq, iq, k, v, id);
+            thr[i] = hq[0];
+        }
+        done = jb + SM_ALL_NR;
+    }
+}
+#endif
+
 sm_status sm_k_knn(int kind, const float *db, int64_t n, const float *q, int64_t nq, int d, int k,
                    int64_t self_offset, float *dist, int64_t *idx, const sm_ws *ws) {
     const sm_metric metric = metric_of(kind);
@@ -577,7 +621,6 @@ sm_status sm_k_knn(int kind, const float *db, int64_t n, const float *q, int64_t
         /* the fused panel (knn_all.h) on AVX2, the same keys as the tile below (its alpha and
          * kind are sm_k_dist_tile's: -2 for squared L2, -1 otherwise) */
         const int fused = sm_gemm_active() != &sm_gemm_scalar && n >= SM_ALL_MR;
-        const int kind = tile_kind(metric);
         const float alpha = metric == SM_METRIC_L2 ? -2.0f : -1.0f;
 #endif
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)
@@ -640,6 +683,13 @@ sm_status sm_k_knn(int kind, const float *db, int64_t n, const float *q, int64_t
             sm_k_row_norms(db, n, d, metric == SM_METRIC_COSINE, dn);
         }
         for (int64_t i = 0; i < nq * (int64_t)k; i++) { dist[i] = INFINITY; idx[i] = -1; }
+#if defined(SM_GEMM_X86)
+        /* the fused panels (blocks_fused) on AVX2, when a thread's tile has room for their
+         * scratch; the keys are tile_keys's bits (its alpha and kind) */
+        const int fused = sm_gemm_active() != &sm_gemm_scalar && n >= SM_ALL_NR &&
+                          BLOCK_Q * bdt >= BLOCKS_FUSED_FLOATS(d);
+        const float alpha = metric == SM_METRIC_L2 ? -2.0f : -1.0f;
+#endif
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)
         for (int64_t b = 0; b < nb; b++) {
             int tid = 0;
@@ -648,6 +698,12 @@ sm_status sm_k_knn(int kind, const float *db, int64_t n, const float *q, int64_t
 #endif
             float *T = Tt + (int64_t)tid * BLOCK_Q * bdt;
             int64_t q0 = b * BLOCK_Q, mq = nq - q0 < BLOCK_Q ? nq - q0 : BLOCK_Q;
+#if defined(SM_GEMM_X86)
+            if (fused && mq >= SM_ALL_MR) {
+                blocks_fused(db, n, q, d, q0, mq, k, kind, alpha, qn, dn, self_offset, T, dist, idx);
+                continue;
+            }
+#endif
             for (int64_t d0 = 0; d0 < n; d0 += bdt) {
                 int64_t md = n - d0 < bdt ? n - d0 : bdt;
                 tile_keys(db, q, d, q0, mq, d0, md, bdt, metric, qn, dn, 0, 0, T);
