@@ -1,5 +1,6 @@
 /* knn_all.h - the all-pairs pass (knn_all, knn_cpu.c) with the products, the keys and the
- * threshold tests fused, a panel of SM_ALL_NR columns at a time: the AVX2 copy (knn_all_avx2.c,
+ * threshold tests fused, a panel of SM_ALL_NR columns at a time (also used by the search of many
+ * queries, blocks_fused, with the row tests only): the AVX2 copy (knn_all_avx2.c,
  * compiled with -mavx2 -mfma -ffp-contract=off for that file only and chosen at run time).  The
  * portable route (a distance tile through sm_k_gemm, then a scan of it) gives the same keys:
  *
