@@ -24,6 +24,28 @@ static inline __attribute__((always_inline)) __m256 key8(int kind, __m256 p, __m
     return _mm256_blendv_ps(p, inf, _mm256_cmp_ps(p, p, _CMP_UNORD_Q));
 }
 
+/* c[r][h] <- the products of the 6 rows a + r d (stride d, read in place) with the panel Bp
+ * (d, 16), columns 8 h .. 8 h + 8: each lane one fma chain over t in order from 0, as the GEMM's
+ * tile (gemm_avx2.c).  Inlined, the 12 accumulators stay in registers. */
+static inline __attribute__((always_inline)) void products6x16(int d, const float *a, const float *Bp,
+                                                               __m256 c[SM_ALL_MR][2]) {
+    const float *a0 = a, *a1 = a0 + d, *a2 = a1 + d, *a3 = a2 + d, *a4 = a3 + d, *a5 = a4 + d;
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    for (int t = 0; t < d; t++) {
+        const __m256 b0 = _mm256_loadu_ps(Bp + t * SM_ALL_NR), b1 = _mm256_loadu_ps(Bp + t * SM_ALL_NR + 8);
+        __m256 av;
+        av = _mm256_broadcast_ss(a0 + t); c00 = _mm256_fmadd_ps(av, b0, c00); c01 = _mm256_fmadd_ps(av, b1, c01);
+        av = _mm256_broadcast_ss(a1 + t); c10 = _mm256_fmadd_ps(av, b0, c10); c11 = _mm256_fmadd_ps(av, b1, c11);
+        av = _mm256_broadcast_ss(a2 + t); c20 = _mm256_fmadd_ps(av, b0, c20); c21 = _mm256_fmadd_ps(av, b1, c21);
+        av = _mm256_broadcast_ss(a3 + t); c30 = _mm256_fmadd_ps(av, b0, c30); c31 = _mm256_fmadd_ps(av, b1, c31);
+        av = _mm256_broadcast_ss(a4 + t); c40 = _mm256_fmadd_ps(av, b0, c40); c41 = _mm256_fmadd_ps(av, b1, c41);
+        av = _mm256_broadcast_ss(a5 + t); c50 = _mm256_fmadd_ps(av, b0, c50); c51 = _mm256_fmadd_ps(av, b1, c51);
+    }
+    c[0][0] = c00; c[0][1] = c01; c[1][0] = c10; c[1][1] = c11; c[2][0] = c20; c[2][1] = c21;
+    c[3][0] = c30; c[3][1] = c31; c[4][0] = c40; c[4][1] = c41; c[5][0] = c50; c[5][1] = c51;
+}
+
 /* Append the set lanes of the 16-bit mask m (lanes c of the block row i, keys kr) to hk / hw. */
 static inline __attribute__((always_inline)) int emit(uint32_t m, const float *kr, uint32_t tag, float *hk,
                                                       uint32_t *hw, int h) {
@@ -48,19 +70,8 @@ static inline __attribute__((always_inline)) int panel(int d, const float *a, in
         /* the block's rows i0 .. i0 + 6; the last block moves up to end at mi, its rows before
          * `done` (already tested) masked */
         const int i0 = mi - done < SM_ALL_MR ? mi - SM_ALL_MR : done;
-        const float *a0 = a + (int64_t)i0 * d, *a1 = a0 + d, *a2 = a1 + d, *a3 = a2 + d, *a4 = a3 + d, *a5 = a4 + d;
-        __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
-        __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-        for (int t = 0; t < d; t++) {
-            const __m256 b0 = _mm256_loadu_ps(Bp + t * SM_ALL_NR), b1 = _mm256_loadu_ps(Bp + t * SM_ALL_NR + 8);
-            __m256 av;
-            av = _mm256_broadcast_ss(a0 + t); c00 = _mm256_fmadd_ps(av, b0, c00); c01 = _mm256_fmadd_ps(av, b1, c01);
-            av = _mm256_broadcast_ss(a1 + t); c10 = _mm256_fmadd_ps(av, b0, c10); c11 = _mm256_fmadd_ps(av, b1, c11);
-            av = _mm256_broadcast_ss(a2 + t); c20 = _mm256_fmadd_ps(av, b0, c20); c21 = _mm256_fmadd_ps(av, b1, c21);
-            av = _mm256_broadcast_ss(a3 + t); c30 = _mm256_fmadd_ps(av, b0, c30); c31 = _mm256_fmadd_ps(av, b1, c31);
-            av = _mm256_broadcast_ss(a4 + t); c40 = _mm256_fmadd_ps(av, b0, c40); c41 = _mm256_fmadd_ps(av, b1, c41);
-            av = _mm256_broadcast_ss(a5 + t); c50 = _mm256_fmadd_ps(av, b0, c50); c51 = _mm256_fmadd_ps(av, b1, c51);
-        }
+        __m256 c[SM_ALL_MR][2];
+        products6x16(d, a + (int64_t)i0 * d, Bp, c);
         /* keys, and the lanes at or below a threshold (NaN keys were made +inf: they pass only a
          * +inf threshold, as in the scan of the portable route) */
         uint32_t rm[SM_ALL_MR], cm[SM_ALL_MR], any = 0;
@@ -78,20 +89,20 @@ static inline __attribute__((always_inline)) int panel(int d, const float *a, in
         cm[r] &= cvalid;                                                                                         \
         any |= rm[r] | cm[r];                                                                                    \
     } while (0)
-        SM_ALL_ROW(0, c00, c01);
-        SM_ALL_ROW(1, c10, c11);
-        SM_ALL_ROW(2, c20, c21);
-        SM_ALL_ROW(3, c30, c31);
-        SM_ALL_ROW(4, c40, c41);
-        SM_ALL_ROW(5, c50, c51);
+        SM_ALL_ROW(0, c[0][0], c[0][1]);
+        SM_ALL_ROW(1, c[1][0], c[1][1]);
+        SM_ALL_ROW(2, c[2][0], c[2][1]);
+        SM_ALL_ROW(3, c[3][0], c[3][1]);
+        SM_ALL_ROW(4, c[4][0], c[4][1]);
+        SM_ALL_ROW(5, c[5][0], c[5][1]);
 #undef SM_ALL_ROW
         if (any) {
-            _mm256_store_ps(keys + 0 * SM_ALL_NR, c00); _mm256_store_ps(keys + 0 * SM_ALL_NR + 8, c01);
-            _mm256_store_ps(keys + 1 * SM_ALL_NR, c10); _mm256_store_ps(keys + 1 * SM_ALL_NR + 8, c11);
-            _mm256_store_ps(keys + 2 * SM_ALL_NR, c20); _mm256_store_ps(keys + 2 * SM_ALL_NR + 8, c21);
-            _mm256_store_ps(keys + 3 * SM_ALL_NR, c30); _mm256_store_ps(keys + 3 * SM_ALL_NR + 8, c31);
-            _mm256_store_ps(keys + 4 * SM_ALL_NR, c40); _mm256_store_ps(keys + 4 * SM_ALL_NR + 8, c41);
-            _mm256_store_ps(keys + 5 * SM_ALL_NR, c50); _mm256_store_ps(keys + 5 * SM_ALL_NR + 8, c51);
+            _mm256_store_ps(keys + 0 * SM_ALL_NR, c[0][0]); _mm256_store_ps(keys + 0 * SM_ALL_NR + 8, c[0][1]);
+            _mm256_store_ps(keys + 1 * SM_ALL_NR, c[1][0]); _mm256_store_ps(keys + 1 * SM_ALL_NR + 8, c[1][1]);
+            _mm256_store_ps(keys + 2 * SM_ALL_NR, c[2][0]); _mm256_store_ps(keys + 2 * SM_ALL_NR + 8, c[2][1]);
+            _mm256_store_ps(keys + 3 * SM_ALL_NR, c[3][0]); _mm256_store_ps(keys + 3 * SM_ALL_NR + 8, c[3][1]);
+            _mm256_store_ps(keys + 4 * SM_ALL_NR, c[4][0]); _mm256_store_ps(keys + 4 * SM_ALL_NR + 8, c[4][1]);
+            _mm256_store_ps(keys + 5 * SM_ALL_NR, c[5][0]); _mm256_store_ps(keys + 5 * SM_ALL_NR + 8, c[5][1]);
             for (int r = 0; r < SM_ALL_MR; r++) {
                 const uint32_t tag = (uint32_t)(i0 + r) << 5;
                 h = emit(rm[r], keys + r * SM_ALL_NR, tag, hk, hw, h);
@@ -138,19 +149,8 @@ static inline __attribute__((always_inline)) void top1_panel(int d, const float 
         /* rows r0 .. r0 + 6; the last block moves up to end at n (its rows before `done` come
          * again: their keys are not below the minimum they already entered, so nothing changes) */
         const int r0 = n - done < SM_ALL_MR ? n - SM_ALL_MR : done;
-        const float *a0 = db + (int64_t)r0 * d, *a1 = a0 + d, *a2 = a1 + d, *a3 = a2 + d, *a4 = a3 + d, *a5 = a4 + d;
-        __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
-        __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-        for (int t = 0; t < d; t++) {
-            const __m256 b0 = _mm256_loadu_ps(Bp + t * SM_ALL_NR), b1 = _mm256_loadu_ps(Bp + t * SM_ALL_NR + 8);
-            __m256 av;
-            av = _mm256_broadcast_ss(a0 + t); c00 = _mm256_fmadd_ps(av, b0, c00); c01 = _mm256_fmadd_ps(av, b1, c01);
-            av = _mm256_broadcast_ss(a1 + t); c10 = _mm256_fmadd_ps(av, b0, c10); c11 = _mm256_fmadd_ps(av, b1, c11);
-            av = _mm256_broadcast_ss(a2 + t); c20 = _mm256_fmadd_ps(av, b0, c20); c21 = _mm256_fmadd_ps(av, b1, c21);
-            av = _mm256_broadcast_ss(a3 + t); c30 = _mm256_fmadd_ps(av, b0, c30); c31 = _mm256_fmadd_ps(av, b1, c31);
-            av = _mm256_broadcast_ss(a4 + t); c40 = _mm256_fmadd_ps(av, b0, c40); c41 = _mm256_fmadd_ps(av, b1, c41);
-            av = _mm256_broadcast_ss(a5 + t); c50 = _mm256_fmadd_ps(av, b0, c50); c51 = _mm256_fmadd_ps(av, b1, c51);
-        }
+        __m256 c[SM_ALL_MR][2];
+        products6x16(d, db + (int64_t)r0 * d, Bp, c);
         /* rows in increasing order: take the key where the lane has none yet or it is strictly
          * smaller (ties to the lower row), except lane r - skip (the query's own row) */
 #define SM_TOP1_ROW(r, lo, hi)                                                                                    \
@@ -174,12 +174,12 @@ static inline __attribute__((always_inline)) void top1_panel(int d, const float 
         i0v = _mm256_blendv_ps(i0v, id, t0);                                                                     \
         i1v = _mm256_blendv_ps(i1v, id, t1);                                                                     \
     } while (0)
-        SM_TOP1_ROW(0, c00, c01);
-        SM_TOP1_ROW(1, c10, c11);
-        SM_TOP1_ROW(2, c20, c21);
-        SM_TOP1_ROW(3, c30, c31);
-        SM_TOP1_ROW(4, c40, c41);
-        SM_TOP1_ROW(5, c50, c51);
+        SM_TOP1_ROW(0, c[0][0], c[0][1]);
+        SM_TOP1_ROW(1, c[1][0], c[1][1]);
+        SM_TOP1_ROW(2, c[2][0], c[2][1]);
+        SM_TOP1_ROW(3, c[3][0], c[3][1]);
+        SM_TOP1_ROW(4, c[4][0], c[4][1]);
+        SM_TOP1_ROW(5, c[5][0], c[5][1]);
 #undef SM_TOP1_ROW
         done = r0 + SM_ALL_MR;
     }

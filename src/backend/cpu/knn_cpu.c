@@ -239,6 +239,13 @@ static void row_select(const float *row, int64_t md, int64_t self, int64_t k, in
 
 /* Offer candidates row[0..md) with ids d0.. (increasing) to the max-heap hk/hi of size k, except
  * id self.  A NaN key counts as +inf. */
+/* Offer (v, id) to the heap, candidates arriving in increasing id (so an equal key never
+ * displaces); a NaN key enters as +inf, and only into an unfilled heap. */
+static inline void heap_offer_in_order(float *hk, int64_t *hi, int k, float v, int64_t id) {
+    if (hi[0] >= 0 && !(v < hk[0])) return;
+    heap_replace_top(hk, hi, k, v != v ? INFINITY : v, id);
+}
+
 static void scan_heap(const float *row, int64_t md, int64_t d0, int64_t self, float *hk, int64_t *hi,
                       int k) {
     for (int64_t j = 0; j < md; j += SM_SIMD_LANES) {
@@ -251,11 +258,7 @@ static void scan_heap(const float *row, int64_t md, int64_t d0, int64_t self, fl
             msk &= msk - 1;
             int64_t id = d0 + j + b;
             float v = row[j + b];
-            if (id == self) continue;
-            /* candidates arrive in increasing index, so an equal key never displaces */
-            if (hi[0] >= 0 && !(v < hk[0])) continue;
-            if (v != v) v = INFINITY;
-            heap_replace_top(hk, hi, k, v, id);
+            if (id != self) heap_offer_in_order(hk, hi, k, v, id);
         }
     }
 }
@@ -289,6 +292,9 @@ static int tile_kind(sm_metric metric) {
     return metric == SM_METRIC_L2 ? SM_K_DIST_SQL2 : metric == SM_METRIC_COSINE ? SM_K_DIST_COS : SM_K_DIST_DOT;
 }
 
+/* The products' factor of the keys (sm_k_dist_tile's alpha): -2 for squared L2, -1 otherwise. */
+static float key_alpha(sm_metric metric) { return metric == SM_METRIC_L2 ? -2.0f : -1.0f; }
+
 /* T (mq, ld) <- keys (smaller is better) of queries q[q0..q0+mq) against database rows
  * db[d0..d0+md), by the backend's distance tile: L2 |x|^2 + |y|^2 - 2<x, y> clamped at 0 (NaN,
  * from overflowing inputs, +inf), IP -<x, y>, cosine -<x, y> / (|x| |y|) (qn, dn the inverse
@@ -301,7 +307,7 @@ static void tile_keys(const float *db, const float *q, int d, int64_t q0, int64_
     unsigned small = tiny ? SM_K_DIST_SMALL : 0u;
     const float *Q = q + q0 * (int64_t)d, *D = db + d0 * (int64_t)d;
     if (raw)
-        sm_k_dist_tile(SM_K_DIST_DOT, small, mq, md, d, metric == SM_METRIC_L2 ? -2.0f : -1.0f, Q, NULL, D, NULL,
+        sm_k_dist_tile(SM_K_DIST_DOT, small, mq, md, d, key_alpha(metric), Q, NULL, D, NULL,
                        T, ld);
     else
         sm_k_dist_tile(tile_kind(metric), small | (metric == SM_METRIC_L2 ? SM_K_DIST_NAN_INF : 0u), mq, md, d, -1.0f,
@@ -440,6 +446,17 @@ static void *carve(char **cur, size_t bytes) {
     return p;
 }
 
+/* The queries' and the database's norms (squared, or inverse for cosine) in the workspace at
+ * *cur; none for the inner product (*qn, *dn stay NULL). */
+static void carve_norms(char **cur, sm_metric metric, const float *db, int64_t n, const float *q, int64_t nq, int d,
+                        float **qn, float **dn) {
+    if (metric == SM_METRIC_IP) return;
+    *qn = carve(cur, (size_t)nq * sizeof(float));
+    *dn = carve(cur, (size_t)n * sizeof(float));
+    sm_k_row_norms(q, nq, d, metric == SM_METRIC_COSINE, *qn);
+    sm_k_row_norms(db, n, d, metric == SM_METRIC_COSINE, *dn);
+}
+
 static void knn_make_plan(int64_t n, int64_t nq, int d, int k, sm_metric metric, knn_plan *P) {
     memset(P, 0, sizeof *P);
     P->nthreads = 1;
@@ -547,9 +564,7 @@ static void blocks_fused(const float *db, int64_t n, const float *q, int d, int6
             float *hq = dist + qi * (int64_t)k;
             int64_t *iq = idx + qi * (int64_t)k;
             if (self_offset >= 0 && id == self_offset + qi) continue;
-            const float v = hk[t];
-            if (iq[0] >= 0 && !(v < hq[0])) continue;
-            heap_replace_top(hq, iq, k, v, id);
+            heap_offer_in_order(hq, iq, k, hk[t], id);
             thr[i] = hq[0];
         }
         done = jb + SM_ALL_NR;
@@ -610,18 +625,13 @@ sm_status sm_k_knn(int kind, const float *db, int64_t n, const float *q, int64_t
         float *bkt = carve(&cur, (size_t)nthreads * (size_t)bqt * sizeof(float));      /* (nt, bqt) */
         int32_t *bit = carve(&cur, (size_t)nthreads * (size_t)bqt * sizeof(int32_t));  /* (nt, bqt) */
         float *qn = NULL, *dn = NULL;
-        if (metric != SM_METRIC_IP) {
-            qn = carve(&cur, (size_t)nq * sizeof(float));
-            dn = carve(&cur, (size_t)n * sizeof(float));
-            sm_k_row_norms(q, nq, d, metric == SM_METRIC_COSINE, qn);
-            sm_k_row_norms(db, n, d, metric == SM_METRIC_COSINE, dn);
-        }
+        carve_norms(&cur, metric, db, n, q, nq, d, &qn, &dn);
         const unsigned flags = metric == SM_METRIC_L2 ? SM_K_DIST_NAN_INF : 0u;
 #if defined(SM_GEMM_X86)
         /* the fused panel (knn_all.h) on AVX2, the same keys as the tile below (its alpha and
-         * kind are sm_k_dist_tile's: -2 for squared L2, -1 otherwise) */
+         * kind are sm_k_dist_tile's) */
         const int fused = sm_gemm_active() != &sm_gemm_scalar && n >= SM_ALL_MR;
-        const float alpha = metric == SM_METRIC_L2 ? -2.0f : -1.0f;
+        const float alpha = key_alpha(metric);
 #endif
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)
         for (int64_t b = 0; b < nb; b++) {
@@ -676,19 +686,14 @@ sm_status sm_k_knn(int kind, const float *db, int64_t n, const float *q, int64_t
         char *cur = base;
         float *Tt = carve(&cur, (size_t)nthreads * (size_t)(BLOCK_Q * bdt) * sizeof(float)); /* per thread */
         float *qn = NULL, *dn = NULL;
-        if (metric != SM_METRIC_IP) {
-            qn = carve(&cur, (size_t)nq * sizeof(float));
-            dn = carve(&cur, (size_t)n * sizeof(float));
-            sm_k_row_norms(q, nq, d, metric == SM_METRIC_COSINE, qn);
-            sm_k_row_norms(db, n, d, metric == SM_METRIC_COSINE, dn);
-        }
+        carve_norms(&cur, metric, db, n, q, nq, d, &qn, &dn);
         for (int64_t i = 0; i < nq * (int64_t)k; i++) { dist[i] = INFINITY; idx[i] = -1; }
 #if defined(SM_GEMM_X86)
         /* the fused panels (blocks_fused) on AVX2, when a thread's tile has room for their
          * scratch; the keys are tile_keys's bits (its alpha and kind) */
         const int fused = sm_gemm_active() != &sm_gemm_scalar && n >= SM_ALL_NR &&
                           BLOCK_Q * bdt >= BLOCKS_FUSED_FLOATS(d);
-        const float alpha = metric == SM_METRIC_L2 ? -2.0f : -1.0f;
+        const float alpha = key_alpha(metric);
 #endif
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)
         for (int64_t b = 0; b < nb; b++) {
@@ -729,12 +734,7 @@ sm_status sm_k_knn(int kind, const float *db, int64_t n, const float *q, int64_t
         cand *cs = carve(&cur, (size_t)nthreads * (size_t)(n + k) * sizeof(cand));        /* (nt, n + k) */
         float *fs = carve(&cur, (size_t)nthreads * (size_t)(SAMPLE + n) * sizeof(float)); /* (nt, S + n) */
         float *qn = NULL, *dn = NULL;
-        if (metric != SM_METRIC_IP) {
-            qn = carve(&cur, (size_t)nq * sizeof(float));
-            dn = carve(&cur, (size_t)n * sizeof(float));
-            sm_k_row_norms(q, nq, d, metric == SM_METRIC_COSINE, qn);
-            sm_k_row_norms(db, n, d, metric == SM_METRIC_COSINE, dn);
-        }
+        carve_norms(&cur, metric, db, n, q, nq, d, &qn, &dn);
         {
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)
             for (int64_t b = 0; b < nb; b++) {
@@ -763,12 +763,7 @@ sm_status sm_k_knn(int kind, const float *db, int64_t n, const float *q, int64_t
     float *qn = NULL, *dn = NULL;                                /* (nq), (n) norms        */
     cand *scratch = NULL;                                        /* (nthreads, n + k) pairs */
     float *samples = NULL;                                       /* (nthreads, SAMPLE + n) */
-    if (metric != SM_METRIC_IP) {
-        qn = carve(&cur, (size_t)nq * sizeof(float));
-        dn = carve(&cur, (size_t)n * sizeof(float));
-        sm_k_row_norms(q, nq, d, metric == SM_METRIC_COSINE, qn);
-        sm_k_row_norms(db, n, d, metric == SM_METRIC_COSINE, dn);
-    }
+    carve_norms(&cur, metric, db, n, q, nq, d, &qn, &dn);
     if (mode == MODE_SELECT) {
         scratch = carve(&cur, (size_t)nthreads * (size_t)(n + k) * sizeof(cand));
         samples = carve(&cur, (size_t)nthreads * (SAMPLE + (size_t)n) * sizeof(float));
