@@ -531,10 +531,10 @@ static void check_bn(void) {
                     /* backward pieces against the one-call backward (same statistics) */
                     float *dy = randf(nv, 1), *dx1 = malloc(sizeof(float) * (size_t)nv), *dx2 = malloc(sizeof(float) * (size_t)nv);
                     float *dg = malloc(sizeof(float) * (size_t)c), *db = malloc(sizeof(float) * (size_t)c);
-                    CHECK_OK(sm_be_bn_backward(BE, x, dy, relu ? py : NULL, m, c, gamma, pmean, prstd, dg, db, dx1, &w));
-                    CHECK_OK(sm_be_bn_grad_sums(BE, x, dy, relu ? py : NULL, m0, c, pmean, prstd, s2, &w));
-                    CHECK_OK(sm_be_bn_grad_sums(BE, x + m0 * c, dy + m0 * c, relu ? py + m0 * c : NULL, m - m0, c, pmean,
-                                                prstd, sh, &w));
+                    CHECK_OK(sm_be_bn_backward(BE, x, dy, m, c, gamma, beta, pmean, prstd, relu, dg, db, dx1, &w));
+                    CHECK_OK(sm_be_bn_grad_sums(BE, x, dy, m0, c, gamma, beta, pmean, prstd, relu, s2, &w));
+                    CHECK_OK(sm_be_bn_grad_sums(BE, x + m0 * c, dy + m0 * c, m - m0, c, gamma, beta, pmean, prstd,
+                                                relu, sh, &w));
                     for (int j = 0; j < 2 * c; j++) s2[j] += sh[j];
                     double e = 0, sc = 0;
                     for (int j = 0; j < c; j++) {
@@ -542,7 +542,7 @@ static void check_bn(void) {
                         sc += (double)db[j] * db[j] + (double)dg[j] * dg[j];
                     }
                     CHECK_MSG(e <= 1e-10 * (sc > 0 ? sc : 1), "bn_grad_sums (two shards) m=%lld c=%d: %g", (long long)m, c, e);
-                    CHECK_OK(sm_be_bn_backward_dx(BE, x, dy, relu ? py : NULL, m, c, gamma, pmean, prstd, s2, m, dx2));
+                    CHECK_OK(sm_be_bn_backward_dx(BE, x, dy, m, c, gamma, beta, pmean, prstd, relu, s2, m, dx2));
                     e = 0; sc = 0;
                     for (int64_t i = 0; i < nv; i++) {
                         e += ((double)dx1[i] - dx2[i]) * ((double)dx1[i] - dx2[i]);
@@ -573,10 +573,26 @@ static void check_bn(void) {
                         dx[t] = malloc(sizeof(float) * (size_t)nv);
                         dg[t] = malloc(sizeof(float) * (size_t)c); db[t] = malloc(sizeof(float) * (size_t)c);
                         sm_set_num_threads(t + 1);
-                        sm_be_bn_backward(BE, x, dy, relu ? y[1] : NULL, m, c, gamma, mean[1], rstd[1], dg[t], db[t], dx[t], &w);
+                        sm_be_bn_backward(BE, x, dy, m, c, gamma, beta, mean[1], rstd[1], relu, dg[t], db[t], dx[t], &w);
                     }
                     CHECK_MSG(!memcmp(dx[0], dx[1], sizeof(float) * (size_t)nv) && !memcmp(dg[0], dg[1], sizeof(float) * (size_t)c),
                               "bn backward m=%lld c=%d: 1 and 2 threads differ", (long long)m, c);
+                    if (relu) { /* the kernels recompute the relu's mask from x: with dy = 1 the first sums
+                                 * count it, which must be the stored output's > 0 exactly */
+                        float *ones = malloc(sizeof(float) * (size_t)nv);
+                        double *cnt = dzeros(2 * c);
+                        for (int64_t i = 0; i < nv; i++) ones[i] = 1;
+                        CHECK_OK(sm_be_bn_grad_sums(BE, x, ones, m, c, gamma, beta, mean[1], rstd[1], 1, cnt, &w));
+                        int64_t bad = 0;
+                        for (int j = 0; j < c; j++) {
+                            int64_t pos = 0;
+                            for (int64_t i = 0; i < m; i++) pos += y[1][i * c + j] > 0;
+                            bad += cnt[j] != (double)pos;
+                        }
+                        CHECK_MSG(!bad, "bn backward m=%lld c=%d: the recomputed relu mask differs from the output's in %lld channels",
+                                  (long long)m, c, (long long)bad);
+                        free(ones); free(cnt);
+                    }
                     double *rdb = dzeros(c), *rdg = dzeros(c), *rdx = dzeros(nv);
                     for (int j = 0; j < c; j++)
                         for (int64_t i = 0; i < m; i++) {

@@ -131,14 +131,14 @@ static void bn_backward(sm_layer *L, const float *x, const float *y, const float
         /* this rank's sums are its share of dgamma and dbeta (the trainer adds the ranks'
          * parameter gradients); dx needs the whole group's */
         double *s = L->bn_sums;
-        sm_be_bn_grad_sums(L->be, x, dy, L->relu ? y : NULL, rows, L->oc, L->mean, L->rstd, s, L->ws);
+        sm_be_bn_grad_sums(L->be, x, dy, rows, L->oc, L->gamma, L->beta, L->mean, L->rstd, L->relu, s, L->ws);
         for (int j = 0; j < L->oc; j++) { L->dbeta[j] = (float)s[j]; L->dgamma[j] = (float)s[L->oc + j]; }
         if (!dx) return;
         if (sm_dist_sum_f64(L->dist, s, 2 * (int64_t)L->oc)) {
             memset(dx, 0, sizeof(float) * (size_t)(rows * L->oc));
             return;
         }
-        sm_be_bn_backward_dx(L->be, x, dy, L->relu ? y : NULL, rows, L->oc, L->gamma, L->mean, L->rstd, s, L->bn_count, dx);
+        sm_be_bn_backward_dx(L->be, x, dy, rows, L->oc, L->gamma, L->beta, L->mean, L->rstd, L->relu, s, L->bn_count, dx);
         return;
     }
     if (L->shards > 1) { /* each shard's sums, as a rank's: its dgamma and dbeta added in order */
@@ -147,7 +147,7 @@ static void bn_backward(sm_layer *L, const float *x, const float *y, const float
             int64_t a, z;
             shard_rows(L, n, q, &a, &z);
             const int64_t off = a * L->oc;
-            sm_be_bn_grad_sums(L->be, x + off, dy + off, L->relu ? y + off : NULL, z - a, L->oc, L->mean, L->rstd,
+            sm_be_bn_grad_sums(L->be, x + off, dy + off, z - a, L->oc, L->gamma, L->beta, L->mean, L->rstd, L->relu,
                                q ? p : s, L->ws);
             const double *t = q ? p : s;
             for (int j = 0; j < L->oc; j++) {
@@ -158,11 +158,11 @@ static void bn_backward(sm_layer *L, const float *x, const float *y, const float
             if (q) sm_dist_add_f64(s, p, 2 * (int64_t)L->oc);
         }
         if (dx)
-            sm_be_bn_backward_dx(L->be, x, dy, L->relu ? y : NULL, rows, L->oc, L->gamma, L->mean, L->rstd, s,
+            sm_be_bn_backward_dx(L->be, x, dy, rows, L->oc, L->gamma, L->beta, L->mean, L->rstd, L->relu, s,
                                  L->bn_count, dx);
         return;
     }
-    sm_be_bn_backward(L->be, x, dy, L->relu ? y : NULL, rows, L->oc, L->gamma, L->mean, L->rstd, L->dgamma,
+    sm_be_bn_backward(L->be, x, dy, rows, L->oc, L->gamma, L->beta, L->mean, L->rstd, L->relu, L->dgamma,
                      L->dbeta, dx, L->ws);
 }
 

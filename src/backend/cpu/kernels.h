@@ -79,10 +79,11 @@ void sm_k_bn_forward_train(const float *x, int64_t m, int c, const float *gamma,
 void sm_k_bn_forward_infer(const float *x, int64_t m, int c, const float *gamma,
                            const float *beta, float eps, const float *run_mean,
                            const float *run_var, int relu, float *y);
-/* Given x, mean, rstd, dy: dgamma, dbeta (c) and dx (m, c) (dx may be NULL).  If y_relu is
- * not NULL it is the output of a fused bn + relu, and dy is first masked by y_relu > 0. */
-void sm_k_bn_backward(const float *x, const float *dy, const float *y_relu, int64_t m, int c,
-                      const float *gamma, const float *mean, const float *rstd, float *dgamma,
+/* Given x, gamma, beta, mean, rstd, dy: dgamma, dbeta (c) and dx (m, c) (dx may be NULL).  If
+ * relu, the forward was a fused bn + relu and dy is first masked by its output > 0, which the
+ * kernel recomputes from x (bn_normalize's expression, so the same mask bit for bit). */
+void sm_k_bn_backward(const float *x, const float *dy, int64_t m, int c, const float *gamma,
+                      const float *beta, const float *mean, const float *rstd, int relu, float *dgamma,
                       float *dbeta, float *dx, const sm_ws *ws);
 /* Workspace of sm_k_bn_forward_train and sm_k_bn_backward for m rows of c channels. */
 size_t sm_k_bn_ws(int64_t m, int c);
@@ -94,18 +95,19 @@ size_t sm_k_bn_ws(int64_t m, int c);
  * bn_sums: sums (2, c) = per-channel sum and sum of squares of x (m, c).
  * bn_stats: from sums over count rows: mean, rstd (c) and the running statistics' update.
  * bn_normalize: y = gamma * (x - mean) * rstd + beta (then max(y, 0) if relu).
- * bn_grad_sums: sums (2, c) = per-channel sum of dy and of dy * xhat (dy masked by y_relu > 0
- *   when y_relu is not NULL); these are the local dbeta and dgamma.
+ * bn_grad_sums: sums (2, c) = per-channel sum of dy and of dy * xhat (dy masked by the fused
+ *   relu's output > 0 when relu, recomputed from x); these are the local dbeta and dgamma.
  * bn_backward_dx: dx from the sums over all count rows. */
 void sm_k_bn_sums(const float *x, int64_t m, int c, double *sums, const sm_ws *ws);
 void sm_k_bn_stats(const double *sums, int64_t count, int c, float eps, float momentum, float *run_mean,
                    float *run_var, float *mean, float *rstd);
 void sm_k_bn_normalize(const float *x, int64_t m, int c, const float *gamma, const float *beta,
                        const float *mean, const float *rstd, int relu, float *y);
-void sm_k_bn_grad_sums(const float *x, const float *dy, const float *y_relu, int64_t m, int c,
-                       const float *mean, const float *rstd, double *sums, const sm_ws *ws);
-void sm_k_bn_backward_dx(const float *x, const float *dy, const float *y_relu, int64_t m, int c,
-                         const float *gamma, const float *mean, const float *rstd, const double *sums,
+void sm_k_bn_grad_sums(const float *x, const float *dy, int64_t m, int c, const float *gamma,
+                       const float *beta, const float *mean, const float *rstd, int relu, double *sums,
+                       const sm_ws *ws);
+void sm_k_bn_backward_dx(const float *x, const float *dy, int64_t m, int c, const float *gamma,
+                         const float *beta, const float *mean, const float *rstd, int relu, const double *sums,
                          int64_t count, float *dx);
 
 /* ReLU: y = max(x, 0); backward dx = dy * (y > 0).  y may alias x; dx may alias dy. */

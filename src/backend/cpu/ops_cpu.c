@@ -203,14 +203,14 @@ void sm_k_bn_infer1(const float *x, int64_t m, int c, const float *gamma, const 
     bn_infer_rows(x, 0, m, c, gamma, beta, eps, run_mean, run_var, relu, y);
 }
 
-void sm_k_bn_backward(const float *x, const float *dy, const float *y_relu, int64_t m, int c,
-                      const float *gamma, const float *mean, const float *rstd, float *dgamma,
+void sm_k_bn_backward(const float *x, const float *dy, int64_t m, int c, const float *gamma,
+                      const float *beta, const float *mean, const float *rstd, int relu, float *dgamma,
                       float *dbeta, float *dx, const sm_ws *ws) {
     assert(ws && ws->bytes >= sm_k_bn_ws(m, c));
     double *sums = (double *)ws->base + 2 * row_chunks(m) * (int64_t)c; /* (2, c), after the partials */
-    sm_k_bn_grad_sums(x, dy, y_relu, m, c, mean, rstd, sums, ws);
+    sm_k_bn_grad_sums(x, dy, m, c, gamma, beta, mean, rstd, relu, sums, ws);
     for (int j = 0; j < c; j++) { dbeta[j] = (float)sums[j]; dgamma[j] = (float)sums[c + j]; }
-    if (dx) sm_k_bn_backward_dx(x, dy, y_relu, m, c, gamma, mean, rstd, sums, m, dx);
+    if (dx) sm_k_bn_backward_dx(x, dy, m, c, gamma, beta, mean, rstd, relu, sums, m, dx);
 }
 
 /* ---- batch norm in pieces (SyncBN; the one-call training forward and backward above are
@@ -250,6 +250,13 @@ void sm_k_bn_stats(const double *sums, int64_t count, int c, float eps, float mo
     }
 }
 
+/* The training forward's value before its ReLU.  The backward recomputes it from x to get the
+ * ReLU's mask (v > 0 exactly where the stored output is > 0) instead of reading the output back:
+ * one stream of (m, c) floats fewer in each backward pass, the same bits. */
+static inline float bn_value(float x, float gamma, float mean, float rstd, float beta) {
+    return gamma * (x - mean) * rstd + beta;
+}
+
 void sm_k_bn_normalize(const float *x, int64_t m, int c, const float *gamma, const float *beta,
                        const float *mean, const float *rstd, int relu, float *y) {
 #pragma omp parallel for schedule(static)
@@ -258,14 +265,15 @@ void sm_k_bn_normalize(const float *x, int64_t m, int c, const float *gamma, con
         const float *xi = x + i * c;
 #pragma omp simd
         for (int j = 0; j < c; j++) {
-            float v = gamma[j] * (xi[j] - mean[j]) * rstd[j] + beta[j];
+            float v = bn_value(xi[j], gamma[j], mean[j], rstd[j], beta[j]);
             yi[j] = relu && v < 0 ? 0 : v;
         }
     }
 }
 
-void sm_k_bn_grad_sums(const float *x, const float *dy, const float *y_relu, int64_t m, int c,
-                       const float *mean, const float *rstd, double *sums, const sm_ws *ws) {
+void sm_k_bn_grad_sums(const float *x, const float *dy, int64_t m, int c, const float *gamma,
+                       const float *beta, const float *mean, const float *rstd, int relu, double *sums,
+                       const sm_ws *ws) {
     const int64_t nch = row_chunks(m);
     assert(ws && ws->bytes >= sm_k_bn_ws(m, c));
     double *pb = ws->base, *pg = pb + nch * c; /* (nch, c) partial sums of dy and dy * xhat */
@@ -275,11 +283,11 @@ void sm_k_bn_grad_sums(const float *x, const float *dy, const float *y_relu, int
         double *b = pb + ch * c, *g = pg + ch * c;
         int64_t end = (ch + 1) * CHUNK < m ? (ch + 1) * CHUNK : m;
         for (int64_t i = ch * CHUNK; i < end; i++) {
-            const float *xi = x + i * c, *di = dy + i * c, *yi = y_relu ? y_relu + i * c : NULL;
-            if (yi) {
+            const float *xi = x + i * c, *di = dy + i * c;
+            if (relu) {
 #pragma omp simd
                 for (int j = 0; j < c; j++) { /* dy read unconditionally: a select, no branch */
-                    float dv = di[j], d = yi[j] <= 0 ? 0.0f : dv;
+                    float dv = di[j], d = bn_value(xi[j], gamma[j], mean[j], rstd[j], beta[j]) <= 0 ? 0.0f : dv;
                     b[j] += d;
                     g[j] += d * (xi[j] - mean[j]) * rstd[j];
                 }
@@ -300,18 +308,19 @@ void sm_k_bn_grad_sums(const float *x, const float *dy, const float *y_relu, int
     }
 }
 
-void sm_k_bn_backward_dx(const float *x, const float *dy, const float *y_relu, int64_t m, int c,
-                         const float *gamma, const float *mean, const float *rstd, const double *sums,
+void sm_k_bn_backward_dx(const float *x, const float *dy, int64_t m, int c, const float *gamma,
+                         const float *beta, const float *mean, const float *rstd, int relu, const double *sums,
                          int64_t count, float *dx) {
     const float inv_m = 1.0f / (float)count;
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < m; i++) {
-        const float *xi = x + i * c, *di = dy + i * c, *yi = y_relu ? y_relu + i * c : NULL;
+        const float *xi = x + i * c, *di = dy + i * c;
         float *dxi = dx + i * c;
-        if (yi) {
+        if (relu) {
 #pragma omp simd
             for (int j = 0; j < c; j++) {
-                float xhat = (xi[j] - mean[j]) * rstd[j], d = yi[j] <= 0 ? 0.0f : di[j];
+                float xhat = (xi[j] - mean[j]) * rstd[j];
+                float dv = di[j], d = bn_value(xi[j], gamma[j], mean[j], rstd[j], beta[j]) <= 0 ? 0.0f : dv;
                 dxi[j] = gamma[j] * rstd[j] * (d - ((float)sums[j] + xhat * (float)sums[c + j]) * inv_m);
             }
         } else {
