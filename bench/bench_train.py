@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """bench_train.py - training throughput of simile against PyTorch, side by side in one run:
-cnn-s with a cross-entropy head (--loss softmax) or a metric loss, batch 128, the same Fashion-MNIST
+cnn-s with a classifier head (--loss softmax or focal; the peer: cross-entropy) or a metric loss, batch 128, the same Fashion-MNIST
 images, the same thread count.  Prints images/s for both, the ratio, and each one's peak resident
 memory (from /usr/bin/time -v).
 
@@ -32,7 +32,7 @@ def main():
     ap.add_argument("--per-class", type=int, default=0, help="P x K sampling's K for a metric loss (0: see above)")
     ap.add_argument("--peer-loss", default="same", choices=["same", "ce"])
     a = ap.parse_args()
-    metric = a.loss != "softmax"
+    metric = a.loss not in ("softmax", "focal")  # simile train's classifier losses take shuffled batches
     if metric and a.loss not in ("multisimilarity", "contrastive") and a.peer_loss == "same":
         sys.exit("bench_train.py: the PyTorch peer has no %s; use --peer-loss ce" % a.loss)
     ncls = len(a.classes.split(",")) if a.classes else 10

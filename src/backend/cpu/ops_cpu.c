@@ -257,6 +257,12 @@ static inline float bn_value(float x, float gamma, float mean, float rstd, float
     return gamma * (x - mean) * rstd + beta;
 }
 
+/* dy through the fused ReLU: 0 where the forward's output was <= 0 (dy read unconditionally: a
+ * select, no branch) */
+static inline float bn_relu_dy(float dy, float x, float gamma, float mean, float rstd, float beta) {
+    return bn_value(x, gamma, mean, rstd, beta) <= 0 ? 0.0f : dy;
+}
+
 void sm_k_bn_normalize(const float *x, int64_t m, int c, const float *gamma, const float *beta,
                        const float *mean, const float *rstd, int relu, float *y) {
 #pragma omp parallel for schedule(static)
@@ -286,8 +292,8 @@ void sm_k_bn_grad_sums(const float *x, const float *dy, int64_t m, int c, const 
             const float *xi = x + i * c, *di = dy + i * c;
             if (relu) {
 #pragma omp simd
-                for (int j = 0; j < c; j++) { /* dy read unconditionally: a select, no branch */
-                    float dv = di[j], d = bn_value(xi[j], gamma[j], mean[j], rstd[j], beta[j]) <= 0 ? 0.0f : dv;
+                for (int j = 0; j < c; j++) {
+                    float d = bn_relu_dy(di[j], xi[j], gamma[j], mean[j], rstd[j], beta[j]);
                     b[j] += d;
                     g[j] += d * (xi[j] - mean[j]) * rstd[j];
                 }
@@ -320,7 +326,7 @@ void sm_k_bn_backward_dx(const float *x, const float *dy, int64_t m, int c, cons
 #pragma omp simd
             for (int j = 0; j < c; j++) {
                 float xhat = (xi[j] - mean[j]) * rstd[j];
-                float dv = di[j], d = bn_value(xi[j], gamma[j], mean[j], rstd[j], beta[j]) <= 0 ? 0.0f : dv;
+                float d = bn_relu_dy(di[j], xi[j], gamma[j], mean[j], rstd[j], beta[j]);
                 dxi[j] = gamma[j] * rstd[j] * (d - ((float)sums[j] + xhat * (float)sums[c + j]) * inv_m);
             }
         } else {
