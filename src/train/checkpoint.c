@@ -339,7 +339,9 @@ static sm_status parse(sm_trainer *t, sm_reader *r) {
     for (int e = 0; !bad && t->val_hist && e < t->cfg.epochs; e++) {
         double v;
         memcpy(&v, (const char *)hist + sizeof(double) * (size_t)e, sizeof v);
-        bad = v == v && !(v >= 0 && v <= 1); /* NaN (not validated yet) or a MAP@R */
+        /* a MAP@R for each epoch done (validated in its last step, which also counts it); NaN
+         * (not validated yet) or a MAP@R for the others */
+        bad = e < epoch ? !(v >= 0 && v <= 1) : v == v && !(v >= 0 && v <= 1);
     }
     if (bad) return sm_fail(SM_ERR_FORMAT, "%s: the training state is out of range for this training", r->path);
     /* the float blocks, aligned, checked finite before anything is taken */
