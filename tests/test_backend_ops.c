@@ -1476,6 +1476,50 @@ static void check_knn_few_paths(void) {
     CHECK_OK(sm_set_isa("auto"));
 }
 
+/* The many-queries search (per-thread blocks of 512 queries, fused panels) runs the AVX2 panel of
+ * 16 database rows or, on the avx512 path, knn_search_avx512.c's of 32: the same bits as each
+ * other and as the scalar path's tiles, on random data (rounded products), database sizes that
+ * leave a partial panel, query counts whose last block is wider than 12 rows, between 6 and 12
+ * (the AVX2 panel) or narrower (the tiles), every kind, with and without the self match. */
+static void check_knn_many_paths(void) {
+    const char *paths[] = {"scalar", "avx2", "avx512"};
+    const struct { int64_t n, nq; int d, k; } S[] = {{1000, 1024 + 40, 37, 10}, {333, 1024 + 9, 128, 3},
+                                                     {2049, 1024 + 2, 5, 1}, {4100, 2048 + 13, 64, 20}};
+    int cases = 0, differ = 0, paths_run = 0;
+    for (size_t si = 0; si < sizeof S / sizeof S[0]; si++)
+        for (int kind = 0; kind < 3; kind++)
+            for (int self = 0; self < 2; self++) {
+                const int64_t n = S[si].n, nq = S[si].nq;
+                const int d = S[si].d, k = S[si].k;
+                float *db = randf(n * d, 1.0f), *q = self ? NULL : randf(nq * d, 1.0f);
+                float *dist[3] = {NULL, NULL, NULL};
+                int64_t *idx[3] = {NULL, NULL, NULL};
+                int ran = 0;
+                for (int p = 0; p < 3; p++) {
+                    if (sm_set_isa(paths[p]) == SM_ERR_UNSUPPORTED) continue;
+                    dist[p] = malloc(sizeof(float) * (size_t)(nq * k));
+                    idx[p] = malloc(sizeof(int64_t) * (size_t)(nq * k));
+                    /* with self, the queries are the database's rows 0 .. nq (nq <= n there) */
+                    const int64_t nqs = self ? (nq < n ? nq : n) : nq;
+                    CHECK_OK(run_knn(kind, db, n, self ? db : q, nqs, d, k, self ? 0 : -1, dist[p], idx[p]));
+                    if (self) for (int64_t i = nqs * k; i < nq * k; i++) { dist[p][i] = 0; idx[p][i] = 0; }
+                    ran++;
+                }
+                if (ran > paths_run) paths_run = ran;
+                for (int p = 1; p < 3; p++) {
+                    if (!dist[p]) continue;
+                    cases++;
+                    differ += memcmp(dist[0], dist[p], sizeof(float) * (size_t)(nq * k)) != 0 ||
+                              memcmp(idx[0], idx[p], sizeof(int64_t) * (size_t)(nq * k)) != 0;
+                }
+                for (int p = 0; p < 3; p++) { free(dist[p]); free(idx[p]); }
+                free(db); free(q);
+            }
+    CHECK_MSG(differ == 0, "knn many queries: %d of %d cases differ from the scalar path", differ, cases);
+    printf("knn many queries: %d paths, %d cases, %d differ from the scalar path\n", paths_run, cases, differ);
+    CHECK_OK(sm_set_isa("auto"));
+}
+
 int main(void) {
     CHECK(sm_backend_count() >= 1 && sm_backend_get(0) == sm_backend_cpu());
     CHECK(sm_backend_get(sm_backend_count()) == NULL);
@@ -1516,6 +1560,7 @@ int main(void) {
     CHECK_OK(sm_set_isa("auto"));
     BE = sm_backend_cpu();
     check_knn_few_paths();
+    check_knn_many_paths();
     check_wino_paths();
     TEST_MAIN_END();
 }

@@ -37,6 +37,18 @@ int sm_all_panel_avx2(int d, const float *a, int mi, const float *Bp, float alph
  * except row skip + c (the query's own row; pass a skip far out of range for none). */
 void sm_top1_panel_avx2(int d, const float *db, int n, const float *Bp, float alpha, int kind, const float *dn,
                         const float *qn, int64_t skip, float *bk, int32_t *bi);
+
+/* The many-queries search's panel in AVX-512F (knn_search_avx512.c), row tests only, 32 columns:
+ * Bp holds two packs of sm_all_pack_avx2, columns 0 .. 16 at Bp and 16 .. 32 at Bp + 16 d; bn
+ * (32) the columns' norms (kind 0 / 2).  The keys of rows a[0 .. mi) (stride d; mi >= 12) are
+ * sm_all_panel_avx2's; every key (i, c) <= tr[i] with c in cvalid is written as hk[h] = key,
+ * hw[h] = i << 5 | c, rows in increasing order and columns in increasing order within a row;
+ * returns the count h (at most 32 mi, the room of hk and hw).  The next_rows rows at next (stride
+ * d; the next panel's database rows, or none) are prefetched into L2 as the blocks go. */
+#define SM_SEARCH_NR 32
+int sm_search_panel_avx512(int d, const float *a, int mi, const float *Bp, float alpha, int kind, const float *an,
+                           const float *bn, const float *tr, uint32_t cvalid, const float *next, int64_t next_rows,
+                           float *hk, uint32_t *hw);
 #endif
 
 #endif

@@ -6,7 +6,9 @@
  * out of sgemm (alpha folds the sign and the factor 2).  The top-1 and heap scans skip 16
  * (AVX-512) or 8 (AVX2) candidates at a time that cannot enter.
  * Threading: many queries -> each thread takes whole query blocks with its own single-threaded
- * sgemm and selection (no barrier between them); a few queries -> one fused pass over the
+ * sgemm and selection (no barrier between them), or with the products, keys and threshold tests
+ * fused in panels of 16 (AVX2) or 32 (AVX-512, knn_search_avx512.c) database rows, the same keys
+ * either way; a few queries -> one fused pass over the
  * database split in per-thread blocks (scores and norms from the same load, per-thread heaps
  * merged), with the database's finiteness checked through the scores (a non-finite row always
  * gives a non-finite score), which saves a pass over the database per call; otherwise the
@@ -531,20 +533,22 @@ size_t sm_k_knn_ws(int64_t n, int64_t nq, int d, int k, int kind) {
 }
 
 #if defined(SM_GEMM_X86)
-/* scratch of blocks_fused, in floats: the panel (d, 16), the thresholds (BLOCK_Q), the hits'
- * keys and tags (2 BLOCK_Q 16 each) */
-#define BLOCKS_FUSED_FLOATS(d) ((int64_t)(d) * SM_ALL_NR + BLOCK_Q + 4 * BLOCK_Q * SM_ALL_NR)
+/* scratch of blocks_fused, in floats: the panel (d, 16) or (2, d, 16), the thresholds (BLOCK_Q),
+ * the hits' keys and tags (2 BLOCK_Q 16 = BLOCK_Q 32 each) */
+#define BLOCKS_FUSED_FLOATS(d) ((int64_t)(d) * SM_SEARCH_NR + BLOCK_Q + 4 * BLOCK_Q * SM_ALL_NR)
 /* Queries q0 .. q0 + mq (mq >= SM_ALL_MR) against the whole database (n >= SM_ALL_NR), PATH_BLOCKS's
  * work with the products, keys and threshold tests fused (knn_all.h's panel: the queries are its
  * rows, 16 database rows at a time its columns; the column tests are not used): only keys at or
  * below their query's heap root leave the registers, and they are offered to the heaps as
  * scan_heap does (database rows arrive in increasing order: an equal key never displaces; a NaN
  * key is +inf).  So the heaps end as PATH_BLOCKS's scan of the tiles leaves them. */
+/* With wide (the AVX-512 path; mq >= 12, n >= 32), the panel is knn_search_avx512.c's, 32 database
+ * rows at a time, with the same keys and the same offers in the same order per query. */
 static void blocks_fused(const float *db, int64_t n, const float *q, int d, int64_t q0, int64_t mq, int k, int kind,
-                         float alpha, const float *qn, const float *dn, int64_t self_offset, float *scratch,
+                         float alpha, const float *qn, const float *dn, int64_t self_offset, int wide, float *scratch,
                          float *dist, int64_t *idx) {
-    float *Bp = scratch;                                    /* (d, 16) */
-    float *thr = Bp + (int64_t)d * SM_ALL_NR;               /* (mq) heap roots */
+    float *Bp = scratch;                                    /* (d, 16), or (2, d, 16) when wide */
+    float *thr = Bp + (int64_t)d * SM_SEARCH_NR;            /* (mq) heap roots */
     float *hk = thr + BLOCK_Q;                              /* (2 BLOCK_Q 16) */
     uint32_t *hw = (uint32_t *)(hk + 2 * BLOCK_Q * SM_ALL_NR); /* (2 BLOCK_Q 16) */
     static const float never[SM_ALL_NR] = {-INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY, -INFINITY,
@@ -552,6 +556,28 @@ static void blocks_fused(const float *db, int64_t n, const float *q, int d, int6
                                            -INFINITY, -INFINITY, -INFINITY, -INFINITY};
     for (int64_t i = 0; i < mq; i++) thr[i] = dist[(q0 + i) * (int64_t)k];
     const float *an = qn ? qn + q0 : thr; /* unread for the inner product */
+    if (wide) {
+        for (int64_t done = 0; done < n;) {
+            const int64_t jb = n - done < SM_SEARCH_NR ? n - SM_SEARCH_NR : done; /* rows jb .. jb + 32 */
+            const uint32_t cvalid = ~(uint32_t)0 << (done - jb);
+            sm_all_pack_avx2(db + jb * (int64_t)d, d, Bp);
+            sm_all_pack_avx2(db + (jb + SM_ALL_NR) * (int64_t)d, d, Bp + (int64_t)d * SM_ALL_NR);
+            const int64_t nj = jb + SM_SEARCH_NR, nrows = n - nj < SM_SEARCH_NR ? n - nj : SM_SEARCH_NR;
+            const int h = sm_search_panel_avx512(d, q + q0 * (int64_t)d, (int)mq, Bp, alpha, kind, an,
+                                                 dn ? dn + jb : thr, thr, cvalid, db + nj * (int64_t)d, nrows, hk,
+                                                 hw);
+            for (int t = 0; t < h; t++) {
+                const int64_t i = hw[t] >> 5, id = jb + (hw[t] & 31u), qi = q0 + i;
+                float *hq = dist + qi * (int64_t)k;
+                int64_t *iq = idx + qi * (int64_t)k;
+                if (self_offset >= 0 && id == self_offset + qi) continue;
+                heap_offer_in_order(hq, iq, k, hk[t], id);
+                thr[i] = hq[0];
+            }
+            done = jb + SM_SEARCH_NR;
+        }
+        return;
+    }
     for (int64_t done = 0; done < n;) {
         const int64_t jb = n - done < SM_ALL_NR ? n - SM_ALL_NR : done; /* rows jb .. jb + 16 */
         const uint32_t cvalid = (((uint32_t)1 << SM_ALL_NR) - 1u) & ~(((uint32_t)1 << (done - jb)) - 1u);
@@ -693,6 +719,7 @@ sm_status sm_k_knn(int kind, const float *db, int64_t n, const float *q, int64_t
          * scratch; the keys are tile_keys's bits (its alpha and kind) */
         const int fused = sm_gemm_active() != &sm_gemm_scalar && n >= SM_ALL_NR &&
                           BLOCK_Q * bdt >= BLOCKS_FUSED_FLOATS(d);
+        const int wide = sm_gemm_active() == &sm_gemm_avx512 && n >= SM_SEARCH_NR;
         const float alpha = key_alpha(metric);
 #endif
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)
@@ -705,7 +732,8 @@ sm_status sm_k_knn(int kind, const float *db, int64_t n, const float *q, int64_t
             int64_t q0 = b * BLOCK_Q, mq = nq - q0 < BLOCK_Q ? nq - q0 : BLOCK_Q;
 #if defined(SM_GEMM_X86)
             if (fused && mq >= SM_ALL_MR) {
-                blocks_fused(db, n, q, d, q0, mq, k, kind, alpha, qn, dn, self_offset, T, dist, idx);
+                blocks_fused(db, n, q, d, q0, mq, k, kind, alpha, qn, dn, self_offset, wide && mq >= 12, T, dist,
+                             idx);
                 continue;
             }
 #endif

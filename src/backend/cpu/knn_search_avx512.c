@@ -1,0 +1,105 @@
+/* knn_search_avx512.c - the fused panel of the many-queries search (knn_cpu.c's blocks_fused) in
+ * AVX-512F: a 12 x 32 block of products in 24 zmm registers (each lane one fma chain over t in
+ * order from 0, as gemm_avx512.c's tile and knn_all_avx2.c's block), turned into keys and tested
+ * against the thresholds of the block's queries in registers; only keys at or below their query's
+ * threshold leave them.  The keys have the bits of the AVX2 panel and of the portable route
+ * (knn_all.h states them): the same products in the same order, the same key arithmetic.  On a
+ * CPU with 512-bit FMA units this does twice the work of the AVX2 panel per instruction.
+ * Compiled with -mavx512f -mfma -ffp-contract=off for this file only (CMakeLists.txt); called only
+ * when the run-time path is gemm.c's AVX-512 one. */
+#include "backend/cpu/knn_all.h"
+#if defined(__x86_64__)
+#include <immintrin.h>
+#include <math.h>
+
+#define MR 12 /* query rows of a block */
+
+/* The key of 16 products p (alpha applied) with the norms an (broadcast) and b (kind 0 / 2),
+ * key8 of knn_all_avx2.c lane for lane. */
+static inline __attribute__((always_inline)) __m512 key16(int kind, __m512 p, __m512 an, __m512 b) {
+    const __m512 inf = _mm512_set1_ps((float)INFINITY);
+    if (kind == 0) {
+        p = _mm512_add_ps(_mm512_add_ps(an, b), p);
+        const __mmask16 nan = _mm512_cmp_ps_mask(p, p, _CMP_UNORD_Q);
+        p = _mm512_max_ps(p, _mm512_setzero_ps()); /* NaN and -0 give the second operand, +0 */
+        return _mm512_mask_blend_ps(nan, p, inf);
+    }
+    if (kind == 2) p = _mm512_mul_ps(p, _mm512_mul_ps(an, b));
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(p, p, _CMP_UNORD_Q), p, inf);
+}
+
+static inline __attribute__((always_inline)) int panel(int d, const float *a, int mi, const float *Bp, float alpha,
+                                                       int kind, const float *an, const float *bn, const float *tr,
+                                                       uint32_t cvalid, const char *next, int64_t next_bytes,
+                                                       float *hk, uint32_t *hw) {
+    /* the next panel's rows, a few lines a block, into L2 while this one computes */
+    const int64_t blocks = (mi + MR - 1) / MR, lines = (next_bytes + 63) / 64, per = (lines + blocks - 1) / blocks;
+    int64_t line = 0;
+    const float *B0 = Bp, *B1 = Bp + (int64_t)d * SM_ALL_NR; /* columns 0 .. 16 and 16 .. 32 */
+    const __m512 al = _mm512_set1_ps(alpha), zero = _mm512_setzero_ps();
+    const __m512 bn0 = kind != 1 ? _mm512_loadu_ps(bn) : zero, bn1 = kind != 1 ? _mm512_loadu_ps(bn + 16) : zero;
+    int h = 0;
+    for (int done = 0; done < mi;) {
+        /* rows i0 .. i0 + 12; the last block moves up to end at mi, its rows before `done`
+         * (already tested) masked */
+        const int i0 = mi - done < MR ? mi - MR : done;
+        const float *ar = a + (int64_t)i0 * d;
+        for (int64_t e = line + per; line < e && line < lines; line++) _mm_prefetch(next + line * 64, _MM_HINT_T1);
+        __m512 c[MR][2];
+#pragma GCC unroll 12
+        for (int r = 0; r < MR; r++) c[r][0] = c[r][1] = _mm512_setzero_ps();
+        for (int t = 0; t < d; t++) {
+            if ((t & 15) == 0) /* the next block's rows, a line at a time */
+#pragma GCC unroll 12
+                for (int r = 0; r < MR; r++) _mm_prefetch((const char *)(ar + (int64_t)(r + MR) * d + t), _MM_HINT_T0);
+            const __m512 b0 = _mm512_loadu_ps(B0 + t * SM_ALL_NR), b1 = _mm512_loadu_ps(B1 + t * SM_ALL_NR);
+#pragma GCC unroll 12
+            for (int r = 0; r < MR; r++) {
+                const __m512 av = _mm512_set1_ps(ar[(int64_t)r * d + t]);
+                c[r][0] = _mm512_fmadd_ps(av, b0, c[r][0]);
+                c[r][1] = _mm512_fmadd_ps(av, b1, c[r][1]);
+            }
+        }
+        /* keys, and the lanes at or below their row's threshold (NaN keys were made +inf: they
+         * pass only a +inf threshold, as in the scan of the portable route) */
+        uint32_t rm[MR], any = 0;
+#pragma GCC unroll 12
+        for (int r = 0; r < MR; r++) {
+            const __m512 anr = kind != 1 ? _mm512_set1_ps(an[i0 + r]) : zero, tv = _mm512_set1_ps(tr[i0 + r]);
+            c[r][0] = key16(kind, _mm512_mul_ps(al, c[r][0]), anr, bn0);
+            c[r][1] = key16(kind, _mm512_mul_ps(al, c[r][1]), anr, bn1);
+            rm[r] = ((uint32_t)_mm512_cmp_ps_mask(c[r][0], tv, _CMP_LE_OQ) |
+                     (uint32_t)_mm512_cmp_ps_mask(c[r][1], tv, _CMP_LE_OQ) << 16) & cvalid;
+            if (i0 + r < done) rm[r] = 0;
+            any |= rm[r];
+        }
+        if (any) {
+            _Alignas(64) float keys[2 * SM_ALL_NR];
+            for (int r = 0; r < MR; r++) {
+                if (!rm[r]) continue;
+                _mm512_store_ps(keys, c[r][0]);
+                _mm512_store_ps(keys + 16, c[r][1]);
+                for (uint32_t m = rm[r]; m; m &= m - 1) {
+                    const int col = __builtin_ctz(m);
+                    hk[h] = keys[col];
+                    hw[h] = (uint32_t)(i0 + r) << 5 | (uint32_t)col;
+                    h++;
+                }
+            }
+        }
+        done = i0 + MR;
+    }
+    return h;
+}
+
+int sm_search_panel_avx512(int d, const float *a, int mi, const float *Bp, float alpha, int kind, const float *an,
+                           const float *bn, const float *tr, uint32_t cvalid, const float *next, int64_t next_rows,
+                           float *hk, uint32_t *hw) {
+    const char *nx = (const char *)next;
+    const int64_t nb = next_rows * d * (int64_t)sizeof(float);
+    /* one copy per kind, the kind's branches folded */
+    if (kind == 0) return panel(d, a, mi, Bp, alpha, 0, an, bn, tr, cvalid, nx, nb, hk, hw);
+    if (kind == 1) return panel(d, a, mi, Bp, alpha, 1, an, bn, tr, cvalid, nx, nb, hk, hw);
+    return panel(d, a, mi, Bp, alpha, 2, an, bn, tr, cvalid, nx, nb, hk, hw);
+}
+#endif
