@@ -1483,8 +1483,15 @@ static void check_knn_few_paths(void) {
  * (the AVX2 panel) or narrower (the tiles), every kind, with and without the self match. */
 static void check_knn_many_paths(void) {
     const char *paths[] = {"scalar", "avx2", "avx512"};
-    const struct { int64_t n, nq; int d, k; } S[] = {{1000, 1024 + 40, 37, 10}, {333, 1024 + 9, 128, 3},
-                                                     {2049, 1024 + 2, 5, 1}, {4100, 2048 + 13, 64, 20}};
+    /* style 0 random; 1 clustered: 40 rows a cluster, each a base row plus noise of 1e-4, so
+     * that far more than k rows sit within the bfloat16 pre-pass's bound of the k-th (its lists
+     * overflow and blocks go to the fp32 panels); 2 rows scaled by 1e-7 (norms below the
+     * pre-pass's range); 3 rows of scales 1e-3 .. 1e3 and a zero row (the bound's norms), and a
+     * query of norm below the range (its block goes to the fp32 panels) */
+    const struct { int64_t n, nq; int d, k, style; } S[] = {
+        {1000, 1024 + 40, 37, 10, 0}, {333, 1024 + 9, 128, 3, 0}, {2049, 1024 + 2, 5, 1, 0},
+        {4100, 2048 + 13, 64, 20, 0}, {2000, 1024 + 20, 64, 10, 1}, {1500, 1024 + 16, 48, 64, 1},
+        {1200, 1024 + 12, 40, 5, 2},  {1300, 1024 + 30, 96, 7, 3}};
     int cases = 0, differ = 0, paths_run = 0;
     for (size_t si = 0; si < sizeof S / sizeof S[0]; si++)
         for (int kind = 0; kind < 3; kind++)
@@ -1492,6 +1499,19 @@ static void check_knn_many_paths(void) {
                 const int64_t n = S[si].n, nq = S[si].nq;
                 const int d = S[si].d, k = S[si].k;
                 float *db = randf(n * d, 1.0f), *q = self ? NULL : randf(nq * d, 1.0f);
+                const int style = S[si].style;
+                for (int64_t j = 0; j < n; j++)
+                    for (int t = 0; t < d; t++) {
+                        float *v = db + j * d + t;
+                        if (style == 1) *v = db[(j / 40 * 40) * d + t] + (j % 40 ? 1e-4f * *v : 0.0f);
+                        if (style == 2) *v *= 1e-7f;
+                        if (style == 3) *v = j == n / 3 ? 0.0f : *v * powf(10.0f, (float)(j % 7) - 3.0f);
+                    }
+                if (q && style == 3) /* one query whose norm is below the pre-pass's range */
+                    for (int t = 0; t < d; t++) q[t] *= 1e-9f;
+                if (q && style == 1) /* queries near the clusters */
+                    for (int64_t i = 0; i < nq; i++)
+                        for (int t = 0; t < d; t++) q[i * d + t] = db[((i * 7) % n) * d + t] + 1e-3f * q[i * d + t];
                 float *dist[3] = {NULL, NULL, NULL};
                 int64_t *idx[3] = {NULL, NULL, NULL};
                 int ran = 0;

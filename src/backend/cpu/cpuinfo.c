@@ -161,6 +161,19 @@ int sm_cpu_simd_level(void) {
     return level;
 }
 
+int sm_cpu_has_avx512bf16(void) {
+    static int has = -1; /* computed once, as the level above */
+    if (has < 0) {
+        sm_compute_info info;
+        memset(&info, 0, sizeof info);
+#ifdef SM_X86
+        probe_x86(&info);
+#endif
+        has = has_flag(info.cpu_flags, "avx512_bf16");
+    }
+    return has;
+}
+
 void sm_compute_info_get(sm_compute_info *info) {
     if (!info) return;
     memset(info, 0, sizeof *info);

@@ -54,6 +54,8 @@ extern const sm_gemm_kernels sm_gemm_avx512;
 /* The widest vector extension this CPU has and the OS enables, from CPUID feature bits and
  * XGETBV (never from model numbers): 3 AVX-512F, 2 AVX2 + FMA, 1 AVX, 0 otherwise (cpuinfo.c). */
 int sm_cpu_simd_level(void);
+/* 1 if the CPU has AVX512_BF16 (CPUID leaf 7 subleaf 1) and the OS enables AVX-512 (cpuinfo.c). */
+int sm_cpu_has_avx512bf16(void);
 /* Why SIMILE_ISA was not followed (a bad name, or a path the CPU lacks), or "" (gemm.c). */
 const char *sm_gemm_env_note(void);
 

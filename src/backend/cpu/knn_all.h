@@ -46,6 +46,25 @@ void sm_top1_panel_avx2(int d, const float *db, int n, const float *Bp, float al
  * returns the count h (at most 32 mi, the room of hk and hw).  The next_rows rows at next (stride
  * d; the next panel's database rows, or none) are prefetched into L2 as the blocks go. */
 #define SM_SEARCH_NR 32
+
+/* The exact keys of candidate rows db[ids[j]] (j < m) for one query qrow, bit for bit the keys of
+ * the panels (one fma chain over t from 0, then alpha and the kind's arithmetic with the query's
+ * norm an and the rows' dn; dn unread for kind 1); knn_search_avx512.c. */
+void sm_search_exact_keys(int d, const float *qrow, const float *db, const int64_t *ids, int m, float alpha, int kind,
+                          float an, const float *dn, float *keys);
+
+/* The bfloat16 pre-pass (knn_search_bf16.c, AVX512_BF16): rows rounded to bfloat16 in pairs
+ * (d2 = (d + 1) / 2 words a row, word u = bf16(x[2u]) | bf16(x[2u + 1]) << 16, zero past d).
+ * sm_search_bf16_rows: m rows (stride d) into out (m, d2).  sm_search_bf16_panel_pack: the 32
+ * rows x[0 .. 32) into a panel P (d2, 32).  sm_search_bf16_panel: sm_search_panel_avx512's contract
+ * with approximate keys (the products of the rounded values, accumulated in float by VDPBF16PS)
+ * for the rounded queries Qb (mi, d2) against the panel P; next: the next panel, prefetched (or
+ * NULL).  The caller bounds how far these keys are from the exact ones. */
+void sm_search_bf16_rows(const float *x, int m, int d, uint32_t *out);
+void sm_search_bf16_panel_pack(const float *x, int d, uint32_t *P);
+int sm_search_bf16_panel(int d, const uint32_t *Qb, int mi, const uint32_t *P, float alpha, int kind, const float *an,
+                         const float *bn, const float *tr, uint32_t cvalid, const uint32_t *next, float *hk,
+                         uint32_t *hw);
 int sm_search_panel_avx512(int d, const float *a, int mi, const float *Bp, float alpha, int kind, const float *an,
                            const float *bn, const float *tr, uint32_t cvalid, const float *next, int64_t next_rows,
                            float *hk, uint32_t *hw);

@@ -8,7 +8,9 @@
  * Threading: many queries -> each thread takes whole query blocks with its own single-threaded
  * sgemm and selection (no barrier between them), or with the products, keys and threshold tests
  * fused in panels of 16 (AVX2) or 32 (AVX-512, knn_search_avx512.c) database rows, the same keys
- * either way; a few queries -> one fused pass over the
+ * either way, and on a CPU with AVX512_BF16 a bfloat16 pre-pass that picks candidates whose exact
+ * keys are then computed in fp32 (blocks_bf16: the same results, proven below); a few queries ->
+ * one fused pass over the
  * database split in per-thread blocks (scores and norms from the same load, per-thread heaps
  * merged), with the database's finiteness checked through the scores (a non-finite row always
  * gives a non-finite score), which saves a pass over the database per call; otherwise the
@@ -437,7 +439,9 @@ typedef struct knn_plan {
     int64_t bdt;     /* blocks: database rows a thread tile */
     int64_t bqt;     /* parallel selection, small database: query rows a thread block */
     int64_t tile;    /* small database: floats of a thread's tile */
+    int bf16;        /* blocks: the bfloat16 pre-pass (blocks_bf16) */
     size_t bytes;    /* workspace */
+    size_t bytes_fp32; /* workspace without the pre-pass */
 } knn_plan;
 
 #define ALIGN_UP(x) (((x) + 63u) & ~(size_t)63u)
@@ -457,6 +461,40 @@ static void carve_norms(char **cur, sm_metric metric, const float *db, int64_t n
     *dn = carve(cur, (size_t)n * sizeof(float));
     sm_k_row_norms(q, nq, d, metric == SM_METRIC_COSINE, *qn);
     sm_k_row_norms(db, n, d, metric == SM_METRIC_COSINE, *dn);
+}
+
+/* ---- the bfloat16 pre-pass of many queries (blocks_bf16) ---------------------------------- */
+#define BF16_MIN_D 32    /* below this d the candidates' bookkeeping costs more than the products save */
+#define BF16_ROOM(k) (2 * (int64_t)(k) + 96) /* candidates a query's list holds (at least k + 64) */
+
+/* The pre-pass runs on the AVX-512 path of a CPU with AVX512_BF16, unless SIMILE_SEARCH_BF16=0
+ * (a switch for measuring it against the fp32 panels; the results are the same either way). */
+static int bf16_wanted(int64_t n, int d) {
+#if defined(SM_GEMM_X86)
+    static int env = -1;
+    if (env < 0) {
+        const char *e = getenv("SIMILE_SEARCH_BF16");
+        env = !(e && e[0] == '0');
+    }
+    return env && n >= SM_SEARCH_NR && d >= BF16_MIN_D && sm_gemm_active() == &sm_gemm_avx512 &&
+           sm_cpu_has_avx512bf16();
+#else
+    (void)n, (void)d;
+    return 0;
+#endif
+}
+
+/* the database's panels (ceil(n / 32), d2, 32) words, then per thread: the block's rounded
+ * queries (BLOCK_Q, d2), bounds (BLOCK_Q), thresholds (BLOCK_Q), the approximate heaps' keys
+ * and ids (BLOCK_Q, k), the lists' counts (BLOCK_Q), keys and ids (BLOCK_Q, room), the hits'
+ * keys and tags (BLOCK_Q 32 each) and one query's exact keys (room) */
+static size_t bf16_bytes(int64_t n, int d, int k, int nthreads) {
+    const int64_t d2 = (d + 1) / 2, room = BF16_ROOM(k), npan = (n + SM_SEARCH_NR - 1) / SM_SEARCH_NR;
+    size_t t = ALIGN_UP((size_t)(BLOCK_Q * d2) * 4) + 2 * ALIGN_UP((size_t)BLOCK_Q * 4) +
+               ALIGN_UP((size_t)(BLOCK_Q * k) * 4) + ALIGN_UP((size_t)(BLOCK_Q * k) * 8) + ALIGN_UP((size_t)BLOCK_Q * 4) +
+               ALIGN_UP((size_t)(BLOCK_Q * room) * 4) + ALIGN_UP((size_t)(BLOCK_Q * room) * 8) +
+               2 * ALIGN_UP((size_t)(BLOCK_Q * SM_SEARCH_NR) * 4) + ALIGN_UP((size_t)room * 4);
+    return ALIGN_UP((size_t)(npan * d2 * SM_SEARCH_NR) * 4) + (size_t)nthreads * t;
 }
 
 static void knn_make_plan(int64_t n, int64_t nq, int d, int k, sm_metric metric, knn_plan *P) {
@@ -508,6 +546,11 @@ static void knn_make_plan(int64_t n, int64_t nq, int d, int k, sm_metric metric,
         P->path = PATH_BLOCKS;
         P->bdt = n < BLOCK_DB ? n : BLOCK_DB;
         P->bytes = ALIGN_UP((size_t)nthreads * (size_t)(BLOCK_Q * P->bdt) * sizeof(float)) + norms;
+        P->bytes_fp32 = P->bytes;
+        if (bf16_wanted(n, d)) {
+            P->bf16 = 1;
+            P->bytes += bf16_bytes(n, d, k, nthreads);
+        }
     } else if (mode == MODE_SELECT && !tiny && nthreads > 1 && nq >= 2 * nthreads) {
         P->path = PATH_SELECT_PAR;
         int64_t bqt = (2 * SELECT_FLOATS / nthreads) / n, per = (nq + 2 * nthreads - 1) / (2 * nthreads);
@@ -598,6 +641,172 @@ static void blocks_fused(const float *db, int64_t n, const float *q, int d, int6
 }
 #endif
 
+#if defined(SM_GEMM_X86)
+/* ---- the bfloat16 pre-pass of many queries ---------------------------------------------------
+ * The database and each block's queries are rounded to bfloat16 once; the panels of
+ * knn_search_bf16.c give approximate keys k^ of every pair, at most E from the exact key k (the
+ * fp32 chain's, what the other paths return), E a bound per query from the norms (below).  Each
+ * query keeps a heap of its k best approximate keys and a list of the candidates with k^ <= (its
+ * heap root) + 2E; at the end the list is cut to k^ <= t^ + 2E, t^ the k-th best approximate key,
+ * and only those are rescored exactly and offered to the results' heap, in increasing index.
+ * Why nothing is lost: every pair with k <= k_(k) (the k-th best exact key) has
+ * k^ <= k + E <= k_(k) + E, and k_(k) <= t^ + E (the k pairs of the k best approximate keys have
+ * exact keys at most t^ + E, so the k-th best exact key is no larger), so k^ <= t^ + 2E; the heap
+ * root only falls as candidates come, so the lists kept every such pair.  The results are the
+ * exact top k by (key, index), the bits of the fp32 paths.
+ * The bound: with unit roundoff 2^-8 for the rounding to bfloat16 and 2^-24 for float sums, the
+ * products differ by at most (2^-7 + 2^-16 + 2.02 d 2^-24) sum |q_t x_t| <= c |q| |x| (Cauchy-Schwarz)
+ * from the exact sum, plus what VDPBF16PS flushes to zero (denormal inputs and products: at most
+ * 2^-126 (sqrt(d) (|q| + |x|) + d)); c = 2^-7 + 2^-14 + 4 d 2^-24 here.  Squared L2 doubles it and
+ * adds the rounding of the norms' sum, cosine scales it by the inverse norms; 1% more on top.
+ * Rows or queries whose norm is neither 0 nor in [2^-20, 2^20] (where the flush term could
+ * matter) and lists that overflow leave their block to the fp32 panels (blocks_fused). */
+#define BF16_NORM_LO 0x1p-20
+#define BF16_NORM_HI 0x1p20
+
+typedef struct bf16_pass {
+    const uint32_t *Xb; /* (npan, d2, 32) the database's panels */
+    int64_t npan;
+    double M, Mc, Bn;   /* max row norm; max norm x inverse norm (cosine); max inverse norm */
+} bf16_pass;
+
+typedef struct bf16_scratch {
+    uint32_t *Qb;   /* (BLOCK_Q, d2) the block's rounded queries */
+    float *mg;      /* (BLOCK_Q) 2E, rounded up */
+    float *thr;     /* (BLOCK_Q) heap root + 2E (+inf before k candidates) */
+    float *ak;      /* (BLOCK_Q, k) approximate heaps */
+    int64_t *ai;    /* (BLOCK_Q, k) */
+    int32_t *cnt;   /* (BLOCK_Q) list lengths */
+    float *lk;      /* (BLOCK_Q, room) lists: approximate keys */
+    int64_t *li;    /* (BLOCK_Q, room) and indices, increasing */
+    float *hk;      /* (BLOCK_Q 32) hits */
+    uint32_t *hw;   /* (BLOCK_Q 32) */
+    float *ek;      /* (room) one query's exact keys */
+} bf16_scratch;
+
+static void bf16_carve(char **cur, int d, int k, bf16_scratch *S) {
+    const int64_t d2 = (d + 1) / 2, room = BF16_ROOM(k);
+    S->Qb = carve(cur, (size_t)(BLOCK_Q * d2) * 4);
+    S->mg = carve(cur, (size_t)BLOCK_Q * 4);
+    S->thr = carve(cur, (size_t)BLOCK_Q * 4);
+    S->ak = carve(cur, (size_t)(BLOCK_Q * k) * 4);
+    S->ai = carve(cur, (size_t)(BLOCK_Q * k) * 8);
+    S->cnt = carve(cur, (size_t)BLOCK_Q * 4);
+    S->lk = carve(cur, (size_t)(BLOCK_Q * room) * 4);
+    S->li = carve(cur, (size_t)(BLOCK_Q * room) * 8);
+    S->hk = carve(cur, (size_t)(BLOCK_Q * SM_SEARCH_NR) * 4);
+    S->hw = carve(cur, (size_t)(BLOCK_Q * SM_SEARCH_NR) * 4);
+    S->ek = carve(cur, (size_t)room * 4);
+}
+
+/* a + m rounded up (a float at least the real sum) */
+static inline float add_up(float a, float m) {
+    float r = a + m;
+    if ((double)r < (double)a + (double)m) r = nextafterf(r, INFINITY);
+    return r;
+}
+
+/* The database's panels and norms for the pre-pass; 0 if a row's norm is out of its range. */
+static int bf16_prepare(const float *db, int64_t n, int d, int kind, const float *dn, uint32_t *Xb, bf16_pass *X) {
+    const int64_t d2 = (d + 1) / 2, npan = (n + SM_SEARCH_NR - 1) / SM_SEARCH_NR;
+    double M = 0, Mc = 0, Bn = 0;
+    int bad = 0;
+#pragma omp parallel for schedule(static) reduction(max : M, Mc, Bn) reduction(| : bad) if (n * (int64_t)d > PAR_WORK)
+    for (int64_t p = 0; p < npan; p++) {
+        const int64_t done = p * SM_SEARCH_NR, jb = n - done < SM_SEARCH_NR ? n - SM_SEARCH_NR : done;
+        sm_search_bf16_panel_pack(db + jb * (int64_t)d, d, Xb + p * d2 * SM_SEARCH_NR);
+        for (int64_t j = jb; j < jb + SM_SEARCH_NR; j++) {
+            const float *r = db + j * (int64_t)d;
+            double ss = 0;
+            for (int t = 0; t < d; t++) ss += (double)r[t] * r[t];
+            const double nr = sqrt(ss);
+            bad |= !(nr == 0 || (nr >= BF16_NORM_LO && nr <= BF16_NORM_HI));
+            if (nr > M) M = nr;
+            if (kind == SM_K_DIST_COS) {
+                if (nr * dn[j] > Mc) Mc = nr * dn[j];
+                if (dn[j] > Bn) Bn = dn[j];
+            }
+        }
+    }
+    X->Xb = Xb; X->npan = npan; X->M = M; X->Mc = Mc; X->Bn = Bn;
+    return !bad;
+}
+
+/* Queries q0 .. q0 + mq (mq >= 12) against the whole database by the pre-pass: their results
+ * offered to the heaps dist / idx (empty on entry), as blocks_fused leaves them; returns 1, with
+ * the heaps untouched, where the block goes to the fp32 panels instead (above). */
+static int blocks_bf16(const bf16_pass *X, const float *db, int64_t n, const float *q, int d, int64_t q0, int64_t mq,
+                       int k, int kind, float alpha, const float *qn, const float *dn, int64_t self_offset,
+                       const bf16_scratch *S, float *dist, int64_t *idx) {
+    const int64_t room = BF16_ROOM(k), d2 = (d + 1) / 2;
+    const double c = 0x1p-7 + 0x1p-14 + 4.0 * d * 0x1p-24, sd = sqrt((double)d);
+    for (int64_t i = 0; i < mq; i++) {
+        const float *r = q + (q0 + i) * (int64_t)d;
+        double ss = 0;
+        for (int t = 0; t < d; t++) ss += (double)r[t] * r[t];
+        const double a = sqrt(ss), F = 0x1p-126 * (sd * (a + X->M) * 1.02 + d);
+        if (!(a == 0 || (a >= BF16_NORM_LO && a <= BF16_NORM_HI))) return 1;
+        double E;
+        if (kind == SM_K_DIST_DOT) E = c * a * X->M + F;
+        else if (kind == SM_K_DIST_SQL2) E = 2 * (c * a * X->M + F) + 0x1p-21 * (ss + X->M * X->M + 2 * a * X->M);
+        else {
+            const double ia = qn[q0 + i];
+            E = (c * a * ia * X->Mc + F * ia * X->Bn) * (1 + 0x1p-20) + 0x1p-21 * (a * ia * X->Mc + 1);
+        }
+        const double m2 = 2 * E * 1.01;
+        float mf = (float)m2;
+        if ((double)mf < m2) mf = nextafterf(mf, INFINITY);
+        S->mg[i] = mf;
+        S->thr[i] = INFINITY;
+        S->cnt[i] = 0;
+        for (int r2 = 0; r2 < k; r2++) { S->ak[i * k + r2] = INFINITY; S->ai[i * k + r2] = -1; }
+    }
+    sm_search_bf16_rows(q + q0 * (int64_t)d, (int)mq, d, S->Qb);
+    const float *an = qn ? qn + q0 : S->thr; /* unread for the inner product */
+    for (int64_t p = 0; p < X->npan; p++) {
+        const int64_t done = p * SM_SEARCH_NR, jb = n - done < SM_SEARCH_NR ? n - SM_SEARCH_NR : done;
+        const uint32_t cvalid = ~(uint32_t)0 << (done - jb);
+        const uint32_t *Pp = X->Xb + p * d2 * SM_SEARCH_NR;
+        const int h = sm_search_bf16_panel(d, S->Qb, (int)mq, Pp, alpha, kind, an, dn ? dn + jb : S->thr, S->thr,
+                                           cvalid, p + 1 < X->npan ? Pp + d2 * SM_SEARCH_NR : NULL, S->hk, S->hw);
+        for (int t = 0; t < h; t++) {
+            const int64_t i = S->hw[t] >> 5, id = jb + (S->hw[t] & 31u);
+            const float v = S->hk[t];
+            if (self_offset >= 0 && id == self_offset + q0 + i) continue;
+            if (!(v <= S->thr[i])) continue; /* the threshold fell since the panel tested it */
+            float *lk = S->lk + i * room;
+            int64_t *li = S->li + i * room;
+            if (S->cnt[i] == room) { /* full: keep what is still within the threshold */
+                int32_t m = 0;
+                for (int32_t j = 0; j < S->cnt[i]; j++)
+                    if (lk[j] <= S->thr[i]) { lk[m] = lk[j]; li[m] = li[j]; m++; }
+                S->cnt[i] = m;
+                if (m == room) return 1;
+            }
+            lk[S->cnt[i]] = v;
+            li[S->cnt[i]++] = id;
+            float *hq = S->ak + i * k;
+            int64_t *iq = S->ai + i * k;
+            heap_offer_in_order(hq, iq, k, v, id);
+            if (iq[0] >= 0) S->thr[i] = add_up(hq[0], S->mg[i]);
+        }
+    }
+    /* the candidates within t^ + 2E, rescored exactly, in increasing index */
+    for (int64_t i = 0; i < mq; i++) {
+        const int64_t qi = q0 + i;
+        const float T = S->ai[i * k] >= 0 ? add_up(S->ak[i * k], S->mg[i]) : INFINITY;
+        const float *lk = S->lk + i * room;
+        int64_t *li = S->li + i * room;
+        int m = 0;
+        for (int32_t j = 0; j < S->cnt[i]; j++)
+            if (lk[j] <= T) li[m++] = li[j];
+        sm_search_exact_keys(d, q + qi * (int64_t)d, db, li, m, alpha, kind, qn ? qn[qi] : 0.0f, dn, S->ek);
+        for (int j = 0; j < m; j++) heap_offer_in_order(dist + qi * (int64_t)k, idx + qi * (int64_t)k, k, S->ek[j], li[j]);
+    }
+    return 0;
+}
+#endif
+
 sm_status sm_k_knn(int kind, const float *db, int64_t n, const float *q, int64_t nq, int d, int k,
                    int64_t self_offset, float *dist, int64_t *idx, const sm_ws *ws) {
     const sm_metric metric = metric_of(kind);
@@ -609,6 +818,10 @@ sm_status sm_k_knn(int kind, const float *db, int64_t n, const float *q, int64_t
 
     knn_plan P;
     knn_make_plan(n, nq, d, k, metric, &P);
+    if (ws && ws->bytes < P.bytes && P.bf16 && ws->bytes >= P.bytes_fp32) { /* sized before the path changed */
+        P.bf16 = 0;
+        P.bytes = P.bytes_fp32;
+    }
     if (!ws || ws->bytes < P.bytes)
         return sm_fail(SM_ERR_INVALID, "knn: a workspace of %zu bytes is too small (%zu needed)",
                        ws ? ws->bytes : (size_t)0, P.bytes);
@@ -721,6 +934,17 @@ sm_status sm_k_knn(int kind, const float *db, int64_t n, const float *q, int64_t
                           BLOCK_Q * bdt >= BLOCKS_FUSED_FLOATS(d);
         const int wide = sm_gemm_active() == &sm_gemm_avx512 && n >= SM_SEARCH_NR;
         const float alpha = key_alpha(metric);
+        bf16_pass X;
+        char *bf16_base = NULL;
+        size_t bf16_per = 0;
+        int bf16 = 0;
+        if (P.bf16) {
+            const int64_t d2 = (d + 1) / 2, npan = (n + SM_SEARCH_NR - 1) / SM_SEARCH_NR;
+            uint32_t *Xb = carve(&cur, (size_t)(npan * d2 * SM_SEARCH_NR) * 4);
+            bf16_base = cur;
+            bf16_per = (bf16_bytes(n, d, k, 1) - ALIGN_UP((size_t)(npan * d2 * SM_SEARCH_NR) * 4));
+            bf16 = bf16_prepare(db, n, d, kind, dn, Xb, &X);
+        }
 #endif
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)
         for (int64_t b = 0; b < nb; b++) {
@@ -731,6 +955,12 @@ sm_status sm_k_knn(int kind, const float *db, int64_t n, const float *q, int64_t
             float *T = Tt + (int64_t)tid * BLOCK_Q * bdt;
             int64_t q0 = b * BLOCK_Q, mq = nq - q0 < BLOCK_Q ? nq - q0 : BLOCK_Q;
 #if defined(SM_GEMM_X86)
+            if (bf16 && mq >= 12) {
+                bf16_scratch S;
+                char *c2 = bf16_base + (size_t)tid * bf16_per;
+                bf16_carve(&c2, d, k, &S);
+                if (!blocks_bf16(&X, db, n, q, d, q0, mq, k, kind, alpha, qn, dn, self_offset, &S, dist, idx)) continue;
+            }
             if (fused && mq >= SM_ALL_MR) {
                 blocks_fused(db, n, q, d, q0, mq, k, kind, alpha, qn, dn, self_offset, wide && mq >= 12, T, dist,
                              idx);

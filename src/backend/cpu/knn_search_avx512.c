@@ -92,6 +92,25 @@ static inline __attribute__((always_inline)) int panel(int d, const float *a, in
     return h;
 }
 
+void sm_search_exact_keys(int d, const float *qrow, const float *db, const int64_t *ids, int m, float alpha, int kind,
+                          float an, const float *dn, float *keys) {
+    for (int j = 0; j < m; j++) {
+        const float *x = db + ids[j] * (int64_t)d;
+        float acc = 0.0f;
+        for (int t = 0; t < d; t++) acc = fmaf(qrow[t], x[t], acc); /* the lanes' chain, in order */
+        const float p = alpha * acc;
+        float key;
+        if (kind == 0) {
+            const float s = (an + dn[ids[j]]) + p;
+            key = s != s ? (float)INFINITY : (s > 0.0f ? s : 0.0f); /* max(s, +0), NaN +inf */
+        } else {
+            const float s = kind == 2 ? p * (an * dn[ids[j]]) : p;
+            key = s != s ? (float)INFINITY : s;
+        }
+        keys[j] = key;
+    }
+}
+
 int sm_search_panel_avx512(int d, const float *a, int mi, const float *Bp, float alpha, int kind, const float *an,
                            const float *bn, const float *tr, uint32_t cvalid, const float *next, int64_t next_rows,
                            float *hk, uint32_t *hw) {
