@@ -1,6 +1,8 @@
 /* optim_cpu.c - the optimiser's update (the optim_update operation) as one flat loop over a
  * segment of the parameter store: SGD with momentum, Adam, AdamW, in PyTorch's formulation.
- * Each element depends only on its own values, so the result does not depend on threads. */
+ * Each element depends only on its own values, so the result does not depend on threads: large
+ * segments are split over them. */
+#define PAR_PARAMS 32768
 #include "backend/cpu/kernels.h"
 #include <math.h>
 
@@ -10,6 +12,7 @@ void sm_k_optim_update(const sm_optim_hyper *h, int64_t t, int64_t n, float *p, 
     if (h->kind == SM_OPT_SGD) {
         /* v = mu v + (g + wd p);  p -= lr v  (PyTorch SGD, dampening 0) */
         const float mu = h->momentum;
+#pragma omp parallel for schedule(static) if (n >= PAR_PARAMS)
         for (int64_t i = 0; i < n; i++) {
             float gi = g[i] + wd * p[i];
             m[i] = t == 1 ? gi : mu * m[i] + gi;
@@ -22,6 +25,7 @@ void sm_k_optim_update(const sm_optim_hyper *h, int64_t t, int64_t n, float *p, 
     const float c1 = 1.0f - powf(b1, (float)t), c2 = 1.0f - powf(b2, (float)t);
     const float step = lr / c1, rc2 = 1.0f / sqrtf(c2);
     const int decoupled = h->kind == SM_OPT_ADAMW;
+#pragma omp parallel for schedule(static) if (n >= PAR_PARAMS)
     for (int64_t i = 0; i < n; i++) {
         float gi = decoupled ? g[i] : g[i] + wd * p[i];
         if (decoupled) p[i] -= lr * wd * p[i];
