@@ -66,8 +66,9 @@ void sm_k_wino3_weights(const float *W, int oc, int c, int flip, float *U) {
      * is computed alone, so the threads' split changes no bits (on one thread this was about 2% of
      * a training epoch, with the other thread waiting). */
 #pragma omp parallel for schedule(static) if ((int64_t)oc * c >= 2048)
-    for (int o = 0; o < oc; o++)
-        for (int ch = 0; ch < c; ch++) {
+    for (int a = 0; a < (flip ? oc : c); a++)
+        for (int b = 0; b < (flip ? c : oc); b++) { /* the stores' contiguous index innermost */
+            const int o = flip ? a : b, ch = flip ? b : a;
             float g[3][3], q[4][3];
             for (int ky = 0; ky < 3; ky++)
                 for (int kx = 0; kx < 3; kx++)
