@@ -13,8 +13,9 @@
  *     MAP@R, sm_model_selection names it, and a saved and loaded model keeps the record;
  *   - checkpoints: a training saved mid-epoch and continued in a fresh trainer ends with the
  *     bits of an uninterrupted one (P x K sampling, augmentation, cosine schedule, EMA,
- *     keep_best); another spec, other settings, a corrupt file and a trainer that already
- *     stepped are refused. */
+ *     keep_best); another spec, other settings, a corrupt file, a validated epoch's MAP@R
+ *     that is NaN or outside [0, 1] (checksum valid) and a trainer that already stepped are
+ *     refused. */
 #include "core/core.h"
 #include "loss/loss.h"
 #include "model/model.h"
@@ -441,6 +442,41 @@ static void test_checkpoint(void) {
         if (f) fclose(f);
         CHECK_STATUS(sm_trainer_load_checkpoint(t, bad), SM_ERR_FORMAT);
         CHECK_STATUS(sm_trainer_load_checkpoint(t, "/nonexistent/x.ckpt"), SM_ERR_IO);
+        /* val_history of an epoch already done must be a MAP@R in [0, 1] (a fuzz_checkpoint find
+         * of 2026-12-03: NaN there loaded, and the finished model's selection MAP@R was NaN);
+         * the checkpoint is from epoch 2, so entry 0 is epoch 1's.  Checksum recomputed. */
+        static const char name[] = "val_history";
+        size_t at = 0;
+        for (size_t i = 0; i + sizeof name - 1 + 8 + 8 <= len - 4; i++)
+            if (!memcmp(data + i, name, sizeof name - 1)) at = i + sizeof name - 1 + 8; /* the last one */
+        CHECK(at > 0);
+        data[len / 2] ^= 0x10; /* undo the flip above */
+        const double bad_values[] = {NAN, 1.5, -0.25};
+        for (int v = 0; v < 3 && at > 0; v++) {
+            double old;
+            memcpy(&old, data + at, sizeof old);
+            CHECK(old >= 0 && old <= 1); /* the saved value, in range */
+            memcpy(data + at, &bad_values[v], sizeof(double));
+            uint32_t crc = sm_crc32(0, data, len - 4);
+            unsigned char keep[4];
+            memcpy(keep, data + len - 4, 4);
+            for (int k = 0; k < 4; k++) data[len - 4 + k] = (unsigned char)(crc >> (8 * k));
+            f = fopen(bad, "wb");
+            CHECK(f && fwrite(data, 1, len, f) == len);
+            if (f) fclose(f);
+            CHECK_STATUS(sm_trainer_load_checkpoint(t, bad), SM_ERR_FORMAT);
+            memcpy(data + at, &old, sizeof old);
+            memcpy(data + len - 4, keep, 4);
+        }
+        f = fopen(bad, "wb"); /* restored, it loads */
+        CHECK(f && fwrite(data, 1, len, f) == len);
+        if (f) fclose(f);
+        sm_trainer *t2 = NULL;
+        sm_model *o2; sm_loss *lo2;
+        setup_ckpt(&o2, &lo2, DST, 6);
+        if (o2 && lo2) CHECK_OK(sm_trainer_create(&t2, o2, lo2, ds, &c));
+        if (t2) CHECK_OK(sm_trainer_load_checkpoint(t2, bad));
+        sm_trainer_free(t2); sm_model_free(o2); sm_loss_free(lo2);
         CHECK(t->gstep == 0); /* refused loads change nothing: the trainer still trains from the start */
     }
     sm_free(data);
