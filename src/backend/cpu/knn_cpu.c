@@ -466,6 +466,9 @@ static void carve_norms(char **cur, sm_metric metric, const float *db, int64_t n
 /* ---- the bfloat16 pre-pass of many queries (blocks_bf16) ---------------------------------- */
 #define BF16_MIN_D 32    /* below this d the candidates' bookkeeping costs more than the products save */
 #define BF16_ROOM(k) (2 * (int64_t)(k) + 96) /* candidates a query's list holds (at least k + 64) */
+#define BF16_MAX_BYTES ((int64_t)256 << 20) /* the rounded database at most this (half the database's
+                                              * own size: 2.7 million rows of 128); larger ones
+                                              * take the fp32 panels, which need no copy */
 
 /* The pre-pass runs on the AVX-512 path of a CPU with AVX512_BF16, unless SIMILE_SEARCH_BF16=0
  * (a switch for measuring it against the fp32 panels; the results are the same either way). */
@@ -476,8 +479,9 @@ static int bf16_wanted(int64_t n, int d) {
         const char *e = getenv("SIMILE_SEARCH_BF16");
         env = !(e && e[0] == '0');
     }
-    return env && n >= SM_SEARCH_NR && d >= BF16_MIN_D && sm_gemm_active() == &sm_gemm_avx512 &&
-           sm_cpu_has_avx512bf16();
+    const int64_t panels = (n + SM_SEARCH_NR - 1) / SM_SEARCH_NR * ((d + 1) / 2) * SM_SEARCH_NR * 4;
+    return env && n >= SM_SEARCH_NR && d >= BF16_MIN_D && panels <= BF16_MAX_BYTES &&
+           sm_gemm_active() == &sm_gemm_avx512 && sm_cpu_has_avx512bf16();
 #else
     (void)n, (void)d;
     return 0;
