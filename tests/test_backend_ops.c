@@ -1535,6 +1535,28 @@ static void check_knn_many_paths(void) {
                 for (int p = 0; p < 3; p++) { free(dist[p]); free(idx[p]); }
                 free(db); free(q);
             }
+    /* a workspace sized on the avx2 path (no pre-pass) serves a call on the avx512 path: the call
+     * then runs without the pre-pass, with the same results; one byte less is refused */
+    if (sm_set_isa("avx2") == SM_OK && sm_set_isa("avx512") == SM_OK) {
+        const int64_t n = 3000, nq = 1100;
+        const int d = 64, k = 10;
+        float *db = randf(n * d, 1.0f), *q = randf(nq * d, 1.0f);
+        float *d0 = malloc(sizeof(float) * (size_t)(nq * k)), *d1 = malloc(sizeof(float) * (size_t)(nq * k));
+        int64_t *i0 = malloc(sizeof(int64_t) * (size_t)(nq * k)), *i1 = malloc(sizeof(int64_t) * (size_t)(nq * k));
+        CHECK_OK(run_knn(SM_K_DIST_SQL2, db, n, q, nq, d, k, -1, d0, i0));
+        CHECK_OK(sm_set_isa("avx2"));
+        const size_t small = sm_be_knn_ws(BE, n, nq, d, k, SM_K_DIST_SQL2);
+        CHECK_OK(sm_set_isa("avx512"));
+        CHECK(sm_be_knn_ws(BE, n, nq, d, k, SM_K_DIST_SQL2) >= small);
+        sm_ws w = ws_of(small);
+        CHECK_OK(sm_be_knn(BE, SM_K_DIST_SQL2, db, n, q, nq, d, k, -1, d1, i1, &w));
+        CHECK(!memcmp(d0, d1, sizeof(float) * (size_t)(nq * k)) && !memcmp(i0, i1, sizeof(int64_t) * (size_t)(nq * k)));
+        free(w.base);
+        w = ws_of(small - 1);
+        CHECK_STATUS(sm_be_knn(BE, SM_K_DIST_SQL2, db, n, q, nq, d, k, -1, d1, i1, &w), SM_ERR_INVALID);
+        free(w.base);
+        free(db); free(q); free(d0); free(d1); free(i0); free(i1);
+    }
     CHECK_MSG(differ == 0, "knn many queries: %d of %d cases differ from the scalar path", differ, cases);
     printf("knn many queries: %d paths, %d cases, %d differ from the scalar path\n", paths_run, cases, differ);
     CHECK_OK(sm_set_isa("auto"));
