@@ -207,13 +207,19 @@ static inline void rows_tile(const sm_gemm_kernels *kr, const gemm_args *g, int 
         for (int r = 0; r < rows; r++)
             for (int j = 0; j < cols; j++) tile[r * nr + j] = C[(int64_t)r * g->ldc + j];
     kr->ukr(kc, a, rs, cs, bp, tile, nr, first ? 0 : SM_UKR_LOAD, 1.0f, 0.0f);
+    /* finish's arithmetic with its test on beta taken out of the loops, so that they vectorise
+     * (the per-element branch kept them scalar: a short-k edge tile, as in the Winograd chunks,
+     * spent longer here than in its products); the same operations on every element */
+    const float alpha = g->alpha, beta = g->beta;
     for (int r = 0; r < rows; r++) {
         float *c = C + (int64_t)r * g->ldc;
         const float *t = tile + r * nr;
-        if (last)
-            for (int j = 0; j < cols; j++) c[j] = finish(g->alpha, t[j], g->beta, c[j]);
-        else
+        if (!last)
             for (int j = 0; j < cols; j++) c[j] = t[j];
+        else if (beta == 0.0f)
+            for (int j = 0; j < cols; j++) c[j] = alpha * t[j];
+        else
+            for (int j = 0; j < cols; j++) c[j] = alpha * t[j] + beta * c[j];
     }
 }
 
