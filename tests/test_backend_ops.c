@@ -222,7 +222,8 @@ static void check_conv1ch(void) {
     const shape1 shapes[] = {{1, 1, 1, 1, 1, 0, 1},   {2, 5, 7, 3, 1, 1, 5},     {3, 8, 8, 3, 2, 1, 33},
                              {1, 9, 6, 5, 1, 2, 32},  {2, 4, 4, 2, 2, 0, 70},    {1, 7, 3, 3, 3, 2, 3},
                              {6, 28, 28, 3, 1, 1, 32}, {1, 11, 10, 8, 1, 3, 17}, {9, 28, 28, 3, 1, 1, 40},
-                             {1, 8, 2100, 8, 4, 0, 3} /* rows wider than the kernels' padded-row window */};
+                             {1, 8, 2100, 8, 4, 0, 3} /* rows wider than the kernels' padded-row window */,
+                             {1, 120, 6000, 3, 50, 1, 3} /* the same, narrow enough for conv1ch1_pool */};
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
         const shape1 *S = &shapes[i];
         const conv_shape C = {S->n, S->h, S->w, 1, S->k, S->s, S->p};
@@ -241,6 +242,22 @@ static void check_conv1ch(void) {
         sm_be_conv1ch1(BE, x, S->n, S->h, S->w, S->k, S->s, S->p, oh, ow, W, S->oc, y1);
         CHECK_MSG(!memcmp(y, yg, sizeof(float) * (size_t)(rows * S->oc)), "conv1ch shape %zu: not the bits of im2col + gemm", i);
         CHECK_MSG(!memcmp(y1, yg, sizeof(float) * (size_t)(rows * S->oc)), "conv1ch1 shape %zu: not the bits of im2col + gemm", i);
+        /* conv1ch1_pool: the bits of conv1ch1 then maxpool_bias_act1 (2x2 stride 2), with and
+         * without the bias and the ReLU */
+        if (oh >= 2 && ow >= 2 && ow <= 128) {
+            const int ph = (oh - 2) / 2 + 1, pw = (ow - 2) / 2 + 1;
+            const int64_t np = (int64_t)S->n * ph * pw * S->oc;
+            float *bias = randf(S->oc, 1), *zr = malloc(sizeof(float) * (size_t)np), *z = malloc(sizeof(float) * (size_t)np);
+            for (int v = 0; v < 4; v++) {
+                const float *bv = v & 1 ? bias : NULL;
+                const int relu = v >> 1;
+                sm_be_maxpool_bias_act1(BE, y1, S->n, oh, ow, S->oc, 2, 2, 0, ph, pw, bv, relu, zr);
+                sm_be_conv1ch1_pool(BE, x, S->n, S->h, S->w, S->k, S->s, S->p, oh, ow, W, S->oc, bv, relu, z);
+                CHECK_MSG(!memcmp(z, zr, sizeof(float) * (size_t)np), "conv1ch1_pool shape %zu bias %d relu %d: not the "
+                          "bits of conv1ch1 + maxpool_bias_act1", i, v & 1, relu);
+            }
+            free(bias); free(zr); free(z);
+        }
         double *rcol = dzeros(rows * K), *ry = dzeros(rows * S->oc), *rdw = dzeros((int64_t)S->oc * K);
         ref_im2col(x, &C, oh, ow, rcol);
         for (int64_t r = 0; r < rows; r++)
@@ -274,7 +291,7 @@ static void check_conv1ch(void) {
         free(x); free(W); free(dy); free(col); free(yg); free(y); free(y1); free(rcol); free(ry); free(rdw);
         free(dwg); free(dw1); free(dw2);
     }
-    printf("conv1ch: direct 1-channel convolution, the bits of im2col + gemm\n");
+    printf("conv1ch: direct 1-channel convolution, the bits of im2col + gemm (pooled: of the separate passes)\n");
 }
 
 /* Winograd F(2x2, 3x3) (wino3_weights, wino3_1) against a direct 3x3 stride-1 pad-1 convolution

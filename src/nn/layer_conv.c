@@ -178,13 +178,20 @@ static int64_t conv_infer_weights(const sm_layer *L, const float *W, float *P) {
     return (int64_t)16 * L->ic * L->oc;
 }
 
-/* y = act(conv(x) + b), pooled when pool is a 2x2 stride-2 unpadded max-pool: Winograd only */
+/* y = act(conv(x) + b), pooled when pool is a 2x2 stride-2 unpadded max-pool: Winograd, and the
+ * 1-channel direct kernel when a pool follows (its rows pooled as they are computed, the bits
+ * of the separate passes; the unpooled output is never written) */
 static int conv_infer_fused(const sm_layer *L, const float *W, const float *b, int relu, const sm_layer *pool,
                             const float *x, int n, float *y, float *scratch) {
-    if (!conv_wino(L)) return 0;
     if (pool && !(!strcmp(sm_layer_kind_of(pool)->name, "maxpool") && pool->k == 2 && pool->stride == 2 &&
                   pool->pad == 0))
         return 0;
+    if (conv_1ch(L) && pool && L->oh >= 2 && L->ow >= 2 && L->ow <= 128) { /* 128: the op's row limit */
+        (void)scratch;
+        sm_be_conv1ch1_pool(L->be, x, n, L->ih, L->iw, L->k, L->stride, L->pad, L->oh, L->ow, W, L->oc, b, relu, y);
+        return 1;
+    }
+    if (!conv_wino(L)) return 0;
     const sm_ws ws = {scratch, sm_be_wino3_1_ws(L->be, n, L->ih, L->iw, L->ic, L->oc, pool != NULL)};
     sm_be_wino3_1(L->be, x, n, L->ih, L->iw, L->ic, W, L->oc, b, relu, pool != NULL, y, &ws);
     return 1;

@@ -47,6 +47,7 @@ static sm_status cpu_sync(sm_backend *be) {
 #define SM_K_CALL_col2im(A) SM_K_VOID(col2im, A)
 #define SM_K_CALL_conv1ch(A) SM_K_VOID(conv1ch, A)
 #define SM_K_CALL_conv1ch1(A) SM_K_VOID(conv1ch1, A)
+#define SM_K_CALL_conv1ch1_pool(A) SM_K_VOID(conv1ch1_pool, A)
 #define SM_K_CALL_conv1ch_dw(A) SM_K_VOID(conv1ch_dw, A)
 #define SM_K_CALL_wino3_weights(A) SM_K_VOID(wino3_weights, A)
 #define SM_K_CALL_wino3_1(A) SM_K_VOID(wino3_1, A)

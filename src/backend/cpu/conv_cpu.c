@@ -136,12 +136,46 @@ static void conv1ch_row(const float *win, const int *off, int K, int stride, int
     else conv1ch_row_(0, 0, win, off, K, stride, ow, Wt, oc, o0, nb, yrow);
 }
 
+/* Output row oy of image img, channels o0 .. o0 + nb, into yrow (its position ox at yrow + ox *
+ * ldo + o0): through the zero-padded window when it fits (win, off), else gathering each
+ * position's terms. */
+static void conv1ch_out_row(const float *img, int h, int w, int k, int stride, int pad, int oy, int ow, int wp,
+                            int windowed, float *win, const int *off, const float *Wt, int ldo, int o0, int nb,
+                            float *yrow) {
+    const int K = k * k;
+    if (windowed) { /* the k input rows, zero-padded: every term an unconditional load */
+        fill_window(win, img, h, w, k, stride, pad, oy, wp);
+        conv1ch_row(win, off, K, stride, ow, Wt, ldo, o0, nb, yrow);
+        return;
+    }
+    float a[SM_CONV1CH_MAX_K];
+    for (int ox = 0; ox < ow; ox++) {
+        gather(img, h, w, k, stride, pad, oy, ox, a);
+        float acc[OB];
+        float *yr = yrow + (int64_t)ox * ldo + o0;
+#pragma omp simd
+        for (int o = 0; o < OB; o++) acc[o] = 0.0f;
+        for (int t = 0; t < K; t++) {
+            const float at = a[t], *wt = Wt + t * OB;
+#pragma omp simd
+            for (int o = 0; o < OB; o++) acc[o] = fmaf(at, wt[o], acc[o]);
+        }
+#pragma omp simd
+        for (int o = 0; o < nb; o++) yr[o] = acc[o];
+    }
+}
+
+/* Wt (K, OB) <- W's output channels o0 .. o0 + nb transposed (lanes over channels, zeros past nb) */
+static void conv1ch_block_weights(const float *W, int K, int o0, int nb, float *Wt) {
+    for (int t = 0; t < K; t++)
+        for (int o = 0; o < OB; o++) Wt[t * OB + o] = o < nb ? W[(int64_t)(o0 + o) * K + t] : 0.0f;
+}
+
 void sm_k_conv1ch1(const float *x, int n, int h, int w, int k, int stride, int pad, int oh, int ow, const float *W,
                    int oc, float *y) {
     const int K = k * k;
     assert(K <= SM_CONV1CH_MAX_K);
     float Wt[SM_CONV1CH_MAX_K * OB]; /* (K, OB): W's block transposed, lanes over output channels */
-    float a[SM_CONV1CH_MAX_K];
     const int wp = w + 2 * pad; /* a padded input row */
     const int windowed = (int64_t)k * wp <= WIN_MAX;
     float win[WIN_MAX];
@@ -149,30 +183,57 @@ void sm_k_conv1ch1(const float *x, int n, int h, int w, int k, int stride, int p
     for (int t = 0; t < K; t++) off[t] = (t / k) * wp + t % k;
     for (int o0 = 0; o0 < oc; o0 += OB) {
         const int nb = oc - o0 < OB ? oc - o0 : OB;
-        for (int t = 0; t < K; t++)
-            for (int o = 0; o < OB; o++) Wt[t * OB + o] = o < nb ? W[(int64_t)(o0 + o) * K + t] : 0.0f;
+        conv1ch_block_weights(W, K, o0, nb, Wt);
         for (int b = 0; b < n; b++) {
             const float *img = x + (int64_t)b * h * w;
-            for (int oy = 0; oy < oh; oy++) {
-                float *yrow = y + ((int64_t)b * oh + oy) * ow * oc;
-                if (windowed) { /* the k input rows, zero-padded: every term an unconditional load */
-                    fill_window(win, img, h, w, k, stride, pad, oy, wp);
-                    conv1ch_row(win, off, K, stride, ow, Wt, oc, o0, nb, yrow);
-                    continue;
-                }
-                for (int ox = 0; ox < ow; ox++) {
-                    gather(img, h, w, k, stride, pad, oy, ox, a);
-                    float acc[OB];
-                    float *yr = yrow + (int64_t)ox * oc + o0;
-#pragma omp simd
-                    for (int o = 0; o < OB; o++) acc[o] = 0.0f;
-                    for (int t = 0; t < K; t++) {
-                        const float at = a[t], *wt = Wt + t * OB;
-#pragma omp simd
-                        for (int o = 0; o < OB; o++) acc[o] = fmaf(at, wt[o], acc[o]);
+            for (int oy = 0; oy < oh; oy++)
+                conv1ch_out_row(img, h, w, k, stride, pad, oy, ow, wp, windowed, win, off, Wt, oc, o0, nb,
+                                y + ((int64_t)b * oh + oy) * ow * oc);
+        }
+    }
+}
+
+void sm_k_conv1ch1_pool(const float *x, int n, int h, int w, int k, int stride, int pad, int oh, int ow, const float *W,
+                        int oc, const float *bias, int relu, float *y) {
+    const int K = k * k, ph = (oh - 2) / 2 + 1, pw = (ow - 2) / 2 + 1;
+    assert(K <= SM_CONV1CH_MAX_K && ow <= SM_CONV1CH_POOL_MAX_OW && oh >= 2 && ow >= 2);
+    float Wt[SM_CONV1CH_MAX_K * OB];
+    float rows[2 * SM_CONV1CH_POOL_MAX_OW * OB]; /* (2, ow, OB): the two output rows of a pooled row */
+    const int wp = w + 2 * pad;
+    const int windowed = (int64_t)k * wp <= WIN_MAX;
+    float win[WIN_MAX];
+    int off[SM_CONV1CH_MAX_K];
+    for (int t = 0; t < K; t++) off[t] = (t / k) * wp + t % k;
+    for (int o0 = 0; o0 < oc; o0 += OB) {
+        const int nb = oc - o0 < OB ? oc - o0 : OB;
+        conv1ch_block_weights(W, K, o0, nb, Wt);
+        for (int b = 0; b < n; b++) {
+            const float *img = x + (int64_t)b * h * w;
+            for (int py = 0; py < ph; py++) {
+                for (int r = 0; r < 2; r++)
+                    conv1ch_out_row(img, h, w, k, stride, pad, 2 * py + r, ow, wp, windowed, win, off, Wt, OB, 0, nb,
+                                    rows + (int64_t)r * ow * OB);
+                /* maxpool1's order: (0, 0), then (0, 1), (1, 0), (1, 1), each taken where strictly
+                 * greater; then bias_act1's operations */
+                for (int px = 0; px < pw; px++) {
+                    const float *c00 = rows + (int64_t)(2 * px) * OB, *c01 = c00 + OB;
+                    const float *c10 = c00 + (int64_t)ow * OB, *c11 = c10 + OB;
+                    float *yr = y + (((int64_t)b * ph + py) * pw + px) * oc + o0;
+                    for (int o = 0; o < nb; o++) {
+                        float v = c00[o];
+                        v = c01[o] > v ? c01[o] : v;
+                        v = c10[o] > v ? c10[o] : v;
+                        v = c11[o] > v ? c11[o] : v;
+                        if (bias && relu) {
+                            const float u = v + bias[o0 + o];
+                            v = u > 0 ? u : 0;
+                        } else if (bias) {
+                            v += bias[o0 + o];
+                        } else if (relu) {
+                            v = v > 0 ? v : 0;
+                        }
+                        yr[o] = v;
                     }
-#pragma omp simd
-                    for (int o = 0; o < nb; o++) yr[o] = acc[o];
                 }
             }
         }

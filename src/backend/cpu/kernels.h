@@ -33,6 +33,12 @@ void sm_k_conv1ch(const float *x, int n, int h, int w, int k, int stride, int pa
                   int oc, float *y);
 void sm_k_conv1ch1(const float *x, int n, int h, int w, int k, int stride, int pad, int oh, int ow, const float *W,
                    int oc, float *y);
+/* conv1ch1 followed by a 2x2 stride-2 max-pool (pad 0) and the bias and ReLU (b may be NULL):
+ * y (n, (oh - 2) / 2 + 1, (ow - 2) / 2 + 1, oc), the bits of conv1ch1 then maxpool_bias_act1,
+ * without the unpooled output; oh, ow >= 2 and ow <= SM_CONV1CH_POOL_MAX_OW. */
+#define SM_CONV1CH_POOL_MAX_OW 128
+void sm_k_conv1ch1_pool(const float *x, int n, int h, int w, int k, int stride, int pad, int oh, int ow, const float *W,
+                        int oc, const float *b, int relu, float *y);
 size_t sm_k_conv1ch_dw_ws(int oc, int k, int64_t rows);
 void sm_k_conv1ch_dw(const float *x, const float *dy, int n, int h, int w, int k, int stride, int pad, int oh, int ow,
                      int oc, float *dW, const sm_ws *ws);
