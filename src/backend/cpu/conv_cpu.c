@@ -213,28 +213,8 @@ void sm_k_conv1ch1_pool(const float *x, int n, int h, int w, int k, int stride, 
                 for (int r = 0; r < 2; r++)
                     conv1ch_out_row(img, h, w, k, stride, pad, 2 * py + r, ow, wp, windowed, win, off, Wt, OB, 0, nb,
                                     rows + (int64_t)r * ow * OB);
-                /* maxpool1's order: (0, 0), then (0, 1), (1, 0), (1, 1), each taken where strictly
-                 * greater; then bias_act1's operations */
-                for (int px = 0; px < pw; px++) {
-                    const float *c00 = rows + (int64_t)(2 * px) * OB, *c01 = c00 + OB;
-                    const float *c10 = c00 + (int64_t)ow * OB, *c11 = c10 + OB;
-                    float *yr = y + (((int64_t)b * ph + py) * pw + px) * oc + o0;
-                    for (int o = 0; o < nb; o++) {
-                        float v = c00[o];
-                        v = c01[o] > v ? c01[o] : v;
-                        v = c10[o] > v ? c10[o] : v;
-                        v = c11[o] > v ? c11[o] : v;
-                        if (bias && relu) {
-                            const float u = v + bias[o0 + o];
-                            v = u > 0 ? u : 0;
-                        } else if (bias) {
-                            v += bias[o0 + o];
-                        } else if (relu) {
-                            v = v > 0 ? v : 0;
-                        }
-                        yr[o] = v;
-                    }
-                }
+                sm_k_pool2_bias_act_row(rows, rows + (int64_t)ow * OB, pw, OB, nb, bias ? bias + o0 : NULL, relu,
+                                        y + ((int64_t)b * ph + py) * pw * oc + o0, oc);
             }
         }
     }

@@ -37,6 +37,11 @@ void sm_k_conv1ch1(const float *x, int n, int h, int w, int k, int stride, int p
  * y (n, (oh - 2) / 2 + 1, (ow - 2) / 2 + 1, oc), the bits of conv1ch1 then maxpool_bias_act1,
  * without the unpooled output; oh, ow >= 2 and ow <= SM_CONV1CH_POOL_MAX_OW. */
 #define SM_CONV1CH_POOL_MAX_OW 128
+/* One pooled row of conv1ch1_pool (ops_cpu.c, whose flags let the selects vectorise): y[px]
+ * (nb values, stride ldy) = bias_act1 of the 2x2 max over rows r0, r1 (positions 2 px, 2 px + 1,
+ * stride ld), in maxpool1's order; b the block's biases or NULL. */
+void sm_k_pool2_bias_act_row(const float *r0, const float *r1, int pw, int ld, int nb, const float *b, int relu,
+                             float *y, int ldy);
 void sm_k_conv1ch1_pool(const float *x, int n, int h, int w, int k, int stride, int pad, int oh, int ow, const float *W,
                         int oc, const float *b, int relu, float *y);
 size_t sm_k_conv1ch_dw_ws(int oc, int k, int64_t rows);

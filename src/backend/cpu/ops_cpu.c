@@ -605,6 +605,23 @@ static inline void maxpool1_(const float *x, int n, int h, int w, int c, int k, 
             }
 }
 
+void sm_k_pool2_bias_act_row(const float *r0, const float *r1, int pw, int ld, int nb, const float *b, int relu,
+                             float *y, int ldy) {
+    for (int px = 0; px < pw; px++) {
+        const float *c00 = r0 + (int64_t)(2 * px) * ld, *c01 = c00 + ld, *c10 = r1 + (int64_t)(2 * px) * ld, *c11 = c10 + ld;
+        float *yr = y + (int64_t)px * ldy;
+#pragma omp simd
+        for (int o = 0; o < nb; o++) {
+            float v = c00[o];
+            v = c01[o] > v ? c01[o] : v;
+            v = c10[o] > v ? c10[o] : v;
+            v = c11[o] > v ? c11[o] : v;
+            yr[o] = v;
+        }
+        bias_act_row(yr, b, nb, relu);
+    }
+}
+
 void sm_k_maxpool1(const float *x, int n, int h, int w, int c, int k, int s, int pad, int oh, int ow,
                    float *y) {
     maxpool1_(x, n, h, w, c, k, s, pad, oh, ow, y, 0, NULL, 0);
