@@ -318,16 +318,36 @@ void sm_k_bn_backward_dx(const float *x, const float *dy, int64_t m, int c, cons
                          const float *beta, const float *mean, const float *rstd, int relu, const double *sums,
                          int64_t count, float *dx) {
     const float inv_m = 1.0f / (float)count;
+    /* the per-channel factors each row uses, rounded once here instead of in every row (the same
+     * values: (float) of the same double, and gamma * rstd is the expression's first product) */
+    enum { CMAX = 1024 };
+    float s0[CMAX], s1[CMAX], gr[CMAX];
+    const int pre = c <= CMAX;
+    if (pre)
+        for (int j = 0; j < c; j++) s0[j] = (float)sums[j], s1[j] = (float)sums[c + j], gr[j] = gamma[j] * rstd[j];
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < m; i++) {
         const float *xi = x + i * c, *di = dy + i * c;
         float *dxi = dx + i * c;
-        if (relu) {
+        if (relu && pre) {
+#pragma omp simd
+            for (int j = 0; j < c; j++) {
+                float xhat = (xi[j] - mean[j]) * rstd[j];
+                float d = bn_relu_dy(di[j], xi[j], gamma[j], mean[j], rstd[j], beta[j]);
+                dxi[j] = gr[j] * (d - (s0[j] + xhat * s1[j]) * inv_m);
+            }
+        } else if (relu) {
 #pragma omp simd
             for (int j = 0; j < c; j++) {
                 float xhat = (xi[j] - mean[j]) * rstd[j];
                 float d = bn_relu_dy(di[j], xi[j], gamma[j], mean[j], rstd[j], beta[j]);
                 dxi[j] = gamma[j] * rstd[j] * (d - ((float)sums[j] + xhat * (float)sums[c + j]) * inv_m);
+            }
+        } else if (pre) {
+#pragma omp simd
+            for (int j = 0; j < c; j++) {
+                float xhat = (xi[j] - mean[j]) * rstd[j];
+                dxi[j] = gr[j] * (di[j] - (s0[j] + xhat * s1[j]) * inv_m);
             }
         } else {
 #pragma omp simd
