@@ -646,6 +646,42 @@ static void check_bn(void) {
 }
 
 /* ---- pooling and normalisation ------------------------------------------------------------- */
+/* bn_forward_train_pool2: the bits of bn_forward_train then the 2x2 stride-2 maxpool_forward (its
+ * y and arg), and the same statistics, with and without the relu, even and odd sizes (the odd
+ * last row and column left out by the pool), channel counts with vector tails, and ties (equal
+ * inputs in a window: the first cell wins) */
+static void check_bn_pool(void) {
+    const struct { int n, h, w, c; } S[] = {{2, 4, 4, 3}, {3, 7, 5, 16}, {1, 28, 28, 32}, {2, 6, 9, 19}};
+    for (size_t si = 0; si < sizeof S / sizeof S[0]; si++)
+        for (int relu = 0; relu < 2; relu++) {
+            const int n = S[si].n, h = S[si].h, w = S[si].w, c = S[si].c, oh = h / 2, ow = w / 2;
+            const int64_t m = (int64_t)n * h * w, mp = (int64_t)n * oh * ow * c;
+            float *x = randf(m * c, 2.0f), *gamma = randf(c, 1.0f), *beta = randf(c, 1.0f);
+            for (int64_t t = 0; t + c < m * c; t += 11) x[t + c] = x[t]; /* ties within windows */
+            float rm[2][64], rv[2][64], mean[2][64], rstd[2][64];
+            for (int t = 0; t < 2; t++)
+                for (int j = 0; j < c; j++) rm[t][j] = 0.1f * (float)j, rv[t][j] = 1.0f, mean[t][j] = rstd[t][j] = 0;
+            float *y = malloc(sizeof(float) * (size_t)(m * c)), *yp = malloc(sizeof(float) * (size_t)mp),
+                  *yf = malloc(sizeof(float) * (size_t)mp);
+            int32_t *ap = malloc(sizeof(int32_t) * (size_t)mp), *af = malloc(sizeof(int32_t) * (size_t)mp);
+            sm_ws wsp = ws_of(sm_be_bn_ws(BE, m, c));
+            sm_be_bn_forward_train(BE, x, m, c, gamma, beta, 1e-5f, 0.1f, rm[0], rv[0], mean[0], rstd[0], relu, y, &wsp);
+            sm_be_maxpool_forward(BE, y, n, h, w, c, 2, 2, 0, oh, ow, yp, ap);
+            sm_be_bn_forward_train_pool2(BE, x, n, h, w, c, gamma, beta, 1e-5f, 0.1f, rm[1], rv[1], mean[1], rstd[1], relu,
+                                         oh, ow, yf, af, &wsp);
+            CHECK_MSG(!memcmp(yp, yf, sizeof(float) * (size_t)mp) && !memcmp(ap, af, sizeof(int32_t) * (size_t)mp),
+                      "bn_forward_train_pool2 shape %zu relu %d: not the bits of bn_forward_train + maxpool_forward", si,
+                      relu);
+            CHECK_MSG(!memcmp(rm[0], rm[1], sizeof(float) * (size_t)c) && !memcmp(rv[0], rv[1], sizeof(float) * (size_t)c) &&
+                          !memcmp(mean[0], mean[1], sizeof(float) * (size_t)c) &&
+                          !memcmp(rstd[0], rstd[1], sizeof(float) * (size_t)c),
+                      "bn_forward_train_pool2 shape %zu relu %d: other statistics", si, relu);
+            free(wsp.base);
+            free(x); free(gamma); free(beta); free(y); free(yp); free(yf); free(ap); free(af);
+        }
+    printf("bn_forward_train_pool2: the bits of bn_forward_train + maxpool_forward\n");
+}
+
 static void check_pool(void) {
     /* the last four are padded (padded cells never win): ResNet's stem 3/2 p1 on even and odd
      * sizes, a 2x2 window with p1, and a 1x1 input under a 3x3 window */
@@ -1609,6 +1645,7 @@ int main(void) {
         check_rows();
         check_bn();
         check_pool();
+        check_bn_pool();
         check_blocks();
         check_dist();
         check_knn();

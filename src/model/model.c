@@ -191,6 +191,16 @@ const float *sm_model_forward(sm_model *m, const float *x, int n, int train) {
             L->noise_row0 = m->noise_row0;
         }
         double t0 = m->profile ? sm_now() : 0;
+        if (train && K->forward_pool) { /* this layer and a pool after it (past a fused relu) in one pass */
+            int j = i + 1;
+            if (j < m->nlayers && m->layers[j].fused) j++;
+            if (j < m->nlayers && K->forward_pool(L, &m->layers[j], in, m->act[j], n, train)) {
+                if (m->profile) m->layers[i].t_fwd += sm_now() - t0; /* the pool's time counted with it */
+                in = m->act[j];
+                i = j;
+                continue;
+            }
+        }
         sm_layer_forward(L, in, m->act[i], n, train);
         if (m->profile) m->layers[i].t_fwd += sm_now() - t0;
         in = m->act[i];

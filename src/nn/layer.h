@@ -143,6 +143,11 @@ typedef struct sm_layer_kind {
     void (*forward)(sm_layer *L, const float *x, float *y, int n, int train);
     /* Given x, y, dy: parameter gradients (overwritten) and dx (overwritten, if not NULL). */
     void (*backward)(sm_layer *L, const float *x, const float *y, const float *dy, float *dx, int n);
+    /* Optional: the training forward of this layer and of the pooling layer P after it (a fused
+     * relu may sit between them) in one pass, ypool being P's output, without writing this layer's
+     * own output (its backward must then not read it).  Returns 0, having done nothing, when it
+     * cannot (sm_model_forward then runs the layers one by one). */
+    int (*forward_pool)(sm_layer *L, sm_layer *P, const float *x, float *ypool, int n, int train);
 
     /* ---- inference plan (src/model/infer.c): single-threaded micro-batches ---- */
     /* The output channel o is W[o, :] applied to the (unfolded) input plus b[o], W being oc rows

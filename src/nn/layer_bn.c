@@ -110,6 +110,21 @@ static void bn_forward(sm_layer *L, const float *x, float *y, int n, int train) 
                               L->run_var, L->relu, y);
 }
 
+/* bn (+ relu) then a 2x2 stride-2 unpadded max-pool, in training with the batch's own statistics
+ * on one process and one shard (the path of bn_forward_train): the kernel normalises each window
+ * in registers and pools it, and bn's output is never written.  Its backward reads x only (the
+ * frozen-statistics path, which reads y, is excluded here). */
+static int bn_forward_pool(sm_layer *L, sm_layer *P, const float *x, float *ypool, int n, int train) {
+    if (!train || L->frozen_stats || synced(L) || L->shards > 1) return 0;
+    if (strcmp(sm_layer_kind_of(P)->name, "maxpool") || P->k != 2 || P->stride != 2 || P->pad != 0 ||
+        P->ih != L->oh || P->iw != L->ow || P->ic != L->oc || 2 * P->oh > L->oh || 2 * P->ow > L->ow)
+        return 0;
+    sm_be_bn_forward_train_pool2(L->be, x, n, L->oh, L->ow, L->oc, L->gamma, L->beta, L->eps, L->momentum,
+                                 L->run_mean, L->run_var, L->mean, L->rstd, L->relu, P->oh, P->ow, ypool, P->arg,
+                                 L->ws);
+    return 1;
+}
+
 static void bn_backward(sm_layer *L, const float *x, const float *y, const float *dy, float *dx, int n) {
     const int64_t rows = (int64_t)n * L->oh * L->ow;
     if (L->frozen_stats) { /* y = (x - run_mean) gamma / sqrt(run_var + eps) + beta: a fixed affine map,
@@ -193,6 +208,7 @@ const sm_layer_kind sm_layer_kind_bn = {
     .workspace = bn_workspace,
     .forward = bn_forward,
     .backward = bn_backward,
+    .forward_pool = bn_forward_pool,
     .affine = bn_affine,
     .infer = bn_infer,
 };

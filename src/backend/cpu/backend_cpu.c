@@ -55,6 +55,7 @@ static sm_status cpu_sync(sm_backend *be) {
 #define SM_K_CALL_add_bias(A) SM_K_VOID(add_bias, A)
 #define SM_K_CALL_sum_rows(A) SM_K_VOID(sum_rows, A)
 #define SM_K_CALL_bn_forward_train(A) SM_K_VOID(bn_forward_train, A)
+#define SM_K_CALL_bn_forward_train_pool2(A) SM_K_VOID(bn_forward_train_pool2, A)
 #define SM_K_CALL_bn_forward_infer(A) SM_K_VOID(bn_forward_infer, A)
 #define SM_K_CALL_bn_backward(A) SM_K_VOID(bn_backward, A)
 #define SM_K_CALL_bn_sums(A) SM_K_VOID(bn_sums, A)

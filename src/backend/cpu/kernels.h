@@ -96,6 +96,12 @@ void sm_k_bn_forward_infer(const float *x, int64_t m, int c, const float *gamma,
 void sm_k_bn_backward(const float *x, const float *dy, int64_t m, int c, const float *gamma,
                       const float *beta, const float *mean, const float *rstd, int relu, float *dgamma,
                       float *dbeta, float *dx, const sm_ws *ws);
+/* sm_k_bn_forward_train of x (n, h, w, c), then a 2x2 stride-2 unpadded max-pool of its output,
+ * (2 oh <= h, 2 ow <= w): y (n, oh, ow, c) and arg as sm_k_maxpool_forward leaves them, the same
+ * bits, without writing the unpooled output (its workspace: sm_k_bn_ws(n h w, c)). */
+void sm_k_bn_forward_train_pool2(const float *x, int n, int h, int w, int c, const float *gamma, const float *beta,
+                                 float eps, float momentum, float *run_mean, float *run_var, float *mean, float *rstd,
+                                 int relu, int oh, int ow, float *y, int32_t *arg, const sm_ws *ws);
 /* Workspace of sm_k_bn_forward_train and sm_k_bn_backward for m rows of c channels. */
 size_t sm_k_bn_ws(int64_t m, int c);
 

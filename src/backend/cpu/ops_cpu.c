@@ -427,6 +427,44 @@ void sm_k_maxpool_forward(const float *x, int n, int h, int w, int c, int k, int
     }
 }
 
+void sm_k_bn_forward_train_pool2(const float *x, int n, int h, int w, int c, const float *gamma, const float *beta,
+                                 float eps, float momentum, float *run_mean, float *run_var, float *mean, float *rstd,
+                                 int relu, int oh, int ow, float *y, int32_t *arg, const sm_ws *ws) {
+    const int64_t m = (int64_t)n * h * w;
+    assert(ws && ws->bytes >= sm_k_bn_ws(m, c) && 2 * oh <= h && 2 * ow <= w);
+    double *sums = (double *)ws->base + 2 * row_chunks(m) * (int64_t)c; /* as sm_k_bn_forward_train */
+    sm_k_bn_sums(x, m, c, sums, ws);
+    sm_k_bn_stats(sums, m, c, eps, momentum, run_mean, run_var, mean, rstd);
+    /* each window's four normalised values (bn_normalize's expression), then maxpool2_forward_row's
+     * comparisons in its order */
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < (int64_t)n * oh * ow; r++) {
+        const int b = (int)(r / (oh * ow)), rem = (int)(r % (oh * ow)), oy = rem / ow, ox = rem % ow;
+        const int32_t o0 = (int32_t)((((int64_t)b * h + 2 * oy) * w + 2 * ox) * c), o1 = o0 + c,
+                      o2 = o0 + (int32_t)w * c, o3 = o2 + c;
+        const float *x0 = x + o0, *x1 = x + o1, *x2 = x + o2, *x3 = x + o3;
+        float *yr = y + r * c;
+        int32_t *ar = arg + r * c;
+#pragma omp simd
+        for (int ch = 0; ch < c; ch++) {
+            const float g = gamma[ch], mu = mean[ch], rs = rstd[ch], be = beta[ch];
+            float u0 = bn_value(x0[ch], g, mu, rs, be), u1 = bn_value(x1[ch], g, mu, rs, be);
+            float u2 = bn_value(x2[ch], g, mu, rs, be), u3 = bn_value(x3[ch], g, mu, rs, be);
+            u0 = relu && u0 < 0 ? 0 : u0, u1 = relu && u1 < 0 ? 0 : u1;
+            u2 = relu && u2 < 0 ? 0 : u2, u3 = relu && u3 < 0 ? 0 : u3;
+            float v = u0;
+            int32_t a = o0 + ch;
+            int gt = u1 > v;
+            v = gt ? u1 : v, a = gt ? o1 + ch : a;
+            gt = u2 > v;
+            v = gt ? u2 : v, a = gt ? o2 + ch : a;
+            gt = u3 > v;
+            v = gt ? u3 : v, a = gt ? o3 + ch : a;
+            yr[ch] = v, ar[ch] = a;
+        }
+    }
+}
+
 void sm_k_maxpool_backward(const float *dy, const int32_t *arg, int n, int h, int w, int c, int k, int s, int pad,
                            int oh, int ow, float *dx) {
     const int64_t per_img_in = (int64_t)h * w * c, per_img_out = (int64_t)oh * ow * c;
