@@ -169,6 +169,14 @@ static void conv1ch_out_row(const float *img, int h, int w, int k, int stride, i
     }
 }
 
+/* off[t] (t < k * k) <- term t's offset in the zero-padded window of input rows (fill_window's
+ * layout, rows of wp = w + 2 pad); 1 if that window fits WIN_MAX (else the terms are gathered) */
+static int conv1ch_window(int k, int w, int pad, int *off) {
+    const int wp = w + 2 * pad;
+    for (int t = 0; t < k * k; t++) off[t] = (t / k) * wp + t % k;
+    return (int64_t)k * wp <= WIN_MAX;
+}
+
 /* Wt (K, OB) <- W's output channels o0 .. o0 + nb transposed (lanes over channels, zeros past nb) */
 static void conv1ch_block_weights(const float *W, int K, int o0, int nb, float *Wt) {
     for (int t = 0; t < K; t++)
@@ -181,10 +189,9 @@ void sm_k_conv1ch1(const float *x, int n, int h, int w, int k, int stride, int p
     assert(K <= SM_CONV1CH_MAX_K);
     float Wt[SM_CONV1CH_MAX_K * OB]; /* (K, OB): W's block transposed, lanes over output channels */
     const int wp = w + 2 * pad; /* a padded input row */
-    const int windowed = (int64_t)k * wp <= WIN_MAX;
     float win[WIN_MAX];
     int off[SM_CONV1CH_MAX_K];
-    for (int t = 0; t < K; t++) off[t] = (t / k) * wp + t % k;
+    const int windowed = conv1ch_window(k, w, pad, off);
     for (int o0 = 0; o0 < oc; o0 += OB) {
         const int nb = oc - o0 < OB ? oc - o0 : OB;
         conv1ch_block_weights(W, K, o0, nb, Wt);
@@ -204,10 +211,9 @@ void sm_k_conv1ch1_pool(const float *x, int n, int h, int w, int k, int stride, 
     float Wt[SM_CONV1CH_MAX_K * OB];
     float rows[2 * SM_CONV1CH_POOL_MAX_OW * OB]; /* (2, ow, OB): the two output rows of a pooled row */
     const int wp = w + 2 * pad;
-    const int windowed = (int64_t)k * wp <= WIN_MAX;
     float win[WIN_MAX];
     int off[SM_CONV1CH_MAX_K];
-    for (int t = 0; t < K; t++) off[t] = (t / k) * wp + t % k;
+    const int windowed = conv1ch_window(k, w, pad, off);
     for (int o0 = 0; o0 < oc; o0 += OB) {
         const int nb = oc - o0 < OB ? oc - o0 : OB;
         conv1ch_block_weights(W, K, o0, nb, Wt);
@@ -327,10 +333,9 @@ static void dw_rows(const float *x, const float *dy, int h, int w, int k, int st
     float a[SM_CONV1CH_MAX_K];
     for (int i = 0; i < K * OB; i++) acc[i] = 0.0f;
     const int64_t per_img = (int64_t)oh * ow;
-    if ((int64_t)k * wp <= WIN_MAX) { /* output row by output row, from zero-padded input rows */
+    int off[SM_CONV1CH_MAX_K];
+    if (conv1ch_window(k, w, pad, off)) { /* output row by output row, from zero-padded input rows */
         float win[WIN_MAX];
-        int off[SM_CONV1CH_MAX_K];
-        for (int t = 0; t < K; t++) off[t] = (t / k) * wp + t % k;
         for (int64_t r = r0; r < r0 + len;) {
             const int64_t b = r / per_img;
             const int p = (int)(r % per_img), oy = p / ow, ox0 = p % ow;

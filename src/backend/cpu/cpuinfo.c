@@ -148,14 +148,19 @@ static void probe_x86(sm_compute_info *info) {
 }
 #endif
 
+/* the feature flags this CPU and OS offer (info->cpu_flags; "" off x86) */
+static void probe_flags(sm_compute_info *info) {
+    memset(info, 0, sizeof *info);
+#ifdef SM_X86
+    probe_x86(info);
+#endif
+}
+
 int sm_cpu_simd_level(void) {
     static int level = -1; /* the same answer every time: computed once (a race computes it twice) */
     if (level < 0) {
         sm_compute_info info;
-        memset(&info, 0, sizeof info);
-#ifdef SM_X86
-        probe_x86(&info);
-#endif
+        probe_flags(&info);
         level = cpu_level(info.cpu_flags);
     }
     return level;
@@ -165,10 +170,7 @@ int sm_cpu_has_avx512bf16(void) {
     static int has = -1; /* computed once, as the level above */
     if (has < 0) {
         sm_compute_info info;
-        memset(&info, 0, sizeof info);
-#ifdef SM_X86
-        probe_x86(&info);
-#endif
+        probe_flags(&info);
         has = has_flag(info.cpu_flags, "avx512_bf16");
     }
     return has;

@@ -492,13 +492,19 @@ static int bf16_wanted(int64_t n, int d) {
  * queries (BLOCK_Q, d2), bounds (BLOCK_Q), thresholds (BLOCK_Q), the approximate heaps' keys
  * and ids (BLOCK_Q, k), the lists' counts (BLOCK_Q), keys and ids (BLOCK_Q, room), the hits'
  * keys and tags (BLOCK_Q 32 each) and one query's exact keys (room) */
+static size_t bf16_db_bytes(int64_t n, int d) {
+    const int64_t npan = (n + SM_SEARCH_NR - 1) / SM_SEARCH_NR;
+    return ALIGN_UP((size_t)(npan * ((d + 1) / 2) * SM_SEARCH_NR) * 4);
+}
+static size_t bf16_thread_bytes(int d, int k) {
+    const int64_t d2 = (d + 1) / 2, room = BF16_ROOM(k);
+    return ALIGN_UP((size_t)(BLOCK_Q * d2) * 4) + 2 * ALIGN_UP((size_t)BLOCK_Q * 4) + ALIGN_UP((size_t)(BLOCK_Q * k) * 4) +
+           ALIGN_UP((size_t)(BLOCK_Q * k) * 8) + ALIGN_UP((size_t)BLOCK_Q * 4) + ALIGN_UP((size_t)(BLOCK_Q * room) * 4) +
+           ALIGN_UP((size_t)(BLOCK_Q * room) * 8) + 2 * ALIGN_UP((size_t)(BLOCK_Q * SM_SEARCH_NR) * 4) +
+           ALIGN_UP((size_t)room * 4);
+}
 static size_t bf16_bytes(int64_t n, int d, int k, int nthreads) {
-    const int64_t d2 = (d + 1) / 2, room = BF16_ROOM(k), npan = (n + SM_SEARCH_NR - 1) / SM_SEARCH_NR;
-    size_t t = ALIGN_UP((size_t)(BLOCK_Q * d2) * 4) + 2 * ALIGN_UP((size_t)BLOCK_Q * 4) +
-               ALIGN_UP((size_t)(BLOCK_Q * k) * 4) + ALIGN_UP((size_t)(BLOCK_Q * k) * 8) + ALIGN_UP((size_t)BLOCK_Q * 4) +
-               ALIGN_UP((size_t)(BLOCK_Q * room) * 4) + ALIGN_UP((size_t)(BLOCK_Q * room) * 8) +
-               2 * ALIGN_UP((size_t)(BLOCK_Q * SM_SEARCH_NR) * 4) + ALIGN_UP((size_t)room * 4);
-    return ALIGN_UP((size_t)(npan * d2 * SM_SEARCH_NR) * 4) + (size_t)nthreads * t;
+    return bf16_db_bytes(n, d) + (size_t)nthreads * bf16_thread_bytes(d, k);
 }
 
 static void knn_make_plan(int64_t n, int64_t nq, int d, int k, sm_metric metric, knn_plan *P) {
@@ -589,6 +595,24 @@ size_t sm_k_knn_ws(int64_t n, int64_t nq, int d, int k, int kind) {
  * below their query's heap root leave the registers, and they are offered to the heaps as
  * scan_heap does (database rows arrive in increasing order: an equal key never displaces; a NaN
  * key is +inf).  So the heaps end as PATH_BLOCKS's scan of the tiles leaves them. */
+/* The hits of one panel (database rows from jb) offered to their queries' heaps, as scan_heap
+ * does (rows in increasing order: an equal key never displaces), each query's threshold set to
+ * its heap root; tags as sm_search_panel_avx512 writes them (wide: i << 5 | col) or as
+ * sm_all_panel_avx2 does (i << 5 | col << 1 | column test, the column tests skipped: a -inf key
+ * against -inf). */
+static inline void offer_hits(const float *hk, const uint32_t *hw, int h, int wide, int64_t jb, int64_t q0, int k,
+                              int64_t self_offset, float *thr, float *dist, int64_t *idx) {
+    for (int t = 0; t < h; t++) {
+        if (!wide && (hw[t] & 1u)) continue;
+        const int64_t i = hw[t] >> 5, id = jb + (wide ? hw[t] & 31u : (hw[t] >> 1) & 15u), qi = q0 + i;
+        float *hq = dist + qi * (int64_t)k;
+        int64_t *iq = idx + qi * (int64_t)k;
+        if (self_offset >= 0 && id == self_offset + qi) continue;
+        heap_offer_in_order(hq, iq, k, hk[t], id);
+        thr[i] = hq[0];
+    }
+}
+
 /* With wide (the AVX-512 path; mq >= 12, n >= 32), the panel is knn_search_avx512.c's, 32 database
  * rows at a time, with the same keys and the same offers in the same order per query. */
 static void blocks_fused(const float *db, int64_t n, const float *q, int d, int64_t q0, int64_t mq, int k, int kind,
@@ -613,14 +637,7 @@ static void blocks_fused(const float *db, int64_t n, const float *q, int d, int6
             const int h = sm_search_panel_avx512(d, q + q0 * (int64_t)d, (int)mq, Bp, alpha, kind, an,
                                                  dn ? dn + jb : thr, thr, cvalid, db + nj * (int64_t)d, nrows, hk,
                                                  hw);
-            for (int t = 0; t < h; t++) {
-                const int64_t i = hw[t] >> 5, id = jb + (hw[t] & 31u), qi = q0 + i;
-                float *hq = dist + qi * (int64_t)k;
-                int64_t *iq = idx + qi * (int64_t)k;
-                if (self_offset >= 0 && id == self_offset + qi) continue;
-                heap_offer_in_order(hq, iq, k, hk[t], id);
-                thr[i] = hq[0];
-            }
+            offer_hits(hk, hw, h, 1, jb, q0, k, self_offset, thr, dist, idx);
             done = jb + SM_SEARCH_NR;
         }
         return;
@@ -631,15 +648,7 @@ static void blocks_fused(const float *db, int64_t n, const float *q, int d, int6
         sm_all_pack_avx2(db + jb * (int64_t)d, d, Bp);
         const int h = sm_all_panel_avx2(d, q + q0 * (int64_t)d, (int)mq, Bp, alpha, kind, an, dn ? dn + jb : thr, thr,
                                         never, cvalid, hk, hw);
-        for (int t = 0; t < h; t++) {
-            if (hw[t] & 1u) continue; /* a column test (a -inf key against -inf) */
-            const int64_t i = hw[t] >> 5, id = jb + ((hw[t] >> 1) & 15u), qi = q0 + i;
-            float *hq = dist + qi * (int64_t)k;
-            int64_t *iq = idx + qi * (int64_t)k;
-            if (self_offset >= 0 && id == self_offset + qi) continue;
-            heap_offer_in_order(hq, iq, k, hk[t], id);
-            thr[i] = hq[0];
-        }
+        offer_hits(hk, hw, h, 0, jb, q0, k, self_offset, thr, dist, idx);
         done = jb + SM_ALL_NR;
     }
 }
@@ -943,10 +952,9 @@ sm_status sm_k_knn(int kind, const float *db, int64_t n, const float *q, int64_t
         size_t bf16_per = 0;
         int bf16 = 0;
         if (P.bf16) {
-            const int64_t d2 = (d + 1) / 2, npan = (n + SM_SEARCH_NR - 1) / SM_SEARCH_NR;
-            uint32_t *Xb = carve(&cur, (size_t)(npan * d2 * SM_SEARCH_NR) * 4);
+            uint32_t *Xb = carve(&cur, bf16_db_bytes(n, d));
             bf16_base = cur;
-            bf16_per = (bf16_bytes(n, d, k, 1) - ALIGN_UP((size_t)(npan * d2 * SM_SEARCH_NR) * 4));
+            bf16_per = bf16_thread_bytes(d, k);
             bf16 = bf16_prepare(db, n, d, kind, dn, Xb, &X);
         }
 #endif

@@ -4,37 +4,21 @@
  * against the thresholds of the block's queries in registers; only keys at or below their query's
  * threshold leave them.  The keys have the bits of the AVX2 panel and of the portable route
  * (knn_all.h states them): the same products in the same order, the same key arithmetic.  On a
- * CPU with 512-bit FMA units this does twice the work of the AVX2 panel per instruction.
+ * CPU with 512-bit FMA units this does twice the work of the AVX2 panel per instruction.  The
+ * keys, tests, hits and prefetch are knn_search_avx512.h's, shared with the bfloat16 panel.
  * Compiled with -mavx512f -mfma -ffp-contract=off for this file only (CMakeLists.txt); called only
  * when the run-time path is gemm.c's AVX-512 one. */
 #include "backend/cpu/knn_all.h"
 #if defined(__x86_64__)
-#include <immintrin.h>
-#include <math.h>
+#include "backend/cpu/knn_search_avx512.h"
 
-#define MR 12 /* query rows of a block */
-
-/* The key of 16 products p (alpha applied) with the norms an (broadcast) and b (kind 0 / 2),
- * key8 of knn_all_avx2.c lane for lane. */
-static inline __attribute__((always_inline)) __m512 key16(int kind, __m512 p, __m512 an, __m512 b) {
-    const __m512 inf = _mm512_set1_ps((float)INFINITY);
-    if (kind == 0) {
-        p = _mm512_add_ps(_mm512_add_ps(an, b), p);
-        const __mmask16 nan = _mm512_cmp_ps_mask(p, p, _CMP_UNORD_Q);
-        p = _mm512_max_ps(p, _mm512_setzero_ps()); /* NaN and -0 give the second operand, +0 */
-        return _mm512_mask_blend_ps(nan, p, inf);
-    }
-    if (kind == 2) p = _mm512_mul_ps(p, _mm512_mul_ps(an, b));
-    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(p, p, _CMP_UNORD_Q), p, inf);
-}
+#define MR SM_SEARCH_MR
 
 static inline __attribute__((always_inline)) int panel(int d, const float *a, int mi, const float *Bp, float alpha,
                                                        int kind, const float *an, const float *bn, const float *tr,
                                                        uint32_t cvalid, const char *next, int64_t next_bytes,
                                                        float *hk, uint32_t *hw) {
-    /* the next panel's rows, a few lines a block, into L2 while this one computes */
-    const int64_t blocks = (mi + MR - 1) / MR, lines = (next_bytes + 63) / 64, per = (lines + blocks - 1) / blocks;
-    int64_t line = 0;
+    sm_search_prefetch pf = sm_search_prefetch_init(next, next_bytes, mi); /* the next panel, into L2 */
     const float *B0 = Bp, *B1 = Bp + (int64_t)d * SM_ALL_NR; /* columns 0 .. 16 and 16 .. 32 */
     const __m512 al = _mm512_set1_ps(alpha), zero = _mm512_setzero_ps();
     const __m512 bn0 = kind != 1 ? _mm512_loadu_ps(bn) : zero, bn1 = kind != 1 ? _mm512_loadu_ps(bn + 16) : zero;
@@ -44,7 +28,7 @@ static inline __attribute__((always_inline)) int panel(int d, const float *a, in
          * (already tested) masked */
         const int i0 = mi - done < MR ? mi - MR : done;
         const float *ar = a + (int64_t)i0 * d;
-        for (int64_t e = line + per; line < e && line < lines; line++) _mm_prefetch(next + line * 64, _MM_HINT_T1);
+        sm_search_prefetch_step(&pf);
         __m512 c[MR][2];
 #pragma GCC unroll 12
         for (int r = 0; r < MR; r++) c[r][0] = c[r][1] = _mm512_setzero_ps();
@@ -60,33 +44,7 @@ static inline __attribute__((always_inline)) int panel(int d, const float *a, in
                 c[r][1] = _mm512_fmadd_ps(av, b1, c[r][1]);
             }
         }
-        /* keys, and the lanes at or below their row's threshold (NaN keys were made +inf: they
-         * pass only a +inf threshold, as in the scan of the portable route) */
-        uint32_t rm[MR], any = 0;
-#pragma GCC unroll 12
-        for (int r = 0; r < MR; r++) {
-            const __m512 anr = kind != 1 ? _mm512_set1_ps(an[i0 + r]) : zero, tv = _mm512_set1_ps(tr[i0 + r]);
-            c[r][0] = key16(kind, _mm512_mul_ps(al, c[r][0]), anr, bn0);
-            c[r][1] = key16(kind, _mm512_mul_ps(al, c[r][1]), anr, bn1);
-            rm[r] = ((uint32_t)_mm512_cmp_ps_mask(c[r][0], tv, _CMP_LE_OQ) |
-                     (uint32_t)_mm512_cmp_ps_mask(c[r][1], tv, _CMP_LE_OQ) << 16) & cvalid;
-            if (i0 + r < done) rm[r] = 0;
-            any |= rm[r];
-        }
-        if (any) {
-            _Alignas(64) float keys[2 * SM_ALL_NR];
-            for (int r = 0; r < MR; r++) {
-                if (!rm[r]) continue;
-                _mm512_store_ps(keys, c[r][0]);
-                _mm512_store_ps(keys + 16, c[r][1]);
-                for (uint32_t m = rm[r]; m; m &= m - 1) {
-                    const int col = __builtin_ctz(m);
-                    hk[h] = keys[col];
-                    hw[h] = (uint32_t)(i0 + r) << 5 | (uint32_t)col;
-                    h++;
-                }
-            }
-        }
+        h = sm_search_block_hits(kind, c, al, an, bn0, bn1, tr, i0, done, cvalid, hk, hw, h);
         done = i0 + MR;
     }
     return h;
