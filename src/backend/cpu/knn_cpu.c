@@ -677,6 +677,14 @@ static void blocks_fused(const float *db, int64_t n, const float *q, int d, int6
 #define BF16_NORM_LO 0x1p-20
 #define BF16_NORM_HI 0x1p20
 
+/* |r|^2 in double, and whether a norm is 0 or in the bound's range */
+static inline double row_sumsq_d(const float *r, int d) {
+    double ss = 0;
+    for (int t = 0; t < d; t++) ss += (double)r[t] * r[t];
+    return ss;
+}
+static inline int bf16_norm_ok(double nr) { return nr == 0 || (nr >= BF16_NORM_LO && nr <= BF16_NORM_HI); }
+
 typedef struct bf16_pass {
     const uint32_t *Xb; /* (npan, d2, 32) the database's panels */
     int64_t npan;
@@ -729,11 +737,8 @@ static int bf16_prepare(const float *db, int64_t n, int d, int kind, const float
         const int64_t done = p * SM_SEARCH_NR, jb = n - done < SM_SEARCH_NR ? n - SM_SEARCH_NR : done;
         sm_search_bf16_panel_pack(db + jb * (int64_t)d, d, Xb + p * d2 * SM_SEARCH_NR);
         for (int64_t j = jb; j < jb + SM_SEARCH_NR; j++) {
-            const float *r = db + j * (int64_t)d;
-            double ss = 0;
-            for (int t = 0; t < d; t++) ss += (double)r[t] * r[t];
-            const double nr = sqrt(ss);
-            bad |= !(nr == 0 || (nr >= BF16_NORM_LO && nr <= BF16_NORM_HI));
+            const double nr = sqrt(row_sumsq_d(db + j * (int64_t)d, d));
+            bad |= !bf16_norm_ok(nr);
             if (nr > M) M = nr;
             if (kind == SM_K_DIST_COS) {
                 if (nr * dn[j] > Mc) Mc = nr * dn[j];
@@ -754,11 +759,9 @@ static int blocks_bf16(const bf16_pass *X, const float *db, int64_t n, const flo
     const int64_t room = BF16_ROOM(k), d2 = (d + 1) / 2;
     const double c = 0x1p-7 + 0x1p-14 + 4.0 * d * 0x1p-24, sd = sqrt((double)d);
     for (int64_t i = 0; i < mq; i++) {
-        const float *r = q + (q0 + i) * (int64_t)d;
-        double ss = 0;
-        for (int t = 0; t < d; t++) ss += (double)r[t] * r[t];
-        const double a = sqrt(ss), F = 0x1p-126 * (sd * (a + X->M) * 1.02 + d);
-        if (!(a == 0 || (a >= BF16_NORM_LO && a <= BF16_NORM_HI))) return 1;
+        const double ss = row_sumsq_d(q + (q0 + i) * (int64_t)d, d), a = sqrt(ss);
+        const double F = 0x1p-126 * (sd * (a + X->M) * 1.02 + d);
+        if (!bf16_norm_ok(a)) return 1;
         double E;
         if (kind == SM_K_DIST_DOT) E = c * a * X->M + F;
         else if (kind == SM_K_DIST_SQL2) E = 2 * (c * a * X->M + F) + 0x1p-21 * (ss + X->M * X->M + 2 * a * X->M);

@@ -3,8 +3,9 @@
  * nearest even), their products by VDPBF16PS (two bfloat16 products added into a float lane per
  * instruction: twice the multiply-adds of an fp32 FMA per instruction) in a 12 x 32 block of 24
  * zmm registers, turned into approximate keys with the exact path's key arithmetic and tested
- * against thresholds in registers (knn_search_avx512.h, shared with the fp32 panel).  These keys only choose candidates; knn_cpu.c rescores every
- * candidate with the fp32 chain (sm_search_exact_keys_avx512) and the results are the exact ones.
+ * against thresholds in registers (knn_search_avx512.h, shared with the fp32 panel).  These keys
+ * only choose candidates; knn_cpu.c rescores every candidate with the fp32 chain
+ * (sm_search_exact_keys) and the results are the exact ones.
  * Compiled with -mavx512f -mavx512bf16 -mfma -ffp-contract=off for this file only
  * (CMakeLists.txt); called only when the CPU has AVX512_BF16 (sm_cpu_has_avx512bf16) and the
  * run-time path is AVX-512. */

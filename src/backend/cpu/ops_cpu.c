@@ -318,42 +318,33 @@ void sm_k_bn_backward_dx(const float *x, const float *dy, int64_t m, int c, cons
                          const float *beta, const float *mean, const float *rstd, int relu, const double *sums,
                          int64_t count, float *dx) {
     const float inv_m = 1.0f / (float)count;
-    /* the per-channel factors each row uses, rounded once here instead of in every row (the same
-     * values: (float) of the same double, and gamma * rstd is the expression's first product) */
+    /* the per-channel factors each row uses, rounded once per block of channels instead of in every
+     * row (the same values: (float) of the same double, and gamma * rstd is the expression's
+     * first product); one block for up to CMAX channels */
     enum { CMAX = 1024 };
     float s0[CMAX], s1[CMAX], gr[CMAX];
-    const int pre = c <= CMAX;
-    if (pre)
-        for (int j = 0; j < c; j++) s0[j] = (float)sums[j], s1[j] = (float)sums[c + j], gr[j] = gamma[j] * rstd[j];
+    for (int j0 = 0; j0 < c; j0 += CMAX) {
+        const int nb = c - j0 < CMAX ? c - j0 : CMAX;
+        for (int j = 0; j < nb; j++)
+            s0[j] = (float)sums[j0 + j], s1[j] = (float)sums[c + j0 + j], gr[j] = gamma[j0 + j] * rstd[j0 + j];
+        const float *g = gamma + j0, *be = beta + j0, *mu = mean + j0, *rs = rstd + j0;
 #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < m; i++) {
-        const float *xi = x + i * c, *di = dy + i * c;
-        float *dxi = dx + i * c;
-        if (relu && pre) {
+        for (int64_t i = 0; i < m; i++) {
+            const float *xi = x + i * c + j0, *di = dy + i * c + j0;
+            float *dxi = dx + i * c + j0;
+            if (relu) {
 #pragma omp simd
-            for (int j = 0; j < c; j++) {
-                float xhat = (xi[j] - mean[j]) * rstd[j];
-                float d = bn_relu_dy(di[j], xi[j], gamma[j], mean[j], rstd[j], beta[j]);
-                dxi[j] = gr[j] * (d - (s0[j] + xhat * s1[j]) * inv_m);
-            }
-        } else if (relu) {
+                for (int j = 0; j < nb; j++) {
+                    float xhat = (xi[j] - mu[j]) * rs[j];
+                    float d = bn_relu_dy(di[j], xi[j], g[j], mu[j], rs[j], be[j]);
+                    dxi[j] = gr[j] * (d - (s0[j] + xhat * s1[j]) * inv_m);
+                }
+            } else {
 #pragma omp simd
-            for (int j = 0; j < c; j++) {
-                float xhat = (xi[j] - mean[j]) * rstd[j];
-                float d = bn_relu_dy(di[j], xi[j], gamma[j], mean[j], rstd[j], beta[j]);
-                dxi[j] = gamma[j] * rstd[j] * (d - ((float)sums[j] + xhat * (float)sums[c + j]) * inv_m);
-            }
-        } else if (pre) {
-#pragma omp simd
-            for (int j = 0; j < c; j++) {
-                float xhat = (xi[j] - mean[j]) * rstd[j];
-                dxi[j] = gr[j] * (di[j] - (s0[j] + xhat * s1[j]) * inv_m);
-            }
-        } else {
-#pragma omp simd
-            for (int j = 0; j < c; j++) {
-                float xhat = (xi[j] - mean[j]) * rstd[j];
-                dxi[j] = gamma[j] * rstd[j] * (di[j] - ((float)sums[j] + xhat * (float)sums[c + j]) * inv_m);
+                for (int j = 0; j < nb; j++) {
+                    float xhat = (xi[j] - mu[j]) * rs[j];
+                    dxi[j] = gr[j] * (di[j] - (s0[j] + xhat * s1[j]) * inv_m);
+                }
             }
         }
     }
@@ -369,6 +360,21 @@ void sm_k_relu_backward(const float *y, const float *dy, float *dx, int64_t m) {
     for (int64_t i = 0; i < m; i++) dx[i] = y[i] > 0 ? dy[i] : 0;
 }
 
+/* The max of a window's four cells u0 .. u3 (cells a0 .. a3) in maxpool_forward's order: the first
+ * cell, then each later one on a strictly larger value. */
+static inline void max4_arg(float u0, float u1, float u2, float u3, int32_t a0, int32_t a1, int32_t a2, int32_t a3,
+                            float *y, int32_t *arg) {
+    float v = u0;
+    int32_t a = a0;
+    int gt = u1 > v;
+    v = gt ? u1 : v, a = gt ? a1 : a;
+    gt = u2 > v;
+    v = gt ? u2 : v, a = gt ? a2 : a;
+    gt = u3 > v;
+    v = gt ? u3 : v, a = gt ? a3 : a;
+    *y = v, *arg = a;
+}
+
 /* The 2x2 stride-2 unpadded pool's output r (its window inside the image): maxpool_forward's
  * comparisons in its order (the first cell, then each later one on a strictly larger value), the
  * running maximum and index kept in registers instead of y and arg. */
@@ -379,17 +385,7 @@ static inline void maxpool2_forward_row(const float *x, int h, int w, int c, int
                   o2 = o0 + (int32_t)w * c, o3 = o2 + c;
     const float *x0 = x + o0, *x1 = x + o1, *x2 = x + o2, *x3 = x + o3;
 #pragma omp simd
-    for (int ch = 0; ch < c; ch++) {
-        float v = x0[ch];
-        int32_t a = o0 + ch;
-        int gt = x1[ch] > v;
-        v = gt ? x1[ch] : v, a = gt ? o1 + ch : a;
-        gt = x2[ch] > v;
-        v = gt ? x2[ch] : v, a = gt ? o2 + ch : a;
-        gt = x3[ch] > v;
-        v = gt ? x3[ch] : v, a = gt ? o3 + ch : a;
-        yr[ch] = v, ar[ch] = a;
-    }
+    for (int ch = 0; ch < c; ch++) max4_arg(x0[ch], x1[ch], x2[ch], x3[ch], o0 + ch, o1 + ch, o2 + ch, o3 + ch, yr + ch, ar + ch);
 }
 
 void sm_k_maxpool_forward(const float *x, int n, int h, int w, int c, int k, int s, int pad, int oh,
@@ -436,7 +432,7 @@ void sm_k_bn_forward_train_pool2(const float *x, int n, int h, int w, int c, con
     sm_k_bn_sums(x, m, c, sums, ws);
     sm_k_bn_stats(sums, m, c, eps, momentum, run_mean, run_var, mean, rstd);
     /* each window's four normalised values (bn_normalize's expression), then maxpool2_forward_row's
-     * comparisons in its order */
+     * comparisons (max4_arg) */
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < (int64_t)n * oh * ow; r++) {
         const int b = (int)(r / (oh * ow)), rem = (int)(r % (oh * ow)), oy = rem / ow, ox = rem % ow;
@@ -452,15 +448,7 @@ void sm_k_bn_forward_train_pool2(const float *x, int n, int h, int w, int c, con
             float u2 = bn_value(x2[ch], g, mu, rs, be), u3 = bn_value(x3[ch], g, mu, rs, be);
             u0 = relu && u0 < 0 ? 0 : u0, u1 = relu && u1 < 0 ? 0 : u1;
             u2 = relu && u2 < 0 ? 0 : u2, u3 = relu && u3 < 0 ? 0 : u3;
-            float v = u0;
-            int32_t a = o0 + ch;
-            int gt = u1 > v;
-            v = gt ? u1 : v, a = gt ? o1 + ch : a;
-            gt = u2 > v;
-            v = gt ? u2 : v, a = gt ? o2 + ch : a;
-            gt = u3 > v;
-            v = gt ? u3 : v, a = gt ? o3 + ch : a;
-            yr[ch] = v, ar[ch] = a;
+            max4_arg(u0, u1, u2, u3, o0 + ch, o1 + ch, o2 + ch, o3 + ch, yr + ch, ar + ch);
         }
     }
 }
